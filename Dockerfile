@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# One image for every herald binary; each Kubernetes Deployment picks its
+# console script via `command`. Build from the repo root: docker build -t herald .
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# A venv is copied whole into the runtime stage, leaving pip's build
+# dependencies and the source tree behind.
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY . .
+RUN pip install .
+
+FROM python:3.11-slim AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 herald \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin herald
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+# Numeric uid so runAsNonRoot can be verified by the kubelet without /etc/passwd.
+USER 10001:10001
+EXPOSE 50051 50052 50053 50054
+# Exec form: the binary is PID 1 and receives SIGTERM directly (it installs its
+# own handler for graceful shutdown).
+CMD ["herald-intake"]

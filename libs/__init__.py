@@ -1,0 +1,1 @@
+"""What several herald services truly share: config, telemetry, the bus, the store base, gRPC plumbing."""

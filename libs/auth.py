@@ -1,0 +1,105 @@
+"""Bearer-token authentication shared by every gRPC service.
+
+The admin token comes from HERALD_ADMIN_TOKEN. App API keys are created by
+intake, which publishes each key's SHA-256 (never the key) with the app's
+identity into the NATS KV bucket `herald_app_keys`; every service resolves a key
+there, so no service reads intake's tables. An API key is 256 random bits, so a
+plain SHA-256 is a safe way to store it (no password stretching needed).
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+
+import grpc
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from libs.bus import Bus
+from libs.errors import PermissionDenied, Unauthenticated
+
+KEY_PREFIX = "hk_"
+BUCKET = "herald_app_keys"
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    app_id: str
+    name: str
+    allowed_channels: list[str] = field(default_factory=list)
+    rate_limit_per_second: float = 0.0
+    disabled: bool = False
+
+    def check_channel(self, channel: str) -> None:
+        if self.allowed_channels and channel not in self.allowed_channels:
+            raise PermissionDenied(f"app {self.app_id} may not send on channel '{channel}'")
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer ") :].strip()
+    raise Unauthenticated("missing credentials: send metadata 'authorization: Bearer <token>'")
+
+
+def require_admin(context: grpc.aio.ServicerContext, admin_token: str) -> None:
+    token = bearer_token(context)
+    if not admin_token:
+        raise Unauthenticated("the admin API is disabled: HERALD_ADMIN_TOKEN is not set")
+    if not hmac.compare_digest(token.encode(), admin_token.encode()):
+        raise Unauthenticated("invalid admin token")
+
+
+class AppKeys:
+    """The app-key registry in NATS KV, with a short local cache so a Send costs no extra round trip."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self._cache: dict[str, tuple[float, AppIdentity]] = {}
+
+    @classmethod
+    async def open(cls, bus: Bus) -> "AppKeys":
+        try:
+            kv = await bus.js.key_value(BUCKET)
+        except BucketNotFoundError:
+            kv = await bus.js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1))
+        return cls(kv)
+
+    async def publish(self, hashed_key: str, app: AppIdentity) -> None:
+        await self._kv.put(hashed_key, json.dumps(asdict(app)).encode())
+        self._cache.pop(hashed_key, None)
+
+    async def authenticate(self, context: grpc.aio.ServicerContext) -> AppIdentity:
+        hashed = key_hash(bearer_token(context))
+        app = await self._lookup(hashed)
+        if app is None:
+            raise Unauthenticated("unknown API key")
+        if app.disabled:
+            raise PermissionDenied(f"app {app.app_id} is disabled")
+        return app
+
+    async def _lookup(self, hashed: str) -> AppIdentity | None:
+        now = time.monotonic()
+        cached = self._cache.get(hashed)
+        if cached and cached[0] > now:
+            return cached[1]
+        try:
+            entry = await self._kv.get(hashed)
+        except KeyNotFoundError:
+            return None
+        app = AppIdentity(**json.loads(entry.value or b"{}"))
+        self._cache[hashed] = (now + CACHE_SECONDS, app)
+        return app

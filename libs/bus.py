@@ -1,0 +1,206 @@
+"""The one NATS JetStream wrapper: streams, publishing with trace context, durable pull consumers.
+
+A handler that returns normally has its message acked; one that raises
+`RetryLater` has it nak'ed with that delay, so JetStream itself holds the message
+until it is due. Any other exception is logged and the message nak'ed after a
+short pause, so a transient fault never loses a message.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+from opentelemetry import trace
+
+from libs import telemetry
+
+log = structlog.get_logger()
+
+DAY = 24 * 3600.0
+
+# name -> (subjects, max age in seconds). docs/architecture.md explains each.
+STREAMS: dict[str, tuple[list[str], float]] = {
+    "HERALD_MESSAGES": (["herald.message.>"], 7 * DAY),
+    "HERALD_DELIVERIES": (["herald.delivery.>"], 7 * DAY),
+    "HERALD_EVENTS": (["herald.event.>"], 7 * DAY),
+}
+DUPLICATE_WINDOW = 600.0
+UNEXPECTED_ERROR_DELAY = 2.0
+
+
+class RetryLater(Exception):
+    """Raised by a handler: leave the message in the stream and deliver it again after `delay` seconds."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class Incoming:
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    # 1 on the first delivery, 2 on the first redelivery, ...
+    delivery_count: int
+
+
+Handler = Callable[[Incoming], Awaitable[None]]
+
+
+class Bus:
+    def __init__(self, nc: Client, js: JetStreamContext, replicas: int) -> None:
+        self.nc = nc
+        self.js = js
+        self._replicas = replicas
+        self._consumers: list[Consumer] = []
+
+    @classmethod
+    async def connect(cls, url: str, name: str, replicas: int = 1) -> "Bus":
+        async def on_error(e: Exception) -> None:
+            log.warning("nats error", error=str(e))
+
+        nc = await nats.connect(
+            servers=url.split(","),
+            name=name,
+            error_cb=on_error,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        return cls(nc, nc.jetstream(), replicas)
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def ensure_streams(self) -> None:
+        """Create or update herald's streams; every binary calls it at start-up, so order does not matter."""
+        for name, (subjects, max_age) in STREAMS.items():
+            config = StreamConfig(
+                name=name,
+                subjects=subjects,
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=max_age,
+                duplicate_window=DUPLICATE_WINDOW,
+                num_replicas=self._replicas,
+            )
+            try:
+                await self.js.add_stream(config)
+            except BadRequestError:
+                await self.js.update_stream(config)
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
+        """Publish and wait for the stream's ack: after this returns, the message is durable.
+
+        `msg_id` lets JetStream drop a repeat of the same publish (after a crash and
+        redelivery) within DUPLICATE_WINDOW.
+        """
+        headers: dict[str, str] = {}
+        telemetry.inject(headers)
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        await self.js.publish(subject, payload, headers=headers)
+
+    async def consume(
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        handler: Handler,
+        *,
+        batch: int = 64,
+        ack_wait: float = 30.0,
+        max_deliver: int = -1,
+    ) -> "Consumer":
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=subject,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max(1000, batch * 4),
+        )
+        sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        consumer = Consumer(durable, sub, handler, batch)
+        consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def stop_consumers(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self._consumers))
+
+    async def close(self) -> None:
+        """Close after the consumers stopped. Every publish was already acked, so nothing is left to drain."""
+        await self.stop_consumers()
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+
+class Consumer:
+    """Fetches batches from one durable pull consumer and runs the handler on each message concurrently."""
+
+    def __init__(self, name: str, sub: JetStreamContext.PullSubscription, handler: Handler, batch: int) -> None:
+        self.name = name
+        self._sub = sub
+        self._handler = handler
+        self._batch = batch
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._tracer = telemetry.tracer("herald.bus")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                msgs = await self._sub.fetch(self._batch, timeout=1.0)
+            except (NatsTimeout, TimeoutError):
+                continue
+            except Exception as e:  # connection blips: the client reconnects by itself
+                log.warning("fetch failed", consumer=self.name, error=repr(e))
+                await asyncio.sleep(0.5)
+                continue
+            await asyncio.gather(*(self._handle(m) for m in msgs))
+
+    async def _handle(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        incoming = Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered)
+        parent = telemetry.extract(headers)
+        with self._tracer.start_as_current_span(
+            f"{msg.subject} process", context=parent, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.destination.name", msg.subject)
+            span.set_attribute("messaging.consumer.group.name", self.name)
+            try:
+                await self._handler(incoming)
+            except RetryLater as later:
+                await msg.nak(delay=later.delay)
+                return
+            except Exception as e:
+                span.record_exception(e)
+                log.exception("handler failed; will retry", consumer=self.name, subject=msg.subject)
+                await msg.nak(delay=UNEXPECTED_ERROR_DELAY)
+                return
+            await msg.ack()

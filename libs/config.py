@@ -1,0 +1,57 @@
+"""The one config loader: every binary is configured by environment variables only."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    grpc_addr: str
+    nats_url: str
+    database_url: str
+    data_dir: Path
+    admin_token: str
+    webhook_allowed_hosts: frozenset[str]
+    webhook_signing_secret: str
+    # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
+    stream_replicas: int
+
+    @classmethod
+    def from_env(cls, service: str) -> "Settings":
+        env = os.environ
+        data_dir = Path(env.get("HERALD_DATA_DIR", ".herald"))
+        hosts = env.get("HERALD_WEBHOOK_ALLOWED_HOSTS", "")
+        return cls(
+            service=service,
+            grpc_addr=env.get("HERALD_GRPC_ADDR") or f"127.0.0.1:{DEFAULT_PORTS[service]}",
+            nats_url=env.get("HERALD_NATS_URL") or "nats://127.0.0.1:4222",
+            database_url=normalize_database_url(env.get("HERALD_DATABASE_URL", ""), data_dir, service),
+            data_dir=data_dir,
+            admin_token=env.get("HERALD_ADMIN_TOKEN", ""),
+            webhook_allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            webhook_signing_secret=env.get("HERALD_WEBHOOK_SIGNING_SECRET", ""),
+            stream_replicas=int(env.get("HERALD_STREAM_REPLICAS", "1")),
+        )
+
+
+def normalize_database_url(url: str, data_dir: Path, service: str) -> str:
+    """Pick the async driver for a plain URL; no URL means the embedded SQLite file of this service.
+
+    Each service gets its own SQLite file, so no service can read another's tables
+    and the four processes never contend for one file's write lock.
+    """
+    if not url:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(data_dir / f'{service}.db').resolve()}"
+    for plain, driver in (
+        ("postgresql://", "postgresql+psycopg://"),
+        ("postgres://", "postgresql+psycopg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url

@@ -1,0 +1,85 @@
+"""The one error mapping: handlers raise these, the server interceptor turns them into rich gRPC statuses."""
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+
+class HeraldError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> list[object]:
+        return []
+
+    def to_status(self) -> status_pb2.Status:
+        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        for detail in self.details():
+            status.details.add().Pack(detail)
+        return status
+
+
+class InvalidArgument(HeraldError):
+    """A request field is wrong; `fields` maps each bad field path to what is wrong with it."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.fields = dict(fields)
+        super().__init__("; ".join(f"{field}: {why}" for field, why in self.fields.items()))
+
+    def details(self) -> list[object]:
+        return [
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=field, description=why)
+                    for field, why in self.fields.items()
+                ]
+            )
+        ]
+
+
+class NotFound(HeraldError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(HeraldError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDenied(HeraldError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(HeraldError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class FailedPrecondition(HeraldError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(HeraldError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unimplemented(HeraldError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class ResourceExhausted(HeraldError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+    def details(self) -> list[object]:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(self.retry_after_seconds * 1e9))
+        return [error_details_pb2.RetryInfo(retry_delay=delay)]

@@ -1,0 +1,46 @@
+"""Delivery status events: one per state change, on herald.event.delivery.<state>.
+
+The event id is derived from the delivery, the state and the attempt, so a step
+that runs again after a redelivery publishes the same event id, and JetStream
+(Nats-Msg-Id) and feedback (primary key) both drop the repeat.
+"""
+
+from herald.v1 import common_pb2, events_pb2
+
+from libs.bus import Bus
+from libs.timeutil import now, to_timestamp
+
+SUBJECT_PREFIX = "herald.event.delivery."
+
+
+def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
+    return common_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
+
+
+async def publish(
+    bus: Bus,
+    job: events_pb2.DeliveryJob,
+    state: common_pb2.DeliveryState.ValueType,
+    *,
+    attempt: int = 0,
+    reason: str = "",
+    provider: str = "",
+    provider_message_id: str = "",
+) -> None:
+    name = state_name(state)
+    event = events_pb2.DeliveryEvent(
+        event_id=f"{job.delivery_id}.{name}.{attempt}",
+        delivery_id=job.delivery_id,
+        message_id=job.message_id,
+        app_id=job.app_id,
+        template_id=job.template_id,
+        user_id=job.user_id,
+        channel=job.channel,
+        state=state,
+        attempt=attempt,
+        reason=reason,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        occur_time=to_timestamp(now()),
+    )
+    await bus.publish(SUBJECT_PREFIX + name, event.SerializeToString(), msg_id=event.event_id)

@@ -1,0 +1,84 @@
+"""The gRPC side every binary shares: the interceptor that traces each call and maps errors to statuses."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+from opentelemetry import trace
+
+from libs import telemetry
+from libs.errors import HeraldError
+
+log = structlog.get_logger()
+
+_tracer = telemetry.tracer("herald.grpc")
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Continue the caller's trace (W3C `traceparent` metadata) and turn HeraldError into a rich status.
+
+    Anything else a handler raises is a bug: it is logged with its trace id and
+    answered INTERNAL, and the process stays up.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(("/grpc.health", "/grpc.reflection")):
+            return handler
+        parent = telemetry.extract(details.invocation_metadata or ())
+        method = details.method.lstrip("/")
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+                    try:
+                        return await inner(request, context)
+                    except Exception as e:
+                        await _abort(context, span, method, e)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+                    try:
+                        async for item in inner_stream(request, context):
+                            yield item
+                    except Exception as e:
+                        await _abort(context, span, method, e)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort(context: grpc.aio.ServicerContext, span: trace.Span, method: str, error: Exception) -> None:
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    if isinstance(error, HeraldError):
+        status = error.to_status()
+        span.set_attribute("rpc.grpc.status_code", status.code)
+        await context.abort(
+            error.code,
+            error.message,
+            trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+        )
+    span.record_exception(error)
+    span.set_status(trace.Status(trace.StatusCode.ERROR))
+    log.exception("unexpected error in handler", method=method)
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote trace id {trace_id} to the herald team")

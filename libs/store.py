@@ -1,0 +1,108 @@
+"""The store base: an async SQLAlchemy engine per service and its Alembic migrations.
+
+Each service keeps its tables in its own migration history (version table
+`alembic_version_<service>`) and prefixes their names with the service name, so
+the four services can share one PostgreSQL database without sharing a table.
+"""
+
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import DateTime, Dialect, MetaData, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str, service: str) -> "Database":
+        """Connect and bring the service's tables up to date."""
+        db = cls(_create_engine(url))
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_upgrade, service)
+        return db
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _create_engine(url: str) -> AsyncEngine:
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        # WAL lets readers run beside the single writer; NORMAL sync in WAL mode
+        # survives a process crash (an OS crash may lose the last commits).
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+def _upgrade(conn: Connection, service: str) -> None:
+    if conn.dialect.name == "postgresql":
+        # Replicas starting together must not run the same migration twice.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(service.encode())})
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.attributes["connection"] = conn
+    cfg.attributes["service"] = service
+    command.upgrade(cfg, "head")
+
+
+def run_migrations(metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py: run on the connection Database.open hands over."""
+    conn: Connection = context.config.attributes["connection"]
+    service: str = context.config.attributes["service"]
+    context.configure(
+        connection=conn,
+        target_metadata=metadata,
+        version_table=f"alembic_version_{service}",
+        render_as_batch=conn.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

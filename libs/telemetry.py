@@ -1,0 +1,87 @@
+"""Tracing and logging set-up shared by every binary.
+
+Spans follow one message across processes: the caller's `traceparent` comes in
+through gRPC metadata, travels in NATS message headers and goes out on the
+provider's HTTP request. Logs are JSON lines carrying the current trace and span id.
+"""
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+import structlog
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from libs.masking import mask
+
+_provider: TracerProvider | None = None
+
+
+def setup(service: str) -> None:
+    global _provider
+    name = os.environ.get("OTEL_SERVICE_NAME") or f"herald-{service}"
+    _provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(_provider)
+    _setup_logging(name)
+
+
+def shutdown() -> None:
+    """Flush spans still buffered, so the last ones before exit reach the collector."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject(headers: MutableMapping[str, str]) -> None:
+    propagate.inject(headers)
+
+
+def extract(carrier: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> context.Context:
+    if not isinstance(carrier, Mapping):
+        carrier = {k.lower(): v for k, v in carrier if isinstance(v, str)}
+    return propagate.extract(carrier)
+
+
+def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        event["trace_id"] = format(span.trace_id, "032x")
+        event["span_id"] = format(span.span_id, "016x")
+    return event
+
+
+def _mask_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = mask(value)
+    return event
+
+
+def _setup_logging(service_name: str) -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _add_trace_ids,
+            structlog.processors.format_exc_info,
+            _mask_values,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+    structlog.contextvars.bind_contextvars(service=service_name)

@@ -1,0 +1,1 @@
+"""herald's binaries, one package each: intake, router, adapters, feedback."""

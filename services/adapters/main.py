@@ -1,0 +1,34 @@
+"""herald-adapters entry point."""
+
+from importlib.metadata import entry_points
+
+import grpc
+import httpx
+
+from libs import channels, runtime
+from services.adapters.channels.base import Channel, ChannelFactory
+from services.adapters.deliverer import Deliverer
+
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def load_channels(rt: runtime.Runtime, http: httpx.AsyncClient) -> dict[str, Channel]:
+    """Instantiate every channel plug-in registered under the `herald.channels` entry-point group."""
+    loaded: dict[str, Channel] = {}
+    for entry in entry_points(group="herald.channels"):
+        factory: ChannelFactory = entry.load()
+        loaded[entry.name] = factory(rt.settings, http)
+    return loaded
+
+
+async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+    http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
+    adapters = load_channels(rt, http)
+    for channel in channels.KNOWN:
+        deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))
+        await rt.bus.consume("HERALD_DELIVERIES", f"adapters-{channel}", f"herald.delivery.{channel}", deliverer.handle)
+    return []
+
+
+def main() -> None:
+    runtime.run("adapters", setup)

@@ -1,0 +1,1 @@
+"""herald-feedback: records every delivery's timeline from the status events and answers StatusService."""

@@ -1,0 +1,24 @@
+"""herald-feedback entry point."""
+
+import grpc
+from herald.v1 import status_service_pb2, status_service_pb2_grpc
+
+from libs import runtime
+from libs.auth import AppKeys
+from libs.events import SUBJECT_PREFIX
+from services.feedback.status import StatusService
+from services.feedback.timeline import Timeline
+
+
+async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+    status_service_pb2_grpc.add_StatusServiceServicer_to_server(
+        StatusService(rt.db, await AppKeys.open(rt.bus)), server
+    )
+    timeline = Timeline(rt.db)
+    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", "herald.message.accepted", timeline.on_message)
+    await rt.bus.consume("HERALD_EVENTS", "feedback-events", SUBJECT_PREFIX + ">", timeline.on_event)
+    return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
+
+
+def main() -> None:
+    runtime.run("feedback", setup)

@@ -1,0 +1,78 @@
+"""StatusService: what happened to a message. An app sees only its own messages."""
+
+from collections import defaultdict
+
+import grpc
+from herald.v1 import common_pb2, status_service_pb2_grpc
+from herald.v1 import status_service_pb2 as pb
+from sqlalchemy import select
+
+from libs.auth import AppKeys
+from libs.errors import InvalidArgument, NotFound
+from libs.store import Database
+from libs.timeutil import to_timestamp
+from services.feedback import tables
+
+
+class StatusService(status_service_pb2_grpc.StatusServiceServicer):
+    def __init__(self, db: Database, keys: AppKeys) -> None:
+        self._db = db
+        self._keys = keys
+
+    async def GetMessage(self, request: pb.GetMessageRequest, context: grpc.aio.ServicerContext) -> pb.Message:
+        app = await self._keys.authenticate(context)
+        if not request.message_id:
+            raise InvalidArgument({"message_id": "required"})
+        async with self._db.session() as session:
+            message = await session.get(tables.Message, request.message_id)
+            # Another app's message answers exactly like a missing one.
+            if message is None or message.app_id != app.app_id:
+                raise NotFound(f"message '{request.message_id[:64]}' not found")
+            deliveries = list(
+                await session.scalars(
+                    select(tables.Delivery)
+                    .where(tables.Delivery.message_id == message.message_id)
+                    .order_by(tables.Delivery.create_time, tables.Delivery.delivery_id)
+                )
+            )
+            history: dict[str, list[tables.Event]] = defaultdict(list)
+            if deliveries:
+                rows = await session.scalars(
+                    select(tables.Event)
+                    .where(tables.Event.delivery_id.in_([d.delivery_id for d in deliveries]))
+                    .order_by(tables.Event.occur_time, tables.Event.attempt)
+                )
+                for event in rows:
+                    history[event.delivery_id].append(event)
+        return pb.Message(
+            message_id=message.message_id,
+            template_id=message.template_id,
+            template_version=message.template_version,
+            category=common_pb2.Category.ValueType(message.category),
+            create_time=to_timestamp(message.create_time),
+            deliveries=[_delivery_pb(d, history[d.delivery_id]) for d in deliveries],
+        )
+
+
+def _delivery_pb(row: tables.Delivery, events: list[tables.Event]) -> pb.Delivery:
+    return pb.Delivery(
+        delivery_id=row.delivery_id,
+        user_id=row.user_id,
+        channel=row.channel,
+        state=common_pb2.DeliveryState.ValueType(row.state),
+        attempts=row.attempts,
+        reason=row.reason,
+        provider=row.provider,
+        create_time=to_timestamp(row.create_time),
+        update_time=to_timestamp(row.update_time),
+        history=[
+            pb.DeliveryStateChange(
+                state=common_pb2.DeliveryState.ValueType(e.state),
+                attempt=e.attempt,
+                reason=e.reason,
+                provider=e.provider,
+                occur_time=to_timestamp(e.occur_time),
+            )
+            for e in events
+        ],
+    )

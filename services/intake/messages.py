@@ -1,0 +1,208 @@
+"""MessageService: accept a message, check it renders for every recipient, queue it durably."""
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+import grpc
+from herald.v1 import admin_service_pb2, events_pb2, message_service_pb2_grpc
+from herald.v1 import message_service_pb2 as pb
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from libs import channels, templating
+from libs.auth import AppIdentity, AppKeys
+from libs.bus import Bus
+from libs.errors import HeraldError, InvalidArgument, NotFound, Unavailable, Unimplemented
+from libs.ids import new_id
+from libs.store import Database
+from libs.timeutil import from_timestamp, now, to_timestamp
+from services.intake import tables
+from services.intake.admin import template_pb
+
+SUBJECT = "herald.message.accepted"
+MAX_RECIPIENTS = 1000
+MAX_VARIABLE_CHARS = 4096
+MAX_VARIABLES = 100
+
+
+class MessageService(message_service_pb2_grpc.MessageServiceServicer):
+    def __init__(self, db: Database, bus: Bus, keys: AppKeys) -> None:
+        self._db = db
+        self._bus = bus
+        self._keys = keys
+
+    async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
+        app = await self._keys.authenticate(context)
+        return await self._send(app, request)
+
+    async def SendBatch(self, request: pb.SendBatchRequest, context: grpc.aio.ServicerContext) -> pb.SendBatchResponse:
+        app = await self._keys.authenticate(context)
+        results = []
+        for entry in request.requests:
+            try:
+                results.append(pb.SendBatchResult(response=await self._send(app, entry)))
+            except HeraldError as e:
+                fields = list(e.fields) if isinstance(e, InvalidArgument) else []
+                error = pb.SendError(code=e.code.value[0], message=e.message, fields=fields)
+                results.append(pb.SendBatchResult(error=error))
+        return pb.SendBatchResponse(results=results)
+
+    async def CancelMessage(
+        self, request: pb.CancelMessageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelMessageResponse:
+        await self._keys.authenticate(context)
+        raise Unimplemented("CancelMessage is not available yet in this herald version")
+
+    async def _send(self, app: AppIdentity, request: pb.SendRequest) -> pb.SendResponse:
+        _validate_shape(request)
+        template = await self._template(request.template_id)
+        chosen = _channels(request, template, app)
+        _render_check(request, template, chosen)
+        if request.dry_run:
+            return pb.SendResponse()
+        key = request.idempotency_key or None
+        if key and (existing := await self._existing(app.app_id, key)):
+            return existing
+        accepted = events_pb2.AcceptedMessage(
+            message_id=new_id("msg"),
+            app_id=app.app_id,
+            template=template,
+            recipients=request.recipients,
+            variables=request.variables,
+            channels=chosen,
+            send_at=request.send_at,
+            expire_at=request.expire_at,
+            create_time=to_timestamp(now()),
+        )
+        row = tables.Message(
+            message_id=accepted.message_id,
+            app_id=app.app_id,
+            idempotency_key=key,
+            template_id=template.template_id,
+            template_version=template.version,
+            payload=accepted.SerializeToString(),
+            published=False,
+            create_time=now(),
+        )
+        try:
+            async with self._db.session.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            # Another replica or a concurrent call claimed this key a moment ago.
+            if key and (existing := await self._existing(app.app_id, key)):
+                return existing
+            raise
+        await self._publish(row)
+        return pb.SendResponse(message_id=row.message_id)
+
+    async def _existing(self, app_id: str, key: str) -> pb.SendResponse | None:
+        async with self._db.session() as session:
+            row = await session.scalar(
+                select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
+            )
+        if row is None:
+            return None
+        if not row.published:
+            # The first call died between claiming the key and queueing: finish its work.
+            await self._publish(row)
+        return pb.SendResponse(message_id=row.message_id, duplicate=True)
+
+    async def _publish(self, row: tables.Message) -> None:
+        try:
+            await self._bus.publish(SUBJECT, row.payload, msg_id=row.message_id)
+        except Exception as e:
+            raise Unavailable("could not queue the message; it was not accepted, retry with the same key") from e
+        async with self._db.session.begin() as session:
+            await session.execute(
+                update(tables.Message).where(tables.Message.message_id == row.message_id).values(published=True)
+            )
+
+    async def _template(self, template_id: str) -> admin_service_pb2.Template:
+        async with self._db.session() as session:
+            row = await session.scalar(
+                select(tables.Template)
+                .where(tables.Template.template_id == template_id)
+                .order_by(tables.Template.version.desc())
+                .limit(1)
+            )
+        if row is None:
+            raise NotFound(f"template '{template_id}' not found")
+        return template_pb(row)
+
+
+def _validate_shape(request: pb.SendRequest) -> None:
+    bad: dict[str, str] = {}
+    if not request.template_id:
+        bad["template_id"] = "required"
+    if not request.recipients:
+        bad["recipients"] = "at least one recipient is required"
+    elif len(request.recipients) > MAX_RECIPIENTS:
+        bad["recipients"] = f"{len(request.recipients)} recipients; at most {MAX_RECIPIENTS} per Send"
+    _check_variables("variables", request.variables, bad)
+    for i, recipient in enumerate(request.recipients[:MAX_RECIPIENTS]):
+        if not recipient.user_id and not recipient.addresses:
+            bad[f"recipients[{i}]"] = "give a user_id, addresses, or both"
+        for channel in recipient.addresses:
+            if why := channels.problem(channel):
+                bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
+        url = recipient.addresses.get("webhook")
+        if url and not url.startswith(("https://", "http://")):
+            bad[f"recipients[{i}].addresses[webhook]"] = "must be an http:// or https:// URL"
+        _check_variables(f"recipients[{i}].variables", recipient.variables, bad)
+    for i, channel in enumerate(request.channels):
+        if why := channels.problem(channel):
+            bad[f"channels[{i}]"] = why
+    expire_at = from_timestamp(request.expire_at)
+    if expire_at and expire_at <= now():
+        bad["expire_at"] = "is in the past: the message could never be delivered"
+    send_at = from_timestamp(request.send_at)
+    if send_at and expire_at and send_at >= expire_at:
+        bad["send_at"] = "is not before expire_at"
+    if send_at and send_at > now() + timedelta(seconds=1):
+        bad["send_at"] = "scheduled sending is not available yet; leave send_at unset to send now"
+    if len(request.idempotency_key) > 200:
+        bad["idempotency_key"] = "at most 200 characters"
+    if bad:
+        raise InvalidArgument(bad)
+
+
+def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str]) -> None:
+    if len(values) > MAX_VARIABLES:
+        bad[field] = f"at most {MAX_VARIABLES} variables"
+    for name, value in values.items():
+        if len(value) > MAX_VARIABLE_CHARS:
+            bad[f"{field}[{name[:40]}]"] = f"at most {MAX_VARIABLE_CHARS} characters"
+
+
+def _channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
+    available = [c.channel for c in template.contents]
+    chosen = list(dict.fromkeys(request.channels)) or available
+    missing = {
+        f"channels[{i}]": f"template '{template.template_id}' has no content for channel '{c}'"
+        for i, c in enumerate(request.channels)
+        if c not in available
+    }
+    if missing:
+        raise InvalidArgument(missing)
+    for channel in chosen:
+        app.check_channel(channel)
+    return chosen
+
+
+def _render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:
+    """Render every chosen channel for every recipient now, so a missing variable fails the Send, not the delivery."""
+    contents = [c for c in template.contents if c.channel in chosen]
+    bad: dict[str, str] = {}
+    for i, recipient in enumerate(request.recipients):
+        values = {**request.variables, **recipient.variables}
+        for content in contents:
+            if content.channel not in recipient.addresses and not recipient.user_id:
+                bad[f"recipients[{i}].addresses[{content.channel}]"] = "no address and no user_id to look one up"
+            for part in ("subject", "body"):
+                try:
+                    templating.render(getattr(content, part), values)
+                except templating.TemplateError as e:
+                    field = "variables" if not recipient.variables else f"recipients[{i}].variables"
+                    bad.setdefault(field, f"template '{template.template_id}' {content.channel} {part}: {e}")
+    if bad:
+        raise InvalidArgument(bad)

@@ -1,0 +1,58 @@
+"""Intake's tables: apps, templates and the messages it accepted."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from libs.store import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class App(Base):
+    __tablename__ = "intake_apps"
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the API key; the key itself is never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    allowed_channels: Mapped[list[str]]
+    rate_limit_per_second: Mapped[float] = mapped_column(Float)
+    create_time: Mapped[datetime]
+
+
+class Template(Base):
+    """One immutable version of a template; a message pins the version it was sent with."""
+
+    __tablename__ = "intake_templates"
+    template_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(500))
+    # [{"channel":..., "subject":..., "body":...}, ...]
+    contents: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    create_time: Mapped[datetime]
+
+
+class Message(Base):
+    """An accepted message and its queued payload.
+
+    The row is committed before the payload is published (it claims the
+    idempotency key); `published` turns true after JetStream acked the publish, so
+    a repeat of the key finds an unpublished row and publishes it again under the
+    same Nats-Msg-Id instead of losing it.
+    """
+
+    __tablename__ = "intake_messages"
+    __table_args__ = (UniqueConstraint("app_id", "idempotency_key"),)
+    message_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    template_id: Mapped[str] = mapped_column(String(64))
+    template_version: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    published: Mapped[bool]
+    create_time: Mapped[datetime]
