@@ -1,0 +1,39 @@
+# The quick start is `make up` and `make test`; both install what they need into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install up test lint proto bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The mesh on this machine: bundled nats-server, embedded SQLite, the four binaries. Ctrl-C stops it.
+up: $(STAMP)
+	$(BIN)/python -m libs.launcher
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buf lint
+
+# pytest exits 5 when it collects no test; make fails on it like on any other non-zero code.
+test: lint
+	$(BIN)/pytest
+
+# Regenerate libs/proto from protos/ (tests/test_protos.py fails while the committed stubs are stale).
+proto: $(STAMP)
+	$(BIN)/python protos/generate.py
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache

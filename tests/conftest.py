@@ -1,0 +1,62 @@
+"""Shared fixtures: a running mesh (real nats-server, real database, four OS processes) and a webhook sink."""
+
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from libs.localmesh import Mesh
+from tests.helpers.client import Herald
+from tests.helpers.databases import database_env, default_backend
+from tests.helpers.webhook_sink import WebhookSink
+
+ADMIN_TOKEN = secrets.token_urlsafe(16)
+WEBHOOK_SECRET = secrets.token_urlsafe(16)
+
+
+@asynccontextmanager
+async def running_mesh(
+    data_dir: Path, backend: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[Mesh, Herald]]:
+    with database_env(backend) as db_env:
+        mesh = Mesh(
+            data_dir,
+            env={
+                "HERALD_ADMIN_TOKEN": ADMIN_TOKEN,
+                "HERALD_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
+                "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+                **db_env,
+                **(env or {}),
+            },
+        )
+        try:
+            await mesh.start()
+            herald = Herald(mesh, ADMIN_TOKEN)
+            try:
+                yield mesh, herald
+            finally:
+                await herald.close()
+        finally:
+            await mesh.stop()
+
+
+@pytest.fixture(scope="session")
+async def shared_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Mesh, Herald]]:
+    """One mesh for the tests that do not stop or reconfigure processes."""
+    async with running_mesh(tmp_path_factory.mktemp("mesh"), default_backend()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def herald(shared_mesh: tuple[Mesh, Herald]) -> Herald:
+    return shared_mesh[1]
+
+
+@pytest.fixture(scope="session")
+async def sink() -> AsyncIterator[WebhookSink]:
+    sink = WebhookSink(WEBHOOK_SECRET)
+    await sink.start()
+    yield sink
+    await sink.stop()

@@ -1,0 +1,96 @@
+"""A test-side herald client: the stubs generated from protos/, with credentials attached."""
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import grpc
+from herald.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    common_pb2,
+    directory_service_pb2_grpc,
+    message_service_pb2,
+    message_service_pb2_grpc,
+    status_service_pb2,
+    status_service_pb2_grpc,
+)
+
+from libs.localmesh import Mesh
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def bearer(token: str) -> Metadata:
+    return (("authorization", f"Bearer {token}"),)
+
+
+class Herald:
+    """Channels to a running mesh; `admin` metadata carries the admin token."""
+
+    def __init__(self, mesh: Mesh, admin_token: str) -> None:
+        self.admin = bearer(admin_token)
+        self._channels = {s: grpc.aio.insecure_channel(mesh.addr(s)) for s in ("intake", "router", "feedback")}
+        self.admin_stub = admin_service_pb2_grpc.AdminServiceStub(self._channels["intake"])
+        self.messages = message_service_pb2_grpc.MessageServiceStub(self._channels["intake"])
+        self.directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channels["router"])
+        self.status = status_service_pb2_grpc.StatusServiceStub(self._channels["feedback"])
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self._channels.values()))
+
+    async def create_app(self, channels: tuple[str, ...] = ("webhook",)) -> tuple[str, Metadata]:
+        reply = await self.admin_stub.CreateApp(
+            admin_service_pb2.CreateAppRequest(name=f"app-{uuid.uuid4().hex[:6]}", allowed_channels=channels),
+            metadata=self.admin,
+        )
+        return reply.app.app_id, bearer(reply.api_key)
+
+    async def create_template(
+        self,
+        contents: dict[str, str],
+        category: common_pb2.Category.ValueType = common_pb2.CATEGORY_NOTIFICATION,
+    ) -> str:
+        template_id = f"t-{uuid.uuid4().hex[:10]}"
+        await self.admin_stub.CreateTemplate(
+            admin_service_pb2.CreateTemplateRequest(
+                template=admin_service_pb2.Template(
+                    template_id=template_id,
+                    category=category,
+                    contents=[common_pb2.ChannelContent(channel=c, body=b) for c, b in contents.items()],
+                )
+            ),
+            metadata=self.admin,
+        )
+        return template_id
+
+    async def send(self, app: Metadata, request: message_service_pb2.SendRequest) -> str:
+        reply = await self.messages.Send(request, metadata=app)
+        return str(reply.message_id)
+
+    async def wait_message(
+        self,
+        app: Metadata,
+        message_id: str,
+        done: Callable[[status_service_pb2.Message], bool],
+        timeout: float = 30,
+    ) -> status_service_pb2.Message:
+        """Poll GetMessage until `done` holds (status is recorded asynchronously)."""
+        last: status_service_pb2.Message | None = None
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    last = await self.status.GetMessage(
+                        status_service_pb2.GetMessageRequest(message_id=message_id), metadata=app
+                    )
+                    if done(last):
+                        return last
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                await asyncio.sleep(0.1)
+
+
+def all_final(message: status_service_pb2.Message, count: int = 1) -> bool:
+    pending = (common_pb2.DELIVERY_STATE_PENDING, common_pb2.DELIVERY_STATE_SCHEDULED)
+    return len(message.deliveries) >= count and all(d.state not in pending for d in message.deliveries)

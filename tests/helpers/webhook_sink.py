@@ -1,0 +1,78 @@
+"""A local HTTP endpoint standing in for a customer's webhook receiver.
+
+It records every request and verifies the signature the way a receiver would,
+from the documented scheme (Herald-Signature: t=<ts>,v1=HMAC-SHA256(secret, "<ts>.<body>")),
+independently of herald's own code. It can be told to answer with given statuses.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    signature_ok: bool
+
+
+class WebhookSink:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.received: list[Received] = []
+        self.statuses: deque[int] = deque()
+        self._runner: web.AppRunner | None = None
+        self._arrived = asyncio.Condition()
+        self.port = 0
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    def verify(self, header: str, body: bytes, tolerance: float = 300) -> bool:
+        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+        if "t" not in parts or "v1" not in parts or abs(time.time() - int(parts["t"])) > tolerance:
+            return False
+        expected = hmac.new(self.secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, parts["v1"])
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        status = self.statuses.popleft() if self.statuses else 200
+        received = Received(
+            path=request.path,
+            headers=dict(request.headers),
+            body=body,
+            signature_ok=self.verify(request.headers.get("Herald-Signature", ""), body),
+        )
+        async with self._arrived:
+            self.received.append(received)
+            self._arrived.notify_all()
+        return web.Response(status=status)
+
+    def for_path(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    async def wait_for(self, path: str, count: int = 1, timeout: float = 30) -> list[Received]:
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.for_path(path)) >= count)
+        return self.for_path(path)
