@@ -5,11 +5,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from herald.v1 import common_pb2, directory_service_pb2
+from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from tests.conftest import running_mesh
-from tests.helpers.client import Herald, all_final
+from tests.helpers.client import all_final
 from tests.helpers.databases import backends
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -52,7 +52,9 @@ async def test_send_reaches_webhook_and_status_shows_sent(backend: str, tmp_path
         assert delivery.attempts == 1
         assert delivery.channel == "webhook" and delivery.user_id == "u1"
         assert delivery.delivery_id == hit.headers["Herald-Delivery-Id"]
-        assert delivery.create_time.seconds > 0 and delivery.update_time.ToDatetime() >= delivery.create_time.ToDatetime()
+        assert (
+            delivery.create_time.seconds > 0 and delivery.update_time.ToDatetime() >= delivery.create_time.ToDatetime()
+        )
         assert [h.state for h in delivery.history] == [S.DELIVERY_STATE_PENDING, S.DELIVERY_STATE_SENT]
         assert message.template_id == template and message.template_version == 1
         assert message.category == S.CATEGORY_NOTIFICATION

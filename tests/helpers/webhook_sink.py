@@ -27,7 +27,8 @@ class WebhookSink:
     def __init__(self, secret: str) -> None:
         self.secret = secret
         self.received: list[Received] = []
-        self.statuses: deque[int] = deque()
+        # Answers to give, oldest first: a status, or a status and headers; then 200.
+        self.statuses: deque[int | tuple[int, dict[str, str]]] = deque()
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
         self.port = 0
@@ -57,7 +58,8 @@ class WebhookSink:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        status = self.statuses.popleft() if self.statuses else 200
+        answer = self.statuses.popleft() if self.statuses else 200
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
         received = Received(
             path=request.path,
             headers=dict(request.headers),
@@ -67,7 +69,7 @@ class WebhookSink:
         async with self._arrived:
             self.received.append(received)
             self._arrived.notify_all()
-        return web.Response(status=status)
+        return web.Response(status=status, headers=headers)
 
     def for_path(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]

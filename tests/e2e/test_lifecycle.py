@@ -1,0 +1,100 @@
+"""What an SRE relies on: health that tells the truth, reflection, and a clean exit on SIGTERM."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from libs.localmesh import SERVICES, Mesh, free_port
+from tests.conftest import running_mesh
+from tests.helpers.client import Herald
+from tests.helpers.databases import default_backend
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+EXPECTED_SERVICES = {
+    "intake": {"herald.v1.AdminService", "herald.v1.MessageService"},
+    "router": {"herald.v1.DirectoryService"},
+    "adapters": set(),
+    "feedback": {"herald.v1.StatusService"},
+}
+
+
+async def _health(addr: str, service: str = "") -> int:
+    async with grpc.aio.insecure_channel(addr) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+        return int(reply.status)
+
+
+async def _reflected_services(addr: str) -> set[str]:
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        async for reply in call:
+            return {s.name for s in reply.list_services_response.service}
+    return set()
+
+
+async def test_every_binary_serves_health_and_reflection(shared_mesh: tuple[Mesh, Herald]) -> None:
+    mesh, _ = shared_mesh
+    for service in SERVICES:
+        addr = mesh.addr(service)
+        assert await _health(addr) == SERVING
+        listed = await _reflected_services(addr)
+        assert EXPECTED_SERVICES[service] <= listed
+        assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= listed
+        for name in EXPECTED_SERVICES[service]:
+            assert await _health(addr, name) == SERVING
+
+
+async def _wait_health(addr: str, want: int, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while await _health(addr) != want:
+            await asyncio.sleep(0.2)
+
+
+async def test_health_follows_the_nats_connection_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    async with running_mesh(tmp_path, default_backend()) as (mesh, _):
+        assert mesh.nats is not None
+        await mesh.nats.stop()
+        for service in SERVICES:
+            await _wait_health(mesh.addr(service), NOT_SERVING)
+        await mesh.nats.start()
+        for service in SERVICES:
+            await _wait_health(mesh.addr(service), SERVING)
+        codes = {s: await b.stop(signal.SIGTERM) for s, b in mesh.binaries.items()}
+        assert codes == dict.fromkeys(SERVICES, 0)
+
+
+async def test_make_up_launcher_prints_endpoints_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        "HERALD_DATA_DIR": str(tmp_path / ".herald"),
+        **{f"HERALD_{s.upper()}_ADDR": f"127.0.0.1:{free_port()}" for s in SERVICES},
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "libs.launcher", env={**_clean_env(), **env}, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(90):
+        while (line := (await proc.stdout.readline()).decode()) and line.strip() != "herald is up":
+            lines.append(line.strip())
+    assert line.strip() == "herald is up", lines
+    assert any(line.startswith("intake") and env["HERALD_INTAKE_ADDR"] in line for line in lines)
+    assert await _health(env["HERALD_INTAKE_ADDR"]) == SERVING
+    secret = (tmp_path / ".herald" / "admin-token").read_text()
+    assert secret not in "\n".join(lines), "the launcher must not print secrets"
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "OTEL_"))}
