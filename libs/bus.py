@@ -1,14 +1,17 @@
 """The one NATS JetStream wrapper: streams, publishing with trace context, durable pull consumers.
 
-A handler that returns normally has its message acked; one that raises
-`RetryLater` has it nak'ed with that delay, so JetStream itself holds the message
-until it is due. Any other exception is logged and the message nak'ed after a
-short pause, so a transient fault never loses a message.
+A consumer hands each fetched batch to its handler, which answers one Outcome
+per message: ACK, or a delay after which JetStream redelivers it (a nak with
+delay: JetStream itself holds the message until it is due). Handlers that work
+message by message are wrapped with `each`: returning acks, raising `RetryLater`
+naks with its delay. An unexpected exception is logged and naks after a short
+pause, so a transient fault never loses a message.
 """
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import nats
@@ -52,9 +55,40 @@ class Incoming:
     headers: dict[str, str]
     # 1 on the first delivery, 2 on the first redelivery, ...
     delivery_count: int
+    # This message's consumer span, a child of the publisher's: work done for this message
+    # runs under `active()`, so what it publishes or calls continues the message's trace.
+    span: trace.Span
+
+    def active(self) -> AbstractContextManager[trace.Span]:
+        return trace.use_span(self.span, end_on_exit=False)
 
 
+# None acks the message; a number naks it, to be redelivered after that many seconds.
+Outcome = float | None
+ACK: Outcome = None
+BatchHandler = Callable[[list[Incoming]], Awaitable[list[Outcome]]]
 Handler = Callable[[Incoming], Awaitable[None]]
+
+
+def each(handler: Handler) -> BatchHandler:
+    """Run a per-message handler on every message of a batch concurrently."""
+
+    async def one(incoming: Incoming) -> Outcome:
+        with incoming.active():
+            try:
+                await handler(incoming)
+            except RetryLater as later:
+                return later.delay
+            except Exception as e:
+                incoming.span.record_exception(e)
+                log.exception("handler failed; will retry", subject=incoming.subject)
+                return UNEXPECTED_ERROR_DELAY
+        return ACK
+
+    async def run(batch: list[Incoming]) -> list[Outcome]:
+        return list(await asyncio.gather(*(one(i) for i in batch)))
+
+    return run
 
 
 class Bus:
@@ -116,7 +150,7 @@ class Bus:
         stream: str,
         durable: str,
         subject: str,
-        handler: Handler,
+        handler: BatchHandler,
         *,
         batch: int = 64,
         ack_wait: float = 30.0,
@@ -148,9 +182,9 @@ class Bus:
 
 
 class Consumer:
-    """Fetches batches from one durable pull consumer and runs the handler on each message concurrently."""
+    """Fetches batches from one durable pull consumer and settles every message with its handler's outcome."""
 
-    def __init__(self, name: str, sub: JetStreamContext.PullSubscription, handler: Handler, batch: int) -> None:
+    def __init__(self, name: str, sub: JetStreamContext.PullSubscription, handler: BatchHandler, batch: int) -> None:
         self.name = name
         self._sub = sub
         self._handler = handler
@@ -181,26 +215,33 @@ class Consumer:
                 log.warning("fetch failed", consumer=self.name, error=repr(e))
                 await asyncio.sleep(0.5)
                 continue
-            await asyncio.gather(*(self._handle(m) for m in msgs))
+            await self._handle(msgs)
 
-    async def _handle(self, msg: Msg) -> None:
-        headers = dict(msg.headers or {})
-        incoming = Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered)
-        parent = telemetry.extract(headers)
-        with self._tracer.start_as_current_span(
-            f"{msg.subject} process", context=parent, kind=trace.SpanKind.CONSUMER
-        ) as span:
-            span.set_attribute("messaging.system", "nats")
-            span.set_attribute("messaging.destination.name", msg.subject)
-            span.set_attribute("messaging.consumer.group.name", self.name)
+    async def _handle(self, msgs: list[Msg]) -> None:
+        batch = [self._incoming(m) for m in msgs]
+        try:
+            outcomes = await self._handler(batch)
+        except Exception as e:
+            log.exception("batch handler failed; will retry", consumer=self.name, size=len(batch))
+            for incoming in batch:
+                incoming.span.record_exception(e)
+            outcomes = [UNEXPECTED_ERROR_DELAY] * len(batch)
+        for msg, incoming, outcome in zip(msgs, batch, outcomes, strict=True):
             try:
-                await self._handler(incoming)
-            except RetryLater as later:
-                await msg.nak(delay=later.delay)
-                return
-            except Exception as e:
-                span.record_exception(e)
-                log.exception("handler failed; will retry", consumer=self.name, subject=msg.subject)
-                await msg.nak(delay=UNEXPECTED_ERROR_DELAY)
-                return
-            await msg.ack()
+                if outcome is ACK:
+                    await msg.ack()
+                else:
+                    await msg.nak(delay=outcome)
+            except Exception as e:  # the connection dropped: JetStream redelivers after ack_wait
+                log.warning("could not settle message", consumer=self.name, error=repr(e))
+            incoming.span.end()
+
+    def _incoming(self, msg: Msg) -> Incoming:
+        headers = dict(msg.headers or {})
+        span = self._tracer.start_span(
+            f"{msg.subject} process", context=telemetry.extract(headers), kind=trace.SpanKind.CONSUMER
+        )
+        span.set_attribute("messaging.system", "nats")
+        span.set_attribute("messaging.destination.name", msg.subject)
+        span.set_attribute("messaging.consumer.group.name", self.name)
+        return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span)

@@ -67,7 +67,9 @@ class Database:
 def _create_engine(url: str) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    engine = create_async_engine(url)
+    # One connection: SQLite has one writer at a time anyway, and queueing in the pool is far
+    # cheaper than several connections polling the file lock (its busy handler sleeps).
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn: Any, _: Any) -> None:

@@ -15,8 +15,8 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         StatusService(rt.db, await AppKeys.open(rt.bus)), server
     )
     timeline = Timeline(rt.db)
-    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", "herald.message.accepted", timeline.on_message)
-    await rt.bus.consume("HERALD_EVENTS", "feedback-events", SUBJECT_PREFIX + ">", timeline.on_event)
+    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", "herald.message.accepted", timeline.on_messages)
+    await rt.bus.consume("HERALD_EVENTS", "feedback-events", SUBJECT_PREFIX + ">", timeline.on_events)
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 
 

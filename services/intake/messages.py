@@ -1,12 +1,14 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
+import asyncio
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 
 import grpc
 from herald.v1 import admin_service_pb2, events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from libs import channels, templating
@@ -23,6 +25,7 @@ SUBJECT = "herald.message.accepted"
 MAX_RECIPIENTS = 1000
 MAX_VARIABLE_CHARS = 4096
 MAX_VARIABLES = 100
+MAX_BATCH = 500
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
@@ -30,21 +33,38 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         self._db = db
         self._bus = bus
         self._keys = keys
+        self._templates = TemplateCache(db)
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
         app = await self._keys.authenticate(context)
-        return await self._send(app, request)
+        accepted = await self._prepare(app, request)
+        if request.dry_run:
+            return pb.SendResponse()
+        [response] = await self._accept([(accepted, request.idempotency_key)])
+        return response
 
     async def SendBatch(self, request: pb.SendBatchRequest, context: grpc.aio.ServicerContext) -> pb.SendBatchResponse:
+        """Each entry is checked on its own; the good ones are stored in one transaction and queued together."""
         app = await self._keys.authenticate(context)
-        results = []
-        for entry in request.requests:
+        if len(request.requests) > MAX_BATCH:
+            raise InvalidArgument({"requests": f"{len(request.requests)} entries; at most {MAX_BATCH} per SendBatch"})
+        results: list[pb.SendBatchResult] = []
+        ready: list[tuple[int, events_pb2.AcceptedMessage, str]] = []
+        for i, entry in enumerate(request.requests):
             try:
-                results.append(pb.SendBatchResult(response=await self._send(app, entry)))
+                accepted = await self._prepare(app, entry)
             except HeraldError as e:
                 fields = list(e.fields) if isinstance(e, InvalidArgument) else []
-                error = pb.SendError(code=e.code.value[0], message=e.message, fields=fields)
-                results.append(pb.SendBatchResult(error=error))
+                results.append(
+                    pb.SendBatchResult(error=pb.SendError(code=e.code.value[0], message=e.message, fields=fields))
+                )
+                continue
+            results.append(pb.SendBatchResult(response=pb.SendResponse()))
+            if not entry.dry_run:
+                ready.append((i, accepted, entry.idempotency_key))
+        responses = await self._accept([(accepted, key) for _, accepted, key in ready])
+        for (i, _, _), response in zip(ready, responses, strict=True):
+            results[i].response.CopyFrom(response)
         return pb.SendBatchResponse(results=results)
 
     async def CancelMessage(
@@ -53,17 +73,13 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         await self._keys.authenticate(context)
         raise Unimplemented("CancelMessage is not available yet in this herald version")
 
-    async def _send(self, app: AppIdentity, request: pb.SendRequest) -> pb.SendResponse:
+    async def _prepare(self, app: AppIdentity, request: pb.SendRequest) -> events_pb2.AcceptedMessage:
+        """Everything that can refuse a Send, before anything is stored."""
         _validate_shape(request)
-        template = await self._template(request.template_id)
+        template = await self._templates.latest(request.template_id)
         chosen = _channels(request, template, app)
         _render_check(request, template, chosen)
-        if request.dry_run:
-            return pb.SendResponse()
-        key = request.idempotency_key or None
-        if key and (existing := await self._existing(app.app_id, key)):
-            return existing
-        accepted = events_pb2.AcceptedMessage(
+        return events_pb2.AcceptedMessage(
             message_id=new_id("msg"),
             app_id=app.app_id,
             template=template,
@@ -74,50 +90,61 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             expire_at=request.expire_at,
             create_time=to_timestamp(now()),
         )
-        row = tables.Message(
-            message_id=accepted.message_id,
-            app_id=app.app_id,
-            idempotency_key=key,
-            template_id=template.template_id,
-            template_version=template.version,
-            payload=accepted.SerializeToString(),
-            published=False,
-            create_time=now(),
-        )
+
+    async def _accept(self, items: list[tuple[events_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
+        """Store then queue. Entries with an idempotency key claim it in a transaction of their own."""
+        rows = [_row(accepted, key) for accepted, key in items]
+        responses = [pb.SendResponse(message_id=row.message_id) for row in rows]
+        plain = [row for row in rows if row.idempotency_key is None]
+        if plain:
+            async with self._db.session.begin() as session:
+                session.add_all(plain)
+        for i, row in enumerate(rows):
+            if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
+                rows[i] = existing
+                responses[i] = pb.SendResponse(message_id=existing.message_id, duplicate=True)
+        await asyncio.gather(*(self._publish(row) for row in rows))
+        return responses
+
+    async def _claim(self, row: tables.Message) -> tables.Message | None:
+        """Insert a keyed row; if the key was seen (here or on another replica), return the first row instead."""
         try:
             async with self._db.session.begin() as session:
                 session.add(row)
-        except IntegrityError:
-            # Another replica or a concurrent call claimed this key a moment ago.
-            if key and (existing := await self._existing(app.app_id, key)):
-                return existing
-            raise
-        await self._publish(row)
-        return pb.SendResponse(message_id=row.message_id)
-
-    async def _existing(self, app_id: str, key: str) -> pb.SendResponse | None:
-        async with self._db.session() as session:
-            row = await session.scalar(
-                select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
-            )
-        if row is None:
             return None
-        if not row.published:
-            # The first call died between claiming the key and queueing: finish its work.
-            await self._publish(row)
-        return pb.SendResponse(message_id=row.message_id, duplicate=True)
+        except IntegrityError:
+            async with self._db.session() as session:
+                existing = await session.scalar(
+                    select(tables.Message).where(
+                        tables.Message.app_id == row.app_id, tables.Message.idempotency_key == row.idempotency_key
+                    )
+                )
+            if existing is None:
+                raise
+            return existing
 
     async def _publish(self, row: tables.Message) -> None:
         try:
             await self._bus.publish(SUBJECT, row.payload, msg_id=row.message_id)
         except Exception as e:
-            raise Unavailable("could not queue the message; it was not accepted, retry with the same key") from e
-        async with self._db.session.begin() as session:
-            await session.execute(
-                update(tables.Message).where(tables.Message.message_id == row.message_id).values(published=True)
-            )
+            raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
-    async def _template(self, template_id: str) -> admin_service_pb2.Template:
+
+class TemplateCache:
+    """The latest version of each template, kept for a few seconds: a version never changes once written,
+    so the only staleness is a new version being picked up up to TTL seconds late."""
+
+    TTL = 5.0
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._entries: dict[str, tuple[float, admin_service_pb2.Template]] = {}
+
+    async def latest(self, template_id: str) -> admin_service_pb2.Template:
+        clock = time.monotonic()
+        cached = self._entries.get(template_id)
+        if cached and cached[0] > clock:
+            return cached[1]
         async with self._db.session() as session:
             row = await session.scalar(
                 select(tables.Template)
@@ -126,8 +153,22 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 .limit(1)
             )
         if row is None:
-            raise NotFound(f"template '{template_id}' not found")
-        return template_pb(row)
+            raise NotFound(f"template '{template_id[:64]}' not found")
+        template = template_pb(row)
+        self._entries[template_id] = (clock + self.TTL, template)
+        return template
+
+
+def _row(accepted: events_pb2.AcceptedMessage, key: str) -> tables.Message:
+    return tables.Message(
+        message_id=accepted.message_id,
+        app_id=accepted.app_id,
+        idempotency_key=key or None,
+        template_id=accepted.template.template_id,
+        template_version=accepted.template.version,
+        payload=accepted.SerializeToString(),
+        create_time=now(),
+    )
 
 
 def _validate_shape(request: pb.SendRequest) -> None:

@@ -40,10 +40,11 @@ class Template(Base):
 class Message(Base):
     """An accepted message and its queued payload.
 
-    The row is committed before the payload is published (it claims the
-    idempotency key); `published` turns true after JetStream acked the publish, so
-    a repeat of the key finds an unpublished row and publishes it again under the
-    same Nats-Msg-Id instead of losing it.
+    The row is committed before the payload is published: it claims the
+    idempotency key. A repeat of the key publishes the stored payload again under
+    the same Nats-Msg-Id, so a first call that died between commit and publish is
+    completed, and one that did publish is dropped as a duplicate by JetStream or,
+    past its window, by the idempotent consumers downstream.
     """
 
     __tablename__ = "intake_messages"
@@ -54,5 +55,4 @@ class Message(Base):
     template_id: Mapped[str] = mapped_column(String(64))
     template_version: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
-    published: Mapped[bool]
     create_time: Mapped[datetime]

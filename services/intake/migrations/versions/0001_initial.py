@@ -37,7 +37,6 @@ def upgrade() -> None:
         sa.Column("template_id", sa.String(64), nullable=False),
         sa.Column("template_version", sa.Integer, nullable=False),
         sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("published", sa.Boolean, nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("app_id", "idempotency_key"),
     )
