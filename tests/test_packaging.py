@@ -1,0 +1,38 @@
+"""The wheel the Dockerfile installs carries everything a pod needs: stubs, migrations, entry points."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_stubs_migrations_and_console_scripts(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    [wheel] = tmp_path.glob("herald-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    for service in ("intake", "router", "adapters", "feedback"):
+        assert f"services/{service}/migrations/env.py" in names
+        assert f"services/{service}/migrations/versions/0001_initial.py" in names
+        assert f"herald-{service} = services.{service}.main:main" in entry_points
+    assert "herald/v1/message_service_pb2_grpc.py" in names
+    assert "webhook = services.adapters.channels.webhook:WebhookChannel" in entry_points
+    assert not any(n.startswith("tests/") for n in names)
