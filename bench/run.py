@@ -3,8 +3,9 @@
 Starts the bundled nats-server and the four binaries (embedded SQLite unless
 HERALD_DATABASE_URL is set), a local HTTP sink for the webhook channel, then:
 1. publishes to a scratch stream as fast as JetStream acks (the ceiling);
-2. fires Sends at intake with N concurrent callers (accepted msg/s);
-3. waits until the sink got every webhook (delivered msg/s, end to end).
+2. fires Sends at intake from concurrent callers, then the same number of
+   messages through SendBatch; for each, accepted msg/s (all answered) and
+   delivered msg/s end to end (all POSTed to the sink), both from the first call.
 """
 
 import argparse
@@ -13,6 +14,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -30,17 +32,22 @@ from nats.js.api import StreamConfig
 from libs.localmesh import Mesh
 
 ADMIN = secrets.token_urlsafe(16)
+BATCH = 100
 
 
 class Sink:
-    """Counts webhook POSTs; notes when the last expected one arrived."""
+    """Counts webhook POSTs and signals when the expected number arrived."""
 
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
+    def __init__(self) -> None:
         self.count = 0
+        self.expected = 0
         self.done = asyncio.Event()
         self.port = 0
         self._runner: web.AppRunner | None = None
+
+    def expect(self, n: int) -> None:
+        self.count, self.expected = 0, n
+        self.done.clear()
 
     async def start(self) -> None:
         app = web.Application()
@@ -76,6 +83,17 @@ async def jetstream_ceiling(url: str, messages: int, payload: int, window: int) 
     return messages / elapsed
 
 
+async def measure(sink: Sink, messages: int, fire: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """(accepted msg/s, delivered msg/s) for `messages` messages sent by `fire`."""
+    sink.expect(messages)
+    start = time.perf_counter()
+    await fire()
+    accepted = time.perf_counter() - start
+    await asyncio.wait_for(sink.done.wait(), timeout=max(300, messages / 20))
+    delivered = time.perf_counter() - start
+    return messages / accepted, messages / delivered
+
+
 async def run(messages: int, concurrency: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         mesh = Mesh(
@@ -87,19 +105,20 @@ async def run(messages: int, concurrency: int) -> dict[str, float]:
                 "HERALD_DATABASE_URL": os.environ.get("HERALD_DATABASE_URL", ""),
             },
         )
-        sink = Sink(messages)
+        sink = Sink()
         await sink.start()
         await mesh.start()
         try:
-            ceiling = await jetstream_ceiling(mesh.nats_url, 20_000, 512, 256)
+            result = {"jetstream": await jetstream_ceiling(mesh.nats_url, 20_000, 512, 256)}
             async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
                 admin = admin_service_pb2_grpc.AdminServiceStub(channel)
                 auth = (("authorization", f"Bearer {ADMIN}"),)
                 app = await admin.CreateApp(admin_service_pb2.CreateAppRequest(name="bench"), metadata=auth)
+                template_id = f"bench-{secrets.token_hex(4)}"
                 await admin.CreateTemplate(
                     admin_service_pb2.CreateTemplateRequest(
                         template=admin_service_pb2.Template(
-                            template_id="bench",
+                            template_id=template_id,
                             category=common_pb2.CATEGORY_NOTIFICATION,
                             contents=[common_pb2.ChannelContent(channel="webhook", body='{"n": "{{ n }}"}')],
                         )
@@ -109,31 +128,37 @@ async def run(messages: int, concurrency: int) -> dict[str, float]:
                 stub = message_service_pb2_grpc.MessageServiceStub(channel)
                 key = (("authorization", f"Bearer {app.api_key}"),)
                 recipient = message_service_pb2.Recipient(addresses={"webhook": f"http://127.0.0.1:{sink.port}/hook"})
-                queue: asyncio.Queue[int] = asyncio.Queue()
-                for n in range(messages):
-                    queue.put_nowait(n)
 
-                async def caller() -> None:
-                    while not queue.empty():
-                        n = queue.get_nowait()
-                        request = message_service_pb2.SendRequest(
-                            template_id="bench", recipients=[recipient], variables={"n": str(n)}
-                        )
-                        await stub.Send(request, metadata=key)
+                def request(n: int) -> message_service_pb2.SendRequest:
+                    return message_service_pb2.SendRequest(
+                        template_id=template_id, recipients=[recipient], variables={"n": str(n)}
+                    )
 
-                start = time.perf_counter()
-                await asyncio.gather(*(caller() for _ in range(concurrency)))
-                accepted_at = time.perf_counter()
-                await asyncio.wait_for(sink.done.wait(), timeout=max(120, messages / 50))
-                delivered_at = time.perf_counter()
+                async def sends() -> None:
+                    numbers = iter(range(messages))
+
+                    async def caller() -> None:
+                        for n in numbers:
+                            await stub.Send(request(n), metadata=key)
+
+                    await asyncio.gather(*(caller() for _ in range(concurrency)))
+
+                async def batches() -> None:
+                    chunks = iter(range(0, messages, BATCH))
+
+                    async def caller() -> None:
+                        for first in chunks:
+                            entries = [request(n) for n in range(first, min(first + BATCH, messages))]
+                            await stub.SendBatch(message_service_pb2.SendBatchRequest(requests=entries), metadata=key)
+
+                    await asyncio.gather(*(caller() for _ in range(4)))
+
+                result["send_accepted"], result["send_delivered"] = await measure(sink, messages, sends)
+                result["batch_accepted"], result["batch_delivered"] = await measure(sink, messages, batches)
         finally:
             await mesh.stop()
             await sink.stop()
-    return {
-        "jetstream_publish_per_s": ceiling,
-        "accepted_per_s": messages / (accepted_at - start),
-        "delivered_per_s": messages / (delivered_at - start),
-    }
+    return result
 
 
 def main() -> None:
@@ -141,13 +166,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    result = asyncio.run(run(args.messages, args.concurrency))
+    r = asyncio.run(run(args.messages, args.concurrency))
     backend = "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"
-    print(f"| {args.messages} messages, {args.concurrency} callers, {backend} | msg/s |")
-    print("|---|---:|")
-    print(f"| JetStream publish, raw (ceiling) | {result['jetstream_publish_per_s']:,.0f} |")
-    print(f"| accepted at intake (Send) | {result['accepted_per_s']:,.0f} |")
-    print(f"| delivered end to end (webhook to local sink) | {result['delivered_per_s']:,.0f} |")
+    print(f"{args.messages} messages per row, {backend}, one process per binary, {os.cpu_count()} cores")
+    print("| path | accepted msg/s | delivered msg/s |")
+    print("|---|---:|---:|")
+    print(f"| JetStream publish, raw (ceiling) | {r['jetstream']:,.0f} | |")
+    print(f"| Send, {args.concurrency} concurrent callers | {r['send_accepted']:,.0f} | {r['send_delivered']:,.0f} |")
+    print(f"| SendBatch of {BATCH}, 4 callers | {r['batch_accepted']:,.0f} | {r['batch_delivered']:,.0f} |")
 
 
 if __name__ == "__main__":

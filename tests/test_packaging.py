@@ -1,13 +1,29 @@
 """The wheel the Dockerfile installs carries everything a pod needs: stubs, migrations, entry points."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def clean_tree() -> Iterator[None]:
+    """setuptools builds inside the source tree; leave it as the test found it."""
+    leftovers = [ROOT / "build", ROOT / "herald.egg-info"]
+    existed = {p for p in leftovers if p.exists()}
+    yield
+    for path in leftovers:
+        if path not in existed:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.usefixtures("clean_tree")
 def test_wheel_ships_stubs_migrations_and_console_scripts(tmp_path: Path) -> None:
     subprocess.run(
         [

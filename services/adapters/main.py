@@ -2,17 +2,19 @@
 
 from importlib.metadata import entry_points
 
+import aiohttp
 import grpc
-import httpx
 
 from libs import channels, runtime
 from services.adapters.channels.base import Channel, ChannelFactory
 from services.adapters.deliverer import Deliverer
 
-HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10.0, connect=5.0)
+# Connections kept open to providers, shared by every channel.
+HTTP_CONNECTIONS = 256
 
 
-def load_channels(rt: runtime.Runtime, http: httpx.AsyncClient) -> dict[str, Channel]:
+def load_channels(rt: runtime.Runtime, http: aiohttp.ClientSession) -> dict[str, Channel]:
     """Instantiate every channel plug-in registered under the `herald.channels` entry-point group."""
     loaded: dict[str, Channel] = {}
     for entry in entry_points(group="herald.channels"):
@@ -22,7 +24,7 @@ def load_channels(rt: runtime.Runtime, http: httpx.AsyncClient) -> dict[str, Cha
 
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
-    http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
+    http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
     adapters = load_channels(rt, http)
     for channel in channels.KNOWN:
         deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
+import aiohttp
 from herald.v1 import events_pb2
 
 from libs.config import Settings
@@ -36,4 +36,4 @@ class Channel(Protocol):
 
 
 class ChannelFactory(Protocol):
-    def __call__(self, settings: Settings, http: httpx.AsyncClient) -> Channel: ...
+    def __call__(self, settings: Settings, http: aiohttp.ClientSession) -> Channel: ...

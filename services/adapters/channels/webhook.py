@@ -11,7 +11,7 @@ import hmac
 import json
 import time
 
-import httpx
+import aiohttp
 from herald.v1 import events_pb2
 from opentelemetry import trace
 
@@ -31,7 +31,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 class WebhookChannel:
     name = "webhook"
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         if not settings.webhook_signing_secret:
             raise RuntimeError("HERALD_WEBHOOK_SIGNING_SECRET is not set: webhooks could not be signed")
         self._secret = settings.webhook_signing_secret
@@ -57,20 +57,24 @@ class WebhookChannel:
             span.set_attribute("http.request.method", "POST")
             telemetry.inject(headers)
             try:
-                response = await self._http.post(job.address, content=body, headers=headers)
-            except httpx.TimeoutException as e:
+                async with self._http.post(job.address, data=body, headers=headers, allow_redirects=False) as response:
+                    status = response.status
+                    request_id = response.headers.get("X-Request-Id", "")
+                    retry_after = response.headers.get("Retry-After", "")
+                    await response.read()
+            except TimeoutError as e:
                 raise DeliveryError("webhook endpoint timed out", provider=self.name, retryable=True) from e
-            except httpx.HTTPError as e:
+            except aiohttp.ClientError as e:
                 raise DeliveryError(f"webhook endpoint unreachable: {e}", provider=self.name, retryable=True) from e
-            span.set_attribute("http.response.status_code", response.status_code)
-        if response.is_success:
-            return Sent(provider=self.name, provider_message_id=response.headers.get("x-request-id", ""))
-        retryable = response.status_code in RETRYABLE_STATUS
+            span.set_attribute("http.response.status_code", status)
+        if 200 <= status < 300:
+            return Sent(provider=self.name, provider_message_id=request_id)
+        retryable = status in RETRYABLE_STATUS
         raise DeliveryError(
-            f"webhook endpoint answered HTTP {response.status_code}",
+            f"webhook endpoint answered HTTP {status}",
             provider=self.name,
             retryable=retryable,
-            retry_after=_retry_after(response) if retryable else None,
+            retry_after=float(retry_after) if retryable and retry_after.isdigit() else None,
         )
 
 
@@ -80,8 +84,3 @@ def _content_type(body: str) -> str:
     except ValueError:
         return "text/plain; charset=utf-8"
     return "application/json"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
