@@ -20,6 +20,7 @@ from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.intake import tables
 from services.intake.admin import template_pb
+from services.intake.group_commit import GroupCommit
 
 SUBJECT = "herald.message.accepted"
 MAX_RECIPIENTS = 1000
@@ -34,6 +35,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         self._bus = bus
         self._keys = keys
         self._templates = TemplateCache(db)
+        self._group_commit = GroupCommit(db)
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
         app = await self._keys.authenticate(context)
@@ -97,8 +99,10 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         responses = [pb.SendResponse(message_id=row.message_id) for row in rows]
         plain = [row for row in rows if row.idempotency_key is None]
         if plain:
-            async with self._db.session.begin() as session:
-                session.add_all(plain)
+            try:
+                await self._group_commit.insert(plain)
+            except Exception as e:
+                raise Unavailable("could not store the message; it was not accepted, retry") from e
         for i, row in enumerate(rows):
             if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
                 rows[i] = existing
