@@ -68,6 +68,15 @@ class Herald:
         reply = await self.messages.Send(request, metadata=app)
         return str(reply.message_id)
 
+    async def send_and_wait(
+        self, recipient: message_service_pb2.Recipient, channels: tuple[str, ...] = ("webhook",)
+    ) -> tuple[Metadata, str, status_service_pb2.Message]:
+        """A new app and template for `channels`, one Send to `recipient`, and its final status."""
+        _, app = await self.create_app(channels)
+        template = await self.create_template(dict.fromkeys(channels, "{}"))
+        message_id = await self.send(app, message_service_pb2.SendRequest(template_id=template, recipients=[recipient]))
+        return app, message_id, await self.wait_message(app, message_id, all_final)
+
     async def wait_message(
         self,
         app: Metadata,
