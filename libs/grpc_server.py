@@ -4,8 +4,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+import nats.errors
 import structlog
 from opentelemetry import trace
+from sqlalchemy.exc import DBAPIError
 
 from libs import telemetry
 from libs.errors import HeraldError
@@ -13,6 +15,9 @@ from libs.errors import HeraldError
 log = structlog.get_logger()
 
 _tracer = telemetry.tracer("herald.grpc")
+
+# A dependency is down or slow: the caller should retry, and nothing is wrong with its request.
+TRANSIENT = (nats.errors.Error, DBAPIError, ConnectionError, TimeoutError)
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -79,6 +84,9 @@ async def _abort(context: grpc.aio.ServicerContext, span: trace.Span, method: st
         )
     span.record_exception(error)
     span.set_status(trace.Status(trace.StatusCode.ERROR))
+    if isinstance(error, TRANSIENT):
+        log.warning("dependency unavailable", method=method, error=repr(error))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "herald cannot reach its database or message bus; retry")
     log.exception("unexpected error in handler", method=method)
     trace_id = format(span.get_span_context().trace_id, "032x")
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote trace id {trace_id} to the herald team")

@@ -3,7 +3,7 @@
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import structlog
@@ -28,6 +28,8 @@ class Runtime:
     settings: Settings
     db: Database
     bus: Bus
+    # Run at shutdown, after the consumers stopped: close what setup opened (HTTP sessions, ...).
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 # Registers the binary's servicers and consumers; returns the full names of the gRPC services it added.
@@ -54,7 +56,8 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     await bus.ensure_streams()
 
     server = grpc.aio.server(interceptors=[ServerInterceptor()])
-    names = await setup(Runtime(settings, db, bus), server)
+    rt = Runtime(settings, db, bus)
+    names = await setup(rt, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -70,6 +73,8 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     await health.enter_graceful_shutdown()
     monitor.cancel()
     await asyncio.gather(bus.stop_consumers(), server.stop(SHUTDOWN_GRACE))
+    for close in rt.on_stop:
+        await close()
     await bus.close()
     await db.close()
     log.info("stopped")

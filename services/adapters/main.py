@@ -25,6 +25,7 @@ def load_channels(rt: runtime.Runtime, http: aiohttp.ClientSession) -> dict[str,
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
+    rt.on_stop.append(http.close)
     adapters = load_channels(rt, http)
     for channel in channels.KNOWN:
         deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))

@@ -27,6 +27,8 @@ MAX_RECIPIENTS = 1000
 MAX_VARIABLE_CHARS = 4096
 MAX_VARIABLES = 100
 MAX_BATCH = 500
+MAX_USER_ID_CHARS = 200
+MAX_ADDRESS_CHARS = 2048
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
@@ -187,9 +189,13 @@ def _validate_shape(request: pb.SendRequest) -> None:
     for i, recipient in enumerate(request.recipients[:MAX_RECIPIENTS]):
         if not recipient.user_id and not recipient.addresses:
             bad[f"recipients[{i}]"] = "give a user_id, addresses, or both"
-        for channel in recipient.addresses:
+        if len(recipient.user_id) > MAX_USER_ID_CHARS:
+            bad[f"recipients[{i}].user_id"] = f"at most {MAX_USER_ID_CHARS} characters"
+        for channel, address in recipient.addresses.items():
             if why := channels.problem(channel):
                 bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
+            elif len(address) > MAX_ADDRESS_CHARS:
+                bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {MAX_ADDRESS_CHARS} characters"
         url = recipient.addresses.get("webhook")
         if url and not url.startswith(("https://", "http://")):
             bad[f"recipients[{i}].addresses[webhook]"] = "must be an http:// or https:// URL"

@@ -35,14 +35,16 @@ class Fanout:
         n = 0
         for recipient in message.recipients:
             for channel in message.channels:
-                job = _job(message, recipient, channel, n, users.get(recipient.user_id))
-                steps.append(self._dispatch(job, expired))
+                job, unrenderable = _job(message, recipient, channel, n, users.get(recipient.user_id))
+                steps.append(self._dispatch(job, expired, unrenderable))
                 n += 1
         await asyncio.gather(*steps)
 
-    async def _dispatch(self, job: events_pb2.DeliveryJob, expired: bool) -> None:
+    async def _dispatch(self, job: events_pb2.DeliveryJob, expired: bool, unrenderable: str) -> None:
         async with self._publishing:
-            if expired:
+            if unrenderable:
+                await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_FAILED, reason=unrenderable)
+            elif expired:
                 await events.publish(
                     self._bus, job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed before routing"
                 )
@@ -62,13 +64,18 @@ def _job(
     channel: str,
     n: int,
     user: tables.User | None,
-) -> events_pb2.DeliveryJob:
+) -> tuple[events_pb2.DeliveryJob, str]:
+    """The job for one recipient x channel, and why it cannot be rendered ("" when it can).
+
+    intake render-checked the same template and variables, so a failure here means
+    a bug, reported on the delivery rather than retried forever.
+    """
     address = recipient.addresses.get(channel) or (user.addresses.get(channel) if user else None) or ""
     if not address and channel in channels.ADDRESSED_BY_USER_ID:
         address = recipient.user_id
     content = next(c for c in message.template.contents if c.channel == channel)
     values = {**message.variables, **recipient.variables}
-    return events_pb2.DeliveryJob(
+    job = events_pb2.DeliveryJob(
         delivery_id=f"{message.message_id}.{n}",
         message_id=message.message_id,
         app_id=message.app_id,
@@ -77,7 +84,11 @@ def _job(
         user_id=recipient.user_id,
         channel=channel,
         address=address,
-        subject=templating.render(content.subject, values),
-        body=templating.render(content.body, values),
         expire_at=message.expire_at,
     )
+    try:
+        job.subject = templating.render(content.subject, values)
+        job.body = templating.render(content.body, values)
+    except templating.TemplateError as e:
+        return job, f"cannot render the template: {e}"
+    return job, ""

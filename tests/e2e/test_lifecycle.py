@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from herald.v1 import message_service_pb2 as msg
 
 from libs.localmesh import SERVICES, Mesh, free_port
 from tests.conftest import running_mesh
@@ -62,11 +64,17 @@ async def _wait_health(addr: str, want: int, timeout: float = 20) -> None:
 
 
 async def test_health_follows_the_nats_connection_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
-    async with running_mesh(tmp_path, default_backend()) as (mesh, _):
+    async with running_mesh(tmp_path, default_backend()) as (mesh, herald):
         assert mesh.nats is not None
+        _, app = await herald.create_app()
+        template = await herald.create_template({"webhook": "{}"})
+        request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": "http://x/"})])
         await mesh.nats.stop()
         for service in SERVICES:
             await _wait_health(mesh.addr(service), NOT_SERVING)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await herald.messages.Send(request, metadata=app)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, "a bus outage is UNAVAILABLE (retry), not INTERNAL"
         await mesh.nats.start()
         for service in SERVICES:
             await _wait_health(mesh.addr(service), SERVING)
