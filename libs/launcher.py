@@ -62,7 +62,10 @@ async def main() -> int:
         print(f"admin token in {data_dir / 'admin-token'}")
     print("herald is up", flush=True)
     exit_code = 0
+    parent = os.getppid()
     while not stop.is_set():
+        if os.getppid() != parent:  # make was stopped without passing the signal on
+            break
         if dead := [s for s, b in mesh.binaries.items() if not b.running]:
             print(f"herald-{dead[0]} exited; see {mesh.binaries[dead[0]].log_path}", file=sys.stderr)
             exit_code = 1
