@@ -12,11 +12,13 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import grpc
+from herald.v1 import common_pb2
 from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from libs.bus import Bus
@@ -29,15 +31,33 @@ CACHE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class AppIdentity:
+    """What a key stands for, as every service sees it in the registry."""
+
     app_id: str
     name: str
     allowed_channels: list[str] = field(default_factory=list)
+    # herald.v1.Category values; empty = every category.
+    allowed_categories: list[int] = field(default_factory=list)
     rate_limit_per_second: float = 0.0
     disabled: bool = False
+    # Unix time after which this key stops working (it was rotated out); None = no end.
+    key_expires_at: float | None = None
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "AppIdentity":
+        """Tolerates fields written by an older or newer intake."""
+        data: dict[str, Any] = json.loads(raw or b"{}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def check_channel(self, channel: str) -> None:
         if self.allowed_channels and channel not in self.allowed_channels:
             raise PermissionDenied(f"app {self.app_id} may not send on channel '{channel}'")
+
+    def check_category(self, category: int) -> None:
+        if self.allowed_categories and category not in self.allowed_categories:
+            name = common_pb2.Category.Name(common_pb2.Category.ValueType(category)).removeprefix("CATEGORY_")
+            raise PermissionDenied(f"app {self.app_id} may not send {name.lower()} messages")
 
 
 def new_api_key() -> str:
@@ -82,11 +102,17 @@ class AppKeys:
         await self._kv.put(hashed_key, json.dumps(asdict(app)).encode())
         self._cache.pop(hashed_key, None)
 
+    async def revoke(self, hashed_key: str) -> None:
+        await self._kv.delete(hashed_key)
+        self._cache.pop(hashed_key, None)
+
     async def authenticate(self, context: grpc.aio.ServicerContext) -> AppIdentity:
         hashed = key_hash(bearer_token(context))
         app = await self._lookup(hashed)
         if app is None:
             raise Unauthenticated("unknown API key")
+        if app.key_expires_at is not None and app.key_expires_at <= time.time():
+            raise Unauthenticated("this API key was rotated out and has expired; use the app's new key")
         if app.disabled:
             raise PermissionDenied(f"app {app.app_id} is disabled")
         return app
@@ -98,8 +124,8 @@ class AppKeys:
             return cached[1]
         try:
             entry = await self._kv.get(hashed)
-        except KeyNotFoundError:
+        except (KeyNotFoundError, KeyDeletedError):
             return None
-        app = AppIdentity(**json.loads(entry.value or b"{}"))
+        app = AppIdentity.from_json(entry.value or b"")
         self._cache[hashed] = (now + CACHE_SECONDS, app)
         return app

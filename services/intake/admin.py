@@ -1,135 +1,92 @@
-"""AdminService: apps and templates. Every call needs the admin token."""
+"""AdminService: apps, their keys, and templates. Every call needs the admin token."""
 
-import re
+from datetime import timedelta
 
 import grpc
 from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import admin_service_pb2_grpc, common_pb2
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from libs import channels, templating
-from libs.auth import AppIdentity, AppKeys, key_hash, new_api_key, require_admin
-from libs.errors import AlreadyExists, InvalidArgument
-from libs.ids import new_id
-from libs.store import Database
-from libs.timeutil import now, to_timestamp
+from libs import channels
+from libs.auth import require_admin
+from libs.errors import InvalidArgument
+from libs.timeutil import to_timestamp
 from services.intake import tables
+from services.intake.apps import AppRegistry
+from services.intake.templates import TemplateStore
 
-TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+DEFAULT_GRACE = timedelta(hours=24)
+MAX_GRACE = timedelta(days=30)
+CATEGORIES = (common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION, common_pb2.CATEGORY_MARKETING)
 
 
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, db: Database, keys: AppKeys, admin_token: str) -> None:
-        self._db = db
-        self._keys = keys
+    def __init__(self, apps: AppRegistry, templates: TemplateStore, admin_token: str) -> None:
+        self._apps = apps
+        self._templates = templates
         self._admin_token = admin_token
 
     async def CreateApp(self, request: pb.CreateAppRequest, context: grpc.aio.ServicerContext) -> pb.CreateAppResponse:
         require_admin(context, self._admin_token)
         bad: dict[str, str] = {}
-        if not request.name.strip():
-            bad["name"] = "required"
+        if not request.name.strip() or len(request.name) > 200:
+            bad["name"] = "required, at most 200 characters"
         for i, channel in enumerate(request.allowed_channels):
             if why := channels.problem(channel):
                 bad[f"allowed_channels[{i}]"] = why
-        if request.rate_limit_per_second < 0:
+        for i, category in enumerate(request.allowed_categories):
+            if category not in CATEGORIES:
+                bad[f"allowed_categories[{i}]"] = "CRITICAL, NOTIFICATION or MARKETING"
+        if not request.rate_limit_per_second >= 0:  # also refuses NaN
             bad["rate_limit_per_second"] = "must be 0 (no limit) or more"
         if bad:
             raise InvalidArgument(bad)
-        api_key = new_api_key()
-        row = tables.App(
-            app_id=new_id("app"),
-            name=request.name.strip(),
-            key_hash=key_hash(api_key),
-            allowed_channels=list(request.allowed_channels),
-            rate_limit_per_second=request.rate_limit_per_second,
-            create_time=now(),
+        app, api_key = await self._apps.create(
+            request.name.strip(),
+            list(dict.fromkeys(request.allowed_channels)),
+            list(dict.fromkeys(request.allowed_categories)),
+            request.rate_limit_per_second,
         )
-        async with self._db.session.begin() as session:
-            session.add(row)
-        await self._keys.publish(row.key_hash, identity(row))
-        return pb.CreateAppResponse(app=_app_pb(row), api_key=api_key)
+        return pb.CreateAppResponse(app=app_pb(app), api_key=api_key)
+
+    async def GetApp(self, request: pb.GetAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
+        require_admin(context, self._admin_token)
+        return app_pb(await self._apps.get(request.app_id))
+
+    async def ListApps(self, request: pb.ListAppsRequest, context: grpc.aio.ServicerContext) -> pb.ListAppsResponse:
+        require_admin(context, self._admin_token)
+        apps, token = await self._apps.list(request.page_size, request.page_token)
+        return pb.ListAppsResponse(apps=[app_pb(a) for a in apps], next_page_token=token)
+
+    async def DisableApp(self, request: pb.DisableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
+        require_admin(context, self._admin_token)
+        return app_pb(await self._apps.set_disabled(request.app_id, True))
+
+    async def EnableApp(self, request: pb.EnableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
+        require_admin(context, self._admin_token)
+        return app_pb(await self._apps.set_disabled(request.app_id, False))
+
+    async def RotateAppKey(
+        self, request: pb.RotateAppKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateAppKeyResponse:
+        require_admin(context, self._admin_token)
+        grace = request.grace_period.ToTimedelta() if request.HasField("grace_period") else DEFAULT_GRACE
+        if grace < timedelta(0) or grace > MAX_GRACE:
+            raise InvalidArgument({"grace_period": "between 0 and 30 days"})
+        api_key, expire = await self._apps.rotate(request.app_id, grace)
+        return pb.RotateAppKeyResponse(api_key=api_key, previous_keys_expire_time=to_timestamp(expire))
 
     async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
         require_admin(context, self._admin_token)
-        template = request.template
-        _validate_template(template)
-        row = tables.Template(
-            template_id=template.template_id,
-            version=1,
-            category=template.category,
-            description=template.description,
-            contents=[{"channel": c.channel, "subject": c.subject, "body": c.body} for c in template.contents],
-            create_time=now(),
-        )
-        try:
-            async with self._db.session.begin() as session:
-                session.add(row)
-        except IntegrityError as e:
-            raise AlreadyExists(f"template '{template.template_id}' already exists") from e
-        return template_pb(row)
+        return await self._templates.create(request.template)
 
 
-async def publish_all_keys(db: Database, keys: AppKeys) -> None:
-    """Re-publish every app's key at start-up, so a KV write lost to a crash is repaired."""
-    async with db.session() as session:
-        for row in await session.scalars(select(tables.App)):
-            await keys.publish(row.key_hash, identity(row))
-
-
-def identity(row: tables.App) -> AppIdentity:
-    return AppIdentity(
-        app_id=row.app_id,
-        name=row.name,
-        allowed_channels=list(row.allowed_channels),
-        rate_limit_per_second=row.rate_limit_per_second,
-    )
-
-
-def template_pb(row: tables.Template) -> pb.Template:
-    return pb.Template(
-        template_id=row.template_id,
-        category=common_pb2.Category.ValueType(row.category),
-        contents=[common_pb2.ChannelContent(**c) for c in row.contents],
-        version=row.version,
-        create_time=to_timestamp(row.create_time),
-        description=row.description,
-    )
-
-
-def _app_pb(row: tables.App) -> pb.App:
+def app_pb(row: tables.App) -> pb.App:
     return pb.App(
         app_id=row.app_id,
         name=row.name,
         allowed_channels=row.allowed_channels,
+        allowed_categories=[common_pb2.Category.ValueType(c) for c in row.allowed_categories],
         rate_limit_per_second=row.rate_limit_per_second,
         create_time=to_timestamp(row.create_time),
+        disabled=row.disabled,
     )
-
-
-def _validate_template(template: pb.Template) -> None:
-    bad: dict[str, str] = {}
-    if not TEMPLATE_ID.match(template.template_id):
-        bad["template.template_id"] = "required: 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"
-    if template.category == common_pb2.CATEGORY_UNSPECIFIED:
-        bad["template.category"] = "required: CRITICAL, NOTIFICATION or MARKETING"
-    if not template.contents:
-        bad["template.contents"] = "at least one channel's content is required"
-    seen: set[str] = set()
-    for i, content in enumerate(template.contents):
-        field = f"template.contents[{i}]"
-        if why := channels.problem(content.channel):
-            bad[f"{field}.channel"] = why
-        elif content.channel in seen:
-            bad[f"{field}.channel"] = f"channel '{content.channel}' appears twice"
-        seen.add(content.channel)
-        if not content.body:
-            bad[f"{field}.body"] = "required"
-        for part in ("subject", "body"):
-            try:
-                templating.check_syntax(getattr(content, part))
-            except templating.TemplateError as e:
-                bad[f"{field}.{part}"] = str(e)
-    if bad:
-        raise InvalidArgument(bad)

@@ -5,17 +5,25 @@ from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, message_service
 
 from libs import runtime
 from libs.auth import AppKeys
-from services.intake.admin import AdminService, publish_all_keys
+from services.intake.admin import AdminService
+from services.intake.apps import AppRegistry
 from services.intake.messages import MessageService
+from services.intake.rate_limit import RateLimiter
+from services.intake.templates import TemplateStore
 
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     keys = await AppKeys.open(rt.bus)
-    await publish_all_keys(rt.db, keys)
+    apps = AppRegistry(rt.db, keys)
+    await apps.publish_all()
+    templates = TemplateStore(rt.db)
+    limiter = await RateLimiter.open(rt.bus)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(rt.db, keys, rt.settings.admin_token), server
+        AdminService(apps, templates, rt.settings.admin_token), server
     )
-    message_service_pb2_grpc.add_MessageServiceServicer_to_server(MessageService(rt.db, rt.bus, keys), server)
+    message_service_pb2_grpc.add_MessageServiceServicer_to_server(
+        MessageService(rt.db, rt.bus, keys, templates, limiter), server
+    )
     return [
         admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         message_service_pb2.DESCRIPTOR.services_by_name["MessageService"].full_name,

@@ -1,11 +1,11 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
 import asyncio
-import time
 from collections.abc import Mapping
 from datetime import timedelta
 
 import grpc
+from google.protobuf import duration_pb2
 from herald.v1 import admin_service_pb2, events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import select
@@ -14,13 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from libs import channels, templating
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
-from libs.errors import HeraldError, InvalidArgument, NotFound, Unavailable, Unimplemented
+from libs.errors import HeraldError, InvalidArgument, ResourceExhausted, Unavailable, Unimplemented
 from libs.ids import new_id
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.intake import tables
-from services.intake.admin import template_pb
 from services.intake.group_commit import GroupCommit
+from services.intake.rate_limit import RateLimiter
+from services.intake.templates import TemplateStore
 
 SUBJECT = "herald.message.accepted"
 MAX_RECIPIENTS = 1000
@@ -32,11 +33,12 @@ MAX_ADDRESS_CHARS = 2048
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
-    def __init__(self, db: Database, bus: Bus, keys: AppKeys) -> None:
+    def __init__(self, db: Database, bus: Bus, keys: AppKeys, templates: TemplateStore, limiter: RateLimiter) -> None:
         self._db = db
         self._bus = bus
         self._keys = keys
-        self._templates = TemplateCache(db)
+        self._templates = templates
+        self._limiter = limiter
         self._group_commit = GroupCommit(db)
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
@@ -44,6 +46,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         accepted = await self._prepare(app, request)
         if request.dry_run:
             return pb.SendResponse()
+        granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
+        if not granted:
+            raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
         [response] = await self._accept([(accepted, request.idempotency_key)])
         return response
 
@@ -66,6 +71,17 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             results.append(pb.SendBatchResult(response=pb.SendResponse()))
             if not entry.dry_run:
                 ready.append((i, accepted, entry.idempotency_key))
+        granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, len(ready))
+        for i, _, _ in ready[granted:]:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(int(retry_after * 1e9))
+            error = pb.SendError(
+                code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+                message=_over_limit(app, retry_after),
+                retry_delay=delay,
+            )
+            results[i] = pb.SendBatchResult(error=error)
+        ready = ready[:granted]
         responses = await self._accept([(accepted, key) for _, accepted, key in ready])
         for (i, _, _), response in zip(ready, responses, strict=True):
             results[i].response.CopyFrom(response)
@@ -81,6 +97,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         """Everything that can refuse a Send, before anything is stored."""
         _validate_shape(request)
         template = await self._templates.latest(request.template_id)
+        app.check_category(template.category)
         chosen = _channels(request, template, app)
         _render_check(request, template, chosen)
         return events_pb2.AcceptedMessage(
@@ -136,33 +153,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
 
-class TemplateCache:
-    """The latest version of each template, kept for a few seconds: a version never changes once written,
-    so the only staleness is a new version being picked up up to TTL seconds late."""
-
-    TTL = 5.0
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._entries: dict[str, tuple[float, admin_service_pb2.Template]] = {}
-
-    async def latest(self, template_id: str) -> admin_service_pb2.Template:
-        clock = time.monotonic()
-        cached = self._entries.get(template_id)
-        if cached and cached[0] > clock:
-            return cached[1]
-        async with self._db.session() as session:
-            row = await session.scalar(
-                select(tables.Template)
-                .where(tables.Template.template_id == template_id)
-                .order_by(tables.Template.version.desc())
-                .limit(1)
-            )
-        if row is None:
-            raise NotFound(f"template '{template_id[:64]}' not found")
-        template = template_pb(row)
-        self._entries[template_id] = (clock + self.TTL, template)
-        return template
+def _over_limit(app: AppIdentity, retry_after: float) -> str:
+    return (
+        f"app {app.app_id} is over its rate limit of {app.rate_limit_per_second:g} messages/s; "
+        f"retry in {retry_after:.2f}s"
+    )
 
 
 def _row(accepted: events_pb2.AcceptedMessage, key: str) -> tables.Message:

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -17,11 +17,22 @@ class App(Base):
     __tablename__ = "intake_apps"
     app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    # SHA-256 of the API key; the key itself is never stored.
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     allowed_channels: Mapped[list[str]]
+    # herald.v1.Category values; empty = every category.
+    allowed_categories: Mapped[list[int]] = mapped_column(JSON)
     rate_limit_per_second: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean)
     create_time: Mapped[datetime]
+
+
+class AppKey(Base):
+    """An app's API key, as its SHA-256 only; a rotated-out key keeps working until expire_time."""
+
+    __tablename__ = "intake_app_keys"
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40), index=True)
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
 
 
 class Template(Base):

@@ -22,27 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/admin_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\x8d\x01\n\x03\x41pp\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x03 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x10\x43reateAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x02 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x03 \x01(\x01\"A\n\x11\x43reateAppResponse\x12\x1b\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x0e.herald.v1.App\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\xca\x01\n\x08Template\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x19.herald.v1.ChannelContent\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template2\x9f\x01\n\x0c\x41\x64minService\x12\x46\n\tCreateApp\x12\x1b.herald.v1.CreateAppRequest\x1a\x1c.herald.v1.CreateAppResponse\x12G\n\x0e\x43reateTemplate\x12 .herald.v1.CreateTemplateRequest\x1a\x13.herald.v1.Templateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/admin_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xd0\x01\n\x03\x41pp\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x03 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x12\x61llowed_categories\x18\x06 \x03(\x0e\x32\x13.herald.v1.Category\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\"\x8a\x01\n\x10\x43reateAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x02 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x03 \x01(\x01\x12/\n\x12\x61llowed_categories\x18\x04 \x03(\x0e\x32\x13.herald.v1.Category\"A\n\x11\x43reateAppResponse\x12\x1b\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x0e.herald.v1.App\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\x1f\n\rGetAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"8\n\x0fListAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"I\n\x10ListAppsResponse\x12\x1c\n\x04\x61pps\x18\x01 \x03(\x0b\x32\x0e.herald.v1.App\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11\x44isableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"\"\n\x10\x45nableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"V\n\x13RotateAppKeyRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"f\n\x14RotateAppKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12=\n\x19previous_keys_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xca\x01\n\x08Template\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x19.herald.v1.ChannelContent\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template2\xdf\x03\n\x0c\x41\x64minService\x12\x46\n\tCreateApp\x12\x1b.herald.v1.CreateAppRequest\x1a\x1c.herald.v1.CreateAppResponse\x12\x32\n\x06GetApp\x12\x18.herald.v1.GetAppRequest\x1a\x0e.herald.v1.App\x12\x43\n\x08ListApps\x12\x1a.herald.v1.ListAppsRequest\x1a\x1b.herald.v1.ListAppsResponse\x12:\n\nDisableApp\x12\x1c.herald.v1.DisableAppRequest\x1a\x0e.herald.v1.App\x12\x38\n\tEnableApp\x12\x1b.herald.v1.EnableAppRequest\x1a\x0e.herald.v1.App\x12O\n\x0cRotateAppKey\x12\x1e.herald.v1.RotateAppKeyRequest\x1a\x1f.herald.v1.RotateAppKeyResponse\x12G\n\x0e\x43reateTemplate\x12 .herald.v1.CreateTemplateRequest\x1a\x13.herald.v1.Templateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APP']._serialized_start=102
-  _globals['_APP']._serialized_end=243
-  _globals['_CREATEAPPREQUEST']._serialized_start=245
-  _globals['_CREATEAPPREQUEST']._serialized_end=334
-  _globals['_CREATEAPPRESPONSE']._serialized_start=336
-  _globals['_CREATEAPPRESPONSE']._serialized_end=401
-  _globals['_TEMPLATE']._serialized_start=404
-  _globals['_TEMPLATE']._serialized_end=606
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=608
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=670
-  _globals['_ADMINSERVICE']._serialized_start=673
-  _globals['_ADMINSERVICE']._serialized_end=832
+  _globals['_APP']._serialized_start=134
+  _globals['_APP']._serialized_end=342
+  _globals['_CREATEAPPREQUEST']._serialized_start=345
+  _globals['_CREATEAPPREQUEST']._serialized_end=483
+  _globals['_CREATEAPPRESPONSE']._serialized_start=485
+  _globals['_CREATEAPPRESPONSE']._serialized_end=550
+  _globals['_GETAPPREQUEST']._serialized_start=552
+  _globals['_GETAPPREQUEST']._serialized_end=583
+  _globals['_LISTAPPSREQUEST']._serialized_start=585
+  _globals['_LISTAPPSREQUEST']._serialized_end=641
+  _globals['_LISTAPPSRESPONSE']._serialized_start=643
+  _globals['_LISTAPPSRESPONSE']._serialized_end=716
+  _globals['_DISABLEAPPREQUEST']._serialized_start=718
+  _globals['_DISABLEAPPREQUEST']._serialized_end=753
+  _globals['_ENABLEAPPREQUEST']._serialized_start=755
+  _globals['_ENABLEAPPREQUEST']._serialized_end=789
+  _globals['_ROTATEAPPKEYREQUEST']._serialized_start=791
+  _globals['_ROTATEAPPKEYREQUEST']._serialized_end=877
+  _globals['_ROTATEAPPKEYRESPONSE']._serialized_start=879
+  _globals['_ROTATEAPPKEYRESPONSE']._serialized_end=981
+  _globals['_TEMPLATE']._serialized_start=984
+  _globals['_TEMPLATE']._serialized_end=1186
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1188
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1250
+  _globals['_ADMINSERVICE']._serialized_start=1253
+  _globals['_ADMINSERVICE']._serialized_end=1732
 # @@protoc_insertion_point(module_scope)

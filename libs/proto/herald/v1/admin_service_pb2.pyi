@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -31,18 +32,26 @@ class App(_message.Message):
     ALLOWED_CHANNELS_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ALLOWED_CATEGORIES_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """Server-assigned, e.g. "app_01JD3..."."""
     name: _builtins.str
     """Human-readable name, e.g. "checkout"."""
     rate_limit_per_second: _builtins.float
     """Sustained Send rate allowed; 0 means no limit."""
+    disabled: _builtins.bool
+    """A disabled app's calls answer PERMISSION_DENIED."""
     @_builtins.property
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Channels this app may send on; empty means every channel."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def allowed_categories(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Category.ValueType]:
+        """Categories this app may send; empty means every category."""
+
     def __init__(
         self,
         *,
@@ -51,10 +60,12 @@ class App(_message.Message):
         allowed_channels: _abc.Iterable[_builtins.str] | None = ...,
         rate_limit_per_second: _builtins.float = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        allowed_categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
+        disabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_channels", b"allowed_channels", "app_id", b"app_id", "create_time", b"create_time", "name", b"name", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "app_id", b"app_id", "create_time", b"create_time", "disabled", b"disabled", "name", b"name", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -67,21 +78,25 @@ class CreateAppRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ALLOWED_CHANNELS_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _builtins.int
+    ALLOWED_CATEGORIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rate_limit_per_second: _builtins.float
-    """0 = no limit."""
+    """Messages per second, with bursts of up to one second's worth; 0 = no limit."""
     @_builtins.property
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_categories(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Category.ValueType]: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         allowed_channels: _abc.Iterable[_builtins.str] | None = ...,
         rate_limit_per_second: _builtins.float = ...,
+        allowed_categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_channels", b"allowed_channels", "name", b"name", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "name", b"name", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -110,6 +125,164 @@ class CreateAppResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateAppResponse: _TypeAlias = CreateAppResponse  # noqa: Y015
+
+@_typing.final
+class GetAppRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAppRequest: _TypeAlias = GetAppRequest  # noqa: Y015
+
+@_typing.final
+class ListAppsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many apps; 0 = 50, and at most 1000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppsRequest: _TypeAlias = ListAppsRequest  # noqa: Y015
+
+@_typing.final
+class ListAppsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def apps(self) -> _containers.RepeatedCompositeFieldContainer[Global___App]: ...
+    def __init__(
+        self,
+        *,
+        apps: _abc.Iterable[Global___App] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apps", b"apps", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppsResponse: _TypeAlias = ListAppsResponse  # noqa: Y015
+
+@_typing.final
+class DisableAppRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableAppRequest: _TypeAlias = DisableAppRequest  # noqa: Y015
+
+@_typing.final
+class EnableAppRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableAppRequest: _TypeAlias = EnableAppRequest  # noqa: Y015
+
+@_typing.final
+class RotateAppKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    @_builtins.property
+    def grace_period(self) -> _duration_pb2.Duration:
+        """How long the app's current keys keep working; unset = 24 hours, 0 allowed
+        (revoke them now), at most 30 days.
+        """
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        grace_period: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grace_period", b"grace_period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "grace_period", b"grace_period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateAppKeyRequest: _TypeAlias = RotateAppKeyRequest  # noqa: Y015
+
+@_typing.final
+class RotateAppKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    PREVIOUS_KEYS_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    """The new API key, shown once."""
+    @_builtins.property
+    def previous_keys_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the keys the app had before stop working."""
+
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        previous_keys_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous_keys_expire_time", b"previous_keys_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "previous_keys_expire_time", b"previous_keys_expire_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateAppKeyResponse: _TypeAlias = RotateAppKeyResponse  # noqa: Y015
 
 @_typing.final
 class Template(_message.Message):

@@ -41,6 +41,31 @@ class AdminServiceStub:
                 request_serializer=herald_dot_v1_dot_admin__service__pb2.CreateAppRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_admin__service__pb2.CreateAppResponse.FromString,
                 _registered_method=True)
+        self.GetApp = channel.unary_unary(
+                '/herald.v1.AdminService/GetApp',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.GetAppRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.App.FromString,
+                _registered_method=True)
+        self.ListApps = channel.unary_unary(
+                '/herald.v1.AdminService/ListApps',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.ListAppsRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.ListAppsResponse.FromString,
+                _registered_method=True)
+        self.DisableApp = channel.unary_unary(
+                '/herald.v1.AdminService/DisableApp',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.DisableAppRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.App.FromString,
+                _registered_method=True)
+        self.EnableApp = channel.unary_unary(
+                '/herald.v1.AdminService/EnableApp',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.EnableAppRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.App.FromString,
+                _registered_method=True)
+        self.RotateAppKey = channel.unary_unary(
+                '/herald.v1.AdminService/RotateAppKey',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyResponse.FromString,
+                _registered_method=True)
         self.CreateTemplate = channel.unary_unary(
                 '/herald.v1.AdminService/CreateTemplate',
                 request_serializer=herald_dot_v1_dot_admin__service__pb2.CreateTemplateRequest.SerializeToString,
@@ -61,6 +86,41 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetApp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApps(self, request, context):
+        """Apps in creation order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableApp(self, request, context):
+        """Refuses every call made with the app's keys from now on (within seconds on
+        every replica) until EnableApp. Messages already accepted are still delivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableApp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateAppKey(self, request, context):
+        """Issues a new API key. The app's older keys keep working for the grace
+        period, so callers can roll the new key out without an outage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateTemplate(self, request, context):
         """Creates a template. Its template_id is chosen by the caller and must be new.
         """
@@ -75,6 +135,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CreateApp,
                     request_deserializer=herald_dot_v1_dot_admin__service__pb2.CreateAppRequest.FromString,
                     response_serializer=herald_dot_v1_dot_admin__service__pb2.CreateAppResponse.SerializeToString,
+            ),
+            'GetApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApp,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.GetAppRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.App.SerializeToString,
+            ),
+            'ListApps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApps,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.ListAppsRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.ListAppsResponse.SerializeToString,
+            ),
+            'DisableApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableApp,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.DisableAppRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.App.SerializeToString,
+            ),
+            'EnableApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableApp,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.EnableAppRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.App.SerializeToString,
+            ),
+            'RotateAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateAppKey,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyResponse.SerializeToString,
             ),
             'CreateTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTemplate,
@@ -111,6 +196,141 @@ class AdminService:
             '/herald.v1.AdminService/CreateApp',
             herald_dot_v1_dot_admin__service__pb2.CreateAppRequest.SerializeToString,
             herald_dot_v1_dot_admin__service__pb2.CreateAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/GetApp',
+            herald_dot_v1_dot_admin__service__pb2.GetAppRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/ListApps',
+            herald_dot_v1_dot_admin__service__pb2.ListAppsRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.ListAppsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/DisableApp',
+            herald_dot_v1_dot_admin__service__pb2.DisableAppRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/EnableApp',
+            herald_dot_v1_dot_admin__service__pb2.EnableAppRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/RotateAppKey',
+            herald_dot_v1_dot_admin__service__pb2.RotateAppKeyRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.RotateAppKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,18 @@ class AdminServiceStub:
     """Registers an app and returns its API key. The key is shown only here;
     herald stores a hash of it.
     """
+    GetApp: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetAppRequest, _admin_service_pb2.App]
+    ListApps: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListAppsRequest, _admin_service_pb2.ListAppsResponse]
+    """Apps in creation order, a page at a time."""
+    DisableApp: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DisableAppRequest, _admin_service_pb2.App]
+    """Refuses every call made with the app's keys from now on (within seconds on
+    every replica) until EnableApp. Messages already accepted are still delivered.
+    """
+    EnableApp: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.EnableAppRequest, _admin_service_pb2.App]
+    RotateAppKey: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RotateAppKeyRequest, _admin_service_pb2.RotateAppKeyResponse]
+    """Issues a new API key. The app's older keys keep working for the grace
+    period, so callers can roll the new key out without an outage.
+    """
     CreateTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.CreateTemplateRequest, _admin_service_pb2.Template]
     """Creates a template. Its template_id is chosen by the caller and must be new."""
 
@@ -52,6 +64,18 @@ class AdminServiceAsyncStub(AdminServiceStub):
     CreateApp: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CreateAppRequest, _admin_service_pb2.CreateAppResponse]  # type: ignore[assignment]
     """Registers an app and returns its API key. The key is shown only here;
     herald stores a hash of it.
+    """
+    GetApp: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetAppRequest, _admin_service_pb2.App]  # type: ignore[assignment]
+    ListApps: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListAppsRequest, _admin_service_pb2.ListAppsResponse]  # type: ignore[assignment]
+    """Apps in creation order, a page at a time."""
+    DisableApp: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DisableAppRequest, _admin_service_pb2.App]  # type: ignore[assignment]
+    """Refuses every call made with the app's keys from now on (within seconds on
+    every replica) until EnableApp. Messages already accepted are still delivered.
+    """
+    EnableApp: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.EnableAppRequest, _admin_service_pb2.App]  # type: ignore[assignment]
+    RotateAppKey: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RotateAppKeyRequest, _admin_service_pb2.RotateAppKeyResponse]  # type: ignore[assignment]
+    """Issues a new API key. The app's older keys keep working for the grace
+    period, so callers can roll the new key out without an outage.
     """
     CreateTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CreateTemplateRequest, _admin_service_pb2.Template]  # type: ignore[assignment]
     """Creates a template. Its template_id is chosen by the caller and must be new."""
@@ -69,6 +93,48 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.CreateAppResponse, _abc.Awaitable[_admin_service_pb2.CreateAppResponse]]:
         """Registers an app and returns its API key. The key is shown only here;
         herald stores a hash of it.
+        """
+
+    @_abc_1.abstractmethod
+    def GetApp(
+        self,
+        request: _admin_service_pb2.GetAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.App, _abc.Awaitable[_admin_service_pb2.App]]: ...
+
+    @_abc_1.abstractmethod
+    def ListApps(
+        self,
+        request: _admin_service_pb2.ListAppsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListAppsResponse, _abc.Awaitable[_admin_service_pb2.ListAppsResponse]]:
+        """Apps in creation order, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def DisableApp(
+        self,
+        request: _admin_service_pb2.DisableAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.App, _abc.Awaitable[_admin_service_pb2.App]]:
+        """Refuses every call made with the app's keys from now on (within seconds on
+        every replica) until EnableApp. Messages already accepted are still delivered.
+        """
+
+    @_abc_1.abstractmethod
+    def EnableApp(
+        self,
+        request: _admin_service_pb2.EnableAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.App, _abc.Awaitable[_admin_service_pb2.App]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateAppKey(
+        self,
+        request: _admin_service_pb2.RotateAppKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RotateAppKeyResponse, _abc.Awaitable[_admin_service_pb2.RotateAppKeyResponse]]:
+        """Issues a new API key. The app's older keys keep working for the grace
+        period, so callers can roll the new key out without an outage.
         """
 
     @_abc_1.abstractmethod
