@@ -17,8 +17,7 @@ from typing import Any
 
 import grpc
 from herald.v1 import common_pb2
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from libs.bus import Bus
@@ -92,11 +91,7 @@ class AppKeys:
 
     @classmethod
     async def open(cls, bus: Bus) -> "AppKeys":
-        try:
-            kv = await bus.js.key_value(BUCKET)
-        except BucketNotFoundError:
-            kv = await bus.js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1))
-        return cls(kv)
+        return cls(await bus.key_value(BUCKET))
 
     async def publish(self, hashed_key: str, app: AppIdentity) -> None:
         await self._kv.put(hashed_key, json.dumps(asdict(app)).encode())

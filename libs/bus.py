@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import nats
 import structlog
@@ -20,8 +21,17 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.kv import KeyValue
 from opentelemetry import trace
 
 from libs import telemetry
@@ -30,12 +40,25 @@ log = structlog.get_logger()
 
 DAY = 24 * 3600.0
 
-# name -> (subjects, max age in seconds). docs/architecture.md explains each.
-STREAMS: dict[str, tuple[list[str], float]] = {
-    "HERALD_MESSAGES": (["herald.message.>"], 7 * DAY),
-    "HERALD_DELIVERIES": (["herald.delivery.>"], 7 * DAY),
-    "HERALD_EVENTS": (["herald.event.>"], 7 * DAY),
+
+@dataclass(frozen=True)
+class Stream:
+    subjects: list[str]
+    max_age: float
+    # Holds schedule definitions (Nats-Schedule headers) that the server fires at their time.
+    schedules: bool = False
+
+
+# docs/architecture.md explains each.
+STREAMS: dict[str, Stream] = {
+    "HERALD_MESSAGES": Stream(["herald.message.>"], 7 * DAY),
+    "HERALD_DELIVERIES": Stream(["herald.delivery.>"], 7 * DAY),
+    "HERALD_EVENTS": Stream(["herald.event.>"], 7 * DAY),
+    # A definition waits here until its time, so the stream keeps messages longer than anything may be scheduled
+    # ahead; what a definition fires carries its own TTL (SCHEDULE_FIRED_TTL).
+    "HERALD_SCHEDULES": Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
 }
+SCHEDULE_FIRED_TTL = "168h"
 DUPLICATE_WINDOW = 600.0
 UNEXPECTED_ERROR_DELAY = 2.0
 
@@ -118,15 +141,17 @@ class Bus:
 
     async def ensure_streams(self) -> None:
         """Create or update herald's streams; every binary calls it at start-up, so order does not matter."""
-        for name, (subjects, max_age) in STREAMS.items():
+        for name, stream in STREAMS.items():
             config = StreamConfig(
                 name=name,
-                subjects=subjects,
+                subjects=stream.subjects,
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
-                max_age=max_age,
+                max_age=stream.max_age,
                 duplicate_window=DUPLICATE_WINDOW,
                 num_replicas=self._replicas,
+                allow_msg_schedules=stream.schedules or None,
+                allow_msg_ttl=stream.schedules or None,
             )
             try:
                 await self.js.add_stream(config)
@@ -139,10 +164,38 @@ class Bus:
         `msg_id` lets JetStream drop a repeat of the same publish (after a crash and
         redelivery) within DUPLICATE_WINDOW.
         """
-        headers: dict[str, str] = {}
+        await self._publish(subject, payload, {"Nats-Msg-Id": msg_id} if msg_id else {})
+
+    async def schedule(self, subject: str, payload: bytes, at: datetime, target: str) -> None:
+        """Store `payload` under `subject` (in HERALD_SCHEDULES) for the server to publish to `target` at `at`.
+
+        The subject names the schedule: publishing it again replaces it, purging it withdraws it.
+        """
+        # @at takes whole seconds: round up, so nothing fires before its time.
+        whole = at.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if at.microsecond else timedelta())
+        stamp = whole.strftime("%Y-%m-%dT%H:%M:%SZ")
+        headers = {
+            "Nats-Schedule": f"@at {stamp}",
+            "Nats-Schedule-Target": target,
+            "Nats-Schedule-TTL": SCHEDULE_FIRED_TTL,
+        }
+        await self._publish(subject, payload, headers)
+
+    async def unschedule(self, subject: str) -> None:
+        await self.js.purge_stream("HERALD_SCHEDULES", subject=subject)
+
+    async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> KeyValue:
+        """Open a KV bucket, creating it on first use (every replica may be first)."""
+        try:
+            return await self.js.key_value(bucket)
+        except BucketNotFoundError:
+            storage = StorageType.MEMORY if memory else StorageType.FILE
+            return await self.js.create_key_value(
+                KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
+            )
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         telemetry.inject(headers)
-        if msg_id:
-            headers["Nats-Msg-Id"] = msg_id
         await self.js.publish(subject, payload, headers=headers)
 
     async def consume(

@@ -7,10 +7,9 @@ that runs again after a redelivery publishes the same event id, and JetStream
 
 from herald.v1 import common_pb2, events_pb2
 
+from libs import subjects
 from libs.bus import Bus
 from libs.timeutil import now, to_timestamp
-
-SUBJECT_PREFIX = "herald.event.delivery."
 
 
 def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
@@ -43,4 +42,4 @@ async def publish(
         provider_message_id=provider_message_id,
         occur_time=to_timestamp(now()),
     )
-    await bus.publish(SUBJECT_PREFIX + name, event.SerializeToString(), msg_id=event.event_id)
+    await bus.publish(subjects.delivery_event(name), event.SerializeToString(), msg_id=event.event_id)

@@ -5,7 +5,7 @@ from importlib.metadata import entry_points
 import aiohttp
 import grpc
 
-from libs import channels, runtime
+from libs import channels, runtime, subjects
 from services.adapters.channels.base import Channel, ChannelFactory
 from services.adapters.deliverer import Deliverer
 
@@ -29,7 +29,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     adapters = load_channels(rt, http)
     for channel in channels.KNOWN:
         deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))
-        await rt.bus.consume("HERALD_DELIVERIES", f"adapters-{channel}", f"herald.delivery.{channel}", deliverer.handle)
+        await rt.bus.consume(
+            "HERALD_DELIVERIES", f"adapters-{channel}", subjects.delivery_job(channel), deliverer.handle
+        )
     return []
 
 

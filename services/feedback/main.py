@@ -3,9 +3,8 @@
 import grpc
 from herald.v1 import status_service_pb2, status_service_pb2_grpc
 
-from libs import runtime
+from libs import runtime, subjects
 from libs.auth import AppKeys
-from libs.events import SUBJECT_PREFIX
 from services.feedback.status import StatusService
 from services.feedback.timeline import Timeline
 
@@ -15,8 +14,8 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         StatusService(rt.db, await AppKeys.open(rt.bus)), server
     )
     timeline = Timeline(rt.db)
-    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", "herald.message.accepted", timeline.on_messages)
-    await rt.bus.consume("HERALD_EVENTS", "feedback-events", SUBJECT_PREFIX + ">", timeline.on_events)
+    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", subjects.MESSAGE_ACCEPTED, timeline.on_messages)
+    await rt.bus.consume("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events)
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 
 

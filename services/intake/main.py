@@ -5,6 +5,7 @@ from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, message_service
 
 from libs import runtime
 from libs.auth import AppKeys
+from libs.dispatch import DispatchLedger
 from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
 from services.intake.messages import MessageService
@@ -22,7 +23,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         AdminService(apps, templates, rt.settings.admin_token), server
     )
     message_service_pb2_grpc.add_MessageServiceServicer_to_server(
-        MessageService(rt.db, rt.bus, keys, templates, limiter), server
+        MessageService(rt.db, rt.bus, keys, templates, limiter, await DispatchLedger.open(rt.bus)), server
     )
     return [
         admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,

@@ -8,13 +8,14 @@ import grpc
 from google.protobuf import duration_pb2
 from herald.v1 import admin_service_pb2, events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from libs import channels, templating
+from libs import channels, subjects, templating
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
-from libs.errors import HeraldError, InvalidArgument, ResourceExhausted, Unavailable, Unimplemented
+from libs.dispatch import Decision, DispatchLedger
+from libs.errors import FailedPrecondition, HeraldError, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from libs.ids import new_id
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
@@ -23,7 +24,7 @@ from services.intake.group_commit import GroupCommit
 from services.intake.rate_limit import RateLimiter
 from services.intake.templates import TemplateStore
 
-SUBJECT = "herald.message.accepted"
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_RECIPIENTS = 1000
 MAX_VARIABLE_CHARS = 4096
 MAX_VARIABLES = 100
@@ -33,7 +34,16 @@ MAX_ADDRESS_CHARS = 2048
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
-    def __init__(self, db: Database, bus: Bus, keys: AppKeys, templates: TemplateStore, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        keys: AppKeys,
+        templates: TemplateStore,
+        limiter: RateLimiter,
+        ledger: DispatchLedger,
+    ) -> None:
+        self._ledger = ledger
         self._db = db
         self._bus = bus
         self._keys = keys
@@ -90,8 +100,26 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     async def CancelMessage(
         self, request: pb.CancelMessageRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMessageResponse:
-        await self._keys.authenticate(context)
-        raise Unimplemented("CancelMessage is not available yet in this herald version")
+        """Withdraw a message the router has not dispatched yet; repeating a successful cancel is harmless."""
+        app = await self._keys.authenticate(context)
+        if not request.message_id:
+            raise InvalidArgument({"message_id": "required"})
+        async with self._db.session() as session:
+            row = await session.get(tables.Message, request.message_id)
+        if row is None or row.app_id != app.app_id:
+            raise NotFound(f"message '{request.message_id[:64]}' not found")
+        if await self._ledger.decide(row.message_id, Decision.CANCELLED) is not Decision.CANCELLED:
+            raise FailedPrecondition(
+                f"message {row.message_id} was already dispatched to its channels and can no longer be cancelled"
+            )
+        if row.cancel_time is None:
+            async with self._db.session.begin() as session:
+                await session.execute(
+                    update(tables.Message).where(tables.Message.message_id == row.message_id).values(cancel_time=now())
+                )
+        await self._bus.unschedule(subjects.schedule(row.message_id))
+        await self._bus.publish(subjects.MESSAGE_CANCELLED, row.payload, msg_id=f"{row.message_id}.cancel")
+        return pb.CancelMessageResponse(message_id=row.message_id)
 
     async def _prepare(self, app: AppIdentity, request: pb.SendRequest) -> events_pb2.AcceptedMessage:
         """Everything that can refuse a Send, before anything is stored."""
@@ -148,7 +176,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
     async def _publish(self, row: tables.Message) -> None:
         try:
-            await self._bus.publish(SUBJECT, row.payload, msg_id=row.message_id)
+            await self._bus.publish(subjects.MESSAGE_ACCEPTED, row.payload, msg_id=row.message_id)
         except Exception as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
@@ -169,6 +197,7 @@ def _row(accepted: events_pb2.AcceptedMessage, key: str) -> tables.Message:
         template_version=accepted.template.version,
         payload=accepted.SerializeToString(),
         create_time=now(),
+        send_at=from_timestamp(accepted.send_at),
     )
 
 
@@ -204,8 +233,8 @@ def _validate_shape(request: pb.SendRequest) -> None:
     send_at = from_timestamp(request.send_at)
     if send_at and expire_at and send_at >= expire_at:
         bad["send_at"] = "is not before expire_at"
-    if send_at and send_at > now() + timedelta(seconds=1):
-        bad["send_at"] = "scheduled sending is not available yet; leave send_at unset to send now"
+    if send_at and send_at > now() + MAX_SCHEDULE_AHEAD:
+        bad["send_at"] = "at most 365 days ahead"
     if len(request.idempotency_key) > 200:
         bad["idempotency_key"] = "at most 200 characters"
     if bad:

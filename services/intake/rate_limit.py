@@ -15,8 +15,7 @@ import math
 import time
 from collections import defaultdict
 
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.bus import Bus
@@ -36,13 +35,7 @@ class RateLimiter:
 
     @classmethod
     async def open(cls, bus: Bus) -> "RateLimiter":
-        try:
-            kv = await bus.js.key_value(BUCKET)
-        except BucketNotFoundError:
-            kv = await bus.js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, ttl=ENTRY_TTL, storage=StorageType.MEMORY)
-            )
-        return cls(kv)
+        return cls(await bus.key_value(BUCKET, ttl=ENTRY_TTL, memory=True))
 
     async def take(self, app_id: str, rate: float, wanted: int) -> tuple[int, float]:
         """Accept up to `wanted` messages now; returns how many, and for the rest the seconds until the next fits."""

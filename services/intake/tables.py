@@ -67,3 +67,6 @@ class Message(Base):
     template_version: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     create_time: Mapped[datetime]
+    # Unset = sent at once.
+    send_at: Mapped[datetime | None]
+    cancel_time: Mapped[datetime | None]

@@ -3,17 +3,21 @@
 import grpc
 from herald.v1 import directory_service_pb2, directory_service_pb2_grpc
 
-from libs import runtime
+from libs import runtime, subjects
 from libs.bus import each
+from libs.dispatch import DispatchLedger
 from services.router.directory import DirectoryService
-from services.router.fanout import SUBJECT, Fanout
+from services.router.routing import Router
 
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
         DirectoryService(rt.db, rt.settings.admin_token), server
     )
-    await rt.bus.consume("HERALD_MESSAGES", "router", SUBJECT, each(Fanout(rt.db, rt.bus).handle))
+    router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus))
+    await rt.bus.consume("HERALD_MESSAGES", "router", subjects.MESSAGE_ACCEPTED, each(router.on_accepted))
+    await rt.bus.consume("HERALD_SCHEDULES", "router-due", subjects.SCHEDULE_DUE, each(router.on_due))
+    await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
     return [directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name]
 
 

@@ -1,0 +1,41 @@
+"""The one decision per message that a cancel and the router race for: dispatched or cancelled.
+
+Both sides record their decision with a KV create, which only the first can
+win, so across every replica a message is either fanned out to the adapters or
+withdrawn, never both. intake's CancelMessage asks for CANCELLED; the router
+asks for DISPATCHED just before it queues delivery jobs.
+"""
+
+from enum import Enum
+
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from libs.bus import DAY, Bus
+
+BUCKET = "herald_dispatch"
+# Longer than HERALD_MESSAGES keeps a message, so a redelivered message still finds its decision.
+TTL = 8 * DAY
+
+
+class Decision(Enum):
+    DISPATCHED = "dispatched"
+    CANCELLED = "cancelled"
+
+
+class DispatchLedger:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, bus: Bus) -> "DispatchLedger":
+        return cls(await bus.key_value(BUCKET, ttl=TTL))
+
+    async def decide(self, message_id: str, wanted: Decision) -> Decision:
+        """Record `wanted` unless a decision was already taken; returns the decision that stands."""
+        try:
+            await self._kv.create(message_id, wanted.value.encode())
+        except KeyWrongLastSequenceError:
+            entry = await self._kv.get(message_id)
+            return Decision((entry.value or b"").decode())
+        return wanted

@@ -1,0 +1,24 @@
+"""Every NATS subject herald's services exchange, in one place; docs/architecture.md draws the flow."""
+
+# intake -> router, feedback: an accepted message (AcceptedMessage).
+MESSAGE_ACCEPTED = "herald.message.accepted"
+# intake -> router: a message withdrawn before dispatch (AcceptedMessage).
+MESSAGE_CANCELLED = "herald.message.cancelled"
+# NATS server -> router: a held message whose send_at arrived (AcceptedMessage).
+SCHEDULE_DUE = "herald.schedule.due"
+# router -> feedback and other teams: one delivery's state change (DeliveryEvent).
+DELIVERY_EVENTS = "herald.event.delivery.>"
+
+
+def schedule(message_id: str) -> str:
+    """Where the router holds a message until its send_at; purging it withdraws the schedule."""
+    return f"herald.schedule.at.{message_id}"
+
+
+def delivery_job(channel: str) -> str:
+    """router -> adapters: one DeliveryJob for one channel."""
+    return f"herald.delivery.{channel}"
+
+
+def delivery_event(state: str) -> str:
+    return f"herald.event.delivery.{state}"

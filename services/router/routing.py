@@ -1,0 +1,142 @@
+"""The router's consumers: turn an accepted message into one delivery job per recipient x channel, now or at send_at.
+
+- herald.message.accepted: due now -> dispatch; send_at ahead -> every delivery
+  SCHEDULED and a schedule definition in HERALD_SCHEDULES, which the NATS
+  server fires at send_at onto herald.schedule.due (so a scheduled message
+  survives restarts of every process and of the server).
+- herald.schedule.due: dispatch.
+- herald.message.cancelled: every delivery CANCELLED.
+
+Dispatching first takes the message's decision in the dispatch ledger, so a
+cancel that won the race is honoured. Redelivery-safe without a table of its
+own: delivery ids are derived from the message id and the job's position, and
+every publish carries a Nats-Msg-Id, so running the same message twice queues
+nothing twice.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from datetime import datetime, timedelta
+
+from herald.v1 import common_pb2, events_pb2, message_service_pb2
+
+from libs import channels, events, subjects, templating
+from libs.bus import Bus, Incoming
+from libs.dispatch import Decision, DispatchLedger
+from libs.store import Database
+from libs.timeutil import from_timestamp, now
+from services.router import tables
+from services.router.directory import load_users
+
+PUBLISH_CONCURRENCY = 64
+# A send_at closer than this is sent now.
+SCHEDULE_THRESHOLD = timedelta(seconds=1)
+
+S = common_pb2
+
+
+class Router:
+    def __init__(self, db: Database, bus: Bus, ledger: DispatchLedger) -> None:
+        self._db = db
+        self._bus = bus
+        self._ledger = ledger
+        self._publishing = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+
+    async def on_accepted(self, incoming: Incoming) -> None:
+        message = events_pb2.AcceptedMessage.FromString(incoming.data)
+        send_at = from_timestamp(message.send_at)
+        if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
+            await self._hold(message, incoming.data, send_at)
+        else:
+            await self._dispatch(message)
+
+    async def on_due(self, incoming: Incoming) -> None:
+        await self._dispatch(events_pb2.AcceptedMessage.FromString(incoming.data))
+
+    async def on_cancelled(self, incoming: Incoming) -> None:
+        message = events_pb2.AcceptedMessage.FromString(incoming.data)
+        jobs = [job for job, _ in await self._jobs(message)]
+        await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, "cancelled by the sender") for j in jobs)
+
+    async def _hold(self, message: events_pb2.AcceptedMessage, payload: bytes, send_at: datetime) -> None:
+        jobs = [job for job, _ in await self._jobs(message)]
+        reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
+        await self._each(self._announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in jobs)
+        await self._bus.schedule(subjects.schedule(message.message_id), payload, send_at, subjects.SCHEDULE_DUE)
+
+    async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:
+        jobs = await self._jobs(message)
+        if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
+            await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, "cancelled by the sender") for j, _ in jobs)
+            return
+        expired = (expire_at := from_timestamp(message.expire_at)) is not None and expire_at <= now()
+        await self._each(self._route(job, expired, unrenderable) for job, unrenderable in jobs)
+
+    async def _route(self, job: events_pb2.DeliveryJob, expired: bool, unrenderable: str) -> None:
+        if unrenderable:
+            await self._announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
+        elif expired:
+            await self._announce(job, S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
+        elif not job.address:
+            reason = f"no {job.channel} address: none in the request"
+            reason += f" and none in the directory for user '{job.user_id}'" if job.user_id else ""
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason)
+        else:
+            # PENDING goes first so feedback never sees a delivery's outcome before it exists.
+            await self._announce(job, S.DELIVERY_STATE_PENDING, "")
+            async with self._publishing:
+                await self._bus.publish(subjects.delivery_job(job.channel), job.SerializeToString(), job.delivery_id)
+
+    async def _announce(
+        self, job: events_pb2.DeliveryJob, state: common_pb2.DeliveryState.ValueType, reason: str
+    ) -> None:
+        async with self._publishing:
+            await events.publish(self._bus, job, state, reason=reason)
+
+    async def _jobs(self, message: events_pb2.AcceptedMessage) -> list[tuple[events_pb2.DeliveryJob, str]]:
+        users = await load_users(self._db, {r.user_id for r in message.recipients if r.user_id})
+        return [
+            _job(message, recipient, channel, i * len(message.channels) + j, users.get(recipient.user_id))
+            for i, recipient in enumerate(message.recipients)
+            for j, channel in enumerate(message.channels)
+        ]
+
+    @staticmethod
+    async def _each(steps: Iterable[Awaitable[None]]) -> None:
+        await asyncio.gather(*steps)
+
+
+def _job(
+    message: events_pb2.AcceptedMessage,
+    recipient: message_service_pb2.Recipient,
+    channel: str,
+    n: int,
+    user: tables.User | None,
+) -> tuple[events_pb2.DeliveryJob, str]:
+    """The job for one recipient x channel, and why it cannot be rendered ("" when it can).
+
+    intake render-checked the same template and variables, so a failure here means
+    a bug, reported on the delivery rather than retried forever.
+    """
+    address = recipient.addresses.get(channel) or (user.addresses.get(channel) if user else None) or ""
+    if not address and channel in channels.ADDRESSED_BY_USER_ID:
+        address = recipient.user_id
+    content = next(c for c in message.template.contents if c.channel == channel)
+    values = {**message.variables, **recipient.variables}
+    job = events_pb2.DeliveryJob(
+        delivery_id=f"{message.message_id}.{n}",
+        message_id=message.message_id,
+        app_id=message.app_id,
+        template_id=message.template.template_id,
+        category=message.template.category,
+        user_id=recipient.user_id,
+        channel=channel,
+        address=address,
+        expire_at=message.expire_at,
+    )
+    try:
+        job.subject = templating.render(content.subject, values)
+        job.body = templating.render(content.body, values)
+    except templating.TemplateError as e:
+        return job, f"cannot render the template: {e}"
+    return job, ""
