@@ -12,7 +12,7 @@ from libs.errors import InvalidArgument
 from libs.timeutil import to_timestamp
 from services.intake import tables
 from services.intake.apps import AppRegistry
-from services.intake.templates import TemplateStore
+from services.intake.templates import TemplateStore, preview
 
 DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=30)
@@ -78,6 +78,34 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
         require_admin(context, self._admin_token)
         return await self._templates.create(request.template)
+
+    async def UpdateTemplate(self, request: pb.UpdateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.update(request.template)
+
+    async def GetTemplate(self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.get(request.template_id, request.version)
+
+    async def ListTemplates(
+        self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTemplatesResponse:
+        require_admin(context, self._admin_token)
+        templates, token = await self._templates.list(request.page_size, request.page_token, request.show_archived)
+        return pb.ListTemplatesResponse(templates=templates, next_page_token=token)
+
+    async def ArchiveTemplate(
+        self, request: pb.ArchiveTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.archive(request.template_id)
+
+    async def PreviewTemplate(
+        self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreviewTemplateResponse:
+        require_admin(context, self._admin_token)
+        template = await self._templates.get(request.template_id, request.version)
+        return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
 
 
 def app_pb(row: tables.App) -> pb.App:

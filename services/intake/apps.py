@@ -4,20 +4,16 @@ Each write updates the table first and the registry second; start-up republishes
 every key (`publish_all`), so a registry write lost to a crash is repaired.
 """
 
-import base64
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from libs.auth import AppIdentity, AppKeys, key_hash, new_api_key
-from libs.errors import InvalidArgument, NotFound
+from libs.errors import NotFound
 from libs.ids import new_id
 from libs.store import Database
 from libs.timeutil import now
-from services.intake import tables
-
-MAX_PAGE = 1000
-DEFAULT_PAGE = 50
+from services.intake import pagination, tables
 
 
 class AppRegistry:
@@ -51,11 +47,9 @@ class AppRegistry:
             raise NotFound(f"app '{app_id[:64]}' not found")
         return app
 
-    async def list(self, page_size: int, page_token: str) -> tuple[list[tables.App], str]:
-        if page_size < 0 or page_size > MAX_PAGE:
-            raise InvalidArgument({"page_size": f"between 0 and {MAX_PAGE}"})
-        size = page_size or DEFAULT_PAGE
-        after = _decode_token(page_token)
+    async def list(self, size: int, token: str) -> tuple[list[tables.App], str]:
+        size = pagination.page_size(size)
+        after = pagination.decode(token, lambda key: key.startswith("app_"))
         async with self._db.session() as session:
             rows = list(
                 await session.scalars(
@@ -64,7 +58,7 @@ class AppRegistry:
             )
         more = len(rows) > size
         rows = rows[:size]
-        return rows, _encode_token(rows[-1].app_id) if more else ""
+        return rows, pagination.encode(rows[-1].app_id) if more else ""
 
     async def set_disabled(self, app_id: str, disabled: bool) -> tables.App:
         async with self._db.session.begin() as session:
@@ -120,19 +114,3 @@ def identity(app: tables.App, key: tables.AppKey) -> AppIdentity:
         disabled=app.disabled,
         key_expires_at=key.expire_time.timestamp() if key.expire_time else None,
     )
-
-
-def _encode_token(app_id: str) -> str:
-    return base64.urlsafe_b64encode(app_id.encode()).decode()
-
-
-def _decode_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        after = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        after = ""
-    if not after.startswith("app_"):
-        raise InvalidArgument({"page_token": "not a token this API returned"})
-    return after

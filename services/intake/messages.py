@@ -124,7 +124,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     async def _prepare(self, app: AppIdentity, request: pb.SendRequest) -> events_pb2.AcceptedMessage:
         """Everything that can refuse a Send, before anything is stored."""
         _validate_shape(request)
-        template = await self._templates.latest(request.template_id)
+        template = await self._templates.latest_for_sending(request.template_id)
         app.check_category(template.category)
         chosen = _channels(request, template, app)
         _render_check(request, template, chosen)
@@ -250,7 +250,7 @@ def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str])
 
 
 def _channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
-    available = [c.channel for c in template.contents]
+    available = list(dict.fromkeys(c.channel for c in template.contents))
     chosen = list(dict.fromkeys(request.channels)) or available
     missing = {
         f"channels[{i}]": f"template '{template.template_id}' has no content for channel '{c}'"
@@ -265,19 +265,26 @@ def _channels(request: pb.SendRequest, template: admin_service_pb2.Template, app
 
 
 def _render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:
-    """Render every chosen channel for every recipient now, so a missing variable fails the Send, not the delivery."""
+    """Render every content a recipient could get (each chosen channel, each locale) now, so a missing
+    variable fails the Send rather than the delivery."""
     contents = [c for c in template.contents if c.channel in chosen]
+    needed = set().union(*(templating.content_variables(c) for c in contents))
     bad: dict[str, str] = {}
     for i, recipient in enumerate(request.recipients):
         values = {**request.variables, **recipient.variables}
+        field = "variables" if not recipient.variables else f"recipients[{i}].variables"
+        if missing := sorted(needed - values.keys()):
+            bad.setdefault(field, f"template '{template.template_id}' needs {', '.join(repr(m) for m in missing)}")
+        for channel in chosen:
+            if channel not in recipient.addresses and not recipient.user_id:
+                bad[f"recipients[{i}].addresses[{channel}]"] = "no address and no user_id to look one up"
+        if field in bad:
+            continue
         for content in contents:
-            if content.channel not in recipient.addresses and not recipient.user_id:
-                bad[f"recipients[{i}].addresses[{content.channel}]"] = "no address and no user_id to look one up"
-            for part in ("subject", "body"):
-                try:
-                    templating.render(getattr(content, part), values)
-                except templating.TemplateError as e:
-                    field = "variables" if not recipient.variables else f"recipients[{i}].variables"
-                    bad.setdefault(field, f"template '{template.template_id}' {content.channel} {part}: {e}")
+            try:
+                templating.render_content(content, values)
+            except templating.TemplateError as e:
+                where = f"{content.channel}{f' ({content.locale})' if content.locale else ''}"
+                bad.setdefault(field, f"template '{template.template_id}' {where} {e}")
     if bad:
         raise InvalidArgument(bad)

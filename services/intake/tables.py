@@ -43,9 +43,11 @@ class Template(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     category: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(String(500))
-    # [{"channel":..., "subject":..., "body":...}, ...]
+    # herald.v1.ChannelContent messages as JSON objects (proto field names).
     contents: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     create_time: Mapped[datetime]
+    # Set on every version of an archived template.
+    archive_time: Mapped[datetime | None]
 
 
 class Message(Base):

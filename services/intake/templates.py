@@ -1,25 +1,29 @@
-"""Templates: immutable versions per channel, validated when written, cached when read."""
+"""Templates: immutable versions of per-channel, per-locale content, validated when written, cached when read."""
 
 import re
 import time
 
+from google.protobuf import json_format
 from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import common_pb2
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs import channels, templating
-from libs.errors import AlreadyExists, InvalidArgument, NotFound
+from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
-from services.intake import tables
+from services.intake import pagination, tables
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+CATEGORIES = (common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION, common_pb2.CATEGORY_MARKETING)
 
 
 class TemplateStore:
     """The latest version of each template is cached for CACHE_SECONDS: a version never changes once
-    written, so the only staleness is a new version being picked up that much later."""
+    written, so the only staleness is a new version (or an archive) being seen that much later."""
 
     CACHE_SECONDS = 5.0
 
@@ -29,77 +33,170 @@ class TemplateStore:
 
     async def create(self, template: pb.Template) -> pb.Template:
         validate(template)
-        row = tables.Template(
-            template_id=template.template_id,
-            version=1,
-            category=template.category,
-            description=template.description,
-            contents=[{"channel": c.channel, "subject": c.subject, "body": c.body} for c in template.contents],
-            create_time=now(),
-        )
+        row = _row(template, version=1)
         try:
             async with self._db.session.begin() as session:
                 session.add(row)
         except IntegrityError as e:
-            raise AlreadyExists(f"template '{template.template_id}' already exists") from e
+            raise AlreadyExists(
+                f"template '{template.template_id}' already exists; UpdateTemplate adds a version"
+            ) from e
         return template_pb(row)
 
-    async def latest(self, template_id: str) -> pb.Template:
+    async def update(self, template: pb.Template) -> pb.Template:
+        validate(template)
+        try:
+            async with self._db.session.begin() as session:
+                current = await self._latest_row(session, template.template_id)
+                if current.archive_time is not None:
+                    raise FailedPrecondition(f"template '{template.template_id}' is archived")
+                row = _row(template, version=current.version + 1)
+                session.add(row)
+        except IntegrityError as e:  # another update took this version number a moment ago
+            raise FailedPrecondition(f"template '{template.template_id}' changed meanwhile; update again") from e
+        self._latest.pop(template.template_id, None)
+        return template_pb(row)
+
+    async def get(self, template_id: str, version: int = 0) -> pb.Template:
+        async with self._db.session() as session:
+            if version:
+                row = await session.get(tables.Template, (template_id, version))
+                if row is None:
+                    raise NotFound(f"template '{template_id[:64]}' has no version {version}")
+            else:
+                row = await self._latest_row(session, template_id)
+        return template_pb(row)
+
+    async def latest_for_sending(self, template_id: str) -> pb.Template:
         clock = time.monotonic()
         cached = self._latest.get(template_id)
         if cached and cached[0] > clock:
-            return cached[1]
-        async with self._db.session() as session:
-            row = await session.scalar(
-                select(tables.Template)
-                .where(tables.Template.template_id == template_id)
-                .order_by(tables.Template.version.desc())
-                .limit(1)
+            template = cached[1]
+        else:
+            template = await self.get(template_id)
+            self._latest[template_id] = (clock + self.CACHE_SECONDS, template)
+        if template.HasField("archive_time"):
+            raise FailedPrecondition(f"template '{template_id}' is archived")
+        return template
+
+    async def list(self, size: int, token: str, show_archived: bool) -> tuple[list[pb.Template], str]:
+        size = pagination.page_size(size)
+        after = pagination.decode(token, lambda key: bool(TEMPLATE_ID.match(key)))
+        latest = (
+            select(tables.Template.template_id, func.max(tables.Template.version).label("version"))
+            .where(tables.Template.template_id > after)
+            .group_by(tables.Template.template_id)
+            .subquery()
+        )
+        query = (
+            select(tables.Template)
+            .join(
+                latest,
+                (tables.Template.template_id == latest.c.template_id) & (tables.Template.version == latest.c.version),
             )
+            .order_by(tables.Template.template_id)
+            .limit(size + 1)
+        )
+        if not show_archived:
+            query = query.where(tables.Template.archive_time.is_(None))
+        async with self._db.session() as session:
+            rows = list(await session.scalars(query))
+        more = len(rows) > size
+        rows = rows[:size]
+        return [template_pb(r) for r in rows], pagination.encode(rows[-1].template_id) if more else ""
+
+    async def archive(self, template_id: str) -> pb.Template:
+        async with self._db.session.begin() as session:
+            current = await self._latest_row(session, template_id)
+            if current.archive_time is None:
+                await session.execute(
+                    update(tables.Template).where(tables.Template.template_id == template_id).values(archive_time=now())
+                )
+        self._latest.pop(template_id, None)
+        return await self.get(template_id)
+
+    @staticmethod
+    async def _latest_row(session: AsyncSession, template_id: str) -> tables.Template:
+        row = await session.scalar(
+            select(tables.Template)
+            .where(tables.Template.template_id == template_id)
+            .order_by(tables.Template.version.desc())
+            .limit(1)
+        )
         if row is None:
             raise NotFound(f"template '{template_id[:64]}' not found")
-        template = template_pb(row)
-        self._latest[template_id] = (clock + self.CACHE_SECONDS, template)
-        return template
+        return row
+
+
+def preview(template: pb.Template, values: dict[str, str], locale: str) -> list[common_pb2.ChannelContent]:
+    """Every channel rendered as a recipient in `locale` would get it."""
+    rendered = []
+    for channel in dict.fromkeys(c.channel for c in template.contents):
+        content = templating.pick(list(template.contents), channel, locale)
+        assert content is not None  # validate() guarantees a default locale per channel
+        try:
+            rendered.append(templating.render_content(content, values))
+        except templating.TemplateError as e:
+            raise InvalidArgument({"variables": f"{channel} {e}"}) from e
+    return rendered
 
 
 def template_pb(row: tables.Template) -> pb.Template:
-    return pb.Template(
+    contents = [json_format.ParseDict(c, common_pb2.ChannelContent()) for c in row.contents]
+    template = pb.Template(
         template_id=row.template_id,
         category=common_pb2.Category.ValueType(row.category),
-        contents=[common_pb2.ChannelContent(**c) for c in row.contents],
+        contents=contents,
         version=row.version,
         create_time=to_timestamp(row.create_time),
         description=row.description,
+        variables=sorted(set().union(*(templating.content_variables(c) for c in contents))),
     )
+    if row.archive_time is not None:
+        template.archive_time.CopyFrom(to_timestamp(row.archive_time))
+    return template
 
 
 def validate(template: pb.Template) -> None:
     bad: dict[str, str] = {}
     if not TEMPLATE_ID.match(template.template_id):
         bad["template.template_id"] = "required: 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"
-    if template.category not in (
-        common_pb2.CATEGORY_CRITICAL,
-        common_pb2.CATEGORY_NOTIFICATION,
-        common_pb2.CATEGORY_MARKETING,
-    ):
+    if template.category not in CATEGORIES:
         bad["template.category"] = "required: CRITICAL, NOTIFICATION or MARKETING"
+    if len(template.description) > 500:
+        bad["template.description"] = "at most 500 characters"
     if not template.contents:
         bad["template.contents"] = "at least one channel's content is required"
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for i, content in enumerate(template.contents):
         field = f"template.contents[{i}]"
         if why := channels.problem(content.channel):
             bad[f"{field}.channel"] = why
-        elif content.channel in seen:
-            bad[f"{field}.channel"] = f"channel '{content.channel}' appears twice"
-        seen.add(content.channel)
+        if content.locale and not LOCALE.match(content.locale):
+            bad[f"{field}.locale"] = "a BCP 47 tag such as 'en' or 'zh-CN', or '' for the default"
+        variant = (content.channel, content.locale.lower())
+        if variant in seen:
+            bad[f"{field}"] = f"channel '{content.channel}' in locale '{content.locale}' appears twice"
+        seen.add(variant)
         if not content.body:
             bad[f"{field}.body"] = "required"
-        for part in ("subject", "body"):
+        for part, source in templating.content_parts(content):
             try:
-                templating.check_syntax(getattr(content, part))
+                templating.check_syntax(source)
             except templating.TemplateError as e:
                 bad[f"{field}.{part}"] = str(e)
+    for channel in {c for c, _ in seen} - {c for c, locale in seen if locale == ""}:
+        bad["template.contents"] = f"channel '{channel}' needs content in the default locale ('')"
     if bad:
         raise InvalidArgument(bad)
+
+
+def _row(template: pb.Template, version: int) -> tables.Template:
+    return tables.Template(
+        template_id=template.template_id,
+        version=version,
+        category=template.category,
+        description=template.description,
+        contents=[json_format.MessageToDict(c, preserving_proto_field_name=True) for c in template.contents],
+        create_time=now(),
+    )

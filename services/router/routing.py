@@ -121,7 +121,8 @@ def _job(
     address = recipient.addresses.get(channel) or (user.addresses.get(channel) if user else None) or ""
     if not address and channel in channels.ADDRESSED_BY_USER_ID:
         address = recipient.user_id
-    content = next(c for c in message.template.contents if c.channel == channel)
+    locale = recipient.locale or (user.locale if user else "")
+    content = templating.pick(list(message.template.contents), channel, locale)
     values = {**message.variables, **recipient.variables}
     job = events_pb2.DeliveryJob(
         delivery_id=f"{message.message_id}.{n}",
@@ -134,9 +135,17 @@ def _job(
         address=address,
         expire_at=message.expire_at,
     )
+    if content is None:
+        return job, f"template has no {channel} content for locale '{locale}' and no default"
     try:
-        job.subject = templating.render(content.subject, values)
-        job.body = templating.render(content.body, values)
+        rendered = templating.render_content(content, values)
     except templating.TemplateError as e:
         return job, f"cannot render the template: {e}"
+    job.subject, job.body, job.html_body, job.locale = (
+        rendered.subject,
+        rendered.body,
+        rendered.html_body,
+        content.locale,
+    )
+    job.data.update(rendered.data)
     return job, ""

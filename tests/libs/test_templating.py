@@ -1,6 +1,7 @@
 """Templates are written outside the herald team: they render strictly and can never reach Python internals."""
 
 import pytest
+from herald.v1 import common_pb2
 
 from libs import templating
 
@@ -27,9 +28,51 @@ def test_sandbox_blocks_python_internals(source: str) -> None:
         templating.render(source, {"name": "x"})
 
 
-def test_output_size_is_bounded() -> None:
+def test_output_size_is_bounded_while_rendering() -> None:
     with pytest.raises(templating.TemplateError, match="limit"):
-        templating.render("{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", {})
+        templating.render("{% for i in range(1000) %}{% for j in range(1000) %}xxxxxxxx{% endfor %}{% endfor %}", {})
+
+
+def test_ranges_and_loop_nesting_are_bounded() -> None:
+    with pytest.raises(templating.TemplateError, match="range"):
+        templating.render("{% for i in range(100000) %}{% endfor %}", {})
+    with pytest.raises(templating.TemplateError, match="nested"):
+        templating.check_syntax("{% for a in x %}{% for b in a %}{% for c in b %}{% endfor %}{% endfor %}{% endfor %}")
+
+
+def test_locale_falls_back_to_language_then_default() -> None:
+    contents = [
+        common_pb2.ChannelContent(channel="sms", body="default"),
+        common_pb2.ChannelContent(channel="sms", body="zh", locale="zh"),
+        common_pb2.ChannelContent(channel="sms", body="zh-TW", locale="zh-TW"),
+        common_pb2.ChannelContent(channel="email", body="mail"),
+    ]
+
+    def body(channel: str, locale: str) -> str | None:
+        content = templating.pick(contents, channel, locale)
+        return content.body if content else None
+
+    assert body("sms", "zh-TW") == "zh-TW"
+    assert body("sms", "zh-CN") == "zh"
+    assert body("sms", "fr") == "default"
+    assert body("email", "zh-CN") == "mail"
+    assert body("push", "") is None
+
+
+def test_render_content_renders_every_field_and_names_the_failing_one() -> None:
+    content = common_pb2.ChannelContent(
+        channel="apns", subject="Hi {{ n }}", body="b {{ n }}", html_body="<b>{{ n }}</b>", data={"k": "{{ n }}"}
+    )
+    rendered = templating.render_content(content, {"n": "1"})
+    assert (rendered.subject, rendered.body, rendered.html_body, dict(rendered.data)) == (
+        "Hi 1",
+        "b 1",
+        "<b>1</b>",
+        {"k": "1"},
+    )
+    assert templating.content_variables(content) == {"n"}
+    with pytest.raises(templating.TemplateError, match=r"data\[k\]"):
+        templating.render_content(common_pb2.ChannelContent(channel="apns", body="x", data={"k": "{{ m }}"}), {})
 
 
 def test_syntax_error_says_where() -> None:

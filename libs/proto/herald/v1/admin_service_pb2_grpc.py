@@ -71,6 +71,31 @@ class AdminServiceStub:
                 request_serializer=herald_dot_v1_dot_admin__service__pb2.CreateTemplateRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_admin__service__pb2.Template.FromString,
                 _registered_method=True)
+        self.UpdateTemplate = channel.unary_unary(
+                '/herald.v1.AdminService/UpdateTemplate',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.UpdateTemplateRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+                _registered_method=True)
+        self.GetTemplate = channel.unary_unary(
+                '/herald.v1.AdminService/GetTemplate',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.GetTemplateRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+                _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/herald.v1.AdminService/ListTemplates',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
+        self.ArchiveTemplate = channel.unary_unary(
+                '/herald.v1.AdminService/ArchiveTemplate',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.ArchiveTemplateRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+                _registered_method=True)
+        self.PreviewTemplate = channel.unary_unary(
+                '/herald.v1.AdminService/PreviewTemplate',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -128,6 +153,43 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTemplate(self, request, context):
+        """Writes a new version of a template. Versions are immutable: a message pins
+        the version it was sent with; new Sends use the new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTemplate(self, request, context):
+        """A template at a version (0 = the latest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTemplates(self, request, context):
+        """The latest version of each template, in template_id order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveTemplate(self, request, context):
+        """Stops new Sends with the template (FAILED_PRECONDITION); messages already
+        accepted are still delivered, and its versions can still be read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewTemplate(self, request, context):
+        """Renders a template with sample variables, as a recipient would get it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +227,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CreateTemplate,
                     request_deserializer=herald_dot_v1_dot_admin__service__pb2.CreateTemplateRequest.FromString,
                     response_serializer=herald_dot_v1_dot_admin__service__pb2.Template.SerializeToString,
+            ),
+            'UpdateTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTemplate,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.UpdateTemplateRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.Template.SerializeToString,
+            ),
+            'GetTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTemplate,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.GetTemplateRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.Template.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'ArchiveTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveTemplate,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.ArchiveTemplateRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.Template.SerializeToString,
+            ),
+            'PreviewTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewTemplate,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +445,141 @@ class AdminService:
             '/herald.v1.AdminService/CreateTemplate',
             herald_dot_v1_dot_admin__service__pb2.CreateTemplateRequest.SerializeToString,
             herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/UpdateTemplate',
+            herald_dot_v1_dot_admin__service__pb2.UpdateTemplateRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/GetTemplate',
+            herald_dot_v1_dot_admin__service__pb2.GetTemplateRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/ListTemplates',
+            herald_dot_v1_dot_admin__service__pb2.ListTemplatesRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/ArchiveTemplate',
+            herald_dot_v1_dot_admin__service__pb2.ArchiveTemplateRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/PreviewTemplate',
+            herald_dot_v1_dot_admin__service__pb2.PreviewTemplateRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.PreviewTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,

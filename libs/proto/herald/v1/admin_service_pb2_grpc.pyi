@@ -53,6 +53,20 @@ class AdminServiceStub:
     """
     CreateTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.CreateTemplateRequest, _admin_service_pb2.Template]
     """Creates a template. Its template_id is chosen by the caller and must be new."""
+    UpdateTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UpdateTemplateRequest, _admin_service_pb2.Template]
+    """Writes a new version of a template. Versions are immutable: a message pins
+    the version it was sent with; new Sends use the new version.
+    """
+    GetTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetTemplateRequest, _admin_service_pb2.Template]
+    """A template at a version (0 = the latest)."""
+    ListTemplates: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListTemplatesRequest, _admin_service_pb2.ListTemplatesResponse]
+    """The latest version of each template, in template_id order, a page at a time."""
+    ArchiveTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ArchiveTemplateRequest, _admin_service_pb2.Template]
+    """Stops new Sends with the template (FAILED_PRECONDITION); messages already
+    accepted are still delivered, and its versions can still be read.
+    """
+    PreviewTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.PreviewTemplateRequest, _admin_service_pb2.PreviewTemplateResponse]
+    """Renders a template with sample variables, as a recipient would get it."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -79,6 +93,20 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     CreateTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CreateTemplateRequest, _admin_service_pb2.Template]  # type: ignore[assignment]
     """Creates a template. Its template_id is chosen by the caller and must be new."""
+    UpdateTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UpdateTemplateRequest, _admin_service_pb2.Template]  # type: ignore[assignment]
+    """Writes a new version of a template. Versions are immutable: a message pins
+    the version it was sent with; new Sends use the new version.
+    """
+    GetTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetTemplateRequest, _admin_service_pb2.Template]  # type: ignore[assignment]
+    """A template at a version (0 = the latest)."""
+    ListTemplates: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListTemplatesRequest, _admin_service_pb2.ListTemplatesResponse]  # type: ignore[assignment]
+    """The latest version of each template, in template_id order, a page at a time."""
+    ArchiveTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ArchiveTemplateRequest, _admin_service_pb2.Template]  # type: ignore[assignment]
+    """Stops new Sends with the template (FAILED_PRECONDITION); messages already
+    accepted are still delivered, and its versions can still be read.
+    """
+    PreviewTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.PreviewTemplateRequest, _admin_service_pb2.PreviewTemplateResponse]  # type: ignore[assignment]
+    """Renders a template with sample variables, as a recipient would get it."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService manages the apps that may send and the templates they send.
@@ -144,5 +172,49 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.Template, _abc.Awaitable[_admin_service_pb2.Template]]:
         """Creates a template. Its template_id is chosen by the caller and must be new."""
+
+    @_abc_1.abstractmethod
+    def UpdateTemplate(
+        self,
+        request: _admin_service_pb2.UpdateTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Template, _abc.Awaitable[_admin_service_pb2.Template]]:
+        """Writes a new version of a template. Versions are immutable: a message pins
+        the version it was sent with; new Sends use the new version.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTemplate(
+        self,
+        request: _admin_service_pb2.GetTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Template, _abc.Awaitable[_admin_service_pb2.Template]]:
+        """A template at a version (0 = the latest)."""
+
+    @_abc_1.abstractmethod
+    def ListTemplates(
+        self,
+        request: _admin_service_pb2.ListTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListTemplatesResponse, _abc.Awaitable[_admin_service_pb2.ListTemplatesResponse]]:
+        """The latest version of each template, in template_id order, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def ArchiveTemplate(
+        self,
+        request: _admin_service_pb2.ArchiveTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Template, _abc.Awaitable[_admin_service_pb2.Template]]:
+        """Stops new Sends with the template (FAILED_PRECONDITION); messages already
+        accepted are still delivered, and its versions can still be read.
+        """
+
+    @_abc_1.abstractmethod
+    def PreviewTemplate(
+        self,
+        request: _admin_service_pb2.PreviewTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.PreviewTemplateResponse, _abc.Awaitable[_admin_service_pb2.PreviewTemplateResponse]]:
+        """Renders a template with sample variables, as a recipient would get it."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -91,31 +93,68 @@ Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
 @_typing.final
 class ChannelContent(_message.Message):
-    """ChannelContent is one channel's rendering of a template. subject and body
-    are Jinja2 templates over the message's variables.
+    """ChannelContent is one channel's content in one locale. Every text field is a
+    Jinja2 template over the message's variables.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class DataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CHANNEL_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    HTML_BODY_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     """Channel id, lower case: "webhook", "email", "sms", "inbox", ..."""
     subject: _builtins.str
-    """Subject or title; unused by channels that have none (sms, webhook)."""
+    """E-mail subject; inbox and push title. Unused by sms and webhook."""
     body: _builtins.str
-    """Body. For "webhook" this is the HTTP request body."""
+    """E-mail plain text; sms text; webhook request body; inbox and push body."""
+    html_body: _builtins.str
+    """E-mail HTML alternative (optional)."""
+    locale: _builtins.str
+    """BCP 47 locale of this content, e.g. "zh-CN"; "" is the default every
+    channel must have. A recipient gets its locale, else its language ("zh"),
+    else the default.
+    """
+    @_builtins.property
+    def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Push data payload (apns, fcm), key -> value template."""
+
     def __init__(
         self,
         *,
         channel: _builtins.str = ...,
         subject: _builtins.str = ...,
         body: _builtins.str = ...,
+        html_body: _builtins.str = ...,
+        data: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        locale: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel", b"channel", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel", b"channel", "data", b"data", "html_body", b"html_body", "locale", b"locale", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
