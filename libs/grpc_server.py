@@ -20,11 +20,40 @@ _tracer = telemetry.tracer("herald.grpc")
 TRANSIENT = (nats.errors.Error, DBAPIError, ConnectionError, TimeoutError)
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not the message the method takes."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """gRPC answers UNKNOWN when a request fails to parse; this lets the handler answer INVALID_ARGUMENT."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as e:
+            return _Undecodable(e)
+
+    return parse
+
+
+async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method.rsplit('/', 1)[-1]}Request message"
+        )
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Continue the caller's trace (W3C `traceparent` metadata) and turn HeraldError into a rich status.
 
-    Anything else a handler raises is a bug: it is logged with its trace id and
-    answered INTERNAL, and the process stays up.
+    A request that does not parse is INVALID_ARGUMENT. Anything else a handler
+    raises is a bug: it is logged with its trace id and answered INTERNAL, and
+    the process stays up.
     """
 
     async def intercept_service(
@@ -41,6 +70,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await _refuse_undecodable(request, context, method)
                 with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
                     try:
                         return await inner(request, context)
@@ -49,13 +79,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                await _refuse_undecodable(request, context, method)
                 with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
                     try:
                         async for item in inner_stream(request, context):
@@ -65,7 +96,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -16,6 +16,13 @@ def to_timestamp(dt: datetime) -> Timestamp:
 
 
 def from_timestamp(ts: Timestamp) -> datetime | None:
+    """None for an unset Timestamp; ValueError for one outside what a Timestamp may hold (years 1-9999)."""
     if ts.seconds == 0 and ts.nanos == 0:
         return None
+    if not 0 <= ts.nanos < 1_000_000_000 or not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS:
+        raise ValueError("not a valid timestamp")
     return ts.ToDatetime(tzinfo=UTC)
+
+
+_MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
+_MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z

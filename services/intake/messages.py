@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2
@@ -227,10 +227,10 @@ def _validate_shape(request: pb.SendRequest) -> None:
     for i, channel in enumerate(request.channels):
         if why := channels.problem(channel):
             bad[f"channels[{i}]"] = why
-    expire_at = from_timestamp(request.expire_at)
+    expire_at = _timestamp(request, "expire_at", bad)
     if expire_at and expire_at <= now():
         bad["expire_at"] = "is in the past: the message could never be delivered"
-    send_at = from_timestamp(request.send_at)
+    send_at = _timestamp(request, "send_at", bad)
     if send_at and expire_at and send_at >= expire_at:
         bad["send_at"] = "is not before expire_at"
     if send_at and send_at > now() + MAX_SCHEDULE_AHEAD:
@@ -239,6 +239,14 @@ def _validate_shape(request: pb.SendRequest) -> None:
         bad["idempotency_key"] = "at most 200 characters"
     if bad:
         raise InvalidArgument(bad)
+
+
+def _timestamp(request: pb.SendRequest, field: str, bad: dict[str, str]) -> datetime | None:
+    try:
+        return from_timestamp(getattr(request, field))
+    except ValueError:
+        bad[field] = "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)"
+        return None
 
 
 def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str]) -> None:
