@@ -1,0 +1,99 @@
+"""heraldctl against a running mesh: what an operator types, what they read, and the exit codes."""
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from libs.localmesh import Mesh, free_port
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers.client import Herald
+from tools.heraldctl.main import cli
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def heraldctl(shared_mesh: tuple[Mesh, Herald], monkeypatch: pytest.MonkeyPatch) -> Run:
+    mesh, _ = shared_mesh
+    for service in ("intake", "router", "feedback"):
+        monkeypatch.setenv(f"HERALD_{service.upper()}_ADDR", mesh.addr(service))
+    monkeypatch.setenv("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+    runner = CliRunner()
+
+    def run(*args: str, api_key: str = "", code: int = 0) -> Result:
+        result = runner.invoke(cli, list(args), env={"HERALD_API_KEY": api_key, "COLUMNS": "250"})
+        assert result.exit_code == code, (args, result.output, result.stderr if result.stderr_bytes else "")
+        return result
+
+    return run
+
+
+def _app_key(heraldctl: Run) -> str:
+    result = heraldctl("apps", "create", f"ctl-{uuid.uuid4().hex[:6]}", "--channel", "webhook", "--rate", "50")
+    match = re.search(r"(hk_[A-Za-z0-9_-]+)", result.output)
+    assert match, result.output
+    return match.group(1)
+
+
+def _apply(heraldctl: Run, tmp_path: Path, template_id: str, body: str) -> str:
+    spec = tmp_path / "templates.yaml"
+    spec.write_text(
+        f"template_id: {template_id}\ncategory: notification\ncontents:\n  - channel: webhook\n    body: '{body}'\n"
+    )
+    return heraldctl("templates", "apply", str(spec)).output
+
+
+def test_apply_creates_then_updates_only_on_change(heraldctl: Run, tmp_path: Path) -> None:
+    template_id = f"ctl-{uuid.uuid4().hex[:6]}"
+    assert "created version 1" in _apply(heraldctl, tmp_path, template_id, "{{ n }}")
+    assert "unchanged (version 1)" in _apply(heraldctl, tmp_path, template_id, "{{ n }}")
+    assert "updated to version 2" in _apply(heraldctl, tmp_path, template_id, "v2 {{ n }}")
+    assert template_id in heraldctl("templates", "list").output
+    preview = heraldctl("templates", "preview", template_id, "--var", "n=42").output
+    assert "v2 42" in preview
+    assert "template_id: " + template_id in heraldctl("templates", "get", template_id, "--version", "1").output
+
+
+def test_send_status_and_cancel(heraldctl: Run, tmp_path: Path) -> None:
+    key = _app_key(heraldctl)
+    template_id = f"ctl-{uuid.uuid4().hex[:6]}"
+    _apply(heraldctl, tmp_path, template_id, "hi")
+    sent = heraldctl("send", template_id, "--user", "nobody-at-all", api_key=key).output.strip()
+    assert sent.startswith("msg_")
+    deadline = time.monotonic() + 20
+    while True:  # status is recorded asynchronously: NOT_FOUND (exit 1) for a moment is expected
+        polled = CliRunner().invoke(cli, ["status", sent, "--json"], env={"HERALD_API_KEY": key})
+        if polled.exit_code == 0:
+            deliveries = json.loads(polled.output).get("deliveries", [])
+            if deliveries and deliveries[0]["state"] == "DELIVERY_STATE_SUPPRESSED":
+                break
+        assert time.monotonic() < deadline, polled.output
+        time.sleep(0.2)
+    table = heraldctl("status", sent, "--history", api_key=key).output
+    assert "SUPPRESSED" in table and "no webhook address" in table
+
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    later = heraldctl("send", template_id, "--user", "nobody", "--send-at", in_an_hour, api_key=key)
+    scheduled = later.output.strip()
+    assert f"{scheduled}: cancelled" in heraldctl("cancel", scheduled, api_key=key).output
+    refused = heraldctl("cancel", sent, api_key=key, code=1)
+    assert "FAILED_PRECONDITION" in refused.output
+
+
+def test_refusals_and_misuse_have_distinct_exit_codes(heraldctl: Run, tmp_path: Path) -> None:
+    key = _app_key(heraldctl)
+    template_id = f"ctl-{uuid.uuid4().hex[:6]}"
+    _apply(heraldctl, tmp_path, template_id, "{{ code }}")
+    missing = heraldctl("send", template_id, "--to", "webhook=https://x.example/", api_key=key, code=1)
+    assert "INVALID_ARGUMENT" in missing.output and "variables" in missing.output
+    assert "no API key" in heraldctl("send", template_id, code=2).output
+    assert "KEY=VALUE" in heraldctl("send", template_id, "--var", "oops", api_key=key, code=2).output
+    unreachable = heraldctl("--intake", f"127.0.0.1:{free_port()}", "apps", "list", code=3)
+    assert "unreachable" in unreachable.output

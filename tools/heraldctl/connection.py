@@ -1,0 +1,108 @@
+"""Where heraldctl finds herald and its credentials, and how it reports what herald answered.
+
+Endpoints and credentials come from flags or the environment: HERALD_INTAKE_ADDR,
+HERALD_ROUTER_ADDR, HERALD_FEEDBACK_ADDR (the variables `make up` uses),
+HERALD_ADMIN_TOKEN (else the file `make up` writes, .herald/admin-token) and
+HERALD_API_KEY for the calls an app makes.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import grpc
+import typer
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from herald.v1 import admin_service_pb2_grpc
+from rich.console import Console
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
+
+# Exit codes: 0 done, 1 herald refused the request, 2 bad usage (typer), 3 herald unreachable.
+REFUSED = 1
+UNREACHABLE = 3
+TIMEOUT = 15.0
+
+err = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    intake: str
+    router: str
+    feedback: str
+    admin_token: str
+    api_key: str
+
+    @classmethod
+    def from_env(cls, intake: str | None, router: str | None, feedback: str | None) -> "Target":
+        env = os.environ
+        token = env.get("HERALD_ADMIN_TOKEN", "")
+        token_file = Path(env.get("HERALD_DATA_DIR", ".herald")) / "admin-token"
+        if not token and token_file.exists():
+            token = token_file.read_text().strip()
+        return cls(
+            intake=intake or env.get("HERALD_INTAKE_ADDR", "127.0.0.1:50051"),
+            router=router or env.get("HERALD_ROUTER_ADDR", "127.0.0.1:50052"),
+            feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", "127.0.0.1:50054"),
+            admin_token=token,
+            api_key=env.get("HERALD_API_KEY", ""),
+        )
+
+    def admin(self) -> Metadata:
+        if not self.admin_token:
+            fail("no admin token: set HERALD_ADMIN_TOKEN (or run where `make up` wrote .herald/admin-token)", 2)
+        return (("authorization", f"Bearer {self.admin_token}"),)
+
+    def app(self) -> Metadata:
+        if not self.api_key:
+            fail("no API key: set HERALD_API_KEY to the key CreateApp returned", 2)
+        return (("authorization", f"Bearer {self.api_key}"),)
+
+
+@contextmanager
+def channel(addr: str) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(addr) as ch:
+        yield ch
+
+
+@contextmanager
+def admin_stub(addr: str) -> Iterator[admin_service_pb2_grpc.AdminServiceStub]:
+    with channel(addr) as ch:
+        yield admin_service_pb2_grpc.AdminServiceStub(ch)
+
+
+def call(rpc: Callable[..., T], request: object, metadata: Metadata) -> T:
+    """Make one RPC; on an error, report herald's answer and exit."""
+    try:
+        return rpc(request, metadata=metadata, timeout=TIMEOUT)
+    except grpc.RpcError as e:
+        report(e)
+        raise
+
+
+def report(error: grpc.RpcError) -> NoReturn:
+    """Print herald's answer - the status, every bad field, the retry delay - and exit with its code."""
+    code = error.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        fail(f"herald is unreachable ({code.name}): {error.details()}", UNREACHABLE)
+    err.print(f"[red]{code.name}[/red]: {error.details()}")
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else []:
+        bad, retry = error_details_pb2.BadRequest(), error_details_pb2.RetryInfo()
+        if detail.Unpack(bad):
+            for violation in bad.field_violations:
+                err.print(f"  [yellow]{violation.field}[/yellow]: {violation.description}")
+        elif detail.Unpack(retry):
+            err.print(f"  retry in {retry.retry_delay.ToTimedelta().total_seconds():g}s")
+    raise typer.Exit(REFUSED) from error
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error[/red]: {message}")
+    raise typer.Exit(code)

@@ -1,0 +1,329 @@
+"""heraldctl: apps, keys, templates, send, status, cancel - over gRPC, with clear output and exit codes."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+import yaml
+from google.protobuf import duration_pb2, json_format
+from herald.v1 import admin_service_pb2 as admin
+from herald.v1 import (
+    admin_service_pb2_grpc,
+    common_pb2,
+    message_service_pb2_grpc,
+    status_service_pb2,
+    status_service_pb2_grpc,
+)
+from herald.v1 import message_service_pb2 as msg
+from rich.console import Console
+from rich.table import Table
+
+from tools.heraldctl.connection import TIMEOUT, Target, admin_stub, call, channel, fail, report
+
+cli = typer.Typer(help="Operate herald: apps, keys, templates, send, status, cancel.", no_args_is_help=True)
+apps_cli = typer.Typer(help="Apps and their API keys (admin token).", no_args_is_help=True)
+templates_cli = typer.Typer(help="Templates (admin token).", no_args_is_help=True)
+cli.add_typer(apps_cli, name="apps")
+cli.add_typer(templates_cli, name="templates")
+out = Console()
+target = Target.from_env(None, None, None)
+
+CATEGORIES = {"critical": common_pb2.CATEGORY_CRITICAL, "notification": common_pb2.CATEGORY_NOTIFICATION}
+CATEGORIES["marketing"] = common_pb2.CATEGORY_MARKETING
+
+
+@cli.callback()
+def endpoints(
+    intake: Annotated[str | None, typer.Option(help="intake host:port [env HERALD_INTAKE_ADDR]")] = None,
+    router: Annotated[str | None, typer.Option(help="router host:port [env HERALD_ROUTER_ADDR]")] = None,
+    feedback: Annotated[str | None, typer.Option(help="feedback host:port [env HERALD_FEEDBACK_ADDR]")] = None,
+) -> None:
+    global target
+    target = Target.from_env(intake, router, feedback)
+
+
+def _category(name: str) -> common_pb2.Category.ValueType:
+    if name.lower() not in CATEGORIES:
+        fail(f"unknown category '{name}'; use one of {', '.join(CATEGORIES)}", 2)
+    return CATEGORIES[name.lower()]
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            fail(f"{what} '{value}' is not KEY=VALUE", 2)
+        pairs[key] = rest
+    return pairs
+
+
+def _when(ts: Any) -> str:
+    return ts.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds") if ts.seconds else "-"
+
+
+def _apps_table(apps: list[admin.App]) -> None:
+    table = Table("app id", "name", "channels", "categories", "rate/s", "disabled", "created")
+    for app in apps:
+        categories = ", ".join(
+            common_pb2.Category.Name(c).removeprefix("CATEGORY_").lower() for c in app.allowed_categories
+        )
+        table.add_row(
+            app.app_id,
+            app.name,
+            ", ".join(app.allowed_channels) or "all",
+            categories or "all",
+            f"{app.rate_limit_per_second:g}" if app.rate_limit_per_second else "no limit",
+            "yes" if app.disabled else "",
+            _when(app.create_time),
+        )
+    out.print(table)
+
+
+@apps_cli.command("create")
+def apps_create(
+    name: str,
+    channel: Annotated[list[str], typer.Option("--channel", help="a channel it may use (repeat); none = all")] = [],  # noqa: B006
+    category: Annotated[list[str], typer.Option("--category", help="a category it may send (repeat); none = all")] = [],  # noqa: B006
+    rate: Annotated[float, typer.Option(help="messages per second; 0 = no limit")] = 0.0,
+) -> None:
+    """Register an app and print its API key (shown only now)."""
+    request = admin.CreateAppRequest(
+        name=name,
+        allowed_channels=channel,
+        allowed_categories=[_category(c) for c in category],
+        rate_limit_per_second=rate,
+    )
+    with admin_stub(target.intake) as stub:
+        reply = call(stub.CreateApp, request, target.admin())
+    _apps_table([reply.app])
+    out.print(f"API key (shown once, store it now): [bold]{reply.api_key}[/bold]")
+
+
+@apps_cli.command("list")
+def apps_list() -> None:
+    """Every app, page by page."""
+    apps: list[admin.App] = []
+    token = ""
+    with admin_stub(target.intake) as stub:
+        while True:
+            page = call(stub.ListApps, admin.ListAppsRequest(page_size=200, page_token=token), target.admin())
+            apps += page.apps
+            if not (token := page.next_page_token):
+                break
+    _apps_table(apps)
+
+
+@apps_cli.command("get")
+def apps_get(app_id: str) -> None:
+    with admin_stub(target.intake) as stub:
+        _apps_table([call(stub.GetApp, admin.GetAppRequest(app_id=app_id), target.admin())])
+
+
+@apps_cli.command("disable")
+def apps_disable(app_id: str) -> None:
+    """Refuse the app's calls from now on (messages already accepted are still delivered)."""
+    with admin_stub(target.intake) as stub:
+        _apps_table([call(stub.DisableApp, admin.DisableAppRequest(app_id=app_id), target.admin())])
+
+
+@apps_cli.command("enable")
+def apps_enable(app_id: str) -> None:
+    with admin_stub(target.intake) as stub:
+        _apps_table([call(stub.EnableApp, admin.EnableAppRequest(app_id=app_id), target.admin())])
+
+
+@apps_cli.command("rotate-key")
+def apps_rotate_key(
+    app_id: str,
+    grace_hours: Annotated[float, typer.Option(help="how long the current keys keep working")] = 24.0,
+) -> None:
+    """Issue a new key; the current ones keep working for the grace period."""
+    grace = duration_pb2.Duration()
+    grace.FromNanoseconds(int(grace_hours * 3600 * 1e9))
+    with admin_stub(target.intake) as stub:
+        reply = call(stub.RotateAppKey, admin.RotateAppKeyRequest(app_id=app_id, grace_period=grace), target.admin())
+    out.print(f"new API key (shown once, store it now): [bold]{reply.api_key}[/bold]")
+    out.print(f"previous keys stop working at {_when(reply.previous_keys_expire_time)}")
+
+
+@templates_cli.command("apply")
+def templates_apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Create or update the templates in a YAML file (one mapping, a list, or several documents)."""
+    documents = [d for d in yaml.safe_load_all(file.read_text()) if d]
+    specs = [s for d in documents for s in (d if isinstance(d, list) else [d])]
+    with admin_stub(target.intake) as stub:
+        for spec in specs:
+            template = _template_from(spec)
+            current = _get_or_none(stub, template.template_id)
+            if current is None:
+                created = call(stub.CreateTemplate, admin.CreateTemplateRequest(template=template), target.admin())
+                out.print(f"{created.template_id}: created version {created.version}")
+            elif _same(current, template):
+                out.print(f"{template.template_id}: unchanged (version {current.version})")
+            else:
+                updated = call(stub.UpdateTemplate, admin.UpdateTemplateRequest(template=template), target.admin())
+                out.print(f"{updated.template_id}: updated to version {updated.version}")
+
+
+@templates_cli.command("list")
+def templates_list(archived: Annotated[bool, typer.Option(help="include archived templates")] = False) -> None:
+    table = Table("template id", "version", "category", "channels", "variables", "archived")
+    token = ""
+    with admin_stub(target.intake) as stub:
+        while True:
+            request = admin.ListTemplatesRequest(page_size=200, page_token=token, show_archived=archived)
+            page = call(stub.ListTemplates, request, target.admin())
+            for t in page.templates:
+                table.add_row(
+                    t.template_id,
+                    str(t.version),
+                    common_pb2.Category.Name(t.category).removeprefix("CATEGORY_").lower(),
+                    ", ".join(dict.fromkeys(c.channel for c in t.contents)),
+                    ", ".join(t.variables),
+                    _when(t.archive_time) if t.HasField("archive_time") else "",
+                )
+            if not (token := page.next_page_token):
+                break
+    out.print(table)
+
+
+@templates_cli.command("get")
+def templates_get(template_id: str, version: Annotated[int, typer.Option(help="0 = latest")] = 0) -> None:
+    """Print a template as YAML, ready for `templates apply`."""
+    with admin_stub(target.intake) as stub:
+        template = call(
+            stub.GetTemplate, admin.GetTemplateRequest(template_id=template_id, version=version), target.admin()
+        )
+    spec = json_format.MessageToDict(template, preserving_proto_field_name=True)
+    spec["category"] = common_pb2.Category.Name(template.category).removeprefix("CATEGORY_").lower()
+    out.print(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), end="")
+
+
+@templates_cli.command("archive")
+def templates_archive(template_id: str) -> None:
+    with admin_stub(target.intake) as stub:
+        call(stub.ArchiveTemplate, admin.ArchiveTemplateRequest(template_id=template_id), target.admin())
+    out.print(f"{template_id}: archived")
+
+
+@templates_cli.command("preview")
+def templates_preview(
+    template_id: str,
+    var: Annotated[list[str], typer.Option("--var", help="KEY=VALUE (repeat)")] = [],  # noqa: B006
+    locale: str = "",
+) -> None:
+    request = admin.PreviewTemplateRequest(template_id=template_id, variables=_pairs(var, "--var"), locale=locale)
+    with admin_stub(target.intake) as stub:
+        reply = call(stub.PreviewTemplate, request, target.admin())
+    for content in reply.contents:
+        out.rule(f"{content.channel} ({content.locale or 'default locale'})")
+        for part in ("subject", "body", "html_body"):
+            if text := getattr(content, part):
+                out.print(f"[bold]{part}[/bold]: {text}")
+        for key, value in content.data.items():
+            out.print(f"[bold]data[{key}][/bold]: {value}")
+
+
+@cli.command("send")
+def send(
+    template_id: str,
+    to: Annotated[list[str], typer.Option("--to", help="CHANNEL=ADDRESS for one recipient (repeat)")] = [],  # noqa: B006
+    user: Annotated[str, typer.Option(help="the recipient's user id in the directory")] = "",
+    var: Annotated[list[str], typer.Option("--var", help="KEY=VALUE (repeat)")] = [],  # noqa: B006
+    send_at: Annotated[str, typer.Option(help="ISO 8601 time to send at")] = "",
+    idempotency_key: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Send a message to one recipient with the app key in HERALD_API_KEY."""
+    request = msg.SendRequest(
+        template_id=template_id,
+        recipients=[msg.Recipient(user_id=user, addresses=_pairs(to, "--to"))],
+        variables=_pairs(var, "--var"),
+        idempotency_key=idempotency_key,
+        dry_run=dry_run,
+    )
+    if send_at:
+        try:
+            request.send_at.FromDatetime(datetime.fromisoformat(send_at).astimezone(UTC))
+        except ValueError:
+            fail(f"--send-at '{send_at}' is not an ISO 8601 time", 2)
+    with channel(target.intake) as ch:
+        reply = call(message_service_pb2_grpc.MessageServiceStub(ch).Send, request, target.app())
+    if dry_run:
+        out.print("dry run: valid and renders; nothing was sent")
+    else:
+        out.print(reply.message_id + (" (duplicate: sent before with this key)" if reply.duplicate else ""))
+
+
+@cli.command("status")
+def status(message_id: str, history: bool = False, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What happened to a message: every delivery, its state and why."""
+    with channel(target.feedback) as ch:
+        message = call(
+            status_service_pb2_grpc.StatusServiceStub(ch).GetMessage,
+            status_service_pb2.GetMessageRequest(message_id=message_id),
+            target.app(),
+        )
+    if as_json:
+        out.print_json(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True)))
+        return
+    template = f"template {message.template_id} v{message.template_version}"
+    out.print(f"{message.message_id}  {template}  sent {_when(message.create_time)}")
+    table = Table("delivery", "user", "channel", "state", "attempts", "reason", "updated")
+    for d in message.deliveries:
+        state = common_pb2.DeliveryState.Name(d.state).removeprefix("DELIVERY_STATE_")
+        table.add_row(d.delivery_id, d.user_id, d.channel, state, str(d.attempts), d.reason, _when(d.update_time))
+        for h in d.history if history else []:
+            change = common_pb2.DeliveryState.Name(h.state).removeprefix("DELIVERY_STATE_").lower()
+            table.add_row("", "", "", f"  {change}", str(h.attempt), h.reason, _when(h.occur_time))
+    out.print(table)
+
+
+@cli.command("cancel")
+def cancel(message_id: str) -> None:
+    """Withdraw a message that has not been dispatched yet."""
+    with channel(target.intake) as ch:
+        call(
+            message_service_pb2_grpc.MessageServiceStub(ch).CancelMessage,
+            msg.CancelMessageRequest(message_id=message_id),
+            target.app(),
+        )
+    out.print(f"{message_id}: cancelled")
+
+
+def _template_from(spec: dict[str, Any]) -> admin.Template:
+    spec = dict(spec)
+    category = _category(str(spec.pop("category", "")))
+    try:
+        template = json_format.ParseDict(spec, admin.Template())
+    except json_format.ParseError as e:
+        fail(f"template {spec.get('template_id', '?')}: {e}", 2)
+    template.category = category
+    return template
+
+
+def _get_or_none(stub: admin_service_pb2_grpc.AdminServiceStub, template_id: str) -> admin.Template | None:
+    request = admin.GetTemplateRequest(template_id=template_id)
+    try:
+        template: admin.Template = stub.GetTemplate(request, metadata=target.admin(), timeout=TIMEOUT)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        report(e)
+    return template
+
+
+def _same(current: admin.Template, wanted: admin.Template) -> bool:
+    return (
+        current.category == wanted.category
+        and current.description == wanted.description
+        and list(current.contents) == list(wanted.contents)
+    )
+
+
+def main() -> None:
+    cli()
