@@ -25,6 +25,9 @@ from services.intake.rate_limit import RateLimiter
 from services.intake.templates import TemplateStore
 
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# What one accepted message may weigh on the bus (NATS refuses payloads over 1 MiB by default).
+MAX_MESSAGE_BYTES = 512 * 1024
 MAX_RECIPIENTS = 1000
 MAX_VARIABLE_CHARS = 4096
 MAX_VARIABLES = 100
@@ -128,7 +131,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         app.check_category(template.category)
         chosen = _channels(request, template, app)
         _render_check(request, template, chosen)
-        return events_pb2.AcceptedMessage(
+        accepted = events_pb2.AcceptedMessage(
             message_id=new_id("msg"),
             app_id=app.app_id,
             template=template,
@@ -139,6 +142,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             expire_at=request.expire_at,
             create_time=to_timestamp(now()),
         )
+        if (size := accepted.ByteSize()) > MAX_MESSAGE_BYTES:
+            raise InvalidArgument(
+                {"recipients": f"the message is {size} bytes with its template; at most {MAX_MESSAGE_BYTES}: split it"}
+            )
+        return accepted
 
     async def _accept(self, items: list[tuple[events_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
         """Store then queue. Entries with an idempotency key claim it in a transaction of their own."""
@@ -158,21 +166,23 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         return responses
 
     async def _claim(self, row: tables.Message) -> tables.Message | None:
-        """Insert a keyed row; if the key was seen (here or on another replica), return the first row instead."""
-        try:
+        """Insert a keyed row; if the key was used within IDEMPOTENCY_WINDOW (here or on another replica),
+        return that first row instead. An older use of the key is released, so the key works again."""
+        for _ in range(3):
+            try:
+                async with self._db.session.begin() as session:
+                    session.add(row)
+                return None
+            except IntegrityError:
+                pass
+            key = (tables.Message.app_id == row.app_id) & (tables.Message.idempotency_key == row.idempotency_key)
             async with self._db.session.begin() as session:
-                session.add(row)
-            return None
-        except IntegrityError:
-            async with self._db.session() as session:
-                existing = await session.scalar(
-                    select(tables.Message).where(
-                        tables.Message.app_id == row.app_id, tables.Message.idempotency_key == row.idempotency_key
-                    )
-                )
-            if existing is None:
-                raise
-            return existing
+                existing = await session.scalar(select(tables.Message).where(key))
+                if existing is not None and existing.create_time > now() - IDEMPOTENCY_WINDOW:
+                    return existing
+                if existing is not None:
+                    existing.idempotency_key = None
+        raise Unavailable("the idempotency key is being claimed concurrently; retry")
 
     async def _publish(self, row: tables.Message) -> None:
         try:

@@ -2,12 +2,17 @@
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
+import pytest
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
+from sqlalchemy import create_engine, text
 
+from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final
+from tests.helpers.databases import intake_database_url
 from tests.helpers.webhook_sink import WebhookSink
 
 
@@ -36,7 +41,7 @@ async def test_one_bad_entry_never_fails_the_rest(herald: Herald, sink: WebhookS
         assert message.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
 
 
-async def test_repeated_idempotency_key_returns_the_first_message_and_sends_once(
+async def test_twenty_concurrent_sends_with_one_key_make_one_message_and_one_delivery(
     herald: Herald, sink: WebhookSink
 ) -> None:
     _, app = await herald.create_app()
@@ -47,15 +52,48 @@ async def test_repeated_idempotency_key_returns_the_first_message_and_sends_once
         recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})],
         idempotency_key=f"order-{uuid.uuid4().hex}",
     )
-    first = await herald.messages.Send(request, metadata=app)
-    repeats = await asyncio.gather(*(herald.messages.Send(request, metadata=app) for _ in range(5)))
-    assert not first.duplicate
-    assert {r.message_id for r in repeats} == {first.message_id}
-    assert all(r.duplicate for r in repeats)
-    await herald.wait_message(app, first.message_id, all_final)
+    replies = await asyncio.gather(*(herald.messages.Send(request, metadata=app) for _ in range(20)))
+    assert len({r.message_id for r in replies}) == 1
+    assert sum(not r.duplicate for r in replies) == 1, "exactly one call created it; the rest were told duplicate"
+    await herald.wait_message(app, replies[0].message_id, all_final)
     await asyncio.sleep(1)
     assert len(sink.for_path(path)) == 1
 
     _, other_app = await herald.create_app()
     other = await herald.messages.Send(request, metadata=other_app)
-    assert other.message_id != first.message_id and not other.duplicate, "keys are per app"
+    assert other.message_id != replies[0].message_id and not other.duplicate, "keys are per app"
+
+
+async def test_a_key_is_free_again_after_24_hours(shared_mesh: tuple[Mesh, Herald]) -> None:
+    mesh, herald = shared_mesh
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    request = msg.SendRequest(
+        template_id=template,
+        recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})],
+        idempotency_key=f"daily-{uuid.uuid4().hex}",
+    )
+    first = await herald.messages.Send(request, metadata=app)
+    engine = create_engine(intake_database_url(mesh))
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE intake_messages SET create_time = :old WHERE message_id = :id"),
+            {"old": datetime.now(UTC) - timedelta(hours=25), "id": first.message_id},
+        )
+    engine.dispose()
+    again = await herald.messages.Send(request, metadata=app)
+    assert again.message_id != first.message_id and not again.duplicate
+    repeat = await herald.messages.Send(request, metadata=app)
+    assert repeat.message_id == again.message_id and repeat.duplicate
+
+
+async def test_a_message_too_large_for_the_bus_is_refused(herald: Herald) -> None:
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{{ blob }}"})
+    recipients = [
+        msg.Recipient(addresses={"webhook": "https://x.example/"}, variables={"blob": "x" * 4000}) for _ in range(200)
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await herald.messages.Send(msg.SendRequest(template_id=template, recipients=recipients), metadata=app)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most" in (err.value.details() or "")
