@@ -4,14 +4,16 @@ Starts the bundled nats-server and the four binaries (embedded SQLite unless
 HERALD_DATABASE_URL is set), a local HTTP sink for the webhook channel, then:
 1. publishes to a scratch stream as fast as JetStream acks (the ceiling);
 2. fires Sends at intake from concurrent callers, then the same number of
-   messages through SendBatch; for each, accepted msg/s (all answered) and
-   delivered msg/s end to end (all POSTed to the sink), both from the first call.
+   messages through SendBatch; for each, accepted msg/s (all answered), the
+   p50/p99 latency of one call, and delivered msg/s end to end (all POSTed to
+   the sink), both rates from the first call.
 """
 
 import argparse
 import asyncio
 import os
 import secrets
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -83,18 +85,25 @@ async def jetstream_ceiling(url: str, messages: int, payload: int, window: int) 
     return messages / elapsed
 
 
-async def measure(sink: Sink, messages: int, fire: Callable[[], Awaitable[None]]) -> tuple[float, float]:
-    """(accepted msg/s, delivered msg/s) for `messages` messages sent by `fire`."""
+async def measure(sink: Sink, messages: int, fire: Callable[[list[float]], Awaitable[None]]) -> dict[str, float]:
+    """Rates for `messages` messages sent by `fire`, which appends each call's latency to the list it gets."""
     sink.expect(messages)
+    latencies: list[float] = []
     start = time.perf_counter()
-    await fire()
+    await fire(latencies)
     accepted = time.perf_counter() - start
     await asyncio.wait_for(sink.done.wait(), timeout=max(300, messages / 20))
     delivered = time.perf_counter() - start
-    return messages / accepted, messages / delivered
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "accepted": messages / accepted,
+        "delivered": messages / delivered,
+        "p50_ms": cuts[49] * 1000,
+        "p99_ms": cuts[98] * 1000,
+    }
 
 
-async def run(messages: int, concurrency: int) -> dict[str, float]:
+async def run(messages: int, concurrency: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         mesh = Mesh(
             Path(tmp),
@@ -109,7 +118,7 @@ async def run(messages: int, concurrency: int) -> dict[str, float]:
         await sink.start()
         await mesh.start()
         try:
-            result = {"jetstream": await jetstream_ceiling(mesh.nats_url, 20_000, 512, 256)}
+            result = {"jetstream": {"accepted": await jetstream_ceiling(mesh.nats_url, 20_000, 512, 256)}}
             async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
                 admin = admin_service_pb2_grpc.AdminServiceStub(channel)
                 auth = (("authorization", f"Bearer {ADMIN}"),)
@@ -134,27 +143,31 @@ async def run(messages: int, concurrency: int) -> dict[str, float]:
                         template_id=template_id, recipients=[recipient], variables={"n": str(n)}
                     )
 
-                async def sends() -> None:
+                async def sends(latencies: list[float]) -> None:
                     numbers = iter(range(messages))
 
                     async def caller() -> None:
                         for n in numbers:
+                            began = time.perf_counter()
                             await stub.Send(request(n), metadata=key)
+                            latencies.append(time.perf_counter() - began)
 
                     await asyncio.gather(*(caller() for _ in range(concurrency)))
 
-                async def batches() -> None:
+                async def batches(latencies: list[float]) -> None:
                     chunks = iter(range(0, messages, BATCH))
 
                     async def caller() -> None:
                         for first in chunks:
                             entries = [request(n) for n in range(first, min(first + BATCH, messages))]
+                            began = time.perf_counter()
                             await stub.SendBatch(message_service_pb2.SendBatchRequest(requests=entries), metadata=key)
+                            latencies.append(time.perf_counter() - began)
 
                     await asyncio.gather(*(caller() for _ in range(4)))
 
-                result["send_accepted"], result["send_delivered"] = await measure(sink, messages, sends)
-                result["batch_accepted"], result["batch_delivered"] = await measure(sink, messages, batches)
+                result["send"] = await measure(sink, messages, sends)
+                result["batch"] = await measure(sink, messages, batches)
         finally:
             await mesh.stop()
             await sink.stop()
@@ -169,11 +182,16 @@ def main() -> None:
     r = asyncio.run(run(args.messages, args.concurrency))
     backend = "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"
     print(f"{args.messages} messages per row, {backend}, one process per binary, {os.cpu_count()} cores")
-    print("| path | accepted msg/s | delivered msg/s |")
-    print("|---|---:|---:|")
-    print(f"| JetStream publish, raw (ceiling) | {r['jetstream']:,.0f} | |")
-    print(f"| Send, {args.concurrency} concurrent callers | {r['send_accepted']:,.0f} | {r['send_delivered']:,.0f} |")
-    print(f"| SendBatch of {BATCH}, 4 callers | {r['batch_accepted']:,.0f} | {r['batch_delivered']:,.0f} |")
+    print("| path | accepted msg/s | call p50 ms | call p99 ms | delivered msg/s |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| JetStream publish, raw (ceiling) | {r['jetstream']['accepted']:,.0f} | | | |")
+    for name, label in (
+        ("send", f"Send, {args.concurrency} concurrent callers"),
+        ("batch", f"SendBatch of {BATCH}, 4 callers"),
+    ):
+        row = r[name]
+        rates = f"{row['accepted']:,.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['delivered']:,.0f}"
+        print(f"| {label} | {rates} |")
 
 
 if __name__ == "__main__":

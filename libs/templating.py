@@ -48,12 +48,15 @@ def check_syntax(source: str) -> None:
         raise TemplateError(f"loops are nested more than {MAX_LOOP_DEPTH} deep")
 
 
-def variables(source: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def variables(source: str) -> frozenset[str]:
     """The variables a template needs."""
-    return set(meta.find_undeclared_variables(_env.parse(source)))
+    return frozenset(meta.find_undeclared_variables(_env.parse(source)))
 
 
 def render(source: str, values: Mapping[str, str]) -> str:
+    if not source:
+        return ""
     try:
         return _render(_compile(source), values)
     except TemplateError:
@@ -76,8 +79,8 @@ def content_parts(content: common_pb2.ChannelContent) -> Iterator[tuple[str, str
         yield f"data[{key}]", source
 
 
-def content_variables(content: common_pb2.ChannelContent) -> set[str]:
-    return set().union(*(variables(source) for _, source in content_parts(content)))
+def content_variables(content: common_pb2.ChannelContent) -> frozenset[str]:
+    return frozenset().union(*(variables(source) for _, source in content_parts(content)))
 
 
 def render_content(content: common_pb2.ChannelContent, values: Mapping[str, str]) -> common_pb2.ChannelContent:
