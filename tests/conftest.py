@@ -9,7 +9,7 @@ import pytest
 
 from libs.localmesh import Mesh
 from tests.helpers.client import Herald
-from tests.helpers.databases import database_env, default_backend
+from tests.helpers.databases import backends, database_env
 from tests.helpers.webhook_sink import WebhookSink
 
 ADMIN_TOKEN = secrets.token_urlsafe(16)
@@ -42,10 +42,13 @@ async def running_mesh(
             await mesh.stop()
 
 
-@pytest.fixture(scope="session")
-async def shared_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Mesh, Herald]]:
-    """One mesh for the tests that do not stop or reconfigure processes."""
-    async with running_mesh(tmp_path_factory.mktemp("mesh"), default_backend()) as running:
+@pytest.fixture(scope="session", params=backends())
+async def shared_mesh(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Mesh, Herald]]:
+    """One mesh per database backend for the tests that do not stop or reconfigure processes:
+    every test using it runs on SQLite, and on PostgreSQL where HERALD_TEST_DATABASE_URL is set."""
+    async with running_mesh(tmp_path_factory.mktemp(f"mesh-{request.param}"), request.param) as running:
         yield running
 
 
