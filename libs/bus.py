@@ -181,8 +181,9 @@ class Bus:
         }
         await self._publish(subject, payload, headers)
 
-    async def unschedule(self, subject: str) -> None:
-        await self.js.purge_stream("HERALD_SCHEDULES", subject=subject)
+    async def unschedule(self, subjects: str) -> None:
+        """Withdraw the schedules under `subjects` (wildcards allowed)."""
+        await self.js.purge_stream("HERALD_SCHEDULES", subject=subjects)
 
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> KeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""

@@ -10,7 +10,7 @@ from opentelemetry import trace
 from sqlalchemy.exc import DBAPIError
 
 from libs import telemetry
-from libs.errors import HeraldError
+from libs.errors import HeraldError, InvalidArgument
 
 log = structlog.get_logger()
 
@@ -48,6 +48,14 @@ async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext, m
         )
 
 
+async def _checked(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    """A client stream whose every message parsed; one that did not ends the call with INVALID_ARGUMENT."""
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument({"request": f"a streamed message is not a valid {method.rsplit('/', 1)[-1]}Request"})
+        yield request
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Continue the caller's trace (W3C `traceparent` metadata) and turn HeraldError into a rich status.
 
@@ -79,6 +87,21 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            inner_client_stream = handler.stream_unary
+
+            async def client_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+                with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+                    try:
+                        return await inner_client_stream(_checked(requests, method), context)
+                    except Exception as e:
+                        await _abort(context, span, method, e)
+
+            return grpc.stream_unary_rpc_method_handler(
+                client_stream,
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )

@@ -10,9 +10,14 @@ SCHEDULE_DUE = "herald.schedule.due"
 DELIVERY_EVENTS = "herald.event.delivery.>"
 
 
-def schedule(message_id: str) -> str:
-    """Where the router holds a message until its send_at; purging it withdraws the schedule."""
-    return f"herald.schedule.at.{message_id}"
+def schedule(message_id: str, part: int) -> str:
+    """Where the router holds one part of a message until its send_at; purging it withdraws the schedule."""
+    return f"herald.schedule.at.{message_id}.{part}"
+
+
+def schedules(message_id: str) -> str:
+    """Every part's schedule of a message, for purging them all."""
+    return f"herald.schedule.at.{message_id}.>"
 
 
 def delivery_job(channel: str) -> str:

@@ -1,14 +1,15 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
 import asyncio
-from collections.abc import Mapping
+import re
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2
 from herald.v1 import admin_service_pb2, events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from libs import channels, subjects, templating
@@ -32,6 +33,7 @@ MAX_RECIPIENTS = 1000
 MAX_VARIABLE_CHARS = 4096
 MAX_VARIABLES = 100
 MAX_BATCH = 500
+MAX_AUDIENCE = 1_000_000
 MAX_USER_ID_CHARS = 200
 MAX_ADDRESS_CHARS = 2048
 
@@ -120,9 +122,51 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 await session.execute(
                     update(tables.Message).where(tables.Message.message_id == row.message_id).values(cancel_time=now())
                 )
-        await self._bus.unschedule(subjects.schedule(row.message_id))
-        await self._bus.publish(subjects.MESSAGE_CANCELLED, row.payload, msg_id=f"{row.message_id}.cancel")
+        await self._bus.unschedule(subjects.schedules(row.message_id))
+        async for part, payload in self._payloads(row):
+            await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{row.message_id}.{part}.cancel")
         return pb.CancelMessageResponse(message_id=row.message_id)
+
+    async def SendAudience(
+        self, requests: AsyncIterator[pb.SendAudienceRequest], context: grpc.aio.ServicerContext
+    ) -> pb.SendResponse:
+        """Store each chunk of the audience as a part as it arrives; queue the parts once the stream is complete."""
+        app = await self._keys.authenticate(context)
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("part") != "message":
+            raise InvalidArgument({"message": "the stream must start with the message"})
+        header = first.message
+        if header.idempotency_key and (existing := await self._keyed(app.app_id, header.idempotency_key)):
+            await self._publish(existing)  # completes a first call that died before queueing; else a no-op
+            return pb.SendResponse(message_id=existing.message_id, duplicate=True)
+        message_id = new_id("msg")
+        audience = Audience(self, app, header, message_id)
+        try:
+            if header.recipients:
+                await audience.add(list(header.recipients))
+            async for request in requests:
+                if request.WhichOneof("part") != "recipients":
+                    raise InvalidArgument({"message": "the message may come only once, first"})
+                await audience.add(list(request.recipients.recipients))
+            if audience.parts == 0:
+                raise InvalidArgument({"recipients": "at least one recipient is required"})
+            if header.dry_run:
+                return pb.SendResponse()
+            granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
+            if not granted:
+                raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
+            row = audience.row()
+            if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
+                await self._publish(existing)
+                return pb.SendResponse(message_id=existing.message_id, duplicate=True)
+            if row.idempotency_key is None:
+                await self._group_commit.insert([row])
+            audience.complete = True
+        finally:
+            if not audience.complete:
+                await audience.discard()
+        await self._publish(row)
+        return pb.SendResponse(message_id=message_id)
 
     async def _prepare(self, app: AppIdentity, request: pb.SendRequest) -> events_pb2.AcceptedMessage:
         """Everything that can refuse a Send, before anything is stored."""
@@ -186,9 +230,90 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
     async def _publish(self, row: tables.Message) -> None:
         try:
-            await self._bus.publish(subjects.MESSAGE_ACCEPTED, row.payload, msg_id=row.message_id)
+            async for part, payload in self._payloads(row):
+                msg_id = row.message_id if not row.parts else f"{row.message_id}.{part}"
+                await self._bus.publish(subjects.MESSAGE_ACCEPTED, payload, msg_id=msg_id)
         except Exception as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
+
+    async def _payloads(self, row: tables.Message) -> AsyncIterator[tuple[int, bytes]]:
+        """The message as it travels: one payload, or a large audience's parts read back a few at a time."""
+        if not row.parts:
+            yield 0, row.payload
+            return
+        async with self._db.session() as session:
+            parts = await session.stream_scalars(
+                select(tables.MessagePart)
+                .where(tables.MessagePart.message_id == row.message_id)
+                .order_by(tables.MessagePart.part)
+                .execution_options(yield_per=20)
+            )
+            async for part in parts:
+                yield part.part, part.payload
+
+    async def _keyed(self, app_id: str, key: str) -> tables.Message | None:
+        async with self._db.session() as session:
+            row = await session.scalar(
+                select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
+            )
+        return row if row is not None and row.create_time > now() - IDEMPOTENCY_WINDOW else None
+
+
+class Audience:
+    """A large audience as it streams in: each chunk validated, render-checked and stored as one part."""
+
+    def __init__(self, service: MessageService, app: AppIdentity, header: pb.SendRequest, message_id: str) -> None:
+        self._service = service
+        self._app = app
+        self._header = header
+        self.message_id = message_id
+        self.parts = 0
+        self.recipients = 0
+        self.complete = False
+        self._first: events_pb2.AcceptedMessage | None = None
+
+    async def add(self, recipients: list[pb.Recipient]) -> None:
+        if not recipients:
+            return
+        if self.recipients + len(recipients) > MAX_AUDIENCE:
+            raise InvalidArgument({"recipients": f"at most {MAX_AUDIENCE} recipients per audience"})
+        chunk = pb.SendRequest()
+        chunk.CopyFrom(self._header)
+        del chunk.recipients[:]
+        chunk.recipients.extend(recipients)
+        try:
+            accepted = await self._service._prepare(self._app, chunk)
+        except InvalidArgument as e:  # name recipients by their place in the whole audience
+            raise InvalidArgument({_shift(field, self.recipients): why for field, why in e.fields.items()}) from e
+        accepted.message_id = self.message_id
+        accepted.part = self.parts
+        accepted.recipient_offset = self.recipients
+        self._first = self._first or accepted
+        if not self._header.dry_run:
+            async with self._service._db.session.begin() as session:
+                session.add(
+                    tables.MessagePart(
+                        message_id=self.message_id, part=self.parts, payload=accepted.SerializeToString()
+                    )
+                )
+        self.parts += 1
+        self.recipients += len(recipients)
+
+    def row(self) -> tables.Message:
+        assert self._first is not None
+        row = _row(self._first, self._header.idempotency_key)
+        row.payload = b""
+        row.parts = self.parts
+        return row
+
+    async def discard(self) -> None:
+        """The stream broke or was refused: nothing of it may be sent."""
+        async with self._service._db.session.begin() as session:
+            await session.execute(delete(tables.MessagePart).where(tables.MessagePart.message_id == self.message_id))
+
+
+def _shift(field: str, offset: int) -> str:
+    return re.sub(r"^recipients\[(\d+)\]", lambda m: f"recipients[{int(m.group(1)) + offset}]", field)
 
 
 def _over_limit(app: AppIdentity, retry_after: float) -> str:

@@ -72,3 +72,14 @@ class Message(Base):
     # Unset = sent at once.
     send_at: Mapped[datetime | None]
     cancel_time: Mapped[datetime | None]
+    # 0: `payload` is the whole message. n > 0: a large audience, whose n payloads are MessagePart rows.
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MessagePart(Base):
+    """One part of a message to a large audience, stored as it streams in; queued once the stream completes."""
+
+    __tablename__ = "intake_message_parts"
+    message_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -62,7 +62,9 @@ class Router:
         jobs = [job for job, _ in await self._jobs(message)]
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
         await self._each(self._announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in jobs)
-        await self._bus.schedule(subjects.schedule(message.message_id), payload, send_at, subjects.SCHEDULE_DUE)
+        await self._bus.schedule(
+            subjects.schedule(message.message_id, message.part), payload, send_at, subjects.SCHEDULE_DUE
+        )
 
     async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:
         jobs = await self._jobs(message)
@@ -96,8 +98,8 @@ class Router:
     async def _jobs(self, message: events_pb2.AcceptedMessage) -> list[tuple[events_pb2.DeliveryJob, str]]:
         users = await load_users(self._db, {r.user_id for r in message.recipients if r.user_id})
         return [
-            _job(message, recipient, channel, i * len(message.channels) + j, users.get(recipient.user_id))
-            for i, recipient in enumerate(message.recipients)
+            _job(message, recipient, channel, position * len(message.channels) + j, users.get(recipient.user_id))
+            for position, recipient in enumerate(message.recipients, start=message.recipient_offset)
             for j, channel in enumerate(message.channels)
         ]
 

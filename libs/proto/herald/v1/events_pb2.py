@@ -28,7 +28,7 @@ from herald.v1 import message_service_pb2 as herald_dot_v1_dot_message__service_
 from herald.v1 import admin_service_pb2 as herald_dot_v1_dot_admin__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/events.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\x1a\x1fherald/v1/message_service.proto\x1a\x1dherald/v1/admin_service.proto\"\x95\x03\n\x0f\x41\x63\x63\x65ptedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12%\n\x08template\x18\x03 \x01(\x0b\x32\x13.herald.v1.Template\x12(\n\nrecipients\x18\x04 \x03(\x0b\x32\x14.herald.v1.Recipient\x12<\n\tvariables\x18\x05 \x03(\x0b\x32).herald.v1.AcceptedMessage.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12+\n\x07send_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x03\n\x0b\x44\x65liveryJob\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\x12-\n\texpire_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thtml_body\x18\x0c \x01(\t\x12.\n\x04\x64\x61ta\x18\r \x03(\x0b\x32 .herald.v1.DeliveryJob.DataEntry\x12\x0e\n\x06locale\x18\x0e \x01(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xba\x02\n\rDeliveryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x13\n\x0btemplate_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12.\n\noccur_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/events.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\x1a\x1fherald/v1/message_service.proto\x1a\x1dherald/v1/admin_service.proto\"\xbd\x03\n\x0f\x41\x63\x63\x65ptedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12%\n\x08template\x18\x03 \x01(\x0b\x32\x13.herald.v1.Template\x12(\n\nrecipients\x18\x04 \x03(\x0b\x32\x14.herald.v1.Recipient\x12<\n\tvariables\x18\x05 \x03(\x0b\x32).herald.v1.AcceptedMessage.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12+\n\x07send_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04part\x18\n \x01(\x05\x12\x18\n\x10recipient_offset\x18\x0b \x01(\x05\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x03\n\x0b\x44\x65liveryJob\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\x12-\n\texpire_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thtml_body\x18\x0c \x01(\t\x12.\n\x04\x64\x61ta\x18\r \x03(\x0b\x32 .herald.v1.DeliveryJob.DataEntry\x12\x0e\n\x06locale\x18\x0e \x01(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xba\x02\n\rDeliveryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x13\n\x0btemplate_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12.\n\noccur_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,13 +40,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERYJOB_DATAENTRY']._loaded_options = None
   _globals['_DELIVERYJOB_DATAENTRY']._serialized_options = b'8\001'
   _globals['_ACCEPTEDMESSAGE']._serialized_start=159
-  _globals['_ACCEPTEDMESSAGE']._serialized_end=564
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_start=516
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_end=564
-  _globals['_DELIVERYJOB']._serialized_start=567
-  _globals['_DELIVERYJOB']._serialized_end=954
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_start=911
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_end=954
-  _globals['_DELIVERYEVENT']._serialized_start=957
-  _globals['_DELIVERYEVENT']._serialized_end=1271
+  _globals['_ACCEPTEDMESSAGE']._serialized_end=604
+  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_start=556
+  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_end=604
+  _globals['_DELIVERYJOB']._serialized_start=607
+  _globals['_DELIVERYJOB']._serialized_end=994
+  _globals['_DELIVERYJOB_DATAENTRY']._serialized_start=951
+  _globals['_DELIVERYJOB_DATAENTRY']._serialized_end=994
+  _globals['_DELIVERYEVENT']._serialized_start=997
+  _globals['_DELIVERYEVENT']._serialized_end=1311
 # @@protoc_insertion_point(module_scope)

@@ -61,8 +61,15 @@ class AcceptedMessage(_message.Message):
     SEND_AT_FIELD_NUMBER: _builtins.int
     EXPIRE_AT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
+    RECIPIENT_OFFSET_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     app_id: _builtins.str
+    part: _builtins.int
+    """A large audience travels in parts of one message (SendAudience): this is
+    part `part`, and its recipients start at `recipient_offset` in the audience.
+    """
+    recipient_offset: _builtins.int
     @_builtins.property
     def template(self) -> _admin_service_pb2.Template:
         """The template as it was when the message was sent (the pinned version)."""
@@ -93,10 +100,12 @@ class AcceptedMessage(_message.Message):
         send_at: _timestamp_pb2.Timestamp | None = ...,
         expire_at: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        part: _builtins.int = ...,
+        recipient_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -308,6 +308,56 @@ class SendError(_message.Message):
 Global___SendError: _TypeAlias = SendError  # noqa: Y015
 
 @_typing.final
+class SendAudienceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def message(self) -> Global___SendRequest:
+        """First, once: the message; its recipients (if any) come first in the audience."""
+
+    @_builtins.property
+    def recipients(self) -> Global___AudienceChunk:
+        """Then any number of chunks of up to 1,000 recipients each."""
+
+    def __init__(
+        self,
+        *,
+        message: Global___SendRequest | None = ...,
+        recipients: Global___AudienceChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "part", b"part", "recipients", b"recipients"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "part", b"part", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["message", "recipients"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___SendAudienceRequest: _TypeAlias = SendAudienceRequest  # noqa: Y015
+
+@_typing.final
+class AudienceChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___Recipient]: ...
+    def __init__(
+        self,
+        *,
+        recipients: _abc.Iterable[Global___Recipient] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AudienceChunk: _TypeAlias = AudienceChunk  # noqa: Y015
+
+@_typing.final
 class CancelMessageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -46,6 +46,11 @@ class MessageServiceStub:
                 request_serializer=herald_dot_v1_dot_message__service__pb2.SendBatchRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_message__service__pb2.SendBatchResponse.FromString,
                 _registered_method=True)
+        self.SendAudience = channel.stream_unary(
+                '/herald.v1.MessageService/SendAudience',
+                request_serializer=herald_dot_v1_dot_message__service__pb2.SendAudienceRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_message__service__pb2.SendResponse.FromString,
+                _registered_method=True)
         self.CancelMessage = channel.unary_unary(
                 '/herald.v1.MessageService/CancelMessage',
                 request_serializer=herald_dot_v1_dot_message__service__pb2.CancelMessageRequest.SerializeToString,
@@ -73,6 +78,17 @@ class MessageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendAudience(self, request_iterator, context):
+        """Sends one message to a very large audience (up to 1,000,000 recipients):
+        stream the message first, then its recipients in chunks. herald stores each
+        chunk as it arrives and queues the whole message only when the stream
+        completes, so a broken stream sends nothing; errors name the recipient by
+        its position in the whole audience.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelMessage(self, request, context):
         """Withdraws a message that has not been dispatched yet.
         """
@@ -92,6 +108,11 @@ def add_MessageServiceServicer_to_server(servicer, server):
                     servicer.SendBatch,
                     request_deserializer=herald_dot_v1_dot_message__service__pb2.SendBatchRequest.FromString,
                     response_serializer=herald_dot_v1_dot_message__service__pb2.SendBatchResponse.SerializeToString,
+            ),
+            'SendAudience': grpc.stream_unary_rpc_method_handler(
+                    servicer.SendAudience,
+                    request_deserializer=herald_dot_v1_dot_message__service__pb2.SendAudienceRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_message__service__pb2.SendResponse.SerializeToString,
             ),
             'CancelMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelMessage,
@@ -155,6 +176,33 @@ class MessageService:
             '/herald.v1.MessageService/SendBatch',
             herald_dot_v1_dot_message__service__pb2.SendBatchRequest.SerializeToString,
             herald_dot_v1_dot_message__service__pb2.SendBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendAudience(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/herald.v1.MessageService/SendAudience',
+            herald_dot_v1_dot_message__service__pb2.SendAudienceRequest.SerializeToString,
+            herald_dot_v1_dot_message__service__pb2.SendResponse.FromString,
             options,
             channel_credentials,
             insecure,

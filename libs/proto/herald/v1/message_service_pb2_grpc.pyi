@@ -41,6 +41,13 @@ class MessageServiceStub:
     """
     SendBatch: _grpc.UnaryUnaryMultiCallable[_message_service_pb2.SendBatchRequest, _message_service_pb2.SendBatchResponse]
     """Sends many messages in one call; each entry succeeds or fails on its own."""
+    SendAudience: _grpc.StreamUnaryMultiCallable[_message_service_pb2.SendAudienceRequest, _message_service_pb2.SendResponse]
+    """Sends one message to a very large audience (up to 1,000,000 recipients):
+    stream the message first, then its recipients in chunks. herald stores each
+    chunk as it arrives and queues the whole message only when the stream
+    completes, so a broken stream sends nothing; errors name the recipient by
+    its position in the whole audience.
+    """
     CancelMessage: _grpc.UnaryUnaryMultiCallable[_message_service_pb2.CancelMessageRequest, _message_service_pb2.CancelMessageResponse]
     """Withdraws a message that has not been dispatched yet."""
 
@@ -57,6 +64,13 @@ class MessageServiceAsyncStub(MessageServiceStub):
     """
     SendBatch: _aio.UnaryUnaryMultiCallable[_message_service_pb2.SendBatchRequest, _message_service_pb2.SendBatchResponse]  # type: ignore[assignment]
     """Sends many messages in one call; each entry succeeds or fails on its own."""
+    SendAudience: _aio.StreamUnaryMultiCallable[_message_service_pb2.SendAudienceRequest, _message_service_pb2.SendResponse]  # type: ignore[assignment]
+    """Sends one message to a very large audience (up to 1,000,000 recipients):
+    stream the message first, then its recipients in chunks. herald stores each
+    chunk as it arrives and queues the whole message only when the stream
+    completes, so a broken stream sends nothing; errors name the recipient by
+    its position in the whole audience.
+    """
     CancelMessage: _aio.UnaryUnaryMultiCallable[_message_service_pb2.CancelMessageRequest, _message_service_pb2.CancelMessageResponse]  # type: ignore[assignment]
     """Withdraws a message that has not been dispatched yet."""
 
@@ -82,6 +96,19 @@ class MessageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_message_service_pb2.SendBatchResponse, _abc.Awaitable[_message_service_pb2.SendBatchResponse]]:
         """Sends many messages in one call; each entry succeeds or fails on its own."""
+
+    @_abc_1.abstractmethod
+    def SendAudience(
+        self,
+        request_iterator: _MaybeAsyncIterator[_message_service_pb2.SendAudienceRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_message_service_pb2.SendResponse, _abc.Awaitable[_message_service_pb2.SendResponse]]:
+        """Sends one message to a very large audience (up to 1,000,000 recipients):
+        stream the message first, then its recipients in chunks. herald stores each
+        chunk as it arrives and queues the whole message only when the stream
+        completes, so a broken stream sends nothing; errors name the recipient by
+        its position in the whole audience.
+        """
 
     @_abc_1.abstractmethod
     def CancelMessage(
