@@ -74,37 +74,31 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         parent = telemetry.extract(details.invocation_metadata or ())
         method = details.method.lstrip("/")
-        if handler.unary_unary:
-            inner = handler.unary_unary
+        codec = {
+            "request_deserializer": _lenient(handler.request_deserializer),
+            "response_serializer": handler.response_serializer,
+        }
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await _refuse_undecodable(request, context, method)
+        def answering(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
+            """Wrap a handler that answers once (unary or client-streaming requests)."""
+
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if handler.request_streaming:
+                    request = _checked(request, method)
+                else:
+                    await _refuse_undecodable(request, context, method)
                 with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
                     try:
                         return await inner(request, context)
                     except Exception as e:
                         await _abort(context, span, method, e)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+            return run
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(answering(handler.unary_unary), **codec)
         if handler.stream_unary:
-            inner_client_stream = handler.stream_unary
-
-            async def client_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-                with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
-                    try:
-                        return await inner_client_stream(_checked(requests, method), context)
-                    except Exception as e:
-                        await _abort(context, span, method, e)
-
-            return grpc.stream_unary_rpc_method_handler(
-                client_stream,
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.stream_unary_rpc_method_handler(answering(handler.stream_unary), **codec)
         if handler.unary_stream:
             inner_stream = handler.unary_stream
 
@@ -117,11 +111,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     except Exception as e:
                         await _abort(context, span, method, e)
 
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.unary_stream_rpc_method_handler(stream, **codec)
         return handler
 
 
