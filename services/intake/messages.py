@@ -1,18 +1,17 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
 import asyncio
-import re
-from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 from google.protobuf import duration_pb2
-from herald.v1 import admin_service_pb2, events_pb2, message_service_pb2_grpc
+from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from libs import channels, subjects, templating
+from libs import subjects
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
 from libs.dispatch import Decision, DispatchLedger
@@ -21,21 +20,16 @@ from libs.ids import new_id
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.intake import tables
+from services.intake.audience import Audience
 from services.intake.group_commit import GroupCommit
 from services.intake.rate_limit import RateLimiter
 from services.intake.templates import TemplateStore
+from services.intake.validation import check_shape, choose_channels, render_check
 
-MAX_SCHEDULE_AHEAD = timedelta(days=365)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # What one accepted message may weigh on the bus (NATS refuses payloads over 1 MiB by default).
 MAX_MESSAGE_BYTES = 512 * 1024
-MAX_RECIPIENTS = 1000
-MAX_VARIABLE_CHARS = 4096
-MAX_VARIABLES = 100
 MAX_BATCH = 500
-MAX_AUDIENCE = 1_000_000
-MAX_USER_ID_CHARS = 200
-MAX_ADDRESS_CHARS = 2048
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
@@ -140,7 +134,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             await self._publish(existing)  # completes a first call that died before queueing; else a no-op
             return pb.SendResponse(message_id=existing.message_id, duplicate=True)
         message_id = new_id("msg")
-        audience = Audience(self, app, header, message_id)
+        audience = Audience(self._db, self._prepare, app, header, message_id)
         try:
             if header.recipients:
                 await audience.add(list(header.recipients))
@@ -155,7 +149,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
             if not granted:
                 raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
-            row = audience.row()
+            row = _row(audience.first, header.idempotency_key)
+            row.payload, row.parts = b"", audience.parts
             if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
                 await self._publish(existing)
                 return pb.SendResponse(message_id=existing.message_id, duplicate=True)
@@ -170,11 +165,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
     async def _prepare(self, app: AppIdentity, request: pb.SendRequest) -> events_pb2.AcceptedMessage:
         """Everything that can refuse a Send, before anything is stored."""
-        _validate_shape(request)
+        check_shape(request)
         template = await self._templates.latest_for_sending(request.template_id)
         app.check_category(template.category)
-        chosen = _channels(request, template, app)
-        _render_check(request, template, chosen)
+        chosen = choose_channels(request, template, app)
+        render_check(request, template, chosen)
         accepted = events_pb2.AcceptedMessage(
             message_id=new_id("msg"),
             app_id=app.app_id,
@@ -259,63 +254,6 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         return row if row is not None and row.create_time > now() - IDEMPOTENCY_WINDOW else None
 
 
-class Audience:
-    """A large audience as it streams in: each chunk validated, render-checked and stored as one part."""
-
-    def __init__(self, service: MessageService, app: AppIdentity, header: pb.SendRequest, message_id: str) -> None:
-        self._service = service
-        self._app = app
-        self._header = header
-        self.message_id = message_id
-        self.parts = 0
-        self.recipients = 0
-        self.complete = False
-        self._first: events_pb2.AcceptedMessage | None = None
-
-    async def add(self, recipients: list[pb.Recipient]) -> None:
-        if not recipients:
-            return
-        if self.recipients + len(recipients) > MAX_AUDIENCE:
-            raise InvalidArgument({"recipients": f"at most {MAX_AUDIENCE} recipients per audience"})
-        chunk = pb.SendRequest()
-        chunk.CopyFrom(self._header)
-        del chunk.recipients[:]
-        chunk.recipients.extend(recipients)
-        try:
-            accepted = await self._service._prepare(self._app, chunk)
-        except InvalidArgument as e:  # name recipients by their place in the whole audience
-            raise InvalidArgument({_shift(field, self.recipients): why for field, why in e.fields.items()}) from e
-        accepted.message_id = self.message_id
-        accepted.part = self.parts
-        accepted.recipient_offset = self.recipients
-        self._first = self._first or accepted
-        if not self._header.dry_run:
-            async with self._service._db.session.begin() as session:
-                session.add(
-                    tables.MessagePart(
-                        message_id=self.message_id, part=self.parts, payload=accepted.SerializeToString()
-                    )
-                )
-        self.parts += 1
-        self.recipients += len(recipients)
-
-    def row(self) -> tables.Message:
-        assert self._first is not None
-        row = _row(self._first, self._header.idempotency_key)
-        row.payload = b""
-        row.parts = self.parts
-        return row
-
-    async def discard(self) -> None:
-        """The stream broke or was refused: nothing of it may be sent."""
-        async with self._service._db.session.begin() as session:
-            await session.execute(delete(tables.MessagePart).where(tables.MessagePart.message_id == self.message_id))
-
-
-def _shift(field: str, offset: int) -> str:
-    return re.sub(r"^recipients\[(\d+)\]", lambda m: f"recipients[{int(m.group(1)) + offset}]", field)
-
-
 def _over_limit(app: AppIdentity, retry_after: float) -> str:
     return (
         f"app {app.app_id} is over its rate limit of {app.rate_limit_per_second:g} messages/s; "
@@ -334,100 +272,3 @@ def _row(accepted: events_pb2.AcceptedMessage, key: str) -> tables.Message:
         create_time=now(),
         send_at=from_timestamp(accepted.send_at),
     )
-
-
-def _validate_shape(request: pb.SendRequest) -> None:
-    bad: dict[str, str] = {}
-    if not request.template_id:
-        bad["template_id"] = "required"
-    if not request.recipients:
-        bad["recipients"] = "at least one recipient is required"
-    elif len(request.recipients) > MAX_RECIPIENTS:
-        bad["recipients"] = f"{len(request.recipients)} recipients; at most {MAX_RECIPIENTS} per Send"
-    _check_variables("variables", request.variables, bad)
-    for i, recipient in enumerate(request.recipients[:MAX_RECIPIENTS]):
-        if not recipient.user_id and not recipient.addresses:
-            bad[f"recipients[{i}]"] = "give a user_id, addresses, or both"
-        if len(recipient.user_id) > MAX_USER_ID_CHARS:
-            bad[f"recipients[{i}].user_id"] = f"at most {MAX_USER_ID_CHARS} characters"
-        for channel, address in recipient.addresses.items():
-            if why := channels.problem(channel):
-                bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
-            elif len(address) > MAX_ADDRESS_CHARS:
-                bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {MAX_ADDRESS_CHARS} characters"
-        url = recipient.addresses.get("webhook")
-        if url and not url.startswith(("https://", "http://")):
-            bad[f"recipients[{i}].addresses[webhook]"] = "must be an http:// or https:// URL"
-        _check_variables(f"recipients[{i}].variables", recipient.variables, bad)
-    for i, channel in enumerate(request.channels):
-        if why := channels.problem(channel):
-            bad[f"channels[{i}]"] = why
-    expire_at = _timestamp(request, "expire_at", bad)
-    if expire_at and expire_at <= now():
-        bad["expire_at"] = "is in the past: the message could never be delivered"
-    send_at = _timestamp(request, "send_at", bad)
-    if send_at and expire_at and send_at >= expire_at:
-        bad["send_at"] = "is not before expire_at"
-    if send_at and send_at > now() + MAX_SCHEDULE_AHEAD:
-        bad["send_at"] = "at most 365 days ahead"
-    if len(request.idempotency_key) > 200:
-        bad["idempotency_key"] = "at most 200 characters"
-    if bad:
-        raise InvalidArgument(bad)
-
-
-def _timestamp(request: pb.SendRequest, field: str, bad: dict[str, str]) -> datetime | None:
-    try:
-        return from_timestamp(getattr(request, field))
-    except ValueError:
-        bad[field] = "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)"
-        return None
-
-
-def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str]) -> None:
-    if len(values) > MAX_VARIABLES:
-        bad[field] = f"at most {MAX_VARIABLES} variables"
-    for name, value in values.items():
-        if len(value) > MAX_VARIABLE_CHARS:
-            bad[f"{field}[{name[:40]}]"] = f"at most {MAX_VARIABLE_CHARS} characters"
-
-
-def _channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
-    available = list(dict.fromkeys(c.channel for c in template.contents))
-    chosen = list(dict.fromkeys(request.channels)) or available
-    missing = {
-        f"channels[{i}]": f"template '{template.template_id}' has no content for channel '{c}'"
-        for i, c in enumerate(request.channels)
-        if c not in available
-    }
-    if missing:
-        raise InvalidArgument(missing)
-    for channel in chosen:
-        app.check_channel(channel)
-    return chosen
-
-
-def _render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:
-    """Render every content a recipient could get (each chosen channel, each locale) now, so a missing
-    variable fails the Send rather than the delivery."""
-    contents = [c for c in template.contents if c.channel in chosen]
-    needed = set().union(*(templating.content_variables(c) for c in contents))
-    bad: dict[str, str] = {}
-    for i, recipient in enumerate(request.recipients):
-        values = {**request.variables, **recipient.variables}
-        field = "variables" if not recipient.variables else f"recipients[{i}].variables"
-        if missing := sorted(needed - values.keys()):
-            bad.setdefault(field, f"template '{template.template_id}' needs {', '.join(repr(m) for m in missing)}")
-        for channel in chosen:
-            if channel not in recipient.addresses and not recipient.user_id:
-                bad[f"recipients[{i}].addresses[{channel}]"] = "no address and no user_id to look one up"
-        if field in bad:
-            continue
-        for content in contents:
-            try:
-                templating.render_content(content, values)
-            except templating.TemplateError as e:
-                where = f"{content.channel}{f' ({content.locale})' if content.locale else ''}"
-                bad.setdefault(field, f"template '{template.template_id}' {where} {e}")
-    if bad:
-        raise InvalidArgument(bad)

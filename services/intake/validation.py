@@ -1,0 +1,119 @@
+"""What makes a Send acceptable: its shape, its channels, and that it renders for every recipient.
+
+Limits are documented in docs/decisions.md; every refusal names the request fields at fault.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from herald.v1 import admin_service_pb2
+from herald.v1 import message_service_pb2 as pb
+
+from libs import channels, templating
+from libs.auth import AppIdentity
+from libs.errors import InvalidArgument
+from libs.timeutil import from_timestamp, now
+
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
+MAX_RECIPIENTS = 1000
+MAX_VARIABLE_CHARS = 4096
+MAX_VARIABLES = 100
+MAX_USER_ID_CHARS = 200
+MAX_ADDRESS_CHARS = 2048
+
+
+def check_shape(request: pb.SendRequest) -> None:
+    bad: dict[str, str] = {}
+    if not request.template_id:
+        bad["template_id"] = "required"
+    if not request.recipients:
+        bad["recipients"] = "at least one recipient is required"
+    elif len(request.recipients) > MAX_RECIPIENTS:
+        bad["recipients"] = f"{len(request.recipients)} recipients; at most {MAX_RECIPIENTS} per Send"
+    _check_variables("variables", request.variables, bad)
+    for i, recipient in enumerate(request.recipients[:MAX_RECIPIENTS]):
+        if not recipient.user_id and not recipient.addresses:
+            bad[f"recipients[{i}]"] = "give a user_id, addresses, or both"
+        if len(recipient.user_id) > MAX_USER_ID_CHARS:
+            bad[f"recipients[{i}].user_id"] = f"at most {MAX_USER_ID_CHARS} characters"
+        for channel, address in recipient.addresses.items():
+            if why := channels.problem(channel):
+                bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
+            elif len(address) > MAX_ADDRESS_CHARS:
+                bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {MAX_ADDRESS_CHARS} characters"
+        url = recipient.addresses.get("webhook")
+        if url and not url.startswith(("https://", "http://")):
+            bad[f"recipients[{i}].addresses[webhook]"] = "must be an http:// or https:// URL"
+        _check_variables(f"recipients[{i}].variables", recipient.variables, bad)
+    for i, channel in enumerate(request.channels):
+        if why := channels.problem(channel):
+            bad[f"channels[{i}]"] = why
+    expire_at = _timestamp(request, "expire_at", bad)
+    if expire_at and expire_at <= now():
+        bad["expire_at"] = "is in the past: the message could never be delivered"
+    send_at = _timestamp(request, "send_at", bad)
+    if send_at and expire_at and send_at >= expire_at:
+        bad["send_at"] = "is not before expire_at"
+    if send_at and send_at > now() + MAX_SCHEDULE_AHEAD:
+        bad["send_at"] = "at most 365 days ahead"
+    if len(request.idempotency_key) > 200:
+        bad["idempotency_key"] = "at most 200 characters"
+    if bad:
+        raise InvalidArgument(bad)
+
+
+def _timestamp(request: pb.SendRequest, field: str, bad: dict[str, str]) -> datetime | None:
+    try:
+        return from_timestamp(getattr(request, field))
+    except ValueError:
+        bad[field] = "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)"
+        return None
+
+
+def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str]) -> None:
+    if len(values) > MAX_VARIABLES:
+        bad[field] = f"at most {MAX_VARIABLES} variables"
+    for name, value in values.items():
+        if len(value) > MAX_VARIABLE_CHARS:
+            bad[f"{field}[{name[:40]}]"] = f"at most {MAX_VARIABLE_CHARS} characters"
+
+
+def choose_channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
+    available = list(dict.fromkeys(c.channel for c in template.contents))
+    chosen = list(dict.fromkeys(request.channels)) or available
+    missing = {
+        f"channels[{i}]": f"template '{template.template_id}' has no content for channel '{c}'"
+        for i, c in enumerate(request.channels)
+        if c not in available
+    }
+    if missing:
+        raise InvalidArgument(missing)
+    for channel in chosen:
+        app.check_channel(channel)
+    return chosen
+
+
+def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:
+    """Render every content a recipient could get (each chosen channel, each locale) now, so a missing
+    variable fails the Send rather than the delivery."""
+    contents = [c for c in template.contents if c.channel in chosen]
+    needed = set().union(*(templating.content_variables(c) for c in contents))
+    bad: dict[str, str] = {}
+    for i, recipient in enumerate(request.recipients):
+        values = {**request.variables, **recipient.variables}
+        field = "variables" if not recipient.variables else f"recipients[{i}].variables"
+        if missing := sorted(needed - values.keys()):
+            bad.setdefault(field, f"template '{template.template_id}' needs {', '.join(repr(m) for m in missing)}")
+        for channel in chosen:
+            if channel not in recipient.addresses and not recipient.user_id:
+                bad[f"recipients[{i}].addresses[{channel}]"] = "no address and no user_id to look one up"
+        if field in bad:
+            continue
+        for content in contents:
+            try:
+                templating.render_content(content, values)
+            except templating.TemplateError as e:
+                where = f"{content.channel}{f' ({content.locale})' if content.locale else ''}"
+                bad.setdefault(field, f"template '{template.template_id}' {where} {e}")
+    if bad:
+        raise InvalidArgument(bad)
