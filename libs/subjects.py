@@ -8,6 +8,9 @@ MESSAGE_CANCELLED = "herald.message.cancelled"
 SCHEDULE_DUE = "herald.schedule.due"
 # router -> feedback and other teams: one delivery's state change (DeliveryEvent).
 DELIVERY_EVENTS = "herald.event.delivery.>"
+# router -> the member system: a user opted out of, or back into, a category (PreferenceEvent).
+UNSUBSCRIBED = "herald.event.unsubscribed"
+SUBSCRIBED = "herald.event.subscribed"
 
 
 def schedule(message_id: str, part: int) -> str:

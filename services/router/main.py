@@ -12,7 +12,7 @@ from services.router.routing import Router
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
-        DirectoryService(rt.db, rt.settings.admin_token), server
+        DirectoryService(rt.db, rt.bus, rt.settings.admin_token), server
     )
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus))
     await rt.bus.consume("HERALD_MESSAGES", "router", subjects.MESSAGE_ACCEPTED, each(router.on_accepted))

@@ -25,7 +25,7 @@ from libs.bus import Bus, Incoming
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.router import tables
+from services.router import preferences, tables
 from services.router.directory import load_users
 
 PUBLISH_CONCURRENCY = 64
@@ -72,13 +72,21 @@ class Router:
             await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, "cancelled by the sender") for j, _ in jobs)
             return
         expired = (expire_at := from_timestamp(message.expire_at)) is not None and expire_at <= now()
-        await self._each(self._route(job, expired, unrenderable) for job, unrenderable in jobs)
+        opt_outs = await preferences.load(self._db, {r.user_id for r in message.recipients if r.user_id})
+        await self._each(
+            self._route(
+                job, expired, unrenderable, preferences.suppression(opt_outs, job.user_id, job.category, job.channel)
+            )
+            for job, unrenderable in jobs
+        )
 
-    async def _route(self, job: events_pb2.DeliveryJob, expired: bool, unrenderable: str) -> None:
+    async def _route(self, job: events_pb2.DeliveryJob, expired: bool, unrenderable: str, opted_out: str) -> None:
         if unrenderable:
             await self._announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
         elif expired:
             await self._announce(job, S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
+        elif opted_out:
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, opted_out)
         elif not job.address:
             reason = f"no {job.channel} address: none in the request"
             reason += f" and none in the directory for user '{job.user_id}'" if job.user_id else ""

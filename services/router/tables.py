@@ -1,8 +1,8 @@
-"""Router's tables: the directory of users."""
+"""Router's tables: the directory of users and their preferences."""
 
 from datetime import datetime
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -19,4 +19,16 @@ class User(Base):
     addresses: Mapped[dict[str, str]]
     timezone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(35))
+    update_time: Mapped[datetime]
+
+
+class Preference(Base):
+    """An opt-out (or opt-in) of one category, on one channel or on all ("")."""
+
+    __tablename__ = "router_preferences"
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # herald.v1.Category value
+    category: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(Boolean)
     update_time: Mapped[datetime]

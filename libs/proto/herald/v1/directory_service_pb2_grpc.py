@@ -41,6 +41,21 @@ class DirectoryServiceStub:
                 request_serializer=herald_dot_v1_dot_directory__service__pb2.UpsertUserRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_directory__service__pb2.User.FromString,
                 _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/herald.v1.DirectoryService/GetUser',
+                request_serializer=herald_dot_v1_dot_directory__service__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_directory__service__pb2.User.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/herald.v1.DirectoryService/DeleteUser',
+                request_serializer=herald_dot_v1_dot_directory__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_directory__service__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ImportUsers = channel.stream_unary(
+                '/herald.v1.DirectoryService/ImportUsers',
+                request_serializer=herald_dot_v1_dot_directory__service__pb2.ImportUsersRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_directory__service__pb2.ImportUsersResponse.FromString,
+                _registered_method=True)
         self.SetPreference = channel.unary_unary(
                 '/herald.v1.DirectoryService/SetPreference',
                 request_serializer=herald_dot_v1_dot_directory__service__pb2.SetPreferenceRequest.SerializeToString,
@@ -54,14 +69,38 @@ class DirectoryServiceServicer:
     """
 
     def UpsertUser(self, request, context):
-        """Creates or replaces a user.
+        """Creates or replaces a user (addresses, timezone, locale; not preferences).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """A user with their preferences.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Erases the user: addresses, timezone, locale and preferences (privacy requests).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportUsers(self, request_iterator, context):
+        """Upserts users in bulk, streamed in chunks; stops at the first invalid user,
+        keeping the chunks before it (an import can simply be run again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetPreference(self, request, context):
-        """Opts a user in or out of a category on one channel or on all.
+        """Opts a user in or out of a category on one channel or on all. Users
+        receive every category until they opt out; critical messages cannot be
+        opted out of. Every opt-out is published on herald.event.unsubscribed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,6 +113,21 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.UpsertUser,
                     request_deserializer=herald_dot_v1_dot_directory__service__pb2.UpsertUserRequest.FromString,
                     response_serializer=herald_dot_v1_dot_directory__service__pb2.User.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=herald_dot_v1_dot_directory__service__pb2.GetUserRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_directory__service__pb2.User.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=herald_dot_v1_dot_directory__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_directory__service__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ImportUsers': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportUsers,
+                    request_deserializer=herald_dot_v1_dot_directory__service__pb2.ImportUsersRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_directory__service__pb2.ImportUsersResponse.SerializeToString,
             ),
             'SetPreference': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPreference,
@@ -110,6 +164,87 @@ class DirectoryService:
             '/herald.v1.DirectoryService/UpsertUser',
             herald_dot_v1_dot_directory__service__pb2.UpsertUserRequest.SerializeToString,
             herald_dot_v1_dot_directory__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.DirectoryService/GetUser',
+            herald_dot_v1_dot_directory__service__pb2.GetUserRequest.SerializeToString,
+            herald_dot_v1_dot_directory__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.DirectoryService/DeleteUser',
+            herald_dot_v1_dot_directory__service__pb2.DeleteUserRequest.SerializeToString,
+            herald_dot_v1_dot_directory__service__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportUsers(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/herald.v1.DirectoryService/ImportUsers',
+            herald_dot_v1_dot_directory__service__pb2.ImportUsersRequest.SerializeToString,
+            herald_dot_v1_dot_directory__service__pb2.ImportUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

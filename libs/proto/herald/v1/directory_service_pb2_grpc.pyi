@@ -36,9 +36,20 @@ class DirectoryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DirectoryServiceAsyncStub: ...
     UpsertUser: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.UpsertUserRequest, _directory_service_pb2.User]
-    """Creates or replaces a user."""
+    """Creates or replaces a user (addresses, timezone, locale; not preferences)."""
+    GetUser: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.GetUserRequest, _directory_service_pb2.User]
+    """A user with their preferences."""
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.DeleteUserRequest, _directory_service_pb2.DeleteUserResponse]
+    """Erases the user: addresses, timezone, locale and preferences (privacy requests)."""
+    ImportUsers: _grpc.StreamUnaryMultiCallable[_directory_service_pb2.ImportUsersRequest, _directory_service_pb2.ImportUsersResponse]
+    """Upserts users in bulk, streamed in chunks; stops at the first invalid user,
+    keeping the chunks before it (an import can simply be run again).
+    """
     SetPreference: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SetPreferenceRequest, _directory_service_pb2.SetPreferenceResponse]
-    """Opts a user in or out of a category on one channel or on all."""
+    """Opts a user in or out of a category on one channel or on all. Users
+    receive every category until they opt out; critical messages cannot be
+    opted out of. Every opt-out is published on herald.event.unsubscribed.
+    """
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -48,9 +59,20 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertUser: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.UpsertUserRequest, _directory_service_pb2.User]  # type: ignore[assignment]
-    """Creates or replaces a user."""
+    """Creates or replaces a user (addresses, timezone, locale; not preferences)."""
+    GetUser: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.GetUserRequest, _directory_service_pb2.User]  # type: ignore[assignment]
+    """A user with their preferences."""
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.DeleteUserRequest, _directory_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Erases the user: addresses, timezone, locale and preferences (privacy requests)."""
+    ImportUsers: _aio.StreamUnaryMultiCallable[_directory_service_pb2.ImportUsersRequest, _directory_service_pb2.ImportUsersResponse]  # type: ignore[assignment]
+    """Upserts users in bulk, streamed in chunks; stops at the first invalid user,
+    keeping the chunks before it (an import can simply be run again).
+    """
     SetPreference: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SetPreferenceRequest, _directory_service_pb2.SetPreferenceResponse]  # type: ignore[assignment]
-    """Opts a user in or out of a category on one channel or on all."""
+    """Opts a user in or out of a category on one channel or on all. Users
+    receive every category until they opt out; critical messages cannot be
+    opted out of. Every opt-out is published on herald.event.unsubscribed.
+    """
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """DirectoryService keeps the users herald can reach and their preferences.
@@ -63,7 +85,33 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _directory_service_pb2.UpsertUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_directory_service_pb2.User, _abc.Awaitable[_directory_service_pb2.User]]:
-        """Creates or replaces a user."""
+        """Creates or replaces a user (addresses, timezone, locale; not preferences)."""
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _directory_service_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.User, _abc.Awaitable[_directory_service_pb2.User]]:
+        """A user with their preferences."""
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _directory_service_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.DeleteUserResponse, _abc.Awaitable[_directory_service_pb2.DeleteUserResponse]]:
+        """Erases the user: addresses, timezone, locale and preferences (privacy requests)."""
+
+    @_abc_1.abstractmethod
+    def ImportUsers(
+        self,
+        request_iterator: _MaybeAsyncIterator[_directory_service_pb2.ImportUsersRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.ImportUsersResponse, _abc.Awaitable[_directory_service_pb2.ImportUsersResponse]]:
+        """Upserts users in bulk, streamed in chunks; stops at the first invalid user,
+        keeping the chunks before it (an import can simply be run again).
+        """
 
     @_abc_1.abstractmethod
     def SetPreference(
@@ -71,6 +119,9 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _directory_service_pb2.SetPreferenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_directory_service_pb2.SetPreferenceResponse, _abc.Awaitable[_directory_service_pb2.SetPreferenceResponse]]:
-        """Opts a user in or out of a category on one channel or on all."""
+        """Opts a user in or out of a category on one channel or on all. Users
+        receive every category until they opt out; critical messages cannot be
+        opted out of. Every opt-out is published on herald.event.unsubscribed.
+        """
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -196,6 +196,46 @@ class DeliveryJob(_message.Message):
 Global___DeliveryJob: _TypeAlias = DeliveryJob  # noqa: Y015
 
 @_typing.final
+class PreferenceEvent(_message.Message):
+    """PreferenceEvent: a user opted out (herald.event.unsubscribed) or back in
+    (herald.event.subscribed), so the member system can stay in step.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    OPTED_OUT_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    user_id: _builtins.str
+    category: _common_pb2.Category.ValueType
+    channel: _builtins.str
+    """"" = every channel."""
+    opted_out: _builtins.bool
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        category: _common_pb2.Category.ValueType = ...,
+        channel: _builtins.str = ...,
+        opted_out: _builtins.bool = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "channel", b"channel", "event_id", b"event_id", "occur_time", b"occur_time", "opted_out", b"opted_out", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreferenceEvent: _TypeAlias = PreferenceEvent  # noqa: Y015
+
+@_typing.final
 class DeliveryEvent(_message.Message):
     """DeliveryEvent: one delivery's state change, on herald.event.delivery.<state>
     (e.g. herald.event.delivery.sent). Other teams may consume these.
