@@ -19,6 +19,8 @@ class Settings:
     webhook_signing_secret: str
     # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
     stream_replicas: int
+    # The same content to the same recipient and channel goes out once within this many seconds; 0 = off.
+    dedup_window_seconds: float
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -35,6 +37,7 @@ class Settings:
             webhook_allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
             webhook_signing_secret=env.get("HERALD_WEBHOOK_SIGNING_SECRET", ""),
             stream_replicas=int(env.get("HERALD_STREAM_REPLICAS", "1")),
+            dedup_window_seconds=float(env.get("HERALD_DEDUP_WINDOW_SECONDS", "0")),
         )
 
 

@@ -6,6 +6,7 @@ from herald.v1 import directory_service_pb2, directory_service_pb2_grpc
 from libs import runtime, subjects
 from libs.bus import each
 from libs.dispatch import DispatchLedger
+from services.router.dedup import ContentDedup
 from services.router.directory import DirectoryService
 from services.router.routing import Router
 
@@ -14,7 +15,8 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
         DirectoryService(rt.db, rt.bus, rt.settings.admin_token), server
     )
-    router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus))
+    dedup = await ContentDedup.open(rt.bus, rt.settings.dedup_window_seconds)
+    router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup)
     await rt.bus.consume("HERALD_MESSAGES", "router", subjects.MESSAGE_ACCEPTED, each(router.on_accepted))
     await rt.bus.consume("HERALD_SCHEDULES", "router-due", subjects.SCHEDULE_DUE, each(router.on_due))
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))

@@ -26,6 +26,7 @@ from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.router import preferences, tables
+from services.router.dedup import ContentDedup
 from services.router.directory import load_users
 
 PUBLISH_CONCURRENCY = 64
@@ -36,10 +37,11 @@ S = common_pb2
 
 
 class Router:
-    def __init__(self, db: Database, bus: Bus, ledger: DispatchLedger) -> None:
+    def __init__(self, db: Database, bus: Bus, ledger: DispatchLedger, dedup: ContentDedup) -> None:
         self._db = db
         self._bus = bus
         self._ledger = ledger
+        self._dedup = dedup
         self._publishing = asyncio.Semaphore(PUBLISH_CONCURRENCY)
 
     async def on_accepted(self, incoming: Incoming) -> None:
@@ -90,6 +92,10 @@ class Router:
         elif not job.address:
             reason = f"no {job.channel} address: none in the request"
             reason += f" and none in the directory for user '{job.user_id}'" if job.user_id else ""
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason)
+        elif not await self._dedup.first(job):
+            reason = f"duplicate: the same content went to this recipient on {job.channel}"
+            reason += f" within the last {self._dedup.window:g}s"
             await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason)
         else:
             # PENDING goes first so feedback never sees a delivery's outcome before it exists.
