@@ -28,6 +28,7 @@ from libs.timeutil import from_timestamp, now
 from services.router import preferences, tables
 from services.router.dedup import ContentDedup
 from services.router.directory import load_users
+from services.router.frequency import FrequencyCaps
 
 PUBLISH_CONCURRENCY = 64
 # A send_at closer than this is sent now.
@@ -37,11 +38,14 @@ S = common_pb2
 
 
 class Router:
-    def __init__(self, db: Database, bus: Bus, ledger: DispatchLedger, dedup: ContentDedup) -> None:
+    def __init__(
+        self, db: Database, bus: Bus, ledger: DispatchLedger, dedup: ContentDedup, caps: FrequencyCaps
+    ) -> None:
         self._db = db
         self._bus = bus
         self._ledger = ledger
         self._dedup = dedup
+        self._caps = caps
         self._publishing = asyncio.Semaphore(PUBLISH_CONCURRENCY)
 
     async def on_accepted(self, incoming: Incoming) -> None:
@@ -97,6 +101,8 @@ class Router:
             reason = f"duplicate: the same content went to this recipient on {job.channel}"
             reason += f" within the last {self._dedup.window:g}s"
             await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason)
+        elif capped := await self._caps.admit(job):
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, capped)
         else:
             # PENDING goes first so feedback never sees a delivery's outcome before it exists.
             await self._announce(job, S.DELIVERY_STATE_PENDING, "")

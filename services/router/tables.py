@@ -1,8 +1,8 @@
-"""Router's tables: the directory of users and their preferences."""
+"""Router's tables: the directory of users, their preferences, and frequency caps."""
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Float, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -32,3 +32,16 @@ class Preference(Base):
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
     opted_out: Mapped[bool] = mapped_column(Boolean)
     update_time: Mapped[datetime]
+
+
+class FrequencyRule(Base):
+    """At most max_deliveries per user per sliding window, over the deliveries it matches ("" = any)."""
+
+    __tablename__ = "router_frequency_rules"
+    rule_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    category: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(32))
+    app_id: Mapped[str] = mapped_column(String(40))
+    max_deliveries: Mapped[int] = mapped_column(Integer)
+    window_seconds: Mapped[float] = mapped_column(Float)
+    create_time: Mapped[datetime]

@@ -12,6 +12,7 @@ from herald.v1 import (
     directory_service_pb2_grpc,
     message_service_pb2,
     message_service_pb2_grpc,
+    routing_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
 )
@@ -34,6 +35,7 @@ class Herald:
         self.admin_stub = admin_service_pb2_grpc.AdminServiceStub(self._channels["intake"])
         self.messages = message_service_pb2_grpc.MessageServiceStub(self._channels["intake"])
         self.directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channels["router"])
+        self.routing = routing_service_pb2_grpc.RoutingServiceStub(self._channels["router"])
         self.status = status_service_pb2_grpc.StatusServiceStub(self._channels["feedback"])
 
     async def close(self) -> None:

@@ -1,0 +1,103 @@
+"""Frequency caps: at most N deliveries per user per sliding window, exact across router replicas.
+
+For each (rule, recipient) the deliveries counted in the window are a small log
+in NATS KV - [time, delivery id] pairs - replaced by compare-and-set on the
+entry's revision, so two routers cannot both take the last place. A delivery
+already in the log (a redelivered job) is not counted twice. Critical traffic is
+exempt unless a rule names the critical category. When several rules match, a
+delivery refused by one may already count against another: caps err on the
+side of sending less.
+"""
+
+import hashlib
+import json
+import time
+
+from herald.v1 import common_pb2, events_pb2
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from sqlalchemy import select
+
+from libs.bus import DAY, Bus
+from libs.store import Database
+from services.router import tables
+
+BUCKET = "herald_frequency"
+MAX_WINDOW = 30 * DAY
+RULES_CACHE_SECONDS = 5.0
+RACES = 20
+
+
+class FrequencyCaps:
+    def __init__(self, db: Database, kv: KeyValue) -> None:
+        self._db = db
+        self._kv = kv
+        self._rules: tuple[float, list[tables.FrequencyRule]] = (0.0, [])
+
+    @classmethod
+    async def open(cls, db: Database, bus: Bus) -> "FrequencyCaps":
+        return cls(db, await bus.key_value(BUCKET, ttl=MAX_WINDOW + DAY))
+
+    def forget_rules(self) -> None:
+        self._rules = (0.0, [])
+
+    async def admit(self, job: events_pb2.DeliveryJob) -> str:
+        """Count this delivery against every rule it matches; why it must not go out, or "" when it may."""
+        for rule in await self._matching(job):
+            if reason := await self._count(rule, job):
+                return reason
+        return ""
+
+    async def _matching(self, job: events_pb2.DeliveryJob) -> list[tables.FrequencyRule]:
+        loaded_at, rules = self._rules
+        if time.monotonic() - loaded_at > RULES_CACHE_SECONDS:
+            async with self._db.session() as session:
+                rules = list(await session.scalars(select(tables.FrequencyRule)))
+            self._rules = (time.monotonic(), rules)
+        return [
+            r
+            for r in rules
+            if r.category == job.category
+            and r.channel in ("", job.channel)
+            and r.app_id in ("", job.app_id)
+            and (job.category != common_pb2.CATEGORY_CRITICAL or r.category == common_pb2.CATEGORY_CRITICAL)
+        ]
+
+    async def _count(self, rule: tables.FrequencyRule, job: events_pb2.DeliveryJob) -> str:
+        recipient = job.user_id or job.address
+        key = f"{rule.rule_id}.{hashlib.sha256(recipient.encode()).hexdigest()[:40]}"
+        for _ in range(RACES):
+            try:
+                entry = await self._kv.get(key)
+                log, revision = json.loads(entry.value or b"[]"), entry.revision
+            except KeyNotFoundError:
+                log, revision = [], None
+            now = time.time()
+            log = [(t, d) for t, d in log if now - t < rule.window_seconds]
+            if any(d == job.delivery_id for _, d in log):
+                return ""
+            if len(log) >= rule.max_deliveries:
+                name = common_pb2.Category.Name(common_pb2.Category.ValueType(rule.category)).removeprefix("CATEGORY_")
+                where = f" on {rule.channel}" if rule.channel else ""
+                return (
+                    f"frequency cap: at most {rule.max_deliveries} {name.lower()} deliveries{where} per "
+                    f"{_duration(rule.window_seconds)} to this recipient (rule {rule.rule_id})"
+                )
+            value = json.dumps([*log, (now, job.delivery_id)]).encode()
+            try:
+                if revision is None:
+                    await self._kv.create(key, value)
+                else:
+                    await self._kv.update(key, value, last=revision)
+                return ""
+            except KeyWrongLastSequenceError:
+                continue
+        raise TimeoutError(f"frequency log {key} kept changing under us")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("day", DAY), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count > 1 else ''}" if count > 1 else unit
+    return f"{seconds:g}s"

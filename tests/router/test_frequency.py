@@ -1,0 +1,96 @@
+"""Frequency caps: exactly N go out per user per window, even with two routers and 50 sends at once."""
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from herald.v1 import common_pb2
+from herald.v1 import message_service_pb2 as msg
+from herald.v1 import routing_service_pb2 as routing
+
+from libs.localmesh import Binary, Mesh, free_port
+from tests.helpers.client import Herald, all_final
+from tests.helpers.webhook_sink import WebhookSink
+
+S = common_pb2
+DAY = duration_pb2.Duration(seconds=86400)
+
+
+async def _rule(herald: Herald, app_id: str, category: common_pb2.Category.ValueType, most: int) -> str:
+    rule = routing.FrequencyRule(category=category, channel="webhook", app_id=app_id, max_deliveries=most, window=DAY)
+    created = await herald.routing.CreateFrequencyRule(
+        routing.CreateFrequencyRuleRequest(rule=rule), metadata=herald.admin
+    )
+    return str(created.rule_id)
+
+
+async def test_two_routers_and_fifty_sends_let_exactly_three_through(
+    shared_mesh: tuple[Mesh, Herald], sink: WebhookSink
+) -> None:
+    mesh, herald = shared_mesh
+    app_id, app = await herald.create_app()
+    rule_id = await _rule(herald, app_id, S.CATEGORY_MARKETING, 3)
+    template = await herald.create_template({"webhook": '{"n": "{{ n }}"}'}, S.CATEGORY_MARKETING)
+    first = mesh.binaries["router"]
+    second = Binary("router", f"127.0.0.1:{free_port()}", first.env, Path(first.log_path).with_name("router-2.log"))
+    second.start()
+    try:
+        await second.wait_healthy()
+        await asyncio.sleep(6)  # both routers see the new rule (rules are cached for 5 s)
+        path = f"/freq/{uuid.uuid4().hex[:8]}"
+        user = msg.Recipient(user_id=f"u-{uuid.uuid4().hex[:6]}", addresses={"webhook": sink.url(path)})
+        ids = await asyncio.gather(
+            *(
+                herald.send(app, msg.SendRequest(template_id=template, recipients=[user], variables={"n": str(i)}))
+                for i in range(50)
+            )
+        )
+        finals = await asyncio.gather(*(herald.wait_message(app, m, all_final, timeout=60) for m in ids))
+    finally:
+        await second.stop()
+    states = Counter(m.deliveries[0].state for m in finals)
+    assert states == {S.DELIVERY_STATE_SENT: 3, S.DELIVERY_STATE_SUPPRESSED: 47}
+    reasons = {m.deliveries[0].reason for m in finals if m.deliveries[0].state == S.DELIVERY_STATE_SUPPRESSED}
+    assert reasons == {
+        f"frequency cap: at most 3 marketing deliveries on webhook per day to this recipient (rule {rule_id})"
+    }
+    await asyncio.sleep(1)
+    assert len(sink.for_path(path)) == 3
+
+
+async def test_critical_is_exempt_unless_a_rule_names_it(herald: Herald, sink: WebhookSink) -> None:
+    app_id, app = await herald.create_app()
+    await _rule(herald, app_id, S.CATEGORY_NOTIFICATION, 1)
+    critical = await herald.create_template({"webhook": "{{ n }}"}, S.CATEGORY_CRITICAL)
+    user = msg.Recipient(user_id=f"u-{uuid.uuid4().hex[:6]}", addresses={"webhook": sink.url("/freq-critical")})
+
+    async def state(n: int) -> int:
+        message_id = await herald.send(
+            app, msg.SendRequest(template_id=critical, recipients=[user], variables={"n": str(n)})
+        )
+        return (await herald.wait_message(app, message_id, all_final)).deliveries[0].state
+
+    assert [await state(n) for n in range(3)] == [S.DELIVERY_STATE_SENT] * 3
+    await _rule(herald, app_id, S.CATEGORY_CRITICAL, 1)
+    await asyncio.sleep(6)
+    assert [await state(n) for n in range(3, 5)] == [S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_SUPPRESSED]
+
+
+async def test_rules_are_listed_deleted_and_validated(herald: Herald) -> None:
+    rule_id = await _rule(herald, "", S.CATEGORY_MARKETING, 5)
+    listed = await herald.routing.ListFrequencyRules(routing.ListFrequencyRulesRequest(), metadata=herald.admin)
+    assert rule_id in [r.rule_id for r in listed.rules]
+    await herald.routing.DeleteFrequencyRule(routing.DeleteFrequencyRuleRequest(rule_id=rule_id), metadata=herald.admin)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await herald.routing.DeleteFrequencyRule(
+            routing.DeleteFrequencyRuleRequest(rule_id=rule_id), metadata=herald.admin
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    bad = routing.FrequencyRule(category=S.CATEGORY_MARKETING, max_deliveries=0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await herald.routing.CreateFrequencyRule(routing.CreateFrequencyRuleRequest(rule=bad), metadata=herald.admin)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
