@@ -22,7 +22,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 EXPECTED_SERVICES = {
     "intake": {"herald.v1.AdminService", "herald.v1.MessageService"},
-    "router": {"herald.v1.DirectoryService"},
+    "router": {"herald.v1.DirectoryService", "herald.v1.RoutingService"},
     "adapters": set(),
     "feedback": {"herald.v1.StatusService"},
 }
