@@ -41,6 +41,8 @@ class AppIdentity:
     disabled: bool = False
     # Unix time after which this key stops working (it was rotated out); None = no end.
     key_expires_at: float | None = None
+    # herald.v1.QuietHours as JSON, for recipients who set none; None = the default window.
+    quiet_hours: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, raw: bytes) -> "AppIdentity":

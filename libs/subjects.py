@@ -6,6 +6,8 @@ MESSAGE_ACCEPTED = "herald.message.accepted"
 MESSAGE_CANCELLED = "herald.message.cancelled"
 # NATS server -> router: a held message whose send_at arrived (AcceptedMessage).
 SCHEDULE_DUE = "herald.schedule.due"
+# NATS server -> router: a delivery held for quiet hours whose window ended (DeliveryJob).
+DELIVERY_RELEASED = "herald.schedule.release"
 # router -> feedback and other teams: one delivery's state change (DeliveryEvent).
 DELIVERY_EVENTS = "herald.event.delivery.>"
 # router -> the member system: a user opted out of, or back into, a category (PreferenceEvent).
@@ -16,6 +18,11 @@ SUBSCRIBED = "herald.event.subscribed"
 def schedule(message_id: str, part: int) -> str:
     """Where the router holds one part of a message until its send_at; purging it withdraws the schedule."""
     return f"herald.schedule.at.{message_id}.{part}"
+
+
+def held_delivery(delivery_id: str) -> str:
+    """Where the router holds one delivery until the recipient's quiet hours end."""
+    return f"herald.schedule.held.{delivery_id}"
 
 
 def schedules(message_id: str) -> str:

@@ -3,10 +3,11 @@
 from datetime import timedelta
 
 import grpc
+from google.protobuf import json_format
 from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import admin_service_pb2_grpc, common_pb2
 
-from libs import channels
+from libs import channels, quiet_hours
 from libs.auth import require_admin
 from libs.errors import InvalidArgument
 from libs.timeutil import to_timestamp
@@ -38,6 +39,8 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
                 bad[f"allowed_categories[{i}]"] = "CRITICAL, NOTIFICATION or MARKETING"
         if not request.rate_limit_per_second >= 0:  # also refuses NaN
             bad["rate_limit_per_second"] = "must be 0 (no limit) or more"
+        if request.HasField("quiet_hours") and (why := quiet_hours.problem(request.quiet_hours)):
+            bad["quiet_hours"] = why
         if bad:
             raise InvalidArgument(bad)
         app, api_key = await self._apps.create(
@@ -45,6 +48,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             list(dict.fromkeys(request.allowed_channels)),
             list(dict.fromkeys(request.allowed_categories)),
             request.rate_limit_per_second,
+            json_format.MessageToDict(request.quiet_hours) if request.HasField("quiet_hours") else None,
         )
         return pb.CreateAppResponse(app=app_pb(app), api_key=api_key)
 
@@ -109,7 +113,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
 
 
 def app_pb(row: tables.App) -> pb.App:
-    return pb.App(
+    app = pb.App(
         app_id=row.app_id,
         name=row.name,
         allowed_channels=row.allowed_channels,
@@ -118,3 +122,6 @@ def app_pb(row: tables.App) -> pb.App:
         create_time=to_timestamp(row.create_time),
         disabled=row.disabled,
     )
+    if row.quiet_hours is not None:
+        json_format.ParseDict(row.quiet_hours, app.quiet_hours)
+    return app

@@ -5,6 +5,7 @@ every key (`publish_all`), so a registry write lost to a crash is repaired.
 """
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -22,9 +23,10 @@ class AppRegistry:
         self._keys = keys
 
     async def create(
-        self, name: str, channels: list[str], categories: list[int], rate: float
+        self, name: str, channels: list[str], categories: list[int], rate: float, quiet: dict[str, Any] | None
     ) -> tuple[tables.App, str]:
         app = tables.App(
+            quiet_hours=quiet,
             app_id=new_id("app"),
             name=name,
             allowed_channels=channels,
@@ -113,4 +115,5 @@ def identity(app: tables.App, key: tables.AppKey) -> AppIdentity:
         rate_limit_per_second=app.rate_limit_per_second,
         disabled=app.disabled,
         key_expires_at=key.expire_time.timestamp() if key.expire_time else None,
+        quiet_hours=app.quiet_hours,
     )

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import select, update
@@ -181,6 +181,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             expire_at=request.expire_at,
             create_time=to_timestamp(now()),
         )
+        if app.quiet_hours is not None:
+            json_format.ParseDict(app.quiet_hours, accepted.quiet_hours)
         if (size := accepted.ByteSize()) > MAX_MESSAGE_BYTES:
             raise InvalidArgument(
                 {"recipients": f"the message is {size} bytes with its template; at most {MAX_MESSAGE_BYTES}: split it"}

@@ -23,6 +23,8 @@ class App(Base):
     rate_limit_per_second: Mapped[float] = mapped_column(Float)
     disabled: Mapped[bool] = mapped_column(Boolean)
     create_time: Mapped[datetime]
+    # herald.v1.QuietHours as JSON; None = the default window.
+    quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AppKey(Base):

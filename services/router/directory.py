@@ -4,11 +4,12 @@ from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
+from google.protobuf import json_format
 from herald.v1 import common_pb2, directory_service_pb2_grpc, events_pb2
 from herald.v1 import directory_service_pb2 as pb
 from sqlalchemy import delete, select
 
-from libs import channels, subjects
+from libs import channels, quiet_hours, subjects
 from libs.auth import require_admin
 from libs.bus import Bus
 from libs.errors import InvalidArgument, NotFound
@@ -45,6 +46,8 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
         if row is not None:
             user.addresses.update(row.addresses)
             user.timezone, user.locale = row.timezone, row.locale
+            if row.quiet_hours is not None:
+                json_format.ParseDict(row.quiet_hours, user.quiet_hours)
         user.preferences.extend(
             pb.Preference(
                 category=common_pb2.Category.ValueType(p.category),
@@ -123,6 +126,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
                 row.addresses = dict(user.addresses)
                 row.timezone = user.timezone
                 row.locale = user.locale
+                row.quiet_hours = json_format.MessageToDict(user.quiet_hours) if user.HasField("quiet_hours") else None
                 row.update_time = now()
 
 
@@ -150,6 +154,8 @@ def _validate_user(user: pb.User, field: str) -> None:
             bad[f"{field}.timezone"] = f"'{user.timezone[:64]}' is not an IANA time zone name, e.g. 'Asia/Shanghai'"
     if len(user.locale) > 35:
         bad[f"{field}.locale"] = "at most 35 characters"
+    if user.HasField("quiet_hours") and (why := quiet_hours.problem(user.quiet_hours)):
+        bad[f"{field}.quiet_hours"] = why
     if bad:
         raise InvalidArgument(bad)
 

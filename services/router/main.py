@@ -26,6 +26,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     await rt.bus.consume("HERALD_MESSAGES", "router", subjects.MESSAGE_ACCEPTED, each(router.on_accepted))
     await rt.bus.consume("HERALD_SCHEDULES", "router-due", subjects.SCHEDULE_DUE, each(router.on_due))
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
+    await rt.bus.consume("HERALD_SCHEDULES", "router-release", subjects.DELIVERY_RELEASED, each(router.on_released))
     return [
         directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
         routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,

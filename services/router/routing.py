@@ -16,11 +16,13 @@ nothing twice.
 
 import asyncio
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from google.protobuf import json_format
 from herald.v1 import common_pb2, events_pb2, message_service_pb2
 
-from libs import channels, events, subjects, templating
+from libs import channels, events, quiet_hours, subjects, templating
 from libs.bus import Bus, Incoming
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
@@ -72,27 +74,42 @@ class Router:
             subjects.schedule(message.message_id, message.part), payload, send_at, subjects.SCHEDULE_DUE
         )
 
+    async def on_released(self, incoming: Incoming) -> None:
+        """A delivery held for quiet hours: its window ended, send it now."""
+        job = events_pb2.DeliveryJob.FromString(incoming.data)
+        await self._announce(job, S.DELIVERY_STATE_PENDING, "")
+        async with self._publishing:
+            await self._bus.publish(subjects.delivery_job(job.channel), job.SerializeToString(), job.delivery_id)
+
     async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:
-        jobs = await self._jobs(message)
+        users = await load_users(self._db, {r.user_id for r in message.recipients if r.user_id})
+        jobs = _jobs(message, users)
         if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
             await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, "cancelled by the sender") for j, _ in jobs)
             return
         expired = (expire_at := from_timestamp(message.expire_at)) is not None and expire_at <= now()
-        opt_outs = await preferences.load(self._db, {r.user_id for r in message.recipients if r.user_id})
+        opt_outs = await preferences.load(self._db, set(users))
         await self._each(
             self._route(
-                job, expired, unrenderable, preferences.suppression(opt_outs, job.user_id, job.category, job.channel)
+                job,
+                Checks(
+                    expired=expired,
+                    unrenderable=unrenderable,
+                    opted_out=preferences.suppression(opt_outs, job.user_id, job.category, job.channel),
+                    quiet_until=_quiet_until(job, users.get(job.user_id), message),
+                ),
             )
             for job, unrenderable in jobs
         )
 
-    async def _route(self, job: events_pb2.DeliveryJob, expired: bool, unrenderable: str, opted_out: str) -> None:
-        if unrenderable:
-            await self._announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
-        elif expired:
+    async def _route(self, job: events_pb2.DeliveryJob, checks: "Checks") -> None:
+        expire_at = from_timestamp(job.expire_at)
+        if checks.unrenderable:
+            await self._announce(job, S.DELIVERY_STATE_FAILED, checks.unrenderable)
+        elif checks.expired:
             await self._announce(job, S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
-        elif opted_out:
-            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, opted_out)
+        elif checks.opted_out:
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, checks.opted_out)
         elif not job.address:
             reason = f"no {job.channel} address: none in the request"
             reason += f" and none in the directory for user '{job.user_id}'" if job.user_id else ""
@@ -103,6 +120,18 @@ class Router:
             await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason)
         elif capped := await self._caps.admit(job):
             await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, capped)
+        elif checks.quiet_until and expire_at and expire_at <= checks.quiet_until:
+            until = checks.quiet_until.strftime("%H:%M %Z")
+            await self._announce(job, S.DELIVERY_STATE_EXPIRED, f"quiet hours until {until} end after expire_at")
+        elif checks.quiet_until:
+            until = checks.quiet_until.strftime("%H:%M %Z")
+            await self._announce(job, S.DELIVERY_STATE_SCHEDULED, f"quiet hours: held until {until}")
+            await self._bus.schedule(
+                subjects.held_delivery(job.delivery_id),
+                job.SerializeToString(),
+                checks.quiet_until,
+                subjects.DELIVERY_RELEASED,
+            )
         else:
             # PENDING goes first so feedback never sees a delivery's outcome before it exists.
             await self._announce(job, S.DELIVERY_STATE_PENDING, "")
@@ -116,16 +145,47 @@ class Router:
             await events.publish(self._bus, job, state, reason=reason)
 
     async def _jobs(self, message: events_pb2.AcceptedMessage) -> list[tuple[events_pb2.DeliveryJob, str]]:
-        users = await load_users(self._db, {r.user_id for r in message.recipients if r.user_id})
-        return [
-            _job(message, recipient, channel, position * len(message.channels) + j, users.get(recipient.user_id))
-            for position, recipient in enumerate(message.recipients, start=message.recipient_offset)
-            for j, channel in enumerate(message.channels)
-        ]
+        return _jobs(message, await load_users(self._db, {r.user_id for r in message.recipients if r.user_id}))
 
     @staticmethod
     async def _each(steps: Iterable[Awaitable[None]]) -> None:
         await asyncio.gather(*steps)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What the router found out about one delivery before deciding its fate."""
+
+    expired: bool
+    unrenderable: str
+    opted_out: str
+    # When the recipient's quiet hours end, if the delivery is due inside them.
+    quiet_until: datetime | None
+
+
+def _quiet_until(
+    job: events_pb2.DeliveryJob, user: tables.User | None, message: events_pb2.AcceptedMessage
+) -> datetime | None:
+    """Quiet hours apply to notification and marketing, for recipients whose time zone herald knows."""
+    if job.category == S.CATEGORY_CRITICAL or user is None or not user.timezone:
+        return None
+    if user.quiet_hours is not None:
+        quiet = json_format.ParseDict(user.quiet_hours, common_pb2.QuietHours())
+    elif message.HasField("quiet_hours"):
+        quiet = message.quiet_hours
+    else:
+        quiet = quiet_hours.DEFAULT
+    return quiet_hours.release_time(quiet, user.timezone, now())
+
+
+def _jobs(
+    message: events_pb2.AcceptedMessage, users: dict[str, tables.User]
+) -> list[tuple[events_pb2.DeliveryJob, str]]:
+    return [
+        _job(message, recipient, channel, position * len(message.channels) + j, users.get(recipient.user_id))
+        for position, recipient in enumerate(message.recipients, start=message.recipient_offset)
+        for j, channel in enumerate(message.channels)
+    ]
 
 
 def _job(

@@ -1,6 +1,7 @@
 """Router's tables: the directory of users, their preferences, and frequency caps."""
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -9,7 +10,7 @@ from libs.store import UTCDateTime
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, str]: JSON}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, str]: JSON, dict[str, Any]: JSON}
 
 
 class User(Base):
@@ -20,6 +21,8 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(35))
     update_time: Mapped[datetime]
+    # herald.v1.QuietHours as JSON; None = the sending app's, else the default.
+    quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Preference(Base):

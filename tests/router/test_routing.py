@@ -20,7 +20,10 @@ async def test_recipient_resolved_from_directory(herald: Herald, sink: WebhookSi
     await herald.directory.UpsertUser(
         directory_service_pb2.UpsertUserRequest(
             user=directory_service_pb2.User(
-                user_id=user_id, addresses={"webhook": sink.url(path)}, timezone="Asia/Shanghai"
+                user_id=user_id,
+                addresses={"webhook": sink.url(path)},
+                timezone="Asia/Shanghai",
+                quiet_hours=common_pb2.QuietHours(disabled=True),
             )
         ),
         metadata=herald.admin,

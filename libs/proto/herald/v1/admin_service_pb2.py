@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/admin_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xd0\x01\n\x03\x41pp\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x03 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x12\x61llowed_categories\x18\x06 \x03(\x0e\x32\x13.herald.v1.Category\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\"\x8a\x01\n\x10\x43reateAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x02 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x03 \x01(\x01\x12/\n\x12\x61llowed_categories\x18\x04 \x03(\x0e\x32\x13.herald.v1.Category\"A\n\x11\x43reateAppResponse\x12\x1b\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x0e.herald.v1.App\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\x1f\n\rGetAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"8\n\x0fListAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"I\n\x10ListAppsResponse\x12\x1c\n\x04\x61pps\x18\x01 \x03(\x0b\x32\x0e.herald.v1.App\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11\x44isableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"\"\n\x10\x45nableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"V\n\x13RotateAppKeyRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"f\n\x14RotateAppKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12=\n\x19previous_keys_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x02\n\x08Template\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x19.herald.v1.ChannelContent\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tvariables\x18\x07 \x03(\t\x12\x30\n\x0c\x61rchive_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\">\n\x15UpdateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"T\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.herald.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x16\x41rchiveTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\"\xc5\x01\n\x16PreviewTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x43\n\tvariables\x18\x03 \x03(\x0b\x32\x30.herald.v1.PreviewTemplateRequest.VariablesEntry\x12\x0e\n\x06locale\x18\x04 \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x17PreviewTemplateResponse\x12+\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x19.herald.v1.ChannelContent2\xe4\x06\n\x0c\x41\x64minService\x12\x46\n\tCreateApp\x12\x1b.herald.v1.CreateAppRequest\x1a\x1c.herald.v1.CreateAppResponse\x12\x32\n\x06GetApp\x12\x18.herald.v1.GetAppRequest\x1a\x0e.herald.v1.App\x12\x43\n\x08ListApps\x12\x1a.herald.v1.ListAppsRequest\x1a\x1b.herald.v1.ListAppsResponse\x12:\n\nDisableApp\x12\x1c.herald.v1.DisableAppRequest\x1a\x0e.herald.v1.App\x12\x38\n\tEnableApp\x12\x1b.herald.v1.EnableAppRequest\x1a\x0e.herald.v1.App\x12O\n\x0cRotateAppKey\x12\x1e.herald.v1.RotateAppKeyRequest\x1a\x1f.herald.v1.RotateAppKeyResponse\x12G\n\x0e\x43reateTemplate\x12 .herald.v1.CreateTemplateRequest\x1a\x13.herald.v1.Template\x12G\n\x0eUpdateTemplate\x12 .herald.v1.UpdateTemplateRequest\x1a\x13.herald.v1.Template\x12\x41\n\x0bGetTemplate\x12\x1d.herald.v1.GetTemplateRequest\x1a\x13.herald.v1.Template\x12R\n\rListTemplates\x12\x1f.herald.v1.ListTemplatesRequest\x1a .herald.v1.ListTemplatesResponse\x12I\n\x0f\x41rchiveTemplate\x12!.herald.v1.ArchiveTemplateRequest\x1a\x13.herald.v1.Template\x12X\n\x0fPreviewTemplate\x12!.herald.v1.PreviewTemplateRequest\x1a\".herald.v1.PreviewTemplateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/admin_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xfc\x01\n\x03\x41pp\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x03 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x12\x61llowed_categories\x18\x06 \x03(\x0e\x32\x13.herald.v1.Category\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\x12*\n\x0bquiet_hours\x18\x08 \x01(\x0b\x32\x15.herald.v1.QuietHours\"\xb6\x01\n\x10\x43reateAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x02 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x03 \x01(\x01\x12/\n\x12\x61llowed_categories\x18\x04 \x03(\x0e\x32\x13.herald.v1.Category\x12*\n\x0bquiet_hours\x18\x05 \x01(\x0b\x32\x15.herald.v1.QuietHours\"A\n\x11\x43reateAppResponse\x12\x1b\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x0e.herald.v1.App\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\x1f\n\rGetAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"8\n\x0fListAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"I\n\x10ListAppsResponse\x12\x1c\n\x04\x61pps\x18\x01 \x03(\x0b\x32\x0e.herald.v1.App\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11\x44isableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"\"\n\x10\x45nableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"V\n\x13RotateAppKeyRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"f\n\x14RotateAppKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12=\n\x19previous_keys_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x02\n\x08Template\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x19.herald.v1.ChannelContent\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tvariables\x18\x07 \x03(\t\x12\x30\n\x0c\x61rchive_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\">\n\x15UpdateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"T\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.herald.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x16\x41rchiveTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\"\xc5\x01\n\x16PreviewTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x43\n\tvariables\x18\x03 \x03(\x0b\x32\x30.herald.v1.PreviewTemplateRequest.VariablesEntry\x12\x0e\n\x06locale\x18\x04 \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x17PreviewTemplateResponse\x12+\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x19.herald.v1.ChannelContent2\xe4\x06\n\x0c\x41\x64minService\x12\x46\n\tCreateApp\x12\x1b.herald.v1.CreateAppRequest\x1a\x1c.herald.v1.CreateAppResponse\x12\x32\n\x06GetApp\x12\x18.herald.v1.GetAppRequest\x1a\x0e.herald.v1.App\x12\x43\n\x08ListApps\x12\x1a.herald.v1.ListAppsRequest\x1a\x1b.herald.v1.ListAppsResponse\x12:\n\nDisableApp\x12\x1c.herald.v1.DisableAppRequest\x1a\x0e.herald.v1.App\x12\x38\n\tEnableApp\x12\x1b.herald.v1.EnableAppRequest\x1a\x0e.herald.v1.App\x12O\n\x0cRotateAppKey\x12\x1e.herald.v1.RotateAppKeyRequest\x1a\x1f.herald.v1.RotateAppKeyResponse\x12G\n\x0e\x43reateTemplate\x12 .herald.v1.CreateTemplateRequest\x1a\x13.herald.v1.Template\x12G\n\x0eUpdateTemplate\x12 .herald.v1.UpdateTemplateRequest\x1a\x13.herald.v1.Template\x12\x41\n\x0bGetTemplate\x12\x1d.herald.v1.GetTemplateRequest\x1a\x13.herald.v1.Template\x12R\n\rListTemplates\x12\x1f.herald.v1.ListTemplatesRequest\x1a .herald.v1.ListTemplatesResponse\x12I\n\x0f\x41rchiveTemplate\x12!.herald.v1.ArchiveTemplateRequest\x1a\x13.herald.v1.Template\x12X\n\x0fPreviewTemplate\x12!.herald.v1.PreviewTemplateRequest\x1a\".herald.v1.PreviewTemplateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,45 +37,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._loaded_options = None
   _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_options = b'8\001'
   _globals['_APP']._serialized_start=134
-  _globals['_APP']._serialized_end=342
-  _globals['_CREATEAPPREQUEST']._serialized_start=345
-  _globals['_CREATEAPPREQUEST']._serialized_end=483
-  _globals['_CREATEAPPRESPONSE']._serialized_start=485
-  _globals['_CREATEAPPRESPONSE']._serialized_end=550
-  _globals['_GETAPPREQUEST']._serialized_start=552
-  _globals['_GETAPPREQUEST']._serialized_end=583
-  _globals['_LISTAPPSREQUEST']._serialized_start=585
-  _globals['_LISTAPPSREQUEST']._serialized_end=641
-  _globals['_LISTAPPSRESPONSE']._serialized_start=643
-  _globals['_LISTAPPSRESPONSE']._serialized_end=716
-  _globals['_DISABLEAPPREQUEST']._serialized_start=718
-  _globals['_DISABLEAPPREQUEST']._serialized_end=753
-  _globals['_ENABLEAPPREQUEST']._serialized_start=755
-  _globals['_ENABLEAPPREQUEST']._serialized_end=789
-  _globals['_ROTATEAPPKEYREQUEST']._serialized_start=791
-  _globals['_ROTATEAPPKEYREQUEST']._serialized_end=877
-  _globals['_ROTATEAPPKEYRESPONSE']._serialized_start=879
-  _globals['_ROTATEAPPKEYRESPONSE']._serialized_end=981
-  _globals['_TEMPLATE']._serialized_start=984
-  _globals['_TEMPLATE']._serialized_end=1255
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1257
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1319
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1321
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1383
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=1385
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=1443
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1445
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1529
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1531
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1619
-  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_start=1621
-  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_end=1666
-  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_start=1669
-  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_end=1866
-  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_start=1818
-  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_end=1866
-  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_start=1868
-  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_end=1938
-  _globals['_ADMINSERVICE']._serialized_start=1941
-  _globals['_ADMINSERVICE']._serialized_end=2809
+  _globals['_APP']._serialized_end=386
+  _globals['_CREATEAPPREQUEST']._serialized_start=389
+  _globals['_CREATEAPPREQUEST']._serialized_end=571
+  _globals['_CREATEAPPRESPONSE']._serialized_start=573
+  _globals['_CREATEAPPRESPONSE']._serialized_end=638
+  _globals['_GETAPPREQUEST']._serialized_start=640
+  _globals['_GETAPPREQUEST']._serialized_end=671
+  _globals['_LISTAPPSREQUEST']._serialized_start=673
+  _globals['_LISTAPPSREQUEST']._serialized_end=729
+  _globals['_LISTAPPSRESPONSE']._serialized_start=731
+  _globals['_LISTAPPSRESPONSE']._serialized_end=804
+  _globals['_DISABLEAPPREQUEST']._serialized_start=806
+  _globals['_DISABLEAPPREQUEST']._serialized_end=841
+  _globals['_ENABLEAPPREQUEST']._serialized_start=843
+  _globals['_ENABLEAPPREQUEST']._serialized_end=877
+  _globals['_ROTATEAPPKEYREQUEST']._serialized_start=879
+  _globals['_ROTATEAPPKEYREQUEST']._serialized_end=965
+  _globals['_ROTATEAPPKEYRESPONSE']._serialized_start=967
+  _globals['_ROTATEAPPKEYRESPONSE']._serialized_end=1069
+  _globals['_TEMPLATE']._serialized_start=1072
+  _globals['_TEMPLATE']._serialized_end=1343
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1345
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1407
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1409
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1471
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1473
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1531
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1533
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1617
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1619
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1707
+  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_start=1709
+  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_end=1754
+  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_start=1757
+  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_end=1954
+  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_start=1906
+  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_end=1954
+  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_start=1956
+  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_end=2026
+  _globals['_ADMINSERVICE']._serialized_start=2029
+  _globals['_ADMINSERVICE']._serialized_end=2897
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,7 @@ class App(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     ALLOWED_CATEGORIES_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """Server-assigned, e.g. "app_01JD3..."."""
     name: _builtins.str
@@ -52,6 +53,10 @@ class App(_message.Message):
     def allowed_categories(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Category.ValueType]:
         """Categories this app may send; empty means every category."""
 
+    @_builtins.property
+    def quiet_hours(self) -> _common_pb2.QuietHours:
+        """Quiet hours for recipients who set none; unset = 22:00-08:00."""
+
     def __init__(
         self,
         *,
@@ -62,10 +67,11 @@ class App(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         allowed_categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
         disabled: _builtins.bool = ...,
+        quiet_hours: _common_pb2.QuietHours | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "app_id", b"app_id", "create_time", b"create_time", "disabled", b"disabled", "name", b"name", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "app_id", b"app_id", "create_time", b"create_time", "disabled", b"disabled", "name", b"name", "quiet_hours", b"quiet_hours", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -79,6 +85,7 @@ class CreateAppRequest(_message.Message):
     ALLOWED_CHANNELS_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _builtins.int
     ALLOWED_CATEGORIES_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rate_limit_per_second: _builtins.float
     """Messages per second, with bursts of up to one second's worth; 0 = no limit."""
@@ -86,6 +93,8 @@ class CreateAppRequest(_message.Message):
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def allowed_categories(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Category.ValueType]: ...
+    @_builtins.property
+    def quiet_hours(self) -> _common_pb2.QuietHours: ...
     def __init__(
         self,
         *,
@@ -93,10 +102,11 @@ class CreateAppRequest(_message.Message):
         allowed_channels: _abc.Iterable[_builtins.str] | None = ...,
         rate_limit_per_second: _builtins.float = ...,
         allowed_categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
+        quiet_hours: _common_pb2.QuietHours | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "name", b"name", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "name", b"name", "quiet_hours", b"quiet_hours", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

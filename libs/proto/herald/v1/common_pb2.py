@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/common.proto\x12\therald.v1\"\xc3\x01\n\x0e\x43hannelContent\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x11\n\thtml_body\x18\x04 \x01(\t\x12\x31\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32#.herald.v1.ChannelContent.DataEntry\x12\x0e\n\x06locale\x18\x06 \x01(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*n\n\x08\x43\x61tegory\x12\x18\n\x14\x43\x41TEGORY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41TEGORY_CRITICAL\x10\x01\x12\x19\n\x15\x43\x41TEGORY_NOTIFICATION\x10\x02\x12\x16\n\x12\x43\x41TEGORY_MARKETING\x10\x03*\xad\x02\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_SCHEDULED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x03\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x04\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x05\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x06\x12\x1d\n\x19\x44\x45LIVERY_STATE_SUPPRESSED\x10\x07\x12\x1c\n\x18\x44\x45LIVERY_STATE_CANCELLED\x10\x08\x12\x1a\n\x16\x44\x45LIVERY_STATE_EXPIRED\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/common.proto\x12\therald.v1\":\n\nQuietHours\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\"\xc3\x01\n\x0e\x43hannelContent\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x11\n\thtml_body\x18\x04 \x01(\t\x12\x31\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32#.herald.v1.ChannelContent.DataEntry\x12\x0e\n\x06locale\x18\x06 \x01(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*n\n\x08\x43\x61tegory\x12\x18\n\x14\x43\x41TEGORY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41TEGORY_CRITICAL\x10\x01\x12\x19\n\x15\x43\x41TEGORY_NOTIFICATION\x10\x02\x12\x16\n\x12\x43\x41TEGORY_MARKETING\x10\x03*\xad\x02\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_SCHEDULED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x03\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x04\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x05\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x06\x12\x1d\n\x19\x44\x45LIVERY_STATE_SUPPRESSED\x10\x07\x12\x1c\n\x18\x44\x45LIVERY_STATE_CANCELLED\x10\x08\x12\x1a\n\x16\x44\x45LIVERY_STATE_EXPIRED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHANNELCONTENT_DATAENTRY']._loaded_options = None
   _globals['_CHANNELCONTENT_DATAENTRY']._serialized_options = b'8\001'
-  _globals['_CATEGORY']._serialized_start=235
-  _globals['_CATEGORY']._serialized_end=345
-  _globals['_DELIVERYSTATE']._serialized_start=348
-  _globals['_DELIVERYSTATE']._serialized_end=649
-  _globals['_CHANNELCONTENT']._serialized_start=38
-  _globals['_CHANNELCONTENT']._serialized_end=233
-  _globals['_CHANNELCONTENT_DATAENTRY']._serialized_start=190
-  _globals['_CHANNELCONTENT_DATAENTRY']._serialized_end=233
+  _globals['_CATEGORY']._serialized_start=295
+  _globals['_CATEGORY']._serialized_end=405
+  _globals['_DELIVERYSTATE']._serialized_start=408
+  _globals['_DELIVERYSTATE']._serialized_end=709
+  _globals['_QUIETHOURS']._serialized_start=37
+  _globals['_QUIETHOURS']._serialized_end=95
+  _globals['_CHANNELCONTENT']._serialized_start=98
+  _globals['_CHANNELCONTENT']._serialized_end=293
+  _globals['_CHANNELCONTENT_DATAENTRY']._serialized_start=250
+  _globals['_CHANNELCONTENT_DATAENTRY']._serialized_end=293
 # @@protoc_insertion_point(module_scope)

@@ -92,6 +92,38 @@ DELIVERY_STATE_EXPIRED: DeliveryState.ValueType  # 9
 Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
 @_typing.final
+class QuietHours(_message.Message):
+    """QuietHours is a daily window, in the recipient's local time, during which
+    notification and marketing deliveries are held until the window ends.
+    Critical messages are never held.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    """"HH:MM", 24-hour; the window may cross midnight ("22:00" to "08:00")."""
+    end: _builtins.str
+    disabled: _builtins.bool
+    """No quiet hours at all (start and end are then ignored)."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        disabled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "end", b"end", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuietHours: _TypeAlias = QuietHours  # noqa: Y015
+
+@_typing.final
 class ChannelContent(_message.Message):
     """ChannelContent is one channel's content in one locale. Every text field is a
     Jinja2 template over the message's variables.

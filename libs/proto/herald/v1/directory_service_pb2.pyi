@@ -49,6 +49,7 @@ class User(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     LOCALE_FIELD_NUMBER: _builtins.int
     PREFERENCES_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     timezone: _builtins.str
     """IANA name, e.g. "Asia/Shanghai"."""
@@ -62,6 +63,10 @@ class User(_message.Message):
     def preferences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Preference]:
         """Output only (GetUser): the user's opt-outs and opt-ins."""
 
+    @_builtins.property
+    def quiet_hours(self) -> _common_pb2.QuietHours:
+        """The user's own quiet hours; unset = the sending app's, else 22:00-08:00."""
+
     def __init__(
         self,
         *,
@@ -70,10 +75,11 @@ class User(_message.Message):
         timezone: _builtins.str = ...,
         locale: _builtins.str = ...,
         preferences: _abc.Iterable[Global___Preference] | None = ...,
+        quiet_hours: _common_pb2.QuietHours | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "locale", b"locale", "preferences", b"preferences", "timezone", b"timezone", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "locale", b"locale", "preferences", b"preferences", "quiet_hours", b"quiet_hours", "timezone", b"timezone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

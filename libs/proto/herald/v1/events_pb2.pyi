@@ -63,6 +63,7 @@ class AcceptedMessage(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     PART_FIELD_NUMBER: _builtins.int
     RECIPIENT_OFFSET_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     app_id: _builtins.str
     part: _builtins.int
@@ -88,6 +89,10 @@ class AcceptedMessage(_message.Message):
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def quiet_hours(self) -> _common_pb2.QuietHours:
+        """The sending app's quiet hours, for recipients who set none."""
+
     def __init__(
         self,
         *,
@@ -102,10 +107,11 @@ class AcceptedMessage(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         part: _builtins.int = ...,
         recipient_offset: _builtins.int = ...,
+        quiet_hours: _common_pb2.QuietHours | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
