@@ -3,7 +3,6 @@ nothing refused is ever delivered."""
 
 import asyncio
 import uuid
-from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2
@@ -12,8 +11,9 @@ from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import message_service_pb2_grpc
 
-from libs.localmesh import Binary, Mesh, free_port
+from libs.localmesh import Mesh
 from tests.helpers.client import Herald, Metadata, bearer
+from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
 
@@ -80,21 +80,14 @@ async def test_two_intake_replicas_share_one_limit(shared_mesh: tuple[Mesh, Hera
     mesh, herald = shared_mesh
     app = await _limited_app(herald, 5)
     template = await herald.create_template({"webhook": "{}"})
-    first = mesh.binaries["intake"]
-    second = Binary("intake", f"127.0.0.1:{free_port()}", first.env, Path(first.log_path).with_name("intake-2.log"))
-    second.start()
-    try:
-        await second.wait_healthy()
-        request = msg.SendRequest(
-            template_id=template, recipients=[msg.Recipient(addresses={"webhook": "https://example.com/h"})]
+    request = msg.SendRequest(
+        template_id=template, recipients=[msg.Recipient(addresses={"webhook": "https://example.com/h"})]
+    )
+    async with extra_replica(mesh, "intake") as second, grpc.aio.insecure_channel(second.addr) as channel:
+        other = message_service_pb2_grpc.MessageServiceStub(channel)
+        (a, refused_a), (b, refused_b) = await asyncio.gather(
+            _fire(herald.messages, app, request, 25), _fire(other, app, request, 25)
         )
-        async with grpc.aio.insecure_channel(second.addr) as channel:
-            other = message_service_pb2_grpc.MessageServiceStub(channel)
-            (a, refused_a), (b, refused_b) = await asyncio.gather(
-                _fire(herald.messages, app, request, 25), _fire(other, app, request, 25)
-            )
-        assert len(a) + len(refused_a) == len(b) + len(refused_b) == 25, "both replicas answered every call"
-        # Two separate limits would accept about 10; one shared limit about 5.
-        assert 4 <= len(a) + len(b) <= 7, (len(a), len(b))
-    finally:
-        await second.stop()
+    assert len(a) + len(refused_a) == len(b) + len(refused_b) == 25, "both replicas answered every call"
+    # Two separate limits would accept about 10; one shared limit about 5.
+    assert 4 <= len(a) + len(b) <= 7, (len(a), len(b))

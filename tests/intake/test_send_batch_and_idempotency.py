@@ -3,7 +3,6 @@
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -11,9 +10,10 @@ from herald.v1 import common_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as msg
 from sqlalchemy import create_engine, text
 
-from libs.localmesh import Binary, Mesh, free_port
+from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final
 from tests.helpers.databases import intake_database_url
+from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
 
@@ -104,22 +104,13 @@ async def test_one_idempotency_key_on_two_replicas_makes_one_message(shared_mesh
     mesh, herald = shared_mesh
     _, app = await herald.create_app()
     template = await herald.create_template({"webhook": "{}"})
-    first = mesh.binaries["intake"]
-    second = Binary("intake", f"127.0.0.1:{free_port()}", first.env, Path(first.log_path).with_name("intake-3.log"))
-    second.start()
-    try:
-        await second.wait_healthy()
-        request = msg.SendRequest(
-            template_id=template,
-            recipients=[msg.Recipient(addresses={"webhook": "https://example.com/h"})],
-            idempotency_key=f"k-{uuid.uuid4().hex}",
-        )
-        async with grpc.aio.insecure_channel(second.addr) as channel:
-            other = message_service_pb2_grpc.MessageServiceStub(channel)
-            replies = await asyncio.gather(
-                *(stub.Send(request, metadata=app) for stub in [herald.messages, other] * 10)
-            )
-        assert len({r.message_id for r in replies}) == 1
-        assert sum(not r.duplicate for r in replies) == 1
-    finally:
-        await second.stop()
+    request = msg.SendRequest(
+        template_id=template,
+        recipients=[msg.Recipient(addresses={"webhook": "https://example.com/h"})],
+        idempotency_key=f"k-{uuid.uuid4().hex}",
+    )
+    async with extra_replica(mesh, "intake") as second, grpc.aio.insecure_channel(second.addr) as channel:
+        other = message_service_pb2_grpc.MessageServiceStub(channel)
+        replies = await asyncio.gather(*(stub.Send(request, metadata=app) for stub in [herald.messages, other] * 10))
+    assert len({r.message_id for r in replies}) == 1
+    assert sum(not r.duplicate for r in replies) == 1

@@ -3,7 +3,6 @@
 import asyncio
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import grpc
 import pytest
@@ -12,8 +11,9 @@ from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import routing_service_pb2 as routing
 
-from libs.localmesh import Binary, Mesh, free_port
+from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final
+from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -35,11 +35,7 @@ async def test_two_routers_and_fifty_sends_let_exactly_three_through(
     app_id, app = await herald.create_app()
     rule_id = await _rule(herald, app_id, S.CATEGORY_MARKETING, 3)
     template = await herald.create_template({"webhook": '{"n": "{{ n }}"}'}, S.CATEGORY_MARKETING)
-    first = mesh.binaries["router"]
-    second = Binary("router", f"127.0.0.1:{free_port()}", first.env, Path(first.log_path).with_name("router-2.log"))
-    second.start()
-    try:
-        await second.wait_healthy()
+    async with extra_replica(mesh, "router"):
         await asyncio.sleep(6)  # both routers see the new rule (rules are cached for 5 s)
         path = f"/freq/{uuid.uuid4().hex[:8]}"
         user = msg.Recipient(user_id=f"u-{uuid.uuid4().hex[:6]}", addresses={"webhook": sink.url(path)})
@@ -50,8 +46,6 @@ async def test_two_routers_and_fifty_sends_let_exactly_three_through(
             )
         )
         finals = await asyncio.gather(*(herald.wait_message(app, m, all_final, timeout=60) for m in ids))
-    finally:
-        await second.stop()
     states = Counter(m.deliveries[0].state for m in finals)
     assert states == {S.DELIVERY_STATE_SENT: 3, S.DELIVERY_STATE_SUPPRESSED: 47}
     reasons = {m.deliveries[0].reason for m in finals if m.deliveries[0].state == S.DELIVERY_STATE_SUPPRESSED}
