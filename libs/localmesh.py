@@ -135,7 +135,7 @@ class Mesh:
         self.data_dir = data_dir
         self.nats = None if nats_url else NatsServer(data_dir / "nats")
         base = {**os.environ, **(env or {}), "HERALD_DATA_DIR": str(data_dir)}
-        base["HERALD_NATS_URL"] = nats_url or self.nats.url  # type: ignore[union-attr]
+        base["HERALD_NATS_URL"] = self.nats.url if self.nats else str(nats_url)
         addrs = addrs or {}
         self.binaries = {
             s: Binary(s, addrs.get(s) or f"127.0.0.1:{free_port()}", base, data_dir / "logs" / f"{s}.log")

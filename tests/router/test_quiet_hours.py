@@ -35,12 +35,9 @@ async def _user(herald: Herald, url: str, quiet: common_pb2.QuietHours | None) -
     return user_id
 
 
-async def _send(
-    herald: Herald, app: Metadata, category: common_pb2.Category.ValueType, user_id: str, **kw: object
-) -> str:
+async def _send(herald: Herald, app: Metadata, category: common_pb2.Category.ValueType, user_id: str) -> str:
     template = await herald.create_template({"webhook": "{}"}, category)
-    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user_id)], **kw)  # type: ignore[arg-type]
-    return await herald.send(app, request)
+    return await herald.send(app, msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user_id)]))
 
 
 async def test_held_until_the_window_ends_then_delivered_while_critical_goes_at_once(
