@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import grpc
-from herald.v1 import common_pb2
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from libs import categories
 from libs.bus import Bus
 from libs.errors import PermissionDenied, Unauthenticated
 
@@ -57,8 +57,7 @@ class AppIdentity:
 
     def check_category(self, category: int) -> None:
         if self.allowed_categories and category not in self.allowed_categories:
-            name = common_pb2.Category.Name(common_pb2.Category.ValueType(category)).removeprefix("CATEGORY_")
-            raise PermissionDenied(f"app {self.app_id} may not send {name.lower()} messages")
+            raise PermissionDenied(f"app {self.app_id} may not send {categories.name(category)} messages")
 
 
 def new_api_key() -> str:

@@ -7,7 +7,7 @@ from google.protobuf import json_format
 from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import admin_service_pb2_grpc, common_pb2
 
-from libs import channels, quiet_hours
+from libs import categories, channels, quiet_hours
 from libs.auth import require_admin
 from libs.errors import InvalidArgument
 from libs.timeutil import to_timestamp
@@ -17,7 +17,6 @@ from services.intake.templates import TemplateStore, preview
 
 DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=30)
-CATEGORIES = (common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION, common_pb2.CATEGORY_MARKETING)
 
 
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
@@ -35,7 +34,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             if why := channels.problem(channel):
                 bad[f"allowed_channels[{i}]"] = why
         for i, category in enumerate(request.allowed_categories):
-            if category not in CATEGORIES:
+            if category not in categories.KNOWN:
                 bad[f"allowed_categories[{i}]"] = "CRITICAL, NOTIFICATION or MARKETING"
         if not request.rate_limit_per_second >= 0:  # also refuses NaN
             bad["rate_limit_per_second"] = "must be 0 (no limit) or more"

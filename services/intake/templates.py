@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import channels, templating
+from libs import categories, channels, templating
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
@@ -18,7 +18,6 @@ from services.intake import pagination, tables
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-CATEGORIES = (common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION, common_pb2.CATEGORY_MARKETING)
 
 
 class TemplateStore:
@@ -161,7 +160,7 @@ def validate(template: pb.Template) -> None:
     bad: dict[str, str] = {}
     if not TEMPLATE_ID.match(template.template_id):
         bad["template.template_id"] = "required: 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"
-    if template.category not in CATEGORIES:
+    if template.category not in categories.KNOWN:
         bad["template.category"] = "required: CRITICAL, NOTIFICATION or MARKETING"
     if len(template.description) > 500:
         bad["template.description"] = "at most 500 characters"

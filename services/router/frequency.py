@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from sqlalchemy import select
 
+from libs import categories
 from libs.bus import DAY, Bus
 from libs.store import Database
 from services.router import tables
@@ -77,10 +78,10 @@ class FrequencyCaps:
             if any(d == job.delivery_id for _, d in log):
                 return ""
             if len(log) >= rule.max_deliveries:
-                name = common_pb2.Category.Name(common_pb2.Category.ValueType(rule.category)).removeprefix("CATEGORY_")
+                what = f"{rule.max_deliveries} {categories.name(rule.category)} deliveries"
                 where = f" on {rule.channel}" if rule.channel else ""
                 return (
-                    f"frequency cap: at most {rule.max_deliveries} {name.lower()} deliveries{where} per "
+                    f"frequency cap: at most {what}{where} per "
                     f"{_duration(rule.window_seconds)} to this recipient (rule {rule.rule_id})"
                 )
             value = json.dumps([*log, (now, job.delivery_id)]).encode()

@@ -9,6 +9,7 @@ the preferences say.
 from herald.v1 import common_pb2
 from sqlalchemy import select
 
+from libs import categories
 from libs.store import Database
 from services.router import tables
 
@@ -31,8 +32,7 @@ def suppression(preferences: Preferences, user_id: str, category: int, channel: 
     if category == common_pb2.CATEGORY_CRITICAL or user_id not in preferences:
         return ""
     mine = preferences[user_id]
-    name = common_pb2.Category.Name(common_pb2.Category.ValueType(category)).removeprefix("CATEGORY_").lower()
     for key, where in (((category, channel), f"on {channel}"), ((category, ""), "on every channel")):
         if key in mine:
-            return f"user '{user_id}' opted out of {name} messages {where}" if mine[key] else ""
+            return f"user '{user_id}' opted out of {categories.name(category)} messages {where}" if mine[key] else ""
     return ""

@@ -63,11 +63,11 @@ class Router:
 
     async def on_cancelled(self, incoming: Incoming) -> None:
         message = events_pb2.AcceptedMessage.FromString(incoming.data)
-        jobs = [job for job, _ in await self._jobs(message)]
+        jobs = [job for job, _ in _jobs(message, await self._users(message))]
         await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, "cancelled by the sender") for j in jobs)
 
     async def _hold(self, message: events_pb2.AcceptedMessage, payload: bytes, send_at: datetime) -> None:
-        jobs = [job for job, _ in await self._jobs(message)]
+        jobs = [job for job, _ in _jobs(message, await self._users(message))]
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
         await self._each(self._announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in jobs)
         await self._bus.schedule(
@@ -82,7 +82,7 @@ class Router:
             await self._bus.publish(subjects.delivery_job(job.channel), job.SerializeToString(), job.delivery_id)
 
     async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:
-        users = await load_users(self._db, {r.user_id for r in message.recipients if r.user_id})
+        users = await self._users(message)
         jobs = _jobs(message, users)
         if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
             await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, "cancelled by the sender") for j, _ in jobs)
@@ -144,8 +144,9 @@ class Router:
         async with self._publishing:
             await events.publish(self._bus, job, state, reason=reason)
 
-    async def _jobs(self, message: events_pb2.AcceptedMessage) -> list[tuple[events_pb2.DeliveryJob, str]]:
-        return _jobs(message, await load_users(self._db, {r.user_id for r in message.recipients if r.user_id}))
+    async def _users(self, message: events_pb2.AcceptedMessage) -> dict[str, tables.User]:
+        """The directory entries of the message's recipients that have a user id."""
+        return await load_users(self._db, {r.user_id for r in message.recipients if r.user_id})
 
     @staticmethod
     async def _each(steps: Iterable[Awaitable[None]]) -> None:

@@ -7,7 +7,7 @@ from herald.v1 import common_pb2, routing_service_pb2_grpc
 from herald.v1 import routing_service_pb2 as pb
 from sqlalchemy import delete, select
 
-from libs import channels
+from libs import categories, channels
 from libs.auth import require_admin
 from libs.errors import InvalidArgument, NotFound
 from libs.ids import new_id
@@ -15,8 +15,6 @@ from libs.store import Database
 from libs.timeutil import now, to_timestamp
 from services.router import tables
 from services.router.frequency import MAX_WINDOW, FrequencyCaps
-
-CATEGORIES = (common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION, common_pb2.CATEGORY_MARKETING)
 
 
 class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
@@ -32,7 +30,7 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
         rule = request.rule
         window = rule.window.ToTimedelta()
         bad: dict[str, str] = {}
-        if rule.category not in CATEGORIES:
+        if rule.category not in categories.KNOWN:
             bad["rule.category"] = "CRITICAL, NOTIFICATION or MARKETING"
         if rule.channel and (why := channels.problem(rule.channel)):
             bad["rule.channel"] = why

@@ -21,6 +21,7 @@ from herald.v1 import message_service_pb2 as msg
 from rich.console import Console
 from rich.table import Table
 
+from libs import categories
 from tools.heraldctl.connection import TIMEOUT, Target, admin_stub, call, channel, fail, report
 
 cli = typer.Typer(help="Operate herald: apps, keys, templates, send, status, cancel.", no_args_is_help=True)
@@ -30,9 +31,6 @@ cli.add_typer(apps_cli, name="apps")
 cli.add_typer(templates_cli, name="templates")
 out = Console()
 target = Target.from_env(None, None, None)
-
-CATEGORIES = {"critical": common_pb2.CATEGORY_CRITICAL, "notification": common_pb2.CATEGORY_NOTIFICATION}
-CATEGORIES["marketing"] = common_pb2.CATEGORY_MARKETING
 
 
 @cli.callback()
@@ -46,9 +44,9 @@ def endpoints(
 
 
 def _category(name: str) -> common_pb2.Category.ValueType:
-    if name.lower() not in CATEGORIES:
-        fail(f"unknown category '{name}'; use one of {', '.join(CATEGORIES)}", 2)
-    return CATEGORIES[name.lower()]
+    if name.lower() not in categories.BY_NAME:
+        fail(f"unknown category '{name}'; use one of {', '.join(categories.BY_NAME)}", 2)
+    return categories.BY_NAME[name.lower()]
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -68,9 +66,7 @@ def _when(ts: Any) -> str:
 def _apps_table(apps: list[admin.App]) -> None:
     table = Table("app id", "name", "channels", "categories", "rate/s", "disabled", "created")
     for app in apps:
-        categories = ", ".join(
-            common_pb2.Category.Name(c).removeprefix("CATEGORY_").lower() for c in app.allowed_categories
-        )
+        categories = ", ".join(categories.name(c) for c in app.allowed_categories)
         table.add_row(
             app.app_id,
             app.name,
@@ -181,7 +177,7 @@ def templates_list(archived: Annotated[bool, typer.Option(help="include archived
                 table.add_row(
                     t.template_id,
                     str(t.version),
-                    common_pb2.Category.Name(t.category).removeprefix("CATEGORY_").lower(),
+                    categories.name(t.category),
                     ", ".join(dict.fromkeys(c.channel for c in t.contents)),
                     ", ".join(t.variables),
                     _when(t.archive_time) if t.HasField("archive_time") else "",
@@ -199,7 +195,7 @@ def templates_get(template_id: str, version: Annotated[int, typer.Option(help="0
             stub.GetTemplate, admin.GetTemplateRequest(template_id=template_id, version=version), target.admin()
         )
     spec = json_format.MessageToDict(template, preserving_proto_field_name=True)
-    spec["category"] = common_pb2.Category.Name(template.category).removeprefix("CATEGORY_").lower()
+    spec["category"] = categories.name(template.category)
     out.print(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), end="")
 
 
