@@ -2,9 +2,12 @@
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from herald.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -100,6 +103,25 @@ class Herald:
                     if e.code() != grpc.StatusCode.NOT_FOUND:
                         raise
                 await asyncio.sleep(0.1)
+
+
+async def rpc_error(call: Awaitable[object]) -> grpc.aio.AioRpcError:
+    """The error a call must fail with."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+def bad_fields(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """Field -> description from the google.rpc.BadRequest detail an INVALID_ARGUMENT must carry."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "INVALID_ARGUMENT must carry a google.rpc.Status with details"
+    fields: dict[str, str] = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields.update({v.field: v.description for v in bad.field_violations})
+    return fields
 
 
 def all_final(message: status_service_pb2.Message, count: int = 1) -> bool:

@@ -1,34 +1,13 @@
 """Bad input gets a precise gRPC status naming the field, never UNKNOWN or INTERNAL, and the process stays up."""
 
-from collections.abc import Awaitable
-
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from libs.localmesh import Mesh
-from tests.helpers.client import Herald, Metadata, bearer
-
-
-async def _error(call: Awaitable[object]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value
-
-
-def _bad_fields(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None, "INVALID_ARGUMENT must carry a google.rpc.Status with details"
-    fields: dict[str, str] = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            fields.update({v.field: v.description for v in bad.field_violations})
-    return fields
+from tests.helpers.client import Herald, Metadata, bad_fields, bearer, rpc_error
 
 
 @pytest.fixture(scope="module")
@@ -58,41 +37,43 @@ def _request(template: str, **kwargs: object) -> msg.SendRequest:
 
 
 async def test_no_key_is_unauthenticated(herald: Herald, sender: tuple[Metadata, str]) -> None:
-    error = await _error(herald.messages.Send(_request(sender[1])))
+    error = await rpc_error(herald.messages.Send(_request(sender[1])))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "authorization: Bearer" in (error.details() or "")
 
 
 async def test_unknown_key_is_unauthenticated(herald: Herald, sender: tuple[Metadata, str]) -> None:
-    error = await _error(herald.messages.Send(_request(sender[1]), metadata=bearer("hk_not-a-key")))
+    error = await rpc_error(herald.messages.Send(_request(sender[1]), metadata=bearer("hk_not-a-key")))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_admin_calls_need_the_admin_token(herald: Herald, sender: tuple[Metadata, str]) -> None:
     app, _ = sender
     request = admin_service_pb2.CreateAppRequest(name="sneaky")
-    assert (await _error(herald.admin_stub.CreateApp(request))).code() == grpc.StatusCode.UNAUTHENTICATED
-    assert (await _error(herald.admin_stub.CreateApp(request, metadata=app))).code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (await rpc_error(herald.admin_stub.CreateApp(request))).code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        await rpc_error(herald.admin_stub.CreateApp(request, metadata=app))
+    ).code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_unknown_template_is_not_found(herald: Herald, sender: tuple[Metadata, str]) -> None:
-    error = await _error(herald.messages.Send(_request("no-such-template"), metadata=sender[0]))
+    error = await rpc_error(herald.messages.Send(_request("no-such-template"), metadata=sender[0]))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "no-such-template" in (error.details() or "")
 
 
 async def test_missing_variable_names_the_field_and_the_variable(herald: Herald, sender: tuple[Metadata, str]) -> None:
     app, template = sender
-    error = await _error(herald.messages.Send(_request(template, variables={}), metadata=app))
+    error = await rpc_error(herald.messages.Send(_request(template, variables={}), metadata=app))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    fields = _bad_fields(error)
+    fields = bad_fields(error)
     assert "variables" in fields and "'code'" in fields["variables"]
 
 
 async def test_channel_the_app_may_not_use_is_permission_denied(herald: Herald, sender: tuple[Metadata, str]) -> None:
     app, template = sender
     request = _request(template, channels=["email"], recipients=[msg.Recipient(addresses={"email": "a@example.com"})])
-    error = await _error(herald.messages.Send(request, metadata=app))
+    error = await rpc_error(herald.messages.Send(request, metadata=app))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "email" in (error.details() or "")
 
@@ -113,9 +94,9 @@ async def test_malformed_send_names_the_field(
     herald: Herald, sender: tuple[Metadata, str], change: dict[str, object], field: str
 ) -> None:
     app, template = sender
-    error = await _error(herald.messages.Send(_request(template, **change), metadata=app))
+    error = await rpc_error(herald.messages.Send(_request(template, **change), metadata=app))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in _bad_fields(error)
+    assert field in bad_fields(error)
 
 
 async def test_bad_template_is_rejected_field_by_field(herald: Herald) -> None:
@@ -125,9 +106,9 @@ async def test_bad_template_is_rejected_field_by_field(herald: Herald) -> None:
             contents=[common_pb2.ChannelContent(channel="webhook", body="{{ unclosed")],
         )
     )
-    error = await _error(herald.admin_stub.CreateTemplate(request, metadata=herald.admin))
+    error = await rpc_error(herald.admin_stub.CreateTemplate(request, metadata=herald.admin))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    fields = _bad_fields(error)
+    fields = bad_fields(error)
     assert {"template.template_id", "template.category", "template.contents[0].body"} <= fields.keys()
 
 
@@ -140,7 +121,7 @@ async def test_duplicate_template_id_already_exists(herald: Herald) -> None:
             contents=[common_pb2.ChannelContent(channel="webhook", body="y")],
         )
     )
-    error = await _error(herald.admin_stub.CreateTemplate(request, metadata=herald.admin))
+    error = await rpc_error(herald.admin_stub.CreateTemplate(request, metadata=herald.admin))
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
@@ -150,7 +131,7 @@ async def test_processes_stay_up_and_serving_after_bad_input(
     mesh, herald = shared_mesh
     app, template = sender
     for _ in range(20):
-        await _error(herald.messages.Send(_request(template, variables={}), metadata=app))
+        await rpc_error(herald.messages.Send(_request(template, variables={}), metadata=app))
     assert all(b.running for b in mesh.binaries.values())
     async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())

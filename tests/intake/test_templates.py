@@ -1,17 +1,14 @@
 """Templates: immutable versions a message pins, archive, list, preview, locales, rich per-channel content."""
 
 import uuid
-from collections.abc import Awaitable
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2, directory_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from tests.helpers.client import Herald, all_final
+from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
 
 C = common_pb2.ChannelContent
@@ -19,23 +16,6 @@ C = common_pb2.ChannelContent
 
 def _template(template_id: str, *contents: C) -> admin.Template:
     return admin.Template(template_id=template_id, category=common_pb2.CATEGORY_NOTIFICATION, contents=contents)
-
-
-async def _error(call: Awaitable[object]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value
-
-
-def _fields(error: grpc.aio.AioRpcError) -> set[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    found: set[str] = set()
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found |= {v.field for v in bad.field_violations}
-    return found
 
 
 async def test_update_adds_a_version_and_each_message_pins_its_own(herald: Herald, sink: WebhookSink) -> None:
@@ -84,13 +64,13 @@ async def test_archived_template_refuses_new_sends_and_leaves_the_list(herald: H
     request = msg.SendRequest(
         template_id=template_id, recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})]
     )
-    error = await _error(herald.messages.Send(request, metadata=app))
+    error = await rpc_error(herald.messages.Send(request, metadata=app))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     update = herald.admin_stub.UpdateTemplate(
         admin.UpdateTemplateRequest(template=_template(template_id, C(channel="webhook", body="{}"))),
         metadata=herald.admin,
     )
-    assert (await _error(update)).code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (await rpc_error(update)).code() == grpc.StatusCode.FAILED_PRECONDITION
 
     async def listed(show_archived: bool) -> list[str]:
         ids: list[str] = []
@@ -144,8 +124,8 @@ async def test_preview_renders_in_the_requested_locale_with_fallback(herald: Her
     missing = herald.admin_stub.PreviewTemplate(
         admin.PreviewTemplateRequest(template_id=template_id), metadata=herald.admin
     )
-    error = await _error(missing)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "variables" in _fields(error)
+    error = await rpc_error(missing)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "variables" in bad_fields(error)
 
 
 async def test_recipient_gets_the_content_of_their_locale(herald: Herald, sink: WebhookSink) -> None:
@@ -180,7 +160,7 @@ async def test_send_missing_a_variable_names_it_before_anything_is_queued(herald
         recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})],
         variables={"a": "1"},
     )
-    error = await _error(herald.messages.Send(request, metadata=app))
+    error = await rpc_error(herald.messages.Send(request, metadata=app))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "'b'" in (error.details() or "") and "'a'" not in (error.details() or "")
 
@@ -207,9 +187,9 @@ async def test_invalid_template_names_the_field(herald: Herald, contents: tuple[
         send = msg.SendRequest(
             template_id=created.template_id, recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})]
         )
-        error = await _error(herald.messages.Send(send, metadata=app))
+        error = await rpc_error(herald.messages.Send(send, metadata=app))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "range" in (error.details() or "")
         return
-    error = await _error(call)
+    error = await rpc_error(call)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in _fields(error)
+    assert field in bad_fields(error)
