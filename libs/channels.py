@@ -1,6 +1,11 @@
 """The channel ids herald knows. A channel is a lower-case string, so adding one needs no proto change."""
 
 import re
+from collections.abc import Sequence
+
+from herald.v1 import admin_service_pb2
+
+from libs.errors import InvalidArgument
 
 KNOWN = ("webhook", "email", "sms", "inbox", "wecom", "dingtalk", "feishu", "slack", "apns", "fcm")
 
@@ -15,3 +20,23 @@ def problem(channel: str) -> str | None:
     if not _ID.match(channel) or channel not in KNOWN:
         return f"unknown channel '{channel[:40]}'; known channels: {', '.join(KNOWN)}"
     return None
+
+
+def fallback_chain(fallback_channels: Sequence[str], chosen: Sequence[str]) -> list[str]:
+    """The chosen channels a template tries one after another, in its order; the other chosen channels
+    go out alongside. A chain of one is just a channel."""
+    return [c for c in fallback_channels if c in chosen]
+
+
+def choose(template: admin_service_pb2.Template, requested: Sequence[str]) -> list[str]:
+    """The channels a send uses: those requested, each of which needs content in the template, else all
+    the template has."""
+    available = list(dict.fromkeys(c.channel for c in template.contents))
+    missing = {
+        f"channels[{i}]": f"template '{template.template_id}' has no content for channel '{c}'"
+        for i, c in enumerate(requested)
+        if c not in available
+    }
+    if missing:
+        raise InvalidArgument(missing)
+    return list(dict.fromkeys(requested)) or available

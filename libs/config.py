@@ -21,6 +21,8 @@ class Settings:
     stream_replicas: int
     # The same content to the same recipient and channel goes out once within this many seconds; 0 = off.
     dedup_window_seconds: float
+    # Where herald-intake answers, for the router's questions about apps and templates.
+    intake_addr: str
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -38,6 +40,7 @@ class Settings:
             webhook_signing_secret=env.get("HERALD_WEBHOOK_SIGNING_SECRET", ""),
             stream_replicas=int(env.get("HERALD_STREAM_REPLICAS", "1")),
             dedup_window_seconds=float(env.get("HERALD_DEDUP_WINDOW_SECONDS", "0")),
+            intake_addr=env.get("HERALD_INTAKE_ADDR") or f"127.0.0.1:{DEFAULT_PORTS['intake']}",
         )
 
 

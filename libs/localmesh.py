@@ -136,11 +136,10 @@ class Mesh:
         self.nats = None if nats_url else NatsServer(data_dir / "nats")
         base = {**os.environ, **(env or {}), "HERALD_DATA_DIR": str(data_dir)}
         base["HERALD_NATS_URL"] = self.nats.url if self.nats else str(nats_url)
-        addrs = addrs or {}
-        self.binaries = {
-            s: Binary(s, addrs.get(s) or f"127.0.0.1:{free_port()}", base, data_dir / "logs" / f"{s}.log")
-            for s in SERVICES
-        }
+        chosen = {s: (addrs or {}).get(s) or f"127.0.0.1:{free_port()}" for s in SERVICES}
+        # The router asks intake about apps and templates (Explain).
+        base["HERALD_INTAKE_ADDR"] = chosen["intake"]
+        self.binaries = {s: Binary(s, chosen[s], base, data_dir / "logs" / f"{s}.log") for s in SERVICES}
 
     @property
     def nats_url(self) -> str:

@@ -1,18 +1,41 @@
-"""Every NATS subject herald's services exchange, in one place; docs/architecture.md draws the flow."""
+"""Every NATS subject herald's services exchange, in one place; docs/architecture.md draws the flow.
 
-# intake -> router, feedback: an accepted message (AcceptedMessage).
-MESSAGE_ACCEPTED = "herald.message.accepted"
+Work subjects end in the message's category ("critical", "notification",
+"marketing"): each category has its own durable consumers, so a backlog in one
+never queues in front of another (the priority pipelines).
+"""
+
+from libs import categories
+
 # intake -> router: a message withdrawn before dispatch (AcceptedMessage).
 MESSAGE_CANCELLED = "herald.message.cancelled"
-# NATS server -> router: a held message whose send_at arrived (AcceptedMessage).
-SCHEDULE_DUE = "herald.schedule.due"
-# NATS server -> router: a delivery held for quiet hours whose window ended (DeliveryJob).
-DELIVERY_RELEASED = "herald.schedule.release"
+# intake -> feedback: every accepted message, whatever its category.
+EVERY_MESSAGE_ACCEPTED = "herald.message.accepted.>"
 # router -> feedback and other teams: one delivery's state change (DeliveryEvent).
 DELIVERY_EVENTS = "herald.event.delivery.>"
 # router -> the member system: a user opted out of, or back into, a category (PreferenceEvent).
 UNSUBSCRIBED = "herald.event.unsubscribed"
 SUBSCRIBED = "herald.event.subscribed"
+
+
+def message_accepted(category: int) -> str:
+    """intake -> router, feedback: an accepted message (AcceptedMessage)."""
+    return f"herald.message.accepted.{categories.name(category)}"
+
+
+def fallback(category: int) -> str:
+    """adapters -> router: a delivery failed for good; route the next channel of its chain (DeliveryJob)."""
+    return f"herald.message.fallback.{categories.name(category)}"
+
+
+def schedule_due(category: int) -> str:
+    """NATS server -> router: a held message whose send_at arrived (AcceptedMessage)."""
+    return f"herald.schedule.due.{categories.name(category)}"
+
+
+def delivery_released(category: int) -> str:
+    """NATS server -> router: a delivery held for quiet hours whose window ended (DeliveryJob)."""
+    return f"herald.schedule.release.{categories.name(category)}"
 
 
 def schedule(message_id: str, part: int) -> str:
@@ -30,9 +53,9 @@ def schedules(message_id: str) -> str:
     return f"herald.schedule.at.{message_id}.>"
 
 
-def delivery_job(channel: str) -> str:
+def delivery_job(category: int, channel: str) -> str:
     """router -> adapters: one DeliveryJob for one channel."""
-    return f"herald.delivery.{channel}"
+    return f"herald.delivery.{categories.name(category)}.{channel}"
 
 
 def delivery_event(state: str) -> str:

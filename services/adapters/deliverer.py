@@ -1,21 +1,24 @@
-"""The adapters' consumer: one durable consumer per channel, so a slow channel never stalls another.
+"""The adapters' consumer: one durable consumer per category and channel, so neither a slow channel nor a
+flood of marketing stalls anything else.
 
 A fetched batch is sent concurrently, then every outcome is written to
-adapters_deliveries in one transaction, then the status events are published,
-then the messages are acked. A redelivered job whose record is already final
-re-publishes that outcome (same event id) instead of calling the provider again.
+adapters_deliveries in one transaction, then the status events are published
+(and a delivery that failed for good hands its fallback chain back to the
+router), then the messages are acked. A redelivered job whose record is
+already final re-publishes that outcome (same event id) instead of calling the
+provider again.
 """
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
 from herald.v1 import common_pb2, events_pb2
 from sqlalchemy import select
 
-from libs import events
+from libs import events, subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.masking import mask
 from libs.store import Database
@@ -57,12 +60,18 @@ class Deliverer:
         records = await self._load(j.delivery_id for j in jobs)
         first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
-        results = await asyncio.gather(*(self._attempt(i, j, records.get(j.delivery_id)) for i, j in work))
+        results = await asyncio.gather(*(self._outcome(i, j, records.get(j.delivery_id)) for i, j in work))
         await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new])
         await asyncio.gather(*(self._announce(i, j, r) for (i, j), r in zip(work, results, strict=True)))
         retry = {j.delivery_id: r.retry_in for (_, j), r in zip(work, results, strict=True)}
         # A job repeated within the batch is settled by its first copy.
         return [retry[j.delivery_id] if first[j.delivery_id] == n else ACK for n, j in enumerate(jobs)]
+
+    async def _outcome(self, incoming: Incoming, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result:
+        result = await self._attempt(incoming, job, record)
+        if result.new and result.state == S.DELIVERY_STATE_FAILED and job.fallback:
+            return replace(result, reason=f"{result.reason}; falling back to {job.fallback[0].channel}")
+        return result
 
     async def _attempt(self, incoming: Incoming, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result:
         if record is not None and record.state in FINAL:
@@ -141,3 +150,6 @@ class Deliverer:
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
             )
+            if result.state == S.DELIVERY_STATE_FAILED and job.fallback:
+                subject = subjects.fallback(job.category)
+                await self._bus.publish(subject, job.SerializeToString(), msg_id=f"{job.delivery_id}.fallback")

@@ -5,7 +5,7 @@ from importlib.metadata import entry_points
 import aiohttp
 import grpc
 
-from libs import channels, runtime, subjects
+from libs import categories, channels, runtime, subjects
 from services.adapters.channels.base import Channel, ChannelFactory
 from services.adapters.deliverer import Deliverer
 
@@ -29,9 +29,14 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     adapters = load_channels(rt, http)
     for channel in channels.KNOWN:
         deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))
-        await rt.bus.consume(
-            "HERALD_DELIVERIES", f"adapters-{channel}", subjects.delivery_job(channel), deliverer.handle
-        )
+        for category, pipeline in categories.PIPELINES.items():
+            await rt.bus.consume(
+                "HERALD_DELIVERIES",
+                f"adapters-{categories.name(category)}-{channel}",
+                subjects.delivery_job(category, channel),
+                deliverer.handle,
+                batch=pipeline.batch,
+            )
     return []
 
 

@@ -14,7 +14,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         StatusService(rt.db, await AppKeys.open(rt.bus)), server
     )
     timeline = Timeline(rt.db)
-    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", subjects.MESSAGE_ACCEPTED, timeline.on_messages)
+    await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, timeline.on_messages)
     await rt.bus.consume("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events)
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 

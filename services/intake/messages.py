@@ -229,7 +229,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         try:
             async for part, payload in self._payloads(row):
                 msg_id = row.message_id if not row.parts else f"{row.message_id}.{part}"
-                await self._bus.publish(subjects.MESSAGE_ACCEPTED, payload, msg_id=msg_id)
+                category = events_pb2.AcceptedMessage.FromString(payload).template.category
+                await self._bus.publish(subjects.message_accepted(category), payload, msg_id=msg_id)
         except Exception as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 

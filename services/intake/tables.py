@@ -47,6 +47,8 @@ class Template(Base):
     description: Mapped[str] = mapped_column(String(500))
     # herald.v1.ChannelContent messages as JSON objects (proto field names).
     contents: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # Channel ids tried in order for each recipient (herald.v1.Template.fallback_channels).
+    fallback_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     create_time: Mapped[datetime]
     # Set on every version of an archived template.
     archive_time: Mapped[datetime | None]

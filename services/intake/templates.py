@@ -146,6 +146,7 @@ def template_pb(row: tables.Template) -> pb.Template:
         template_id=row.template_id,
         category=common_pb2.Category.ValueType(row.category),
         contents=contents,
+        fallback_channels=row.fallback_channels,
         version=row.version,
         create_time=to_timestamp(row.create_time),
         description=row.description,
@@ -186,6 +187,11 @@ def validate(template: pb.Template) -> None:
                 bad[f"{field}.{part}"] = str(e)
     for channel in {c for c, _ in seen} - {c for c, locale in seen if locale == ""}:
         bad["template.contents"] = f"channel '{channel}' needs content in the default locale ('')"
+    for i, channel in enumerate(template.fallback_channels):
+        if channel not in {c for c, _ in seen}:
+            bad[f"template.fallback_channels[{i}]"] = f"channel '{channel[:40]}' has no content in this template"
+        elif channel in template.fallback_channels[:i]:
+            bad[f"template.fallback_channels[{i}]"] = f"channel '{channel}' appears twice"
     if bad:
         raise InvalidArgument(bad)
 
@@ -197,5 +203,6 @@ def _row(template: pb.Template, version: int) -> tables.Template:
         category=template.category,
         description=template.description,
         contents=[json_format.MessageToDict(c, preserving_proto_field_name=True) for c in template.contents],
+        fallback_channels=list(template.fallback_channels),
         create_time=now(),
     )

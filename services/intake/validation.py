@@ -79,15 +79,7 @@ def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str])
 
 
 def choose_channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
-    available = list(dict.fromkeys(c.channel for c in template.contents))
-    chosen = list(dict.fromkeys(request.channels)) or available
-    missing = {
-        f"channels[{i}]": f"template '{template.template_id}' has no content for channel '{c}'"
-        for i, c in enumerate(request.channels)
-        if c not in available
-    }
-    if missing:
-        raise InvalidArgument(missing)
+    chosen = channels.choose(template, request.channels)
     for channel in chosen:
         app.check_channel(channel)
     return chosen
@@ -104,9 +96,8 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
         field = "variables" if not recipient.variables else f"recipients[{i}].variables"
         if missing := sorted(needed - values.keys()):
             bad.setdefault(field, f"template '{template.template_id}' needs {', '.join(repr(m) for m in missing)}")
-        for channel in chosen:
-            if channel not in recipient.addresses and not recipient.user_id:
-                bad[f"recipients[{i}].addresses[{channel}]"] = "no address and no user_id to look one up"
+        if not recipient.user_id:
+            _check_addresses(i, recipient, chosen, channels.fallback_chain(template.fallback_channels, chosen), bad)
         if field in bad:
             continue
         for content in contents:
@@ -117,3 +108,12 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
                 bad.setdefault(field, f"template '{template.template_id}' {where} {e}")
     if bad:
         raise InvalidArgument(bad)
+
+
+def _check_addresses(i: int, recipient: pb.Recipient, chosen: list[str], chain: list[str], bad: dict[str, str]) -> None:
+    """A recipient without a user_id needs an address for every channel, or for one channel of the chain."""
+    for channel in chosen:
+        if channel not in chain and channel not in recipient.addresses:
+            bad[f"recipients[{i}].addresses[{channel}]"] = "no address and no user_id to look one up"
+    if chain and not any(c in recipient.addresses for c in chain):
+        bad[f"recipients[{i}].addresses"] = f"no address for any of {', '.join(chain)} and no user_id to look one up"

@@ -49,6 +49,14 @@ class FrequencyCaps:
                 return reason
         return ""
 
+    async def headroom(self, job: events_pb2.DeliveryJob) -> str:
+        """What `admit` would answer now, without counting anything (for Explain)."""
+        for rule in await self._matching(job):
+            log, _ = await self._log(_key(rule, job))
+            if len(_recent(log, rule)) >= rule.max_deliveries:
+                return _refusal(rule)
+        return ""
+
     async def _matching(self, job: events_pb2.DeliveryJob) -> list[tables.FrequencyRule]:
         loaded_at, rules = self._rules
         if time.monotonic() - loaded_at > RULES_CACHE_SECONDS:
@@ -65,26 +73,15 @@ class FrequencyCaps:
         ]
 
     async def _count(self, rule: tables.FrequencyRule, job: events_pb2.DeliveryJob) -> str:
-        recipient = job.user_id or job.address
-        key = f"{rule.rule_id}.{hashlib.sha256(recipient.encode()).hexdigest()[:40]}"
+        key = _key(rule, job)
         for _ in range(RACES):
-            try:
-                entry = await self._kv.get(key)
-                log, revision = json.loads(entry.value or b"[]"), entry.revision
-            except KeyNotFoundError:
-                log, revision = [], None
-            now = time.time()
-            log = [(t, d) for t, d in log if now - t < rule.window_seconds]
+            log, revision = await self._log(key)
+            log = _recent(log, rule)
             if any(d == job.delivery_id for _, d in log):
                 return ""
             if len(log) >= rule.max_deliveries:
-                what = f"{rule.max_deliveries} {categories.name(rule.category)} deliveries"
-                where = f" on {rule.channel}" if rule.channel else ""
-                return (
-                    f"frequency cap: at most {what}{where} per "
-                    f"{_duration(rule.window_seconds)} to this recipient (rule {rule.rule_id})"
-                )
-            value = json.dumps([*log, (now, job.delivery_id)]).encode()
+                return _refusal(rule)
+            value = json.dumps([*log, (time.time(), job.delivery_id)]).encode()
             try:
                 if revision is None:
                     await self._kv.create(key, value)
@@ -94,6 +91,31 @@ class FrequencyCaps:
             except KeyWrongLastSequenceError:
                 continue
         raise TimeoutError(f"frequency log {key} kept changing under us")
+
+    async def _log(self, key: str) -> tuple[list[tuple[float, str]], int | None]:
+        """The [time, delivery id] pairs counted under `key`, and the entry's revision (None: no entry yet)."""
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return [], None
+        return [(t, d) for t, d in json.loads(entry.value or b"[]")], entry.revision
+
+
+def _key(rule: tables.FrequencyRule, job: events_pb2.DeliveryJob) -> str:
+    recipient = job.user_id or job.address
+    return f"{rule.rule_id}.{hashlib.sha256(recipient.encode()).hexdigest()[:40]}"
+
+
+def _recent(log: list[tuple[float, str]], rule: tables.FrequencyRule) -> list[tuple[float, str]]:
+    now = time.time()
+    return [(t, d) for t, d in log if now - t < rule.window_seconds]
+
+
+def _refusal(rule: tables.FrequencyRule) -> str:
+    what = f"{rule.max_deliveries} {categories.name(rule.category)} deliveries"
+    where = f" on {rule.channel}" if rule.channel else ""
+    per = _duration(rule.window_seconds)
+    return f"frequency cap: at most {what}{where} per {per} to this recipient (rule {rule.rule_id})"
 
 
 def _duration(seconds: float) -> str:

@@ -3,12 +3,14 @@
 import grpc
 from herald.v1 import directory_service_pb2, directory_service_pb2_grpc, routing_service_pb2, routing_service_pb2_grpc
 
-from libs import runtime, subjects
+from libs import categories, runtime, subjects
 from libs.bus import each
 from libs.dispatch import DispatchLedger
 from services.router.dedup import ContentDedup
 from services.router.directory import DirectoryService
+from services.router.explain import Explainer
 from services.router.frequency import FrequencyCaps
+from services.router.intake_client import IntakeClient
 from services.router.routing import Router
 from services.router.rules import RoutingService
 
@@ -19,14 +21,22 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     )
     dedup = await ContentDedup.open(rt.bus, rt.settings.dedup_window_seconds)
     caps = await FrequencyCaps.open(rt.db, rt.bus)
+    intake = IntakeClient(rt.settings.intake_addr, rt.settings.admin_token)
+    rt.on_stop.append(intake.close)
     routing_service_pb2_grpc.add_RoutingServiceServicer_to_server(
-        RoutingService(rt.db, caps, rt.settings.admin_token), server
+        RoutingService(rt.db, caps, Explainer(rt.db, caps, intake), rt.settings.admin_token), server
     )
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup, caps)
-    await rt.bus.consume("HERALD_MESSAGES", "router", subjects.MESSAGE_ACCEPTED, each(router.on_accepted))
-    await rt.bus.consume("HERALD_SCHEDULES", "router-due", subjects.SCHEDULE_DUE, each(router.on_due))
+    for category, pipeline in categories.PIPELINES.items():
+        name = categories.name(category)
+        for stream, durable, subject, handler in (
+            ("HERALD_MESSAGES", f"router-{name}", subjects.message_accepted(category), router.on_accepted),
+            ("HERALD_MESSAGES", f"router-fallback-{name}", subjects.fallback(category), router.on_fallback),
+            ("HERALD_SCHEDULES", f"router-due-{name}", subjects.schedule_due(category), router.on_due),
+            ("HERALD_SCHEDULES", f"router-release-{name}", subjects.delivery_released(category), router.on_released),
+        ):
+            await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch)
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
-    await rt.bus.consume("HERALD_SCHEDULES", "router-release", subjects.DELIVERY_RELEASED, each(router.on_released))
     return [
         directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
         routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,

@@ -1,4 +1,4 @@
-"""RoutingService: the frequency caps the router applies. Every call needs the admin token."""
+"""RoutingService: the frequency caps the router applies, and Explain. Every call needs the admin token."""
 
 from datetime import timedelta
 
@@ -14,13 +14,15 @@ from libs.ids import new_id
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
 from services.router import tables
+from services.router.explain import Explainer
 from services.router.frequency import MAX_WINDOW, FrequencyCaps
 
 
 class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, db: Database, caps: FrequencyCaps, admin_token: str) -> None:
+    def __init__(self, db: Database, caps: FrequencyCaps, explainer: Explainer, admin_token: str) -> None:
         self._db = db
         self._caps = caps
+        self._explainer = explainer
         self._admin_token = admin_token
 
     async def CreateFrequencyRule(
@@ -76,6 +78,12 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
             raise NotFound(f"frequency rule '{request.rule_id[:64]}' not found")
         self._caps.forget_rules()
         return pb.DeleteFrequencyRuleResponse(rule_id=request.rule_id)
+
+    async def ExplainRouting(
+        self, request: pb.ExplainRoutingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExplainRoutingResponse:
+        require_admin(context, self._admin_token)
+        return await self._explainer.explain(request)
 
 
 def _rule_pb(row: tables.FrequencyRule) -> pb.FrequencyRule:

@@ -41,7 +41,7 @@ async def test_late_pending_and_repeated_events_leave_the_delivery_sent(shared_m
     sent, pending = event(S.DELIVERY_STATE_SENT, 1), event(S.DELIVERY_STATE_PENDING, 0)
     nc = await nats.connect(mesh.nats_url)
     js = nc.jetstream()
-    await js.publish("herald.message.accepted", accepted.SerializeToString())
+    await js.publish("herald.message.accepted.notification", accepted.SerializeToString())
     for e in (sent, sent, pending):  # the outcome first, twice, then the step before it
         await js.publish("herald.event.delivery.x", e.SerializeToString())
     await nc.close()

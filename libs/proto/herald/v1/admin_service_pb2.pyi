@@ -308,6 +308,7 @@ class Template(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     VARIABLES_FIELD_NUMBER: _builtins.int
     ARCHIVE_TIME_FIELD_NUMBER: _builtins.int
+    FALLBACK_CHANNELS_FIELD_NUMBER: _builtins.int
     template_id: _builtins.str
     """Caller-chosen id, e.g. "login-code": lower case letters, digits, '-' and '_'."""
     category: _common_pb2.Category.ValueType
@@ -329,6 +330,15 @@ class Template(_message.Message):
     def archive_time(self) -> _timestamp_pb2.Timestamp:
         """Output only: set once the template is archived."""
 
+    @_builtins.property
+    def fallback_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Channels tried one after another for each recipient, in this order, e.g.
+        ["apns", "sms"]: the next is used only when the recipient has no address
+        for one, opted out of it, or its delivery failed for good. Each needs
+        content. Channels with content that are not listed here go out alongside
+        the chain. Empty = every channel at once.
+        """
+
     def __init__(
         self,
         *,
@@ -340,10 +350,11 @@ class Template(_message.Message):
         description: _builtins.str = ...,
         variables: _abc.Iterable[_builtins.str] | None = ...,
         archive_time: _timestamp_pb2.Timestamp | None = ...,
+        fallback_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "fallback_channels", b"fallback_channels", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,7 @@ class AcceptedMessage(_message.Message):
     """The messages herald's services exchange over NATS JetStream. They are
     serialized protobuf; docs/architecture.md lists which subject carries which.
 
-    AcceptedMessage: intake -> router and feedback, on herald.message.accepted.
+    AcceptedMessage: intake -> router and feedback, on herald.message.accepted.<category>.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -119,7 +119,10 @@ Global___AcceptedMessage: _TypeAlias = AcceptedMessage  # noqa: Y015
 
 @_typing.final
 class DeliveryJob(_message.Message):
-    """DeliveryJob: router -> adapters, on herald.delivery.<channel>."""
+    """DeliveryJob: router -> adapters, on herald.delivery.<category>.<channel>;
+    adapters -> router, on herald.message.fallback.<category>, when it failed for
+    good and `fallback` names what to try next.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -157,6 +160,8 @@ class DeliveryJob(_message.Message):
     HTML_BODY_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     LOCALE_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -175,6 +180,16 @@ class DeliveryJob(_message.Message):
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def fallback(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryJob]:
+        """The template's fallback chain after this channel: tried in order, each
+        already rendered, when this one cannot be used or fails for good.
+        """
+
+    @_builtins.property
+    def quiet_hours(self) -> _common_pb2.QuietHours:
+        """The sending app's quiet hours, for recipients who set none."""
+
     def __init__(
         self,
         *,
@@ -192,10 +207,12 @@ class DeliveryJob(_message.Message):
         html_body: _builtins.str = ...,
         data: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         locale: _builtins.str = ...,
+        fallback: _abc.Iterable[Global___DeliveryJob] | None = ...,
+        quiet_hours: _common_pb2.QuietHours | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from herald.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,134 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class ExplainRoutingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    template_id: _builtins.str
+    user_id: _builtins.str
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As in SendRequest.channels: empty = the template's channels."""
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainRoutingRequest: _TypeAlias = ExplainRoutingRequest  # noqa: Y015
+
+@_typing.final
+class ExplainRoutingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    VERDICTS_FIELD_NUMBER: _builtins.int
+    category: _common_pb2.Category.ValueType
+    """The template's category, which decides what opt-outs and quiet hours apply."""
+    @_builtins.property
+    def verdicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelVerdict]:
+        """One per channel, in the order the router would consider them."""
+
+    def __init__(
+        self,
+        *,
+        category: _common_pb2.Category.ValueType = ...,
+        verdicts: _abc.Iterable[Global___ChannelVerdict] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "verdicts", b"verdicts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainRoutingResponse: _TypeAlias = ExplainRoutingResponse  # noqa: Y015
+
+@_typing.final
+class ChannelVerdict(_message.Message):
+    """ChannelVerdict: what the router would do with one channel, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ChannelVerdict._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: ChannelVerdict._Outcome.ValueType  # 0
+        OUTCOME_SEND: ChannelVerdict._Outcome.ValueType  # 1
+        """It would go out now."""
+        OUTCOME_HOLD: ChannelVerdict._Outcome.ValueType  # 2
+        """It would be held for the user's quiet hours and go out at release_time."""
+        OUTCOME_STANDBY: ChannelVerdict._Outcome.ValueType  # 3
+        """In the fallback chain after a channel that would be used: it goes out
+        only if that one fails for good.
+        """
+        OUTCOME_BLOCKED: ChannelVerdict._Outcome.ValueType  # 4
+        """It would not go out; `reason` says why."""
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
+    OUTCOME_UNSPECIFIED: ChannelVerdict.Outcome.ValueType  # 0
+    OUTCOME_SEND: ChannelVerdict.Outcome.ValueType  # 1
+    """It would go out now."""
+    OUTCOME_HOLD: ChannelVerdict.Outcome.ValueType  # 2
+    """It would be held for the user's quiet hours and go out at release_time."""
+    OUTCOME_STANDBY: ChannelVerdict.Outcome.ValueType  # 3
+    """In the fallback chain after a channel that would be used: it goes out
+    only if that one fails for good.
+    """
+    OUTCOME_BLOCKED: ChannelVerdict.Outcome.ValueType  # 4
+    """It would not go out; `reason` says why."""
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    outcome: Global___ChannelVerdict.Outcome.ValueType
+    reason: _builtins.str
+    """In words a person can act on, e.g. "user 'u1' opted out of marketing
+    messages on sms".
+    """
+    address: _builtins.str
+    """The address it would go to, masked (e.g. "+86*******21")."""
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """For OUTCOME_HOLD: when the quiet hours end."""
+
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        outcome: Global___ChannelVerdict.Outcome.ValueType = ...,
+        reason: _builtins.str = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "outcome", b"outcome", "reason", b"reason", "release_time", b"release_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelVerdict: _TypeAlias = ChannelVerdict  # noqa: Y015
 
 @_typing.final
 class FrequencyRule(_message.Message):

@@ -51,6 +51,11 @@ class RoutingServiceStub:
                 request_serializer=herald_dot_v1_dot_routing__service__pb2.DeleteFrequencyRuleRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_routing__service__pb2.DeleteFrequencyRuleResponse.FromString,
                 _registered_method=True)
+        self.ExplainRouting = channel.unary_unary(
+                '/herald.v1.RoutingService/ExplainRouting',
+                request_serializer=herald_dot_v1_dot_routing__service__pb2.ExplainRoutingRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_routing__service__pb2.ExplainRoutingResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -77,6 +82,16 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainRouting(self, request, context):
+        """Which channels a message from this app with this template would reach the
+        user on if it were sent now, and why not the others. Changes nothing: no
+        frequency cap is counted. Content de-duplication is not judged, as it
+        depends on the variables of a real send.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +109,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.DeleteFrequencyRule,
                     request_deserializer=herald_dot_v1_dot_routing__service__pb2.DeleteFrequencyRuleRequest.FromString,
                     response_serializer=herald_dot_v1_dot_routing__service__pb2.DeleteFrequencyRuleResponse.SerializeToString,
+            ),
+            'ExplainRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainRouting,
+                    request_deserializer=herald_dot_v1_dot_routing__service__pb2.ExplainRoutingRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_routing__service__pb2.ExplainRoutingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +199,33 @@ class RoutingService:
             '/herald.v1.RoutingService/DeleteFrequencyRule',
             herald_dot_v1_dot_routing__service__pb2.DeleteFrequencyRuleRequest.SerializeToString,
             herald_dot_v1_dot_routing__service__pb2.DeleteFrequencyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.RoutingService/ExplainRouting',
+            herald_dot_v1_dot_routing__service__pb2.ExplainRoutingRequest.SerializeToString,
+            herald_dot_v1_dot_routing__service__pb2.ExplainRoutingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,12 @@ class RoutingServiceStub:
     """Adds a frequency cap: at most max_deliveries per user in any sliding window."""
     ListFrequencyRules: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.ListFrequencyRulesRequest, _routing_service_pb2.ListFrequencyRulesResponse]
     DeleteFrequencyRule: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.DeleteFrequencyRuleRequest, _routing_service_pb2.DeleteFrequencyRuleResponse]
+    ExplainRouting: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.ExplainRoutingRequest, _routing_service_pb2.ExplainRoutingResponse]
+    """Which channels a message from this app with this template would reach the
+    user on if it were sent now, and why not the others. Changes nothing: no
+    frequency cap is counted. Content de-duplication is not judged, as it
+    depends on the variables of a real send.
+    """
 
 @_typing.type_check_only
 class RoutingServiceAsyncStub(RoutingServiceStub):
@@ -51,6 +57,12 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
     """Adds a frequency cap: at most max_deliveries per user in any sliding window."""
     ListFrequencyRules: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.ListFrequencyRulesRequest, _routing_service_pb2.ListFrequencyRulesResponse]  # type: ignore[assignment]
     DeleteFrequencyRule: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.DeleteFrequencyRuleRequest, _routing_service_pb2.DeleteFrequencyRuleResponse]  # type: ignore[assignment]
+    ExplainRouting: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.ExplainRoutingRequest, _routing_service_pb2.ExplainRoutingResponse]  # type: ignore[assignment]
+    """Which channels a message from this app with this template would reach the
+    user on if it were sent now, and why not the others. Changes nothing: no
+    frequency cap is counted. Content de-duplication is not judged, as it
+    depends on the variables of a real send.
+    """
 
 class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
     """RoutingService manages the rules the router applies to every delivery.
@@ -78,5 +90,17 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_service_pb2.DeleteFrequencyRuleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_service_pb2.DeleteFrequencyRuleResponse, _abc.Awaitable[_routing_service_pb2.DeleteFrequencyRuleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ExplainRouting(
+        self,
+        request: _routing_service_pb2.ExplainRoutingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_service_pb2.ExplainRoutingResponse, _abc.Awaitable[_routing_service_pb2.ExplainRoutingResponse]]:
+        """Which channels a message from this app with this template would reach the
+        user on if it were sent now, and why not the others. Changes nothing: no
+        frequency cap is counted. Content de-duplication is not judged, as it
+        depends on the variables of a real send.
+        """
 
 def add_RoutingServiceServicer_to_server(servicer: RoutingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

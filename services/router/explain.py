@@ -1,0 +1,106 @@
+"""Explain: which channels a message would reach a user on now, and why not the others.
+
+It asks the questions routing asks (app permissions, opt-outs, addresses,
+frequency caps, quiet hours, the fallback chain) without changing anything.
+"""
+
+import asyncio
+
+from herald.v1 import admin_service_pb2, events_pb2
+from herald.v1 import routing_service_pb2 as pb
+
+from libs import categories, channels
+from libs.errors import InvalidArgument
+from libs.masking import mask
+from libs.store import Database
+from libs.timeutil import to_timestamp
+from services.router import jobs
+from services.router.frequency import FrequencyCaps
+from services.router.intake_client import IntakeClient
+from services.router.recipients import Recipients, no_address
+
+Verdict = pb.ChannelVerdict
+
+
+class Explainer:
+    def __init__(self, db: Database, caps: FrequencyCaps, intake: IntakeClient) -> None:
+        self._db = db
+        self._caps = caps
+        self._intake = intake
+
+    async def explain(self, request: pb.ExplainRoutingRequest) -> pb.ExplainRoutingResponse:
+        _validate(request)
+        app, template = await asyncio.gather(
+            self._intake.app(request.app_id), self._intake.template(request.template_id)
+        )
+        chosen = channels.choose(template, request.channels)
+        chain = channels.fallback_chain(template.fallback_channels, chosen)
+        recipients = await Recipients.load(self._db, {request.user_id})
+        verdicts = [
+            await self._verdict(app, template, request.user_id, c, recipients) for c in chosen if c not in chain
+        ]
+        used = ""
+        for channel in chain:
+            verdict = await self._verdict(app, template, request.user_id, channel, recipients)
+            if used and verdict.outcome != Verdict.OUTCOME_BLOCKED:
+                verdict.outcome, verdict.reason = Verdict.OUTCOME_STANDBY, f"used only if {used} fails for good"
+                verdict.ClearField("release_time")
+            elif not used and verdict.outcome != Verdict.OUTCOME_BLOCKED:
+                used = channel
+            verdicts.append(verdict)
+        return pb.ExplainRoutingResponse(category=template.category, verdicts=verdicts)
+
+    async def _verdict(
+        self,
+        app: admin_service_pb2.App,
+        template: admin_service_pb2.Template,
+        user_id: str,
+        channel: str,
+        recipients: Recipients,
+    ) -> pb.ChannelVerdict:
+        job = events_pb2.DeliveryJob(
+            app_id=app.app_id,
+            template_id=template.template_id,
+            category=template.category,
+            user_id=user_id,
+            channel=channel,
+            address=jobs.address(None, user_id, channel, recipients.users.get(user_id)),
+        )
+        if app.HasField("quiet_hours"):
+            job.quiet_hours.CopyFrom(app.quiet_hours)
+        verdict = pb.ChannelVerdict(channel=channel, address=mask(job.address))
+        if blocked := (
+            _app_refusal(app, template, channel)
+            or recipients.opted_out(job)
+            or no_address(job)
+            or await self._caps.headroom(job)
+        ):
+            verdict.outcome, verdict.reason = Verdict.OUTCOME_BLOCKED, blocked
+        elif quiet_until := recipients.quiet_until(job):
+            verdict.outcome = Verdict.OUTCOME_HOLD
+            verdict.reason = f"quiet hours: held until {quiet_until.strftime('%H:%M %Z')}"
+            verdict.release_time.CopyFrom(to_timestamp(quiet_until))
+        else:
+            verdict.outcome = Verdict.OUTCOME_SEND
+        return verdict
+
+
+def _app_refusal(app: admin_service_pb2.App, template: admin_service_pb2.Template, channel: str) -> str:
+    if app.disabled:
+        return f"app {app.app_id} is disabled"
+    if app.allowed_categories and template.category not in app.allowed_categories:
+        return f"app {app.app_id} may not send {categories.name(template.category)} messages"
+    if app.allowed_channels and channel not in app.allowed_channels:
+        return f"app {app.app_id} may not send on channel '{channel}'"
+    if template.HasField("archive_time"):
+        return f"template '{template.template_id}' is archived"
+    return ""
+
+
+def _validate(request: pb.ExplainRoutingRequest) -> None:
+    bad = {field: "required" for field in ("app_id", "template_id", "user_id") if not getattr(request, field)}
+    for i, channel in enumerate(request.channels):
+        if why := channels.problem(channel):
+            bad[f"channels[{i}]"] = why
+    if bad:
+        raise InvalidArgument(bad)
