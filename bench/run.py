@@ -12,63 +12,17 @@ HERALD_DATABASE_URL is set), a local HTTP sink for the webhook channel, then:
 import argparse
 import asyncio
 import os
-import secrets
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-import grpc
 import nats
-from aiohttp import web
-from herald.v1 import (
-    admin_service_pb2,
-    admin_service_pb2_grpc,
-    common_pb2,
-    message_service_pb2,
-    message_service_pb2_grpc,
-)
+from herald.v1 import common_pb2, message_service_pb2
 from nats.js.api import StreamConfig
 
-from libs.localmesh import Mesh
+from bench.mesh import Sink, running
 
-ADMIN = secrets.token_urlsafe(16)
 BATCH = 100
-
-
-class Sink:
-    """Counts webhook POSTs and signals when the expected number arrived."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.expected = 0
-        self.done = asyncio.Event()
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    def expect(self, n: int) -> None:
-        self.count, self.expected = 0, n
-        self.done.clear()
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._hit)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def _hit(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.count += 1
-        if self.count >= self.expected:
-            self.done.set()
-        return web.Response(status=204)
 
 
 async def jetstream_ceiling(url: str, messages: int, payload: int, window: int) -> float:
@@ -104,73 +58,42 @@ async def measure(sink: Sink, messages: int, fire: Callable[[list[float]], Await
 
 
 async def run(messages: int, concurrency: int) -> dict[str, dict[str, float]]:
-    with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
-        mesh = Mesh(
-            Path(tmp),
-            env={
-                "HERALD_ADMIN_TOKEN": ADMIN,
-                "HERALD_WEBHOOK_SIGNING_SECRET": secrets.token_urlsafe(16),
-                "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-                "HERALD_DATABASE_URL": os.environ.get("HERALD_DATABASE_URL", ""),
-            },
-        )
-        sink = Sink()
-        await sink.start()
-        await mesh.start()
-        try:
-            result = {"jetstream": {"accepted": await jetstream_ceiling(mesh.nats_url, 20_000, 512, 256)}}
-            async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
-                admin = admin_service_pb2_grpc.AdminServiceStub(channel)
-                auth = (("authorization", f"Bearer {ADMIN}"),)
-                app = await admin.CreateApp(admin_service_pb2.CreateAppRequest(name="bench"), metadata=auth)
-                template_id = f"bench-{secrets.token_hex(4)}"
-                await admin.CreateTemplate(
-                    admin_service_pb2.CreateTemplateRequest(
-                        template=admin_service_pb2.Template(
-                            template_id=template_id,
-                            category=common_pb2.CATEGORY_NOTIFICATION,
-                            contents=[common_pb2.ChannelContent(channel="webhook", body='{"n": "{{ n }}"}')],
-                        )
-                    ),
-                    metadata=auth,
-                )
-                stub = message_service_pb2_grpc.MessageServiceStub(channel)
-                key = (("authorization", f"Bearer {app.api_key}"),)
-                recipient = message_service_pb2.Recipient(addresses={"webhook": f"http://127.0.0.1:{sink.port}/hook"})
+    async with running() as bench:
+        result = {"jetstream": {"accepted": await jetstream_ceiling(bench.mesh.nats_url, 20_000, 512, 256)}}
+        template_id = await bench.template(common_pb2.CATEGORY_NOTIFICATION)
+        stub = bench.messages
+        recipient = message_service_pb2.Recipient(addresses={"webhook": bench.sink.url("/hook")})
 
-                def request(n: int) -> message_service_pb2.SendRequest:
-                    return message_service_pb2.SendRequest(
-                        template_id=template_id, recipients=[recipient], variables={"n": str(n)}
-                    )
+        def request(n: int) -> message_service_pb2.SendRequest:
+            return message_service_pb2.SendRequest(
+                template_id=template_id, recipients=[recipient], variables={"n": str(n)}
+            )
 
-                async def sends(latencies: list[float]) -> None:
-                    numbers = iter(range(messages))
+        async def sends(latencies: list[float]) -> None:
+            numbers = iter(range(messages))
 
-                    async def caller() -> None:
-                        for n in numbers:
-                            began = time.perf_counter()
-                            await stub.Send(request(n), metadata=key)
-                            latencies.append(time.perf_counter() - began)
+            async def caller() -> None:
+                for n in numbers:
+                    began = time.perf_counter()
+                    await stub.Send(request(n), metadata=bench.app)
+                    latencies.append(time.perf_counter() - began)
 
-                    await asyncio.gather(*(caller() for _ in range(concurrency)))
+            await asyncio.gather(*(caller() for _ in range(concurrency)))
 
-                async def batches(latencies: list[float]) -> None:
-                    chunks = iter(range(0, messages, BATCH))
+        async def batches(latencies: list[float]) -> None:
+            chunks = iter(range(0, messages, BATCH))
 
-                    async def caller() -> None:
-                        for first in chunks:
-                            entries = [request(n) for n in range(first, min(first + BATCH, messages))]
-                            began = time.perf_counter()
-                            await stub.SendBatch(message_service_pb2.SendBatchRequest(requests=entries), metadata=key)
-                            latencies.append(time.perf_counter() - began)
+            async def caller() -> None:
+                for first in chunks:
+                    entries = [request(n) for n in range(first, min(first + BATCH, messages))]
+                    began = time.perf_counter()
+                    await stub.SendBatch(message_service_pb2.SendBatchRequest(requests=entries), metadata=bench.app)
+                    latencies.append(time.perf_counter() - began)
 
-                    await asyncio.gather(*(caller() for _ in range(4)))
+            await asyncio.gather(*(caller() for _ in range(4)))
 
-                result["send"] = await measure(sink, messages, sends)
-                result["batch"] = await measure(sink, messages, batches)
-        finally:
-            await mesh.stop()
-            await sink.stop()
+        result["send"] = await measure(bench.sink, messages, sends)
+        result["batch"] = await measure(bench.sink, messages, batches)
     return result
 
 

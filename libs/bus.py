@@ -6,12 +6,18 @@ delay: JetStream itself holds the message until it is due). Handlers that work
 message by message are wrapped with `each`: returning acks, raising `RetryLater`
 naks with its delay. An unexpected exception is logged and naks after a short
 pause, so a transient fault never loses a message.
+
+Consumers have a rank (0 first). While a consumer has a batch in hand, work of
+lower rank in the same process waits before its next publish and its next
+batch (Precedence): the priority pipelines' critical messages never queue in
+the event loop behind a marketing flood.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -114,12 +120,43 @@ def each(handler: Handler) -> BatchHandler:
     return run
 
 
+# The rank of the consumer whose work the current task does; other work (gRPC handlers) has the first rank.
+_RANK: ContextVar[int] = ContextVar("herald_consumer_rank", default=0)
+
+
+class Precedence:
+    """Holds back lower-ranked work while higher-ranked batches are in hand in this process."""
+
+    def __init__(self) -> None:
+        self._in_hand: dict[int, int] = {}
+        self._idle: dict[int, asyncio.Event] = {}
+
+    @contextlib.contextmanager
+    def holding(self, rank: int) -> Iterator[None]:
+        idle = self._idle.setdefault(rank, asyncio.Event())
+        self._in_hand[rank] = self._in_hand.get(rank, 0) + 1
+        idle.clear()
+        try:
+            yield
+        finally:
+            self._in_hand[rank] -= 1
+            if not self._in_hand[rank]:
+                idle.set()
+
+    async def turn(self) -> None:
+        """Return once no batch ranked above the current task's is in hand."""
+        rank = _RANK.get()
+        while busy := [above for above, count in self._in_hand.items() if count and above < rank]:
+            await self._idle[busy[0]].wait()
+
+
 class Bus:
     def __init__(self, nc: Client, js: JetStreamContext, replicas: int) -> None:
         self.nc = nc
         self.js = js
         self._replicas = replicas
         self._consumers: list[Consumer] = []
+        self._precedence = Precedence()
 
     @classmethod
     async def connect(cls, url: str, name: str, replicas: int = 1) -> "Bus":
@@ -196,6 +233,7 @@ class Bus:
             )
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        await self._precedence.turn()
         telemetry.inject(headers)
         await self.js.publish(subject, payload, headers=headers)
 
@@ -209,6 +247,7 @@ class Bus:
         batch: int = 64,
         ack_wait: float = 30.0,
         max_deliver: int = -1,
+        rank: int = 0,
     ) -> "Consumer":
         config = ConsumerConfig(
             durable_name=durable,
@@ -220,7 +259,7 @@ class Bus:
             max_ack_pending=max(1000, batch * 4),
         )
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-        consumer = Consumer(durable, sub, handler, batch)
+        consumer = Consumer(durable, sub, handler, batch, rank, self._precedence)
         consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -238,11 +277,21 @@ class Bus:
 class Consumer:
     """Fetches batches from one durable pull consumer and settles every message with its handler's outcome."""
 
-    def __init__(self, name: str, sub: JetStreamContext.PullSubscription, handler: BatchHandler, batch: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        sub: JetStreamContext.PullSubscription,
+        handler: BatchHandler,
+        batch: int,
+        rank: int,
+        precedence: Precedence,
+    ) -> None:
         self.name = name
         self._sub = sub
         self._handler = handler
         self._batch = batch
+        self._rank = rank
+        self._precedence = precedence
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tracer = telemetry.tracer("herald.bus")
@@ -260,7 +309,9 @@ class Consumer:
                 await self._sub.unsubscribe()
 
     async def _run(self) -> None:
+        _RANK.set(self._rank)  # this task's own context, inherited by everything the handler starts
         while not self._stopping.is_set():
+            await self._precedence.turn()
             try:
                 msgs = await self._sub.fetch(self._batch, timeout=1.0)
             except (NatsTimeout, TimeoutError):
@@ -269,7 +320,8 @@ class Consumer:
                 log.warning("fetch failed", consumer=self.name, error=repr(e))
                 await asyncio.sleep(0.5)
                 continue
-            await self._handle(msgs)
+            with self._precedence.holding(self._rank):
+                await self._handle(msgs)
 
     async def _handle(self, msgs: list[Msg]) -> None:
         batch = [self._incoming(m) for m in msgs]

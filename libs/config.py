@@ -4,6 +4,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from herald.v1 import common_pb2
+
+from libs import categories
+
 DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
 
 
@@ -23,6 +27,9 @@ class Settings:
     dedup_window_seconds: float
     # Where herald-intake answers, for the router's questions about apps and templates.
     intake_addr: str
+    # The categories whose pipelines this router or adapters process consumes (herald.v1.Category values):
+    # all by default; a deployment may give critical traffic processes of its own.
+    pipelines: tuple[common_pb2.Category.ValueType, ...]
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -41,6 +48,7 @@ class Settings:
             stream_replicas=int(env.get("HERALD_STREAM_REPLICAS", "1")),
             dedup_window_seconds=float(env.get("HERALD_DEDUP_WINDOW_SECONDS", "0")),
             intake_addr=env.get("HERALD_INTAKE_ADDR") or f"127.0.0.1:{DEFAULT_PORTS['intake']}",
+            pipelines=_pipelines(env.get("HERALD_PIPELINES", "")),
         )
 
 
@@ -61,3 +69,10 @@ def normalize_database_url(url: str, data_dir: Path, service: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
+
+
+def _pipelines(names: str) -> tuple[common_pb2.Category.ValueType, ...]:
+    chosen = [n.strip().lower() for n in names.split(",") if n.strip()]
+    if unknown := [n for n in chosen if n not in categories.BY_NAME]:
+        raise ValueError(f"HERALD_PIPELINES: unknown categories {unknown}; known: {', '.join(categories.BY_NAME)}")
+    return tuple(categories.BY_NAME[n] for n in chosen) or categories.KNOWN

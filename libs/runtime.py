@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -37,7 +38,10 @@ Setup = Callable[[Runtime, grpc.aio.Server], Awaitable[list[str]]]
 
 
 def run(service: str, setup: Setup) -> None:
-    settings = Settings.from_env(service)
+    try:
+        settings = Settings.from_env(service)
+    except ValueError as e:
+        sys.exit(f"herald-{service}: bad configuration: {e}")
     telemetry.setup(service)
     try:
         asyncio.run(_serve(settings, setup))

@@ -29,13 +29,15 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     adapters = load_channels(rt, http)
     for channel in channels.KNOWN:
         deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))
-        for category, pipeline in categories.PIPELINES.items():
+        for category in rt.settings.pipelines:
+            pipeline = categories.PIPELINES[category]
             await rt.bus.consume(
                 "HERALD_DELIVERIES",
                 f"adapters-{categories.name(category)}-{channel}",
                 subjects.delivery_job(category, channel),
                 deliverer.handle,
                 batch=pipeline.batch,
+                rank=pipeline.rank,
             )
     return []
 

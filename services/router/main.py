@@ -27,7 +27,8 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         RoutingService(rt.db, caps, Explainer(rt.db, caps, intake), rt.settings.admin_token), server
     )
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup, caps)
-    for category, pipeline in categories.PIPELINES.items():
+    for category in rt.settings.pipelines:
+        pipeline = categories.PIPELINES[category]
         name = categories.name(category)
         for stream, durable, subject, handler in (
             ("HERALD_MESSAGES", f"router-{name}", subjects.message_accepted(category), router.on_accepted),
@@ -35,7 +36,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
             ("HERALD_SCHEDULES", f"router-due-{name}", subjects.schedule_due(category), router.on_due),
             ("HERALD_SCHEDULES", f"router-release-{name}", subjects.delivery_released(category), router.on_released),
         ):
-            await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch)
+            await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch, rank=pipeline.rank)
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
     return [
         directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
