@@ -4,12 +4,16 @@ Only the Explain RPC needs them: a real delivery carries its template and the
 app's settings inside the message.
 """
 
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
 import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc
 
 from libs.errors import HeraldError, NotFound, Unavailable
 
 TIMEOUT_SECONDS = 5.0
+T = TypeVar("T")
 
 
 class IntakeClient:
@@ -17,30 +21,31 @@ class IntakeClient:
         self._addr = addr
         self._channel = grpc.aio.insecure_channel(addr)
         self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {admin_token}"),)
+        self._call: dict[str, Any] = {
+            "metadata": (("authorization", f"Bearer {admin_token}"),),
+            "timeout": TIMEOUT_SECONDS,
+        }
 
     async def app(self, app_id: str) -> admin_service_pb2.App:
-        request = admin_service_pb2.GetAppRequest(app_id=app_id)
-        try:
-            app: admin_service_pb2.App = await self._admin.GetApp(
-                request, metadata=self._metadata, timeout=TIMEOUT_SECONDS
-            )
-        except grpc.aio.AioRpcError as e:
-            raise _mapped(e, self._addr) from e
+        app: admin_service_pb2.App = await self._ask(
+            self._admin.GetApp(admin_service_pb2.GetAppRequest(app_id=app_id), **self._call)
+        )
         return app
 
     async def template(self, template_id: str) -> admin_service_pb2.Template:
-        request = admin_service_pb2.GetTemplateRequest(template_id=template_id)
-        try:
-            template: admin_service_pb2.Template = await self._admin.GetTemplate(
-                request, metadata=self._metadata, timeout=TIMEOUT_SECONDS
-            )
-        except grpc.aio.AioRpcError as e:
-            raise _mapped(e, self._addr) from e
+        template: admin_service_pb2.Template = await self._ask(
+            self._admin.GetTemplate(admin_service_pb2.GetTemplateRequest(template_id=template_id), **self._call)
+        )
         return template
 
     async def close(self) -> None:
         await self._channel.close()
+
+    async def _ask(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as e:
+            raise _mapped(e, self._addr) from e
 
 
 def _mapped(error: grpc.aio.AioRpcError, addr: str) -> HeraldError:

@@ -29,6 +29,9 @@ class WebhookSink:
         self.received: list[Received] = []
         # Answers to give, oldest first: a status, or a status and headers; then 200.
         self.statuses: deque[int | tuple[int, dict[str, str]]] = deque()
+        # Requests to these paths are recorded on arrival but not answered until `release`.
+        self.stalled: set[str] = set()
+        self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
         self.port = 0
@@ -69,7 +72,15 @@ class WebhookSink:
         async with self._arrived:
             self.received.append(received)
             self._arrived.notify_all()
+        if request.path in self.stalled:
+            await self._released.wait()
         return web.Response(status=status, headers=headers)
+
+    def release(self) -> None:
+        """Answer every stalled request, and stop stalling."""
+        self.stalled.clear()
+        self._released.set()
+        self._released = asyncio.Event()
 
     def for_path(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
