@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import grpc
@@ -77,7 +78,7 @@ class Bench:
     # Metadata carrying the app's API key.
     app: tuple[tuple[str, str], ...]
 
-    @property
+    @cached_property
     def messages(self) -> message_service_pb2_grpc.MessageServiceStub:
         return message_service_pb2_grpc.MessageServiceStub(self.channel)
 
