@@ -5,6 +5,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from libs import categories
+
 K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUSTOMIZATION = "kustomization.yaml"
 # Pinned so a kubernetes-validate upgrade cannot silently change what we check.
@@ -29,7 +31,15 @@ def _load() -> list[tuple[str, dict[str, Any]]]:
 
 
 RESOURCES = _load()
-DEPLOYMENTS = [doc for _, doc in RESOURCES if doc["kind"] == "Deployment" and doc["metadata"]["name"] in HERALD_PORTS]
+
+
+def _binary(doc: dict[str, Any]) -> str | None:
+    """The herald binary a Deployment runs, None for third-party ones (NATS, Jaeger)."""
+    command = doc["spec"]["template"]["spec"]["containers"][0].get("command", [])
+    return command[0] if command and command[0] in HERALD_PORTS else None
+
+
+DEPLOYMENTS = [doc for _, doc in RESOURCES if doc["kind"] == "Deployment" and _binary(doc)]
 
 
 def _id(doc: dict[str, Any]) -> str:
@@ -56,19 +66,35 @@ def test_resource_names_unique() -> None:
     assert len(ids) == len(set(ids))
 
 
+def _env(deploy: dict[str, Any]) -> dict[str, str | None]:
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
 def test_every_herald_binary_deployed() -> None:
-    assert sorted(doc["metadata"]["name"] for doc in DEPLOYMENTS) == sorted(HERALD_PORTS)
+    assert {doc["metadata"]["name"] for doc in DEPLOYMENTS} >= set(HERALD_PORTS)
+
+
+@pytest.mark.parametrize("binary", ["herald-router", "herald-adapters"])
+def test_every_category_runs_once_and_critical_on_its_own(binary: str) -> None:
+    pipelines = {
+        doc["metadata"]["name"]: (_env(doc).get("HERALD_PIPELINES") or ",".join(categories.BY_NAME)).split(",")
+        for doc in DEPLOYMENTS
+        if _binary(doc) == binary
+    }
+    assert pipelines[f"{binary}-critical"] == ["critical"]
+    served = [category for names in pipelines.values() for category in names]
+    assert sorted(served) == sorted(categories.BY_NAME)
 
 
 @pytest.mark.parametrize("deploy", DEPLOYMENTS, ids=_id)
 def test_herald_deployment(deploy: dict[str, Any]) -> None:
-    name = deploy["metadata"]["name"]
-    port = HERALD_PORTS[name]
     pod = deploy["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == [name]
+    (name,) = container["command"]
+    port = HERALD_PORTS[name]
     assert [p["containerPort"] for p in container["ports"]] == [port]
-    env = {e["name"]: e.get("value") for e in container["env"]}
+    env = _env(deploy)
     assert env["HERALD_GRPC_ADDR"] == f"0.0.0.0:{port}"
     assert env["OTEL_SERVICE_NAME"] == name
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
