@@ -60,6 +60,7 @@ STREAMS: dict[str, Stream] = {
     "HERALD_MESSAGES": Stream(["herald.message.>"], 7 * DAY),
     "HERALD_DELIVERIES": Stream(["herald.delivery.>"], 7 * DAY),
     "HERALD_EVENTS": Stream(["herald.event.>"], 7 * DAY),
+    "HERALD_DEAD_LETTERS": Stream(["herald.dead.>"], 30 * DAY),
     # A definition waits here until its time, so the stream keeps messages longer than anything may be scheduled
     # ahead; what a definition fires carries its own TTL (SCHEDULE_FIRED_TTL).
     "HERALD_SCHEDULES": Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
@@ -203,6 +204,16 @@ class Bus:
         """
         await self._publish(subject, payload, {"Nats-Msg-Id": msg_id} if msg_id else {})
 
+    async def announce(self, subject: str) -> None:
+        """A core NATS notice to every process listening now; not stored, so listeners also re-read on a timer."""
+        await self.nc.publish(subject, b"")
+
+    async def listen(self, subject: str, callback: Callable[[], Awaitable[None]]) -> None:
+        async def on_notice(_: Msg) -> None:
+            await callback()
+
+        await self.nc.subscribe(subject, cb=on_notice)
+
     async def schedule(self, subject: str, payload: bytes, at: datetime, target: str) -> None:
         """Store `payload` under `subject` (in HERALD_SCHEDULES) for the server to publish to `target` at `at`.
 
@@ -248,6 +259,7 @@ class Bus:
         ack_wait: float = 30.0,
         max_deliver: int = -1,
         rank: int = 0,
+        max_pending: int = 1000,
     ) -> "Consumer":
         config = ConsumerConfig(
             durable_name=durable,
@@ -256,7 +268,7 @@ class Bus:
             filter_subject=subject,
             ack_wait=ack_wait,
             max_deliver=max_deliver,
-            max_ack_pending=max(1000, batch * 4),
+            max_ack_pending=max(max_pending, batch * 4),
         )
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
         consumer = Consumer(durable, sub, handler, batch, rank, self._precedence)

@@ -29,3 +29,12 @@ PIPELINES = {
     common_pb2.CATEGORY_NOTIFICATION: Pipeline(batch=64, concurrency=64, rank=1),
     common_pb2.CATEGORY_MARKETING: Pipeline(batch=32, concurrency=32, rank=2),
 }
+
+# Seconds before each retry of a delivery that failed in a way that may pass. Critical codes retry fast and,
+# whatever is left here, never after their expire_at; notifications keep trying for about seven hours;
+# marketing gives up within the hour. After the last, the delivery is FAILED and dead-lettered.
+RETRY_BACKOFF: dict[common_pb2.Category.ValueType, tuple[float, ...]] = {
+    common_pb2.CATEGORY_CRITICAL: (1, 2, 4, 8, 15, 30, 60, 60, 60, 60),
+    common_pb2.CATEGORY_NOTIFICATION: (10, 30, 60, 120, 300, 600, 1800, 3600, 3600, 3600, 3600, 3600, 3600, 3600),
+    common_pb2.CATEGORY_MARKETING: (60, 300, 1800),
+}

@@ -1,6 +1,7 @@
 """The one config loader: every binary is configured by environment variables only."""
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ class Settings:
     # The categories whose pipelines this router or adapters process consumes (herald.v1.Category values):
     # all by default; a deployment may give critical traffic processes of its own.
     pipelines: tuple[common_pb2.Category.ValueType, ...]
+    # Per category, the delays in seconds before each retry of a failed delivery; their number is the number
+    # of retries. HERALD_RETRY_BACKOFF_<CATEGORY>="1,2,4" overrides categories.RETRY_BACKOFF.
+    retry_backoff: dict[common_pb2.Category.ValueType, tuple[float, ...]]
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -49,6 +53,10 @@ class Settings:
             dedup_window_seconds=float(env.get("HERALD_DEDUP_WINDOW_SECONDS", "0")),
             intake_addr=env.get("HERALD_INTAKE_ADDR") or f"127.0.0.1:{DEFAULT_PORTS['intake']}",
             pipelines=_pipelines(env.get("HERALD_PIPELINES", "")),
+            retry_backoff={
+                category: _delays(f"HERALD_RETRY_BACKOFF_{name.upper()}", env) or categories.RETRY_BACKOFF[category]
+                for name, category in categories.BY_NAME.items()
+            },
         )
 
 
@@ -76,3 +84,16 @@ def _pipelines(names: str) -> tuple[common_pb2.Category.ValueType, ...]:
     if unknown := [n for n in chosen if n not in categories.BY_NAME]:
         raise ValueError(f"HERALD_PIPELINES: unknown categories {unknown}; known: {', '.join(categories.BY_NAME)}")
     return tuple(categories.BY_NAME[n] for n in chosen) or categories.KNOWN
+
+
+def _delays(variable: str, env: Mapping[str, str]) -> tuple[float, ...]:
+    value = env.get(variable, "")
+    if not value:
+        return ()
+    try:
+        delays = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise ValueError(f"{variable}: a comma list of seconds, e.g. 1,5,30") from None
+    if any(d < 0 for d in delays):
+        raise ValueError(f"{variable}: delays cannot be negative")
+    return delays

@@ -60,3 +60,12 @@ def delivery_job(category: int, channel: str) -> str:
 
 def delivery_event(state: str) -> str:
     return f"herald.event.delivery.{state}"
+
+
+def dead_letter(category: int, channel: str) -> str:
+    """adapters -> operators: a delivery that failed after its last retry, kept until replayed."""
+    return f"herald.dead.{categories.name(category)}.{channel}"
+
+
+# Core NATS (not stored): ProviderService tells every herald-adapters replica to re-read the provider accounts.
+PROVIDERS_CHANGED = "herald.control.providers"

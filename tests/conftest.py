@@ -14,6 +14,12 @@ from tests.helpers.webhook_sink import WebhookSink
 
 ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)
+# The production schedules wait minutes to hours; tests keep their shape (a few retries, growing) in seconds.
+RETRY_BACKOFF = {
+    "HERALD_RETRY_BACKOFF_CRITICAL": "0.5,0.5,1",
+    "HERALD_RETRY_BACKOFF_NOTIFICATION": "0.5,1,1",
+    "HERALD_RETRY_BACKOFF_MARKETING": "0.5,1",
+}
 
 
 @asynccontextmanager
@@ -27,6 +33,7 @@ async def running_mesh(
                 "HERALD_ADMIN_TOKEN": ADMIN_TOKEN,
                 "HERALD_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+                **RETRY_BACKOFF,
                 **db_env,
                 **(env or {}),
             },

@@ -1,38 +1,47 @@
 """The adapters' consumer: one durable consumer per category and channel, so neither a slow channel nor a
 flood of marketing stalls anything else.
 
-A fetched batch is sent concurrently, then every outcome is written to
-adapters_deliveries in one transaction, then the status events are published
-(and a delivery that failed for good hands its fallback chain back to the
-router), then the messages are acked. A redelivered job whose record is
-already final re-publishes that outcome (same event id) instead of calling the
-provider again.
+For each fetched batch:
+1. Read the delivery records. A job whose record is final re-publishes that outcome (same event id) and is
+   acked: the provider is not called again.
+2. Plan each job. A record still marked in flight past its deadline means a process died during the provider
+   call, so the provider may have taken the delivery: a provider that de-duplicates on our key (the delivery
+   id) gets the same call again; any other is not called again - the delivery is FAILED with "outcome
+   unknown" and dead-lettered, for an operator to replay on purpose. Otherwise an account is chosen (priority,
+   weight, circuit breaker) and its rate limit paced.
+3. Mark every planned call in flight, in one transaction: no provider is called before that mark is durable.
+4. Call the providers concurrently.
+5. Record every outcome in one transaction, then publish the status events, dead letters and fallbacks, then
+   ack, or nak with the retry delay (JetStream holds the job until then).
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
-from herald.v1 import common_pb2, events_pb2
+from herald.v1 import common_pb2, dead_letter_service_pb2, events_pb2
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs import events, subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.masking import mask
 from libs.store import Database
-from libs.timeutil import from_timestamp, now
+from libs.timeutil import from_timestamp, now, to_timestamp
 from services.adapters import tables
-from services.adapters.channels.base import Channel, DeliveryError
+from services.adapters.accounts import Accounts, Route
+from services.adapters.channels.base import DeliveryError, Failure
 
 log = structlog.get_logger()
 
 S = common_pb2
-MAX_ATTEMPTS = 5
-# Delay after attempt n (1-based) before attempt n+1; a provider's Retry-After can make it longer.
-BACKOFF = (timedelta(seconds=1), timedelta(seconds=5), timedelta(seconds=30), timedelta(minutes=2))
 FINAL = frozenset({S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_FAILED, S.DELIVERY_STATE_EXPIRED})
+# Longest a call waits in process for its account's rate limit; a longer wait naks the job until then.
+MAX_PACING_WAIT = 2.0
+# Beyond the call's own timeout, how long an in-flight mark is trusted before it counts as a crash.
+IN_FLIGHT_MARGIN = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -44,71 +53,147 @@ class Result:
     reason: str = ""
     # Set while retrying: redeliver the job after this many seconds.
     retry_in: float | None = None
-    # False when the outcome is already on record (a redelivered job).
+    # False when nothing new happened: the outcome is already on record, or the job only waits.
     new: bool = True
+    # Goes to the dead-letter stream (FAILED after its retries, or with an unknown outcome).
+    dead: bool = False
+    # The template's fallback may take over (not when the provider may have taken it after all).
+    may_fall_back: bool = True
+
+
+@dataclass(frozen=True)
+class Call:
+    route: Route
+    attempt: int
+    # `attempts` when this retry cycle began (a replay from the dead letters starts a new one).
+    cycle_start: int
+    # Seconds to wait for the account's rate limit before calling.
+    wait: float = 0.0
 
 
 class Deliverer:
-    def __init__(self, db: Database, bus: Bus, channel: str, adapter: Channel | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        accounts: Accounts,
+        backoff: Mapping[common_pb2.Category.ValueType, tuple[float, ...]],
+    ) -> None:
         self._db = db
         self._bus = bus
-        self._channel = channel
-        self._adapter = adapter
+        self._accounts = accounts
+        self._backoff = backoff
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
         jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
         records = await self._load(j.delivery_id for j in jobs)
         first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
-        results = await asyncio.gather(*(self._outcome(i, j, records.get(j.delivery_id)) for i, j in work))
+        plans = [self._plan(j, records.get(j.delivery_id)) for _, j in work]
+        await self._mark_in_flight([(j, p) for (_, j), p in zip(work, plans, strict=True) if isinstance(p, Call)])
+        results = await asyncio.gather(*(self._settle(i, j, p) for (i, j), p in zip(work, plans, strict=True)))
         await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new])
         await asyncio.gather(*(self._announce(i, j, r) for (i, j), r in zip(work, results, strict=True)))
         retry = {j.delivery_id: r.retry_in for (_, j), r in zip(work, results, strict=True)}
         # A job repeated within the batch is settled by its first copy.
         return [retry[j.delivery_id] if first[j.delivery_id] == n else ACK for n, j in enumerate(jobs)]
 
-    async def _outcome(self, incoming: Incoming, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result:
-        result = await self._attempt(incoming, job, record)
-        if result.new and result.state == S.DELIVERY_STATE_FAILED and job.fallback:
+    def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result | Call:
+        replayed = record is not None and job.replay > record.replay
+        if record is not None and not replayed:
+            if record.state in FINAL:
+                return _on_record(record)
+            if record.sending_until is not None:
+                return self._resume(job, record)
+        attempts = record.attempts if record else 0
+        cycle_start = attempts if replayed else (record.cycle_start if record else 0)
+        expire_at = from_timestamp(job.expire_at)
+        if expire_at is not None and expire_at <= now():
+            return Result(S.DELIVERY_STATE_EXPIRED, attempts, reason="expire_at passed before it could be sent")
+        try:
+            route = self._accounts.choose(job.channel, job.address)
+        except DeliveryError as e:  # no account to try: an operator can add one and replay the dead letter
+            result = self._failed(job, cycle_start, attempts + 1, "", e)
+            return replace(result, dead=True) if result.state == S.DELIVERY_STATE_FAILED else result
+        if route.bucket is not None:
+            wait = route.bucket.reserve(MAX_PACING_WAIT)
+            if wait > MAX_PACING_WAIT:
+                if route.breaker is not None:
+                    route.breaker.cancel()
+                reason = f"held by {route.account.name}'s rate limit"
+                return Result(S.DELIVERY_STATE_PENDING, attempts, reason=reason, retry_in=wait, new=False)
+            return Call(route, attempts + 1, cycle_start, wait)
+        return Call(route, attempts + 1, cycle_start)
+
+    def _resume(self, job: events_pb2.DeliveryJob, record: tables.Delivery) -> Result | Call:
+        """A record marked in flight: another call is under way, or a process died during one."""
+        assert record.sending_until is not None
+        if record.sending_until > now():
+            wait = (record.sending_until - now()).total_seconds()
+            return Result(S.DELIVERY_STATE_PENDING, record.attempts, retry_in=wait, new=False)
+        route = self._accounts.named(record.provider)
+        if route is not None and route.provider.idempotent:
+            return Call(route, record.attempts, record.cycle_start)
+        reason = (
+            f"outcome unknown: herald-adapters stopped while {record.provider} was handling attempt "
+            f"{record.attempts}; not sent again, so that nobody gets it twice (replay the dead letter to resend)"
+        )
+        return Result(
+            S.DELIVERY_STATE_FAILED, record.attempts, record.provider, reason=reason, dead=True, may_fall_back=False
+        )
+
+    async def _settle(self, incoming: Incoming, job: events_pb2.DeliveryJob, plan: Result | Call) -> Result:
+        result = plan if isinstance(plan, Result) else await self._call(incoming, job, plan)
+        if result.new and result.state == S.DELIVERY_STATE_FAILED and result.may_fall_back and job.fallback:
             return replace(result, reason=f"{result.reason}; falling back to {job.fallback[0].channel}")
         return result
 
-    async def _attempt(self, incoming: Incoming, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result:
-        if record is not None and record.state in FINAL:
-            state = common_pb2.DeliveryState.ValueType(record.state)
-            return Result(
-                state, record.attempts, record.provider, record.provider_message_id, record.last_error, new=False
-            )
-        attempt = (record.attempts if record else 0) + 1
-        expire_at = from_timestamp(job.expire_at)
-        if expire_at is not None and expire_at <= now():
-            return Result(S.DELIVERY_STATE_EXPIRED, attempt - 1, reason="expire_at passed")
-        if self._adapter is None:
-            reason = f"channel '{self._channel}' is not available in this herald build"
-            return Result(S.DELIVERY_STATE_FAILED, attempt - 1, reason=reason)
+    async def _call(self, incoming: Incoming, job: events_pb2.DeliveryJob, call: Call) -> Result:
+        route = call.route
+        if call.wait:
+            await asyncio.sleep(call.wait)
         with incoming.active():
             try:
-                sent = await self._adapter.send(job)
+                sent = await route.provider.send(job)
             except DeliveryError as e:
-                return self._failed(job, attempt, e)
-            except Exception:  # a bug in a channel plug-in: retry it like an outage, and say so
-                log.exception("channel adapter raised", channel=self._channel, delivery_id=job.delivery_id)
-                error = DeliveryError(f"internal error in the {self._channel} adapter", provider="", retryable=True)
-                return self._failed(job, attempt, error)
-        return Result(S.DELIVERY_STATE_SENT, attempt, sent.provider, sent.provider_message_id)
+                error = e
+            except Exception:  # a bug in a provider plug-in: retry it like an outage, and say so
+                log.exception("provider plug-in raised", provider=route.account.provider, delivery_id=job.delivery_id)
+                error = DeliveryError(f"internal error in the {route.account.provider} plug-in", Failure.RETRYABLE)
+            else:
+                if route.breaker is not None:
+                    route.breaker.succeeded()
+                return Result(S.DELIVERY_STATE_SENT, call.attempt, route.account.name, sent.provider_message_id)
+        if route.breaker is not None:
+            if error.failure in (Failure.RETRYABLE, Failure.BAD_CREDENTIALS):
+                route.breaker.failed(at_once=error.failure is Failure.BAD_CREDENTIALS)
+            else:  # the provider answered: it is up
+                route.breaker.succeeded()
+        return self._failed(job, call.cycle_start, call.attempt, route.account.name, error)
 
-    def _failed(self, job: events_pb2.DeliveryJob, attempt: int, error: DeliveryError) -> Result:
+    def _failed(
+        self,
+        job: events_pb2.DeliveryJob,
+        cycle_start: int,
+        attempt: int,
+        provider: str,
+        error: DeliveryError,
+    ) -> Result:
         log.info("attempt failed", delivery_id=job.delivery_id, attempt=attempt, reason=mask(error.reason))
-        if not error.retryable:
-            return Result(S.DELIVERY_STATE_FAILED, attempt, error.provider, reason=error.reason)
-        if attempt >= MAX_ATTEMPTS:
+        if error.failure in (Failure.PERMANENT, Failure.DEAD_ADDRESS):
+            return Result(S.DELIVERY_STATE_FAILED, attempt, provider, reason=error.reason)
+        backoff = self._backoff[job.category]
+        retry = attempt - cycle_start - 1
+        if retry >= len(backoff):
             reason = f"gave up after {attempt} attempts: {error.reason}"
-            return Result(S.DELIVERY_STATE_FAILED, attempt, error.provider, reason=reason)
-        delay = BACKOFF[min(attempt, len(BACKOFF)) - 1].total_seconds()
-        if error.retry_after is not None:
-            delay = max(delay, error.retry_after)
+            return Result(S.DELIVERY_STATE_FAILED, attempt, provider, reason=reason, dead=True)
+        delay = max(backoff[retry], error.retry_after or 0.0)
+        expire_at = from_timestamp(job.expire_at)
+        if expire_at is not None and now() + timedelta(seconds=delay) >= expire_at:
+            reason = f"expire_at passed while retrying; attempt {attempt} failed: {error.reason}"
+            return Result(S.DELIVERY_STATE_EXPIRED, attempt, provider, reason=reason)
         reason = f"attempt {attempt} failed: {error.reason}; retrying in {delay:g}s"
-        return Result(S.DELIVERY_STATE_PENDING, attempt, error.provider, reason=reason, retry_in=delay)
+        return Result(S.DELIVERY_STATE_PENDING, attempt, provider, reason=reason, retry_in=delay)
 
     async def _load(self, delivery_ids: Iterable[str]) -> dict[str, tables.Delivery]:
         async with self._db.session() as session:
@@ -117,29 +202,47 @@ class Deliverer:
             )
             return {r.delivery_id: r for r in rows}
 
+    async def _mark_in_flight(self, calls: list[tuple[events_pb2.DeliveryJob, Call]]) -> None:
+        if not calls:
+            return
+        async with self._db.session.begin() as session:
+            records = await self._locked(session, [j for j, _ in calls])
+            for job, call in calls:
+                record = _current(records.get(job.delivery_id) or _new_record(session, job), job)
+                deadline = timedelta(seconds=call.wait + call.route.account.timeout) + IN_FLIGHT_MARGIN
+                record.state = S.DELIVERY_STATE_PENDING
+                record.attempts = call.attempt
+                record.provider = call.route.account.name
+                record.sending_until = now() + deadline
+                record.update_time = now()
+
     async def _store(self, outcomes: list[tuple[events_pb2.DeliveryJob, Result]]) -> None:
         if not outcomes:
             return
         async with self._db.session.begin() as session:
-            rows = await session.scalars(
-                select(tables.Delivery)
-                .where(tables.Delivery.delivery_id.in_([j.delivery_id for j, _ in outcomes]))
-                .with_for_update()
-            )
-            records = {r.delivery_id: r for r in rows}
+            records = await self._locked(session, [j for j, _ in outcomes])
             for job, result in outcomes:
-                record = records.get(job.delivery_id)
-                if record is None:
-                    record = tables.Delivery(delivery_id=job.delivery_id)
-                    session.add(record)
+                record = _current(records.get(job.delivery_id) or _new_record(session, job), job)
                 record.state = result.state
                 record.attempts = result.attempts
                 record.provider = result.provider
                 record.provider_message_id = result.provider_message_id
                 record.last_error = result.reason
+                record.sending_until = None
                 record.update_time = now()
 
+    @staticmethod
+    async def _locked(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> dict[str, tables.Delivery]:
+        rows = await session.scalars(
+            select(tables.Delivery)
+            .where(tables.Delivery.delivery_id.in_([j.delivery_id for j in jobs]))
+            .with_for_update()
+        )
+        return {r.delivery_id: r for r in rows}
+
     async def _announce(self, incoming: Incoming, job: events_pb2.DeliveryJob, result: Result) -> None:
+        if not result.new and result.state not in FINAL:
+            return
         with incoming.active():
             await events.publish(
                 self._bus,
@@ -150,6 +253,46 @@ class Deliverer:
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
             )
-            if result.state == S.DELIVERY_STATE_FAILED and job.fallback:
+            if result.dead:
+                record = dead_letter_service_pb2.DeadLetterRecord(
+                    job=job,
+                    attempts=result.attempts,
+                    provider=result.provider,
+                    reason=result.reason,
+                    dead_time=to_timestamp(now()),
+                )
+                subject = subjects.dead_letter(job.category, job.channel)
+                await self._bus.publish(
+                    subject, record.SerializeToString(), msg_id=f"{job.delivery_id}.dead.{job.replay}"
+                )
+            if result.state == S.DELIVERY_STATE_FAILED and result.may_fall_back and job.fallback:
                 subject = subjects.fallback(job.category)
                 await self._bus.publish(subject, job.SerializeToString(), msg_id=f"{job.delivery_id}.fallback")
+
+
+def _on_record(record: tables.Delivery) -> Result:
+    state = common_pb2.DeliveryState.ValueType(record.state)
+    return Result(state, record.attempts, record.provider, record.provider_message_id, record.last_error, new=False)
+
+
+def _new_record(session: AsyncSession, job: events_pb2.DeliveryJob) -> tables.Delivery:
+    record = tables.Delivery(
+        delivery_id=job.delivery_id,
+        state=S.DELIVERY_STATE_PENDING,
+        attempts=0,
+        provider="",
+        provider_message_id="",
+        last_error="",
+        update_time=now(),
+        replay=0,
+        cycle_start=0,
+    )
+    session.add(record)
+    return record
+
+
+def _current(record: tables.Delivery, job: events_pb2.DeliveryJob) -> tables.Delivery:
+    """Start the record's new cycle when `job` is a replay it has not seen."""
+    if job.replay > record.replay:
+        record.replay, record.cycle_start = job.replay, record.attempts
+    return record

@@ -1,34 +1,54 @@
 """herald-adapters entry point."""
 
-from importlib.metadata import entry_points
+import asyncio
 
 import aiohttp
 import grpc
+from herald.v1 import (
+    dead_letter_service_pb2,
+    dead_letter_service_pb2_grpc,
+    provider_service_pb2,
+    provider_service_pb2_grpc,
+)
 
 from libs import categories, channels, runtime, subjects
-from services.adapters.channels.base import Channel, ChannelFactory
+from services.adapters.accounts import Accounts, plugins
+from services.adapters.dead_letters import DeadLetterService
 from services.adapters.deliverer import Deliverer
+from services.adapters.provider_service import ProviderService
 
-HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10.0, connect=5.0)
+# Per call, each account's own timeout applies (ProviderAccount.timeout_seconds); this bounds connecting.
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=120.0, connect=5.0)
 # Connections kept open to providers, shared by every channel.
 HTTP_CONNECTIONS = 256
-
-
-def load_channels(rt: runtime.Runtime, http: aiohttp.ClientSession) -> dict[str, Channel]:
-    """Instantiate every channel plug-in registered under the `herald.channels` entry-point group."""
-    loaded: dict[str, Channel] = {}
-    for entry in entry_points(group="herald.channels"):
-        factory: ChannelFactory = entry.load()
-        loaded[entry.name] = factory(rt.settings, http)
-    return loaded
+# Jobs waiting for a retry stay pending on their consumer; this many may wait before it stops fetching new ones.
+MAX_PENDING = 20_000
 
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+    if not rt.settings.webhook_signing_secret:
+        raise ValueError("HERALD_WEBHOOK_SIGNING_SECRET is not set: webhooks could not be signed")
     http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
-    rt.on_stop.append(http.close)
-    adapters = load_channels(rt, http)
+    registered = plugins()
+    accounts = Accounts(rt.db, http, rt.settings, registered)
+    await accounts.reload()
+    refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
+
+    async def stop() -> None:
+        refresher.cancel()
+        await accounts.close()
+        await http.close()
+
+    rt.on_stop.append(stop)
+    await rt.bus.listen(subjects.PROVIDERS_CHANGED, accounts.reload)
+    provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
+        ProviderService(rt.db, rt.bus, accounts, registered, rt.settings.admin_token), server
+    )
+    dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
+        DeadLetterService(rt.bus, rt.settings.admin_token), server
+    )
+    deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff)
     for channel in channels.KNOWN:
-        deliverer = Deliverer(rt.db, rt.bus, channel, adapters.get(channel))
         for category in rt.settings.pipelines:
             pipeline = categories.PIPELINES[category]
             await rt.bus.consume(
@@ -38,8 +58,12 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
                 deliverer.handle,
                 batch=pipeline.batch,
                 rank=pipeline.rank,
+                max_pending=MAX_PENDING,
             )
-    return []
+    return [
+        provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
+        dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+    ]
 
 
 def main() -> None:

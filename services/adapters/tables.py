@@ -1,15 +1,16 @@
-"""Adapters' tables: the durable record of each delivery's attempts, keyed by delivery id."""
+"""Adapters' tables: the durable record of each delivery's attempts, and the provider accounts."""
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
 
 
 class Delivery(Base):
@@ -20,7 +21,33 @@ class Delivery(Base):
     # herald.v1.DeliveryState value
     state: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer)
+    # The provider account of the last attempt.
     provider: Mapped[str] = mapped_column(String(64))
     provider_message_id: Mapped[str] = mapped_column(String(200))
     last_error: Mapped[str] = mapped_column(Text)
+    update_time: Mapped[datetime]
+    # Set, before the provider is called, to when that call must have ended; cleared with its outcome. A record
+    # found with it in the past means the process died mid-call and the provider may have taken the delivery.
+    sending_until: Mapped[datetime | None]
+    # DeliveryJob.replay of the cycle this record describes, and `attempts` when that cycle began: a replay from
+    # the dead letters gets a fresh retry budget while attempts keep counting (event ids stay unique).
+    replay: Mapped[int] = mapped_column(Integer, default=0)
+    cycle_start: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProviderAccount(Base):
+    __tablename__ = "adapters_provider_accounts"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(500))
+    settings: Mapped[dict[str, Any]]
+    # credential name -> environment variable name; never the secret itself.
+    credentials: Mapped[dict[str, Any]]
+    priority: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer)
+    rate_limit_per_second: Mapped[float] = mapped_column(Float)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    create_time: Mapped[datetime]
     update_time: Mapped[datetime]

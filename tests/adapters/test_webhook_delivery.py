@@ -47,11 +47,11 @@ async def test_webhook_to_a_private_address_is_refused(herald: Herald, sink: Web
     assert "non-public address" in delivery.reason and "HERALD_WEBHOOK_ALLOWED_HOSTS" in delivery.reason
 
 
-async def test_channel_without_an_adapter_fails_visibly(herald: Herald) -> None:
+async def test_channel_without_a_provider_account_fails_visibly(herald: Herald) -> None:
     _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"email": "ann@example.com"}), ("email",))
     [delivery] = message.deliveries
     assert delivery.state == S.DELIVERY_STATE_FAILED
-    assert "not available" in delivery.reason
+    assert delivery.reason == "no email provider account is configured"
 
 
 async def test_message_past_expire_at_is_not_retried(herald: Herald, sink: WebhookSink) -> None:
@@ -65,5 +65,6 @@ async def test_message_past_expire_at_is_not_retried(herald: Herald, sink: Webho
     message = await herald.wait_message(app, message_id, all_final)
     [delivery] = message.deliveries
     assert delivery.state == S.DELIVERY_STATE_EXPIRED
-    assert delivery.reason == "expire_at passed"
-    assert len(sink.for_path(path)) == 1, "the retry after expire_at must not reach the endpoint"
+    # Retry-After (3 s) would land after expire_at: it expires at once, saying why the one attempt failed.
+    assert delivery.reason == "expire_at passed while retrying; attempt 1 failed: webhook endpoint answered HTTP 503"
+    assert len(sink.for_path(path)) == 1, "no retry after expire_at may reach the endpoint"

@@ -1,39 +1,105 @@
-"""The shape every channel plug-in has: take a rendered delivery, return the provider's id or a classified error."""
+"""The shape every provider plug-in has: take a rendered delivery, return the provider's message id or raise a
+classified error.
 
-from dataclasses import dataclass
-from typing import Protocol
+A channel (sms, email, ...) is served by one or more providers (twilio, alibaba_sms, ...). Each provider is a
+class registered under the `herald.providers` entry-point group; the deliverer builds one instance per provider
+account (configured over gRPC, `ProviderService`) and picks among a channel's accounts by priority, weight,
+rate limit and circuit breaker. A plug-in never chooses an account, retries or sleeps: it makes one call and
+says what happened.
+"""
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import aiohttp
 from herald.v1 import events_pb2
 
-from libs.config import Settings
+
+class Failure(enum.Enum):
+    # An outage, a timeout, a 5xx: the same call may work later.
+    RETRYABLE = "retryable"
+    # The provider refused this delivery (bad number, message too long): trying again cannot help.
+    PERMANENT = "permanent"
+    # The provider asked us to slow down; try again after `retry_after` seconds.
+    RATE_LIMITED = "rate_limited"
+    # The account's credentials were refused: another account may work, this one will not until fixed.
+    BAD_CREDENTIALS = "bad_credentials"
+    # The address no longer exists (an unregistered device token): the directory should forget it.
+    DEAD_ADDRESS = "dead_address"
+
+
+class DeliveryError(Exception):
+    """The provider did not take the delivery. `reason` is shown to people: say what the provider said."""
+
+    def __init__(self, reason: str, failure: Failure, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failure = failure
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
 class Sent:
-    provider: str
     provider_message_id: str = ""
 
 
-class DeliveryError(Exception):
-    """The provider did not take the delivery. `retryable` says whether trying again later can help;
-    `retry_after` is the provider's own hint in seconds (e.g. HTTP Retry-After), if it gave one."""
+@dataclass(frozen=True)
+class Account:
+    """Where and as whom a provider sends. `secrets` were read from the environment variables the account
+    names; they never leave the adapters process."""
 
-    def __init__(self, reason: str, *, provider: str, retryable: bool, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.provider = provider
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class Channel(Protocol):
     name: str
+    provider: str
+    # Base URL (host:port for SMTP); "" = the provider's public endpoint (the plug-in's DEFAULT_ENDPOINT).
+    endpoint: str = ""
+    settings: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    # Seconds one provider call may take before it counts as timed out (a retryable failure).
+    timeout: float = 10.0
+
+    def url(self, default: str) -> str:
+        return (self.endpoint or default).rstrip("/")
+
+    def setting(self, key: str) -> str:
+        """A required non-secret setting; its absence is a configuration error the account's owner must fix."""
+        value = self.settings.get(key, "")
+        if not value:
+            raise DeliveryError(f"account {self.name} has no '{key}' setting", Failure.BAD_CREDENTIALS)
+        return value
+
+    def secret(self, key: str) -> str:
+        value = self.secrets.get(key, "")
+        if not value:
+            raise DeliveryError(f"account {self.name} has no '{key}' credential", Failure.BAD_CREDENTIALS)
+        return value
+
+
+class Provider:
+    """Base of every provider plug-in. Subclasses set `channel`, and `idempotent` when the provider
+    de-duplicates on a key herald sends (the delivery id): only then may a delivery whose outcome was lost in
+    a crash be sent again."""
+
+    channel: ClassVar[str]
+    idempotent: ClassVar[bool] = False
+    # False when every delivery goes to an endpoint of its own (webhooks): one receiver failing says nothing
+    # about the next, so such an account gets no circuit breaker.
+    shared_endpoint: ClassVar[bool] = True
+
+    def __init__(self, account: Account, http: aiohttp.ClientSession) -> None:
+        self.account = account
+        self.http = http
+
+    @classmethod
+    def accepts(cls, address: str) -> bool:
+        """Whether this provider can deliver to `address`: a channel served by different kinds of provider (WeCom
+        application messages and group robots) routes each delivery by it."""
+        return True
 
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
         """Deliver once; raise DeliveryError when the provider refuses or cannot be reached."""
-        ...
+        raise NotImplementedError
 
-
-class ChannelFactory(Protocol):
-    def __call__(self, settings: Settings, http: aiohttp.ClientSession) -> Channel: ...
+    async def close(self) -> None:
+        """Release connections the provider holds beyond the shared HTTP session."""

@@ -3,7 +3,11 @@
 The receiver verifies `Herald-Signature: t=<unix seconds>,v1=<hex>` where v1 is
 HMAC-SHA256(HERALD_WEBHOOK_SIGNING_SECRET, "<t>.<raw body>") - the scheme Stripe
 uses, so existing verification code fits - and rejects old timestamps to stop
-replays. `Idempotency-Key` carries the delivery id, so a receiver can drop a repeat.
+replays. `Idempotency-Key` carries the delivery id, so a receiver drops a repeat
+(the README asks receivers to); that makes resending after a crash safe.
+
+Its one account is built in (`builtin_account`): the signing secret and the
+allowed private hosts come from herald's own configuration.
 """
 
 import hashlib
@@ -11,16 +15,12 @@ import hmac
 import json
 import time
 
-import aiohttp
 from herald.v1 import events_pb2
-from opentelemetry import trace
 
-from libs import telemetry
 from libs.config import Settings
 from services.adapters import ssrf
-from services.adapters.channels.base import DeliveryError, Sent
-
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+from services.adapters.channels import http
+from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -28,54 +28,43 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-class WebhookChannel:
-    name = "webhook"
+def builtin_account(settings: Settings) -> Account:
+    return Account(
+        name="webhook",
+        provider="webhook",
+        settings={"allowed_hosts": ",".join(settings.webhook_allowed_hosts)},
+        secrets={"signing_secret": settings.webhook_signing_secret},
+    )
 
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
-        if not settings.webhook_signing_secret:
-            raise RuntimeError("HERALD_WEBHOOK_SIGNING_SECRET is not set: webhooks could not be signed")
-        self._secret = settings.webhook_signing_secret
-        self._allowed_hosts = settings.webhook_allowed_hosts
-        self._http = http
-        self._tracer = telemetry.tracer("herald.webhook")
+
+class Webhook(Provider):
+    channel = "webhook"
+    idempotent = True
+    shared_endpoint = False
 
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+        allowed = frozenset(h for h in self.account.settings.get("allowed_hosts", "").split(",") if h)
         try:
-            await ssrf.check(job.address, self._allowed_hosts)
+            await ssrf.check(job.address, allowed)
         except ssrf.BlockedDestination as e:
-            raise DeliveryError(f"webhook URL refused: {e}", provider=self.name, retryable=False) from e
+            raise DeliveryError(f"webhook URL refused: {e}", Failure.PERMANENT) from e
         body = job.body.encode()
         headers = {
             "Content-Type": _content_type(job.body),
             "User-Agent": "herald-webhook/1",
-            "Herald-Signature": sign(self._secret, int(time.time()), body),
+            "Herald-Signature": sign(self.account.secret("signing_secret"), int(time.time()), body),
             "Herald-Delivery-Id": job.delivery_id,
             "Herald-Message-Id": job.message_id,
             "Idempotency-Key": job.delivery_id,
         }
-        with self._tracer.start_as_current_span("POST webhook", kind=trace.SpanKind.CLIENT) as span:
-            span.set_attribute("http.request.method", "POST")
-            telemetry.inject(headers)
-            try:
-                async with self._http.post(job.address, data=body, headers=headers, allow_redirects=False) as response:
-                    status = response.status
-                    request_id = response.headers.get("X-Request-Id", "")
-                    retry_after = response.headers.get("Retry-After", "")
-                    await response.read()
-            except TimeoutError as e:
-                raise DeliveryError("webhook endpoint timed out", provider=self.name, retryable=True) from e
-            except aiohttp.ClientError as e:
-                raise DeliveryError(f"webhook endpoint unreachable: {e}", provider=self.name, retryable=True) from e
-            span.set_attribute("http.response.status_code", status)
-        if 200 <= status < 300:
-            return Sent(provider=self.name, provider_message_id=request_id)
-        retryable = status in RETRYABLE_STATUS
-        raise DeliveryError(
-            f"webhook endpoint answered HTTP {status}",
-            provider=self.name,
-            retryable=retryable,
-            retry_after=float(retry_after) if retryable and retry_after.isdigit() else None,
-        )
+        response = await http.call(self, "POST", job.address, headers=headers, data=body)
+        if response.ok:
+            return Sent(provider_message_id=response.headers.get("X-Request-Id", ""))
+        error = http.status_error("webhook endpoint", response)
+        # The receiver refusing our signature is its configuration, not an account herald can fail over from.
+        if error.failure is Failure.BAD_CREDENTIALS:
+            raise DeliveryError(error.reason, Failure.PERMANENT)
+        raise error
 
 
 def _content_type(body: str) -> str:

@@ -162,6 +162,7 @@ class DeliveryJob(_message.Message):
     LOCALE_FIELD_NUMBER: _builtins.int
     FALLBACK_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -176,6 +177,10 @@ class DeliveryJob(_message.Message):
     body: _builtins.str
     html_body: _builtins.str
     locale: _builtins.str
+    replay: _builtins.int
+    """Set by DeadLetterService.ReplayDeadLetters: the nth replay of this delivery
+    starts a fresh retry budget even though its record says FAILED.
+    """
     @_builtins.property
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -209,10 +214,11 @@ class DeliveryJob(_message.Message):
         locale: _builtins.str = ...,
         fallback: _abc.Iterable[Global___DeliveryJob] | None = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
+        replay: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
