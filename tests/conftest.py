@@ -14,6 +14,11 @@ from tests.helpers.webhook_sink import WebhookSink
 
 ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)
+# Credentials the provider accounts in tests reference (ProviderAccount.credentials); the fakes expect them.
+PROVIDER_ENV = {
+    "HERALD_PROVIDER_TEST_KEY_ID": "LTAI-test-key",
+    "HERALD_PROVIDER_TEST_SECRET": secrets.token_urlsafe(16),
+}
 # The production schedules wait minutes to hours; tests keep their shape (a few retries, growing) in seconds.
 RETRY_BACKOFF = {
     "HERALD_RETRY_BACKOFF_CRITICAL": "0.5,0.5,1",
@@ -34,6 +39,7 @@ async def running_mesh(
                 "HERALD_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                 **RETRY_BACKOFF,
+                **PROVIDER_ENV,
                 **db_env,
                 **(env or {}),
             },

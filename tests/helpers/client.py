@@ -12,9 +12,11 @@ from herald.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
     common_pb2,
+    dead_letter_service_pb2_grpc,
     directory_service_pb2_grpc,
     message_service_pb2,
     message_service_pb2_grpc,
+    provider_service_pb2_grpc,
     routing_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
@@ -34,12 +36,16 @@ class Herald:
 
     def __init__(self, mesh: Mesh, admin_token: str) -> None:
         self.admin = bearer(admin_token)
-        self._channels = {s: grpc.aio.insecure_channel(mesh.addr(s)) for s in ("intake", "router", "feedback")}
+        self._channels = {
+            s: grpc.aio.insecure_channel(mesh.addr(s)) for s in ("intake", "router", "adapters", "feedback")
+        }
         self.admin_stub = admin_service_pb2_grpc.AdminServiceStub(self._channels["intake"])
         self.messages = message_service_pb2_grpc.MessageServiceStub(self._channels["intake"])
         self.directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channels["router"])
         self.routing = routing_service_pb2_grpc.RoutingServiceStub(self._channels["router"])
         self.status = status_service_pb2_grpc.StatusServiceStub(self._channels["feedback"])
+        self.providers = provider_service_pb2_grpc.ProviderServiceStub(self._channels["adapters"])
+        self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self._channels["adapters"])
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))

@@ -1,0 +1,142 @@
+"""A local stand-in for Twilio's Messages API, written from Twilio's public reference
+(https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource and
+https://www.twilio.com/docs/api/errors): POST /2010-04-01/Accounts/{AccountSid}/Messages.json, form-encoded,
+HTTP basic auth AccountSid:AuthToken, 201 with the Message resource, errors as {code, message, more_info, status}.
+
+It checks the request as Twilio would, records it, and can be told to fail, be slow, rate-limit, refuse the
+credentials (by being given other ones) or refuse a 'To' number.
+"""
+
+import asyncio
+import base64
+import contextlib
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+@dataclass(frozen=True)
+class Received:
+    account_sid: str
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+@dataclass
+class FakeTwilio:
+    account_sid: str
+    auth_token: str
+    received: list[Received] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    # Set to make the next calls fail, stall for `delay` seconds, or be rate-limited.
+    outage: bool = False
+    delay: float = 0.0
+    rate_limited: bool = False
+    # 'To' numbers Twilio answers with 21614 (not a mobile number).
+    not_mobile: set[str] = field(default_factory=set)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        self.received.append(Received(sid, dict(request.headers), form))
+        if self.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay)
+        if self.outage:
+            return _error(500, 20500, "Internal Server Error")
+        if not self._authenticated(request, sid):
+            return _error(
+                401,
+                20003,
+                "Authenticate",
+                detail="Your AccountSid or AuthToken was incorrect.",
+                headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
+            )
+        if self.rate_limited:
+            return _error(429, 20429, "Too Many Requests")
+        if request.content_type != "application/x-www-form-urlencoded":
+            return _error(400, 21000, "Invalid content type")
+        to = form.get("To", "")
+        if not to:
+            return _error(400, 21604, "A 'To' phone number is required.")
+        if not (form.get("From") or form.get("MessagingServiceSid")):
+            return _error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required to send a message.")
+        if not form.get("Body"):
+            return _error(400, 21602, "Message body is required.")
+        if not _E164.fullmatch(to):
+            return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if to in self.not_mobile:
+            return _error(400, 21614, f"'To' number {to} is not a valid mobile number")
+        message_sid = "SM" + secrets.token_hex(16)
+        self.issued.append(message_sid)
+        return web.json_response(
+            {
+                "account_sid": sid,
+                "api_version": "2010-04-01",
+                "body": form["Body"],
+                "direction": "outbound-api",
+                "error_code": None,
+                "error_message": None,
+                "from": form.get("From"),
+                "messaging_service_sid": form.get("MessagingServiceSid"),
+                "num_segments": "1",
+                "sid": message_sid,
+                "status": "accepted" if form.get("MessagingServiceSid") else "queued",
+                "to": to,
+                "uri": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json",
+            },
+            status=201,
+        )
+
+    def _authenticated(self, request: web.Request, sid: str) -> bool:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except ValueError:
+            return False
+        return (
+            user == sid
+            and secrets.compare_digest(user, self.account_sid)
+            and secrets.compare_digest(password, self.auth_token)
+        )
+
+
+def _error(
+    status: int, code: int, message: str, *, detail: str = "", headers: dict[str, str] | None = None
+) -> web.Response:
+    body: dict[str, object] = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    return web.json_response(body, status=status, headers=headers)

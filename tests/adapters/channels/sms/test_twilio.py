@@ -1,0 +1,144 @@
+"""The twilio plug-in against a local Twilio that checks the wire format and credentials as Twilio does."""
+
+import base64
+import uuid
+
+import aiohttp
+import pytest
+from herald.v1 import events_pb2
+
+from services.adapters.channels.base import Account, DeliveryError, Failure
+from services.adapters.channels.sms.twilio import Twilio
+from tests.adapters.channels.sms.fake_twilio import FakeTwilio
+
+TO = "+14155552671"
+SENDER = {"from": "+15017122661"}
+
+
+def _account(
+    fake: FakeTwilio, *, timeout: float = 5.0, token: str = "", settings: dict[str, str] | None = None
+) -> Account:
+    return Account(
+        name="twilio-us",
+        provider="twilio",
+        endpoint=fake.url,
+        settings={"account_sid": fake.account_sid, **(SENDER if settings is None else settings)},
+        secrets={"auth_token": token or fake.auth_token},
+        timeout=timeout,
+    )
+
+
+def _job(address: str = TO) -> events_pb2.DeliveryJob:
+    return events_pb2.DeliveryJob(
+        delivery_id=uuid.uuid4().hex, channel="sms", address=address, body="Your code is 482910"
+    )
+
+
+async def _refusal(provider: Twilio, job: events_pb2.DeliveryJob | None = None) -> DeliveryError:
+    with pytest.raises(DeliveryError) as caught:
+        await provider.send(job or _job())
+    return caught.value
+
+
+async def test_sends_the_text_and_returns_twilios_message_sid(
+    twilio: FakeTwilio, http_session: aiohttp.ClientSession
+) -> None:
+    account = _account(twilio, settings={**SENDER, "status_callback_url": "https://herald.example/sms/status"})
+
+    sent = await Twilio(account, http_session).send(_job())
+
+    [received] = twilio.received
+    assert received.account_sid == twilio.account_sid
+    assert received.form == {
+        "To": TO,
+        "From": "+15017122661",
+        "Body": "Your code is 482910",
+        "StatusCallback": "https://herald.example/sms/status",
+    }
+    assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    expected_auth = base64.b64encode(f"{twilio.account_sid}:{twilio.auth_token}".encode()).decode()
+    assert received.headers["Authorization"] == f"Basic {expected_auth}"
+    assert sent.provider_message_id == twilio.issued[0]
+    assert sent.provider_message_id.startswith("SM")
+
+
+async def test_a_messaging_service_chooses_the_sender(twilio: FakeTwilio, http_session: aiohttp.ClientSession) -> None:
+    account = _account(twilio, settings={"messaging_service_sid": "MG" + "2" * 32})
+
+    sent = await Twilio(account, http_session).send(_job())
+
+    [received] = twilio.received
+    assert received.form["MessagingServiceSid"] == "MG" + "2" * 32
+    assert "From" not in received.form and "StatusCallback" not in received.form
+    assert sent.provider_message_id == twilio.issued[0]
+
+
+async def test_an_account_without_a_sender_is_refused_before_calling(
+    twilio: FakeTwilio, http_session: aiohttp.ClientSession
+) -> None:
+    error = await _refusal(Twilio(_account(twilio, settings={}), http_session))
+
+    assert error.failure is Failure.BAD_CREDENTIALS
+    assert "'from'" in error.reason and "'messaging_service_sid'" in error.reason
+    assert twilio.received == []
+
+
+async def test_an_outage_is_retryable(twilio: FakeTwilio, http_session: aiohttp.ClientSession) -> None:
+    twilio.outage = True
+
+    error = await _refusal(Twilio(_account(twilio), http_session))
+
+    assert error.failure is Failure.RETRYABLE
+    assert error.reason.startswith("twilio-us answered HTTP 500") and "Twilio error 20500" in error.reason
+
+
+async def test_a_slow_twilio_times_out_as_retryable(twilio: FakeTwilio, http_session: aiohttp.ClientSession) -> None:
+    twilio.delay = 2.0
+
+    error = await _refusal(Twilio(_account(twilio, timeout=0.3), http_session))
+
+    assert error.failure is Failure.RETRYABLE
+    assert error.reason == "twilio-us timed out after 0.3s"
+
+
+async def test_too_many_requests_is_rate_limited(twilio: FakeTwilio, http_session: aiohttp.ClientSession) -> None:
+    twilio.rate_limited = True
+
+    error = await _refusal(Twilio(_account(twilio), http_session))
+
+    assert error.failure is Failure.RATE_LIMITED
+    assert "Twilio error 20429: Too Many Requests" in error.reason
+
+
+async def test_a_wrong_auth_token_is_bad_credentials(twilio: FakeTwilio, http_session: aiohttp.ClientSession) -> None:
+    account = _account(twilio, token="not-the-token")
+
+    error = await _refusal(Twilio(account, http_session))
+
+    assert error.failure is Failure.BAD_CREDENTIALS
+    assert "Twilio error 20003" in error.reason and "AuthToken was incorrect" in error.reason
+    assert "not-the-token" not in error.reason
+
+
+async def test_an_invalid_to_number_is_permanent_and_masked(
+    twilio: FakeTwilio, http_session: aiohttp.ClientSession
+) -> None:
+    error = await _refusal(Twilio(_account(twilio), http_session), _job("14155552671"))
+
+    assert error.failure is Failure.PERMANENT
+    assert "Twilio error 21211" in error.reason and "https://www.twilio.com/docs/errors/21211" in error.reason
+    assert "14155552671" not in error.reason, "Twilio quotes the number; herald must not repeat it in full"
+
+
+async def test_a_landline_is_permanent(twilio: FakeTwilio, http_session: aiohttp.ClientSession) -> None:
+    twilio.not_mobile.add(TO)
+
+    error = await _refusal(Twilio(_account(twilio), http_session))
+
+    assert error.failure is Failure.PERMANENT
+    assert "Twilio error 21614" in error.reason and "not a valid mobile number" in error.reason
+
+
+def test_twilio_does_not_deduplicate() -> None:
+    assert Twilio.channel == "sms"
+    assert Twilio.idempotent is False
