@@ -29,11 +29,14 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         require_admin(context, self._admin_token)
-        subject = _filter(request.category, request.channel)
+        bad = _problems(request.category, request.channel)
         if request.page_size < 0 or request.page_size > MAX_PAGE:
-            raise InvalidArgument({"page_size": f"between 0 and {MAX_PAGE}"})
+            bad["page_size"] = f"between 0 and {MAX_PAGE}"
         if request.page_token and not request.page_token.isdigit():
-            raise InvalidArgument({"page_token": "a token from a previous response"})
+            bad["page_token"] = "a token from a previous response"  # noqa: S105 - not a credential
+        if bad:
+            raise InvalidArgument(bad)
+        subject = _subject(request.category, request.channel)
         size = request.page_size or DEFAULT_PAGE
         sequence = int(request.page_token or 1)
         found: list[pb.DeadLetter] = []
@@ -50,7 +53,9 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLettersResponse:
         require_admin(context, self._admin_token)
-        subject = _filter(request.category, request.channel)
+        if bad := _problems(request.category, request.channel):
+            raise InvalidArgument(bad)
+        subject = _subject(request.category, request.channel)
         replayed = 0
         if request.sequences:
             for sequence in request.sequences:
@@ -99,12 +104,14 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         return 1
 
 
-def _filter(category: int, channel: str) -> str:
+def _problems(category: int, channel: str) -> dict[str, str]:
     bad: dict[str, str] = {}
     if category and category not in categories.KNOWN:
         bad["category"] = "CRITICAL, NOTIFICATION, MARKETING or unset for all"
     if channel and (why := channels.problem(channel)):
         bad["channel"] = why
-    if bad:
-        raise InvalidArgument(bad)
+    return bad
+
+
+def _subject(category: int, channel: str) -> str:
     return f"herald.dead.{categories.name(category) if category else '*'}.{channel or '*'}"

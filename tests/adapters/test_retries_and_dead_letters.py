@@ -1,0 +1,78 @@
+"""Retries follow the category's schedule; after the last, the delivery is FAILED with the provider's last error and
+waits in the dead-letter stream until an operator replays it. Critical codes stop retrying at expire_at."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from herald.v1 import common_pb2
+from herald.v1 import dead_letter_service_pb2 as dlq
+from herald.v1 import message_service_pb2 as msg
+
+from tests.conftest import RETRY_BACKOFF
+from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
+from tests.helpers.webhook_sink import WebhookSink
+
+S = common_pb2
+
+
+async def test_after_the_last_retry_the_delivery_is_dead_lettered_and_a_replay_sends_it(
+    herald: Herald, sink: WebhookSink
+) -> None:
+    path = f"/dead/{uuid.uuid4().hex[:8]}"
+    attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
+    sink.statuses.extend([502] * attempts)
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
+    message_id = await herald.send(app, request)
+    [delivery] = (await herald.wait_message(app, message_id, all_final)).deliveries
+    assert delivery.state == S.DELIVERY_STATE_FAILED
+    assert delivery.reason == f"gave up after {attempts} attempts: webhook endpoint answered HTTP 502"
+    assert len(sink.for_path(path)) == attempts
+    retries = [h for h in delivery.history if h.state == S.DELIVERY_STATE_PENDING and "retrying" in h.reason]
+    assert len(retries) == attempts - 1
+
+    listed = await herald.dead_letters.ListDeadLetters(
+        dlq.ListDeadLettersRequest(channel="webhook", category=S.CATEGORY_NOTIFICATION), metadata=herald.admin
+    )
+    [dead] = [d for d in listed.dead_letters if d.delivery_id == delivery.delivery_id]
+    assert dead.attempts == attempts and dead.reason == delivery.reason and dead.provider == "webhook"
+
+    replayed = await herald.dead_letters.ReplayDeadLetters(
+        dlq.ReplayDeadLettersRequest(sequences=[dead.sequence]), metadata=herald.admin
+    )
+    assert replayed.replayed == 1
+    sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == S.DELIVERY_STATE_SENT)
+    assert sent.deliveries[0].attempts == attempts + 1, "attempts keep counting across the replay"
+    assert len(sink.for_path(path)) == attempts + 1
+    again = await herald.dead_letters.ReplayDeadLetters(
+        dlq.ReplayDeadLettersRequest(sequences=[dead.sequence]), metadata=herald.admin
+    )
+    assert again.replayed == 0, "a dead letter is replayed once"
+
+
+async def test_a_critical_code_retries_fast_and_expires_instead_of_failing(herald: Herald, sink: WebhookSink) -> None:
+    path = f"/expire/{uuid.uuid4().hex[:8]}"
+    sink.statuses.extend([503] * 20)
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"}, category=S.CATEGORY_CRITICAL)
+    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
+    request.expire_at.FromDatetime(datetime.now(UTC) + timedelta(seconds=1.2))
+    message_id = await herald.send(app, request)
+    [delivery] = (await herald.wait_message(app, message_id, all_final)).deliveries
+    assert delivery.state == S.DELIVERY_STATE_EXPIRED
+    assert delivery.reason.startswith("expire_at passed while retrying; attempt ")
+    assert delivery.reason.endswith("failed: webhook endpoint answered HTTP 503")
+    assert delivery.attempts >= 2, "critical retries quickly within its expire_at"
+    sink.statuses.clear()
+
+
+async def test_dead_letter_requests_are_checked(herald: Herald) -> None:
+    error = await rpc_error(
+        herald.dead_letters.ListDeadLetters(
+            dlq.ListDeadLettersRequest(channel="pigeon", page_size=5000), metadata=herald.admin
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad_fields(error)) == {"channel", "page_size"}
