@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from herald.v1 import common_pb2
+from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner, Result
 
 from libs.localmesh import Mesh, free_port
-from tests.conftest import ADMIN_TOKEN
-from tests.helpers.client import Herald
+from tests.conftest import ADMIN_TOKEN, RETRY_BACKOFF
+from tests.helpers.client import Herald, all_final
+from tests.helpers.webhook_sink import WebhookSink
 from tools.heraldctl.main import cli
 
 Run = Callable[..., Result]
@@ -22,7 +25,7 @@ Run = Callable[..., Result]
 @pytest.fixture
 def heraldctl(shared_mesh: tuple[Mesh, Herald], monkeypatch: pytest.MonkeyPatch) -> Run:
     mesh, _ = shared_mesh
-    for service in ("intake", "router", "feedback"):
+    for service in ("intake", "router", "adapters", "feedback"):
         monkeypatch.setenv(f"HERALD_{service.upper()}_ADDR", mesh.addr(service))
     monkeypatch.setenv("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
     runner = CliRunner()
@@ -97,3 +100,25 @@ def test_refusals_and_misuse_have_distinct_exit_codes(heraldctl: Run, tmp_path: 
     assert "KEY=VALUE" in heraldctl("send", template_id, "--var", "oops", api_key=key, code=2).output
     unreachable = heraldctl("--intake", f"127.0.0.1:{free_port()}", "apps", "list", code=3)
     assert "unreachable" in unreachable.output
+
+
+async def test_dlq_list_and_replay(heraldctl: Run, shared_mesh: tuple[Mesh, Herald], sink: WebhookSink) -> None:
+    _, herald = shared_mesh
+    path = f"/ctl-dead/{uuid.uuid4().hex[:8]}"
+    attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
+    sink.statuses.extend([500] * attempts)
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    recipient = msg.Recipient(addresses={"webhook": sink.url(path)})
+    message_id = await herald.send(app, msg.SendRequest(template_id=template, recipients=[recipient]))
+    [delivery] = (await herald.wait_message(app, message_id, all_final)).deliveries
+    assert delivery.state == common_pb2.DELIVERY_STATE_FAILED
+
+    listed = heraldctl("dlq", "list", "--channel", "webhook", "--category", "notification").output
+    [row] = [line for line in listed.splitlines() if delivery.delivery_id in line]
+    sequence = row.split()[0].strip("│┃ ")
+    assert "gave up after" in row
+    assert heraldctl("dlq", "replay", sequence).output.strip() == "replayed 1"
+    sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT)
+    assert sent.deliveries[0].attempts == attempts + 1
+    assert heraldctl("dlq", "list", "--category", "pigeon", code=2).exit_code == 2

@@ -13,6 +13,8 @@ from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import (
     admin_service_pb2_grpc,
     common_pb2,
+    dead_letter_service_pb2,
+    dead_letter_service_pb2_grpc,
     message_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
@@ -24,29 +26,38 @@ from rich.table import Table
 from libs import categories
 from tools.heraldctl.connection import TIMEOUT, Target, admin_stub, call, channel, fail, report
 
-cli = typer.Typer(help="Operate herald: apps, keys, templates, send, status, cancel.", no_args_is_help=True)
+cli = typer.Typer(
+    help="Operate herald: apps, keys, templates, send, status, cancel, dead letters.", no_args_is_help=True
+)
 apps_cli = typer.Typer(help="Apps and their API keys (admin token).", no_args_is_help=True)
 templates_cli = typer.Typer(help="Templates (admin token).", no_args_is_help=True)
 cli.add_typer(apps_cli, name="apps")
+dlq_cli = typer.Typer(help="Deliveries that failed after their last retry (admin token).", no_args_is_help=True)
 cli.add_typer(templates_cli, name="templates")
+cli.add_typer(dlq_cli, name="dlq")
 out = Console()
-target = Target.from_env(None, None, None)
+target = Target.from_env(None, None, None, None)
 
 
 @cli.callback()
 def endpoints(
     intake: Annotated[str | None, typer.Option(help="intake host:port [env HERALD_INTAKE_ADDR]")] = None,
     router: Annotated[str | None, typer.Option(help="router host:port [env HERALD_ROUTER_ADDR]")] = None,
+    adapters: Annotated[str | None, typer.Option(help="adapters host:port [env HERALD_ADAPTERS_ADDR]")] = None,
     feedback: Annotated[str | None, typer.Option(help="feedback host:port [env HERALD_FEEDBACK_ADDR]")] = None,
 ) -> None:
     global target
-    target = Target.from_env(intake, router, feedback)
+    target = Target.from_env(intake, router, adapters, feedback)
 
 
 def _category(name: str) -> common_pb2.Category.ValueType:
     if name.lower() not in categories.BY_NAME:
         fail(f"unknown category '{name}'; use one of {', '.join(categories.BY_NAME)}", 2)
     return categories.BY_NAME[name.lower()]
+
+
+def _optional_category(name: str) -> common_pb2.Category.ValueType:
+    return _category(name) if name else common_pb2.CATEGORY_UNSPECIFIED
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -289,6 +300,50 @@ def cancel(message_id: str) -> None:
             target.app(),
         )
     out.print(f"{message_id}: cancelled")
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    channel_name: Annotated[str, typer.Option("--channel", help="only this channel")] = "",
+    category: Annotated[str, typer.Option(help="only this category")] = "",
+    limit: Annotated[int, typer.Option(help="at most this many, oldest first")] = 100,
+) -> None:
+    """Dead letters: which delivery, how many attempts, the provider's last error."""
+    request = dead_letter_service_pb2.ListDeadLettersRequest(
+        channel=channel_name, category=_optional_category(category), page_size=limit
+    )
+    with channel(target.adapters) as ch:
+        reply = call(dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch).ListDeadLetters, request, target.admin())
+    table = Table("seq", "delivery", "category", "channel", "attempts", "provider", "reason", "died")
+    for d in reply.dead_letters:
+        table.add_row(
+            str(d.sequence),
+            d.delivery_id,
+            categories.name(d.category),
+            d.channel,
+            str(d.attempts),
+            d.provider,
+            d.reason,
+            _when(d.dead_time),
+        )
+    out.print(table)
+    if reply.next_page_token:
+        out.print(f"(more after seq {reply.next_page_token})")
+
+
+@dlq_cli.command("replay")
+def dlq_replay(
+    sequences: Annotated[list[int] | None, typer.Argument(help="dead letters to replay; none = every match")] = None,
+    channel_name: Annotated[str, typer.Option("--channel", help="only this channel")] = "",
+    category: Annotated[str, typer.Option(help="only this category")] = "",
+) -> None:
+    """Put dead letters back on their delivery subject, with a fresh retry budget."""
+    request = dead_letter_service_pb2.ReplayDeadLettersRequest(
+        sequences=sequences or [], channel=channel_name, category=_optional_category(category)
+    )
+    with channel(target.adapters) as ch:
+        reply = call(dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch).ReplayDeadLetters, request, target.admin())
+    out.print(f"replayed {reply.replayed}")
 
 
 def _template_from(spec: dict[str, Any]) -> admin.Template:
