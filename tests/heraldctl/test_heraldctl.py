@@ -116,9 +116,10 @@ async def test_dlq_list_and_replay(heraldctl: Run, shared_mesh: tuple[Mesh, Hera
 
     listed = heraldctl("dlq", "list", "--channel", "webhook", "--category", "notification").output
     [row] = [line for line in listed.splitlines() if delivery.delivery_id in line]
-    sequence = row.split()[0].strip("│┃ ")
+    sequence = re.match(r"\W*(\d+)", row)
+    assert sequence, row
     assert "gave up after" in row
-    assert heraldctl("dlq", "replay", sequence).output.strip() == "replayed 1"
+    assert heraldctl("dlq", "replay", sequence[1]).output.strip() == "replayed 1"
     sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT)
     assert sent.deliveries[0].attempts == attempts + 1
     assert heraldctl("dlq", "list", "--category", "pigeon", code=2).exit_code == 2
