@@ -67,6 +67,7 @@ STREAMS: dict[str, Stream] = {
 }
 SCHEDULE_FIRED_TTL = "168h"
 DUPLICATE_WINDOW = 600.0
+STREAM_SETUP_ATTEMPTS = 3
 UNEXPECTED_ERROR_DELAY = 2.0
 
 
@@ -191,10 +192,16 @@ class Bus:
                 allow_msg_schedules=stream.schedules or None,
                 allow_msg_ttl=stream.schedules or None,
             )
-            try:
-                await self.js.add_stream(config)
-            except BadRequestError:
-                await self.js.update_stream(config)
+            for attempt in range(STREAM_SETUP_ATTEMPTS):
+                try:
+                    try:
+                        await self.js.add_stream(config)
+                    except BadRequestError:
+                        await self.js.update_stream(config)
+                    break
+                except NatsTimeout:  # a busy server (several binaries starting at once) answers late
+                    if attempt == STREAM_SETUP_ATTEMPTS - 1:
+                        raise
 
     async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
         """Publish and wait for the stream's ack: after this returns, the message is durable.

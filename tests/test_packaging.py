@@ -50,5 +50,6 @@ def test_wheel_ships_stubs_migrations_and_console_scripts(tmp_path: Path) -> Non
         assert f"services/{service}/migrations/versions/0001_initial.py" in names
         assert f"herald-{service} = services.{service}.main:main" in entry_points
     assert "herald/v1/message_service_pb2_grpc.py" in names
-    assert "webhook = services.adapters.channels.webhook:WebhookChannel" in entry_points
+    assert "[herald.providers]" in entry_points
+    assert "webhook = services.adapters.channels.webhook:Webhook" in entry_points
     assert not any(n.startswith("tests/") for n in names)

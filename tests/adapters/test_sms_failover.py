@@ -119,9 +119,12 @@ async def test_sms_moves_to_the_secondary_while_the_primary_fails_and_returns_af
     }
     failed_on_primary = [e for d in finals for e in d.history if e.provider == primary]
     assert failed_on_primary and all("answered HTTP 500" in e.reason for e in failed_on_primary)
-    # Once the circuit is open, new messages go straight to the secondary: the primary saw only the first few.
-    calls_while_down = len(twilio.received) - 1
-    assert calls_while_down < len(messages)
+    # Now the circuit is open: new messages go straight to the secondary, the primary sees at most its probes.
+    calls_before = len(twilio.received)
+    more = [await _send(herald, app, template, str(4000 + n)) for n in range(8)]
+    later = [(await herald.wait_message(app, m, all_final)).deliveries[0] for m in more]
+    assert {(d.state, d.provider) for d in later} == {(S.DELIVERY_STATE_SENT, secondary)}
+    assert len(twilio.received) - calls_before <= 2
 
     twilio.outage = False
     async with asyncio.timeout(30):
