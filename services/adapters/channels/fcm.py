@@ -9,7 +9,6 @@ google.rpc.Status whose details name an FCM ErrorCode
 (https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode).
 """
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -21,14 +20,13 @@ from herald.v1 import common_pb2, events_pb2
 
 from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
+from services.adapters.channels.tokens import AccessToken
 
 DEFAULT_ENDPOINT = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Google caps an assertion's lifetime at an hour.
 _ASSERTION_LIFETIME = 3600
-# Fetch a new access token this long before the old one expires, so no send carries a token about to lapse.
-_REFRESH_MARGIN = 300.0
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
 
@@ -48,13 +46,11 @@ class Fcm(Provider):
 
     def __init__(self, account: Account, http: aiohttp.ClientSession) -> None:
         super().__init__(account, http)
-        self._token_lock = asyncio.Lock()
-        self._access_token = ""
-        self._token_expires = 0.0
+        self._access_token = AccessToken(lambda: self._fetch_token(self._service_account()))
 
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
         service_account = self._service_account()
-        token, fresh = await self._token(service_account)
+        token, fresh = await self._access_token.get()
         android: dict[str, str] = {"priority": "high" if job.category == common_pb2.CATEGORY_CRITICAL else "normal"}
         if job.HasField("expire_at"):
             android["ttl"] = f"{max(0, job.expire_at.seconds - int(time.time()))}s"
@@ -95,29 +91,22 @@ class Fcm(Provider):
             project_id=key["project_id"],
         )
 
-    async def _token(self, service_account: _ServiceAccount) -> tuple[str, bool]:
-        """The cached access token, or a new one; True when it was fetched for this call."""
-        async with self._token_lock:
-            if self._access_token and time.monotonic() < self._token_expires:
-                return self._access_token, False
-            response = await http.call(
-                self,
-                "POST",
-                service_account.token_uri,
-                data={"grant_type": _JWT_BEARER, "assertion": self._assertion(service_account)},
+    async def _fetch_token(self, service_account: _ServiceAccount) -> tuple[str, float]:
+        response = await http.call(
+            self,
+            "POST",
+            service_account.token_uri,
+            data={"grant_type": _JWT_BEARER, "assertion": self._assertion(service_account)},
+        )
+        answer = _json_object(response)
+        if not response.ok:
+            raise self._token_error(response, answer)
+        token = str(answer.get("access_token", ""))
+        if not token:
+            raise DeliveryError(
+                f"{self.account.name}: Google's token endpoint answered without an access_token", Failure.RETRYABLE
             )
-            answer = _json_object(response)
-            if not response.ok:
-                raise self._token_error(response, answer)
-            token = str(answer.get("access_token", ""))
-            if not token:
-                raise DeliveryError(
-                    f"{self.account.name}: Google's token endpoint answered without an access_token", Failure.RETRYABLE
-                )
-            lifetime = float(answer.get("expires_in", _ASSERTION_LIFETIME))
-            self._access_token = token
-            self._token_expires = time.monotonic() + lifetime - min(_REFRESH_MARGIN, lifetime / 2)
-            return token, True
+        return token, float(answer.get("expires_in", _ASSERTION_LIFETIME))
 
     def _assertion(self, service_account: _ServiceAccount) -> str:
         now = int(time.time())
@@ -188,7 +177,7 @@ class Fcm(Provider):
         if response.status == 401:
             # The access token was revoked or lapsed early: fetch another next time. Only one Google issued
             # moments ago being refused says the account itself is wrong.
-            self._access_token = ""
+            self._access_token.forget()
             if fresh:
                 return DeliveryError(f"{said}: a new access token was refused", Failure.BAD_CREDENTIALS)
             return DeliveryError(f"{said}: a new access token is fetched for the next attempt", Failure.RETRYABLE)

@@ -9,8 +9,6 @@ https://developer.work.weixin.qq.com/document/path/90236 (message/send),
 https://developer.work.weixin.qq.com/document/path/90313 (error codes)
 """
 
-import asyncio
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,11 +17,10 @@ from herald.v1 import events_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
+from services.adapters.channels.tokens import AccessToken
 from services.adapters.channels.wecom import is_robot_address
 
 DEFAULT_ENDPOINT = "https://qyapi.weixin.qq.com"
-# A token is refreshed this many seconds before WeCom would expire it, so no send races the expiry.
-REFRESH_MARGIN = 300.0
 # 40014 invalid access_token, 42001 access_token expired.
 _TOKEN_REFUSED = frozenset({40014, 42001})
 _CHECK_CORP_CREDENTIAL = "the account's corp_secret must be the application's Secret"
@@ -50,9 +47,7 @@ class WecomApp(Provider):
 
     def __init__(self, account: Account, session: aiohttp.ClientSession) -> None:
         super().__init__(account, session)
-        self._token = ""
-        self._fresh_until = 0.0
-        self._token_lock = asyncio.Lock()
+        self._access_token = AccessToken(self._fetch_token)
 
     @classmethod
     def accepts(cls, address: str) -> bool:
@@ -60,12 +55,13 @@ class WecomApp(Provider):
 
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
         payload = {"touser": job.address, "agentid": self._agent_id(), **_message(job)}
-        token = await self._access_token()
+        token, _ = await self._access_token.get()
         answer = await self._post(token, payload)
         if answer.code in _TOKEN_REFUSED:
-            answer = await self._post(await self._access_token(refused=token), payload)
+            token, _ = await self._access_token.get(refused=token)
+            answer = await self._post(token, payload)
             if answer.code in _TOKEN_REFUSED:
-                self._token = ""
+                self._access_token.forget()
                 raise answer.error(Failure.RETRYABLE, "WeCom refused a freshly issued access_token")
         if answer.code != 0:
             raise answer.refusal(_MEANINGS)
@@ -89,23 +85,16 @@ class WecomApp(Provider):
         url = f"{self.account.url(DEFAULT_ENDPOINT)}/cgi-bin/message/send?{urlencode({'access_token': token})}"
         return robots.read(self.account, "WeCom", await http.call(self, "POST", url, json_body=payload))
 
-    async def _access_token(self, *, refused: str = "") -> str:
-        """The cached token unless it is `refused` or about to expire; concurrent callers share one fetch."""
-        async with self._token_lock:
-            if self._token and self._token != refused and time.monotonic() < self._fresh_until:
-                return self._token
-            query = urlencode(
-                {"corpid": self.account.setting("corp_id"), "corpsecret": self.account.secret("corp_secret")}
-            )
-            response = await http.call(self, "GET", f"{self.account.url(DEFAULT_ENDPOINT)}/cgi-bin/gettoken?{query}")
-            answer = robots.read(self.account, "WeCom", response)
-            if answer.code != 0:
-                raise answer.refusal(_MEANINGS)
-            token, expires_in = answer.body.get("access_token"), answer.body.get("expires_in")
-            if not isinstance(token, str) or not token or not isinstance(expires_in, int):
-                raise answer.error(Failure.RETRYABLE, "WeCom issued no access_token")
-            self._token, self._fresh_until = token, time.monotonic() + expires_in - REFRESH_MARGIN
-            return token
+    async def _fetch_token(self) -> tuple[str, float]:
+        query = urlencode({"corpid": self.account.setting("corp_id"), "corpsecret": self.account.secret("corp_secret")})
+        response = await http.call(self, "GET", f"{self.account.url(DEFAULT_ENDPOINT)}/cgi-bin/gettoken?{query}")
+        answer = robots.read(self.account, "WeCom", response)
+        if answer.code != 0:
+            raise answer.refusal(_MEANINGS)
+        token, expires_in = answer.body.get("access_token"), answer.body.get("expires_in")
+        if not isinstance(token, str) or not token or not isinstance(expires_in, int):
+            raise answer.error(Failure.RETRYABLE, "WeCom issued no access_token")
+        return token, float(expires_in)
 
 
 def _message(job: events_pb2.DeliveryJob) -> dict[str, Any]:
