@@ -192,16 +192,19 @@ class Bus:
                 allow_msg_schedules=stream.schedules or None,
                 allow_msg_ttl=stream.schedules or None,
             )
-            for attempt in range(STREAM_SETUP_ATTEMPTS):
+            for attempt in range(1, STREAM_SETUP_ATTEMPTS + 1):
                 try:
-                    try:
-                        await self.js.add_stream(config)
-                    except BadRequestError:
-                        await self.js.update_stream(config)
+                    await self._put_stream(config)
                     break
                 except NatsTimeout:  # a busy server (several binaries starting at once) answers late
-                    if attempt == STREAM_SETUP_ATTEMPTS - 1:
+                    if attempt == STREAM_SETUP_ATTEMPTS:
                         raise
+
+    async def _put_stream(self, config: StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)
 
     async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
         """Publish and wait for the stream's ack: after this returns, the message is durable.

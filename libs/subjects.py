@@ -63,8 +63,9 @@ def delivery_event(state: str) -> str:
 
 
 def dead_letter(category: int, channel: str) -> str:
-    """adapters -> operators: a delivery that failed after its last retry, kept until replayed."""
-    return f"herald.dead.{categories.name(category)}.{channel}"
+    """adapters -> operators: a delivery that failed after its last retry, kept until replayed. An unset category
+    or channel gives the wildcard that matches every one, for listing."""
+    return f"herald.dead.{categories.name(category) if category else '*'}.{channel or '*'}"
 
 
 # Core NATS (not stored): ProviderService tells every herald-adapters replica to re-read the provider accounts.

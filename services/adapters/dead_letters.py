@@ -36,7 +36,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             bad["page_token"] = "a token from a previous response"  # noqa: S105 - not a credential
         if bad:
             raise InvalidArgument(bad)
-        subject = _subject(request.category, request.channel)
+        subject = subjects.dead_letter(request.category, request.channel)
         size = request.page_size or DEFAULT_PAGE
         sequence = int(request.page_token or 1)
         found: list[pb.DeadLetter] = []
@@ -55,7 +55,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         require_admin(context, self._admin_token)
         if bad := _problems(request.category, request.channel):
             raise InvalidArgument(bad)
-        subject = _subject(request.category, request.channel)
+        subject = subjects.dead_letter(request.category, request.channel)
         replayed = 0
         if request.sequences:
             for sequence in request.sequences:
@@ -111,7 +111,3 @@ def _problems(category: int, channel: str) -> dict[str, str]:
     if channel and (why := channels.problem(channel)):
         bad["channel"] = why
     return bad
-
-
-def _subject(category: int, channel: str) -> str:
-    return f"herald.dead.{categories.name(category) if category else '*'}.{channel or '*'}"

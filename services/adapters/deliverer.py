@@ -18,7 +18,7 @@ For each fetched batch:
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from herald.v1 import common_pb2, dead_letter_service_pb2, events_pb2
@@ -104,7 +104,7 @@ class Deliverer:
             if record.state in FINAL:
                 return _on_record(record)
             if record.sending_until is not None:
-                return self._resume(job, record)
+                return self._resume(record, record.sending_until)
         attempts = record.attempts if record else 0
         cycle_start = attempts if replayed else (record.cycle_start if record else 0)
         expire_at = from_timestamp(job.expire_at)
@@ -125,11 +125,10 @@ class Deliverer:
             return Call(route, attempts + 1, cycle_start, wait)
         return Call(route, attempts + 1, cycle_start)
 
-    def _resume(self, job: events_pb2.DeliveryJob, record: tables.Delivery) -> Result | Call:
+    def _resume(self, record: tables.Delivery, sending_until: datetime) -> Result | Call:
         """A record marked in flight: another call is under way, or a process died during one."""
-        assert record.sending_until is not None
-        if record.sending_until > now():
-            wait = (record.sending_until - now()).total_seconds()
+        if sending_until > now():
+            wait = (sending_until - now()).total_seconds()
             return Result(S.DELIVERY_STATE_PENDING, record.attempts, retry_in=wait, new=False)
         route = self._accounts.named(record.provider)
         if route is not None and route.provider.idempotent:
@@ -206,9 +205,8 @@ class Deliverer:
         if not calls:
             return
         async with self._db.session.begin() as session:
-            records = await self._locked(session, [j for j, _ in calls])
-            for job, call in calls:
-                record = _current(records.get(job.delivery_id) or _new_record(session, job), job)
+            records = await _records(session, [j for j, _ in calls])
+            for record, (_, call) in zip(records, calls, strict=True):
                 deadline = timedelta(seconds=call.wait + call.route.account.timeout) + IN_FLIGHT_MARGIN
                 record.state = S.DELIVERY_STATE_PENDING
                 record.attempts = call.attempt
@@ -220,9 +218,8 @@ class Deliverer:
         if not outcomes:
             return
         async with self._db.session.begin() as session:
-            records = await self._locked(session, [j for j, _ in outcomes])
-            for job, result in outcomes:
-                record = _current(records.get(job.delivery_id) or _new_record(session, job), job)
+            records = await _records(session, [j for j, _ in outcomes])
+            for record, (_, result) in zip(records, outcomes, strict=True):
                 record.state = result.state
                 record.attempts = result.attempts
                 record.provider = result.provider
@@ -230,15 +227,6 @@ class Deliverer:
                 record.last_error = result.reason
                 record.sending_until = None
                 record.update_time = now()
-
-    @staticmethod
-    async def _locked(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> dict[str, tables.Delivery]:
-        rows = await session.scalars(
-            select(tables.Delivery)
-            .where(tables.Delivery.delivery_id.in_([j.delivery_id for j in jobs]))
-            .with_for_update()
-        )
-        return {r.delivery_id: r for r in rows}
 
     async def _announce(self, incoming: Incoming, job: events_pb2.DeliveryJob, result: Result) -> None:
         if not result.new and result.state not in FINAL:
@@ -275,24 +263,30 @@ def _on_record(record: tables.Delivery) -> Result:
     return Result(state, record.attempts, record.provider, record.provider_message_id, record.last_error, new=False)
 
 
-def _new_record(session: AsyncSession, job: events_pb2.DeliveryJob) -> tables.Delivery:
-    record = tables.Delivery(
-        delivery_id=job.delivery_id,
-        state=S.DELIVERY_STATE_PENDING,
-        attempts=0,
-        provider="",
-        provider_message_id="",
-        last_error="",
-        update_time=now(),
-        replay=0,
-        cycle_start=0,
+async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> list[tables.Delivery]:
+    """The jobs' records, locked for this transaction, in job order: created where missing, and starting a new
+    cycle where a job is a replay the record has not seen."""
+    rows = await session.scalars(
+        select(tables.Delivery).where(tables.Delivery.delivery_id.in_([j.delivery_id for j in jobs])).with_for_update()
     )
-    session.add(record)
-    return record
-
-
-def _current(record: tables.Delivery, job: events_pb2.DeliveryJob) -> tables.Delivery:
-    """Start the record's new cycle when `job` is a replay it has not seen."""
-    if job.replay > record.replay:
-        record.replay, record.cycle_start = job.replay, record.attempts
-    return record
+    found = {r.delivery_id: r for r in rows}
+    records = []
+    for job in jobs:
+        record = found.get(job.delivery_id)
+        if record is None:
+            record = tables.Delivery(
+                delivery_id=job.delivery_id,
+                state=S.DELIVERY_STATE_PENDING,
+                attempts=0,
+                provider="",
+                provider_message_id="",
+                last_error="",
+                update_time=now(),
+                replay=0,
+                cycle_start=0,
+            )
+            session.add(record)
+        if job.replay > record.replay:
+            record.replay, record.cycle_start = job.replay, record.attempts
+        records.append(record)
+    return records
