@@ -98,7 +98,7 @@ async def run(messages: int, critical: int, dedicated: bool) -> dict[str, dict[s
     print(f"{setup}: {messages:,} marketing messages accepted in {accepted_in:.0f} s")
     print(f"  marketing backlog when measuring began: router {before['router']:,}, adapters {before['adapters']:,}")
     print(f"  marketing backlog when it ended: router {after['router']:,}, adapters {after['adapters']:,}")
-    print(f"  marketing delivered meanwhile: {delivered_during:,}")
+    print(f"  marketing delivered meanwhile: {delivered_during:,}", flush=True)
     return {"alone": alone, "behind": behind}
 
 
@@ -107,14 +107,17 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=FLOOD)
     parser.add_argument("--critical", type=int, default=CRITICAL)
     args = parser.parse_args()
-    results = {dedicated: asyncio.run(run(args.messages, args.critical, dedicated)) for dedicated in (False, True)}
+    rows = []
+    for dedicated in (False, True):
+        result = asyncio.run(run(args.messages, args.critical, dedicated))
+        processes = "critical has its own" if dedicated else "shared by all categories"
+        for label, row in (("alone", result["alone"]), ("behind the marketing backlog", result["behind"])):
+            rows.append(f"| {label} | {processes} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['max_ms']:.1f} |")
+        print("\n".join(rows[-2:]), flush=True)  # each run's rows as soon as it ends
     print(f"{args.critical} critical sends, {GAP:g} s apart; end to end (Send call -> webhook at the sink)")
     print("| critical message | processes | p50 ms | p99 ms | max ms |")
     print("|---|---|---:|---:|---:|")
-    for dedicated, rows in results.items():
-        processes = "critical has its own" if dedicated else "shared by all categories"
-        for label, row in (("alone", rows["alone"]), ("behind the marketing backlog", rows["behind"])):
-            print(f"| {label} | {processes} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['max_ms']:.1f} |")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

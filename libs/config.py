@@ -10,6 +10,8 @@ from herald.v1 import common_pb2
 from libs import categories
 
 DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
+# herald-adapters' HTTP endpoint for providers' delivery receipts.
+DEFAULT_RECEIPTS_PORT = 50063
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Settings:
     # Per category, the delays in seconds before each retry of a failed delivery; their number is the number
     # of retries. HERALD_RETRY_BACKOFF_<CATEGORY>="1,2,4" overrides categories.RETRY_BACKOFF.
     retry_backoff: dict[common_pb2.Category.ValueType, tuple[float, ...]]
+    # Where herald-adapters listens (HTTP) for delivery receipts that providers post.
+    receipts_addr: str
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -57,6 +61,7 @@ class Settings:
                 category: _delays(f"HERALD_RETRY_BACKOFF_{name.upper()}", env) or categories.RETRY_BACKOFF[category]
                 for name, category in categories.BY_NAME.items()
             },
+            receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
         )
 
 

@@ -12,15 +12,11 @@ import signal
 import sys
 from pathlib import Path
 
+from libs.config import DEFAULT_PORTS, DEFAULT_RECEIPTS_PORT
 from libs.localmesh import SERVICES, Mesh
 
 ADDR_VARS = {s: f"HERALD_{s.upper()}_ADDR" for s in SERVICES}
-DEFAULT_ADDRS = {
-    "intake": "127.0.0.1:50051",
-    "router": "127.0.0.1:50052",
-    "adapters": "127.0.0.1:50053",
-    "feedback": "127.0.0.1:50054",
-}
+DEFAULT_ADDRS = {service: f"127.0.0.1:{port}" for service, port in DEFAULT_PORTS.items()}
 
 
 def local_secret(data_dir: Path, var: str, filename: str) -> str:
@@ -41,6 +37,7 @@ async def main() -> int:
         "HERALD_WEBHOOK_SIGNING_SECRET": local_secret(
             data_dir, "HERALD_WEBHOOK_SIGNING_SECRET", "webhook-signing-secret"
         ),
+        "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
     }
     addrs = {s: os.environ.get(var) or DEFAULT_ADDRS[s] for s, var in ADDR_VARS.items()}
     mesh = Mesh(data_dir, env=env, addrs=addrs, nats_url=os.environ.get("HERALD_NATS_URL"))
@@ -57,6 +54,7 @@ async def main() -> int:
     print(f"nats      {mesh.nats_url}")
     for service in SERVICES:
         print(f"{service:<9} {mesh.addr(service)}")
+    print(f"receipts  http://{env['HERALD_RECEIPTS_ADDR']}/v1/receipts/<account>")
     print(f"logs      {data_dir / 'logs'}")
     if "HERALD_ADMIN_TOKEN" not in os.environ:
         print(f"admin token in {data_dir / 'admin-token'}")

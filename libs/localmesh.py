@@ -76,10 +76,15 @@ class NatsServer:
 class Binary:
     """One herald binary as an OS process."""
 
-    def __init__(self, service: str, addr: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self, service: str, addr: str, env: Mapping[str, str], log_path: Path, receipts_addr: str | None = None
+    ) -> None:
         self.service = service
         self.addr = addr
         self.env = {**env, "HERALD_GRPC_ADDR": addr}
+        if service == "adapters":
+            # Each adapters process (a replica too) needs a port of its own for providers' delivery receipts.
+            self.env["HERALD_RECEIPTS_ADDR"] = receipts_addr or f"127.0.0.1:{free_port()}"
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +144,10 @@ class Mesh:
         chosen = {s: (addrs or {}).get(s) or f"127.0.0.1:{free_port()}" for s in SERVICES}
         # The router asks intake about apps and templates (Explain).
         base["HERALD_INTAKE_ADDR"] = chosen["intake"]
-        self.binaries = {s: Binary(s, chosen[s], base, data_dir / "logs" / f"{s}.log") for s in SERVICES}
+        self.binaries = {
+            s: Binary(s, chosen[s], base, data_dir / "logs" / f"{s}.log", base.get("HERALD_RECEIPTS_ADDR"))
+            for s in SERVICES
+        }
 
     @property
     def nats_url(self) -> str:
@@ -147,6 +155,10 @@ class Mesh:
 
     def addr(self, service: str) -> str:
         return self.binaries[service].addr
+
+    def receipts_url(self, account: str) -> str:
+        """Where a provider posts delivery receipts for `account`, on the (first) adapters process."""
+        return f"http://{self.binaries['adapters'].env['HERALD_RECEIPTS_ADDR']}/v1/receipts/{account}"
 
     async def start(self) -> None:
         if self.nats:

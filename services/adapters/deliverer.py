@@ -276,6 +276,11 @@ async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) ->
         if record is None:
             record = tables.Delivery(
                 delivery_id=job.delivery_id,
+                message_id=job.message_id,
+                app_id=job.app_id,
+                template_id=job.template_id,
+                user_id=job.user_id,
+                channel=job.channel,
                 state=S.DELIVERY_STATE_PENDING,
                 attempts=0,
                 provider="",

@@ -16,6 +16,7 @@ from services.adapters.accounts import Accounts, plugins
 from services.adapters.dead_letters import DeadLetterService
 from services.adapters.deliverer import Deliverer
 from services.adapters.provider_service import ProviderService
+from services.adapters.receipts import ReceiptsEndpoint
 
 # Per call, each account's own timeout applies (ProviderAccount.timeout_seconds); this bounds connecting.
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=120.0, connect=5.0)
@@ -33,8 +34,11 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     accounts = Accounts(rt.db, http, rt.settings, registered)
     await accounts.reload()
     refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
+    receipts = ReceiptsEndpoint(rt.db, rt.bus, accounts, rt.settings.receipts_addr)
+    await receipts.start()
 
     async def stop() -> None:
+        await receipts.stop()
         refresher.cancel()
         await accounts.close()
         await http.close()

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -14,10 +14,18 @@ class Base(DeclarativeBase):
 
 
 class Delivery(Base):
-    """What the provider was told about a delivery: redelivered jobs consult it before calling again."""
+    """What the provider was told about a delivery: redelivered jobs consult it before calling again, and
+    delivery receipts find their delivery by the provider's message id."""
 
     __tablename__ = "adapters_deliveries"
+    __table_args__ = (Index("ix_adapters_deliveries_provider_message", "provider", "provider_message_id"),)
     delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Who and what the delivery is, for the events a receipt produces long after the job was acked.
+    message_id: Mapped[str] = mapped_column(String(40), default="")
+    app_id: Mapped[str] = mapped_column(String(40), default="")
+    template_id: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[str] = mapped_column(String(200), default="")
+    channel: Mapped[str] = mapped_column(String(32), default="")
     # herald.v1.DeliveryState value
     state: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer)

@@ -8,38 +8,16 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from herald.v1 import admin_service_pb2, common_pb2
+from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
-from tests.conftest import PROVIDER_ENV
+from tests.adapters.sms import PHONE, sms_template
 from tests.helpers.client import Herald, Metadata, all_final
 
 S = common_pb2
-PHONE = "+8613800138000"
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio(account_sid="AC" + "2" * 32, auth_token=PROVIDER_ENV["HERALD_PROVIDER_TEST_SECRET"])
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def alibaba() -> AsyncIterator[FakeAlibaba]:
-    fake = FakeAlibaba(
-        access_key_id=PROVIDER_ENV["HERALD_PROVIDER_TEST_KEY_ID"],
-        access_key_secret=PROVIDER_ENV["HERALD_PROVIDER_TEST_SECRET"],
-        sign_names={"herald"},
-        templates={"SMS_CODE": {"code"}},
-    )
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
@@ -75,21 +53,6 @@ async def sms_accounts(herald: Herald, twilio: FakeTwilio, alibaba: FakeAlibaba)
         )
 
 
-async def _sms_template(herald: Herald) -> str:
-    template_id = f"t-{uuid.uuid4().hex[:10]}"
-    content = S.ChannelContent(channel="sms", body="Your code is {{ code }}", data={"template_code": "SMS_CODE"})
-    content.data["code"] = "{{ code }}"
-    await herald.admin_stub.CreateTemplate(
-        admin_service_pb2.CreateTemplateRequest(
-            template=admin_service_pb2.Template(
-                template_id=template_id, category=S.CATEGORY_CRITICAL, contents=[content]
-            )
-        ),
-        metadata=herald.admin,
-    )
-    return template_id
-
-
 async def _send(herald: Herald, app: Metadata, template: str, code: str) -> str:
     request = msg.SendRequest(
         template_id=template, recipients=[msg.Recipient(addresses={"sms": PHONE})], variables={"code": code}
@@ -102,7 +65,7 @@ async def test_sms_moves_to_the_secondary_while_the_primary_fails_and_returns_af
 ) -> None:
     primary, secondary = sms_accounts
     _, app = await herald.create_app(("sms",))
-    template = await _sms_template(herald)
+    template = await sms_template(herald)
 
     first = await _send(herald, app, template, "1000")
     [sent] = (await herald.wait_message(app, first, all_final)).deliveries

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from libs import categories
+from libs.config import DEFAULT_RECEIPTS_PORT
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUSTOMIZATION = "kustomization.yaml"
@@ -93,9 +94,14 @@ def test_herald_deployment(deploy: dict[str, Any]) -> None:
     (container,) = pod["containers"]
     (name,) = container["command"]
     port = HERALD_PORTS[name]
-    assert [p["containerPort"] for p in container["ports"]] == [port]
     env = _env(deploy)
     assert env["HERALD_GRPC_ADDR"] == f"0.0.0.0:{port}"
+    if name == "herald-adapters":  # it also takes providers' delivery receipts over HTTP
+        receipts = DEFAULT_RECEIPTS_PORT
+        assert [p["containerPort"] for p in container["ports"]] == [port, receipts]
+        assert env["HERALD_RECEIPTS_ADDR"] == f"0.0.0.0:{receipts}"
+    else:
+        assert [p["containerPort"] for p in container["ports"]] == [port]
     assert env["OTEL_SERVICE_NAME"] == name
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == port, probe

@@ -86,6 +86,7 @@ async def test_make_up_launcher_prints_endpoints_and_stops_on_sigterm(tmp_path: 
     env = {
         "HERALD_DATA_DIR": str(tmp_path / ".herald"),
         **{f"HERALD_{s.upper()}_ADDR": f"127.0.0.1:{free_port()}" for s in SERVICES},
+        "HERALD_RECEIPTS_ADDR": f"127.0.0.1:{free_port()}",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "libs.launcher", env={**_clean_env(), **env}, stdout=subprocess.PIPE

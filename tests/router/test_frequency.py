@@ -11,8 +11,10 @@ from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import routing_service_pb2 as routing
 
+from libs import subjects
 from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final
+from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -35,17 +37,28 @@ async def test_two_routers_and_fifty_sends_let_exactly_three_through(
     app_id, app = await herald.create_app()
     rule_id = await _rule(herald, app_id, S.CATEGORY_MARKETING, 3)
     template = await herald.create_template({"webhook": '{"n": "{{ n }}"}'}, S.CATEGORY_MARKETING)
-    async with extra_replica(mesh, "router"):
-        await asyncio.sleep(6)  # both routers see the new rule (rules are cached for 5 s)
-        path = f"/freq/{uuid.uuid4().hex[:8]}"
-        user = msg.Recipient(user_id=f"u-{uuid.uuid4().hex[:6]}", addresses={"webhook": sink.url(path)})
-        ids = await asyncio.gather(
-            *(
-                herald.send(app, msg.SendRequest(template_id=template, recipients=[user], variables={"n": str(i)}))
-                for i in range(50)
+    # Only the second router exports its spans: the messages it routed, counted by trace, show that both
+    # routers took part in the race.
+    replica_spans = OtlpReceiver()
+    await replica_spans.start()
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": replica_spans.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    accepted = subjects.message_accepted(S.CATEGORY_MARKETING)
+    path = f"/freq/{uuid.uuid4().hex[:8]}"
+    user = msg.Recipient(user_id=f"u-{uuid.uuid4().hex[:6]}", addresses={"webhook": sink.url(path)})
+    try:
+        async with extra_replica(mesh, "router", tracing):
+            await asyncio.sleep(6)  # both routers see the new rule (rules are cached for 5 s)
+            ids = await asyncio.gather(
+                *(
+                    herald.send(app, msg.SendRequest(template_id=template, recipients=[user], variables={"n": str(i)}))
+                    for i in range(50)
+                )
             )
-        )
-        finals = await asyncio.gather(*(herald.wait_message(app, m, all_final, timeout=60) for m in ids))
+            finals = await asyncio.gather(*(herald.wait_message(app, m, all_final, timeout=60) for m in ids))
+    finally:
+        await replica_spans.stop()
+    routed_by_replica = {t for t, _, name in replica_spans.spans if name == f"{accepted} process"}
+    assert 0 < len(routed_by_replica) < 50, "both routers must have routed some of the 50 messages"
     states = Counter(m.deliveries[0].state for m in finals)
     assert states == {S.DELIVERY_STATE_SENT: 3, S.DELIVERY_STATE_SUPPRESSED: 47}
     reasons = {m.deliveries[0].reason for m in finals if m.deliveries[0].state == S.DELIVERY_STATE_SUPPRESSED}

@@ -46,6 +46,38 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class Callback:
+    """A delivery report as a provider posted it to herald's receipts endpoint (`/v1/receipts/<account>`)."""
+
+    query: Mapping[str, str]
+    # Header names in lower case.
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the provider reported for one message it had taken: it reached the handset, or it never will."""
+
+    provider_message_id: str
+    delivered: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Receipts:
+    # Only final reports; "queued" or "sent" by the carrier tell nothing herald does not know.
+    reports: list[Receipt]
+    # The body the provider expects back once the reports are taken.
+    answer: str = ""
+    content_type: str = "text/plain"
+
+
+class ReceiptRefused(Exception):
+    """The callback is not authentic (bad signature or token) or not in the provider's format."""
+
+
+@dataclass(frozen=True)
 class Account:
     """Where and as whom a provider sends. `secrets` were read from the environment variables the account
     names; they never leave the adapters process."""
@@ -100,6 +132,11 @@ class Provider:
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
         """Deliver once; raise DeliveryError when the provider refuses or cannot be reached."""
         raise NotImplementedError
+
+    def receipts(self, callback: Callback) -> Receipts:
+        """Verify and read a delivery report the provider posted; raise ReceiptRefused if it is not authentic.
+        Providers that report delivery override this."""
+        raise ReceiptRefused(f"{self.account.provider} does not post delivery reports")
 
     async def close(self) -> None:
         """Release connections the provider holds beyond the shared HTTP session."""

@@ -8,8 +8,12 @@ Alibaba sends only templates it approved: data["template_code"] names one and th
 variables; the body herald rendered is not sent. A business refusal comes as HTTP 200 with Code != "OK", the
 gateway's own (signature, key, throttling) as 4xx/5xx with the same JSON shape; both are read from Code.
 
-Not idempotent: the SendSms reference says the API does not de-duplicate. OutId carries the delivery id so the
-delivery receipts can be matched to it.
+Not idempotent: the SendSms reference says the API does not de-duplicate. OutId carries the delivery id.
+
+Delivery receipts (SmsReport, "HTTP batch push"): Alibaba POSTs a JSON array of reports, each naming the BizId
+SendSms returned, to the address set in its console, and expects {"code": 0} back. Alibaba does not sign these
+requests, so the address carries a secret instead: `/v1/receipts/<account>?token=<receipt_token>`, where
+receipt_token is one of the account's credentials, compared in constant time.
 """
 
 import base64
@@ -27,7 +31,16 @@ from herald.v1 import events_pb2
 
 from libs.masking import mask
 from services.adapters.channels import http
-from services.adapters.channels.base import DeliveryError, Failure, Provider, Sent
+from services.adapters.channels.base import (
+    Callback,
+    DeliveryError,
+    Failure,
+    Provider,
+    Receipt,
+    ReceiptRefused,
+    Receipts,
+    Sent,
+)
 
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com"
 DEFAULT_REGION = "cn-hangzhou"
@@ -131,6 +144,17 @@ class AlibabaSms(Provider):
             return Sent(provider_message_id=str(answer.get("BizId", "")))
         raise self._error(response, answer)
 
+    def receipts(self, callback: Callback) -> Receipts:
+        token = self.account.secrets.get("receipt_token", "")
+        if not token or not hmac.compare_digest(callback.query.get("token", "").encode(), token.encode()):
+            raise ReceiptRefused("the receipt address's token does not match the account's receipt_token")
+        try:
+            reports = json.loads(callback.body)
+            receipts = [_receipt(self.account.name, r) for r in reports]
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ReceiptRefused(f"not an SmsReport JSON array: {e}") from None
+        return Receipts(receipts, json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False), "application/json")
+
     def _error(self, response: http.Response, answer: Any) -> DeliveryError:
         code = str(answer.get("Code", ""))
         message = mask(str(answer.get("Message", "")).split(_ECHO)[0])
@@ -147,3 +171,13 @@ class AlibabaSms(Provider):
             windows = (seconds for window, seconds in _LIMIT_WINDOWS.items() if window in message)
             retry_after = next(windows, response.retry_after())
         return DeliveryError(reason, failure, retry_after=retry_after)
+
+
+def _receipt(account: str, report: dict[str, Any]) -> Receipt:
+    delivered = report["success"] is True
+    reason = (
+        ""
+        if delivered
+        else f"{account}: Alibaba SMS reported {report.get('err_code', '')}: {report.get('err_msg', '')}"
+    )
+    return Receipt(str(report["biz_id"]), delivered, reason)

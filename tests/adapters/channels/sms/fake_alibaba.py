@@ -7,6 +7,10 @@ It verifies the signature itself, the way the documentation spells it for Java (
 %20, "*" -> %2A, %7E -> "~"), independently of herald's code; it also rejects stale timestamps and reused
 nonces as the gateway does. A gateway refusal is a 4xx/5xx with {RequestId, HostId, Code, Message,
 Recommend}; a business refusal is HTTP 200 with Code != "OK".
+
+Delivery reports (SmsReport, HTTP batch push, https://help.aliyun.com/document_detail/101867.html): `report()`
+POSTs the JSON array Alibaba pushes to the receiving address set in its console, unsigned, and checks the
+answer as Alibaba does: HTTP 200 with a numeric "code"; anything else would be pushed again later.
 """
 
 import asyncio
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
+import aiohttp
 from aiohttp import web
 
 HOST_ID = "dysmsapi.aliyuncs.com"
@@ -59,6 +64,8 @@ class FakeAlibaba:
     templates: dict[str, set[str]]
     received: list[Received] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
+    # BizId -> (PhoneNumbers, OutId) of each SMS taken, for its delivery report.
+    sent_to: dict[str, tuple[str, str]] = field(default_factory=dict)
     outage: bool = False
     delay: float = 0.0
     # The per-number flow control ("分钟级"/"小时级"/"天级") to answer with, or "".
@@ -88,6 +95,28 @@ class FakeAlibaba:
         self._stopping.set()
         if self._runner:
             await self._runner.cleanup()
+
+    async def report(
+        self, receiving_address: str, biz_id: str, *, success: bool = True, err_code: str = "DELIVERED"
+    ) -> int:
+        """Push one delivery report for an SMS this fake took; returns the HTTP status the receiver answered."""
+        number, out_id = self.sent_to[biz_id]
+        when = datetime.now(UTC) + timedelta(hours=8)  # Alibaba reports Beijing time
+        report = {
+            "phone_number": number,
+            "send_time": (when - timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S"),
+            "report_time": when.strftime("%Y-%m-%d %H:%M:%S"),
+            "success": success,
+            "err_code": err_code,
+            "err_msg": "用户接收成功" if success else "用户接收失败",
+            "sms_size": "1",
+            "biz_id": biz_id,
+            "out_id": out_id,
+        }
+        async with aiohttp.ClientSession() as session, session.post(receiving_address, json=[report]) as answer:
+            if answer.status == 200:
+                assert isinstance((await answer.json(content_type=None)).get("code"), int)
+            return answer.status
 
     async def _handle(self, request: web.Request) -> web.Response:
         params = dict(request.query)
@@ -169,6 +198,7 @@ class FakeAlibaba:
             return _business("isv.BUSINESS_LIMIT_CONTROL", f"触发{self.flow_control}流控Permits:{permits}")
         biz_id = f"{random.randrange(10**17, 10**18)}^0"
         self.issued.append(biz_id)
+        self.sent_to[biz_id] = (number, params.get("OutId", ""))
         return web.json_response({"Message": "OK", "RequestId": _request_id(), "Code": "OK", "BizId": biz_id})
 
 

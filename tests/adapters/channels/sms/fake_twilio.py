@@ -5,15 +5,22 @@ HTTP basic auth AccountSid:AuthToken, 201 with the Message resource, errors as {
 
 It checks the request as Twilio would, records it, and can be told to fail, be slow, rate-limit, refuse the
 credentials (by being given other ones) or refuse a 'To' number.
+
+Status callbacks (https://www.twilio.com/docs/messaging/guides/track-outbound-message-status,
+https://www.twilio.com/docs/usage/security#validating-requests): `report()` POSTs a message's status to the
+StatusCallback URL it was created with, form-encoded, signed in X-Twilio-Signature with the auth token.
 """
 
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -32,6 +39,8 @@ class FakeTwilio:
     auth_token: str
     received: list[Received] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
+    # MessageSid -> the form it was created with, for its status callbacks.
+    messages: dict[str, dict[str, str]] = field(default_factory=dict)
     # Set to make the next calls fail, stall for `delay` seconds, or be rate-limited.
     outage: bool = False
     delay: float = 0.0
@@ -94,6 +103,7 @@ class FakeTwilio:
             return _error(400, 21614, f"'To' number {to} is not a valid mobile number")
         message_sid = "SM" + secrets.token_hex(16)
         self.issued.append(message_sid)
+        self.messages[message_sid] = form
         return web.json_response(
             {
                 "account_sid": sid,
@@ -112,6 +122,32 @@ class FakeTwilio:
             },
             status=201,
         )
+
+    async def report(self, message_sid: str, status: str, error_code: str = "", *, signed_with: str = "") -> int:
+        """POST a status callback for a message this fake took; returns the HTTP status the receiver answered.
+        `signed_with` signs with another token, as a forger would."""
+        created = self.messages[message_sid]
+        url = created["StatusCallback"]
+        form = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "From": created.get("From", ""),
+            "MessageSid": message_sid,
+            "MessageStatus": status,
+            "SmsSid": message_sid,
+            "SmsStatus": status,
+            "To": created["To"],
+        }
+        if error_code:
+            form["ErrorCode"] = error_code
+        signed = url + "".join(name + form[name] for name in sorted(form))
+        key = (signed_with or self.auth_token).encode()
+        signature = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha1).digest()).decode()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=form, headers={"X-Twilio-Signature": signature}) as answer,
+        ):
+            return answer.status
 
     def _authenticated(self, request: web.Request, sid: str) -> bool:
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")

@@ -2,12 +2,13 @@
 
 import json
 import uuid
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from herald.v1 import events_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure
+from services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
 from services.adapters.channels.sms.alibaba_sms import AlibabaSms
 from tests.adapters.channels.sms import fake_alibaba
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
@@ -236,3 +237,34 @@ async def test_documented_refusals_of_the_message_are_permanent(
 def test_alibaba_does_not_deduplicate() -> None:
     assert AlibabaSms.channel == "sms"
     assert AlibabaSms.idempotent is False
+
+
+def _report(token: str, *reports: dict[str, object]) -> Callback:
+    return Callback(query={"token": token}, headers={}, body=json.dumps(list(reports)).encode())
+
+
+async def test_sms_reports_are_read_when_the_address_carries_the_accounts_token(
+    alibaba: FakeAlibaba, http_session: aiohttp.ClientSession
+) -> None:
+    account = replace(_account(alibaba), secrets={**_account(alibaba).secrets, "receipt_token": "t0ken"})
+    receipts = AlibabaSms(account, http_session).receipts(
+        _report(
+            "t0ken",
+            {"biz_id": "900^0", "success": True, "err_code": "DELIVERED", "err_msg": "用户接收成功"},
+            {"biz_id": "901^0", "success": False, "err_code": "MK:0001", "err_msg": "用户接收失败"},
+        )
+    )
+    assert receipts.reports == [
+        Receipt("900^0", True),
+        Receipt("901^0", False, "aliyun-cn: Alibaba SMS reported MK:0001: 用户接收失败"),
+    ]
+    assert json.loads(receipts.answer)["code"] == 0
+
+
+@pytest.mark.parametrize("token", ["", "guess"])
+async def test_sms_reports_without_the_token_are_refused(
+    alibaba: FakeAlibaba, http_session: aiohttp.ClientSession, token: str
+) -> None:
+    account = replace(_account(alibaba), secrets={**_account(alibaba).secrets, "receipt_token": "t0ken"})
+    with pytest.raises(ReceiptRefused):
+        AlibabaSms(account, http_session).receipts(_report(token, {"biz_id": "900^0", "success": True}))

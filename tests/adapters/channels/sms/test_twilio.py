@@ -2,13 +2,14 @@
 
 import base64
 import uuid
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 from herald.v1 import events_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure
-from services.adapters.channels.sms.twilio import Twilio
+from services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
+from services.adapters.channels.sms.twilio import Twilio, signature
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 
 TO = "+14155552671"
@@ -142,3 +143,56 @@ async def test_a_landline_is_permanent(twilio: FakeTwilio, http_session: aiohttp
 def test_twilio_does_not_deduplicate() -> None:
     assert Twilio.channel == "sms"
     assert Twilio.idempotent is False
+
+
+def test_callback_signature_matches_twilios_documented_example() -> None:
+    # https://www.twilio.com/docs/usage/security#validating-requests (the helper libraries' worked example)
+    params = [
+        ("CallSid", "CA1234567890ABCDE"),
+        ("Caller", "+14158675309"),
+        ("Digits", "1234"),
+        ("From", "+14158675309"),
+        ("To", "+18005551212"),
+    ]
+    assert signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+def _status_callback(account: Account, status: str, error_code: str = "", token: str = "") -> Callback:
+    params = [("MessageSid", "SM0123"), ("MessageStatus", status), ("ErrorCode", error_code)]
+    signed = signature(token or account.secrets["auth_token"], account.settings["status_callback_url"], params)
+    return Callback(query={}, headers={"x-twilio-signature": signed}, body=urlencode(params).encode())
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code", "expected"),
+    [
+        ("delivered", "", [Receipt("SM0123", True)]),
+        (
+            "undelivered",
+            "30003",
+            [
+                Receipt(
+                    "SM0123",
+                    False,
+                    "twilio-us: Twilio reported the message undelivered, error 30003 (unreachable destination handset)",
+                )
+            ],
+        ),
+        ("sent", "", []),
+    ],
+)
+async def test_status_callbacks_report_only_final_states(
+    twilio: FakeTwilio, http_session: aiohttp.ClientSession, status: str, error_code: str, expected: list[Receipt]
+) -> None:
+    account = _account(twilio, settings={**SENDER, "status_callback_url": "https://herald.example/v1/receipts/t"})
+    provider = Twilio(account, http_session)
+    assert provider.receipts(_status_callback(account, status, error_code)).reports == expected
+
+
+async def test_a_status_callback_signed_with_another_token_is_refused(
+    twilio: FakeTwilio, http_session: aiohttp.ClientSession
+) -> None:
+    account = _account(twilio, settings={**SENDER, "status_callback_url": "https://herald.example/v1/receipts/t"})
+    provider = Twilio(account, http_session)
+    with pytest.raises(ReceiptRefused):
+        provider.receipts(_status_callback(account, "delivered", token="someone-elses-token"))

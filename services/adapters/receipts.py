@@ -1,0 +1,103 @@
+"""Delivery receipts: the HTTP endpoint providers post their delivery reports to.
+
+POST /v1/receipts/<account>: the account's provider plug-in checks that the request is authentic (Twilio's
+signature, the secret token in Alibaba's address) and reads it. Each report names the provider's message id,
+which the delivery records map back to a delivery; a DELIVERED or FAILED status event goes out, and only once
+JetStream holds it does the provider get its 200 - an answer it does not get makes it post again. Providers
+repeat reports; the event id (delivery, state, attempt) makes a repeat change nothing.
+"""
+
+import structlog
+from aiohttp import web
+from herald.v1 import common_pb2, events_pb2
+from sqlalchemy import select
+
+from libs import events
+from libs.bus import Bus
+from libs.store import Database
+from services.adapters import tables
+from services.adapters.accounts import Accounts
+from services.adapters.channels.base import Callback, Receipt, ReceiptRefused
+
+log = structlog.get_logger()
+
+# A batch of reports is a few KiB; anything near this is not a provider's report.
+MAX_BODY = 1024 * 1024
+
+
+class ReceiptsEndpoint:
+    def __init__(self, db: Database, bus: Bus, accounts: Accounts, addr: str) -> None:
+        self._db = db
+        self._bus = bus
+        self._accounts = accounts
+        self._host, _, port = addr.rpartition(":")
+        self._port = int(port)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/v1/receipts/{account}", self._post)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        log.info("receiving delivery receipts", addr=f"{self._host}:{self._port}")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _post(self, request: web.Request) -> web.Response:
+        account = request.match_info["account"]
+        route = self._accounts.named(account)
+        if route is None:
+            return web.Response(status=404, text=f"no provider account {account}")
+        callback = Callback(
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.read(),
+        )
+        try:
+            receipts = route.provider.receipts(callback)
+        except ReceiptRefused as e:
+            log.warning("delivery receipt refused", account=account, reason=str(e))
+            return web.Response(status=403, text="not authentic")
+        await self._record(account, receipts.reports)
+        return web.Response(text=receipts.answer, content_type=receipts.content_type)
+
+    async def _record(self, account: str, reports: list[Receipt]) -> None:
+        if not reports:
+            return
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(tables.Delivery).where(
+                    tables.Delivery.provider == account,
+                    tables.Delivery.provider_message_id.in_({r.provider_message_id for r in reports}),
+                )
+            )
+            records = {r.provider_message_id: r for r in rows}
+        for report in reports:
+            record = records.get(report.provider_message_id)
+            if record is None:
+                # Not sent by herald through this account (or by a record already purged): nothing to update.
+                log.info(
+                    "receipt for an unknown message", account=account, provider_message_id=report.provider_message_id
+                )
+                continue
+            job = events_pb2.DeliveryJob(
+                delivery_id=record.delivery_id,
+                message_id=record.message_id,
+                app_id=record.app_id,
+                template_id=record.template_id,
+                user_id=record.user_id,
+                channel=record.channel,
+            )
+            state = common_pb2.DELIVERY_STATE_DELIVERED if report.delivered else common_pb2.DELIVERY_STATE_FAILED
+            await events.publish(
+                self._bus,
+                job,
+                state,
+                attempt=record.attempts,
+                reason=report.reason,
+                provider=account,
+                provider_message_id=report.provider_message_id,
+            )
