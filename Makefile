@@ -34,6 +34,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.adapters
 	$(BIN)/python -m bench.priority
 
 clean:

@@ -96,10 +96,12 @@ class Bench:
 
 
 @asynccontextmanager
-async def running(dedicated_critical: bool = False) -> AsyncIterator[Bench]:
+async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> AsyncIterator[Bench]:
     """The bundled nats-server, the four binaries (SQLite unless HERALD_DATABASE_URL is set) and a sink;
     with `dedicated_critical`, one more router and adapters process take the critical pipeline, which the
-    first ones leave to them (HERALD_PIPELINES)."""
+    first ones leave to them (HERALD_PIPELINES). `bulk_niceness` lowers the CPU priority of the processes that
+    carry only bulk work (router and adapters for notification and marketing, feedback), as giving critical
+    pods CPU of their own does on a cluster."""
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         mesh = Mesh(
             Path(tmp),
@@ -120,6 +122,9 @@ async def running(dedicated_critical: bool = False) -> AsyncIterator[Bench]:
         sink = Sink()
         await sink.start()
         await mesh.start()
+        if dedicated_critical and bulk_niceness:
+            for service in ("router", "adapters", "feedback"):
+                renice(mesh.binaries[service], bulk_niceness)
         try:
             async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
                 app = await admin_service_pb2_grpc.AdminServiceStub(channel).CreateApp(
@@ -129,6 +134,13 @@ async def running(dedicated_critical: bool = False) -> AsyncIterator[Bench]:
         finally:
             await mesh.stop()
             await sink.stop()
+
+
+def renice(binary: Binary, niceness: int) -> None:
+    """Every thread of the process: on Linux a nice value belongs to a thread, and the binaries run several."""
+    assert binary.proc is not None
+    for task in Path(f"/proc/{binary.proc.pid}/task").iterdir():
+        os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
 
 
 def _bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -16,6 +16,8 @@ DELIVERY_EVENTS = "herald.event.delivery.>"
 # router -> the member system: a user opted out of, or back into, a category (PreferenceEvent).
 UNSUBSCRIBED = "herald.event.unsubscribed"
 SUBSCRIBED = "herald.event.subscribed"
+# adapters -> router, the member system: a provider said an address no longer exists (DeadAddressEvent).
+ADDRESS_DEAD = "herald.event.address.dead"
 
 
 def message_accepted(category: int) -> str:

@@ -10,6 +10,7 @@ For each fetched batch:
    unknown" and dead-lettered, for an operator to replay on purpose. Otherwise an account is chosen (priority,
    weight, circuit breaker) and its rate limit paced.
 3. Mark every planned call in flight, in one transaction: no provider is called before that mark is durable.
+   Calls to providers that de-duplicate on our key are not marked; a crash leads to the same call again.
 4. Call the providers concurrently.
 5. Record every outcome in one transaction, then publish the status events, dead letters and fallbacks, then
    ack, or nak with the retry delay (JetStream holds the job until then).
@@ -59,6 +60,8 @@ class Result:
     dead: bool = False
     # The template's fallback may take over (not when the provider may have taken it after all).
     may_fall_back: bool = True
+    # The provider said the address no longer exists: the directory should stop using it.
+    address_dead: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,14 @@ class Deliverer:
         first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
         plans = [self._plan(j, records.get(j.delivery_id)) for _, j in work]
-        await self._mark_in_flight([(j, p) for (_, j), p in zip(work, plans, strict=True) if isinstance(p, Call)])
+        # A provider that de-duplicates on our key needs no mark: after a crash it simply gets the same call again.
+        await self._mark_in_flight(
+            [
+                (j, p)
+                for (_, j), p in zip(work, plans, strict=True)
+                if isinstance(p, Call) and not p.route.provider.idempotent
+            ]
+        )
         results = await asyncio.gather(*(self._settle(i, j, p) for (i, j), p in zip(work, plans, strict=True)))
         await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new])
         await asyncio.gather(*(self._announce(i, j, r) for (i, j), r in zip(work, results, strict=True)))
@@ -180,7 +190,8 @@ class Deliverer:
     ) -> Result:
         log.info("attempt failed", delivery_id=job.delivery_id, attempt=attempt, reason=mask(error.reason))
         if error.failure in (Failure.PERMANENT, Failure.DEAD_ADDRESS):
-            return Result(S.DELIVERY_STATE_FAILED, attempt, provider, reason=error.reason)
+            dead = error.failure is Failure.DEAD_ADDRESS
+            return Result(S.DELIVERY_STATE_FAILED, attempt, provider, reason=error.reason, address_dead=dead)
         backoff = self._backoff[job.category]
         retry = attempt - cycle_start - 1
         if retry >= len(backoff):
@@ -253,9 +264,28 @@ class Deliverer:
                 await self._bus.publish(
                     subject, record.SerializeToString(), msg_id=f"{job.delivery_id}.dead.{job.replay}"
                 )
+            if result.address_dead and job.user_id:
+                await self._bus.publish(
+                    subjects.ADDRESS_DEAD,
+                    _dead_address(job, result).SerializeToString(),
+                    msg_id=f"{job.delivery_id}.dead-address",
+                )
             if result.state == S.DELIVERY_STATE_FAILED and result.may_fall_back and job.fallback:
                 subject = subjects.fallback(job.category)
                 await self._bus.publish(subject, job.SerializeToString(), msg_id=f"{job.delivery_id}.fallback")
+
+
+def _dead_address(job: events_pb2.DeliveryJob, result: Result) -> events_pb2.DeadAddressEvent:
+    return events_pb2.DeadAddressEvent(
+        event_id=f"{job.delivery_id}.dead-address",
+        user_id=job.user_id,
+        channel=job.channel,
+        address=job.address,
+        delivery_id=job.delivery_id,
+        provider=result.provider,
+        reason=result.reason,
+        occur_time=to_timestamp(now()),
+    )
 
 
 def _on_record(record: tables.Delivery) -> Result:

@@ -11,11 +11,11 @@ from sqlalchemy import delete, select
 
 from libs import channels, quiet_hours, subjects
 from libs.auth import require_admin
-from libs.bus import Bus
+from libs.bus import Bus, Incoming
 from libs.errors import InvalidArgument, NotFound
 from libs.ids import new_id
 from libs.store import Database
-from libs.timeutil import now, to_timestamp
+from libs.timeutil import from_timestamp, now, to_timestamp
 from services.router import tables
 
 MAX_IMPORT_CHUNK = 1000
@@ -128,6 +128,19 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
                 row.locale = user.locale
                 row.quiet_hours = json_format.MessageToDict(user.quiet_hours) if user.HasField("quiet_hours") else None
                 row.update_time = now()
+
+
+async def mark_dead(db: Database, incoming: Incoming) -> None:
+    """A provider said a user's address no longer exists: stop using it, unless the user has a new one by now.
+    Marking twice changes nothing, so a redelivered event is harmless."""
+    event = events_pb2.DeadAddressEvent.FromString(incoming.data)
+    async with db.session.begin() as session:
+        row = await session.get(tables.User, event.user_id, with_for_update=True)
+        if row is None or row.addresses.get(event.channel) != event.address:
+            return
+        when = (from_timestamp(event.occur_time) or now()).isoformat(timespec="seconds")
+        mark = {"address": event.address, "reason": event.reason, "time": when}
+        row.dead_addresses = {**(row.dead_addresses or {}), event.channel: mark}
 
 
 async def load_users(db: Database, user_ids: set[str]) -> dict[str, tables.User]:

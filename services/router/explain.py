@@ -17,7 +17,7 @@ from libs.timeutil import to_timestamp
 from services.router import jobs
 from services.router.frequency import FrequencyCaps
 from services.router.intake_client import IntakeClient
-from services.router.recipients import Recipients, no_address
+from services.router.recipients import Recipients
 
 Verdict = pb.ChannelVerdict
 
@@ -72,7 +72,7 @@ class Explainer:
         if blocked := (
             _app_refusal(app, template, channel)
             or recipients.opted_out(job)
-            or no_address(job)
+            or recipients.no_address(job)
             or await self._caps.headroom(job)
         ):
             verdict.outcome, verdict.reason = Verdict.OUTCOME_BLOCKED, blocked

@@ -50,7 +50,7 @@ def next_in_chain(job: events_pb2.DeliveryJob) -> events_pb2.DeliveryJob:
 
 def address(addresses: dict[str, str] | None, user_id: str, channel: str, user: tables.User | None) -> str:
     """The request's address wins over the directory's; the in-app inbox is addressed by the user id."""
-    found = (addresses or {}).get(channel) or (user.addresses.get(channel) if user else None) or ""
+    found = (addresses or {}).get(channel) or (user.address(channel) if user else "")
     if not found and channel in channels.ADDRESSED_BY_USER_ID:
         return user_id
     return found

@@ -1,11 +1,14 @@
 """herald-router entry point."""
 
+from functools import partial
+
 import grpc
 from herald.v1 import directory_service_pb2, directory_service_pb2_grpc, routing_service_pb2, routing_service_pb2_grpc
 
 from libs import categories, runtime, subjects
 from libs.bus import each
 from libs.dispatch import DispatchLedger
+from services.router import directory
 from services.router.dedup import ContentDedup
 from services.router.directory import DirectoryService
 from services.router.explain import Explainer
@@ -38,6 +41,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         ):
             await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch, rank=pipeline.rank)
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
+    await rt.bus.consume(
+        "HERALD_EVENTS", "router-dead-addresses", subjects.ADDRESS_DEAD, each(partial(directory.mark_dead, rt.db))
+    )
     return [
         directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
         routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,

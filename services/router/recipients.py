@@ -30,6 +30,18 @@ class Recipients:
         """Why the user's preferences rule this delivery out; "" when they do not."""
         return preferences.suppression(self.preferences, job.user_id, job.category, job.channel)
 
+    def no_address(self, job: events_pb2.DeliveryJob) -> str:
+        """Why this delivery has nowhere to go; "" when it has an address."""
+        if job.address:
+            return ""
+        reason = f"no {job.channel} address: none in the request"
+        if not job.user_id:
+            return reason
+        user = self.users.get(job.user_id)
+        if user is not None and (mark := user.dead_mark(job.channel)):
+            return f"{reason}, and the directory's was reported dead at {mark['time']}: {mark['reason']}"
+        return f"{reason} and none in the directory for user '{job.user_id}'"
+
     def quiet_until(self, job: events_pb2.DeliveryJob) -> datetime | None:
         """When the recipient's quiet hours end, if this delivery is due inside them now.
 
@@ -46,11 +58,3 @@ class Recipients:
         else:
             quiet = quiet_hours.DEFAULT
         return quiet_hours.release_time(quiet, user.timezone, now())
-
-
-def no_address(job: events_pb2.DeliveryJob) -> str:
-    """Why this delivery has nowhere to go; "" when it has an address."""
-    if job.address:
-        return ""
-    reason = f"no {job.channel} address: none in the request"
-    return reason + (f" and none in the directory for user '{job.user_id}'" if job.user_id else "")

@@ -32,7 +32,7 @@ from services.router import jobs
 from services.router.dedup import ContentDedup
 from services.router.directory import load_users
 from services.router.frequency import FrequencyCaps
-from services.router.recipients import Recipients, no_address
+from services.router.recipients import Recipients
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -114,7 +114,7 @@ class Router:
         expire_at = from_timestamp(job.expire_at)
         if expire_at is not None and expire_at <= now():
             await self._announce(job, S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
-        elif unusable := recipients.opted_out(job) or no_address(job):
+        elif unusable := recipients.opted_out(job) or recipients.no_address(job):
             return unusable
         elif not await self._dedup.first(job):
             reason = f"duplicate: the same content went to this recipient on {job.channel}"

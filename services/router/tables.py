@@ -23,6 +23,17 @@ class User(Base):
     update_time: Mapped[datetime]
     # herald.v1.QuietHours as JSON; None = the sending app's, else the default.
     quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # channel -> {"address", "reason", "time"}: addresses a provider said no longer exist (DeadAddressEvent).
+    dead_addresses: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    def address(self, channel: str) -> str:
+        """The user's address on `channel`, unless a provider said it is dead; a new address replaces the mark."""
+        address = self.addresses.get(channel, "")
+        return "" if self.dead_mark(channel) else address
+
+    def dead_mark(self, channel: str) -> dict[str, Any] | None:
+        mark = (self.dead_addresses or {}).get(channel)
+        return mark if mark and mark.get("address") == self.addresses.get(channel) else None
 
 
 class Preference(Base):

@@ -1,6 +1,7 @@
 """Frequency caps: exactly N go out per user per window, even with two routers and 50 sends at once."""
 
 import asyncio
+import secrets
 import uuid
 from collections import Counter
 
@@ -13,13 +14,18 @@ from herald.v1 import routing_service_pb2 as routing
 
 from libs import subjects
 from libs.localmesh import Mesh
-from tests.helpers.client import Herald, all_final
+from tests.helpers.client import Herald, Metadata, all_final
 from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
 DAY = duration_pb2.Duration(seconds=86400)
+
+
+def sampled_trace(trace_id: str) -> Metadata:
+    """A caller's traceparent that asks for the trace to be recorded."""
+    return (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
 
 
 async def _rule(herald: Herald, app_id: str, category: common_pb2.Category.ValueType, most: int) -> str:
@@ -37,8 +43,9 @@ async def test_two_routers_and_fifty_sends_let_exactly_three_through(
     app_id, app = await herald.create_app()
     rule_id = await _rule(herald, app_id, S.CATEGORY_MARKETING, 3)
     template = await herald.create_template({"webhook": '{"n": "{{ n }}"}'}, S.CATEGORY_MARKETING)
-    # Only the second router exports its spans: the messages it routed, counted by trace, show that both
-    # routers took part in the race.
+    # Each message is its own sampled trace, and only the second router exports its spans: the messages it
+    # routed, counted by trace, show that both routers took part in the race.
+    traces = [secrets.token_hex(16) for _ in range(50)]
     replica_spans = OtlpReceiver()
     await replica_spans.start()
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": replica_spans.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
@@ -50,14 +57,17 @@ async def test_two_routers_and_fifty_sends_let_exactly_three_through(
             await asyncio.sleep(6)  # both routers see the new rule (rules are cached for 5 s)
             ids = await asyncio.gather(
                 *(
-                    herald.send(app, msg.SendRequest(template_id=template, recipients=[user], variables={"n": str(i)}))
-                    for i in range(50)
+                    herald.send(
+                        app + sampled_trace(trace),
+                        msg.SendRequest(template_id=template, recipients=[user], variables={"n": str(i)}),
+                    )
+                    for i, trace in enumerate(traces)
                 )
             )
             finals = await asyncio.gather(*(herald.wait_message(app, m, all_final, timeout=60) for m in ids))
     finally:
         await replica_spans.stop()
-    routed_by_replica = {t for t, _, name in replica_spans.spans if name == f"{accepted} process"}
+    routed_by_replica = {t for t, _, name in replica_spans.spans if name == f"{accepted} process"} & set(traces)
     assert 0 < len(routed_by_replica) < 50, "both routers must have routed some of the 50 messages"
     states = Counter(m.deliveries[0].state for m in finals)
     assert states == {S.DELIVERY_STATE_SENT: 3, S.DELIVERY_STATE_SUPPRESSED: 47}

@@ -43,7 +43,9 @@ _CHECK_KEY = "check the account's key_id, team_id and 'auth_key' (.p8), and that
 _CHECK_TOPIC = "check the account's bundle_id and that the signing key's team owns that app"
 # Apple's documented reasons, with what each means for the delivery and for the person reading it.
 _REASONS: dict[str, tuple[Failure, str]] = {
-    "BadDeviceToken": (Failure.DEAD_ADDRESS, "the device token is not valid for this app in this environment"),
+    # Also what a sandbox token sent to production (or the reverse) gets: a misconfigured account must not mark
+    # every device dead, so this one is only a refusal of this delivery.
+    "BadDeviceToken": (Failure.PERMANENT, "the device token is not valid for this app in this environment"),
     "Unregistered": (Failure.DEAD_ADDRESS, "the device token is no longer active (the app was removed)"),
     "ExpiredToken": (Failure.DEAD_ADDRESS, "the device token has expired"),
     "InvalidProviderToken": (Failure.BAD_CREDENTIALS, _CHECK_KEY),

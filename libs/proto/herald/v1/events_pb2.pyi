@@ -265,6 +265,55 @@ class PreferenceEvent(_message.Message):
 Global___PreferenceEvent: _TypeAlias = PreferenceEvent  # noqa: Y015
 
 @_typing.final
+class DeadAddressEvent(_message.Message):
+    """DeadAddressEvent: a provider said an address no longer exists (an
+    unregistered device token, an unknown mailbox), on herald.event.address.dead.
+    The router marks it dead in the directory, so it is not tried again until the
+    user's address changes; the member system may drop it too.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    user_id: _builtins.str
+    channel: _builtins.str
+    address: _builtins.str
+    delivery_id: _builtins.str
+    """The delivery that found it dead, and the provider account that said so."""
+    provider: _builtins.str
+    reason: _builtins.str
+    """What the provider said."""
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        address: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "delivery_id", b"delivery_id", "event_id", b"event_id", "occur_time", b"occur_time", "provider", b"provider", "reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeadAddressEvent: _TypeAlias = DeadAddressEvent  # noqa: Y015
+
+@_typing.final
 class DeliveryEvent(_message.Message):
     """DeliveryEvent: one delivery's state change, on herald.event.delivery.<state>
     (e.g. herald.event.delivery.sent). Other teams may consume these.

@@ -195,9 +195,10 @@ async def test_an_unregistered_device_is_a_dead_address(fake: FakeApns, make_pro
     assert "HTTP 410 Unregistered" in error.reason
 
 
-async def test_a_malformed_device_token_is_a_dead_address(make_provider: MakeProvider) -> None:
+async def test_a_bad_device_token_is_refused_but_not_called_dead(make_provider: MakeProvider) -> None:
+    # APNs says BadDeviceToken for a sandbox token sent to production too: the account may be wrong, not the token.
     error = await refused(make_provider(), job(address="not-a-device-token"))
-    assert error.failure is Failure.DEAD_ADDRESS
+    assert error.failure is Failure.PERMANENT
     assert "HTTP 400 BadDeviceToken" in error.reason
 
 
