@@ -10,6 +10,7 @@ mark, signed POST, outcome record, status event, ack - against the real broker a
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import tempfile
 import time
@@ -31,11 +32,12 @@ async def publish_jobs(nats_url: str, sink: Sink, jobs: int) -> None:
     js = nc.jetstream()
     subject = subjects.delivery_job(common_pb2.CATEGORY_NOTIFICATION, "webhook")
     url = sink.url("/adapters")
+    run = secrets.token_hex(4)  # a database kept from an earlier run must not know these deliveries
 
     async def one(n: int) -> None:
         job = events_pb2.DeliveryJob(
-            delivery_id=f"msg_bench{n:08d}.0",
-            message_id=f"msg_bench{n:08d}",
+            delivery_id=f"msg_bench{run}{n:08d}.0",
+            message_id=f"msg_bench{run}{n:08d}",
             app_id="bench",
             template_id="bench",
             category=common_pb2.CATEGORY_NOTIFICATION,

@@ -15,8 +15,8 @@ the event loop behind a marketing flood.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -214,15 +214,29 @@ class Bus:
         """
         await self._publish(subject, payload, {"Nats-Msg-Id": msg_id} if msg_id else {})
 
-    async def announce(self, subject: str) -> None:
+    async def announce(self, subject: str, payload: bytes = b"") -> None:
         """A core NATS notice to every process listening now; not stored, so listeners also re-read on a timer."""
-        await self.nc.publish(subject, b"")
+        await self.nc.publish(subject, payload)
 
     async def listen(self, subject: str, callback: Callable[[], Awaitable[None]]) -> None:
         async def on_notice(_: Msg) -> None:
             await callback()
 
         await self.nc.subscribe(subject, cb=on_notice)
+
+    @asynccontextmanager
+    async def notices(self, subject: str) -> AsyncIterator[asyncio.Queue[bytes]]:
+        """The payloads of notices on `subject` (announce) while the block runs."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_notice(msg: Msg) -> None:
+            queue.put_nowait(msg.data)
+
+        subscription = await self.nc.subscribe(subject, cb=on_notice)
+        try:
+            yield queue
+        finally:
+            await subscription.unsubscribe()
 
     async def schedule(self, subject: str, payload: bytes, at: datetime, target: str) -> None:
         """Store `payload` under `subject` (in HERALD_SCHEDULES) for the server to publish to `target` at `at`.

@@ -38,6 +38,9 @@ class Settings:
     retry_backoff: dict[common_pb2.Category.ValueType, tuple[float, ...]]
     # Where herald-adapters listens (HTTP) for delivery receipts that providers post.
     receipts_addr: str
+    # Keys for the inbox tokens devices read their user's inbox with (comma-separated: the first signs, all
+    # verify); "" = no inbox tokens, only app API keys.
+    inbox_token_secret: str
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -62,6 +65,7 @@ class Settings:
                 for name, category in categories.BY_NAME.items()
             },
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
+            inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
         )
 
 

@@ -70,5 +70,11 @@ def dead_letter(category: int, channel: str) -> str:
     return f"herald.dead.{categories.name(category) if category else '*'}.{channel or '*'}"
 
 
+def inbox(app_id: str, user_key: str) -> str:
+    """Core NATS (not stored): a user's inbox changed - new items, or items read or deleted - so every adapters
+    replica's live Subscribe streams for that user re-read it. `user_key` is a hash: user ids are not tokens."""
+    return f"herald.inbox.{app_id}.{user_key}"
+
+
 # Core NATS (not stored): ProviderService tells every herald-adapters replica to re-read the provider accounts.
 PROVIDERS_CHANGED = "herald.control.providers"

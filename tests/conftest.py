@@ -14,6 +14,7 @@ from tests.helpers.webhook_sink import WebhookSink
 
 ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)
+INBOX_TOKEN_SECRET = secrets.token_urlsafe(16)
 # Credentials the provider accounts in tests reference (ProviderAccount.credentials); the fakes expect them.
 PROVIDER_ENV = {
     "HERALD_PROVIDER_TEST_KEY_ID": "LTAI-test-key",
@@ -38,6 +39,7 @@ async def running_mesh(
                 "HERALD_ADMIN_TOKEN": ADMIN_TOKEN,
                 "HERALD_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+                "HERALD_INBOX_TOKEN_SECRET": INBOX_TOKEN_SECRET,
                 **RETRY_BACKOFF,
                 **PROVIDER_ENV,
                 **db_env,

@@ -7,14 +7,20 @@ import grpc
 from herald.v1 import (
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
+    inbox_service_pb2,
+    inbox_service_pb2_grpc,
     provider_service_pb2,
     provider_service_pb2_grpc,
 )
 
 from libs import categories, channels, runtime, subjects
+from libs.auth import AppKeys
 from services.adapters.accounts import Accounts, plugins
 from services.adapters.dead_letters import DeadLetterService
 from services.adapters.deliverer import Deliverer
+from services.adapters.inbox.service import InboxService
+from services.adapters.inbox.tokens import InboxTokens
+from services.adapters.inbox.writer import InboxWriter
 from services.adapters.provider_service import ProviderService
 from services.adapters.receipts import ReceiptsEndpoint
 
@@ -51,7 +57,11 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterService(rt.bus, rt.settings.admin_token), server
     )
+    inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
+        InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(rt.settings.inbox_token_secret)), server
+    )
     deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff)
+    inbox = InboxWriter(rt.db, rt.bus)
     for channel in channels.KNOWN:
         for category in rt.settings.pipelines:
             pipeline = categories.PIPELINES[category]
@@ -59,12 +69,13 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
                 "HERALD_DELIVERIES",
                 f"adapters-{categories.name(category)}-{channel}",
                 subjects.delivery_job(category, channel),
-                deliverer.handle,
+                inbox.handle if channel == "inbox" else deliverer.handle,
                 batch=pipeline.batch,
                 rank=pipeline.rank,
                 max_pending=MAX_PENDING,
             )
     return [
+        inbox_service_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,
         provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
         dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
     ]

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -59,3 +59,32 @@ class ProviderAccount(Base):
     disabled: Mapped[bool] = mapped_column(Boolean)
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+
+
+class InboxCounter(Base):
+    """The highest sequence handed out in one user's inbox: raised in the transaction that stores the items, so
+    sequences are gap-free and unique however many processes write."""
+
+    __tablename__ = "adapters_inbox_counters"
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    max_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class InboxItem(Base):
+    __tablename__ = "adapters_inbox_items"
+    __table_args__ = (Index("ix_adapters_inbox_items_unread", "app_id", "user_id", "read_time"),)
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # One item per delivery: a redelivered job finds it and stores nothing.
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]]
+    create_time: Mapped[datetime]
+    # When a device first got it (DELIVERED), when it was read (READ), when it was deleted.
+    deliver_time: Mapped[datetime | None]
+    read_time: Mapped[datetime | None]
+    delete_time: Mapped[datetime | None]

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -26,8 +26,10 @@ class Delivery(Base):
     """A delivery's current state, folded from its events (see timeline.apply)."""
 
     __tablename__ = "feedback_deliveries"
+    __table_args__ = (Index("ix_feedback_deliveries_user", "app_id", "user_id", "create_time"),)
     delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(40), index=True)
+    app_id: Mapped[str] = mapped_column(String(40), default="")
     user_id: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(32))
     state: Mapped[int] = mapped_column(Integer)

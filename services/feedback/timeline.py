@@ -122,6 +122,7 @@ def _delivery_row(event: events_pb2.DeliveryEvent) -> tables.Delivery:
     return tables.Delivery(
         delivery_id=event.delivery_id,
         message_id=event.message_id,
+        app_id=event.app_id,
         user_id=event.user_id,
         channel=event.channel,
         state=event.state,

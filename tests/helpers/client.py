@@ -14,6 +14,7 @@ from herald.v1 import (
     common_pb2,
     dead_letter_service_pb2_grpc,
     directory_service_pb2_grpc,
+    inbox_service_pb2_grpc,
     message_service_pb2,
     message_service_pb2_grpc,
     provider_service_pb2_grpc,
@@ -46,6 +47,7 @@ class Herald:
         self.status = status_service_pb2_grpc.StatusServiceStub(self._channels["feedback"])
         self.providers = provider_service_pb2_grpc.ProviderServiceStub(self._channels["adapters"])
         self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self._channels["adapters"])
+        self.inbox = inbox_service_pb2_grpc.InboxServiceStub(self._channels["adapters"])
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))

@@ -1,6 +1,7 @@
 """An in-test OTLP/gRPC trace receiver: what Jaeger's collector would get, kept in memory."""
 
 import asyncio
+import secrets
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -43,3 +44,8 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             while not services <= self.services_in(trace_id):
                 await asyncio.sleep(0.1)
         return self.services_in(trace_id)
+
+
+def sampled_trace(trace_id: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata: a caller's traceparent asking for the trace to be recorded."""
+    return (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)

@@ -14,18 +14,13 @@ from herald.v1 import routing_service_pb2 as routing
 
 from libs import subjects
 from libs.localmesh import Mesh
-from tests.helpers.client import Herald, Metadata, all_final
-from tests.helpers.otlp_receiver import OtlpReceiver
+from tests.helpers.client import Herald, all_final
+from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
 DAY = duration_pb2.Duration(seconds=86400)
-
-
-def sampled_trace(trace_id: str) -> Metadata:
-    """A caller's traceparent that asks for the trace to be recorded."""
-    return (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
 
 
 async def _rule(herald: Herald, app_id: str, category: common_pb2.Category.ValueType, most: int) -> str:

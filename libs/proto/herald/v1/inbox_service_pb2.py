@@ -22,24 +22,45 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/inbox_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0bSyncRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\x05\"D\n\x0cSyncResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.herald.v1.InboxItem\x12\x0f\n\x07max_seq\x18\x02 \x01(\x04\"6\n\x10SubscribeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\x88\x01\n\tInboxItem\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x0c\n\x04read\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x89\x01\n\x0cInboxService\x12\x37\n\x04Sync\x12\x16.herald.v1.SyncRequest\x1a\x17.herald.v1.SyncResponse\x12@\n\tSubscribe\x12\x1b.herald.v1.SubscribeRequest\x1a\x14.herald.v1.InboxItem0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/inbox_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0bSyncRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\x05\"Z\n\x0cSyncResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.herald.v1.InboxItem\x12\x0f\n\x07max_seq\x18\x02 \x01(\x04\x12\x14\n\x0cunread_count\x18\x03 \x01(\x03\"6\n\x10SubscribeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\xa3\x02\n\tInboxItem\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x0c\n\x04read\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x04\x64\x61ta\x18\x07 \x03(\x0b\x32\x1e.herald.v1.InboxItem.DataEntry\x12\x0f\n\x07\x64\x65leted\x18\x08 \x01(\x08\x12-\n\tread_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x0fMarkReadRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04seqs\x18\x02 \x03(\x04\x12\x11\n\tup_to_seq\x18\x03 \x01(\x04\">\n\x10MarkReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12\x14\n\x0cunread_count\x18\x02 \x01(\x03\"(\n\x15GetUnreadCountRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"?\n\x16GetUnreadCountResponse\x12\x14\n\x0cunread_count\x18\x01 \x01(\x03\x12\x0f\n\x07max_seq\x18\x02 \x01(\x04\"3\n\x12\x44\x65leteItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04seqs\x18\x02 \x03(\x04\",\n\x13\x44\x65leteItemsResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"R\n\x17\x43reateInboxTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"Z\n\x18\x43reateInboxTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xd0\x03\n\x0cInboxService\x12\x37\n\x04Sync\x12\x16.herald.v1.SyncRequest\x1a\x17.herald.v1.SyncResponse\x12@\n\tSubscribe\x12\x1b.herald.v1.SubscribeRequest\x1a\x14.herald.v1.InboxItem0\x01\x12\x43\n\x08MarkRead\x12\x1a.herald.v1.MarkReadRequest\x1a\x1b.herald.v1.MarkReadResponse\x12U\n\x0eGetUnreadCount\x12 .herald.v1.GetUnreadCountRequest\x1a!.herald.v1.GetUnreadCountResponse\x12L\n\x0b\x44\x65leteItems\x12\x1d.herald.v1.DeleteItemsRequest\x1a\x1e.herald.v1.DeleteItemsResponse\x12[\n\x10\x43reateInboxToken\x12\".herald.v1.CreateInboxTokenRequest\x1a#.herald.v1.CreateInboxTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.inbox_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SYNCREQUEST']._serialized_start=77
-  _globals['_SYNCREQUEST']._serialized_end=141
-  _globals['_SYNCRESPONSE']._serialized_start=143
-  _globals['_SYNCRESPONSE']._serialized_end=211
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=213
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=267
-  _globals['_INBOXITEM']._serialized_start=270
-  _globals['_INBOXITEM']._serialized_end=406
-  _globals['_INBOXSERVICE']._serialized_start=409
-  _globals['_INBOXSERVICE']._serialized_end=546
+  _globals['_INBOXITEM_DATAENTRY']._loaded_options = None
+  _globals['_INBOXITEM_DATAENTRY']._serialized_options = b'8\001'
+  _globals['_SYNCREQUEST']._serialized_start=109
+  _globals['_SYNCREQUEST']._serialized_end=173
+  _globals['_SYNCRESPONSE']._serialized_start=175
+  _globals['_SYNCRESPONSE']._serialized_end=265
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=267
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=321
+  _globals['_INBOXITEM']._serialized_start=324
+  _globals['_INBOXITEM']._serialized_end=615
+  _globals['_INBOXITEM_DATAENTRY']._serialized_start=572
+  _globals['_INBOXITEM_DATAENTRY']._serialized_end=615
+  _globals['_MARKREADREQUEST']._serialized_start=617
+  _globals['_MARKREADREQUEST']._serialized_end=684
+  _globals['_MARKREADRESPONSE']._serialized_start=686
+  _globals['_MARKREADRESPONSE']._serialized_end=748
+  _globals['_GETUNREADCOUNTREQUEST']._serialized_start=750
+  _globals['_GETUNREADCOUNTREQUEST']._serialized_end=790
+  _globals['_GETUNREADCOUNTRESPONSE']._serialized_start=792
+  _globals['_GETUNREADCOUNTRESPONSE']._serialized_end=855
+  _globals['_DELETEITEMSREQUEST']._serialized_start=857
+  _globals['_DELETEITEMSREQUEST']._serialized_end=908
+  _globals['_DELETEITEMSRESPONSE']._serialized_start=910
+  _globals['_DELETEITEMSRESPONSE']._serialized_end=954
+  _globals['_CREATEINBOXTOKENREQUEST']._serialized_start=956
+  _globals['_CREATEINBOXTOKENREQUEST']._serialized_end=1038
+  _globals['_CREATEINBOXTOKENRESPONSE']._serialized_start=1040
+  _globals['_CREATEINBOXTOKENRESPONSE']._serialized_end=1130
+  _globals['_INBOXSERVICE']._serialized_start=1133
+  _globals['_INBOXSERVICE']._serialized_end=1597
 # @@protoc_insertion_point(module_scope)

@@ -26,8 +26,18 @@ if _version_not_supported:
 
 
 class InboxServiceStub:
-    """InboxService serves the in-app inbox: a per-user timeline with a gap-free
-    sequence, so a device asks for what came after the last sequence it holds.
+    """InboxService serves the in-app inbox (channel "inbox"), on WeChat's sequence
+    model: every item is stored in the user's timeline with the next sequence
+    number (per app and user, gap-free, increasing) before the delivery is
+    acknowledged; a device remembers the highest sequence it holds and asks for
+    what came after it, so a weak network, a reconnect or a second device never
+    loses or repeats an item.
+
+    Served by herald-adapters. Two kinds of bearer token are accepted:
+    - the app's API key (the app's backend), which reads any of the app's users;
+    user_id is then required;
+    - an inbox token minted by CreateInboxToken for one user (the app's client on
+    a device), which reads only that user; user_id may then be left empty.
     """
 
     def __init__(self, channel):
@@ -46,22 +56,81 @@ class InboxServiceStub:
                 request_serializer=herald_dot_v1_dot_inbox__service__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_inbox__service__pb2.InboxItem.FromString,
                 _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/herald.v1.InboxService/MarkRead',
+                request_serializer=herald_dot_v1_dot_inbox__service__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_inbox__service__pb2.MarkReadResponse.FromString,
+                _registered_method=True)
+        self.GetUnreadCount = channel.unary_unary(
+                '/herald.v1.InboxService/GetUnreadCount',
+                request_serializer=herald_dot_v1_dot_inbox__service__pb2.GetUnreadCountRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_inbox__service__pb2.GetUnreadCountResponse.FromString,
+                _registered_method=True)
+        self.DeleteItems = channel.unary_unary(
+                '/herald.v1.InboxService/DeleteItems',
+                request_serializer=herald_dot_v1_dot_inbox__service__pb2.DeleteItemsRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_inbox__service__pb2.DeleteItemsResponse.FromString,
+                _registered_method=True)
+        self.CreateInboxToken = channel.unary_unary(
+                '/herald.v1.InboxService/CreateInboxToken',
+                request_serializer=herald_dot_v1_dot_inbox__service__pb2.CreateInboxTokenRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_inbox__service__pb2.CreateInboxTokenResponse.FromString,
+                _registered_method=True)
 
 
 class InboxServiceServicer:
-    """InboxService serves the in-app inbox: a per-user timeline with a gap-free
-    sequence, so a device asks for what came after the last sequence it holds.
+    """InboxService serves the in-app inbox (channel "inbox"), on WeChat's sequence
+    model: every item is stored in the user's timeline with the next sequence
+    number (per app and user, gap-free, increasing) before the delivery is
+    acknowledged; a device remembers the highest sequence it holds and asks for
+    what came after it, so a weak network, a reconnect or a second device never
+    loses or repeats an item.
+
+    Served by herald-adapters. Two kinds of bearer token are accepted:
+    - the app's API key (the app's backend), which reads any of the app's users;
+    user_id is then required;
+    - an inbox token minted by CreateInboxToken for one user (the app's client on
+    a device), which reads only that user; user_id may then be left empty.
     """
 
     def Sync(self, request, context):
-        """Returns the items after a device's cursor.
+        """Returns the items after a device's cursor, deleted ones as tombstones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Subscribe(self, request, context):
-        """Replays what the device missed, then streams new items as they arrive.
+        """Replays what the device missed, then streams new items as they arrive, and
+        items again when another device reads or deletes them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkRead(self, request, context):
+        """Marks items read, on every device.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnreadCount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteItems(self, request, context):
+        """Deletes items; they stay in the sequence as tombstones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateInboxToken(self, request, context):
+        """Mints a short-lived token a device uses to read one user's inbox. App API
+        key only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,6 +149,26 @@ def add_InboxServiceServicer_to_server(servicer, server):
                     request_deserializer=herald_dot_v1_dot_inbox__service__pb2.SubscribeRequest.FromString,
                     response_serializer=herald_dot_v1_dot_inbox__service__pb2.InboxItem.SerializeToString,
             ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=herald_dot_v1_dot_inbox__service__pb2.MarkReadRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_inbox__service__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'GetUnreadCount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnreadCount,
+                    request_deserializer=herald_dot_v1_dot_inbox__service__pb2.GetUnreadCountRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_inbox__service__pb2.GetUnreadCountResponse.SerializeToString,
+            ),
+            'DeleteItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteItems,
+                    request_deserializer=herald_dot_v1_dot_inbox__service__pb2.DeleteItemsRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_inbox__service__pb2.DeleteItemsResponse.SerializeToString,
+            ),
+            'CreateInboxToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInboxToken,
+                    request_deserializer=herald_dot_v1_dot_inbox__service__pb2.CreateInboxTokenRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_inbox__service__pb2.CreateInboxTokenResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'herald.v1.InboxService', rpc_method_handlers)
@@ -89,8 +178,18 @@ def add_InboxServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class InboxService:
-    """InboxService serves the in-app inbox: a per-user timeline with a gap-free
-    sequence, so a device asks for what came after the last sequence it holds.
+    """InboxService serves the in-app inbox (channel "inbox"), on WeChat's sequence
+    model: every item is stored in the user's timeline with the next sequence
+    number (per app and user, gap-free, increasing) before the delivery is
+    acknowledged; a device remembers the highest sequence it holds and asks for
+    what came after it, so a weak network, a reconnect or a second device never
+    loses or repeats an item.
+
+    Served by herald-adapters. Two kinds of bearer token are accepted:
+    - the app's API key (the app's backend), which reads any of the app's users;
+    user_id is then required;
+    - an inbox token minted by CreateInboxToken for one user (the app's client on
+    a device), which reads only that user; user_id may then be left empty.
     """
 
     @staticmethod
@@ -137,6 +236,114 @@ class InboxService:
             '/herald.v1.InboxService/Subscribe',
             herald_dot_v1_dot_inbox__service__pb2.SubscribeRequest.SerializeToString,
             herald_dot_v1_dot_inbox__service__pb2.InboxItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.InboxService/MarkRead',
+            herald_dot_v1_dot_inbox__service__pb2.MarkReadRequest.SerializeToString,
+            herald_dot_v1_dot_inbox__service__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnreadCount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.InboxService/GetUnreadCount',
+            herald_dot_v1_dot_inbox__service__pb2.GetUnreadCountRequest.SerializeToString,
+            herald_dot_v1_dot_inbox__service__pb2.GetUnreadCountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.InboxService/DeleteItems',
+            herald_dot_v1_dot_inbox__service__pb2.DeleteItemsRequest.SerializeToString,
+            herald_dot_v1_dot_inbox__service__pb2.DeleteItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInboxToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.InboxService/CreateInboxToken',
+            herald_dot_v1_dot_inbox__service__pb2.CreateInboxTokenRequest.SerializeToString,
+            herald_dot_v1_dot_inbox__service__pb2.CreateInboxTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

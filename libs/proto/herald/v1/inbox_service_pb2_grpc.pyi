@@ -27,8 +27,18 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class InboxServiceStub:
-    """InboxService serves the in-app inbox: a per-user timeline with a gap-free
-    sequence, so a device asks for what came after the last sequence it holds.
+    """InboxService serves the in-app inbox (channel "inbox"), on WeChat's sequence
+    model: every item is stored in the user's timeline with the next sequence
+    number (per app and user, gap-free, increasing) before the delivery is
+    acknowledged; a device remembers the highest sequence it holds and asks for
+    what came after it, so a weak network, a reconnect or a second device never
+    loses or repeats an item.
+
+    Served by herald-adapters. Two kinds of bearer token are accepted:
+    - the app's API key (the app's backend), which reads any of the app's users;
+      user_id is then required;
+    - an inbox token minted by CreateInboxToken for one user (the app's client on
+      a device), which reads only that user; user_id may then be left empty.
     """
 
     @_typing.overload
@@ -36,25 +46,67 @@ class InboxServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> InboxServiceAsyncStub: ...
     Sync: _grpc.UnaryUnaryMultiCallable[_inbox_service_pb2.SyncRequest, _inbox_service_pb2.SyncResponse]
-    """Returns the items after a device's cursor."""
+    """Returns the items after a device's cursor, deleted ones as tombstones."""
     Subscribe: _grpc.UnaryStreamMultiCallable[_inbox_service_pb2.SubscribeRequest, _inbox_service_pb2.InboxItem]
-    """Replays what the device missed, then streams new items as they arrive."""
+    """Replays what the device missed, then streams new items as they arrive, and
+    items again when another device reads or deletes them.
+    """
+    MarkRead: _grpc.UnaryUnaryMultiCallable[_inbox_service_pb2.MarkReadRequest, _inbox_service_pb2.MarkReadResponse]
+    """Marks items read, on every device."""
+    GetUnreadCount: _grpc.UnaryUnaryMultiCallable[_inbox_service_pb2.GetUnreadCountRequest, _inbox_service_pb2.GetUnreadCountResponse]
+    DeleteItems: _grpc.UnaryUnaryMultiCallable[_inbox_service_pb2.DeleteItemsRequest, _inbox_service_pb2.DeleteItemsResponse]
+    """Deletes items; they stay in the sequence as tombstones."""
+    CreateInboxToken: _grpc.UnaryUnaryMultiCallable[_inbox_service_pb2.CreateInboxTokenRequest, _inbox_service_pb2.CreateInboxTokenResponse]
+    """Mints a short-lived token a device uses to read one user's inbox. App API
+    key only.
+    """
 
 @_typing.type_check_only
 class InboxServiceAsyncStub(InboxServiceStub):
-    """InboxService serves the in-app inbox: a per-user timeline with a gap-free
-    sequence, so a device asks for what came after the last sequence it holds.
+    """InboxService serves the in-app inbox (channel "inbox"), on WeChat's sequence
+    model: every item is stored in the user's timeline with the next sequence
+    number (per app and user, gap-free, increasing) before the delivery is
+    acknowledged; a device remembers the highest sequence it holds and asks for
+    what came after it, so a weak network, a reconnect or a second device never
+    loses or repeats an item.
+
+    Served by herald-adapters. Two kinds of bearer token are accepted:
+    - the app's API key (the app's backend), which reads any of the app's users;
+      user_id is then required;
+    - an inbox token minted by CreateInboxToken for one user (the app's client on
+      a device), which reads only that user; user_id may then be left empty.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Sync: _aio.UnaryUnaryMultiCallable[_inbox_service_pb2.SyncRequest, _inbox_service_pb2.SyncResponse]  # type: ignore[assignment]
-    """Returns the items after a device's cursor."""
+    """Returns the items after a device's cursor, deleted ones as tombstones."""
     Subscribe: _aio.UnaryStreamMultiCallable[_inbox_service_pb2.SubscribeRequest, _inbox_service_pb2.InboxItem]  # type: ignore[assignment]
-    """Replays what the device missed, then streams new items as they arrive."""
+    """Replays what the device missed, then streams new items as they arrive, and
+    items again when another device reads or deletes them.
+    """
+    MarkRead: _aio.UnaryUnaryMultiCallable[_inbox_service_pb2.MarkReadRequest, _inbox_service_pb2.MarkReadResponse]  # type: ignore[assignment]
+    """Marks items read, on every device."""
+    GetUnreadCount: _aio.UnaryUnaryMultiCallable[_inbox_service_pb2.GetUnreadCountRequest, _inbox_service_pb2.GetUnreadCountResponse]  # type: ignore[assignment]
+    DeleteItems: _aio.UnaryUnaryMultiCallable[_inbox_service_pb2.DeleteItemsRequest, _inbox_service_pb2.DeleteItemsResponse]  # type: ignore[assignment]
+    """Deletes items; they stay in the sequence as tombstones."""
+    CreateInboxToken: _aio.UnaryUnaryMultiCallable[_inbox_service_pb2.CreateInboxTokenRequest, _inbox_service_pb2.CreateInboxTokenResponse]  # type: ignore[assignment]
+    """Mints a short-lived token a device uses to read one user's inbox. App API
+    key only.
+    """
 
 class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
-    """InboxService serves the in-app inbox: a per-user timeline with a gap-free
-    sequence, so a device asks for what came after the last sequence it holds.
+    """InboxService serves the in-app inbox (channel "inbox"), on WeChat's sequence
+    model: every item is stored in the user's timeline with the next sequence
+    number (per app and user, gap-free, increasing) before the delivery is
+    acknowledged; a device remembers the highest sequence it holds and asks for
+    what came after it, so a weak network, a reconnect or a second device never
+    loses or repeats an item.
+
+    Served by herald-adapters. Two kinds of bearer token are accepted:
+    - the app's API key (the app's backend), which reads any of the app's users;
+      user_id is then required;
+    - an inbox token minted by CreateInboxToken for one user (the app's client on
+      a device), which reads only that user; user_id may then be left empty.
     """
 
     @_abc_1.abstractmethod
@@ -63,7 +115,7 @@ class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inbox_service_pb2.SyncRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inbox_service_pb2.SyncResponse, _abc.Awaitable[_inbox_service_pb2.SyncResponse]]:
-        """Returns the items after a device's cursor."""
+        """Returns the items after a device's cursor, deleted ones as tombstones."""
 
     @_abc_1.abstractmethod
     def Subscribe(
@@ -71,6 +123,41 @@ class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inbox_service_pb2.SubscribeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inbox_service_pb2.InboxItem], _abc.AsyncIterator[_inbox_service_pb2.InboxItem]]:
-        """Replays what the device missed, then streams new items as they arrive."""
+        """Replays what the device missed, then streams new items as they arrive, and
+        items again when another device reads or deletes them.
+        """
+
+    @_abc_1.abstractmethod
+    def MarkRead(
+        self,
+        request: _inbox_service_pb2.MarkReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inbox_service_pb2.MarkReadResponse, _abc.Awaitable[_inbox_service_pb2.MarkReadResponse]]:
+        """Marks items read, on every device."""
+
+    @_abc_1.abstractmethod
+    def GetUnreadCount(
+        self,
+        request: _inbox_service_pb2.GetUnreadCountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inbox_service_pb2.GetUnreadCountResponse, _abc.Awaitable[_inbox_service_pb2.GetUnreadCountResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteItems(
+        self,
+        request: _inbox_service_pb2.DeleteItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inbox_service_pb2.DeleteItemsResponse, _abc.Awaitable[_inbox_service_pb2.DeleteItemsResponse]]:
+        """Deletes items; they stay in the sequence as tombstones."""
+
+    @_abc_1.abstractmethod
+    def CreateInboxToken(
+        self,
+        request: _inbox_service_pb2.CreateInboxTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inbox_service_pb2.CreateInboxTokenResponse, _abc.Awaitable[_inbox_service_pb2.CreateInboxTokenResponse]]:
+        """Mints a short-lived token a device uses to read one user's inbox. App API
+        key only.
+        """
 
 def add_InboxServiceServicer_to_server(servicer: InboxServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -41,6 +41,11 @@ class StatusServiceStub:
                 request_serializer=herald_dot_v1_dot_status__service__pb2.GetMessageRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_status__service__pb2.Message.FromString,
                 _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/herald.v1.StatusService/ListDeliveries',
+                request_serializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class StatusServiceServicer:
@@ -56,6 +61,14 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeliveries(self, request, context):
+        """Lists one user's deliveries across the app's messages, newest first, each
+        with its history: "what did we send this customer lately".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +76,11 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     servicer.GetMessage,
                     request_deserializer=herald_dot_v1_dot_status__service__pb2.GetMessageRequest.FromString,
                     response_serializer=herald_dot_v1_dot_status__service__pb2.Message.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -94,6 +112,33 @@ class StatusService:
             '/herald.v1.StatusService/GetMessage',
             herald_dot_v1_dot_status__service__pb2.GetMessageRequest.SerializeToString,
             herald_dot_v1_dot_status__service__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.StatusService/ListDeliveries',
+            herald_dot_v1_dot_status__service__pb2.ListDeliveriesRequest.SerializeToString,
+            herald_dot_v1_dot_status__service__pb2.ListDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class StatusServiceStub:
     """Returns a message with every delivery and its history. Status is recorded
     asynchronously: right after Send it may answer NOT_FOUND for a moment.
     """
+    ListDeliveries: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.ListDeliveriesRequest, _status_service_pb2.ListDeliveriesResponse]
+    """Lists one user's deliveries across the app's messages, newest first, each
+    with its history: "what did we send this customer lately".
+    """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
@@ -50,6 +54,10 @@ class StatusServiceAsyncStub(StatusServiceStub):
     GetMessage: _aio.UnaryUnaryMultiCallable[_status_service_pb2.GetMessageRequest, _status_service_pb2.Message]  # type: ignore[assignment]
     """Returns a message with every delivery and its history. Status is recorded
     asynchronously: right after Send it may answer NOT_FOUND for a moment.
+    """
+    ListDeliveries: _aio.UnaryUnaryMultiCallable[_status_service_pb2.ListDeliveriesRequest, _status_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """Lists one user's deliveries across the app's messages, newest first, each
+    with its history: "what did we send this customer lately".
     """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,6 +73,16 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_status_service_pb2.Message, _abc.Awaitable[_status_service_pb2.Message]]:
         """Returns a message with every delivery and its history. Status is recorded
         asynchronously: right after Send it may answer NOT_FOUND for a moment.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeliveries(
+        self,
+        request: _status_service_pb2.ListDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_status_service_pb2.ListDeliveriesResponse, _abc.Awaitable[_status_service_pb2.ListDeliveriesResponse]]:
+        """Lists one user's deliveries across the app's messages, newest first, each
+        with its history: "what did we send this customer lately".
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

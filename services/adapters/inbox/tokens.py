@@ -1,0 +1,69 @@
+"""Inbox tokens: what an app's client on a device shows to read one user's inbox.
+
+The app's backend, holding its API key, asks CreateInboxToken for a token for one of its users and hands it to
+that user's device; the API key never reaches a device. A token is "hit_" + base64url(JSON {app, user, exp}) +
+"." + base64url(HMAC-SHA256 of that part), keyed with HERALD_INBOX_TOKEN_SECRET, so every adapters replica can
+check it without a lookup. The variable may list several secrets, comma-separated: the first signs, all verify,
+so a secret can be rotated without logging devices out.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+
+PREFIX = "hit_"
+DEFAULT_TTL = 3600
+MAX_TTL = 24 * 3600
+
+
+class BadToken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Grant:
+    app_id: str
+    user_id: str
+    # Unix time.
+    expires: int
+
+
+class InboxTokens:
+    def __init__(self, secrets: str) -> None:
+        self._keys = [s.strip().encode() for s in secrets.split(",") if s.strip()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def mint(self, app_id: str, user_id: str, ttl: int) -> tuple[str, int]:
+        """A token for `user_id` of `app_id`, and the Unix time it stops working."""
+        expires = int(time.time()) + ttl
+        claims = json.dumps({"app": app_id, "user": user_id, "exp": expires}, separators=(",", ":"))
+        body = _b64(claims.encode())
+        return f"{PREFIX}{body}.{_b64(self._sign(self._keys[0], body))}", expires
+
+    def verify(self, token: str) -> Grant:
+        body, _, signature = token.removeprefix(PREFIX).partition(".")
+        try:
+            given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        except ValueError:
+            raise BadToken("malformed inbox token") from None
+        if not any(hmac.compare_digest(given, self._sign(key, body)) for key in self._keys):
+            raise BadToken("invalid inbox token")
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        grant = Grant(str(claims["app"]), str(claims["user"]), int(claims["exp"]))
+        if grant.expires <= time.time():
+            raise BadToken("the inbox token has expired; ask the app for a new one")
+        return grant
+
+    @staticmethod
+    def _sign(key: bytes, body: str) -> bytes:
+        return hmac.new(key, body.encode(), hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -1,0 +1,42 @@
+"""The inbox channel's consumer (adapters-<category>-inbox): the delivery is the item stored in the user's
+timeline, so it is SENT once that transaction commits, and acked only after; a redelivered job finds its item
+and stores nothing. Then live Subscribe streams hear of the new sequences."""
+
+from herald.v1 import common_pb2, events_pb2
+from sqlalchemy.exc import IntegrityError
+
+from libs import events
+from libs.bus import ACK, Bus, Incoming, Outcome
+from libs.store import Database
+from libs.timeutil import from_timestamp, now
+from services.adapters.inbox import notices, store
+
+# Two writers created the same user's counter at once: the loser stores its batch again shortly.
+CONFLICT_RETRY = 0.05
+PROVIDER = "inbox"
+
+
+class InboxWriter:
+    def __init__(self, db: Database, bus: Bus) -> None:
+        self._db = db
+        self._bus = bus
+
+    async def handle(self, batch: list[Incoming]) -> list[Outcome]:
+        jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
+        try:
+            async with self._db.session.begin() as session:
+                known = await store.stored(session, (j.delivery_id for j in jobs))
+                fresh = {j.delivery_id: j for j in jobs if j.delivery_id not in known}
+                expired = {i for i, j in fresh.items() if (at := from_timestamp(j.expire_at)) and at <= now()}
+                appended = await store.append(session, [j for i, j in fresh.items() if i not in expired])
+        except IntegrityError:
+            return [CONFLICT_RETRY] * len(batch)
+        for incoming, job in zip(batch, jobs, strict=True):
+            with incoming.active():
+                if job.delivery_id in expired:
+                    await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed")
+                else:
+                    await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_SENT, attempt=1, provider=PROVIDER)
+        for owner, items in appended.items():
+            await notices.announce(self._bus, owner, [i.seq for i in items], changed=False)
+        return [ACK] * len(batch)
