@@ -12,7 +12,7 @@ from herald.v1 import provider_service_pb2 as pb
 from libs.localmesh import Mesh
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
-from tests.adapters.sms import PHONE, sms_template
+from tests.adapters.sms import PHONE, alibaba_account, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV
 from tests.helpers.client import Herald, Metadata, all_final
 
@@ -28,29 +28,9 @@ async def account(
     mesh, herald = shared_mesh
     name = f"{request.param}-{uuid.uuid4().hex[:6]}"
     if request.param == "twilio":
-        account = pb.ProviderAccount(
-            name=name,
-            provider="twilio",
-            endpoint=twilio.url,
-            settings={
-                "account_sid": twilio.account_sid,
-                "from": "+15005550006",
-                "status_callback_url": mesh.receipts_url(name),
-            },
-            credentials={"auth_token": "HERALD_PROVIDER_TEST_SECRET"},
-        )
+        account = twilio_account(name, twilio, status_callback_url=mesh.receipts_url(name))
     else:
-        account = pb.ProviderAccount(
-            name=name,
-            provider="alibaba_sms",
-            endpoint=alibaba.url,
-            settings={"sign_name": "herald"},
-            credentials={
-                "access_key_id": "HERALD_PROVIDER_TEST_KEY_ID",
-                "access_key_secret": "HERALD_PROVIDER_TEST_SECRET",
-                "receipt_token": "HERALD_PROVIDER_TEST_SECRET",
-            },
-        )
+        account = alibaba_account(name, alibaba, receipt_token="HERALD_PROVIDER_TEST_SECRET")
     await herald.providers.CreateProviderAccount(
         pb.CreateProviderAccountRequest(account=account), metadata=herald.admin
     )

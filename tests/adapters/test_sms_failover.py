@@ -14,7 +14,7 @@ from herald.v1 import provider_service_pb2 as pb
 
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
-from tests.adapters.sms import PHONE, sms_template
+from tests.adapters.sms import PHONE, alibaba_account, sms_template, twilio_account
 from tests.helpers.client import Herald, Metadata, all_final
 
 S = common_pb2
@@ -23,25 +23,9 @@ S = common_pb2
 @pytest.fixture
 async def sms_accounts(herald: Herald, twilio: FakeTwilio, alibaba: FakeAlibaba) -> AsyncIterator[tuple[str, str]]:
     suffix = uuid.uuid4().hex[:6]
-    primary = pb.ProviderAccount(
-        name=f"twilio-{suffix}",
-        provider="twilio",
-        endpoint=twilio.url,
-        settings={"account_sid": twilio.account_sid, "from": "+15005550006"},
-        credentials={"auth_token": "HERALD_PROVIDER_TEST_SECRET"},
-        priority=0,
-    )
-    secondary = pb.ProviderAccount(
-        name=f"alibaba-{suffix}",
-        provider="alibaba_sms",
-        endpoint=alibaba.url,
-        settings={"sign_name": "herald"},
-        credentials={
-            "access_key_id": "HERALD_PROVIDER_TEST_KEY_ID",
-            "access_key_secret": "HERALD_PROVIDER_TEST_SECRET",
-        },
-        priority=1,
-    )
+    primary = twilio_account(f"twilio-{suffix}", twilio)
+    secondary = alibaba_account(f"alibaba-{suffix}", alibaba)
+    secondary.priority = 1
     for account in (primary, secondary):
         await herald.providers.CreateProviderAccount(
             pb.CreateProviderAccountRequest(account=account), metadata=herald.admin
