@@ -12,6 +12,11 @@ from libs.bus import Bus
 from libs.timeutil import now, to_timestamp
 
 
+def content(job: events_pb2.DeliveryJob) -> str:
+    """What the recipient reads, as search finds it."""
+    return "\n".join(part for part in (job.subject, job.body) if part)
+
+
 def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
     return common_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
 
@@ -25,6 +30,7 @@ async def publish(
     reason: str = "",
     provider: str = "",
     provider_message_id: str = "",
+    content: str = "",
 ) -> None:
     name = state_name(state)
     event = events_pb2.DeliveryEvent(
@@ -41,5 +47,6 @@ async def publish(
         provider=provider,
         provider_message_id=provider_message_id,
         occur_time=to_timestamp(now()),
+        content=content,
     )
     await bus.publish(subjects.delivery_event(name), event.SerializeToString(), msg_id=event.event_id)

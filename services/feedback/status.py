@@ -1,25 +1,18 @@
 """StatusService: what happened to a message. An app sees only its own messages."""
 
-import base64
-import binascii
-import json
 from collections import defaultdict
-from datetime import datetime
 
 import grpc
 from herald.v1 import common_pb2, status_service_pb2_grpc
 from herald.v1 import status_service_pb2 as pb
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.auth import AppKeys
 from libs.errors import InvalidArgument, NotFound
 from libs.store import Database
-from libs.timeutil import to_timestamp
-from services.feedback import tables
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
+from libs.timeutil import from_timestamp, to_timestamp
+from services.feedback import search, tables
 
 
 class StatusService(status_service_pb2_grpc.StatusServiceServicer):
@@ -60,37 +53,43 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         bad: dict[str, str] = {}
         if not 0 < len(request.user_id) <= 200:
             bad["user_id"] = "required, at most 200 characters"
-        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-            bad["page_size"] = f"between 0 (= {DEFAULT_PAGE_SIZE}) and {MAX_PAGE_SIZE}"
-        after = None
-        if request.page_token:
-            try:
-                after = _position(request.page_token)
-            except ValueError:
-                bad["page_token"] = "not a next_page_token of this list"  # noqa: S105 (a message, not a secret)
+        page = search.page_of(request.page_size, request.page_token, bad)
         if bad:
             raise InvalidArgument(bad)
-        size = request.page_size or DEFAULT_PAGE_SIZE
-        D = tables.Delivery
-        query = select(D).where(D.app_id == app.app_id, D.user_id == request.user_id)
-        if request.channel:
-            query = query.where(D.channel == request.channel)
-        if request.state:
-            query = query.where(D.state == request.state)
-        if after is not None:
-            query = query.where(
-                or_(D.create_time < after[0], and_(D.create_time == after[0], D.delivery_id < after[1]))
-            )
+        filters = search.Filters(user_id=request.user_id, channel=request.channel, state=request.state)
         async with self._db.session() as session:
-            rows = list(
-                await session.scalars(query.order_by(D.create_time.desc(), D.delivery_id.desc()).limit(size + 1))
-            )
-            page = rows[:size]
-            history = await _histories(session, page)
-        token = _token(page[-1]) if len(rows) > size else ""
+            found, token = await search.find(session, app.app_id, filters, page)
+            history = await _histories(session, found)
         return pb.ListDeliveriesResponse(
-            deliveries=[_delivery_pb(d, history[d.delivery_id]) for d in page], next_page_token=token
+            deliveries=[_delivery_pb(d, history[d.delivery_id]) for d in found], next_page_token=token
         )
+
+    async def SearchDeliveries(
+        self, request: pb.SearchDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SearchDeliveriesResponse:
+        app = await self._keys.authenticate(context)
+        bad: dict[str, str] = {}
+        page = search.page_of(request.page_size, request.page_token, bad)
+        if len(search.words(request.query)) > search.MAX_QUERY_WORDS:
+            bad["query"] = f"at most {search.MAX_QUERY_WORDS} words"
+        start = from_timestamp(request.start_time) if request.HasField("start_time") else None
+        end = from_timestamp(request.end_time) if request.HasField("end_time") else None
+        if start is not None and end is not None and end <= start:
+            bad["end_time"] = "must be after start_time"
+        if bad:
+            raise InvalidArgument(bad)
+        filters = search.Filters(
+            user_id=request.user_id,
+            template_id=request.template_id,
+            channel=request.channel,
+            state=request.state,
+            start=start,
+            end=end,
+            query=request.query,
+        )
+        async with self._db.session() as session:
+            found, token = await search.find(session, app.app_id, filters, page)
+        return pb.SearchDeliveriesResponse(deliveries=[_delivery_pb(d, []) for d in found], next_page_token=token)
 
 
 async def _histories(session: AsyncSession, deliveries: list[tables.Delivery]) -> dict[str, list[tables.Event]]:
@@ -106,23 +105,12 @@ async def _histories(session: AsyncSession, deliveries: list[tables.Delivery]) -
     return history
 
 
-def _token(last: tables.Delivery) -> str:
-    """Where the next page starts: after this delivery in (create_time, delivery_id) order, newest first."""
-    return base64.urlsafe_b64encode(json.dumps([last.create_time.isoformat(), last.delivery_id]).encode()).decode()
-
-
-def _position(token: str) -> tuple[datetime, str]:
-    try:
-        when, delivery_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(when), str(delivery_id)
-    except (TypeError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(str(e)) from None
-
-
 def _delivery_pb(row: tables.Delivery, events: list[tables.Event]) -> pb.Delivery:
     return pb.Delivery(
         delivery_id=row.delivery_id,
         message_id=row.message_id,
+        template_id=row.template_id,
+        content=row.content,
         user_id=row.user_id,
         channel=row.channel,
         state=common_pb2.DeliveryState.ValueType(row.state),

@@ -30,6 +30,10 @@ class Delivery(Base):
     delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(40), index=True)
     app_id: Mapped[str] = mapped_column(String(40), default="")
+    template_id: Mapped[str] = mapped_column(String(64), default="")
+    # The rendered subject and body; searched through feedback_deliveries_fts (SQLite) or the generated
+    # content_tsv column (PostgreSQL), which migration 0003 adds outside this model.
+    content: Mapped[str] = mapped_column(Text, default="")
     user_id: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(32))
     state: Mapped[int] = mapped_column(Integer)

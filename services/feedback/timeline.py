@@ -85,6 +85,8 @@ def _occurred(event: events_pb2.DeliveryEvent) -> datetime:
 
 def _fold(delivery: tables.Delivery, event: events_pb2.DeliveryEvent) -> None:
     delivery.attempts = max(delivery.attempts, event.attempt)
+    delivery.content = delivery.content or event.content
+    delivery.template_id = delivery.template_id or event.template_id
     occurred = _occurred(event)
     new, current = RANK.get(event.state, 0), RANK.get(delivery.state, 0)
     if new > current or (new == current and occurred >= delivery.update_time):
@@ -123,6 +125,8 @@ def _delivery_row(event: events_pb2.DeliveryEvent) -> tables.Delivery:
         delivery_id=event.delivery_id,
         message_id=event.message_id,
         app_id=event.app_id,
+        template_id=event.template_id,
+        content=event.content,
         user_id=event.user_id,
         channel=event.channel,
         state=event.state,

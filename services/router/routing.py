@@ -147,7 +147,7 @@ class Router:
         self, job: events_pb2.DeliveryJob, state: common_pb2.DeliveryState.ValueType, reason: str
     ) -> None:
         async with self._publishing[job.category]:
-            await events.publish(self._bus, job, state, reason=reason)
+            await events.publish(self._bus, job, state, reason=reason, content=events.content(job))
 
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""

@@ -334,6 +334,7 @@ class DeliveryEvent(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per change; consumers de-duplicate on it."""
     delivery_id: _builtins.str
@@ -348,6 +349,8 @@ class DeliveryEvent(_message.Message):
     reason: _builtins.str
     provider: _builtins.str
     provider_message_id: _builtins.str
+    content: _builtins.str
+    """The rendered subject and body, on the router's events (for search)."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -366,10 +369,11 @@ class DeliveryEvent(_message.Message):
         provider: _builtins.str = ...,
         provider_message_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "channel", b"channel", "delivery_id", b"delivery_id", "event_id", b"event_id", "message_id", b"message_id", "occur_time", b"occur_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "reason", b"reason", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "channel", b"channel", "content", b"content", "delivery_id", b"delivery_id", "event_id", b"event_id", "message_id", b"message_id", "occur_time", b"occur_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "reason", b"reason", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

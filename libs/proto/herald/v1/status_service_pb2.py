@@ -26,25 +26,29 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eherald/v1/status_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\x89\x01\n\x15ListDeliveriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.herald.v1.DeliveryState\"Z\n\x16ListDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\xcd\x01\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12%\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x13.herald.v1.Category\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\ndeliveries\x18\x06 \x03(\x0b\x32\x13.herald.v1.Delivery\"\xc5\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07history\x18\n \x03(\x0b\x32\x1e.herald.v1.DeliveryStateChange\x12\x12\n\nmessage_id\x18\x0b \x01(\t\"\xa1\x01\n\x13\x44\x65liveryStateChange\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa6\x01\n\rStatusService\x12>\n\nGetMessage\x12\x1c.herald.v1.GetMessageRequest\x1a\x12.herald.v1.Message\x12U\n\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eherald/v1/status_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\x8d\x02\n\x17SearchDeliveriesRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05query\x18\x07 \x01(\t\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"\\\n\x18SearchDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x15ListDeliveriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.herald.v1.DeliveryState\"Z\n\x16ListDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\xcd\x01\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12%\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x13.herald.v1.Category\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\ndeliveries\x18\x06 \x03(\x0b\x32\x13.herald.v1.Delivery\"\xeb\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07history\x18\n \x03(\x0b\x32\x1e.herald.v1.DeliveryStateChange\x12\x12\n\nmessage_id\x18\x0b \x01(\t\x12\x13\n\x0btemplate_id\x18\x0c \x01(\t\x12\x0f\n\x07\x63ontent\x18\r \x01(\t\"\xa1\x01\n\x13\x44\x65liveryStateChange\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x83\x02\n\rStatusService\x12>\n\nGetMessage\x12\x1c.herald.v1.GetMessageRequest\x1a\x12.herald.v1.Message\x12U\n\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponse\x12[\n\x10SearchDeliveries\x12\".herald.v1.SearchDeliveriesRequest\x1a#.herald.v1.SearchDeliveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.status_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=103
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=240
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=242
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=332
-  _globals['_GETMESSAGEREQUEST']._serialized_start=334
-  _globals['_GETMESSAGEREQUEST']._serialized_end=373
-  _globals['_MESSAGE']._serialized_start=376
-  _globals['_MESSAGE']._serialized_end=581
-  _globals['_DELIVERY']._serialized_start=584
-  _globals['_DELIVERY']._serialized_end=909
-  _globals['_DELIVERYSTATECHANGE']._serialized_start=912
-  _globals['_DELIVERYSTATECHANGE']._serialized_end=1073
-  _globals['_STATUSSERVICE']._serialized_start=1076
-  _globals['_STATUSSERVICE']._serialized_end=1242
+  _globals['_SEARCHDELIVERIESREQUEST']._serialized_start=103
+  _globals['_SEARCHDELIVERIESREQUEST']._serialized_end=372
+  _globals['_SEARCHDELIVERIESRESPONSE']._serialized_start=374
+  _globals['_SEARCHDELIVERIESRESPONSE']._serialized_end=466
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=469
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=606
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=608
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=698
+  _globals['_GETMESSAGEREQUEST']._serialized_start=700
+  _globals['_GETMESSAGEREQUEST']._serialized_end=739
+  _globals['_MESSAGE']._serialized_start=742
+  _globals['_MESSAGE']._serialized_end=947
+  _globals['_DELIVERY']._serialized_start=950
+  _globals['_DELIVERY']._serialized_end=1313
+  _globals['_DELIVERYSTATECHANGE']._serialized_start=1316
+  _globals['_DELIVERYSTATECHANGE']._serialized_end=1477
+  _globals['_STATUSSERVICE']._serialized_start=1480
+  _globals['_STATUSSERVICE']._serialized_end=1739
 # @@protoc_insertion_point(module_scope)

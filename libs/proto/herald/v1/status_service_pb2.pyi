@@ -21,6 +21,82 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SearchDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    user_id: _builtins.str
+    channel: _builtins.str
+    state: _common_pb2.DeliveryState.ValueType
+    query: _builtins.str
+    """Words that must all occur in the rendered subject or body (case-insensitive,
+    whole words); "" = any.
+    """
+    page_size: _builtins.int
+    """At most this many; 0 = 50, at most 200."""
+    page_token: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Deliveries created at or after start_time and before end_time; unset =
+        unbounded.
+        """
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        state: _common_pb2.DeliveryState.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "start_time", b"start_time", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDeliveriesRequest: _TypeAlias = SearchDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class SearchDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]: ...
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDeliveriesResponse: _TypeAlias = SearchDeliveriesResponse  # noqa: Y015
+
+@_typing.final
 class ListDeliveriesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -153,6 +229,8 @@ class Delivery(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     user_id: _builtins.str
     channel: _builtins.str
@@ -164,6 +242,9 @@ class Delivery(_message.Message):
     provider: _builtins.str
     """The provider that handled the last attempt, e.g. "webhook"."""
     message_id: _builtins.str
+    template_id: _builtins.str
+    content: _builtins.str
+    """The rendered subject and body the recipient got (or would have)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -186,10 +267,12 @@ class Delivery(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         history: _abc.Iterable[Global___DeliveryStateChange] | None = ...,
         message_id: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "delivery_id", b"delivery_id", "history", b"history", "message_id", b"message_id", "provider", b"provider", "reason", b"reason", "state", b"state", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "content", b"content", "create_time", b"create_time", "delivery_id", b"delivery_id", "history", b"history", "message_id", b"message_id", "provider", b"provider", "reason", b"reason", "state", b"state", "template_id", b"template_id", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

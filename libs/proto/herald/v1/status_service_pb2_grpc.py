@@ -46,6 +46,11 @@ class StatusServiceStub:
                 request_serializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.SearchDeliveries = channel.unary_unary(
+                '/herald.v1.StatusService/SearchDeliveries',
+                request_serializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class StatusServiceServicer:
@@ -69,6 +74,14 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchDeliveries(self, request, context):
+        """Finds the app's deliveries by template, user, channel, state, time and the
+        words of their rendered content; newest first, without history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +94,11 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     servicer.ListDeliveries,
                     request_deserializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesRequest.FromString,
                     response_serializer=herald_dot_v1_dot_status__service__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'SearchDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchDeliveries,
+                    request_deserializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +157,33 @@ class StatusService:
             '/herald.v1.StatusService/ListDeliveries',
             herald_dot_v1_dot_status__service__pb2.ListDeliveriesRequest.SerializeToString,
             herald_dot_v1_dot_status__service__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.StatusService/SearchDeliveries',
+            herald_dot_v1_dot_status__service__pb2.SearchDeliveriesRequest.SerializeToString,
+            herald_dot_v1_dot_status__service__pb2.SearchDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class StatusServiceStub:
     """Lists one user's deliveries across the app's messages, newest first, each
     with its history: "what did we send this customer lately".
     """
+    SearchDeliveries: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.SearchDeliveriesRequest, _status_service_pb2.SearchDeliveriesResponse]
+    """Finds the app's deliveries by template, user, channel, state, time and the
+    words of their rendered content; newest first, without history.
+    """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
@@ -58,6 +62,10 @@ class StatusServiceAsyncStub(StatusServiceStub):
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_status_service_pb2.ListDeliveriesRequest, _status_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Lists one user's deliveries across the app's messages, newest first, each
     with its history: "what did we send this customer lately".
+    """
+    SearchDeliveries: _aio.UnaryUnaryMultiCallable[_status_service_pb2.SearchDeliveriesRequest, _status_service_pb2.SearchDeliveriesResponse]  # type: ignore[assignment]
+    """Finds the app's deliveries by template, user, channel, state, time and the
+    words of their rendered content; newest first, without history.
     """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +91,16 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_status_service_pb2.ListDeliveriesResponse, _abc.Awaitable[_status_service_pb2.ListDeliveriesResponse]]:
         """Lists one user's deliveries across the app's messages, newest first, each
         with its history: "what did we send this customer lately".
+        """
+
+    @_abc_1.abstractmethod
+    def SearchDeliveries(
+        self,
+        request: _status_service_pb2.SearchDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_status_service_pb2.SearchDeliveriesResponse, _abc.Awaitable[_status_service_pb2.SearchDeliveriesResponse]]:
+        """Finds the app's deliveries by template, user, channel, state, time and the
+        words of their rendered content; newest first, without history.
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

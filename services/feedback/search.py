@@ -1,0 +1,105 @@
+"""Finding deliveries: filters, full-text search over the rendered content, and keyset pages (newest first), for
+StatusService.ListDeliveries and SearchDeliveries.
+
+The words of a query must all occur: PostgreSQL matches them against the generated `content_tsv` column (GIN
+index), SQLite against the FTS5 table `feedback_deliveries_fts` (migration 0003). Pages continue after the last
+delivery of the previous one in (create_time, delivery_id) order, so a page costs the same however deep it is.
+"""
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.feedback import tables
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_QUERY_WORDS = 16
+_WORD = re.compile(r"\w+")
+
+D = tables.Delivery
+
+
+@dataclass(frozen=True)
+class Filters:
+    user_id: str = ""
+    template_id: str = ""
+    channel: str = ""
+    state: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    size: int
+    # The last delivery of the previous page: (create_time, delivery_id).
+    after: tuple[datetime, str] | None
+
+
+def page_of(page_size: int, page_token: str, bad: dict[str, str]) -> Page:
+    """The page a request asks for; problems go into `bad`, by field."""
+    if not 0 <= page_size <= MAX_PAGE_SIZE:
+        bad["page_size"] = f"between 0 (= {DEFAULT_PAGE_SIZE}) and {MAX_PAGE_SIZE}"
+    after = None
+    if page_token:
+        try:
+            when, delivery_id = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+            after = (datetime.fromisoformat(when), str(delivery_id))
+        except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
+            bad["page_token"] = "not a next_page_token of this list"  # noqa: S105 (a message, not a secret)
+    return Page(page_size or DEFAULT_PAGE_SIZE, after)
+
+
+def words(query: str) -> list[str]:
+    return _WORD.findall(query.lower())
+
+
+async def find(session: AsyncSession, app_id: str, filters: Filters, page: Page) -> tuple[list[tables.Delivery], str]:
+    """One page of the app's deliveries matching `filters`, and the token of the next page ("" = last)."""
+    query = select(D).where(D.app_id == app_id)
+    for column, value in (
+        (D.user_id, filters.user_id),
+        (D.template_id, filters.template_id),
+        (D.channel, filters.channel),
+    ):
+        if value:
+            query = query.where(column == value)
+    if filters.state:
+        query = query.where(D.state == filters.state)
+    if filters.start is not None:
+        query = query.where(D.create_time >= filters.start)
+    if filters.end is not None:
+        query = query.where(D.create_time < filters.end)
+    if terms := words(filters.query):
+        query = _matching(query, terms, session.get_bind().dialect.name)
+    if page.after is not None:
+        when, delivery_id = page.after
+        query = query.where(or_(D.create_time < when, and_(D.create_time == when, D.delivery_id < delivery_id)))
+    query = query.order_by(D.create_time.desc(), D.delivery_id.desc()).limit(page.size + 1)
+    rows = list(await session.scalars(query))
+    found = rows[: page.size]
+    return found, (_token(found[-1]) if len(rows) > page.size else "")
+
+
+def _matching(query: Select[tables.Delivery], terms: list[str], dialect: str) -> Select[tables.Delivery]:
+    if dialect == "postgresql":
+        condition = text("feedback_deliveries.content_tsv @@ plainto_tsquery('simple', :terms)")
+        return query.where(condition.bindparams(terms=" ".join(terms)))
+    # Each word quoted: FTS5 reads the query as a conjunction of phrases, never as its own syntax.
+    condition = text(
+        "feedback_deliveries.rowid IN "
+        "(SELECT rowid FROM feedback_deliveries_fts WHERE feedback_deliveries_fts MATCH :terms)"
+    )
+    return query.where(condition.bindparams(terms=" ".join(f'"{t}"' for t in terms)))
+
+
+def _token(last: tables.Delivery) -> str:
+    return base64.urlsafe_b64encode(json.dumps([last.create_time.isoformat(), last.delivery_id]).encode()).decode()
