@@ -35,6 +35,7 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.adapters
+	$(BIN)/python -m bench.feedback
 	$(BIN)/python -m bench.priority
 
 clean:

@@ -1,0 +1,80 @@
+"""What the one-stage benchmarks share: the bundled nats-server and a single herald binary, paused while its
+input is queued so the measurement starts with all of it waiting, and the binary's own CPU time."""
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+from nats.js import JetStreamContext
+
+from bench.mesh import ADMIN
+from libs.localmesh import Binary, Mesh
+
+WINDOW = 512
+
+
+@dataclass(frozen=True)
+class Stage:
+    binary: Binary
+    nats_url: str
+
+
+@asynccontextmanager
+async def alone(service: str) -> AsyncIterator[Stage]:
+    """nats-server and herald-`service` (SQLite unless HERALD_DATABASE_URL is set), healthy."""
+    with tempfile.TemporaryDirectory(prefix=f"herald-bench-{service}-") as tmp:
+        mesh = Mesh(
+            Path(tmp),
+            env={
+                "HERALD_ADMIN_TOKEN": ADMIN,
+                "HERALD_WEBHOOK_SIGNING_SECRET": "bench-signing-secret",
+                "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+                "HERALD_DATABASE_URL": os.environ.get("HERALD_DATABASE_URL", ""),
+            },
+        )
+        binary = mesh.binaries[service]
+        assert mesh.nats is not None
+        await mesh.nats.start()
+        binary.start()
+        try:
+            await binary.wait_healthy()
+            yield Stage(binary, mesh.nats_url)
+        finally:
+            await binary.stop()
+            await mesh.nats.stop()
+
+
+async def queue_while_paused(
+    stage: Stage, count: int, publish: Callable[[JetStreamContext, int], Awaitable[object]]
+) -> float:
+    """Pause the binary, publish `count` messages (`publish(js, n)`, WINDOW at a time), resume it; returns
+    its CPU seconds so far, to subtract from a later reading."""
+    pid = stage.binary.proc.pid if stage.binary.proc else 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        nc = await nats.connect(stage.nats_url)
+        js = nc.jetstream()
+        for first in range(0, count, WINDOW):
+            await asyncio.gather(*(publish(js, n) for n in range(first, min(first + WINDOW, count))))
+        await nc.close()
+    finally:
+        cpu = cpu_seconds(pid)
+        os.kill(pid, signal.SIGCONT)
+    return cpu
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rate(count: int, started: float) -> float:
+    return count / (time.perf_counter() - started)
