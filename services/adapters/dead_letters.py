@@ -62,20 +62,29 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
                 replayed += await self._replay(sequence)
             return pb.ReplayDeadLettersResponse(replayed=replayed)
         sequence = 1
-        while (entry := await self._next(sequence, subject)) is not None:
-            replayed += await self._replay(entry.sequence)
-            sequence = entry.sequence + 1
+        while (found := await self._next_record(sequence, subject)) is not None:
+            sequence, record = found
+            await self._put_back(sequence, record)
+            replayed += 1
+            sequence += 1
         return pb.ReplayDeadLettersResponse(replayed=replayed)
 
-    async def _next(self, sequence: int, subject: str) -> pb.DeadLetter | None:
+    async def _next_record(self, sequence: int, subject: str) -> tuple[int, pb.DeadLetterRecord] | None:
+        """The first dead letter on `subject` at or after `sequence`, with its own sequence."""
         try:
             message = await self._bus.js.get_msg(STREAM, seq=sequence, subject=subject, next=True)
         except NotFoundError:
             return None
-        record = pb.DeadLetterRecord.FromString(message.data or b"")
+        return message.seq or 0, pb.DeadLetterRecord.FromString(message.data or b"")
+
+    async def _next(self, sequence: int, subject: str) -> pb.DeadLetter | None:
+        found = await self._next_record(sequence, subject)
+        if found is None:
+            return None
+        sequence, record = found
         job = record.job
         return pb.DeadLetter(
-            sequence=message.seq or 0,
+            sequence=sequence,
             delivery_id=job.delivery_id,
             message_id=job.message_id,
             app_id=job.app_id,
@@ -93,7 +102,11 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             message = await self._bus.js.get_msg(STREAM, seq=sequence)
         except NotFoundError:
             return 0
-        job = pb.DeadLetterRecord.FromString(message.data or b"").job
+        await self._put_back(sequence, pb.DeadLetterRecord.FromString(message.data or b""))
+        return 1
+
+    async def _put_back(self, sequence: int, record: pb.DeadLetterRecord) -> None:
+        job = record.job
         job.replay += 1
         await self._bus.publish(
             subjects.delivery_job(job.category, job.channel),
@@ -101,7 +114,6 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             msg_id=f"{job.delivery_id}.replay.{job.replay}",
         )
         await self._bus.js.delete_msg(STREAM, sequence)
-        return 1
 
 
 def _problems(category: int, channel: str) -> dict[str, str]:
