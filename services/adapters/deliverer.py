@@ -236,6 +236,8 @@ class Deliverer:
                 record.provider = result.provider
                 record.provider_message_id = result.provider_message_id
                 record.last_error = result.reason
+                record.dead_letter, record.address_dead = result.dead, result.address_dead
+                record.may_fall_back = result.may_fall_back
                 record.sending_until = None
                 record.update_time = now()
 
@@ -289,8 +291,18 @@ def _dead_address(job: events_pb2.DeliveryJob, result: Result) -> events_pb2.Dea
 
 
 def _on_record(record: tables.Delivery) -> Result:
-    state = common_pb2.DeliveryState.ValueType(record.state)
-    return Result(state, record.attempts, record.provider, record.provider_message_id, record.last_error, new=False)
+    """The outcome on record, with the follow-ups it had: publishing it again is idempotent (message ids)."""
+    return Result(
+        common_pb2.DeliveryState.ValueType(record.state),
+        record.attempts,
+        record.provider,
+        record.provider_message_id,
+        record.last_error,
+        new=False,
+        dead=record.dead_letter,
+        may_fall_back=record.may_fall_back,
+        address_dead=record.address_dead,
+    )
 
 
 async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> list[tables.Delivery]:
@@ -319,6 +331,9 @@ async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) ->
                 update_time=now(),
                 replay=0,
                 cycle_start=0,
+                dead_letter=False,
+                address_dead=False,
+                may_fall_back=True,
             )
             session.add(record)
         if job.replay > record.replay:

@@ -41,6 +41,11 @@ class Delivery(Base):
     # the dead letters gets a fresh retry budget while attempts keep counting (event ids stay unique).
     replay: Mapped[int] = mapped_column(Integer, default=0)
     cycle_start: Mapped[int] = mapped_column(Integer, default=0)
+    # What must follow the recorded outcome - a dead letter, a dead-address event, the fallback chain - so that a
+    # job redelivered after a crash between recording and publishing them still publishes them.
+    dead_letter: Mapped[bool] = mapped_column(Boolean, default=False)
+    address_dead: Mapped[bool] = mapped_column(Boolean, default=False)
+    may_fall_back: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class ProviderAccount(Base):

@@ -1,0 +1,49 @@
+"""A job redelivered after its outcome was recorded - the process died before publishing what follows it or
+before acking - publishes the same follow-ups again: its dead letter, its dead-address event, and the fallback
+only where the outcome allowed one. Checked on the delivery record itself, in a real (SQLite) database."""
+
+from pathlib import Path
+from typing import cast
+
+import pytest
+from herald.v1 import common_pb2, events_pb2
+
+from libs.bus import Bus
+from libs.store import Database
+from services.adapters.accounts import Accounts
+from services.adapters.deliverer import Deliverer, Result
+
+S = common_pb2
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        # The provider may have taken it: dead-lettered, and no other channel may take over.
+        Result(S.DELIVERY_STATE_FAILED, 1, "twilio-us", reason="outcome unknown", dead=True, may_fall_back=False),
+        # Retries exhausted: dead-lettered, and the fallback chain takes over.
+        Result(S.DELIVERY_STATE_FAILED, 4, "twilio-us", reason="gave up after 4 attempts", dead=True),
+        # The device token is gone: the directory must hear of it.
+        Result(S.DELIVERY_STATE_FAILED, 1, "apns-prod", reason="Unregistered", address_dead=True),
+    ],
+)
+async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, outcome: Result) -> None:
+    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'adapters.db'}", "adapters")
+    try:
+        # Recording and planning touch neither the bus nor the provider accounts.
+        deliverer = Deliverer(db, cast(Bus, None), cast(Accounts, None), {})
+        job = events_pb2.DeliveryJob(delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555")
+        await deliverer._store([(job, outcome)])
+        [record] = (await deliverer._load([job.delivery_id])).values()
+
+        again = deliverer._plan(job, record)
+
+        assert isinstance(again, Result) and not again.new
+        assert (again.state, again.reason) == (outcome.state, outcome.reason)
+        assert (again.dead, again.may_fall_back, again.address_dead) == (
+            outcome.dead,
+            outcome.may_fall_back,
+            outcome.address_dead,
+        )
+    finally:
+        await db.close()
