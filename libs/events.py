@@ -5,6 +5,8 @@ that runs again after a redelivery publishes the same event id, and JetStream
 (Nats-Msg-Id) and feedback (primary key) both drop the repeat.
 """
 
+from datetime import datetime
+
 from herald.v1 import common_pb2, events_pb2
 
 from libs import subjects
@@ -31,7 +33,10 @@ async def publish(
     provider: str = "",
     provider_message_id: str = "",
     content: str = "",
+    occur_time: datetime | None = None,
 ) -> None:
+    """`occur_time`: when it happened, if not now (an inbox item is SENT when it was stored, which may be after a
+    device already got it)."""
     name = state_name(state)
     event = events_pb2.DeliveryEvent(
         event_id=f"{job.delivery_id}.{name}.{attempt}",
@@ -46,7 +51,7 @@ async def publish(
         reason=reason,
         provider=provider,
         provider_message_id=provider_message_id,
-        occur_time=to_timestamp(now()),
+        occur_time=to_timestamp(occur_time or now()),
         content=content,
     )
     await bus.publish(subjects.delivery_event(name), event.SerializeToString(), msg_id=event.event_id)

@@ -1,5 +1,6 @@
 """InboxService: devices and app backends read the inbox timeline (see protos/herald/v1/inbox_service.proto)."""
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
@@ -16,6 +17,7 @@ from libs.timeutil import now, to_timestamp
 from services.adapters.inbox import notices, store
 from services.adapters.inbox.store import Item, Owner
 from services.adapters.inbox.tokens import DEFAULT_TTL, MAX_TTL, PREFIX, BadToken, InboxTokens
+from services.adapters.inbox.writer import PROVIDER
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -135,15 +137,17 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
 
     async def _record(self, owner: Owner, items: Iterable[Item], state: common_pb2.DeliveryState.ValueType) -> None:
         """DELIVERED when a device first gets an item, READ when it is read: the status and statistics see both."""
-        for item in items:
-            job = events_pb2.DeliveryJob(
+        jobs = [
+            events_pb2.DeliveryJob(
                 delivery_id=item.delivery_id,
                 message_id=item.message_id,
                 app_id=owner.app_id,
                 user_id=owner.user_id,
                 channel="inbox",
             )
-            await events.publish(self._bus, job, state, attempt=1, provider="inbox")
+            for item in items
+        ]
+        await asyncio.gather(*(events.publish(self._bus, job, state, attempt=1, provider=PROVIDER) for job in jobs))
 
 
 def _user_problem(user_id: str) -> dict[str, str]:

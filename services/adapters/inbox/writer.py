@@ -2,6 +2,9 @@
 timeline, so it is SENT once that transaction commits, and acked only after; a redelivered job finds its item
 and stores nothing. Then live Subscribe streams hear of the new sequences."""
 
+import asyncio
+from datetime import datetime
+
 from herald.v1 import common_pb2, events_pb2
 from sqlalchemy.exc import IntegrityError
 
@@ -31,12 +34,22 @@ class InboxWriter:
                 appended = await store.append(session, [j for i, j in fresh.items() if i not in expired])
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
-        for incoming, job in zip(batch, jobs, strict=True):
-            with incoming.active():
-                if job.delivery_id in expired:
-                    await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed")
-                else:
-                    await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_SENT, attempt=1, provider=PROVIDER)
+        stored_at = {item.delivery_id: item.create_time for items in appended.values() for item in items}
+        pairs = zip(batch, jobs, strict=True)
+        await asyncio.gather(
+            *(self._announce(i, j, j.delivery_id in expired, stored_at.get(j.delivery_id)) for i, j in pairs)
+        )
         for owner, items in appended.items():
             await notices.announce(self._bus, owner, [i.seq for i in items], changed=False)
         return [ACK] * len(batch)
+
+    async def _announce(
+        self, incoming: Incoming, job: events_pb2.DeliveryJob, expired: bool, stored_at: datetime | None
+    ) -> None:
+        """SENT as of when the item was stored: a device may get it (DELIVERED) before this is published."""
+        with incoming.active():
+            if expired:
+                await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed")
+            else:
+                sent = common_pb2.DELIVERY_STATE_SENT
+                await events.publish(self._bus, job, sent, attempt=1, provider=PROVIDER, occur_time=stored_at)
