@@ -40,7 +40,7 @@ async def test_reading_on_one_device_shows_on_the_other_and_in_the_timeline(hera
     assert (marked.marked_count, marked.unread_count) == (1, 2)
 
     again = await asyncio.wait_for(laptop_stream.read(), 10)
-    assert (again.seq, again.read, again.body) == (2, True, "item 1")
+    assert (again.seq, again.read, again.body) == (2, True, first[1].body)
     deleted = await herald.inbox.DeleteItems(pb.DeleteItemsRequest(seqs=[3]), metadata=phone)
     assert deleted.deleted_count == 1
     gone = await asyncio.wait_for(laptop_stream.read(), 10)
