@@ -83,6 +83,12 @@ def require_admin(context: grpc.aio.ServicerContext, admin_token: str) -> None:
         raise Unauthenticated("invalid admin token")
 
 
+def is_admin(context: grpc.aio.ServicerContext, admin_token: str) -> bool:
+    """For RPCs an app key or the admin token may call: whether the caller holds the admin token."""
+    token = bearer_token(context)
+    return bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
+
+
 class AppKeys:
     """The app-key registry in NATS KV, with a short local cache so a Send costs no extra round trip."""
 

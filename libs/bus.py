@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    ConsumerInfo,
     DeliverPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -303,6 +304,15 @@ class Bus:
     async def stop_consumers(self) -> None:
         await asyncio.gather(*(c.stop() for c in self._consumers))
 
+    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
+        """Per durable consumer of this process: (messages not yet handed to it, messages it holds unacked)."""
+        infos = await asyncio.gather(*(c.info() for c in self._consumers), return_exceptions=True)
+        return {
+            c.name: (info.num_pending or 0, info.num_ack_pending or 0)
+            for c, info in zip(self._consumers, infos, strict=True)
+            if not isinstance(info, BaseException)
+        }
+
     async def close(self) -> None:
         """Close after the consumers stopped. Every publish was already acked, so nothing is left to drain."""
         await self.stop_consumers()
@@ -334,6 +344,9 @@ class Consumer:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def info(self) -> ConsumerInfo:
+        return await self._sub.consumer_info()
 
     async def stop(self) -> None:
         """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns."""

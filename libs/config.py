@@ -12,6 +12,8 @@ from libs import categories
 DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
 # herald-adapters' HTTP endpoint for providers' delivery receipts.
 DEFAULT_RECEIPTS_PORT = 50063
+# Each binary's Prometheus endpoint (GET /metrics).
+DEFAULT_METRICS_PORTS = {"intake": 9461, "router": 9462, "adapters": 9463, "feedback": 9464}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Settings:
     # Keys for the inbox tokens devices read their user's inbox with (comma-separated: the first signs, all
     # verify); "" = no inbox tokens, only app API keys.
     inbox_token_secret: str
+    # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
+    metrics_addr: str
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -66,6 +70,7 @@ class Settings:
             },
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
+            metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",
         )
 
 

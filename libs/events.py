@@ -34,6 +34,9 @@ async def publish(
     provider_message_id: str = "",
     content: str = "",
     occur_time: datetime | None = None,
+    reason_code: str = "",
+    cost_micros: int = 0,
+    currency_code: str = "",
 ) -> None:
     """`occur_time`: when it happened, if not now (an inbox item is SENT when it was stored, which may be after a
     device already got it)."""
@@ -53,5 +56,8 @@ async def publish(
         provider_message_id=provider_message_id,
         occur_time=to_timestamp(occur_time or now()),
         content=content,
+        reason_code=reason_code,
+        cost_micros=cost_micros,
+        currency_code=currency_code,
     )
     await bus.publish(subjects.delivery_event(name), event.SerializeToString(), msg_id=event.event_id)

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from libs.config import DEFAULT_PORTS, DEFAULT_RECEIPTS_PORT
+from libs.config import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, DEFAULT_RECEIPTS_PORT
 from libs.localmesh import SERVICES, Mesh
 
 ADDR_VARS = {s: f"HERALD_{s.upper()}_ADDR" for s in SERVICES}
@@ -41,7 +41,8 @@ async def main() -> int:
         "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
     }
     addrs = {s: os.environ.get(var) or DEFAULT_ADDRS[s] for s, var in ADDR_VARS.items()}
-    mesh = Mesh(data_dir, env=env, addrs=addrs, nats_url=os.environ.get("HERALD_NATS_URL"))
+    metrics_addrs = {s: f"127.0.0.1:{port}" for s, port in DEFAULT_METRICS_PORTS.items()}
+    mesh = Mesh(data_dir, env=env, addrs=addrs, nats_url=os.environ.get("HERALD_NATS_URL"), metrics_addrs=metrics_addrs)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,6 +57,7 @@ async def main() -> int:
     for service in SERVICES:
         print(f"{service:<9} {mesh.addr(service)}")
     print(f"receipts  http://{env['HERALD_RECEIPTS_ADDR']}/v1/receipts/<account>")
+    print("metrics   " + "  ".join(f"{s} {mesh.metrics_url(s)}" for s in SERVICES))
     print(f"logs      {data_dir / 'logs'}")
     if "HERALD_ADMIN_TOKEN" not in os.environ:
         print(f"admin token in {data_dir / 'admin-token'}")

@@ -77,11 +77,17 @@ class Binary:
     """One herald binary as an OS process."""
 
     def __init__(
-        self, service: str, addr: str, env: Mapping[str, str], log_path: Path, receipts_addr: str | None = None
+        self,
+        service: str,
+        addr: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        receipts_addr: str | None = None,
+        metrics_addr: str | None = None,
     ) -> None:
         self.service = service
         self.addr = addr
-        self.env = {**env, "HERALD_GRPC_ADDR": addr}
+        self.env = {**env, "HERALD_GRPC_ADDR": addr, "HERALD_METRICS_ADDR": metrics_addr or f"127.0.0.1:{free_port()}"}
         if service == "adapters":
             # Each adapters process (a replica too) needs a port of its own for providers' delivery receipts.
             self.env["HERALD_RECEIPTS_ADDR"] = receipts_addr or f"127.0.0.1:{free_port()}"
@@ -136,6 +142,7 @@ class Mesh:
         env: Mapping[str, str] | None = None,
         addrs: Mapping[str, str] | None = None,
         nats_url: str | None = None,
+        metrics_addrs: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.nats = None if nats_url else NatsServer(data_dir / "nats")
@@ -145,7 +152,14 @@ class Mesh:
         # The router asks intake about apps and templates (Explain).
         base["HERALD_INTAKE_ADDR"] = chosen["intake"]
         self.binaries = {
-            s: Binary(s, chosen[s], base, data_dir / "logs" / f"{s}.log", base.get("HERALD_RECEIPTS_ADDR"))
+            s: Binary(
+                s,
+                chosen[s],
+                base,
+                data_dir / "logs" / f"{s}.log",
+                base.get("HERALD_RECEIPTS_ADDR"),
+                (metrics_addrs or {}).get(s),
+            )
             for s in SERVICES
         }
 
@@ -155,6 +169,9 @@ class Mesh:
 
     def addr(self, service: str) -> str:
         return self.binaries[service].addr
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://{self.binaries[service].env['HERALD_METRICS_ADDR']}/metrics"
 
     def receipts_url(self, account: str) -> str:
         """Where a provider posts delivery receipts for `account`, on the (first) adapters process."""

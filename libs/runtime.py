@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from libs import telemetry
+from libs import metrics, telemetry
 from libs.bus import Bus
 from libs.config import Settings
 from libs.grpc_server import ServerInterceptor
@@ -72,13 +72,15 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     server.add_insecure_port(settings.grpc_addr)
     await server.start()
     monitor = asyncio.create_task(_report_health(health, names, db, bus))
-    log.info("serving", addr=settings.grpc_addr, services=names)
+    metrics_server = await metrics.serve(settings.metrics_addr, bus)
+    log.info("serving", addr=settings.grpc_addr, services=names, metrics=settings.metrics_addr)
 
     await stop.wait()
     log.info("shutting down: no new work, finishing what is in flight")
     await health.enter_graceful_shutdown()
     monitor.cancel()
     await asyncio.gather(bus.stop_consumers(), server.stop(SHUTDOWN_GRACE))
+    await metrics_server.cleanup()
     for close in rt.on_stop:
         await close()
     await bus.close()

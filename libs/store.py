@@ -13,6 +13,7 @@ from typing import Any
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, MetaData, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +52,10 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def insert(self, entity: Any) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that takes ON CONFLICT clauses, which both backends spell alike."""
+        return sqlite.insert(entity) if self.is_sqlite else postgresql.insert(entity)
 
     async def ping(self) -> bool:
         try:

@@ -52,6 +52,14 @@ class Route:
     bucket: TokenBucket | None
 
 
+@dataclass(frozen=True)
+class Price:
+    """What one send through an account costs, in millionths of the currency."""
+
+    micros: int = 0
+    currency_code: str = ""
+
+
 class Accounts:
     def __init__(
         self,
@@ -68,6 +76,7 @@ class Accounts:
         self._environ = environ
         self._routes: dict[str, Route] = {}
         self._configs: dict[str, tuple[object, ...]] = {}
+        self._prices: dict[str, Price] = {}
         self._lock = asyncio.Lock()
 
     async def reload(self) -> None:
@@ -84,6 +93,7 @@ class Accounts:
                 routes.setdefault(account.name, self._routes.get(account.name) or self._builtin(account))
             stale = [r for name, r in self._routes.items() if routes.get(name) is not r]
             self._routes, self._configs = routes, configs
+            self._prices = {row.name: Price(row.unit_price_micros, row.currency_code) for row in rows}
         for route in stale:
             await route.provider.close()
 
@@ -101,6 +111,10 @@ class Accounts:
 
     def named(self, name: str) -> Route | None:
         return self._routes.get(name)
+
+    def price(self, name: str) -> Price:
+        """The account's unit price now; a price changes the route of no delivery, so it is kept apart."""
+        return self._prices.get(name, Price())
 
     def choose(self, channel: str, address: str) -> Route:
         """The account for the next call: the best priority with a closed (or probing) circuit, by weight among

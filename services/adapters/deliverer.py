@@ -32,7 +32,7 @@ from libs.masking import mask
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.adapters import tables
-from services.adapters.accounts import Accounts, Route
+from services.adapters.accounts import Accounts, Price, Route
 from services.adapters.channels.base import DeliveryError, Failure
 
 log = structlog.get_logger()
@@ -244,6 +244,7 @@ class Deliverer:
     async def _announce(self, incoming: Incoming, job: events_pb2.DeliveryJob, result: Result) -> None:
         if not result.new and result.state not in FINAL:
             return
+        price = self._accounts.price(result.provider) if result.state == S.DELIVERY_STATE_SENT else Price()
         with incoming.active():
             await events.publish(
                 self._bus,
@@ -253,6 +254,8 @@ class Deliverer:
                 reason=result.reason,
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
+                cost_micros=price.micros,
+                currency_code=price.currency_code,
             )
             if result.dead:
                 record = dead_letter_service_pb2.DeadLetterRecord(

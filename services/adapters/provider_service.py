@@ -35,7 +35,10 @@ MUTABLE = (
     "rate_limit_per_second",
     "timeout_seconds",
     "disabled",
+    "unit_price_micros",
+    "currency_code",
 )
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
@@ -130,6 +133,11 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
             "weight": (0 <= account.weight <= 1000, "between 0 and 1000"),
             "rate_limit_per_second": (0 <= account.rate_limit_per_second <= 100_000, "between 0 and 100000"),
             "timeout_seconds": (0 <= account.timeout_seconds <= 120, "between 0 and 120"),
+            "unit_price_micros": (0 <= account.unit_price_micros <= 10**12, "between 0 and 10^12"),
+            "currency_code": (
+                bool(_CURRENCY.match(account.currency_code)) or not account.unit_price_micros,
+                "an ISO 4217 code such as USD, required with a unit price",
+            ),
         }
         for path, (ok, why) in checks.items():
             if path in paths and not ok:
@@ -160,6 +168,8 @@ def _apply(row: tables.ProviderAccount, account: pb.ProviderAccount, paths: tupl
         "rate_limit_per_second": account.rate_limit_per_second,
         "timeout_seconds": account.timeout_seconds,
         "disabled": account.disabled,
+        "unit_price_micros": account.unit_price_micros,
+        "currency_code": account.currency_code,
     }
     for path in paths:
         setattr(row, path, values[path])
@@ -179,6 +189,8 @@ def _account_pb(row: tables.ProviderAccount) -> pb.ProviderAccount:
         rate_limit_per_second=row.rate_limit_per_second,
         timeout_seconds=row.timeout_seconds,
         disabled=row.disabled,
+        unit_price_micros=row.unit_price_micros,
+        currency_code=row.currency_code,
         create_time=to_timestamp(row.create_time),
         update_time=to_timestamp(row.update_time),
     )

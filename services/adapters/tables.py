@@ -64,6 +64,8 @@ class ProviderAccount(Base):
     disabled: Mapped[bool] = mapped_column(Boolean)
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    unit_price_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency_code: Mapped[str] = mapped_column(String(3), default="")
 
 
 class InboxCounter(Base):

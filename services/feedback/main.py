@@ -11,7 +11,7 @@ from services.feedback.timeline import Timeline
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(
-        StatusService(rt.db, await AppKeys.open(rt.bus)), server
+        StatusService(rt.db, await AppKeys.open(rt.bus), rt.settings.admin_token), server
     )
     timeline = Timeline(rt.db)
     await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, timeline.on_messages)

@@ -1,6 +1,8 @@
-"""StatusService: what happened to a message. An app sees only its own messages."""
+"""StatusService: what happened to a message, and how sends did. An app sees only its own messages; the admin
+token may read every app's statistics."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 import grpc
 from herald.v1 import common_pb2, status_service_pb2_grpc
@@ -8,17 +10,20 @@ from herald.v1 import status_service_pb2 as pb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.auth import AppKeys
-from libs.errors import InvalidArgument, NotFound
+from libs.auth import AppKeys, is_admin
+from libs.errors import InvalidArgument, NotFound, PermissionDenied
 from libs.store import Database
 from libs.timeutil import from_timestamp, to_timestamp
-from services.feedback import search, tables
+from services.feedback import search, stats, tables
+
+MAX_STATS_RANGE = timedelta(days=400)
 
 
 class StatusService(status_service_pb2_grpc.StatusServiceServicer):
-    def __init__(self, db: Database, keys: AppKeys) -> None:
+    def __init__(self, db: Database, keys: AppKeys, admin_token: str) -> None:
         self._db = db
         self._keys = keys
+        self._admin_token = admin_token
 
     async def GetMessage(self, request: pb.GetMessageRequest, context: grpc.aio.ServicerContext) -> pb.Message:
         app = await self._keys.authenticate(context)
@@ -90,6 +95,46 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         async with self._db.session() as session:
             found, token = await search.find(session, app.app_id, filters, page)
         return pb.SearchDeliveriesResponse(deliveries=[_delivery_pb(d, []) for d in found], next_page_token=token)
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        app_id = await self._stats_scope(request.app_id, context)
+        bad: dict[str, str] = {}
+        start = from_timestamp(request.start_time) if request.HasField("start_time") else None
+        end = from_timestamp(request.end_time) if request.HasField("end_time") else None
+        if start is None:
+            bad["start_time"] = "required"
+        if end is None:
+            bad["end_time"] = "required"
+        elif start is not None and not timedelta(0) < end - start <= MAX_STATS_RANGE:
+            bad["end_time"] = f"after start_time, by at most {MAX_STATS_RANGE.days} days"
+        if request.interval not in pb.StatsInterval.values():
+            bad["interval"] = "one of STATS_INTERVAL_HOUR, STATS_INTERVAL_DAY, or unspecified for the whole range"
+        for n, dimension in enumerate(request.group_by):
+            if dimension not in stats.DIMENSIONS:
+                bad[f"group_by[{n}]"] = "one of STATS_DIMENSION_APP, _CHANNEL, _TEMPLATE, _PROVIDER"
+        if bad or start is None or end is None:
+            raise InvalidArgument(bad)
+        query = stats.Query(
+            start=start,
+            end=end,
+            interval=request.interval,
+            group_by=tuple(request.group_by),
+            app_id=app_id,
+            channel=request.channel,
+            template_id=request.template_id,
+        )
+        async with self._db.session() as session:
+            return pb.GetStatsResponse(rows=await stats.report(session, query))
+
+    async def _stats_scope(self, app_id: str, context: grpc.aio.ServicerContext) -> str | None:
+        """The app whose statistics the caller may read: the admin token's choice (None = every app), or the key's
+        own app."""
+        if is_admin(context, self._admin_token):
+            return app_id or None
+        app = await self._keys.authenticate(context)
+        if app_id and app_id != app.app_id:
+            raise PermissionDenied(f"app {app.app_id} may not read the statistics of app '{app_id[:64]}'")
+        return app.app_id
 
 
 async def _histories(session: AsyncSession, deliveries: list[tables.Delivery]) -> dict[str, list[tables.Event]]:

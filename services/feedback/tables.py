@@ -1,8 +1,8 @@
-"""Feedback's tables: messages, their deliveries' current state, and every state change."""
+"""Feedback's tables: messages, their deliveries' current state, every state change, and the statistics."""
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -42,6 +42,10 @@ class Delivery(Base):
     provider: Mapped[str] = mapped_column(String(64))
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # Bits (1 << state) of the states already counted in feedback_stats, so a state reached twice counts once.
+    counted: Mapped[int] = mapped_column(Integer, default=0)
+    # When it was first queued for its channel (its first PENDING): where send and delivery latency start.
+    queued_time: Mapped[datetime | None]
 
 
 class Event(Base):
@@ -52,4 +56,23 @@ class Event(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(String(64))
-    occur_time: Mapped[datetime]
+    occur_time: Mapped[datetime] = mapped_column(index=True)
+
+
+class Stat(Base):
+    """How many deliveries reached a state within one UTC hour, per app, channel, template, provider, reason code
+    and currency, with their cost and, for SENT and DELIVERED, their latency bucket (see stats.py)."""
+
+    __tablename__ = "feedback_stats"
+    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    currency_code: Mapped[str] = mapped_column(String(3), primary_key=True)
+    # Index into stats.LATENCY_BOUNDS (len = beyond the last), or -1: not timed.
+    latency_bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deliveries: Mapped[int] = mapped_column(BigInteger)
+    cost_micros: Mapped[int] = mapped_column(BigInteger)

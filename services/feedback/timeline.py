@@ -1,23 +1,26 @@
-"""Feedback's consumers: record accepted messages and fold delivery events into each delivery's state.
+"""Feedback's consumers: record accepted messages, and fold delivery events into each delivery's state and into
+the statistics.
 
-Each fetched batch is one transaction. Both consumers are idempotent: a message
-or event id seen before changes nothing. Events may arrive out of order (two
-producers, redeliveries), so a delivery's state only moves forward by rank;
-among equal ranks the later event wins.
+Each fetched batch is one transaction of a few bulk statements. Both consumers are idempotent: a message or event
+id seen before changes nothing (INSERT ... ON CONFLICT DO NOTHING tells which are new). Events may arrive out of
+order (several producers, redeliveries), so a delivery's state only moves forward by rank; among equal ranks the
+later event wins. Each delivery counts once per state it reaches in the statistics (stats.py).
 """
 
 from datetime import datetime
+from typing import Any
 
 from herald.v1 import common_pb2, events_pb2
-from sqlalchemy import select
+from prometheus_client import Histogram
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from libs.bus import ACK, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.feedback import tables
+from services.feedback import stats, tables
 
-# Two replicas created the same new row at once: the loser folds its batch in again shortly.
+# Two replicas created the same new delivery at once: the loser folds its batch in again shortly.
 CONFLICT_RETRY = 0.05
 
 S = common_pb2
@@ -32,6 +35,28 @@ RANK: dict[int, int] = {
     S.DELIVERY_STATE_DELIVERED: 3,
     S.DELIVERY_STATE_READ: 4,
 }
+# How long after a state change its status can be read: feedback's lag, as users notice it.
+STATUS_DELAY = Histogram(
+    "herald_feedback_status_delay_seconds",
+    "From a delivery event's occur_time to the commit that makes it visible in StatusService.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+D = tables.Delivery
+# What folding reads of a known delivery; all but the first two may change.
+FOLDED = (
+    D.delivery_id,
+    D.app_id,
+    D.channel,
+    D.template_id,
+    D.content,
+    D.state,
+    D.attempts,
+    D.reason,
+    D.provider,
+    D.update_time,
+    D.counted,
+    D.queued_time,
+)
 
 
 class Timeline:
@@ -40,99 +65,117 @@ class Timeline:
 
     async def on_messages(self, batch: list[Incoming]) -> list[Outcome]:
         messages = {m.message_id: m for m in (events_pb2.AcceptedMessage.FromString(i.data) for i in batch)}
-        try:
-            async with self._db.session.begin() as session:
-                known = set(
-                    await session.scalars(
-                        select(tables.Message.message_id).where(tables.Message.message_id.in_(messages))
-                    )
-                )
-                session.add_all(_message_row(m) for m in messages.values() if m.message_id not in known)
-        except IntegrityError:
-            return [CONFLICT_RETRY] * len(batch)
+        rows = [_message_row(messages[key]) for key in sorted(messages)]
+        async with self._db.session.begin() as session:
+            await session.execute(self._db.insert(tables.Message).values(rows).on_conflict_do_nothing())
         return [ACK] * len(batch)
 
     async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
         events = {e.event_id: e for e in (events_pb2.DeliveryEvent.FromString(i.data) for i in batch)}
+        rows = [_event_row(events[key]) for key in sorted(events)]
         try:
             async with self._db.session.begin() as session:
-                known = set(
-                    await session.scalars(select(tables.Event.event_id).where(tables.Event.event_id.in_(events)))
-                )
-                fresh = sorted((e for e in events.values() if e.event_id not in known), key=_occurred)
+                new = self._db.insert(tables.Event).values(rows).on_conflict_do_nothing()
+                fresh = set(await session.scalars(new.returning(tables.Event.event_id)))
                 if fresh:
-                    rows = await session.scalars(
-                        select(tables.Delivery)
-                        .where(tables.Delivery.delivery_id.in_({e.delivery_id for e in fresh}))
-                        .with_for_update()
-                    )
-                    deliveries = {d.delivery_id: d for d in rows}
-                    for event in fresh:
-                        session.add(_event_row(event))
-                        if event.delivery_id in deliveries:
-                            _fold(deliveries[event.delivery_id], event)
-                        else:
-                            deliveries[event.delivery_id] = _delivery_row(event)
-                            session.add(deliveries[event.delivery_id])
+                    await self._fold(session, sorted((events[key] for key in fresh), key=_occurred))
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
+        recorded = now()
+        for key in fresh:
+            STATUS_DELAY.observe(max((recorded - _occurred(events[key])).total_seconds(), 0.0))
         return [ACK] * len(batch)
+
+    async def _fold(self, session: Any, fresh: list[events_pb2.DeliveryEvent]) -> None:
+        found = await session.execute(
+            select(*FOLDED)
+            .where(D.delivery_id.in_({e.delivery_id for e in fresh}))
+            .order_by(D.delivery_id)
+            .with_for_update()
+        )
+        known = {row.delivery_id: row._asdict() for row in found}
+        folded = {key: dict(row) for key, row in known.items()}
+        created: dict[str, dict[str, Any]] = {}
+        tally = stats.Tally()
+        for event in fresh:
+            delivery = folded.get(event.delivery_id) or created.get(event.delivery_id)
+            if delivery is None:
+                delivery = created[event.delivery_id] = _delivery_row(event)
+            _apply(delivery, event, tally)
+        if created:
+            await session.execute(insert(D), list(created.values()))
+        changes = [_changes(known[key], row) for key, row in sorted(folded.items())]
+        if changes := [c for c in changes if len(c) > 1]:
+            await session.execute(update(D), changes)
+        await tally.save(session, self._db)
 
 
 def _occurred(event: events_pb2.DeliveryEvent) -> datetime:
     return from_timestamp(event.occur_time) or now()
 
 
-def _fold(delivery: tables.Delivery, event: events_pb2.DeliveryEvent) -> None:
-    delivery.attempts = max(delivery.attempts, event.attempt)
-    delivery.content = delivery.content or event.content
-    delivery.template_id = delivery.template_id or event.template_id
+def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, tally: stats.Tally) -> None:
     occurred = _occurred(event)
-    new, current = RANK.get(event.state, 0), RANK.get(delivery.state, 0)
-    if new > current or (new == current and occurred >= delivery.update_time):
-        delivery.state = event.state
-        delivery.reason = event.reason
-        delivery.provider = event.provider or delivery.provider
-        delivery.update_time = occurred
+    delivery["attempts"] = max(delivery["attempts"], event.attempt)
+    delivery["content"] = delivery["content"] or event.content
+    delivery["template_id"] = delivery["template_id"] or event.template_id
+    queued = delivery["queued_time"]
+    if event.state == S.DELIVERY_STATE_PENDING and (queued is None or occurred < queued):
+        delivery["queued_time"] = occurred
+    new, current = RANK.get(event.state, 0), RANK.get(delivery["state"], 0)
+    if new > current or (new == current and occurred >= delivery["update_time"]):
+        delivery["state"] = event.state
+        delivery["reason"] = event.reason
+        delivery["provider"] = event.provider or delivery["provider"]
+        delivery["update_time"] = occurred
+    tally.count(delivery, event, occurred)
 
 
-def _message_row(message: events_pb2.AcceptedMessage) -> tables.Message:
-    return tables.Message(
-        message_id=message.message_id,
-        app_id=message.app_id,
-        template_id=message.template.template_id,
-        template_version=message.template.version,
-        category=message.template.category,
-        create_time=from_timestamp(message.create_time) or now(),
-    )
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The primary key and what changed: a bulk UPDATE sets only those (content seldom, so search indexes rest)."""
+    return {"delivery_id": after["delivery_id"]} | {k: v for k, v in after.items() if v != before[k]}
 
 
-def _event_row(event: events_pb2.DeliveryEvent) -> tables.Event:
-    return tables.Event(
-        event_id=event.event_id,
-        delivery_id=event.delivery_id,
-        state=event.state,
-        attempt=event.attempt,
-        reason=event.reason,
-        provider=event.provider,
-        occur_time=_occurred(event),
-    )
+def _message_row(message: events_pb2.AcceptedMessage) -> dict[str, Any]:
+    return {
+        "message_id": message.message_id,
+        "app_id": message.app_id,
+        "template_id": message.template.template_id,
+        "template_version": message.template.version,
+        "category": message.template.category,
+        "create_time": from_timestamp(message.create_time) or now(),
+    }
 
 
-def _delivery_row(event: events_pb2.DeliveryEvent) -> tables.Delivery:
+def _event_row(event: events_pb2.DeliveryEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "delivery_id": event.delivery_id,
+        "state": event.state,
+        "attempt": event.attempt,
+        "reason": event.reason,
+        "provider": event.provider,
+        "occur_time": _occurred(event),
+    }
+
+
+def _delivery_row(event: events_pb2.DeliveryEvent) -> dict[str, Any]:
+    """A delivery first heard of: the event's own fields are folded in after."""
     occurred = _occurred(event)
-    return tables.Delivery(
-        delivery_id=event.delivery_id,
-        message_id=event.message_id,
-        app_id=event.app_id,
-        template_id=event.template_id,
-        content=event.content,
-        user_id=event.user_id,
-        channel=event.channel,
-        state=event.state,
-        attempts=event.attempt,
-        reason=event.reason,
-        provider=event.provider,
-        create_time=occurred,
-        update_time=occurred,
-    )
+    return {
+        "delivery_id": event.delivery_id,
+        "message_id": event.message_id,
+        "app_id": event.app_id,
+        "template_id": event.template_id,
+        "content": event.content,
+        "user_id": event.user_id,
+        "channel": event.channel,
+        "state": event.state,
+        "attempts": 0,
+        "reason": "",
+        "provider": "",
+        "create_time": occurred,
+        "update_time": occurred,
+        "counted": 0,
+        "queued_time": None,
+    }

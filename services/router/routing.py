@@ -102,25 +102,31 @@ class Router:
     async def _route(self, job: events_pb2.DeliveryJob, recipients: Recipients) -> None:
         """Settle one delivery, or, when its channel cannot be used, go on to the next of its chain."""
         while unusable := await self._route_one(job, recipients):
+            code, reason = unusable
             if not job.fallback:
-                await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, unusable)
+                await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason, code)
                 return
             following = jobs.next_in_chain(job)
-            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, f"{unusable}; falling back to {following.channel}")
+            reason = f"{reason}; falling back to {following.channel}"
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason, code)
             job = following
 
-    async def _route_one(self, job: events_pb2.DeliveryJob, recipients: Recipients) -> str:
-        """Queue, hold or settle the delivery and return ""; or say why its channel cannot be used."""
+    async def _route_one(self, job: events_pb2.DeliveryJob, recipients: Recipients) -> tuple[str, str] | None:
+        """Queue, hold or settle the delivery and return None; or say why its channel cannot be used, as
+        (reason code, reason)."""
         expire_at = from_timestamp(job.expire_at)
         if expire_at is not None and expire_at <= now():
             await self._announce(job, S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
-        elif unusable := recipients.opted_out(job) or recipients.no_address(job):
-            return unusable
+        elif opted_out := recipients.opted_out(job):
+            return "opted_out", opted_out
+        elif no_address := recipients.no_address(job):
+            return "no_address", no_address
         elif not await self._dedup.first(job):
             reason = f"duplicate: the same content went to this recipient on {job.channel}"
-            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, f"{reason} within the last {self._dedup.window:g}s")
+            reason = f"{reason} within the last {self._dedup.window:g}s"
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, reason, "duplicate")
         elif capped := await self._caps.admit(job):
-            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, capped)
+            await self._announce(job, S.DELIVERY_STATE_SUPPRESSED, capped, "frequency_cap")
         elif quiet_until := recipients.quiet_until(job):
             until = quiet_until.strftime("%H:%M %Z")
             if expire_at and expire_at <= quiet_until:
@@ -133,7 +139,7 @@ class Router:
                 )
         else:
             await self._queue(job)
-        return ""
+        return None
 
     async def _queue(self, job: events_pb2.DeliveryJob) -> None:
         # PENDING goes first so feedback never sees a delivery's outcome before it exists.
@@ -144,10 +150,10 @@ class Router:
             )
 
     async def _announce(
-        self, job: events_pb2.DeliveryJob, state: common_pb2.DeliveryState.ValueType, reason: str
+        self, job: events_pb2.DeliveryJob, state: common_pb2.DeliveryState.ValueType, reason: str, code: str = ""
     ) -> None:
         async with self._publishing[job.category]:
-            await events.publish(self._bus, job, state, reason=reason, content=events.content(job))
+            await events.publish(self._bus, job, state, reason=reason, reason_code=code, content=events.content(job))
 
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""

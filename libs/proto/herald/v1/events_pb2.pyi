@@ -335,6 +335,9 @@ class DeliveryEvent(_message.Message):
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per change; consumers de-duplicate on it."""
     delivery_id: _builtins.str
@@ -351,6 +354,16 @@ class DeliveryEvent(_message.Message):
     provider_message_id: _builtins.str
     content: _builtins.str
     """The rendered subject and body, on the router's events (for search)."""
+    reason_code: _builtins.str
+    """Why it was SUPPRESSED, as a stable code statistics group by: "opted_out",
+    "no_address", "duplicate", "frequency_cap"; "" for other states.
+    """
+    cost_micros: _builtins.int
+    """What the provider account charges for this send (SENT only), in millionths
+    of currency_code, from the account's configured unit price.
+    """
+    currency_code: _builtins.str
+    """ISO 4217, e.g. "USD"; "" when cost_micros is 0."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -370,10 +383,13 @@ class DeliveryEvent(_message.Message):
         provider_message_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
         content: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        cost_micros: _builtins.int = ...,
+        currency_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "channel", b"channel", "content", b"content", "delivery_id", b"delivery_id", "event_id", b"event_id", "message_id", b"message_id", "occur_time", b"occur_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "reason", b"reason", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "channel", b"channel", "content", b"content", "cost_micros", b"cost_micros", "currency_code", b"currency_code", "delivery_id", b"delivery_id", "event_id", b"event_id", "message_id", b"message_id", "occur_time", b"occur_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "reason", b"reason", "reason_code", b"reason_code", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

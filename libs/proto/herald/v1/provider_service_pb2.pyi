@@ -77,6 +77,8 @@ class ProviderAccount(_message.Message):
     DISABLED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_MICROS_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Lower-case id chosen by the operator, e.g. "twilio-main". Shown as the
     provider of every attempt made through this account.
@@ -100,6 +102,14 @@ class ProviderAccount(_message.Message):
     """How long one provider call may take; 0 means 10 seconds."""
     disabled: _builtins.bool
     """A disabled account takes no traffic."""
+    unit_price_micros: _builtins.int
+    """What one send through this account costs, in millionths of currency_code
+    (e.g. 7900 = 0.0079); 0 = free or unknown. Each SENT delivery is charged
+    the price in force when it was sent, so a price change never rewrites
+    past costs. Statistics sum these per channel and provider.
+    """
+    currency_code: _builtins.str
+    """ISO 4217 code of unit_price_micros, e.g. "USD" or "CNY"."""
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Non-secret settings the plug-in reads, e.g. {"account_sid": "AC…", "from": "+1…"}."""
@@ -131,10 +141,12 @@ class ProviderAccount(_message.Message):
         disabled: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        unit_price_micros: _builtins.int = ...,
+        currency_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "credentials", b"credentials", "disabled", b"disabled", "endpoint", b"endpoint", "name", b"name", "priority", b"priority", "provider", b"provider", "rate_limit_per_second", b"rate_limit_per_second", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "credentials", b"credentials", "currency_code", b"currency_code", "disabled", b"disabled", "endpoint", b"endpoint", "name", b"name", "priority", b"priority", "provider", b"provider", "rate_limit_per_second", b"rate_limit_per_second", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "unit_price_micros", b"unit_price_micros", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,9 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from herald.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +21,299 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _StatsInterval:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsIntervalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsInterval.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_INTERVAL_UNSPECIFIED: _StatsInterval.ValueType  # 0
+    STATS_INTERVAL_HOUR: _StatsInterval.ValueType  # 1
+    STATS_INTERVAL_DAY: _StatsInterval.ValueType  # 2
+
+class StatsInterval(_StatsInterval, metaclass=_StatsIntervalEnumTypeWrapper): ...
+
+STATS_INTERVAL_UNSPECIFIED: StatsInterval.ValueType  # 0
+STATS_INTERVAL_HOUR: StatsInterval.ValueType  # 1
+STATS_INTERVAL_DAY: StatsInterval.ValueType  # 2
+Global___StatsInterval: _TypeAlias = StatsInterval  # noqa: Y015
+
+class _StatsDimension:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsDimension.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_DIMENSION_UNSPECIFIED: _StatsDimension.ValueType  # 0
+    STATS_DIMENSION_APP: _StatsDimension.ValueType  # 1
+    STATS_DIMENSION_CHANNEL: _StatsDimension.ValueType  # 2
+    STATS_DIMENSION_TEMPLATE: _StatsDimension.ValueType  # 3
+    STATS_DIMENSION_PROVIDER: _StatsDimension.ValueType  # 4
+    """The provider account that handled the delivery ("" for deliveries that
+    never reached one, e.g. SUPPRESSED).
+    """
+
+class StatsDimension(_StatsDimension, metaclass=_StatsDimensionEnumTypeWrapper): ...
+
+STATS_DIMENSION_UNSPECIFIED: StatsDimension.ValueType  # 0
+STATS_DIMENSION_APP: StatsDimension.ValueType  # 1
+STATS_DIMENSION_CHANNEL: StatsDimension.ValueType  # 2
+STATS_DIMENSION_TEMPLATE: StatsDimension.ValueType  # 3
+STATS_DIMENSION_PROVIDER: StatsDimension.ValueType  # 4
+"""The provider account that handled the delivery ("" for deliveries that
+never reached one, e.g. SUPPRESSED).
+"""
+Global___StatsDimension: _TypeAlias = StatsDimension  # noqa: Y015
+
+@_typing.final
+class GetStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    interval: Global___StatsInterval.ValueType
+    """Bucket width; unspecified = one bucket for the whole range."""
+    app_id: _builtins.str
+    """Only this app. With an app key: "" or the key's own app; with the admin
+    token: "" = every app.
+    """
+    channel: _builtins.str
+    """Only this channel / template; "" = any."""
+    template_id: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The range, rounded out to whole UTC hours: start_time down, end_time up.
+        Both required; at most 400 days apart.
+        """
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[Global___StatsDimension.ValueType]:
+        """Dimensions each bucket is split by; none = one row per bucket."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        interval: Global___StatsInterval.ValueType = ...,
+        group_by: _abc.Iterable[Global___StatsDimension.ValueType] | None = ...,
+        app_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channel", b"channel", "end_time", b"end_time", "group_by", b"group_by", "interval", b"interval", "start_time", b"start_time", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatsRow]:
+        """Oldest bucket first; within a bucket, ordered by the grouped dimensions.
+        Buckets and groups without any delivery are left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___StatsRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class StatsRow(_message.Message):
+    """StatsRow counts deliveries by the states they reached: a delivery that was
+    SENT, then DELIVERED, then READ counts once in each. A delivery is counted in
+    the bucket of the time it reached each state.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SuppressedByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    BUCKET_START_TIME_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    DELIVERED_FIELD_NUMBER: _builtins.int
+    READ_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_BY_REASON_FIELD_NUMBER: _builtins.int
+    DELIVERY_RATE_FIELD_NUMBER: _builtins.int
+    READ_RATE_FIELD_NUMBER: _builtins.int
+    SEND_LATENCY_FIELD_NUMBER: _builtins.int
+    DELIVERY_LATENCY_FIELD_NUMBER: _builtins.int
+    COSTS_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    """Set only when grouped by that dimension."""
+    channel: _builtins.str
+    template_id: _builtins.str
+    provider: _builtins.str
+    sent: _builtins.int
+    delivered: _builtins.int
+    read: _builtins.int
+    failed: _builtins.int
+    suppressed: _builtins.int
+    expired: _builtins.int
+    cancelled: _builtins.int
+    delivery_rate: _builtins.float
+    """delivered / sent, and read / delivered; 0 when the divisor is 0. Channels
+    without delivery receipts (webhook, e-mail) never count as delivered.
+    """
+    read_rate: _builtins.float
+    @_builtins.property
+    def bucket_start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def suppressed_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """suppressed split by reason code: "opted_out", "no_address", "duplicate",
+        "frequency_cap".
+        """
+
+    @_builtins.property
+    def send_latency(self) -> Global___LatencyPercentiles:
+        """From the moment the delivery was queued for its channel (after any
+        schedule or quiet hours) to SENT, and to DELIVERED.
+        """
+
+    @_builtins.property
+    def delivery_latency(self) -> Global___LatencyPercentiles: ...
+    @_builtins.property
+    def costs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Cost]:
+        """Cost of the SENT deliveries, one entry per currency."""
+
+    def __init__(
+        self,
+        *,
+        bucket_start_time: _timestamp_pb2.Timestamp | None = ...,
+        app_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        sent: _builtins.int = ...,
+        delivered: _builtins.int = ...,
+        read: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        suppressed: _builtins.int = ...,
+        expired: _builtins.int = ...,
+        cancelled: _builtins.int = ...,
+        suppressed_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        delivery_rate: _builtins.float = ...,
+        read_rate: _builtins.float = ...,
+        send_latency: Global___LatencyPercentiles | None = ...,
+        delivery_latency: Global___LatencyPercentiles | None = ...,
+        costs: _abc.Iterable[Global___Cost] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bucket_start_time", b"bucket_start_time", "delivery_latency", b"delivery_latency", "send_latency", b"send_latency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "bucket_start_time", b"bucket_start_time", "cancelled", b"cancelled", "channel", b"channel", "costs", b"costs", "delivered", b"delivered", "delivery_latency", b"delivery_latency", "delivery_rate", b"delivery_rate", "expired", b"expired", "failed", b"failed", "provider", b"provider", "read", b"read", "read_rate", b"read_rate", "send_latency", b"send_latency", "sent", b"sent", "suppressed", b"suppressed", "suppressed_by_reason", b"suppressed_by_reason", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRow: _TypeAlias = StatsRow  # noqa: Y015
+
+@_typing.final
+class LatencyPercentiles(_message.Message):
+    """LatencyPercentiles are estimated from a histogram with bounds from 10 ms to
+    one day, so they are accurate to within a bucket (about a factor of 2.5).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    P50_FIELD_NUMBER: _builtins.int
+    P90_FIELD_NUMBER: _builtins.int
+    P99_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many latencies the percentiles are over."""
+    @_builtins.property
+    def p50(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p90(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p99(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        p50: _duration_pb2.Duration | None = ...,
+        p90: _duration_pb2.Duration | None = ...,
+        p99: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["p50", b"p50", "p90", b"p90", "p99", b"p99"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "p50", b"p50", "p90", b"p90", "p99", b"p99"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LatencyPercentiles: _TypeAlias = LatencyPercentiles  # noqa: Y015
+
+@_typing.final
+class Cost(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """ISO 4217, e.g. "USD"."""
+    amount_micros: _builtins.int
+    """In millionths of the currency."""
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+        amount_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_micros", b"amount_micros", "currency_code", b"currency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Cost: _TypeAlias = Cost  # noqa: Y015
 
 @_typing.final
 class SearchDeliveriesRequest(_message.Message):

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class StatusServiceStub:
-    """StatusService answers "what happened to message X".
-    Every call needs an app's API key; an app sees only its own messages.
+    """StatusService answers "what happened to message X" and "how did our sends
+    do". Every call needs an app's API key, and an app sees only its own
+    messages; GetStats also takes the admin token, which sees every app.
     """
 
     def __init__(self, channel):
@@ -51,11 +52,17 @@ class StatusServiceStub:
                 request_serializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/herald.v1.StatusService/GetStats',
+                request_serializer=herald_dot_v1_dot_status__service__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_status__service__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class StatusServiceServicer:
-    """StatusService answers "what happened to message X".
-    Every call needs an app's API key; an app sees only its own messages.
+    """StatusService answers "what happened to message X" and "how did our sends
+    do". Every call needs an app's API key, and an app sees only its own
+    messages; GetStats also takes the admin token, which sees every app.
     """
 
     def GetMessage(self, request, context):
@@ -82,6 +89,15 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Counts, rates, latencies and cost over a time range, in UTC time buckets,
+        grouped as asked. Read from aggregates that feedback keeps current as
+        events arrive, so a year costs about what an hour does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +116,11 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     request_deserializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesRequest.FromString,
                     response_serializer=herald_dot_v1_dot_status__service__pb2.SearchDeliveriesResponse.SerializeToString,
             ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=herald_dot_v1_dot_status__service__pb2.GetStatsRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_status__service__pb2.GetStatsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'herald.v1.StatusService', rpc_method_handlers)
@@ -109,8 +130,9 @@ def add_StatusServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class StatusService:
-    """StatusService answers "what happened to message X".
-    Every call needs an app's API key; an app sees only its own messages.
+    """StatusService answers "what happened to message X" and "how did our sends
+    do". Every call needs an app's API key, and an app sees only its own
+    messages; GetStats also takes the admin token, which sees every app.
     """
 
     @staticmethod
@@ -184,6 +206,33 @@ class StatusService:
             '/herald.v1.StatusService/SearchDeliveries',
             herald_dot_v1_dot_status__service__pb2.SearchDeliveriesRequest.SerializeToString,
             herald_dot_v1_dot_status__service__pb2.SearchDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.StatusService/GetStats',
+            herald_dot_v1_dot_status__service__pb2.GetStatsRequest.SerializeToString,
+            herald_dot_v1_dot_status__service__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

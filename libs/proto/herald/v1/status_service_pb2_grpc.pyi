@@ -27,8 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class StatusServiceStub:
-    """StatusService answers "what happened to message X".
-    Every call needs an app's API key; an app sees only its own messages.
+    """StatusService answers "what happened to message X" and "how did our sends
+    do". Every call needs an app's API key, and an app sees only its own
+    messages; GetStats also takes the admin token, which sees every app.
     """
 
     @_typing.overload
@@ -47,11 +48,17 @@ class StatusServiceStub:
     """Finds the app's deliveries by template, user, channel, state, time and the
     words of their rendered content; newest first, without history.
     """
+    GetStats: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.GetStatsRequest, _status_service_pb2.GetStatsResponse]
+    """Counts, rates, latencies and cost over a time range, in UTC time buckets,
+    grouped as asked. Read from aggregates that feedback keeps current as
+    events arrive, so a year costs about what an hour does.
+    """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
-    """StatusService answers "what happened to message X".
-    Every call needs an app's API key; an app sees only its own messages.
+    """StatusService answers "what happened to message X" and "how did our sends
+    do". Every call needs an app's API key, and an app sees only its own
+    messages; GetStats also takes the admin token, which sees every app.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -67,10 +74,16 @@ class StatusServiceAsyncStub(StatusServiceStub):
     """Finds the app's deliveries by template, user, channel, state, time and the
     words of their rendered content; newest first, without history.
     """
+    GetStats: _aio.UnaryUnaryMultiCallable[_status_service_pb2.GetStatsRequest, _status_service_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """Counts, rates, latencies and cost over a time range, in UTC time buckets,
+    grouped as asked. Read from aggregates that feedback keeps current as
+    events arrive, so a year costs about what an hour does.
+    """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
-    """StatusService answers "what happened to message X".
-    Every call needs an app's API key; an app sees only its own messages.
+    """StatusService answers "what happened to message X" and "how did our sends
+    do". Every call needs an app's API key, and an app sees only its own
+    messages; GetStats also takes the admin token, which sees every app.
     """
 
     @_abc_1.abstractmethod
@@ -101,6 +114,17 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_status_service_pb2.SearchDeliveriesResponse, _abc.Awaitable[_status_service_pb2.SearchDeliveriesResponse]]:
         """Finds the app's deliveries by template, user, channel, state, time and the
         words of their rendered content; newest first, without history.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _status_service_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_status_service_pb2.GetStatsResponse, _abc.Awaitable[_status_service_pb2.GetStatsResponse]]:
+        """Counts, rates, latencies and cost over a time range, in UTC time buckets,
+        grouped as asked. Read from aggregates that feedback keeps current as
+        events arrive, so a year costs about what an hour does.
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

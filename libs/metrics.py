@@ -1,0 +1,38 @@
+"""Prometheus metrics, served by every binary at GET /metrics on HERALD_METRICS_ADDR.
+
+Consumer lag is read from JetStream when Prometheus scrapes, so it is never stale: how many messages each of this
+process's durable consumers has not yet been handed, and how many it holds unacknowledged. A service adds its own
+metrics by creating them with prometheus_client at import time; they land in the same registry.
+"""
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from libs.bus import Bus
+
+CONSUMER_PENDING = Gauge(
+    "herald_consumer_pending_messages",
+    "Messages in the stream that this durable consumer has not been handed yet: its lag.",
+    ["consumer"],
+)
+CONSUMER_UNACKED = Gauge(
+    "herald_consumer_ack_pending_messages",
+    "Messages handed to this durable consumer and not yet acknowledged.",
+    ["consumer"],
+)
+
+
+async def serve(addr: str, bus: Bus) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        for name, (pending, unacked) in (await bus.consumer_lag()).items():
+            CONSUMER_PENDING.labels(name).set(pending)
+            CONSUMER_UNACKED.labels(name).set(unacked)
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = addr.rpartition(":")
+    await web.TCPSite(runner, host, int(port)).start()
+    return runner

@@ -1,0 +1,75 @@
+"""SREs alert on feedback falling behind: its /metrics shows the backlog of its events consumer while the process
+is held up, and the backlog clears (with every event's status delay observed) once it runs again."""
+
+import asyncio
+import os
+import signal
+import uuid
+from datetime import UTC, datetime
+
+import aiohttp
+import nats
+from herald.v1 import common_pb2, events_pb2
+from prometheus_client.parser import text_string_to_metric_families
+
+from libs.localmesh import Mesh
+from libs.timeutil import to_timestamp
+from tests.helpers.client import Herald
+
+EVENTS = 500
+
+
+async def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with aiohttp.ClientSession() as http, http.get(url) as reply:
+        assert reply.status == 200
+        text = await reply.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _pending(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    return metrics[("herald_consumer_pending_messages", (("consumer", "feedback-events"),))]
+
+
+def _observed(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    return metrics.get(("herald_feedback_status_delay_seconds_count", ()), 0.0)
+
+
+async def test_feedback_backlog_shows_in_its_metrics_and_clears(shared_mesh: tuple[Mesh, Herald]) -> None:
+    mesh, _ = shared_mesh
+    url = mesh.metrics_url("feedback")
+    before = await _scrape(url)
+    assert _pending(before) == 0
+    prefix = uuid.uuid4().hex[:12]
+    at = to_timestamp(datetime(2023, 5, 1, tzinfo=UTC))
+    events = [
+        events_pb2.DeliveryEvent(
+            event_id=f"{prefix}.{n}.sent.1",
+            delivery_id=f"{prefix}.{n}",
+            message_id=f"msg_{prefix}",
+            app_id="app_lag",
+            channel="webhook",
+            state=common_pb2.DELIVERY_STATE_SENT,
+            attempt=1,
+            occur_time=at,
+        )
+        for n in range(EVENTS)
+    ]
+    process = mesh.binaries["feedback"].proc
+    assert process is not None
+    nc = await nats.connect(mesh.nats_url)
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        js = nc.jetstream()
+        await asyncio.gather(*(js.publish("herald.event.delivery.sent", e.SerializeToString()) for e in events))
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        await nc.close()
+    # At most one fetched batch reached the process before it stopped; the rest waits in the stream.
+    assert _pending(await _scrape(url)) >= EVENTS / 2
+    async with asyncio.timeout(30):
+        while _pending(after := await _scrape(url)) > 0 or _observed(after) < _observed(before) + EVENTS:
+            await asyncio.sleep(0.2)
