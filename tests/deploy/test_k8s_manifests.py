@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from libs import categories
-from libs.config import DEFAULT_RECEIPTS_PORT
+from libs.config import DEFAULT_METRICS_PORTS, DEFAULT_RECEIPTS_PORT
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUSTOMIZATION = "kustomization.yaml"
@@ -96,12 +96,18 @@ def test_herald_deployment(deploy: dict[str, Any]) -> None:
     port = HERALD_PORTS[name]
     env = _env(deploy)
     assert env["HERALD_GRPC_ADDR"] == f"0.0.0.0:{port}"
+    # Prometheus finds /metrics through the pod's annotations.
+    metrics = DEFAULT_METRICS_PORTS[name.removeprefix("herald-")]
+    assert env["HERALD_METRICS_ADDR"] == f"0.0.0.0:{metrics}"
+    annotations = deploy["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(metrics)
     if name == "herald-adapters":  # it also takes providers' delivery receipts over HTTP
         receipts = DEFAULT_RECEIPTS_PORT
-        assert [p["containerPort"] for p in container["ports"]] == [port, receipts]
+        assert [p["containerPort"] for p in container["ports"]] == [port, metrics, receipts]
         assert env["HERALD_RECEIPTS_ADDR"] == f"0.0.0.0:{receipts}"
     else:
-        assert [p["containerPort"] for p in container["ports"]] == [port]
+        assert [p["containerPort"] for p in container["ports"]] == [port, metrics]
     assert env["OTEL_SERVICE_NAME"] == name
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == port, probe
