@@ -2,7 +2,8 @@
 token may read every app's statistics."""
 
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import grpc
 from herald.v1 import common_pb2, status_service_pb2_grpc
@@ -14,9 +15,10 @@ from libs.auth import AppKeys, is_admin
 from libs.errors import InvalidArgument, NotFound, PermissionDenied
 from libs.store import Database
 from libs.timeutil import from_timestamp, to_timestamp
-from services.feedback import search, stats, tables
+from services.feedback import export, search, stats, tables
 
 MAX_STATS_RANGE = timedelta(days=400)
+MAX_EXPORT_RANGE = timedelta(days=31)
 
 
 class StatusService(status_service_pb2_grpc.StatusServiceServicer):
@@ -97,16 +99,9 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         return pb.SearchDeliveriesResponse(deliveries=[_delivery_pb(d, []) for d in found], next_page_token=token)
 
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
-        app_id = await self._stats_scope(request.app_id, context)
+        app_id = await self._scope(request.app_id, context)
         bad: dict[str, str] = {}
-        start = from_timestamp(request.start_time) if request.HasField("start_time") else None
-        end = from_timestamp(request.end_time) if request.HasField("end_time") else None
-        if start is None:
-            bad["start_time"] = "required"
-        if end is None:
-            bad["end_time"] = "required"
-        elif start is not None and not timedelta(0) < end - start <= MAX_STATS_RANGE:
-            bad["end_time"] = f"after start_time, by at most {MAX_STATS_RANGE.days} days"
+        start, end = _required_range(request, MAX_STATS_RANGE, bad)
         if request.interval not in pb.StatsInterval.values():
             bad["interval"] = "one of STATS_INTERVAL_HOUR, STATS_INTERVAL_DAY, or unspecified for the whole range"
         for n, dimension in enumerate(request.group_by):
@@ -126,15 +121,44 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         async with self._db.session() as session:
             return pb.GetStatsResponse(rows=await stats.report(session, query))
 
-    async def _stats_scope(self, app_id: str, context: grpc.aio.ServicerContext) -> str | None:
-        """The app whose statistics the caller may read: the admin token's choice (None = every app), or the key's
-        own app."""
+    async def ExportEvents(
+        self, request: pb.ExportEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExportEventsResponse]:
+        app_id = await self._scope(request.app_id, context)
+        bad: dict[str, str] = {}
+        start, end = _required_range(request, MAX_EXPORT_RANGE, bad)
+        if request.format not in (pb.EXPORT_FORMAT_CSV, pb.EXPORT_FORMAT_PARQUET):
+            bad["format"] = "EXPORT_FORMAT_CSV or EXPORT_FORMAT_PARQUET"
+        if bad or start is None or end is None:
+            raise InvalidArgument(bad)
+        async with self._db.session() as session:
+            async for data in export.export(session, export.Range(start, end, app_id), request.format):
+                yield pb.ExportEventsResponse(data=data)
+
+    async def _scope(self, app_id: str, context: grpc.aio.ServicerContext) -> str | None:
+        """The app whose statistics or events the caller may read: the admin token's choice (None = every app), or
+        the key's own app."""
         if is_admin(context, self._admin_token):
             return app_id or None
         app = await self._keys.authenticate(context)
         if app_id and app_id != app.app_id:
-            raise PermissionDenied(f"app {app.app_id} may not read the statistics of app '{app_id[:64]}'")
+            raise PermissionDenied(f"app {app.app_id} may not read the data of app '{app_id[:64]}'")
         return app.app_id
+
+
+def _required_range(
+    request: pb.GetStatsRequest | pb.ExportEventsRequest, longest: timedelta, bad: dict[str, str]
+) -> tuple[datetime | None, datetime | None]:
+    """start_time and end_time, both required, in order and at most `longest` apart; problems go into `bad`."""
+    start = from_timestamp(request.start_time) if request.HasField("start_time") else None
+    end = from_timestamp(request.end_time) if request.HasField("end_time") else None
+    if start is None:
+        bad["start_time"] = "required"
+    if end is None:
+        bad["end_time"] = "required"
+    elif start is not None and not timedelta(0) < end - start <= longest:
+        bad["end_time"] = f"after start_time, by at most {longest.days} days"
+    return start, end
 
 
 async def _histories(session: AsyncSession, deliveries: list[tables.Delivery]) -> dict[str, list[tables.Event]]:

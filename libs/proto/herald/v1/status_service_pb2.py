@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eherald/v1/status_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xfe\x01\n\x0fGetStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08interval\x18\x03 \x01(\x0e\x32\x18.herald.v1.StatsInterval\x12+\n\x08group_by\x18\x04 \x03(\x0e\x32\x19.herald.v1.StatsDimension\x12\x0e\n\x06\x61pp_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x13\n\x0btemplate_id\x18\x07 \x01(\t\"5\n\x10GetStatsResponse\x12!\n\x04rows\x18\x01 \x03(\x0b\x32\x13.herald.v1.StatsRow\"\xbe\x04\n\x08StatsRow\x12\x35\n\x11\x62ucket_start_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x0c\n\x04sent\x18\x06 \x01(\x03\x12\x11\n\tdelivered\x18\x07 \x01(\x03\x12\x0c\n\x04read\x18\x08 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\x12\x12\n\nsuppressed\x18\n \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x0b \x01(\x03\x12\x11\n\tcancelled\x18\x0c \x01(\x03\x12I\n\x14suppressed_by_reason\x18\r \x03(\x0b\x32+.herald.v1.StatsRow.SuppressedByReasonEntry\x12\x15\n\rdelivery_rate\x18\x0e \x01(\x01\x12\x11\n\tread_rate\x18\x0f \x01(\x01\x12\x33\n\x0csend_latency\x18\x10 \x01(\x0b\x32\x1d.herald.v1.LatencyPercentiles\x12\x37\n\x10\x64\x65livery_latency\x18\x11 \x01(\x0b\x32\x1d.herald.v1.LatencyPercentiles\x12\x1e\n\x05\x63osts\x18\x12 \x03(\x0b\x32\x0f.herald.v1.Cost\x1a\x39\n\x17SuppressedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x9b\x01\n\x12LatencyPercentiles\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12&\n\x03p50\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p90\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p99\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x04\x43ost\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03\"\x8d\x02\n\x17SearchDeliveriesRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05query\x18\x07 \x01(\t\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"\\\n\x18SearchDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x15ListDeliveriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.herald.v1.DeliveryState\"Z\n\x16ListDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\xcd\x01\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12%\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x13.herald.v1.Category\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\ndeliveries\x18\x06 \x03(\x0b\x32\x13.herald.v1.Delivery\"\xeb\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07history\x18\n \x03(\x0b\x32\x1e.herald.v1.DeliveryStateChange\x12\x12\n\nmessage_id\x18\x0b \x01(\t\x12\x13\n\x0btemplate_id\x18\x0c \x01(\t\x12\x0f\n\x07\x63ontent\x18\r \x01(\t\"\xa1\x01\n\x13\x44\x65liveryStateChange\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*`\n\rStatsInterval\x12\x1e\n\x1aSTATS_INTERVAL_UNSPECIFIED\x10\x00\x12\x17\n\x13STATS_INTERVAL_HOUR\x10\x01\x12\x16\n\x12STATS_INTERVAL_DAY\x10\x02*\xa3\x01\n\x0eStatsDimension\x12\x1f\n\x1bSTATS_DIMENSION_UNSPECIFIED\x10\x00\x12\x17\n\x13STATS_DIMENSION_APP\x10\x01\x12\x1b\n\x17STATS_DIMENSION_CHANNEL\x10\x02\x12\x1c\n\x18STATS_DIMENSION_TEMPLATE\x10\x03\x12\x1c\n\x18STATS_DIMENSION_PROVIDER\x10\x04\x32\xc8\x02\n\rStatusService\x12>\n\nGetMessage\x12\x1c.herald.v1.GetMessageRequest\x1a\x12.herald.v1.Message\x12U\n\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponse\x12[\n\x10SearchDeliveries\x12\".herald.v1.SearchDeliveriesRequest\x1a#.herald.v1.SearchDeliveriesResponse\x12\x43\n\x08GetStats\x12\x1a.herald.v1.GetStatsRequest\x1a\x1b.herald.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eherald/v1/status_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xac\x01\n\x13\x45xportEventsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x17.herald.v1.ExportFormat\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\"$\n\x14\x45xportEventsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xfe\x01\n\x0fGetStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08interval\x18\x03 \x01(\x0e\x32\x18.herald.v1.StatsInterval\x12+\n\x08group_by\x18\x04 \x03(\x0e\x32\x19.herald.v1.StatsDimension\x12\x0e\n\x06\x61pp_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x13\n\x0btemplate_id\x18\x07 \x01(\t\"5\n\x10GetStatsResponse\x12!\n\x04rows\x18\x01 \x03(\x0b\x32\x13.herald.v1.StatsRow\"\xbe\x04\n\x08StatsRow\x12\x35\n\x11\x62ucket_start_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x0c\n\x04sent\x18\x06 \x01(\x03\x12\x11\n\tdelivered\x18\x07 \x01(\x03\x12\x0c\n\x04read\x18\x08 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\x12\x12\n\nsuppressed\x18\n \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x0b \x01(\x03\x12\x11\n\tcancelled\x18\x0c \x01(\x03\x12I\n\x14suppressed_by_reason\x18\r \x03(\x0b\x32+.herald.v1.StatsRow.SuppressedByReasonEntry\x12\x15\n\rdelivery_rate\x18\x0e \x01(\x01\x12\x11\n\tread_rate\x18\x0f \x01(\x01\x12\x33\n\x0csend_latency\x18\x10 \x01(\x0b\x32\x1d.herald.v1.LatencyPercentiles\x12\x37\n\x10\x64\x65livery_latency\x18\x11 \x01(\x0b\x32\x1d.herald.v1.LatencyPercentiles\x12\x1e\n\x05\x63osts\x18\x12 \x03(\x0b\x32\x0f.herald.v1.Cost\x1a\x39\n\x17SuppressedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x9b\x01\n\x12LatencyPercentiles\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12&\n\x03p50\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p90\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p99\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x04\x43ost\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03\"\x8d\x02\n\x17SearchDeliveriesRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05query\x18\x07 \x01(\t\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"\\\n\x18SearchDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x15ListDeliveriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.herald.v1.DeliveryState\"Z\n\x16ListDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.herald.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\xcd\x01\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12%\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x13.herald.v1.Category\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\ndeliveries\x18\x06 \x03(\x0b\x32\x13.herald.v1.Delivery\"\xeb\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08provider\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07history\x18\n \x03(\x0b\x32\x1e.herald.v1.DeliveryStateChange\x12\x12\n\nmessage_id\x18\x0b \x01(\t\x12\x13\n\x0btemplate_id\x18\x0c \x01(\t\x12\x0f\n\x07\x63ontent\x18\r \x01(\t\"\xa1\x01\n\x13\x44\x65liveryStateChange\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*_\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x01\x12\x19\n\x15\x45XPORT_FORMAT_PARQUET\x10\x02*`\n\rStatsInterval\x12\x1e\n\x1aSTATS_INTERVAL_UNSPECIFIED\x10\x00\x12\x17\n\x13STATS_INTERVAL_HOUR\x10\x01\x12\x16\n\x12STATS_INTERVAL_DAY\x10\x02*\xa3\x01\n\x0eStatsDimension\x12\x1f\n\x1bSTATS_DIMENSION_UNSPECIFIED\x10\x00\x12\x17\n\x13STATS_DIMENSION_APP\x10\x01\x12\x1b\n\x17STATS_DIMENSION_CHANNEL\x10\x02\x12\x1c\n\x18STATS_DIMENSION_TEMPLATE\x10\x03\x12\x1c\n\x18STATS_DIMENSION_PROVIDER\x10\x04\x32\x9b\x03\n\rStatusService\x12>\n\nGetMessage\x12\x1c.herald.v1.GetMessageRequest\x1a\x12.herald.v1.Message\x12U\n\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponse\x12[\n\x10SearchDeliveries\x12\".herald.v1.SearchDeliveriesRequest\x1a#.herald.v1.SearchDeliveriesResponse\x12\x43\n\x08GetStats\x12\x1a.herald.v1.GetStatsRequest\x1a\x1b.herald.v1.GetStatsResponse\x12Q\n\x0c\x45xportEvents\x12\x1e.herald.v1.ExportEventsRequest\x1a\x1f.herald.v1.ExportEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +36,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATSROW_SUPPRESSEDBYREASONENTRY']._loaded_options = None
   _globals['_STATSROW_SUPPRESSEDBYREASONENTRY']._serialized_options = b'8\001'
-  _globals['_STATSINTERVAL']._serialized_start=2612
-  _globals['_STATSINTERVAL']._serialized_end=2708
-  _globals['_STATSDIMENSION']._serialized_start=2711
-  _globals['_STATSDIMENSION']._serialized_end=2874
-  _globals['_GETSTATSREQUEST']._serialized_start=135
-  _globals['_GETSTATSREQUEST']._serialized_end=389
-  _globals['_GETSTATSRESPONSE']._serialized_start=391
-  _globals['_GETSTATSRESPONSE']._serialized_end=444
-  _globals['_STATSROW']._serialized_start=447
-  _globals['_STATSROW']._serialized_end=1021
-  _globals['_STATSROW_SUPPRESSEDBYREASONENTRY']._serialized_start=964
-  _globals['_STATSROW_SUPPRESSEDBYREASONENTRY']._serialized_end=1021
-  _globals['_LATENCYPERCENTILES']._serialized_start=1024
-  _globals['_LATENCYPERCENTILES']._serialized_end=1179
-  _globals['_COST']._serialized_start=1181
-  _globals['_COST']._serialized_end=1233
-  _globals['_SEARCHDELIVERIESREQUEST']._serialized_start=1236
-  _globals['_SEARCHDELIVERIESREQUEST']._serialized_end=1505
-  _globals['_SEARCHDELIVERIESRESPONSE']._serialized_start=1507
-  _globals['_SEARCHDELIVERIESRESPONSE']._serialized_end=1599
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1602
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1739
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1741
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1831
-  _globals['_GETMESSAGEREQUEST']._serialized_start=1833
-  _globals['_GETMESSAGEREQUEST']._serialized_end=1872
-  _globals['_MESSAGE']._serialized_start=1875
-  _globals['_MESSAGE']._serialized_end=2080
-  _globals['_DELIVERY']._serialized_start=2083
-  _globals['_DELIVERY']._serialized_end=2446
-  _globals['_DELIVERYSTATECHANGE']._serialized_start=2449
-  _globals['_DELIVERYSTATECHANGE']._serialized_end=2610
-  _globals['_STATUSSERVICE']._serialized_start=2877
-  _globals['_STATUSSERVICE']._serialized_end=3205
+  _globals['_EXPORTFORMAT']._serialized_start=2825
+  _globals['_EXPORTFORMAT']._serialized_end=2920
+  _globals['_STATSINTERVAL']._serialized_start=2922
+  _globals['_STATSINTERVAL']._serialized_end=3018
+  _globals['_STATSDIMENSION']._serialized_start=3021
+  _globals['_STATSDIMENSION']._serialized_end=3184
+  _globals['_EXPORTEVENTSREQUEST']._serialized_start=135
+  _globals['_EXPORTEVENTSREQUEST']._serialized_end=307
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=309
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=345
+  _globals['_GETSTATSREQUEST']._serialized_start=348
+  _globals['_GETSTATSREQUEST']._serialized_end=602
+  _globals['_GETSTATSRESPONSE']._serialized_start=604
+  _globals['_GETSTATSRESPONSE']._serialized_end=657
+  _globals['_STATSROW']._serialized_start=660
+  _globals['_STATSROW']._serialized_end=1234
+  _globals['_STATSROW_SUPPRESSEDBYREASONENTRY']._serialized_start=1177
+  _globals['_STATSROW_SUPPRESSEDBYREASONENTRY']._serialized_end=1234
+  _globals['_LATENCYPERCENTILES']._serialized_start=1237
+  _globals['_LATENCYPERCENTILES']._serialized_end=1392
+  _globals['_COST']._serialized_start=1394
+  _globals['_COST']._serialized_end=1446
+  _globals['_SEARCHDELIVERIESREQUEST']._serialized_start=1449
+  _globals['_SEARCHDELIVERIESREQUEST']._serialized_end=1718
+  _globals['_SEARCHDELIVERIESRESPONSE']._serialized_start=1720
+  _globals['_SEARCHDELIVERIESRESPONSE']._serialized_end=1812
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1815
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1952
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1954
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=2044
+  _globals['_GETMESSAGEREQUEST']._serialized_start=2046
+  _globals['_GETMESSAGEREQUEST']._serialized_end=2085
+  _globals['_MESSAGE']._serialized_start=2088
+  _globals['_MESSAGE']._serialized_end=2293
+  _globals['_DELIVERY']._serialized_start=2296
+  _globals['_DELIVERY']._serialized_end=2659
+  _globals['_DELIVERYSTATECHANGE']._serialized_start=2662
+  _globals['_DELIVERYSTATECHANGE']._serialized_end=2823
+  _globals['_STATUSSERVICE']._serialized_start=3187
+  _globals['_STATUSSERVICE']._serialized_end=3598
 # @@protoc_insertion_point(module_scope)

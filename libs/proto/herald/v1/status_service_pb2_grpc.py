@@ -57,6 +57,11 @@ class StatusServiceStub:
                 request_serializer=herald_dot_v1_dot_status__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_status__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ExportEvents = channel.unary_stream(
+                '/herald.v1.StatusService/ExportEvents',
+                request_serializer=herald_dot_v1_dot_status__service__pb2.ExportEventsRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_status__service__pb2.ExportEventsResponse.FromString,
+                _registered_method=True)
 
 
 class StatusServiceServicer:
@@ -98,6 +103,16 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportEvents(self, request, context):
+        """Streams the raw status events of a time range as one CSV or Parquet file,
+        for the data platform: the chunks' data, concatenated in order, is the
+        file. Oldest first. Rendered content is not exported. Takes an app key
+        (its own events) or the admin token (every app's, or app_id's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +135,11 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=herald_dot_v1_dot_status__service__pb2.GetStatsRequest.FromString,
                     response_serializer=herald_dot_v1_dot_status__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ExportEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportEvents,
+                    request_deserializer=herald_dot_v1_dot_status__service__pb2.ExportEventsRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_status__service__pb2.ExportEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -233,6 +253,33 @@ class StatusService:
             '/herald.v1.StatusService/GetStats',
             herald_dot_v1_dot_status__service__pb2.GetStatsRequest.SerializeToString,
             herald_dot_v1_dot_status__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/herald.v1.StatusService/ExportEvents',
+            herald_dot_v1_dot_status__service__pb2.ExportEventsRequest.SerializeToString,
+            herald_dot_v1_dot_status__service__pb2.ExportEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

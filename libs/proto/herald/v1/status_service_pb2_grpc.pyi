@@ -53,6 +53,12 @@ class StatusServiceStub:
     grouped as asked. Read from aggregates that feedback keeps current as
     events arrive, so a year costs about what an hour does.
     """
+    ExportEvents: _grpc.UnaryStreamMultiCallable[_status_service_pb2.ExportEventsRequest, _status_service_pb2.ExportEventsResponse]
+    """Streams the raw status events of a time range as one CSV or Parquet file,
+    for the data platform: the chunks' data, concatenated in order, is the
+    file. Oldest first. Rendered content is not exported. Takes an app key
+    (its own events) or the admin token (every app's, or app_id's).
+    """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
@@ -78,6 +84,12 @@ class StatusServiceAsyncStub(StatusServiceStub):
     """Counts, rates, latencies and cost over a time range, in UTC time buckets,
     grouped as asked. Read from aggregates that feedback keeps current as
     events arrive, so a year costs about what an hour does.
+    """
+    ExportEvents: _aio.UnaryStreamMultiCallable[_status_service_pb2.ExportEventsRequest, _status_service_pb2.ExportEventsResponse]  # type: ignore[assignment]
+    """Streams the raw status events of a time range as one CSV or Parquet file,
+    for the data platform: the chunks' data, concatenated in order, is the
+    file. Oldest first. Rendered content is not exported. Takes an app key
+    (its own events) or the admin token (every app's, or app_id's).
     """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +137,18 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         """Counts, rates, latencies and cost over a time range, in UTC time buckets,
         grouped as asked. Read from aggregates that feedback keeps current as
         events arrive, so a year costs about what an hour does.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportEvents(
+        self,
+        request: _status_service_pb2.ExportEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_status_service_pb2.ExportEventsResponse], _abc.AsyncIterator[_status_service_pb2.ExportEventsResponse]]:
+        """Streams the raw status events of a time range as one CSV or Parquet file,
+        for the data platform: the chunks' data, concatenated in order, is the
+        file. Oldest first. Rendered content is not exported. Takes an app key
+        (its own events) or the admin token (every app's, or app_id's).
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,132 @@
+"""Raw status events for the data platform, streamed as CSV or Parquet: read from the database a slice at a time
+and encoded a slice at a time, so an export of any size holds only one slice in memory.
+
+Each event is joined with its delivery for the app, message, template, user and channel. Rendered content stays
+out: it is what retention purges, and the data platform has no need for it.
+"""
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from herald.v1 import common_pb2
+from herald.v1 import status_service_pb2 as pb
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.events import state_name
+from services.feedback import tables
+
+SLICE = 5000
+E, D = tables.Event, tables.Delivery
+COLUMNS = (
+    E.event_id,
+    E.occur_time,
+    D.app_id,
+    D.message_id,
+    E.delivery_id,
+    D.template_id,
+    D.user_id,
+    D.channel,
+    E.state,
+    E.attempt,
+    E.reason,
+    E.provider,
+)
+NAMES = [c.key for c in COLUMNS]
+SCHEMA = pa.schema(
+    [(name, pa.timestamp("us", tz="UTC") if name == "occur_time" else pa.string()) for name in NAMES[:9]]
+    + [("attempt", pa.int32()), ("reason", pa.string()), ("provider", pa.string())]
+)
+
+
+@dataclass(frozen=True)
+class Range:
+    start: datetime
+    end: datetime
+    app_id: str | None
+
+
+async def export(session: AsyncSession, what: Range, format: int) -> AsyncIterator[bytes]:
+    encoder: _Csv | _Parquet = _Csv() if format == pb.EXPORT_FORMAT_CSV else _Parquet()
+    async for rows in _slices(session, what):
+        if data := encoder.add(rows):
+            yield data
+    yield encoder.finish()
+
+
+async def _slices(session: AsyncSession, what: Range) -> AsyncIterator[list[tuple[Any, ...]]]:
+    query = (
+        select(*COLUMNS)
+        .join(D, D.delivery_id == E.delivery_id)
+        .where(E.occur_time >= what.start, E.occur_time < what.end)
+        .order_by(E.occur_time, E.event_id)
+    )
+    if what.app_id is not None:
+        query = query.where(D.app_id == what.app_id)
+    result = await session.stream(query.execution_options(yield_per=SLICE))
+    async for partition in result.partitions(SLICE):
+        yield [(*row[:8], state_name(common_pb2.DeliveryState.ValueType(row[8])), *row[9:]) for row in partition]
+
+
+class _Csv:
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer)
+        self._writer.writerow(NAMES)
+
+    def add(self, rows: list[tuple[Any, ...]]) -> bytes:
+        self._writer.writerows((r[0], r[1].isoformat().replace("+00:00", "Z"), *r[2:]) for r in rows)
+        data = self._buffer.getvalue().encode()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return data
+
+    def finish(self) -> bytes:
+        return self.add([])
+
+
+class _Parquet:
+    """One row group per slice; the footer comes with finish()."""
+
+    def __init__(self) -> None:
+        self._sink = _Sink()
+        self._writer = pq.ParquetWriter(self._sink, SCHEMA)
+
+    def add(self, rows: list[tuple[Any, ...]]) -> bytes:
+        self._writer.write_table(pa.Table.from_pylist([dict(zip(NAMES, r, strict=True)) for r in rows], schema=SCHEMA))
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        self._writer.close()
+        return self._sink.take()
+
+
+class _Sink(io.RawIOBase):
+    """Where Parquet writes: hands over what was written since the last take, so nothing accumulates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = bytearray()
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._pending += data
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
