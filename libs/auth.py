@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import grpc
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from libs import categories
@@ -43,6 +43,8 @@ class AppIdentity:
     key_expires_at: float | None = None
     # herald.v1.QuietHours as JSON, for recipients who set none; None = the default window.
     quiet_hours: dict[str, Any] | None = None
+    # Days feedback keeps the rendered content of the app's messages; 0 = forever.
+    content_retention_days: int = 0
 
     @classmethod
     def from_json(cls, raw: bytes) -> "AppIdentity":
@@ -107,6 +109,18 @@ class AppKeys:
     async def revoke(self, hashed_key: str) -> None:
         await self._kv.delete(hashed_key)
         self._cache.pop(hashed_key, None)
+
+    async def apps(self) -> dict[str, AppIdentity]:
+        """Every app with a key in the registry, by app id."""
+        try:
+            hashes = await self._kv.keys()
+        except NoKeysError:
+            return {}
+        found: dict[str, AppIdentity] = {}
+        for hashed in hashes:
+            if (app := await self._lookup(hashed)) is not None:
+                found[app.app_id] = app
+        return found
 
     async def authenticate(self, context: grpc.aio.ServicerContext) -> AppIdentity:
         hashed = key_hash(bearer_token(context))

@@ -45,6 +45,8 @@ class Settings:
     inbox_token_secret: str
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
     metrics_addr: str
+    # How often feedback purges message content past its app's retention.
+    retention_check_seconds: float
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -71,6 +73,7 @@ class Settings:
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",
+            retention_check_seconds=float(env.get("HERALD_RETENTION_CHECK_SECONDS", "3600")),
         )
 
 

@@ -40,6 +40,8 @@ async def running_mesh(
                 "HERALD_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                 "HERALD_INBOX_TOKEN_SECRET": INBOX_TOKEN_SECRET,
+                # Retention purges hourly in production; tests see it act within a second.
+                "HERALD_RETENTION_CHECK_SECONDS": "1",
                 **RETRY_BACKOFF,
                 **PROVIDER_ENV,
                 **db_env,

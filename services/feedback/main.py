@@ -1,21 +1,33 @@
 """herald-feedback entry point."""
 
+import asyncio
+
 import grpc
 from herald.v1 import status_service_pb2, status_service_pb2_grpc
 
 from libs import runtime, subjects
 from libs.auth import AppKeys
+from services.feedback.retention import Retention
 from services.feedback.status import StatusService
 from services.feedback.timeline import Timeline
 
 
 async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+    keys = await AppKeys.open(rt.bus)
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(
-        StatusService(rt.db, await AppKeys.open(rt.bus), rt.settings.admin_token), server
+        StatusService(rt.db, keys, rt.settings.admin_token), server
     )
     timeline = Timeline(rt.db)
     await rt.bus.consume("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, timeline.on_messages)
     await rt.bus.consume("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events)
+    retention = asyncio.create_task(
+        Retention(rt.db, keys, rt.settings.retention_check_seconds).run_forever(), name="retention"
+    )
+
+    async def stop() -> None:
+        retention.cancel()
+
+    rt.on_stop.append(stop)
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 
 

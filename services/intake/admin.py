@@ -16,6 +16,7 @@ from services.intake.apps import AppRegistry
 from services.intake.templates import TemplateStore, preview
 
 DEFAULT_GRACE = timedelta(hours=24)
+MAX_RETENTION_DAYS = 3650
 MAX_GRACE = timedelta(days=30)
 
 
@@ -40,6 +41,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             bad["rate_limit_per_second"] = "must be 0 (no limit) or more"
         if request.HasField("quiet_hours") and (why := quiet_hours.problem(request.quiet_hours)):
             bad["quiet_hours"] = why
+        _check_retention(request.content_retention_days, bad)
         if bad:
             raise InvalidArgument(bad)
         app, api_key = await self._apps.create(
@@ -48,6 +50,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             list(dict.fromkeys(request.allowed_categories)),
             request.rate_limit_per_second,
             json_format.MessageToDict(request.quiet_hours) if request.HasField("quiet_hours") else None,
+            request.content_retention_days,
         )
         return pb.CreateAppResponse(app=app_pb(app), api_key=api_key)
 
@@ -77,6 +80,16 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             raise InvalidArgument({"grace_period": "between 0 and 30 days"})
         api_key, expire = await self._apps.rotate(request.app_id, grace)
         return pb.RotateAppKeyResponse(api_key=api_key, previous_keys_expire_time=to_timestamp(expire))
+
+    async def SetContentRetention(
+        self, request: pb.SetContentRetentionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.App:
+        require_admin(context, self._admin_token)
+        bad: dict[str, str] = {}
+        _check_retention(request.content_retention_days, bad)
+        if bad:
+            raise InvalidArgument(bad)
+        return app_pb(await self._apps.set_retention(request.app_id, request.content_retention_days))
 
     async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
         require_admin(context, self._admin_token)
@@ -111,6 +124,11 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
 
 
+def _check_retention(days: int, bad: dict[str, str]) -> None:
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        bad["content_retention_days"] = f"between 0 (forever) and {MAX_RETENTION_DAYS}"
+
+
 def app_pb(row: tables.App) -> pb.App:
     app = pb.App(
         app_id=row.app_id,
@@ -120,6 +138,7 @@ def app_pb(row: tables.App) -> pb.App:
         rate_limit_per_second=row.rate_limit_per_second,
         create_time=to_timestamp(row.create_time),
         disabled=row.disabled,
+        content_retention_days=row.content_retention_days,
     )
     if row.quiet_hours is not None:
         json_format.ParseDict(row.quiet_hours, app.quiet_hours)

@@ -23,10 +23,17 @@ class AppRegistry:
         self._keys = keys
 
     async def create(
-        self, name: str, channels: list[str], categories: list[int], rate: float, quiet: dict[str, Any] | None
+        self,
+        name: str,
+        channels: list[str],
+        categories: list[int],
+        rate: float,
+        quiet: dict[str, Any] | None,
+        retention_days: int,
     ) -> tuple[tables.App, str]:
         app = tables.App(
             quiet_hours=quiet,
+            content_retention_days=retention_days,
             app_id=new_id("app"),
             name=name,
             allowed_channels=channels,
@@ -63,11 +70,19 @@ class AppRegistry:
         return rows, pagination.encode(rows[-1].app_id) if more else ""
 
     async def set_disabled(self, app_id: str, disabled: bool) -> tables.App:
+        return await self._change(app_id, disabled=disabled)
+
+    async def set_retention(self, app_id: str, days: int) -> tables.App:
+        return await self._change(app_id, content_retention_days=days)
+
+    async def _change(self, app_id: str, **values: Any) -> tables.App:
+        """Set columns of the app and tell every service (its keys' registry entries carry them)."""
         async with self._db.session.begin() as session:
             app = await session.get(tables.App, app_id, with_for_update=True)
             if app is None:
                 raise NotFound(f"app '{app_id[:64]}' not found")
-            app.disabled = disabled
+            for column, value in values.items():
+                setattr(app, column, value)
         await self._publish_keys(app)
         return app
 
@@ -116,4 +131,5 @@ def identity(app: tables.App, key: tables.AppKey) -> AppIdentity:
         disabled=app.disabled,
         key_expires_at=key.expire_time.timestamp() if key.expire_time else None,
         quiet_hours=app.quiet_hours,
+        content_retention_days=app.content_retention_days,
     )

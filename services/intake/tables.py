@@ -25,6 +25,8 @@ class App(Base):
     create_time: Mapped[datetime]
     # herald.v1.QuietHours as JSON; None = the default window.
     quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Days feedback keeps the rendered content of this app's messages; 0 = forever.
+    content_retention_days: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AppKey(Base):

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/admin_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xfc\x01\n\x03\x41pp\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x03 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x12\x61llowed_categories\x18\x06 \x03(\x0e\x32\x13.herald.v1.Category\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\x12*\n\x0bquiet_hours\x18\x08 \x01(\x0b\x32\x15.herald.v1.QuietHours\"\xb6\x01\n\x10\x43reateAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x02 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x03 \x01(\x01\x12/\n\x12\x61llowed_categories\x18\x04 \x03(\x0e\x32\x13.herald.v1.Category\x12*\n\x0bquiet_hours\x18\x05 \x01(\x0b\x32\x15.herald.v1.QuietHours\"A\n\x11\x43reateAppResponse\x12\x1b\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x0e.herald.v1.App\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\x1f\n\rGetAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"8\n\x0fListAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"I\n\x10ListAppsResponse\x12\x1c\n\x04\x61pps\x18\x01 \x03(\x0b\x32\x0e.herald.v1.App\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11\x44isableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"\"\n\x10\x45nableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"V\n\x13RotateAppKeyRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"f\n\x14RotateAppKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12=\n\x19previous_keys_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x02\n\x08Template\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x19.herald.v1.ChannelContent\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tvariables\x18\x07 \x03(\t\x12\x30\n\x0c\x61rchive_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x66\x61llback_channels\x18\t \x03(\t\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\">\n\x15UpdateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"T\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.herald.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x16\x41rchiveTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\"\xc5\x01\n\x16PreviewTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x43\n\tvariables\x18\x03 \x03(\x0b\x32\x30.herald.v1.PreviewTemplateRequest.VariablesEntry\x12\x0e\n\x06locale\x18\x04 \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x17PreviewTemplateResponse\x12+\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x19.herald.v1.ChannelContent2\xe4\x06\n\x0c\x41\x64minService\x12\x46\n\tCreateApp\x12\x1b.herald.v1.CreateAppRequest\x1a\x1c.herald.v1.CreateAppResponse\x12\x32\n\x06GetApp\x12\x18.herald.v1.GetAppRequest\x1a\x0e.herald.v1.App\x12\x43\n\x08ListApps\x12\x1a.herald.v1.ListAppsRequest\x1a\x1b.herald.v1.ListAppsResponse\x12:\n\nDisableApp\x12\x1c.herald.v1.DisableAppRequest\x1a\x0e.herald.v1.App\x12\x38\n\tEnableApp\x12\x1b.herald.v1.EnableAppRequest\x1a\x0e.herald.v1.App\x12O\n\x0cRotateAppKey\x12\x1e.herald.v1.RotateAppKeyRequest\x1a\x1f.herald.v1.RotateAppKeyResponse\x12G\n\x0e\x43reateTemplate\x12 .herald.v1.CreateTemplateRequest\x1a\x13.herald.v1.Template\x12G\n\x0eUpdateTemplate\x12 .herald.v1.UpdateTemplateRequest\x1a\x13.herald.v1.Template\x12\x41\n\x0bGetTemplate\x12\x1d.herald.v1.GetTemplateRequest\x1a\x13.herald.v1.Template\x12R\n\rListTemplates\x12\x1f.herald.v1.ListTemplatesRequest\x1a .herald.v1.ListTemplatesResponse\x12I\n\x0f\x41rchiveTemplate\x12!.herald.v1.ArchiveTemplateRequest\x1a\x13.herald.v1.Template\x12X\n\x0fPreviewTemplate\x12!.herald.v1.PreviewTemplateRequest\x1a\".herald.v1.PreviewTemplateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/admin_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\x9c\x02\n\x03\x41pp\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x03 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x12\x61llowed_categories\x18\x06 \x03(\x0e\x32\x13.herald.v1.Category\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\x12*\n\x0bquiet_hours\x18\x08 \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x1e\n\x16\x63ontent_retention_days\x18\t \x01(\x05\"\xd6\x01\n\x10\x43reateAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_channels\x18\x02 \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18\x03 \x01(\x01\x12/\n\x12\x61llowed_categories\x18\x04 \x03(\x0e\x32\x13.herald.v1.Category\x12*\n\x0bquiet_hours\x18\x05 \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x1e\n\x16\x63ontent_retention_days\x18\x06 \x01(\x05\"L\n\x1aSetContentRetentionRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x1e\n\x16\x63ontent_retention_days\x18\x02 \x01(\x05\"A\n\x11\x43reateAppResponse\x12\x1b\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x0e.herald.v1.App\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\x1f\n\rGetAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"8\n\x0fListAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"I\n\x10ListAppsResponse\x12\x1c\n\x04\x61pps\x18\x01 \x03(\x0b\x32\x0e.herald.v1.App\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11\x44isableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"\"\n\x10\x45nableAppRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"V\n\x13RotateAppKeyRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"f\n\x14RotateAppKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12=\n\x19previous_keys_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x02\n\x08Template\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x19.herald.v1.ChannelContent\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tvariables\x18\x07 \x03(\t\x12\x30\n\x0c\x61rchive_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x66\x61llback_channels\x18\t \x03(\t\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\">\n\x15UpdateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.herald.v1.Template\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"T\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.herald.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x16\x41rchiveTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\"\xc5\x01\n\x16PreviewTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x43\n\tvariables\x18\x03 \x03(\x0b\x32\x30.herald.v1.PreviewTemplateRequest.VariablesEntry\x12\x0e\n\x06locale\x18\x04 \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x17PreviewTemplateResponse\x12+\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x19.herald.v1.ChannelContent2\xb2\x07\n\x0c\x41\x64minService\x12\x46\n\tCreateApp\x12\x1b.herald.v1.CreateAppRequest\x1a\x1c.herald.v1.CreateAppResponse\x12\x32\n\x06GetApp\x12\x18.herald.v1.GetAppRequest\x1a\x0e.herald.v1.App\x12\x43\n\x08ListApps\x12\x1a.herald.v1.ListAppsRequest\x1a\x1b.herald.v1.ListAppsResponse\x12:\n\nDisableApp\x12\x1c.herald.v1.DisableAppRequest\x1a\x0e.herald.v1.App\x12\x38\n\tEnableApp\x12\x1b.herald.v1.EnableAppRequest\x1a\x0e.herald.v1.App\x12O\n\x0cRotateAppKey\x12\x1e.herald.v1.RotateAppKeyRequest\x1a\x1f.herald.v1.RotateAppKeyResponse\x12L\n\x13SetContentRetention\x12%.herald.v1.SetContentRetentionRequest\x1a\x0e.herald.v1.App\x12G\n\x0e\x43reateTemplate\x12 .herald.v1.CreateTemplateRequest\x1a\x13.herald.v1.Template\x12G\n\x0eUpdateTemplate\x12 .herald.v1.UpdateTemplateRequest\x1a\x13.herald.v1.Template\x12\x41\n\x0bGetTemplate\x12\x1d.herald.v1.GetTemplateRequest\x1a\x13.herald.v1.Template\x12R\n\rListTemplates\x12\x1f.herald.v1.ListTemplatesRequest\x1a .herald.v1.ListTemplatesResponse\x12I\n\x0f\x41rchiveTemplate\x12!.herald.v1.ArchiveTemplateRequest\x1a\x13.herald.v1.Template\x12X\n\x0fPreviewTemplate\x12!.herald.v1.PreviewTemplateRequest\x1a\".herald.v1.PreviewTemplateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,45 +37,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._loaded_options = None
   _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_options = b'8\001'
   _globals['_APP']._serialized_start=134
-  _globals['_APP']._serialized_end=386
-  _globals['_CREATEAPPREQUEST']._serialized_start=389
-  _globals['_CREATEAPPREQUEST']._serialized_end=571
-  _globals['_CREATEAPPRESPONSE']._serialized_start=573
-  _globals['_CREATEAPPRESPONSE']._serialized_end=638
-  _globals['_GETAPPREQUEST']._serialized_start=640
-  _globals['_GETAPPREQUEST']._serialized_end=671
-  _globals['_LISTAPPSREQUEST']._serialized_start=673
-  _globals['_LISTAPPSREQUEST']._serialized_end=729
-  _globals['_LISTAPPSRESPONSE']._serialized_start=731
-  _globals['_LISTAPPSRESPONSE']._serialized_end=804
-  _globals['_DISABLEAPPREQUEST']._serialized_start=806
-  _globals['_DISABLEAPPREQUEST']._serialized_end=841
-  _globals['_ENABLEAPPREQUEST']._serialized_start=843
-  _globals['_ENABLEAPPREQUEST']._serialized_end=877
-  _globals['_ROTATEAPPKEYREQUEST']._serialized_start=879
-  _globals['_ROTATEAPPKEYREQUEST']._serialized_end=965
-  _globals['_ROTATEAPPKEYRESPONSE']._serialized_start=967
-  _globals['_ROTATEAPPKEYRESPONSE']._serialized_end=1069
-  _globals['_TEMPLATE']._serialized_start=1072
-  _globals['_TEMPLATE']._serialized_end=1370
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1372
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1434
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1436
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1498
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=1500
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=1558
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1560
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1644
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1646
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1734
-  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_start=1736
-  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_end=1781
-  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_start=1784
-  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_end=1981
-  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_start=1933
-  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_end=1981
-  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_start=1983
-  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_end=2053
-  _globals['_ADMINSERVICE']._serialized_start=2056
-  _globals['_ADMINSERVICE']._serialized_end=2924
+  _globals['_APP']._serialized_end=418
+  _globals['_CREATEAPPREQUEST']._serialized_start=421
+  _globals['_CREATEAPPREQUEST']._serialized_end=635
+  _globals['_SETCONTENTRETENTIONREQUEST']._serialized_start=637
+  _globals['_SETCONTENTRETENTIONREQUEST']._serialized_end=713
+  _globals['_CREATEAPPRESPONSE']._serialized_start=715
+  _globals['_CREATEAPPRESPONSE']._serialized_end=780
+  _globals['_GETAPPREQUEST']._serialized_start=782
+  _globals['_GETAPPREQUEST']._serialized_end=813
+  _globals['_LISTAPPSREQUEST']._serialized_start=815
+  _globals['_LISTAPPSREQUEST']._serialized_end=871
+  _globals['_LISTAPPSRESPONSE']._serialized_start=873
+  _globals['_LISTAPPSRESPONSE']._serialized_end=946
+  _globals['_DISABLEAPPREQUEST']._serialized_start=948
+  _globals['_DISABLEAPPREQUEST']._serialized_end=983
+  _globals['_ENABLEAPPREQUEST']._serialized_start=985
+  _globals['_ENABLEAPPREQUEST']._serialized_end=1019
+  _globals['_ROTATEAPPKEYREQUEST']._serialized_start=1021
+  _globals['_ROTATEAPPKEYREQUEST']._serialized_end=1107
+  _globals['_ROTATEAPPKEYRESPONSE']._serialized_start=1109
+  _globals['_ROTATEAPPKEYRESPONSE']._serialized_end=1211
+  _globals['_TEMPLATE']._serialized_start=1214
+  _globals['_TEMPLATE']._serialized_end=1512
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1514
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1576
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1578
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1640
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1642
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1700
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1702
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1786
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1788
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1876
+  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_start=1878
+  _globals['_ARCHIVETEMPLATEREQUEST']._serialized_end=1923
+  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_start=1926
+  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_end=2123
+  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_start=2075
+  _globals['_PREVIEWTEMPLATEREQUEST_VARIABLESENTRY']._serialized_end=2123
+  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_start=2125
+  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_end=2195
+  _globals['_ADMINSERVICE']._serialized_start=2198
+  _globals['_ADMINSERVICE']._serialized_end=3144
 # @@protoc_insertion_point(module_scope)

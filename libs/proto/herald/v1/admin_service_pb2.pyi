@@ -35,6 +35,7 @@ class App(_message.Message):
     ALLOWED_CATEGORIES_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """Server-assigned, e.g. "app_01JD3..."."""
     name: _builtins.str
@@ -43,6 +44,10 @@ class App(_message.Message):
     """Sustained Send rate allowed; 0 means no limit."""
     disabled: _builtins.bool
     """A disabled app's calls answer PERMISSION_DENIED."""
+    content_retention_days: _builtins.int
+    """Days the rendered content of its messages is kept in the status records
+    (GetMessage, SearchDeliveries); 0 = forever.
+    """
     @_builtins.property
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Channels this app may send on; empty means every channel."""
@@ -68,10 +73,11 @@ class App(_message.Message):
         allowed_categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
         disabled: _builtins.bool = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
+        content_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "app_id", b"app_id", "create_time", b"create_time", "disabled", b"disabled", "name", b"name", "quiet_hours", b"quiet_hours", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "app_id", b"app_id", "content_retention_days", b"content_retention_days", "create_time", b"create_time", "disabled", b"disabled", "name", b"name", "quiet_hours", b"quiet_hours", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,9 +92,12 @@ class CreateAppRequest(_message.Message):
     RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _builtins.int
     ALLOWED_CATEGORIES_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rate_limit_per_second: _builtins.float
     """Messages per second, with bursts of up to one second's worth; 0 = no limit."""
+    content_retention_days: _builtins.int
+    """Days the rendered content of its messages is kept; 0 = forever."""
     @_builtins.property
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -103,14 +112,40 @@ class CreateAppRequest(_message.Message):
         rate_limit_per_second: _builtins.float = ...,
         allowed_categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
+        content_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "name", b"name", "quiet_hours", b"quiet_hours", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_categories", b"allowed_categories", "allowed_channels", b"allowed_channels", "content_retention_days", b"content_retention_days", "name", b"name", "quiet_hours", b"quiet_hours", "rate_limit_per_second", b"rate_limit_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateAppRequest: _TypeAlias = CreateAppRequest  # noqa: Y015
+
+@_typing.final
+class SetContentRetentionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    content_retention_days: _builtins.int
+    """Days the rendered content of the app's messages is kept (at most 3650);
+    0 = forever.
+    """
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        content_retention_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "content_retention_days", b"content_retention_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetContentRetentionRequest: _TypeAlias = SetContentRetentionRequest  # noqa: Y015
 
 @_typing.final
 class CreateAppResponse(_message.Message):

@@ -66,6 +66,11 @@ class AdminServiceStub:
                 request_serializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyResponse.FromString,
                 _registered_method=True)
+        self.SetContentRetention = channel.unary_unary(
+                '/herald.v1.AdminService/SetContentRetention',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.SetContentRetentionRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.App.FromString,
+                _registered_method=True)
         self.CreateTemplate = channel.unary_unary(
                 '/herald.v1.AdminService/CreateTemplate',
                 request_serializer=herald_dot_v1_dot_admin__service__pb2.CreateTemplateRequest.SerializeToString,
@@ -141,6 +146,15 @@ class AdminServiceServicer:
     def RotateAppKey(self, request, context):
         """Issues a new API key. The app's older keys keep working for the grace
         period, so callers can roll the new key out without an outage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetContentRetention(self, request, context):
+        """Sets how long the rendered content of the app's messages is kept in the
+        status records; older content is purged within the hour, while the
+        deliveries, their history and the statistics stay.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +236,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RotateAppKey,
                     request_deserializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyRequest.FromString,
                     response_serializer=herald_dot_v1_dot_admin__service__pb2.RotateAppKeyResponse.SerializeToString,
+            ),
+            'SetContentRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetContentRetention,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.SetContentRetentionRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.App.SerializeToString,
             ),
             'CreateTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTemplate,
@@ -418,6 +437,33 @@ class AdminService:
             '/herald.v1.AdminService/RotateAppKey',
             herald_dot_v1_dot_admin__service__pb2.RotateAppKeyRequest.SerializeToString,
             herald_dot_v1_dot_admin__service__pb2.RotateAppKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetContentRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/SetContentRetention',
+            herald_dot_v1_dot_admin__service__pb2.SetContentRetentionRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.App.FromString,
             options,
             channel_credentials,
             insecure,

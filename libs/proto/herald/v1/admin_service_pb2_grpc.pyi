@@ -51,6 +51,11 @@ class AdminServiceStub:
     """Issues a new API key. The app's older keys keep working for the grace
     period, so callers can roll the new key out without an outage.
     """
+    SetContentRetention: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.SetContentRetentionRequest, _admin_service_pb2.App]
+    """Sets how long the rendered content of the app's messages is kept in the
+    status records; older content is purged within the hour, while the
+    deliveries, their history and the statistics stay.
+    """
     CreateTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.CreateTemplateRequest, _admin_service_pb2.Template]
     """Creates a template. Its template_id is chosen by the caller and must be new."""
     UpdateTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UpdateTemplateRequest, _admin_service_pb2.Template]
@@ -90,6 +95,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     RotateAppKey: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RotateAppKeyRequest, _admin_service_pb2.RotateAppKeyResponse]  # type: ignore[assignment]
     """Issues a new API key. The app's older keys keep working for the grace
     period, so callers can roll the new key out without an outage.
+    """
+    SetContentRetention: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.SetContentRetentionRequest, _admin_service_pb2.App]  # type: ignore[assignment]
+    """Sets how long the rendered content of the app's messages is kept in the
+    status records; older content is purged within the hour, while the
+    deliveries, their history and the statistics stay.
     """
     CreateTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CreateTemplateRequest, _admin_service_pb2.Template]  # type: ignore[assignment]
     """Creates a template. Its template_id is chosen by the caller and must be new."""
@@ -163,6 +173,17 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.RotateAppKeyResponse, _abc.Awaitable[_admin_service_pb2.RotateAppKeyResponse]]:
         """Issues a new API key. The app's older keys keep working for the grace
         period, so callers can roll the new key out without an outage.
+        """
+
+    @_abc_1.abstractmethod
+    def SetContentRetention(
+        self,
+        request: _admin_service_pb2.SetContentRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.App, _abc.Awaitable[_admin_service_pb2.App]]:
+        """Sets how long the rendered content of the app's messages is kept in the
+        status records; older content is purged within the hour, while the
+        deliveries, their history and the statistics stay.
         """
 
     @_abc_1.abstractmethod
