@@ -5,17 +5,19 @@ Each service keeps its tables in its own migration history (version table
 the four services can share one PostgreSQL database without sharing a table.
 """
 
+import json
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import DateTime, Dialect, MetaData, event, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import DateTime, Dialect, MetaData, Table, event, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
@@ -36,6 +38,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be stored through insert_rows")
+
+
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -53,9 +61,53 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def insert(self, entity: Any) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that takes ON CONFLICT clauses, which both backends spell alike."""
-        return sqlite.insert(entity) if self.is_sqlite else postgresql.insert(entity)
+    async def insert_rows(
+        self,
+        session: AsyncSession,
+        table: Table,
+        rows: list[dict[str, Any]],
+        *,
+        key: Sequence[str] = (),
+        add: Sequence[str] = (),
+        returning: str = "",
+    ) -> list[Any]:
+        """Insert many rows in one statement, cheaply at any count; returns the `returning` column of the rows
+        inserted (or updated).
+
+        `key`: on a conflict over these columns skip the row, or, with `add`, add the row's values of those columns
+        to the stored ones; no key = a conflict raises IntegrityError. On PostgreSQL the rows travel as one JSON
+        document through json_to_recordset(): the statement's text - which the driver parses in Python on every call
+        unless it is short - stays the same size however many rows there are, and encoding the rows is one
+        json.dumps, not a driver call per value. SQLite takes a multi-row VALUES.
+        """
+        if not rows:
+            return []
+        if self.is_sqlite:
+            statement: Any = sqlite.insert(table)
+            if key:
+                increments = {c: table.c[c] + statement.excluded[c] for c in add}
+                statement = (
+                    statement.on_conflict_do_update(index_elements=key, set_=increments)
+                    if add
+                    else statement.on_conflict_do_nothing(index_elements=key)
+                )
+            if returning:
+                return list(await session.scalars(statement.returning(table.c[returning]), rows))
+            await session.execute(statement, rows)
+            return []
+        # Only the table's own column names go into the text (table.c refuses others); values are a parameter.
+        columns = [table.c[c].name for c in rows[0]]
+        dialect = self.engine.dialect
+        types = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+        names = ", ".join(columns)
+        sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"  # noqa: S608,E501
+        if key:
+            sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
+            sql += f" ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {sets}" if add else "NOTHING")
+        if returning:
+            sql += f" RETURNING {returning}"
+        result = await session.execute(text(sql), {"rows": json.dumps(rows, default=_json_value)})
+        return list(result.scalars()) if returning else []
 
     async def ping(self) -> bool:
         try:

@@ -117,22 +117,12 @@ class Tally:
 
     async def save(self, session: AsyncSession, db: Database) -> None:
         """Adds to the rows in key order, so two replicas' batches cannot deadlock on them."""
-        if not self.deliveries:
-            return
         rows = [
             {**vars(key), "deliveries": n, "cost_micros": self.cost_micros[key]}
             for key, n in sorted(self.deliveries.items())
         ]
-        statement = db.insert(T).values(rows)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[c.key for c in KEY],
-                set_={
-                    "deliveries": T.deliveries + statement.excluded.deliveries,
-                    "cost_micros": T.cost_micros + statement.excluded.cost_micros,
-                },
-            )
-        )
+        table = tables.Base.metadata.tables[T.__tablename__]
+        await db.insert_rows(session, table, rows, key=[c.key for c in KEY], add=["deliveries", "cost_micros"])
 
 
 @dataclass(frozen=True)

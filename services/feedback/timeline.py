@@ -12,7 +12,7 @@ from typing import Any
 
 from herald.v1 import common_pb2, events_pb2
 from prometheus_client import Histogram
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from libs.bus import ACK, Incoming, Outcome
@@ -42,6 +42,9 @@ STATUS_DELAY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 D = tables.Delivery
+MESSAGES, EVENTS, DELIVERIES = (
+    tables.Base.metadata.tables[name] for name in ("feedback_messages", "feedback_events", "feedback_deliveries")
+)
 # What folding reads of a known delivery; all but the first two may change.
 FOLDED = (
     D.delivery_id,
@@ -67,29 +70,30 @@ class Timeline:
         messages = {m.message_id: m for m in (events_pb2.AcceptedMessage.FromString(i.data) for i in batch)}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
-            await session.execute(self._db.insert(tables.Message).values(rows).on_conflict_do_nothing())
+            await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])
         return [ACK] * len(batch)
 
     async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
         events = {e.event_id: e for e in (events_pb2.DeliveryEvent.FromString(i.data) for i in batch)}
-        rows = [_event_row(events[key]) for key in sorted(events)]
+        when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
+        rows = [_event_row(events[key], when[key]) for key in sorted(events)]
         try:
             async with self._db.session.begin() as session:
-                new = self._db.insert(tables.Event).values(rows).on_conflict_do_nothing()
-                fresh = set(await session.scalars(new.returning(tables.Event.event_id)))
+                fresh = set(await self._db.insert_rows(session, EVENTS, rows, key=["event_id"], returning="event_id"))
                 if fresh:
-                    await self._fold(session, sorted((events[key] for key in fresh), key=_occurred))
+                    await self._fold(session, sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1]))
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
         recorded = now()
         for key in fresh:
-            STATUS_DELAY.observe(max((recorded - _occurred(events[key])).total_seconds(), 0.0))
+            STATUS_DELAY.observe(max((recorded - when[key]).total_seconds(), 0.0))
         return [ACK] * len(batch)
 
-    async def _fold(self, session: Any, fresh: list[events_pb2.DeliveryEvent]) -> None:
+    async def _fold(self, session: Any, fresh: list[tuple[events_pb2.DeliveryEvent, datetime]]) -> None:
+        """Fold the new events, oldest first, each with the time it occurred."""
         found = await session.execute(
             select(*FOLDED)
-            .where(D.delivery_id.in_({e.delivery_id for e in fresh}))
+            .where(D.delivery_id.in_({e.delivery_id for e, _ in fresh}))
             .order_by(D.delivery_id)
             .with_for_update()
         )
@@ -97,25 +101,19 @@ class Timeline:
         folded = {key: dict(row) for key, row in known.items()}
         created: dict[str, dict[str, Any]] = {}
         tally = stats.Tally()
-        for event in fresh:
+        for event, occurred in fresh:
             delivery = folded.get(event.delivery_id) or created.get(event.delivery_id)
             if delivery is None:
-                delivery = created[event.delivery_id] = _delivery_row(event)
-            _apply(delivery, event, tally)
-        if created:
-            await session.execute(insert(D), list(created.values()))
+                delivery = created[event.delivery_id] = _delivery_row(event, occurred)
+            _apply(delivery, event, occurred, tally)
+        await self._db.insert_rows(session, DELIVERIES, list(created.values()))
         changes = [_changes(known[key], row) for key, row in sorted(folded.items())]
         if changes := [c for c in changes if len(c) > 1]:
             await session.execute(update(D), changes)
         await tally.save(session, self._db)
 
 
-def _occurred(event: events_pb2.DeliveryEvent) -> datetime:
-    return from_timestamp(event.occur_time) or now()
-
-
-def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, tally: stats.Tally) -> None:
-    occurred = _occurred(event)
+def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime, tally: stats.Tally) -> None:
     delivery["attempts"] = max(delivery["attempts"], event.attempt)
     delivery["content"] = delivery["content"] or event.content
     delivery["template_id"] = delivery["template_id"] or event.template_id
@@ -147,7 +145,7 @@ def _message_row(message: events_pb2.AcceptedMessage) -> dict[str, Any]:
     }
 
 
-def _event_row(event: events_pb2.DeliveryEvent) -> dict[str, Any]:
+def _event_row(event: events_pb2.DeliveryEvent, occurred: datetime) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
         "delivery_id": event.delivery_id,
@@ -155,13 +153,12 @@ def _event_row(event: events_pb2.DeliveryEvent) -> dict[str, Any]:
         "attempt": event.attempt,
         "reason": event.reason,
         "provider": event.provider,
-        "occur_time": _occurred(event),
+        "occur_time": occurred,
     }
 
 
-def _delivery_row(event: events_pb2.DeliveryEvent) -> dict[str, Any]:
+def _delivery_row(event: events_pb2.DeliveryEvent, occurred: datetime) -> dict[str, Any]:
     """A delivery first heard of: the event's own fields are folded in after."""
-    occurred = _occurred(event)
     return {
         "delivery_id": event.delivery_id,
         "message_id": event.message_id,

@@ -16,7 +16,7 @@ from libs.localmesh import Mesh
 from libs.timeutil import to_timestamp
 from tests.helpers.client import Herald
 
-EVENTS = 500
+EVENTS = 2000
 
 
 async def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -68,7 +68,7 @@ async def test_feedback_backlog_shows_in_its_metrics_and_clears(shared_mesh: tup
     finally:
         os.kill(process.pid, signal.SIGCONT)
         await nc.close()
-    # At most one fetched batch reached the process before it stopped; the rest waits in the stream.
+    # At most one fetched batch (500) reached the process before it stopped; the rest waits in the stream.
     assert _pending(await _scrape(url)) >= EVENTS / 2
     async with asyncio.timeout(30):
         while _pending(after := await _scrape(url)) > 0 or _observed(after) < _observed(before) + EVENTS:
