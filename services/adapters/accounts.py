@@ -1,5 +1,5 @@
-"""The provider accounts this process delivers through, ready to use: a plug-in instance, a circuit breaker and a
-token bucket per account.
+"""The provider accounts this process delivers through, ready to use: a plug-in instance and a circuit breaker
+per account, and its rate limit (paced cluster-wide by the deliverer).
 
 Reloaded from adapters_provider_accounts when ProviderService announces a change (every replica hears it) and
 every RELOAD_SECONDS in case a notice was missed. An account whose configuration did not change keeps its
@@ -23,7 +23,6 @@ from services.adapters import tables
 from services.adapters.breaker import CircuitBreaker
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider
 from services.adapters.channels.webhook import builtin_account
-from services.adapters.pacing import TokenBucket
 
 log = structlog.get_logger()
 
@@ -49,7 +48,8 @@ class Route:
     weight: int
     # None for providers without a shared endpoint (Provider.shared_endpoint).
     breaker: CircuitBreaker | None
-    bucket: TokenBucket | None
+    # Calls per second this account may take from all adapters processes together; 0 = no limit.
+    rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class Accounts:
             priority=priority,
             weight=weight,
             breaker=CircuitBreaker() if plugin.shared_endpoint else None,
-            bucket=TokenBucket(rate) if rate > 0 else None,
+            rate=rate,
         )
 
 

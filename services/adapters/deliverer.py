@@ -8,7 +8,7 @@ For each fetched batch:
    call, so the provider may have taken the delivery: a provider that de-duplicates on our key (the delivery
    id) gets the same call again; any other is not called again - the delivery is FAILED with "outcome
    unknown" and dead-lettered, for an operator to replay on purpose. Otherwise an account is chosen (priority,
-   weight, circuit breaker) and its rate limit paced.
+   weight, circuit breaker) and its rate limit paced, across every adapters process (libs/rate_limit.py).
 3. Mark every planned call in flight, in one transaction: no provider is called before that mark is durable.
    Calls to providers that de-duplicate on our key are not marked; a crash leads to the same call again.
 4. Call the providers concurrently.
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs import events, subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.masking import mask
+from libs.rate_limit import RateLimiter
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.adapters import tables
@@ -81,18 +82,20 @@ class Deliverer:
         bus: Bus,
         accounts: Accounts,
         backoff: Mapping[common_pb2.Category.ValueType, tuple[float, ...]],
+        limiter: RateLimiter,
     ) -> None:
         self._db = db
         self._bus = bus
         self._accounts = accounts
         self._backoff = backoff
+        self._limiter = limiter
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
         jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
         records = await self._load(j.delivery_id for j in jobs)
         first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
-        plans = [self._plan(j, records.get(j.delivery_id)) for _, j in work]
+        plans = [await self._plan(j, records.get(j.delivery_id)) for _, j in work]
         # A provider that de-duplicates on our key needs no mark: after a crash it simply gets the same call again.
         await self._mark_in_flight(
             [
@@ -108,7 +111,7 @@ class Deliverer:
         # A job repeated within the batch is settled by its first copy.
         return [retry[j.delivery_id] if first[j.delivery_id] == n else ACK for n, j in enumerate(jobs)]
 
-    def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result | Call:
+    async def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result | Call:
         replayed = record is not None and job.replay > record.replay
         if record is not None and not replayed:
             if record.state in FINAL:
@@ -125,8 +128,8 @@ class Deliverer:
         except DeliveryError as e:  # no account to try: an operator can add one and replay the dead letter
             result = self._failed(job, cycle_start, attempts + 1, "", e)
             return replace(result, dead=True) if result.state == S.DELIVERY_STATE_FAILED else result
-        if route.bucket is not None:
-            wait = route.bucket.reserve(MAX_PACING_WAIT)
+        if route.rate > 0:
+            wait = await self._limiter.reserve(f"account.{route.account.name}", route.rate, MAX_PACING_WAIT)
             if wait > MAX_PACING_WAIT:
                 if route.breaker is not None:
                     route.breaker.cancel()

@@ -15,6 +15,7 @@ from herald.v1 import (
 
 from libs import categories, channels, runtime, subjects
 from libs.auth import AppKeys
+from libs.rate_limit import RateLimiter
 from services.adapters.accounts import Accounts, plugins
 from services.adapters.dead_letters import DeadLetterService
 from services.adapters.deliverer import Deliverer
@@ -60,7 +61,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
         InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(rt.settings.inbox_token_secret)), server
     )
-    deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff)
+    deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff, await RateLimiter.open(rt.bus))
     inbox = InboxWriter(rt.db, rt.bus)
     for channel in channels.KNOWN:
         for category in rt.settings.pipelines:

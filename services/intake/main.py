@@ -6,10 +6,10 @@ from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, message_service
 from libs import runtime
 from libs.auth import AppKeys
 from libs.dispatch import DispatchLedger
+from libs.rate_limit import RateLimiter
 from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
 from services.intake.messages import MessageService
-from services.intake.rate_limit import RateLimiter
 from services.intake.templates import TemplateStore
 
 

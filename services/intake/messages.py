@@ -17,12 +17,12 @@ from libs.bus import Bus
 from libs.dispatch import Decision, DispatchLedger
 from libs.errors import FailedPrecondition, HeraldError, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from libs.ids import new_id
+from libs.rate_limit import RateLimiter
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.intake import tables
 from services.intake.audience import Audience
 from services.intake.group_commit import GroupCommit
-from services.intake.rate_limit import RateLimiter
 from services.intake.templates import TemplateStore
 from services.intake.validation import check_shape, choose_channels, render_check
 

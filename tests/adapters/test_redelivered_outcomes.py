@@ -9,6 +9,7 @@ import pytest
 from herald.v1 import common_pb2, events_pb2
 
 from libs.bus import Bus
+from libs.rate_limit import RateLimiter
 from libs.store import Database
 from services.adapters.accounts import Accounts
 from services.adapters.deliverer import Deliverer, Result
@@ -30,13 +31,13 @@ S = common_pb2
 async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, outcome: Result) -> None:
     db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'adapters.db'}", "adapters")
     try:
-        # Recording and planning touch neither the bus nor the provider accounts.
-        deliverer = Deliverer(db, cast(Bus, None), cast(Accounts, None), {})
+        # Recording and planning a final outcome touch neither the bus, the provider accounts nor their pacing.
+        deliverer = Deliverer(db, cast(Bus, None), cast(Accounts, None), {}, cast(RateLimiter, None))
         job = events_pb2.DeliveryJob(delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555")
         await deliverer._store([(job, outcome)])
         [record] = (await deliverer._load([job.delivery_id])).values()
 
-        again = deliverer._plan(job, record)
+        again = await deliverer._plan(job, record)
 
         assert isinstance(again, Result) and not again.new
         assert (again.state, again.reason) == (outcome.state, outcome.reason)

@@ -97,7 +97,9 @@ class ProviderAccount(_message.Message):
     weight: _builtins.int
     """Share of traffic among accounts of equal priority; 0 means 1."""
     rate_limit_per_second: _builtins.float
-    """Calls per second this account may take from each herald-adapters process; 0 = no limit."""
+    """Calls per second this account may take, from all herald-adapters
+    processes together, in bursts of up to one second's worth; 0 = no limit.
+    """
     timeout_seconds: _builtins.float
     """How long one provider call may take; 0 means 10 seconds."""
     disabled: _builtins.bool
