@@ -219,12 +219,6 @@ class Bus:
         """A core NATS notice to every process listening now; not stored, so listeners also re-read on a timer."""
         await self.nc.publish(subject, payload)
 
-    async def listen(self, subject: str, callback: Callable[[], Awaitable[None]]) -> None:
-        async def on_notice(_: Msg) -> None:
-            await callback()
-
-        await self.nc.subscribe(subject, cb=on_notice)
-
     @asynccontextmanager
     async def notices(self, subject: str) -> AsyncIterator[asyncio.Queue[bytes]]:
         """The payloads of notices on `subject` (announce) while the block runs."""

@@ -9,6 +9,7 @@ plug-in instance (and so its cached provider tokens) and its breaker.
 import asyncio
 import os
 import random
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -17,6 +18,8 @@ import aiohttp
 import structlog
 from sqlalchemy import select
 
+from libs import subjects
+from libs.bus import Bus
 from libs.config import Settings
 from libs.store import Database
 from services.adapters import tables
@@ -77,6 +80,8 @@ class Accounts:
         self._routes: dict[str, Route] = {}
         self._configs: dict[str, tuple[object, ...]] = {}
         self._prices: dict[str, Price] = {}
+        # Signs this process's change notices, so it does not reload for its own.
+        self.origin = secrets.token_bytes(8)
         self._lock = asyncio.Lock()
 
     async def reload(self) -> None:
@@ -97,13 +102,25 @@ class Accounts:
         for route in stale:
             await route.provider.close()
 
-    async def refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(RELOAD_SECONDS)
-            try:
-                await self.reload()
-            except Exception:  # the database is briefly away: keep the accounts we have
-                log.exception("could not reload provider accounts")
+    async def refresh_forever(self, bus: Bus) -> None:
+        """Reload when a replica's ProviderService announces a change (not this process's own: it reloaded before
+        announcing), and every RELOAD_SECONDS in case a notice was missed."""
+        async with bus.notices(subjects.PROVIDERS_CHANGED) as changes:
+            while True:
+                try:
+                    if await asyncio.wait_for(changes.get(), RELOAD_SECONDS) == self.origin:
+                        continue
+                except TimeoutError:
+                    pass
+                try:
+                    await self.reload()
+                except Exception:  # the database is briefly away: keep the accounts we have
+                    log.exception("could not reload provider accounts")
+
+    async def changed(self, bus: Bus) -> None:
+        """After a change to the accounts: use it here at once, and tell every other replica."""
+        await self.reload()
+        await bus.announce(subjects.PROVIDERS_CHANGED, self.origin)
 
     async def close(self) -> None:
         for route in self._routes.values():

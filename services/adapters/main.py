@@ -40,7 +40,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     registered = plugins()
     accounts = Accounts(rt.db, http, rt.settings, registered)
     await accounts.reload()
-    refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
+    refresher = asyncio.create_task(accounts.refresh_forever(rt.bus), name="provider-accounts")
     receipts = ReceiptsEndpoint(rt.db, rt.bus, accounts, rt.settings.receipts_addr)
     await receipts.start()
 
@@ -51,7 +51,6 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         await http.close()
 
     rt.on_stop.append(stop)
-    await rt.bus.listen(subjects.PROVIDERS_CHANGED, accounts.reload)
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
         ProviderService(rt.db, rt.bus, accounts, registered, rt.settings.admin_token), server
     )

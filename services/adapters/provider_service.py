@@ -13,7 +13,6 @@ from herald.v1 import provider_service_pb2_grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import subjects
 from libs.auth import require_admin
 from libs.bus import Bus
 from libs.errors import AlreadyExists, InvalidArgument, NotFound
@@ -120,8 +119,7 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
         return pb.DeleteProviderAccountResponse(name=request.name)
 
     async def _changed(self) -> None:
-        await self._accounts.reload()
-        await self._bus.announce(subjects.PROVIDERS_CHANGED)
+        await self._accounts.changed(self._bus)
 
     @staticmethod
     def _problems(account: pb.ProviderAccount, paths: tuple[str, ...]) -> dict[str, str]:
