@@ -59,7 +59,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         replayed = 0
         if request.sequences:
             for sequence in request.sequences:
-                replayed += await self._replay(sequence)
+                replayed += await self._replay(sequence, request.category, request.channel)
             return pb.ReplayDeadLettersResponse(replayed=replayed)
         sequence = 1
         while (found := await self._next_record(sequence, subject)) is not None:
@@ -96,13 +96,17 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             dead_time=record.dead_time,
         )
 
-    async def _replay(self, sequence: int) -> int:
-        """1 when the dead letter was put back, 0 when there is none at `sequence` (already replayed)."""
+    async def _replay(self, sequence: int, category: int, channel: str) -> int:
+        """1 when the dead letter was put back; 0 when there is none at `sequence` (already replayed) or it is not
+        of the category and channel asked for (a mistyped sequence must not replay someone else's delivery)."""
         try:
             message = await self._bus.js.get_msg(STREAM, seq=sequence)
         except NotFoundError:
             return 0
-        await self._put_back(sequence, pb.DeadLetterRecord.FromString(message.data or b""))
+        record = pb.DeadLetterRecord.FromString(message.data or b"")
+        if (category and record.job.category != category) or (channel and record.job.channel != channel):
+            return 0
+        await self._put_back(sequence, record)
         return 1
 
     async def _put_back(self, sequence: int, record: pb.DeadLetterRecord) -> None:

@@ -52,6 +52,45 @@ async def test_after_the_last_retry_the_delivery_is_dead_lettered_and_a_replay_s
     assert again.replayed == 0, "a dead letter is replayed once"
 
 
+async def test_replaying_a_channel_and_category_sends_each_of_its_dead_letters_once_more(
+    herald: Herald, sink: WebhookSink
+) -> None:
+    path = f"/dead-all/{uuid.uuid4().hex[:8]}"
+    attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_CRITICAL"].split(",")) + 1
+    sink.statuses.extend([502] * attempts * 2)
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"}, category=S.CATEGORY_CRITICAL)
+    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
+    messages = [await herald.send(app, request) for _ in range(2)]
+    failed = [(await herald.wait_message(app, m, all_final)).deliveries[0] for m in messages]
+    assert {d.state for d in failed} == {S.DELIVERY_STATE_FAILED}
+    mine = {d.delivery_id for d in failed}
+
+    async def dead_letters() -> list[dlq.DeadLetter]:
+        listed = await herald.dead_letters.ListDeadLetters(
+            dlq.ListDeadLettersRequest(channel="webhook", category=S.CATEGORY_CRITICAL, page_size=1000),
+            metadata=herald.admin,
+        )
+        return [d for d in listed.dead_letters if d.delivery_id in mine]
+
+    dead = await dead_letters()
+    assert len(dead) == 2
+    # A listed sequence of another category is not replayed.
+    mismatch = await herald.dead_letters.ReplayDeadLetters(
+        dlq.ReplayDeadLettersRequest(sequences=[dead[0].sequence], category=S.CATEGORY_MARKETING),
+        metadata=herald.admin,
+    )
+    assert mismatch.replayed == 0
+    everything = await herald.dead_letters.ReplayDeadLetters(
+        dlq.ReplayDeadLettersRequest(channel="webhook", category=S.CATEGORY_CRITICAL), metadata=herald.admin
+    )
+    assert everything.replayed >= 2
+    for message_id in messages:
+        await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == S.DELIVERY_STATE_SENT)
+    assert len(sink.for_path(path)) == attempts * 2 + 2
+    assert await dead_letters() == []
+
+
 async def test_a_critical_code_retries_fast_and_expires_instead_of_failing(herald: Herald, sink: WebhookSink) -> None:
     path = f"/expire/{uuid.uuid4().hex[:8]}"
     sink.statuses.extend([503] * 20)

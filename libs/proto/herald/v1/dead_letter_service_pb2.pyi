@@ -171,7 +171,9 @@ class ReplayDeadLettersRequest(_message.Message):
     category: _common_pb2.Category.ValueType
     @_builtins.property
     def sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """The dead letters to replay; empty = every one matching channel and category."""
+        """The dead letters to replay; empty = every one matching channel and
+        category. Listed sequences are replayed only if they match them too.
+        """
 
     def __init__(
         self,
