@@ -123,3 +123,24 @@ async def test_dlq_list_and_replay(heraldctl: Run, shared_mesh: tuple[Mesh, Hera
     sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT)
     assert sent.deliveries[0].attempts == attempts + 1
     assert heraldctl("dlq", "list", "--category", "pigeon", code=2).exit_code == 2
+
+
+def test_stats_and_export_for_the_business_side(heraldctl: Run, tmp_path: Path) -> None:
+    key = _app_key(heraldctl)
+    template_id = f"ctl-{uuid.uuid4().hex[:6]}"
+    _apply(heraldctl, tmp_path, template_id, "hi")
+    sent = [heraldctl("send", template_id, "--user", f"nobody-{n}", api_key=key).output.strip() for n in range(2)]
+    deadline = time.monotonic() + 20
+    while "no_address 2" not in (table := heraldctl("stats", "--by", "template", api_key=key).output):
+        assert time.monotonic() < deadline, table
+        time.sleep(0.2)
+    assert template_id in table
+
+    exported = heraldctl("export", api_key=key).output.splitlines()
+    assert exported[0].startswith("event_id,occur_time,app_id,message_id")
+    assert {line.split(",")[3] for line in exported[1:]} == set(sent)
+    parquet = tmp_path / "events.parquet"
+    heraldctl("export", "--format", "parquet", "--out", str(parquet), api_key=key)
+    assert parquet.read_bytes()[:4] == b"PAR1"
+    assert "give --out FILE" in heraldctl("export", "--format", "parquet", api_key=key, code=2).output
+    assert "--by 'colour'" in heraldctl("stats", "--by", "colour", code=2).output

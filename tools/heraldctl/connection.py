@@ -61,6 +61,10 @@ class Target:
             fail("no admin token: set HERALD_ADMIN_TOKEN (or run where `make up` wrote .herald/admin-token)", 2)
         return (("authorization", f"Bearer {self.admin_token}"),)
 
+    def app_or_admin(self) -> Metadata:
+        """For calls either may make: the app's key when HERALD_API_KEY is set, else the admin token."""
+        return self.app() if self.api_key else self.admin()
+
     def app(self) -> Metadata:
         if not self.api_key:
             fail("no API key: set HERALD_API_KEY to the key CreateApp returned", 2)

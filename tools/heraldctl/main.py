@@ -1,7 +1,9 @@
-"""heraldctl: apps, keys, templates, send, status, cancel - over gRPC, with clear output and exit codes."""
+"""heraldctl: apps, keys, templates, send, status, cancel, statistics, export, dead letters - over gRPC, with clear
+output and exit codes."""
 
 import json
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +29,8 @@ from libs import categories
 from tools.heraldctl.connection import TIMEOUT, Target, admin_stub, call, channel, fail, report
 
 cli = typer.Typer(
-    help="Operate herald: apps, keys, templates, send, status, cancel, dead letters.", no_args_is_help=True
+    help="Operate herald: apps, keys, templates, send, status, cancel, statistics, export, dead letters.",
+    no_args_is_help=True,
 )
 apps_cli = typer.Typer(help="Apps and their API keys (admin token).", no_args_is_help=True)
 templates_cli = typer.Typer(help="Templates (admin token).", no_args_is_help=True)
@@ -300,6 +303,115 @@ def cancel(message_id: str) -> None:
             target.app(),
         )
     out.print(f"{message_id}: cancelled")
+
+
+STATS_INTERVALS = {
+    "total": status_service_pb2.STATS_INTERVAL_UNSPECIFIED,
+    "hour": status_service_pb2.STATS_INTERVAL_HOUR,
+    "day": status_service_pb2.STATS_INTERVAL_DAY,
+}
+# --by name -> (dimension, the StatsRow field it fills)
+STATS_DIMENSIONS = {
+    "app": (status_service_pb2.STATS_DIMENSION_APP, "app_id"),
+    "channel": (status_service_pb2.STATS_DIMENSION_CHANNEL, "channel"),
+    "template": (status_service_pb2.STATS_DIMENSION_TEMPLATE, "template_id"),
+    "provider": (status_service_pb2.STATS_DIMENSION_PROVIDER, "provider"),
+}
+EXPORT_FORMATS = {"csv": status_service_pb2.EXPORT_FORMAT_CSV, "parquet": status_service_pb2.EXPORT_FORMAT_PARQUET}
+Since = Annotated[str, typer.Option("--from", help="ISO 8601 start [default: 7 days ago]")]
+Until = Annotated[str, typer.Option("--to", help="ISO 8601 end [default: now]")]
+
+
+@cli.command("stats")
+def stats(
+    since: Since = "",
+    until: Until = "",
+    interval: Annotated[str, typer.Option(help="total, hour or day (UTC)")] = "total",
+    by: Annotated[list[str], typer.Option("--by", help="app, channel, template or provider (repeat)")] = [],  # noqa: B006
+    app_id: Annotated[str, typer.Option("--app", help="only this app (admin token)")] = "",
+    channel_name: Annotated[str, typer.Option("--channel", help="only this channel")] = "",
+    template_id: Annotated[str, typer.Option("--template", help="only this template")] = "",
+) -> None:
+    """Sends, reach, reads, suppressions, latency and cost: the app's with HERALD_API_KEY, else every app's."""
+    if interval not in STATS_INTERVALS:
+        fail(f"--interval '{interval}': use one of {', '.join(STATS_INTERVALS)}", 2)
+    if unknown := [b for b in by if b not in STATS_DIMENSIONS]:
+        fail(f"--by '{unknown[0]}': use one of {', '.join(STATS_DIMENSIONS)}", 2)
+    request = status_service_pb2.GetStatsRequest(
+        interval=STATS_INTERVALS[interval],
+        group_by=[STATS_DIMENSIONS[b][0] for b in by],
+        app_id=app_id,
+        channel=channel_name,
+        template_id=template_id,
+    )
+    _time_range(request, since, until)
+    with channel(target.feedback) as ch:
+        reply = call(status_service_pb2_grpc.StatusServiceStub(ch).GetStats, request, target.app_or_admin())
+    groups = list(dict.fromkeys(by))
+    table = Table("from", *groups, "sent", "delivered", "read", "failed", "suppressed", "rates", "send p50/p99", "cost")
+    for row in reply.rows:
+        suppressed = ", ".join(f"{reason} {n}" for reason, n in sorted(row.suppressed_by_reason.items()))
+        table.add_row(
+            _when(row.bucket_start_time),
+            *(str(getattr(row, STATS_DIMENSIONS[g][1])) for g in groups),
+            str(row.sent),
+            str(row.delivered),
+            str(row.read),
+            str(row.failed),
+            f"{row.suppressed}" + (f" ({suppressed})" if suppressed else ""),
+            f"{row.delivery_rate:.0%} / {row.read_rate:.0%}",
+            _latency(row.send_latency),
+            ", ".join(f"{c.amount_micros / 1e6:,.4f} {c.currency_code}" for c in row.costs),
+        )
+    out.print(table)
+
+
+@cli.command("export")
+def export(
+    since: Since = "",
+    until: Until = "",
+    format_name: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    app_id: Annotated[str, typer.Option("--app", help="only this app (admin token)")] = "",
+    to_file: Annotated[Path | None, typer.Option("--out", help="write here [default: stdout, csv only]")] = None,
+) -> None:
+    """Raw status events of a time range, as herald streams them, for the data platform."""
+    if format_name not in EXPORT_FORMATS:
+        fail(f"--format '{format_name}': use csv or parquet", 2)
+    if format_name == "parquet" and to_file is None:
+        fail("Parquet is binary: give --out FILE", 2)
+    request = status_service_pb2.ExportEventsRequest(format=EXPORT_FORMATS[format_name], app_id=app_id)
+    _time_range(request, since, until)
+    sink = to_file.open("wb") if to_file else sys.stdout.buffer
+    try:
+        with channel(target.feedback) as ch:
+            stream = status_service_pb2_grpc.StatusServiceStub(ch).ExportEvents(request, metadata=target.app_or_admin())
+            try:
+                for chunk in stream:
+                    sink.write(chunk.data)
+            except grpc.RpcError as e:
+                report(e)
+    finally:
+        if to_file:
+            sink.close()
+
+
+def _time_range(
+    request: status_service_pb2.GetStatsRequest | status_service_pb2.ExportEventsRequest, since: str, until: str
+) -> None:
+    try:
+        end = datetime.fromisoformat(until).astimezone(UTC) if until else datetime.now(UTC)
+        start = datetime.fromisoformat(since).astimezone(UTC) if since else end - timedelta(days=7)
+    except ValueError as e:
+        fail(f"--from/--to: {e}", 2)
+    request.start_time.FromDatetime(start)
+    request.end_time.FromDatetime(end)
+
+
+def _latency(latency: status_service_pb2.LatencyPercentiles) -> str:
+    if not latency.count:
+        return "-"
+    p50, p99 = (d.ToTimedelta().total_seconds() for d in (latency.p50, latency.p99))
+    return f"{p50:.2f}s / {p99:.2f}s"
 
 
 @dlq_cli.command("list")
