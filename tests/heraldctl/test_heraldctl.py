@@ -144,3 +144,5 @@ def test_stats_and_export_for_the_business_side(heraldctl: Run, tmp_path: Path) 
     assert parquet.read_bytes()[:4] == b"PAR1"
     assert "give --out FILE" in heraldctl("export", "--format", "parquet", api_key=key, code=2).output
     assert "--by 'colour'" in heraldctl("stats", "--by", "colour", code=2).output
+    app_id = exported[1].split(",")[2]
+    assert "30 days" in heraldctl("apps", "set-retention", app_id, "30").output

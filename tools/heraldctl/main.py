@@ -78,7 +78,7 @@ def _when(ts: Any) -> str:
 
 
 def _apps_table(apps: list[admin.App]) -> None:
-    table = Table("app id", "name", "channels", "categories", "rate/s", "disabled", "created")
+    table = Table("app id", "name", "channels", "categories", "rate/s", "content kept", "disabled", "created")
     for app in apps:
         categories = ", ".join(categories.name(c) for c in app.allowed_categories)
         table.add_row(
@@ -87,6 +87,7 @@ def _apps_table(apps: list[admin.App]) -> None:
             ", ".join(app.allowed_channels) or "all",
             categories or "all",
             f"{app.rate_limit_per_second:g}" if app.rate_limit_per_second else "no limit",
+            f"{app.content_retention_days} days" if app.content_retention_days else "forever",
             "yes" if app.disabled else "",
             _when(app.create_time),
         )
@@ -99,6 +100,7 @@ def apps_create(
     channel: Annotated[list[str], typer.Option("--channel", help="a channel it may use (repeat); none = all")] = [],  # noqa: B006
     category: Annotated[list[str], typer.Option("--category", help="a category it may send (repeat); none = all")] = [],  # noqa: B006
     rate: Annotated[float, typer.Option(help="messages per second; 0 = no limit")] = 0.0,
+    retention_days: Annotated[int, typer.Option(help="days its rendered content is kept; 0 = forever")] = 0,
 ) -> None:
     """Register an app and print its API key (shown only now)."""
     request = admin.CreateAppRequest(
@@ -106,6 +108,7 @@ def apps_create(
         allowed_channels=channel,
         allowed_categories=[_category(c) for c in category],
         rate_limit_per_second=rate,
+        content_retention_days=retention_days,
     )
     with admin_stub(target.intake) as stub:
         reply = call(stub.CreateApp, request, target.admin())
@@ -144,6 +147,14 @@ def apps_disable(app_id: str) -> None:
 def apps_enable(app_id: str) -> None:
     with admin_stub(target.intake) as stub:
         _apps_table([call(stub.EnableApp, admin.EnableAppRequest(app_id=app_id), target.admin())])
+
+
+@apps_cli.command("set-retention")
+def apps_set_retention(app_id: str, days: int) -> None:
+    """Keep the rendered content of the app's messages this many days (0 = forever); status and statistics stay."""
+    request = admin.SetContentRetentionRequest(app_id=app_id, content_retention_days=days)
+    with admin_stub(target.intake) as stub:
+        _apps_table([call(stub.SetContentRetention, request, target.admin())])
 
 
 @apps_cli.command("rotate-key")
