@@ -1,5 +1,7 @@
 """Raw status events for the data platform, streamed as CSV or Parquet: read from the database a slice at a time
-and encoded a slice at a time, so an export of any size holds only one slice in memory.
+and encoded a slice at a time, so an export of any size holds only one slice in memory. Each slice is its own
+short read, continuing after the last event of the one before, so a long export never holds a database connection
+(SQLite has only one) while the client reads.
 
 Each event is joined with its delivery for the app, message, template, user and channel. Rendered content stays
 out: it is what retention purges, and the data platform has no need for it.
@@ -16,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from herald.v1 import common_pb2
 from herald.v1 import status_service_pb2 as pb
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, or_, select
 
 from libs.events import state_name
+from libs.store import Database
 from services.feedback import tables
 
 SLICE = 5000
@@ -52,26 +54,35 @@ class Range:
     app_id: str | None
 
 
-async def export(session: AsyncSession, what: Range, format: int) -> AsyncIterator[bytes]:
+async def export(db: Database, what: Range, format: int) -> AsyncIterator[bytes]:
     encoder: _Csv | _Parquet = _Csv() if format == pb.EXPORT_FORMAT_CSV else _Parquet()
-    async for rows in _slices(session, what):
+    async for rows in _slices(db, what):
         if data := encoder.add(rows):
             yield data
     yield encoder.finish()
 
 
-async def _slices(session: AsyncSession, what: Range) -> AsyncIterator[list[tuple[Any, ...]]]:
+async def _slices(db: Database, what: Range) -> AsyncIterator[list[tuple[Any, ...]]]:
     query = (
         select(*COLUMNS)
         .join(D, D.delivery_id == E.delivery_id)
         .where(E.occur_time >= what.start, E.occur_time < what.end)
         .order_by(E.occur_time, E.event_id)
+        .limit(SLICE)
     )
     if what.app_id is not None:
         query = query.where(D.app_id == what.app_id)
-    result = await session.stream(query.execution_options(yield_per=SLICE))
-    async for partition in result.partitions(SLICE):
-        yield [(*row[:8], state_name(common_pb2.DeliveryState.ValueType(row[8])), *row[9:]) for row in partition]
+    after = query
+    while True:
+        async with db.session() as session:
+            rows = [tuple(row) for row in await session.execute(after)]
+        if not rows:
+            return
+        yield [(*row[:8], state_name(common_pb2.DeliveryState.ValueType(row[8])), *row[9:]) for row in rows]
+        if len(rows) < SLICE:
+            return
+        when, event_id = rows[-1][1], rows[-1][0]
+        after = query.where(or_(E.occur_time > when, and_(E.occur_time == when, E.event_id > event_id)))
 
 
 class _Csv:

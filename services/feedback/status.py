@@ -131,9 +131,8 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             bad["format"] = "EXPORT_FORMAT_CSV or EXPORT_FORMAT_PARQUET"
         if bad or start is None or end is None:
             raise InvalidArgument(bad)
-        async with self._db.session() as session:
-            async for data in export.export(session, export.Range(start, end, app_id), request.format):
-                yield pb.ExportEventsResponse(data=data)
+        async for data in export.export(self._db, export.Range(start, end, app_id), request.format):
+            yield pb.ExportEventsResponse(data=data)
 
     async def _scope(self, app_id: str, context: grpc.aio.ServicerContext) -> str | None:
         """The app whose statistics or events the caller may read: the admin token's choice (None = every app), or
