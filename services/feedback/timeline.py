@@ -10,15 +10,19 @@ later event wins. Each delivery counts once per state it reaches in the statisti
 from datetime import datetime
 from typing import Any
 
+import structlog
+from google.protobuf.message import DecodeError
 from herald.v1 import common_pb2, events_pb2
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from libs.bus import ACK, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.feedback import stats, tables
+
+log = structlog.get_logger()
 
 # Two replicas created the same new delivery at once: the loser folds its batch in again shortly.
 CONFLICT_RETRY = 0.05
@@ -40,6 +44,9 @@ STATUS_DELAY = Histogram(
     "herald_feedback_status_delay_seconds",
     "From a delivery event's occur_time to the commit that makes it visible in StatusService.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+REJECTED = Counter(
+    "herald_feedback_rejected_events_total", "Status events dropped because they cannot be recorded (malformed)."
 )
 D = tables.Delivery
 MESSAGES, EVENTS, DELIVERIES = (
@@ -74,16 +81,23 @@ class Timeline:
         return [ACK] * len(batch)
 
     async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
-        events = {e.event_id: e for e in (events_pb2.DeliveryEvent.FromString(i.data) for i in batch)}
-        when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
-        rows = [_event_row(events[key], when[key]) for key in sorted(events)]
         try:
+            events = {e.event_id: e for e in (events_pb2.DeliveryEvent.FromString(i.data) for i in batch)}
+            when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
+            rows = [_event_row(events[key], when[key]) for key in sorted(events)]
             async with self._db.session.begin() as session:
                 fresh = set(await self._db.insert_rows(session, EVENTS, rows, key=["event_id"], returning="event_id"))
                 if fresh:
                     await self._fold(session, sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1]))
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
+        except (DecodeError, ValueError, DataError) as e:
+            # An event no row can hold would fail its whole batch on every redelivery: find it, drop it loudly.
+            if len(batch) > 1:
+                return [outcome for one in batch for outcome in await self.on_events([one])]
+            log.error("dropped a status event that cannot be recorded", subject=batch[0].subject, error=str(e))
+            REJECTED.inc()
+            return [ACK]
         recorded = now()
         for key in fresh:
             STATUS_DELAY.observe(max((recorded - when[key]).total_seconds(), 0.0))
