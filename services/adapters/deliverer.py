@@ -17,12 +17,14 @@ For each fetched batch:
 """
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
 from herald.v1 import common_pb2, dead_letter_service_pb2, events_pb2
+from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +44,13 @@ S = common_pb2
 FINAL = frozenset({S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_FAILED, S.DELIVERY_STATE_EXPIRED})
 # Longest a call waits in process for its account's rate limit; a longer wait naks the job until then.
 MAX_PACING_WAIT = 2.0
+# What SREs alert on, per provider account: how its calls end and how long they take.
+PROVIDER_CALLS = Counter(
+    "herald_provider_calls_total",
+    "Provider calls by account and outcome: sent, retryable, permanent, rate_limited, bad_credentials, dead_address.",
+    ["account", "outcome"],
+)
+PROVIDER_CALL_SECONDS = Histogram("herald_provider_call_seconds", "How long provider calls take.", ["account"])
 # Beyond the call's own timeout, how long an in-flight mark is trusted before it counts as a crash.
 IN_FLIGHT_MARGIN = timedelta(seconds=5)
 
@@ -165,6 +174,7 @@ class Deliverer:
         if call.wait:
             await asyncio.sleep(call.wait)
         with incoming.active():
+            started = time.perf_counter()
             try:
                 sent = await route.provider.send(job)
             except DeliveryError as e:
@@ -173,9 +183,11 @@ class Deliverer:
                 log.exception("provider plug-in raised", provider=route.account.provider, delivery_id=job.delivery_id)
                 error = DeliveryError(f"internal error in the {route.account.provider} plug-in", Failure.RETRYABLE)
             else:
+                _observe(route, started, "sent")
                 if route.breaker is not None:
                     route.breaker.succeeded()
                 return Result(S.DELIVERY_STATE_SENT, call.attempt, route.account.name, sent.provider_message_id)
+        _observe(route, started, error.failure.value)
         if route.breaker is not None:
             if error.failure in (Failure.RETRYABLE, Failure.BAD_CREDENTIALS):
                 route.breaker.failed(at_once=error.failure is Failure.BAD_CREDENTIALS)
@@ -281,6 +293,11 @@ class Deliverer:
             if result.state == S.DELIVERY_STATE_FAILED and result.may_fall_back and job.fallback:
                 subject = subjects.fallback(job.category)
                 await self._bus.publish(subject, job.SerializeToString(), msg_id=f"{job.delivery_id}.fallback")
+
+
+def _observe(route: Route, started: float, outcome: str) -> None:
+    PROVIDER_CALL_SECONDS.labels(route.account.name).observe(time.perf_counter() - started)
+    PROVIDER_CALLS.labels(route.account.name, outcome).inc()
 
 
 def _dead_address(job: events_pb2.DeliveryJob, result: Result) -> events_pb2.DeadAddressEvent:

@@ -2,14 +2,13 @@
 
 import uuid
 
-import aiohttp
 import nats
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2
-from prometheus_client.parser import text_string_to_metric_families
 
 from libs.localmesh import Mesh
 from libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald
+from tests.helpers.metrics import scrape, total
 
 S = common_pb2
 
@@ -93,7 +92,4 @@ async def test_an_event_that_cannot_be_recorded_blocks_none_of_the_others(shared
 
 
 async def _rejected(mesh: Mesh) -> float:
-    async with aiohttp.ClientSession() as http, http.get(mesh.metrics_url("feedback")) as reply:
-        text = await reply.text()
-    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-    return sum(s.value for s in samples if s.name == "herald_feedback_rejected_events_total")
+    return total(await scrape(mesh.metrics_url("feedback")), "herald_feedback_rejected_events_total")
