@@ -8,6 +8,7 @@ metrics by creating them with prometheus_client at import time; they land in the
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from libs import http_server
 from libs.bus import Bus
 
 CONSUMER_PENDING = Gauge(
@@ -31,8 +32,4 @@ async def serve(addr: str, bus: Bus) -> web.AppRunner:
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host, _, port = addr.rpartition(":")
-    await web.TCPSite(runner, host, int(port)).start()
-    return runner
+    return await http_server.serve(app, addr)

@@ -12,7 +12,7 @@ from aiohttp import web
 from herald.v1 import common_pb2, events_pb2
 from sqlalchemy import select
 
-from libs import events
+from libs import events, http_server
 from libs.bus import Bus
 from libs.store import Database
 from services.adapters import tables
@@ -30,17 +30,14 @@ class ReceiptsEndpoint:
         self._db = db
         self._bus = bus
         self._accounts = accounts
-        self._host, _, port = addr.rpartition(":")
-        self._port = int(port)
+        self._addr = addr
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/v1/receipts/{account}", self._post)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        log.info("receiving delivery receipts", addr=f"{self._host}:{self._port}")
+        self._runner = await http_server.serve(app, self._addr)
+        log.info("receiving delivery receipts", addr=self._addr)
 
     async def stop(self) -> None:
         if self._runner is not None:
