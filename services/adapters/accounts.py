@@ -67,12 +67,14 @@ class Accounts:
     def __init__(
         self,
         db: Database,
+        bus: Bus,
         http: aiohttp.ClientSession,
         settings: Settings,
         registered: Mapping[str, type[Provider]],
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self._db = db
+        self._bus = bus
         self._http = http
         self._settings = settings
         self._plugins = registered
@@ -102,10 +104,10 @@ class Accounts:
         for route in stale:
             await route.provider.close()
 
-    async def refresh_forever(self, bus: Bus) -> None:
+    async def refresh_forever(self) -> None:
         """Reload when a replica's ProviderService announces a change (not this process's own: it reloaded before
         announcing), and every RELOAD_SECONDS in case a notice was missed."""
-        async with bus.notices(subjects.PROVIDERS_CHANGED) as changes:
+        async with self._bus.notices(subjects.PROVIDERS_CHANGED) as changes:
             while True:
                 try:
                     if await asyncio.wait_for(changes.get(), RELOAD_SECONDS) == self.origin:
@@ -117,10 +119,10 @@ class Accounts:
                 except Exception:  # the database is briefly away: keep the accounts we have
                     log.exception("could not reload provider accounts")
 
-    async def changed(self, bus: Bus) -> None:
+    async def changed(self) -> None:
         """After a change to the accounts: use it here at once, and tell every other replica."""
         await self.reload()
-        await bus.announce(subjects.PROVIDERS_CHANGED, self.origin)
+        await self._bus.announce(subjects.PROVIDERS_CHANGED, self.origin)
 
     async def close(self) -> None:
         for route in self._routes.values():

@@ -38,9 +38,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         raise ValueError("HERALD_WEBHOOK_SIGNING_SECRET is not set: webhooks could not be signed")
     http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
     registered = plugins()
-    accounts = Accounts(rt.db, http, rt.settings, registered)
+    accounts = Accounts(rt.db, rt.bus, http, rt.settings, registered)
     await accounts.reload()
-    refresher = asyncio.create_task(accounts.refresh_forever(rt.bus), name="provider-accounts")
+    refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
     receipts = ReceiptsEndpoint(rt.db, rt.bus, accounts, rt.settings.receipts_addr)
     await receipts.start()
 
@@ -52,7 +52,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
 
     rt.on_stop.append(stop)
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
-        ProviderService(rt.db, rt.bus, accounts, registered, rt.settings.admin_token), server
+        ProviderService(rt.db, accounts, registered, rt.settings.admin_token), server
     )
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterService(rt.bus, rt.settings.admin_token), server

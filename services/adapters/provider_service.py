@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.auth import require_admin
-from libs.bus import Bus
 from libs.errors import AlreadyExists, InvalidArgument, NotFound
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
@@ -42,10 +41,9 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
     def __init__(
-        self, db: Database, bus: Bus, accounts: Accounts, plugins: Mapping[str, type[Provider]], admin_token: str
+        self, db: Database, accounts: Accounts, plugins: Mapping[str, type[Provider]], admin_token: str
     ) -> None:
         self._db = db
-        self._bus = bus
         self._accounts = accounts
         self._plugins = plugins
         self._admin_token = admin_token
@@ -119,7 +117,7 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
         return pb.DeleteProviderAccountResponse(name=request.name)
 
     async def _changed(self) -> None:
-        await self._accounts.changed(self._bus)
+        await self._accounts.changed()
 
     @staticmethod
     def _problems(account: pb.ProviderAccount, paths: tuple[str, ...]) -> dict[str, str]:
