@@ -9,15 +9,13 @@ mark, signed POST, outcome record, status event, ack - against the real broker a
 
 import argparse
 import asyncio
-import os
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 
 from herald.v1 import common_pb2, events_pb2
 from nats.js import JetStreamContext
 
-from bench.alone import alone, cpu_seconds, queue_while_paused, rate
+from bench.alone import alone, backend, measure
 from bench.mesh import Sink
 from libs import subjects
 
@@ -52,12 +50,7 @@ async def run(jobs: int) -> tuple[float, float]:
     try:
         async with alone("adapters") as stage:
             sink.expect(jobs)
-            cpu = await queue_while_paused(stage, jobs, job_publisher(sink.url("/adapters")))
-            started = time.perf_counter()
-            await asyncio.wait_for(sink.done.wait(), timeout=max(300, jobs / 20))
-            delivered = rate(jobs, started)
-            assert stage.binary.proc is not None
-            return delivered, (cpu_seconds(stage.binary.proc.pid) - cpu) * 1000 / jobs
+            return await measure(stage, jobs, job_publisher(sink.url("/adapters")), sink.done.wait)
     finally:
         await sink.stop()
 
@@ -67,9 +60,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=JOBS)
     args = parser.parse_args()
     rate, cpu_ms = asyncio.run(run(args.jobs))
-    backend = "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"
     print(
-        f"one herald-adapters process ({backend}): {args.jobs:,} webhooks delivered at {rate:,.0f} msg/s, "
+        f"one herald-adapters process ({backend()}): {args.jobs:,} webhooks delivered at {rate:,.0f} msg/s, "
         f"{cpu_ms:.2f} ms of its CPU per delivery"
     )
 

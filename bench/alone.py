@@ -76,5 +76,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rate(count: int, started: float) -> float:
-    return count / (time.perf_counter() - started)
+async def measure(
+    stage: Stage,
+    count: int,
+    publish: Callable[[JetStreamContext, int], Awaitable[object]],
+    finished: Callable[[], Awaitable[object]],
+) -> tuple[float, float]:
+    """Queue `count` messages while the binary is paused, resume it and time it until `finished()` returns:
+    messages per second, and the binary's CPU milliseconds per message."""
+    cpu = await queue_while_paused(stage, count, publish)
+    started = time.perf_counter()
+    await asyncio.wait_for(finished(), timeout=max(300, count / 20))
+    per_second = count / (time.perf_counter() - started)
+    return per_second, (cpu_seconds(stage.binary.proc.pid if stage.binary.proc else 0) - cpu) * 1000 / count
+
+
+def backend() -> str:
+    return "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"

@@ -9,16 +9,14 @@ PostgreSQL (the issue's target); unset, the embedded SQLite is used.
 
 import argparse
 import asyncio
-import os
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 
 import nats
 from herald.v1 import common_pb2, events_pb2
 from nats.js import JetStreamContext
 
-from bench.alone import Stage, alone, cpu_seconds, queue_while_paused, rate
+from bench.alone import Stage, alone, backend, measure
 from libs import events, subjects
 from libs.timeutil import now, to_timestamp
 
@@ -67,14 +65,8 @@ async def drained(stage: Stage) -> None:
 
 async def run(deliveries: int) -> tuple[float, float]:
     """Events folded per second, and the feedback process's CPU milliseconds per event."""
-    count = deliveries * len(STATES)
     async with alone("feedback") as stage:
-        cpu = await queue_while_paused(stage, count, event_publisher())
-        started = time.perf_counter()
-        await asyncio.wait_for(drained(stage), timeout=max(300, count / 50))
-        folded = rate(count, started)
-        assert stage.binary.proc is not None
-        return folded, (cpu_seconds(stage.binary.proc.pid) - cpu) * 1000 / count
+        return await measure(stage, deliveries * len(STATES), event_publisher(), lambda: drained(stage))
 
 
 def main() -> None:
@@ -82,9 +74,8 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=DELIVERIES)
     args = parser.parse_args()
     per_second, cpu_ms = asyncio.run(run(args.deliveries))
-    backend = "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"
     print(
-        f"one herald-feedback process ({backend}): {args.deliveries * len(STATES):,} status events folded at "
+        f"one herald-feedback process ({backend()}): {args.deliveries * len(STATES):,} status events folded at "
         f"{per_second:,.0f} events/s, {cpu_ms:.2f} ms of its CPU per event"
     )
 

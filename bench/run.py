@@ -20,6 +20,7 @@ import nats
 from herald.v1 import common_pb2, message_service_pb2
 from nats.js.api import StreamConfig
 
+from bench.alone import backend
 from bench.mesh import Sink, running
 
 BATCH = 100
@@ -103,8 +104,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     r = asyncio.run(run(args.messages, args.concurrency))
-    backend = "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"
-    print(f"{args.messages} messages per row, {backend}, one process per binary, {os.cpu_count()} cores")
+    print(f"{args.messages} messages per row, {backend()}, one process per binary, {os.cpu_count()} cores")
     print("| path | accepted msg/s | call p50 ms | call p99 ms | delivered msg/s |")
     print("|---|---:|---:|---:|---:|")
     print(f"| JetStream publish, raw (ceiling) | {r['jetstream']['accepted']:,.0f} | | | |")
