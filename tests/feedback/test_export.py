@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import nats
 import pyarrow as pa
 import pyarrow.parquet as pq
 from herald.v1 import common_pb2, events_pb2
@@ -17,28 +16,27 @@ from herald.v1 import status_service_pb2 as pb
 from libs.localmesh import Mesh
 from libs.timeutil import to_timestamp
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
+from tests.helpers.status_events import publish, status_event
 
 S = common_pb2
 DAY = datetime(2024, 6, 1, tzinfo=UTC)  # no other test's events fall on this day
 SENT = 6000  # more than one slice (5000), so the file comes in several chunks
 
 
-def _event(app_id: str, delivery: str, state: common_pb2.DeliveryState.ValueType, at: datetime) -> bytes:
-    name = S.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
-    return events_pb2.DeliveryEvent(
-        event_id=f"{delivery}.{name}.1",
-        delivery_id=delivery,
+def _event(
+    app_id: str, delivery: str, state: common_pb2.DeliveryState.ValueType, at: datetime
+) -> events_pb2.DeliveryEvent:
+    return status_event(
+        delivery,
+        state,
+        at,
         message_id=f"msg_{delivery.replace('.', '')[:36]}",
         app_id=app_id,
         template_id="receipt",
         user_id="u-1",
         channel="webhook",
-        state=state,
-        attempt=1,
-        reason="",
         provider="webhook",
-        occur_time=to_timestamp(at),
-    ).SerializeToString()
+    )
 
 
 async def _export(herald: Herald, who: Metadata, request: pb.ExportEventsRequest) -> list[bytes]:
@@ -68,11 +66,7 @@ async def test_events_export_as_csv_and_parquet_in_time_order(shared_mesh: tuple
         _event(app_id, f"{prefix}.early", S.DELIVERY_STATE_SENT, DAY - timedelta(seconds=1)),  # before: left out
         _event(other_id, f"{prefix}.x", S.DELIVERY_STATE_SENT, DAY + timedelta(hours=1)),  # another app's
     ]
-    nc = await nats.connect(mesh.nats_url)
-    js = nc.jetstream()
-    for start in range(0, len(published), 500):
-        await asyncio.gather(*(js.publish("herald.event.delivery.x", p) for p in published[start : start + 500]))
-    await nc.close()
+    await publish(mesh, *published)
 
     async with asyncio.timeout(60):  # until feedback has recorded every event
         while True:

@@ -6,14 +6,14 @@ import os
 import signal
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-import nats
-from herald.v1 import common_pb2, events_pb2
+from herald.v1 import common_pb2
 
 from libs.localmesh import Mesh
-from libs.timeutil import to_timestamp
 from tests.helpers.client import Herald
 from tests.helpers.metrics import Samples, scrape, total
+from tests.helpers.status_events import publish, status_event
 
 EVENTS = 2000
 
@@ -33,30 +33,16 @@ async def test_feedback_backlog_shows_in_its_metrics_and_clears(shared_mesh: tup
         while _pending(before := await scrape(url)) > 0:
             await asyncio.sleep(0.2)
     prefix = uuid.uuid4().hex[:12]
-    at = to_timestamp(datetime(2023, 5, 1, tzinfo=UTC))
-    events = [
-        events_pb2.DeliveryEvent(
-            event_id=f"{prefix}.{n}.sent.1",
-            delivery_id=f"{prefix}.{n}",
-            message_id=f"msg_{prefix}",
-            app_id="app_lag",
-            channel="webhook",
-            state=common_pb2.DELIVERY_STATE_SENT,
-            attempt=1,
-            occur_time=at,
-        )
-        for n in range(EVENTS)
-    ]
+    at = datetime(2023, 5, 1, tzinfo=UTC)
+    fields: dict[str, Any] = {"message_id": f"msg_{prefix}", "app_id": "app_lag", "channel": "webhook"}
+    events = [status_event(f"{prefix}.{n}", common_pb2.DELIVERY_STATE_SENT, at, **fields) for n in range(EVENTS)]
     process = mesh.binaries["feedback"].proc
     assert process is not None
-    nc = await nats.connect(mesh.nats_url)
     os.kill(process.pid, signal.SIGSTOP)
     try:
-        js = nc.jetstream()
-        await asyncio.gather(*(js.publish("herald.event.delivery.sent", e.SerializeToString()) for e in events))
+        await publish(mesh, *events)
     finally:
         os.kill(process.pid, signal.SIGCONT)
-        await nc.close()
     # At most one fetched batch (500) reached the process before it stopped; the rest waits in the stream.
     assert _pending(await scrape(url)) >= EVENTS / 2
     async with asyncio.timeout(30):

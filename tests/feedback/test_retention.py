@@ -6,13 +6,13 @@ import uuid
 from datetime import timedelta
 
 import grpc
-import nats
-from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import status_service_pb2 as pb
 
 from libs.localmesh import Mesh
 from libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald, bad_fields, bearer, rpc_error
+from tests.helpers.status_events import accepted, publish, status_event
 
 S = common_pb2
 
@@ -26,33 +26,21 @@ async def test_content_past_the_apps_retention_is_purged_and_the_rest_kept(share
     app_id, app = reply.app.app_id, bearer(reply.api_key)
     prefix = uuid.uuid4().hex[:12]
     written = {"old": (now() - timedelta(days=5), "your old code 7351"), "new": (now(), "your new code 2468")}
-    nc = await nats.connect(mesh.nats_url)
-    js = nc.jetstream()
     for name, (when, content) in written.items():
         message_id = f"msg_{prefix}{name}"
-        accepted = events_pb2.AcceptedMessage(
-            message_id=message_id,
-            app_id=app_id,
-            template=admin_service_pb2.Template(template_id="code", version=1, category=S.CATEGORY_CRITICAL),
-            create_time=to_timestamp(when),
-        )
-        sent = events_pb2.DeliveryEvent(
-            event_id=f"{prefix}.{name}.sent.1",
-            delivery_id=f"{prefix}.{name}",
+        sent = status_event(
+            f"{prefix}.{name}",
+            S.DELIVERY_STATE_SENT,
+            when,
             message_id=message_id,
             app_id=app_id,
             template_id="code",
             user_id="u-1",
             channel="sms",
-            state=S.DELIVERY_STATE_SENT,
-            attempt=1,
             provider="twilio-main",
             content=content,
-            occur_time=to_timestamp(when),
         )
-        await js.publish("herald.message.accepted.critical", accepted.SerializeToString())
-        await js.publish("herald.event.delivery.sent", sent.SerializeToString())
-    await nc.close()
+        await publish(mesh, accepted(message_id, app_id, when), sent)
 
     old = await herald.wait_message(
         app, f"msg_{prefix}old", lambda m: len(m.deliveries) == 1 and m.deliveries[0].content == ""

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import nats
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import status_service_pb2 as pb
@@ -14,6 +13,7 @@ from herald.v1 import status_service_pb2 as pb
 from libs.localmesh import Mesh
 from libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald, Metadata, all_final, bad_fields, rpc_error
+from tests.helpers.status_events import publish, status_event
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -42,22 +42,20 @@ class Events:
         reason_code: str = "",
         cost: tuple[int, str] = (0, ""),
     ) -> events_pb2.DeliveryEvent:
-        name = S.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
-        event = events_pb2.DeliveryEvent(
-            event_id=f"{self.prefix}.{delivery}.{name}.{attempt}",
-            delivery_id=f"{self.prefix}.{delivery}",
+        event = status_event(
+            f"{self.prefix}.{delivery}",
+            state,
+            at,
+            attempt=attempt,
             message_id=f"msg_{self.prefix}{delivery}",
             app_id=self.app_id,
             template_id="welcome",
             user_id=f"user-{delivery}",
             channel=channel,
-            state=state,
-            attempt=attempt,
             provider=provider,
             reason_code=reason_code,
             cost_micros=cost[0],
             currency_code=cost[1],
-            occur_time=to_timestamp(at),
         )
         self.published.append(event)
         return event
@@ -65,13 +63,6 @@ class Events:
     def sms(self, delivery: str, queued: datetime, *, sent_after: float, provider: str, cost: tuple[int, str]) -> None:
         self.add(delivery, S.DELIVERY_STATE_PENDING, queued, attempt=0)
         self.add(delivery, S.DELIVERY_STATE_SENT, queued + timedelta(seconds=sent_after), provider=provider, cost=cost)
-
-    async def publish(self, mesh: Mesh) -> None:
-        nc = await nats.connect(mesh.nats_url)
-        js = nc.jetstream()
-        for event in self.published:
-            await js.publish(f"herald.event.delivery.{event.state}", event.SerializeToString())
-        await nc.close()
 
 
 async def _stats(herald: Herald, who: Metadata, **fields: object) -> list[pb.StatsRow]:
@@ -122,8 +113,7 @@ async def test_stats_count_each_state_once_with_rates_latencies_and_cost(shared_
     d3_sent = next(e for e in events.published if e.delivery_id.endswith(".d3") and e.state == S.DELIVERY_STATE_SENT)
     events.published.remove(d3_sent)
     events.published.append(d3_sent)
-    await events.publish(mesh)
-    await others.publish(mesh)
+    await publish(mesh, *events.published, *others.published)
 
     [total] = await _settled(herald, app, total_sent=5)
     assert (total.sent, total.delivered, total.read, total.failed, total.suppressed) == (5, 3, 2, 1, 3)

@@ -1,0 +1,55 @@
+"""Status events and accepted messages as herald's own services publish them, at chosen times, put straight onto
+JetStream without de-duplication ids - as a redelivery or a misbehaving producer would - to test what feedback
+makes of them."""
+
+from datetime import datetime
+from typing import Any
+
+import nats
+from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+
+from libs.events import state_name
+from libs.localmesh import Mesh
+from libs.timeutil import now, to_timestamp
+
+# Feedback reads every subject under herald.event.delivery.> and herald.message.accepted.>.
+EVENT_SUBJECT = "herald.event.delivery.test"
+ACCEPTED_SUBJECT = "herald.message.accepted.test"
+
+
+def status_event(
+    delivery_id: str,
+    state: common_pb2.DeliveryState.ValueType,
+    at: datetime | None = None,
+    *,
+    attempt: int = 1,
+    **fields: Any,
+) -> events_pb2.DeliveryEvent:
+    """With the event id libs.events gives it (delivery, state, attempt)."""
+    return events_pb2.DeliveryEvent(
+        event_id=f"{delivery_id}.{state_name(state)}.{attempt}",
+        delivery_id=delivery_id,
+        state=state,
+        attempt=attempt,
+        occur_time=to_timestamp(at or now()),
+        **fields,
+    )
+
+
+def accepted(message_id: str, app_id: str, at: datetime | None = None) -> events_pb2.AcceptedMessage:
+    template = admin_service_pb2.Template(template_id="t", version=1, category=common_pb2.CATEGORY_NOTIFICATION)
+    return events_pb2.AcceptedMessage(
+        message_id=message_id, app_id=app_id, template=template, create_time=to_timestamp(at or now())
+    )
+
+
+async def publish(mesh: Mesh, *messages: events_pb2.DeliveryEvent | events_pb2.AcceptedMessage | bytes) -> None:
+    """In this order; raw bytes go where status events go."""
+    nc = await nats.connect(mesh.nats_url)
+    try:
+        js = nc.jetstream()
+        for message in messages:
+            subject = ACCEPTED_SUBJECT if isinstance(message, events_pb2.AcceptedMessage) else EVENT_SUBJECT
+            await js.publish(subject, message if isinstance(message, bytes) else message.SerializeToString())
+    finally:
+        await nc.close()
