@@ -5,6 +5,7 @@ Each service keeps its tables in its own migration history (version table
 the four services can share one PostgreSQL database without sharing a table.
 """
 
+import functools
 import json
 import zlib
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import DateTime, Dialect, MetaData, Table, event, text
+from sqlalchemy import DateTime, Dialect, MetaData, Table, TextClause, event, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -36,6 +37,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+@functools.cache
+def _json_insert(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], key: tuple[str, ...], add: tuple[str, ...], returning: str
+) -> TextClause:
+    """PostgreSQL's INSERT for Database.insert_rows, written once per table and shape (it runs for every batch).
+    Only the table's own column names go into the text (table.c refuses others); the rows are a parameter."""
+    names = ", ".join(table.c[c].name for c in columns)
+    types = ", ".join(f"{table.c[c].name} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"  # noqa: S608
+    if key:
+        sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
+        sql += f" ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {sets}" if add else "NOTHING")
+    if returning:
+        sql += f" RETURNING {returning}"
+    return text(sql)
 
 
 def _json_value(value: object) -> str:
@@ -95,18 +113,8 @@ class Database:
                 return list(await session.scalars(statement.returning(table.c[returning]), rows))
             await session.execute(statement, rows)
             return []
-        # Only the table's own column names go into the text (table.c refuses others); values are a parameter.
-        columns = [table.c[c].name for c in rows[0]]
-        dialect = self.engine.dialect
-        types = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
-        names = ", ".join(columns)
-        sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"  # noqa: S608,E501
-        if key:
-            sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
-            sql += f" ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {sets}" if add else "NOTHING")
-        if returning:
-            sql += f" RETURNING {returning}"
-        result = await session.execute(text(sql), {"rows": json.dumps(rows, default=_json_value)})
+        statement = _json_insert(self.engine.dialect, table, tuple(rows[0]), tuple(key), tuple(add), returning)
+        result = await session.execute(statement, {"rows": json.dumps(rows, default=_json_value)})
         return list(result.scalars()) if returning else []
 
     async def ping(self) -> bool:
