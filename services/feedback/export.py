@@ -41,10 +41,9 @@ COLUMNS = (
     E.provider,
 )
 NAMES = [c.key for c in COLUMNS]
-SCHEMA = pa.schema(
-    [(name, pa.timestamp("us", tz="UTC") if name == "occur_time" else pa.string()) for name in NAMES[:9]]
-    + [("attempt", pa.int32()), ("reason", pa.string()), ("provider", pa.string())]
-)
+# Parquet's types by column; the rest are text (state is exported by name).
+PARQUET_TYPES = {"occur_time": pa.timestamp("us", tz="UTC"), "attempt": pa.int32()}
+SCHEMA = pa.schema([(name, PARQUET_TYPES.get(name, pa.string())) for name in NAMES])
 
 
 @dataclass(frozen=True)
