@@ -21,9 +21,10 @@ async def test_provider_calls_are_counted_by_outcome_and_timed(
     before = await scrape(url)
     _, app = await herald.create_app()
     template = await herald.create_template({"webhook": "{}"})
-    hook = sink.url(f"/metrics/{uuid.uuid4().hex[:8]}")
+    path = f"/metrics/{uuid.uuid4().hex[:8]}"
+    hook = sink.url(path)
     request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": hook})])
-    sink.statuses.append(404)  # refused for good
+    sink.answer(path, 404)  # refused for good
     refused = await herald.wait_message(app, await herald.send(app, request), all_final)
     accepted = await herald.wait_message(app, await herald.send(app, request), all_final)
     assert [refused.deliveries[0].state, accepted.deliveries[0].state] == [

@@ -18,7 +18,7 @@ def _path() -> str:
 
 async def test_retryable_error_is_retried_then_sent(herald: Herald, sink: WebhookSink) -> None:
     path = _path()
-    sink.statuses.extend([503])
+    sink.answer(path, 503)
     _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"webhook": sink.url(path)}))
     [delivery] = message.deliveries
     assert delivery.state == S.DELIVERY_STATE_SENT
@@ -30,7 +30,7 @@ async def test_retryable_error_is_retried_then_sent(herald: Herald, sink: Webhoo
 
 async def test_permanent_error_fails_with_the_endpoints_answer(herald: Herald, sink: WebhookSink) -> None:
     path = _path()
-    sink.statuses.extend([404])
+    sink.answer(path, 404)
     _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"webhook": sink.url(path)}))
     [delivery] = message.deliveries
     assert delivery.state == S.DELIVERY_STATE_FAILED
@@ -56,7 +56,7 @@ async def test_channel_without_a_provider_account_fails_visibly(herald: Herald) 
 
 async def test_message_past_expire_at_is_not_retried(herald: Herald, sink: WebhookSink) -> None:
     path = _path()
-    sink.statuses.append((503, {"Retry-After": "3"}))
+    sink.answer(path, (503, {"Retry-After": "3"}))
     _, app = await herald.create_app()
     template = await herald.create_template({"webhook": "{}"})
     request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])

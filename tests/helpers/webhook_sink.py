@@ -2,17 +2,20 @@
 
 It records every request and verifies the signature the way a receiver would,
 from the documented scheme (Herald-Signature: t=<ts>,v1=HMAC-SHA256(secret, "<ts>.<body>")),
-independently of herald's own code. It can be told to answer with given statuses.
+independently of herald's own code. It can be told how to answer the requests to a path; answers are kept per
+path, so one test's answers are never taken by a request that another test caused.
 """
 
 import asyncio
 import hashlib
 import hmac
 import time
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from aiohttp import web
+
+Answer = int | tuple[int, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -27,14 +30,18 @@ class WebhookSink:
     def __init__(self, secret: str) -> None:
         self.secret = secret
         self.received: list[Received] = []
-        # Answers to give, oldest first: a status, or a status and headers; then 200.
-        self.statuses: deque[int | tuple[int, dict[str, str]]] = deque()
+        # Per path, answers to give, oldest first: a status, or a status and headers; then 200.
+        self._answers: defaultdict[str, deque[Answer]] = defaultdict(deque)
         # Requests to these paths are recorded on arrival but not answered until `release`.
         self.stalled: set[str] = set()
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
         self.port = 0
+
+    def answer(self, path: str, *answers: Answer) -> None:
+        """Answer the next requests to `path` with these, in order (then 200)."""
+        self._answers[path].extend(answers)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -61,7 +68,8 @@ class WebhookSink:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        answer = self.statuses.popleft() if self.statuses else 200
+        waiting = self._answers[request.path]
+        answer = waiting.popleft() if waiting else 200
         status, headers = answer if isinstance(answer, tuple) else (answer, {})
         received = Received(
             path=request.path,

@@ -106,7 +106,7 @@ async def test_dlq_list_and_replay(heraldctl: Run, shared_mesh: tuple[Mesh, Hera
     _, herald = shared_mesh
     path = f"/ctl-dead/{uuid.uuid4().hex[:8]}"
     attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
-    sink.statuses.extend([500] * attempts)
+    sink.answer(path, *[500] * attempts)
     _, app = await herald.create_app()
     template = await herald.create_template({"webhook": "{}"})
     recipient = msg.Recipient(addresses={"webhook": sink.url(path)})

@@ -76,7 +76,7 @@ async def test_a_delivery_that_failed_for_good_hands_over_to_the_next_channel(
     herald: Herald, sink: WebhookSink
 ) -> None:
     path = f"/fb/{uuid.uuid4().hex[:8]}"
-    sink.statuses.append(400)  # a permanent refusal: no retry, straight to the next channel
+    sink.answer(path, 400)  # a permanent refusal: no retry, straight to the next channel
     _, app = await herald.create_app(("webhook", "email"))
     template = await _chain_template(herald, ["webhook", "email"], S.CATEGORY_NOTIFICATION)
     user_id = await _user(herald, {"webhook": sink.url(path), "email": "someone@example.com"})
