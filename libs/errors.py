@@ -3,8 +3,33 @@
 from collections.abc import Mapping
 
 import grpc
+import nats.errors
+import nats.js.errors
+import sqlalchemy.exc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+
+# The database or the broker is down, slow or between leaders: the same call may well succeed later, so the caller
+# is told UNAVAILABLE (retry). Whatever else they raise - a value the database refuses, a broken constraint, a
+# payload over the broker's limit - fails again on every retry: that is a bug or a bad request, never "retry".
+TRANSIENT: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoServersError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.ServerError,
+    nats.js.errors.NoStreamResponseError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class HeraldError(Exception):

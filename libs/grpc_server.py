@@ -4,20 +4,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-import nats.errors
 import structlog
 from opentelemetry import trace
-from sqlalchemy.exc import DBAPIError
 
 from libs import telemetry
-from libs.errors import HeraldError, InvalidArgument
+from libs.errors import TRANSIENT, HeraldError, InvalidArgument
 
 log = structlog.get_logger()
 
 _tracer = telemetry.tracer("herald.grpc")
-
-# A dependency is down or slow: the caller should retry, and nothing is wrong with its request.
-TRANSIENT = (nats.errors.Error, DBAPIError, ConnectionError, TimeoutError)
 
 
 class _Undecodable:

@@ -2,20 +2,26 @@
 
 Rows that arrive while a commit is running wait for the next one, so under load
 a commit carries many Sends and with one caller it carries one - no timer, no
-added latency. Every caller returns only after its own rows are committed.
+added latency. Every caller returns only after its own rows are committed. A group
+that fails for a reason other than an outage is committed again caller by caller,
+so one caller's bad row fails only that caller.
 """
 
 import asyncio
 from collections.abc import Sequence
 
+from libs.errors import TRANSIENT
 from libs.store import Database
 from services.intake import tables
+
+# A caller's rows, and the future it waits on.
+Waiting = tuple[Sequence[tables.Message], asyncio.Future[None]]
 
 
 class GroupCommit:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._waiting: list[tuple[Sequence[tables.Message], asyncio.Future[None]]] = []
+        self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def insert(self, rows: Sequence[tables.Message]) -> None:
@@ -29,13 +35,28 @@ class GroupCommit:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:
-                async with self._db.session.begin() as session:
-                    session.add_all(row for rows, _ in group for row in rows)
+                await self._commit(group)
+            except TRANSIENT as e:
+                _fail(group, e)
             except Exception as e:
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(e)
-                continue
-            for _, done in group:
-                if not done.done():
-                    done.set_result(None)
+                if len(group) == 1:
+                    _fail(group, e)
+                    continue
+                for one in group:  # find the caller whose rows cannot be stored
+                    try:
+                        await self._commit([one])
+                    except Exception as e:
+                        _fail([one], e)
+
+    async def _commit(self, group: list[Waiting]) -> None:
+        async with self._db.session.begin() as session:
+            session.add_all(row for rows, _ in group for row in rows)
+        for _, done in group:
+            if not done.done():
+                done.set_result(None)
+
+
+def _fail(group: list[Waiting], error: Exception) -> None:
+    for _, done in group:
+        if not done.done():
+            done.set_exception(error)

@@ -15,7 +15,15 @@ from libs import subjects
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
 from libs.dispatch import Decision, DispatchLedger
-from libs.errors import FailedPrecondition, HeraldError, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from libs.errors import (
+    TRANSIENT,
+    FailedPrecondition,
+    HeraldError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from libs.ids import new_id
 from libs.rate_limit import RateLimiter
 from libs.store import Database
@@ -197,7 +205,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         if plain:
             try:
                 await self._group_commit.insert(plain)
-            except Exception as e:
+            except TRANSIENT as e:
                 raise Unavailable("could not store the message; it was not accepted, retry") from e
         for i, row in enumerate(rows):
             if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
@@ -231,7 +239,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 msg_id = row.message_id if not row.parts else f"{row.message_id}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
                 await self._bus.publish(subjects.message_accepted(category), payload, msg_id=msg_id)
-        except Exception as e:
+        except TRANSIENT as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
     async def _payloads(self, row: tables.Message) -> AsyncIterator[tuple[int, bytes]]:
