@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import grpc
 from herald.v1 import common_pb2, status_service_pb2_grpc
 from herald.v1 import status_service_pb2 as pb
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.auth import AppKeys, is_admin
@@ -17,8 +17,12 @@ from libs.store import Database
 from libs.timeutil import from_timestamp, to_timestamp
 from services.feedback import export, search, stats, tables
 
+# A message's deliveries per GetMessage page: by default and at most.
+MESSAGE_PAGE_SIZE = 100
+MAX_MESSAGE_PAGE_SIZE = 1000
 MAX_STATS_RANGE = timedelta(days=400)
 MAX_EXPORT_RANGE = timedelta(days=31)
+D = tables.Delivery
 
 
 class StatusService(status_service_pb2_grpc.StatusServiceServicer):
@@ -28,29 +32,43 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         self._admin_token = admin_token
 
     async def GetMessage(self, request: pb.GetMessageRequest, context: grpc.aio.ServicerContext) -> pb.Message:
+        """The counts by state cover the whole message; the deliveries are one page, so a campaign of a million
+        recipients answers as quickly as a single Send."""
         app = await self._keys.authenticate(context)
+        bad: dict[str, str] = {}
         if not request.message_id:
-            raise InvalidArgument({"message_id": "required"})
+            bad["message_id"] = "required"
+        page = search.page_of(request.page_size, request.page_token, bad, MESSAGE_PAGE_SIZE, MAX_MESSAGE_PAGE_SIZE)
+        if bad:
+            raise InvalidArgument(bad)
+        filters = search.Filters(
+            message_id=request.message_id, user_id=request.user_id, channel=request.channel, state=request.state
+        )
         async with self._db.session() as session:
             message = await session.get(tables.Message, request.message_id)
             # Another app's message answers exactly like a missing one.
             if message is None or message.app_id != app.app_id:
                 raise NotFound(f"message '{request.message_id[:64]}' not found")
-            deliveries = list(
-                await session.scalars(
-                    select(tables.Delivery)
-                    .where(tables.Delivery.message_id == message.message_id)
-                    .order_by(tables.Delivery.create_time, tables.Delivery.delivery_id)
-                )
+            counts = await session.execute(
+                select(D.state, func.count()).where(D.message_id == message.message_id).group_by(D.state)
             )
-            history = await _histories(session, deliveries)
+            state_counts = [
+                pb.DeliveryStateCount(state=common_pb2.DeliveryState.ValueType(state), count=n)
+                for state, n in sorted(counts.tuples())
+            ]
+            found = await search.find(session, None, filters, page, oldest_first=True)
+            history = await _histories(session, found[: page.size])
+        deliveries, token = search.paged(found, page, lambda d: _delivery_pb(d, history[d.delivery_id]))
         return pb.Message(
             message_id=message.message_id,
             template_id=message.template_id,
             template_version=message.template_version,
             category=common_pb2.Category.ValueType(message.category),
             create_time=to_timestamp(message.create_time),
-            deliveries=[_delivery_pb(d, history[d.delivery_id]) for d in deliveries],
+            deliveries=deliveries,
+            next_page_token=token,
+            delivery_count=sum(c.count for c in state_counts),
+            delivery_state_counts=state_counts,
         )
 
     async def ListDeliveries(
@@ -65,11 +83,10 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             raise InvalidArgument(bad)
         filters = search.Filters(user_id=request.user_id, channel=request.channel, state=request.state)
         async with self._db.session() as session:
-            found, token = await search.find(session, app.app_id, filters, page)
-            history = await _histories(session, found)
-        return pb.ListDeliveriesResponse(
-            deliveries=[_delivery_pb(d, history[d.delivery_id]) for d in found], next_page_token=token
-        )
+            found = await search.find(session, app.app_id, filters, page)
+            history = await _histories(session, found[: page.size])
+        deliveries, token = search.paged(found, page, lambda d: _delivery_pb(d, history[d.delivery_id]))
+        return pb.ListDeliveriesResponse(deliveries=deliveries, next_page_token=token)
 
     async def SearchDeliveries(
         self, request: pb.SearchDeliveriesRequest, context: grpc.aio.ServicerContext
@@ -95,8 +112,9 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             query=request.query,
         )
         async with self._db.session() as session:
-            found, token = await search.find(session, app.app_id, filters, page)
-        return pb.SearchDeliveriesResponse(deliveries=[_delivery_pb(d, []) for d in found], next_page_token=token)
+            found = await search.find(session, app.app_id, filters, page)
+        deliveries, token = search.paged(found, page, lambda d: _delivery_pb(d, []))
+        return pb.SearchDeliveriesResponse(deliveries=deliveries, next_page_token=token)
 
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
         app_id = await self._scope(request.app_id, context)

@@ -26,9 +26,12 @@ class Delivery(Base):
     """A delivery's current state, folded from its events (see timeline.apply)."""
 
     __tablename__ = "feedback_deliveries"
-    __table_args__ = (Index("ix_feedback_deliveries_user", "app_id", "user_id", "create_time"),)
+    __table_args__ = (
+        Index("ix_feedback_deliveries_user", "app_id", "user_id", "create_time"),
+        Index("ix_feedback_deliveries_message", "message_id", "create_time", "delivery_id"),
+    )
     delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(40), index=True)
+    message_id: Mapped[str] = mapped_column(String(40))
     app_id: Mapped[str] = mapped_column(String(40), default="")
     template_id: Mapped[str] = mapped_column(String(64), default="")
     # The rendered subject and body; searched through feedback_deliveries_fts (SQLite) or the generated

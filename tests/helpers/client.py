@@ -133,5 +133,8 @@ def bad_fields(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 def all_final(message: status_service_pb2.Message, count: int = 1) -> bool:
+    """At least `count` deliveries, none of them still pending: from the message's counts, which cover every
+    delivery, not only the first page."""
     pending = (common_pb2.DELIVERY_STATE_PENDING, common_pb2.DELIVERY_STATE_SCHEDULED)
-    return len(message.deliveries) >= count and all(d.state not in pending for d in message.deliveries)
+    waiting = sum(c.count for c in message.delivery_state_counts if c.state in pending)
+    return message.delivery_count >= count and waiting == 0

@@ -534,15 +534,37 @@ class GetMessageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
+    page_size: _builtins.int
+    """At most this many deliveries; 0 = 100, at most 1000. A page may hold
+    fewer (it stops short of 3 MiB), so page until next_page_token is "".
+    """
+    page_token: _builtins.str
+    """next_page_token of the previous page; "" = the first page."""
+    state: _common_pb2.DeliveryState.ValueType
+    """Only deliveries now in this state / to this user / on this channel;
+    unspecified or "" = any. The counts in Message are never filtered.
+    """
+    user_id: _builtins.str
+    channel: _builtins.str
     def __init__(
         self,
         *,
         message_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        state: _common_pb2.DeliveryState.ValueType = ...,
+        user_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "message_id", b"message_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -558,16 +580,29 @@ class Message(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    DELIVERY_COUNT_FIELD_NUMBER: _builtins.int
+    DELIVERY_STATE_COUNTS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     template_id: _builtins.str
     template_version: _builtins.int
     category: _common_pb2.Category.ValueType
+    next_page_token: _builtins.str
+    """"" when deliveries holds the last page."""
+    delivery_count: _builtins.int
+    """How many deliveries the message has in all."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When intake accepted it."""
 
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """One page of the deliveries asked for, oldest first, each with its history."""
+
+    @_builtins.property
+    def delivery_state_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryStateCount]:
+        """How many of them are now in each state; states with none are left out."""
+
     def __init__(
         self,
         *,
@@ -577,14 +612,41 @@ class Message(_message.Message):
         category: _common_pb2.Category.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+        delivery_count: _builtins.int = ...,
+        delivery_state_counts: _abc.Iterable[Global___DeliveryStateCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "deliveries", b"deliveries", "message_id", b"message_id", "template_id", b"template_id", "template_version", b"template_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "deliveries", b"deliveries", "delivery_count", b"delivery_count", "delivery_state_counts", b"delivery_state_counts", "message_id", b"message_id", "next_page_token", b"next_page_token", "template_id", b"template_id", "template_version", b"template_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class DeliveryStateCount(_message.Message):
+    """DeliveryStateCount is how many of a message's deliveries are in one state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: _common_pb2.DeliveryState.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        state: _common_pb2.DeliveryState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryStateCount: _TypeAlias = DeliveryStateCount  # noqa: Y015
 
 @_typing.final
 class Delivery(_message.Message):

@@ -71,7 +71,9 @@ class StatusServiceServicer:
     """
 
     def GetMessage(self, request, context):
-        """Returns a message with every delivery and its history. Status is recorded
+        """Returns a message with how many of its deliveries are in each state, and
+        one page of its deliveries (oldest first) with their history; page on with
+        next_page_token, however large the audience. Status is recorded
         asynchronously: right after Send it may answer NOT_FOUND for a moment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

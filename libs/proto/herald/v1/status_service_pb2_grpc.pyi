@@ -37,7 +37,9 @@ class StatusServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StatusServiceAsyncStub: ...
     GetMessage: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.GetMessageRequest, _status_service_pb2.Message]
-    """Returns a message with every delivery and its history. Status is recorded
+    """Returns a message with how many of its deliveries are in each state, and
+    one page of its deliveries (oldest first) with their history; page on with
+    next_page_token, however large the audience. Status is recorded
     asynchronously: right after Send it may answer NOT_FOUND for a moment.
     """
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.ListDeliveriesRequest, _status_service_pb2.ListDeliveriesResponse]
@@ -69,7 +71,9 @@ class StatusServiceAsyncStub(StatusServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetMessage: _aio.UnaryUnaryMultiCallable[_status_service_pb2.GetMessageRequest, _status_service_pb2.Message]  # type: ignore[assignment]
-    """Returns a message with every delivery and its history. Status is recorded
+    """Returns a message with how many of its deliveries are in each state, and
+    one page of its deliveries (oldest first) with their history; page on with
+    next_page_token, however large the audience. Status is recorded
     asynchronously: right after Send it may answer NOT_FOUND for a moment.
     """
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_status_service_pb2.ListDeliveriesRequest, _status_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
@@ -104,7 +108,9 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _status_service_pb2.GetMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_status_service_pb2.Message, _abc.Awaitable[_status_service_pb2.Message]]:
-        """Returns a message with every delivery and its history. Status is recorded
+        """Returns a message with how many of its deliveries are in each state, and
+        one page of its deliveries (oldest first) with their history; page on with
+        next_page_token, however large the audience. Status is recorded
         asynchronously: right after Send it may answer NOT_FOUND for a moment.
         """
 
