@@ -16,8 +16,9 @@ def name(category: int) -> str:
 @dataclass(frozen=True)
 class Pipeline:
     """One category's share of a router or adapters process: its consumers take `batch` messages at a
-    time and publish at most `concurrency` at once, whatever the other categories have queued; while a
-    batch of a better `rank` (0 first) is in hand, its work waits (libs/bus.py, Precedence)."""
+    time; the router publishes at most `concurrency` of its deliveries at once, whatever the other categories
+    have queued; while a batch of a better `rank` (0 first) is in hand, its work waits (libs/bus.py,
+    Precedence)."""
 
     batch: int
     concurrency: int

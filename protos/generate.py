@@ -39,6 +39,8 @@ def generate(out: Path) -> None:
         raise SystemExit("protoc failed")
     for init in (out / "herald" / "__init__.py", package / "__init__.py"):
         init.write_text('"""Generated from protos/herald/v1 by protos/generate.py; do not edit."""\n')
+    # PEP 561: other teams' type checkers read the .pyi stubs of an installed package only with this marker.
+    (out / "herald" / "py.typed").write_text("")
 
 
 if __name__ == "__main__":

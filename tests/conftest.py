@@ -1,16 +1,19 @@
-"""Shared fixtures: a running mesh (real nats-server, real database, four OS processes) and a webhook sink."""
+"""Shared fixtures: a running mesh (real nats-server, real database, four OS processes), a webhook sink, and
+heraldctl pointed at the mesh."""
 
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from libs.localmesh import Mesh
 from tests.helpers.client import Herald
 from tests.helpers.databases import backends, database_env
 from tests.helpers.webhook_sink import WebhookSink
+from tools.heraldctl.main import cli
 
 ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)
@@ -80,3 +83,23 @@ async def sink() -> AsyncIterator[WebhookSink]:
     await sink.start()
     yield sink
     await sink.stop()
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def heraldctl(shared_mesh: tuple[Mesh, Herald], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """heraldctl as an operator runs it against the shared mesh; `run` asserts the exit code it expects."""
+    mesh, _ = shared_mesh
+    for service in ("intake", "adapters", "feedback"):
+        monkeypatch.setenv(f"HERALD_{service.upper()}_ADDR", mesh.addr(service))
+    monkeypatch.setenv("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+    runner = CliRunner()
+
+    def run(*args: str, api_key: str = "", code: int = 0) -> Result:
+        result = runner.invoke(cli, list(args), env={"HERALD_API_KEY": api_key, "COLUMNS": "250"})
+        assert result.exit_code == code, (args, result.output, result.stderr if result.stderr_bytes else "")
+        return result
+
+    return run

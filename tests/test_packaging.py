@@ -1,4 +1,5 @@
-"""The wheel the Dockerfile installs carries everything a pod needs: stubs, migrations, entry points."""
+"""The wheel the Dockerfile installs carries everything a pod needs: stubs, migrations, entry points; and what
+other teams type-check against: the stubs' .pyi files and the PEP 561 marker."""
 
 import shutil
 import subprocess
@@ -50,6 +51,8 @@ def test_wheel_ships_stubs_migrations_and_console_scripts(tmp_path: Path) -> Non
         assert f"services/{service}/migrations/versions/0001_initial.py" in names
         assert f"herald-{service} = services.{service}.main:main" in entry_points
     assert "herald/v1/message_service_pb2_grpc.py" in names
+    # Other teams type-check against the stubs; mypy reads an installed package's .pyi only with this marker.
+    assert {"herald/py.typed", "herald/v1/message_service_pb2_grpc.pyi"} <= names
     assert "[herald.providers]" in entry_points
     assert "webhook = services.adapters.channels.webhook:Webhook" in entry_points
     assert not any(n.startswith("tests/") for n in names)

@@ -4,38 +4,18 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from libs.localmesh import Mesh, free_port
-from tests.conftest import ADMIN_TOKEN, RETRY_BACKOFF
+from tests.conftest import RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, all_final
 from tests.helpers.webhook_sink import WebhookSink
 from tools.heraldctl.main import cli
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def heraldctl(shared_mesh: tuple[Mesh, Herald], monkeypatch: pytest.MonkeyPatch) -> Run:
-    mesh, _ = shared_mesh
-    for service in ("intake", "router", "adapters", "feedback"):
-        monkeypatch.setenv(f"HERALD_{service.upper()}_ADDR", mesh.addr(service))
-    monkeypatch.setenv("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
-    runner = CliRunner()
-
-    def run(*args: str, api_key: str = "", code: int = 0) -> Result:
-        result = runner.invoke(cli, list(args), env={"HERALD_API_KEY": api_key, "COLUMNS": "250"})
-        assert result.exit_code == code, (args, result.output, result.stderr if result.stderr_bytes else "")
-        return result
-
-    return run
 
 
 def _app_key(heraldctl: Run) -> str:
@@ -146,3 +126,31 @@ def test_stats_and_export_for_the_business_side(heraldctl: Run, tmp_path: Path) 
     assert "--by 'colour'" in heraldctl("stats", "--by", "colour", code=2).output
     app_id = exported[1].split(",")[2]
     assert "30 days" in heraldctl("apps", "set-retention", app_id, "30").output
+
+
+async def test_status_shows_the_counts_and_pages_through_the_deliveries(
+    heraldctl: Run, shared_mesh: tuple[Mesh, Herald], sink: WebhookSink
+) -> None:
+    _, herald = shared_mesh
+    _, app = await herald.create_app()
+    key = app[0][1].removeprefix("Bearer ")
+    template = await herald.create_template({"webhook": "{}"})
+    path = f"/ctl-pages/{uuid.uuid4().hex[:8]}"
+    recipients = [msg.Recipient(user_id=f"reader-{n}", addresses={"webhook": sink.url(path)}) for n in range(3)]
+    message_id = await herald.send(app, msg.SendRequest(template_id=template, recipients=recipients))
+    await herald.wait_message(app, message_id, lambda m: all_final(m, 3))
+
+    first = heraldctl("status", message_id, "--page-size", "2", api_key=key).output
+    assert "3 deliveries: sent 3" in first
+    assert {"reader-0", "reader-1"} <= set(first.split()) and "reader-2" not in first
+    token = re.search(r"--page-token (\S+)", first)
+    assert token, first
+    rest = heraldctl("status", message_id, "--page-size", "2", "--page-token", token[1], api_key=key).output
+    assert "reader-2" in rest and "reader-0" not in rest and "--page-token" not in rest
+    every = heraldctl("status", message_id, "--page-size", "2", "--all", api_key=key).output
+    assert all(f"reader-{n}" in every for n in range(3))
+    one = heraldctl("status", message_id, "--user", "reader-1", api_key=key).output
+    assert "reader-1" in one and "reader-0" not in one and "3 deliveries" in one
+    none_failed = heraldctl("status", message_id, "--state", "failed", api_key=key).output
+    assert "reader-" not in none_failed and "3 deliveries: sent 3" in none_failed
+    assert "--state 'lost'" in heraldctl("status", message_id, "--state", "lost", api_key=key, code=2).output

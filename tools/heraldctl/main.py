@@ -39,18 +39,17 @@ dlq_cli = typer.Typer(help="Deliveries that failed after their last retry (admin
 cli.add_typer(templates_cli, name="templates")
 cli.add_typer(dlq_cli, name="dlq")
 out = Console()
-target = Target.from_env(None, None, None, None)
+target = Target.from_env(None, None, None)
 
 
 @cli.callback()
 def endpoints(
     intake: Annotated[str | None, typer.Option(help="intake host:port [env HERALD_INTAKE_ADDR]")] = None,
-    router: Annotated[str | None, typer.Option(help="router host:port [env HERALD_ROUTER_ADDR]")] = None,
     adapters: Annotated[str | None, typer.Option(help="adapters host:port [env HERALD_ADAPTERS_ADDR]")] = None,
     feedback: Annotated[str | None, typer.Option(help="feedback host:port [env HERALD_FEEDBACK_ADDR]")] = None,
 ) -> None:
     global target
-    target = Target.from_env(intake, router, adapters, feedback)
+    target = Target.from_env(intake, adapters, feedback)
 
 
 def _category(name: str) -> common_pb2.Category.ValueType:
@@ -80,12 +79,12 @@ def _when(ts: Any) -> str:
 def _apps_table(apps: list[admin.App]) -> None:
     table = Table("app id", "name", "channels", "categories", "rate/s", "content kept", "disabled", "created")
     for app in apps:
-        categories = ", ".join(categories.name(c) for c in app.allowed_categories)
+        allowed = ", ".join(categories.name(c) for c in app.allowed_categories)
         table.add_row(
             app.app_id,
             app.name,
             ", ".join(app.allowed_channels) or "all",
-            categories or "all",
+            allowed or "all",
             f"{app.rate_limit_per_second:g}" if app.rate_limit_per_second else "no limit",
             f"{app.content_retention_days} days" if app.content_retention_days else "forever",
             "yes" if app.disabled else "",
@@ -281,27 +280,66 @@ def send(
 
 
 @cli.command("status")
-def status(message_id: str, history: bool = False, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """What happened to a message: every delivery, its state and why."""
+def status(
+    message_id: str,
+    history: bool = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    state: Annotated[str, typer.Option(help="only deliveries now in this state, e.g. failed")] = "",
+    user: Annotated[str, typer.Option(help="only this user's deliveries")] = "",
+    channel_name: Annotated[str, typer.Option("--channel", help="only this channel's deliveries")] = "",
+    page_size: Annotated[int, typer.Option(help="deliveries per page (at most 1000)")] = 100,
+    page_token: Annotated[str, typer.Option(help="the page a previous call pointed to")] = "",
+    every_page: Annotated[bool, typer.Option("--all", help="every page, not only the first")] = False,
+) -> None:
+    """What happened to a message: how many deliveries are in each state, then the deliveries, their state and
+    why, a page at a time."""
+    request = status_service_pb2.GetMessageRequest(
+        message_id=message_id,
+        state=_delivery_state(state) if state else common_pb2.DELIVERY_STATE_UNSPECIFIED,
+        user_id=user,
+        channel=channel_name,
+        page_size=page_size,
+        page_token=page_token,
+    )
     with channel(target.feedback) as ch:
-        message = call(
-            status_service_pb2_grpc.StatusServiceStub(ch).GetMessage,
-            status_service_pb2.GetMessageRequest(message_id=message_id),
-            target.app(),
-        )
+        stub = status_service_pb2_grpc.StatusServiceStub(ch)
+        message = call(stub.GetMessage, request, target.app())
+        pages = [message]
+        while every_page and pages[-1].next_page_token:
+            request.page_token = pages[-1].next_page_token
+            pages.append(call(stub.GetMessage, request, target.app()))
     if as_json:
-        out.print_json(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True)))
+        for page in pages:
+            out.print_json(json.dumps(json_format.MessageToDict(page, preserving_proto_field_name=True)))
         return
     template = f"template {message.template_id} v{message.template_version}"
     out.print(f"{message.message_id}  {template}  sent {_when(message.create_time)}")
+    counts = ", ".join(f"{_state_name(c.state).lower()} {c.count:,}" for c in message.delivery_state_counts)
+    noun = "delivery" if message.delivery_count == 1 else "deliveries"
+    out.print(f"{message.delivery_count:,} {noun}" + (f": {counts}" if counts else ""))
     table = Table("delivery", "user", "channel", "state", "attempts", "reason", "updated")
-    for d in message.deliveries:
-        state = common_pb2.DeliveryState.Name(d.state).removeprefix("DELIVERY_STATE_")
-        table.add_row(d.delivery_id, d.user_id, d.channel, state, str(d.attempts), d.reason, _when(d.update_time))
+    for d in (d for page in pages for d in page.deliveries):
+        table.add_row(
+            d.delivery_id, d.user_id, d.channel, _state_name(d.state), str(d.attempts), d.reason, _when(d.update_time)
+        )
         for h in d.history if history else []:
-            change = common_pb2.DeliveryState.Name(h.state).removeprefix("DELIVERY_STATE_").lower()
-            table.add_row("", "", "", f"  {change}", str(h.attempt), h.reason, _when(h.occur_time))
+            table.add_row(
+                "", "", "", f"  {_state_name(h.state).lower()}", str(h.attempt), h.reason, _when(h.occur_time)
+            )
     out.print(table)
+    if token := pages[-1].next_page_token:
+        out.print(f"more: --page-token {token} (or --all)")
+
+
+def _state_name(state: common_pb2.DeliveryState.ValueType) -> str:
+    return common_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_")
+
+
+def _delivery_state(name: str) -> common_pb2.DeliveryState.ValueType:
+    states = [n.removeprefix("DELIVERY_STATE_").lower() for n in common_pb2.DeliveryState.keys()[1:]]
+    if name.lower() not in states:
+        fail(f"--state '{name}': use one of {', '.join(states)}", 2)
+    return common_pb2.DeliveryState.Value(f"DELIVERY_STATE_{name.upper()}")
 
 
 @cli.command("cancel")
