@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from libs.bus import ACK, Incoming, Outcome
+from libs.bus import ACK, BatchHandler, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.feedback import stats, tables
@@ -45,9 +45,15 @@ STATUS_DELAY = Histogram(
     "From a delivery event's occur_time to the commit that makes it visible in StatusService.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
-REJECTED = Counter(
+REJECTED_EVENTS = Counter(
     "herald_feedback_rejected_events_total", "Status events dropped because they cannot be recorded (malformed)."
 )
+REJECTED_MESSAGES = Counter(
+    "herald_feedback_rejected_messages_total",
+    "Accepted messages dropped because they cannot be recorded (malformed).",
+)
+# What no row can hold, however often it is redelivered: undecodable, an impossible time, too long for a column.
+UNRECORDABLE = (DecodeError, ValueError, DataError)
 D = tables.Delivery
 MESSAGES, EVENTS, DELIVERIES = (
     tables.Base.metadata.tables[name] for name in ("feedback_messages", "feedback_events", "feedback_deliveries")
@@ -74,13 +80,19 @@ class Timeline:
         self._db = db
 
     async def on_messages(self, batch: list[Incoming]) -> list[Outcome]:
+        return await _dropping_unrecordable(self._record_messages, batch, REJECTED_MESSAGES, "an accepted message")
+
+    async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
+        return await _dropping_unrecordable(self._record_events, batch, REJECTED_EVENTS, "a status event")
+
+    async def _record_messages(self, batch: list[Incoming]) -> list[Outcome]:
         messages = {m.message_id: m for m in (events_pb2.AcceptedMessage.FromString(i.data) for i in batch)}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
             await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])
         return [ACK] * len(batch)
 
-    async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
+    async def _record_events(self, batch: list[Incoming]) -> list[Outcome]:
         try:
             events = {e.event_id: e for e in (events_pb2.DeliveryEvent.FromString(i.data) for i in batch)}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
@@ -91,13 +103,6 @@ class Timeline:
                     await self._fold(session, sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1]))
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
-        except (DecodeError, ValueError, DataError) as e:
-            # An event no row can hold would fail its whole batch on every redelivery: find it, drop it loudly.
-            if len(batch) > 1:
-                return [outcome for one in batch for outcome in await self.on_events([one])]
-            log.error("dropped a status event that cannot be recorded", subject=batch[0].subject, error=str(e))
-            REJECTED.inc()
-            return [ACK]
         recorded = now()
         for key in fresh:
             STATUS_DELAY.observe(max((recorded - when[key]).total_seconds(), 0.0))
@@ -125,6 +130,21 @@ class Timeline:
         if changes := [c for c in changes if len(c) > 1]:
             await session.execute(update(D), changes)
         await tally.save(session, self._db)
+
+
+async def _dropping_unrecordable(
+    record: BatchHandler, batch: list[Incoming], rejected: Counter, what: str
+) -> list[Outcome]:
+    """Record the batch. An item no row can hold would fail it on every redelivery, holding up everything fetched
+    with it: then record the items one at a time and drop the culprit loudly (an error log, `rejected` counted)."""
+    try:
+        return await record(batch)
+    except UNRECORDABLE as e:
+        if len(batch) > 1:
+            return [outcome for one in batch for outcome in await _dropping_unrecordable(record, [one], rejected, what)]
+        log.error(f"dropped {what} that cannot be recorded", subject=batch[0].subject, error=str(e))
+        rejected.inc()
+        return [ACK]
 
 
 def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime, tally: stats.Tally) -> None:

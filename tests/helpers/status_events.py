@@ -43,13 +43,20 @@ def accepted(message_id: str, app_id: str, at: datetime | None = None) -> events
     )
 
 
-async def publish(mesh: Mesh, *messages: events_pb2.DeliveryEvent | events_pb2.AcceptedMessage | bytes) -> None:
-    """In this order; raw bytes go where status events go."""
+async def publish(
+    mesh: Mesh,
+    *messages: events_pb2.DeliveryEvent | events_pb2.AcceptedMessage | bytes,
+    raw_to: str = EVENT_SUBJECT,
+) -> None:
+    """In this order; raw bytes go to `raw_to`: where status events go, or ACCEPTED_SUBJECT."""
     nc = await nats.connect(mesh.nats_url)
     try:
         js = nc.jetstream()
         for message in messages:
-            subject = ACCEPTED_SUBJECT if isinstance(message, events_pb2.AcceptedMessage) else EVENT_SUBJECT
-            await js.publish(subject, message if isinstance(message, bytes) else message.SerializeToString())
+            if isinstance(message, bytes):
+                await js.publish(raw_to, message)
+            else:
+                subject = ACCEPTED_SUBJECT if isinstance(message, events_pb2.AcceptedMessage) else EVENT_SUBJECT
+                await js.publish(subject, message.SerializeToString())
     finally:
         await nc.close()
