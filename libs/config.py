@@ -1,9 +1,11 @@
 """The one config loader: every binary is configured by environment variables only."""
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from herald.v1 import common_pb2
 
@@ -14,6 +16,8 @@ DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback"
 DEFAULT_RECEIPTS_PORT = 50063
 # Each binary's Prometheus endpoint (GET /metrics).
 DEFAULT_METRICS_PORTS = {"intake": 9461, "router": 9462, "adapters": 9463, "feedback": 9464}
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,10 @@ class Settings:
             admin_token=env.get("HERALD_ADMIN_TOKEN", ""),
             webhook_allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
             webhook_signing_secret=env.get("HERALD_WEBHOOK_SIGNING_SECRET", ""),
-            stream_replicas=int(env.get("HERALD_STREAM_REPLICAS", "1")),
-            dedup_window_seconds=float(env.get("HERALD_DEDUP_WINDOW_SECONDS", "0")),
+            stream_replicas=_number("HERALD_STREAM_REPLICAS", env.get("HERALD_STREAM_REPLICAS", "1"), int, 1),
+            dedup_window_seconds=_number(
+                "HERALD_DEDUP_WINDOW_SECONDS", env.get("HERALD_DEDUP_WINDOW_SECONDS", "0"), float, 0.0
+            ),
             intake_addr=env.get("HERALD_INTAKE_ADDR") or f"127.0.0.1:{DEFAULT_PORTS['intake']}",
             pipelines=_pipelines(env.get("HERALD_PIPELINES", "")),
             retry_backoff={
@@ -73,7 +79,9 @@ class Settings:
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",
-            retention_check_seconds=float(env.get("HERALD_RETENTION_CHECK_SECONDS", "3600")),
+            retention_check_seconds=_number(
+                "HERALD_RETENTION_CHECK_SECONDS", env.get("HERALD_RETENTION_CHECK_SECONDS", "3600"), float, 0.1
+            ),
         )
 
 
@@ -105,12 +113,17 @@ def _pipelines(names: str) -> tuple[common_pb2.Category.ValueType, ...]:
 
 def _delays(variable: str, env: Mapping[str, str]) -> tuple[float, ...]:
     value = env.get(variable, "")
-    if not value:
-        return ()
+    return tuple(_number(variable, part, float, 0.0) for part in value.split(",")) if value else ()
+
+
+def _number(variable: str, text: str, kind: type[N], least: N) -> N:
+    """`text` as a finite `kind` of at least `least`. A bare ValueError would not say which variable is wrong;
+    this one names it, what it expects and what it got, and the binary stops with it before connecting."""
     try:
-        delays = tuple(float(part) for part in value.split(","))
+        number = kind(text)
     except ValueError:
-        raise ValueError(f"{variable}: a comma list of seconds, e.g. 1,5,30") from None
-    if any(d < 0 for d in delays):
-        raise ValueError(f"{variable}: delays cannot be negative")
-    return delays
+        number = None
+    if number is None or not math.isfinite(number) or number < least:
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ValueError(f"{variable}: expected {what} >= {least:g}, got {text!r}")
+    return number
