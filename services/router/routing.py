@@ -30,9 +30,8 @@ from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.router import jobs
 from services.router.dedup import ContentDedup
-from services.router.directory import load_users
 from services.router.frequency import FrequencyCaps
-from services.router.recipients import Recipients
+from services.router.recipients import Recipients, RecipientsReader
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -45,7 +44,7 @@ class Router:
     def __init__(
         self, db: Database, bus: Bus, ledger: DispatchLedger, dedup: ContentDedup, caps: FrequencyCaps
     ) -> None:
-        self._db = db
+        self._recipients = RecipientsReader(db)
         self._bus = bus
         self._ledger = ledger
         self._dedup = dedup
@@ -75,7 +74,7 @@ class Router:
     async def on_fallback(self, incoming: Incoming) -> None:
         """A delivery failed for good in the adapters: route the next channel of its chain."""
         job = jobs.next_in_chain(events_pb2.DeliveryJob.FromString(incoming.data))
-        await self._route(job, await Recipients.load(self._db, {job.user_id} - {""}))
+        await self._route(job, await self._recipients.load({job.user_id} - {""}))
 
     async def _hold(self, message: events_pb2.AcceptedMessage, payload: bytes, send_at: datetime) -> None:
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
@@ -84,7 +83,7 @@ class Router:
         await self._bus.schedule(subjects.schedule(message.message_id, message.part), payload, send_at, target)
 
     async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:
-        recipients = await Recipients.load(self._db, _user_ids(message))
+        recipients = await self._recipients.load(_user_ids(message))
         chains = jobs.chains(message, recipients.users)
         if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
             await self._each(self._announce(c[0][0], S.DELIVERY_STATE_CANCELLED, CANCELLED) for c in chains)
@@ -157,8 +156,8 @@ class Router:
 
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""
-        users = await load_users(self._db, _user_ids(message))
-        return [chain[0][0] for chain in jobs.chains(message, users)]
+        recipients = await self._recipients.load(_user_ids(message))
+        return [chain[0][0] for chain in jobs.chains(message, recipients.users)]
 
     @staticmethod
     async def _each(steps: Iterable[Awaitable[None]]) -> None:

@@ -132,3 +132,39 @@ async def test_bulk_import_keeps_chunks_before_an_invalid_user(herald: Herald) -
     assert reply.imported == 2500
     last = await herald.directory.GetUser(directory.GetUserRequest(user_id=f"{prefix}-2499"), metadata=herald.admin)
     assert last.timezone == "Asia/Shanghai"
+
+
+async def test_each_message_of_a_batch_gets_its_own_users_directory_entry_and_preferences(
+    herald: Herald, sink: WebhookSink
+) -> None:
+    """The router reads a fetched batch's users in one go; every message must still see exactly its own."""
+    known = [await _user(herald, sink) for _ in range(10)]
+    opted_out = [(await _user(herald, sink))[0] for _ in range(10)]
+    for user_id in opted_out:
+        await _prefer(herald, user_id, S.CATEGORY_NOTIFICATION, "webhook", True)
+    unknown = [f"nobody-{uuid.uuid4().hex[:8]}" for _ in range(10)]
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    entries = [
+        msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user_id)])
+        for trio in zip([u for u, _ in known], opted_out, unknown, strict=True)
+        for user_id in trio
+    ]
+    reply = await herald.messages.SendBatch(msg.SendBatchRequest(requests=entries), metadata=app)
+    outcomes = {}
+    for entry, result in zip(entries, reply.results, strict=True):
+        message = await herald.wait_message(app, result.response.message_id, all_final)
+        [delivery] = message.deliveries
+        outcomes[entry.recipients[0].user_id] = (delivery.state, delivery.reason)
+
+    for user_id, path in known:
+        assert outcomes[user_id][0] == S.DELIVERY_STATE_SENT, outcomes[user_id]
+        assert len(await sink.wait_for(path)) == 1
+    for user_id in opted_out:
+        assert outcomes[user_id] == (
+            S.DELIVERY_STATE_SUPPRESSED,
+            f"user '{user_id}' opted out of notification messages on webhook",
+        )
+    for user_id in unknown:
+        assert outcomes[user_id][0] == S.DELIVERY_STATE_SUPPRESSED
+        assert f"none in the directory for user '{user_id}'" in outcomes[user_id][1]
