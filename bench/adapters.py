@@ -46,11 +46,11 @@ def job_publisher(url: str) -> Callable[[JetStreamContext, int], Awaitable[objec
 async def run(jobs: int) -> tuple[float, float]:
     """Delivered msg/s, and the adapters process's CPU milliseconds per delivery."""
     sink = Sink()
-    await sink.start()
     try:
+        await sink.start()
         async with alone("adapters") as stage:
-            sink.expect(jobs)
-            return await measure(stage, jobs, job_publisher(sink.url("/adapters")), sink.done.wait)
+            url = sink.url("/adapters")
+            return await measure(stage, jobs, job_publisher(url), lambda: sink.wait_count("/adapters", jobs))
     finally:
         await sink.stop()
 

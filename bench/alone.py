@@ -6,7 +6,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,22 @@ async def measure(
     await asyncio.wait_for(finished(), timeout=max(300, count / 20))
     per_second = count / (time.perf_counter() - started)
     return per_second, (cpu_seconds(stage.binary.proc.pid if stage.binary.proc else 0) - cpu) * 1000 / count
+
+
+async def drained(nats_url: str, consumers: Iterable[tuple[str, str]]) -> None:
+    """Until every durable consumer, (stream, name), has nothing pending or unacknowledged: the work is done, not
+    just received. Listed upstream first, all idle in one pass means nothing is left anywhere, as every consumer
+    acks only after publishing what it hands on."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        while True:
+            infos = [await js.consumer_info(stream, name) for stream, name in consumers]
+            if not any(info.num_pending or info.num_ack_pending for info in infos):
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
 
 
 def backend() -> str:

@@ -12,11 +12,10 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 
-import nats
 from herald.v1 import common_pb2, events_pb2
 from nats.js import JetStreamContext
 
-from bench.alone import Stage, alone, backend, measure
+from bench.alone import alone, backend, drained, measure
 from libs import events, subjects
 from libs.timeutil import now, to_timestamp
 
@@ -50,23 +49,15 @@ def event_publisher() -> Callable[[JetStreamContext, int], Awaitable[object]]:
     return publish
 
 
-async def drained(stage: Stage) -> None:
-    nc = await nats.connect(stage.nats_url)
-    js = nc.jetstream()
-    try:
-        while True:
-            info = await js.consumer_info("HERALD_EVENTS", "feedback-events")
-            if info.num_pending + info.num_ack_pending == 0:
-                return
-            await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
-
-
 async def run(deliveries: int) -> tuple[float, float]:
     """Events folded per second, and the feedback process's CPU milliseconds per event."""
     async with alone("feedback") as stage:
-        return await measure(stage, deliveries * len(STATES), event_publisher(), lambda: drained(stage))
+        return await measure(
+            stage,
+            deliveries * len(STATES),
+            event_publisher(),
+            lambda: drained(stage.nats_url, [("HERALD_EVENTS", "feedback-events")]),
+        )
 
 
 def main() -> None:

@@ -1,19 +1,19 @@
 """What every benchmark starts with: the mesh on this machine, a webhook sink, an app and its templates."""
 
 import asyncio
-import json
+import contextlib
 import os
 import secrets
+import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import aiohttp
 import grpc
-from aiohttp import web
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, common_pb2, message_service_pb2_grpc
 
 from libs.localmesh import Binary, Mesh, free_port
@@ -22,52 +22,71 @@ ADMIN = secrets.token_urlsafe(16)
 
 
 class Sink:
-    """Counts webhook POSTs per path, notes when each numbered body ({"n": ...}) arrived, and signals when
-    the expected number arrived."""
+    """The webhook sink (bench/sink.py) as an OS process of its own, and what the benchmarks ask it."""
+
+    POLL = 0.05
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.arrivals: dict[str, float] = {}
-        self.expected = 0
-        self.done = asyncio.Event()
-        self._arrived = asyncio.Condition()
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def expect(self, n: int) -> None:
-        self.counts, self.expected = {}, n
-        self.done.clear()
-
-    async def wait_for(self, numbers: set[str]) -> None:
-        """Until every body numbered in `numbers` has arrived."""
-        async with self._arrived:
-            await self._arrived.wait_for(lambda: numbers <= self.arrivals.keys())
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{path}", self._hit)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.sink", "--port", str(self.port), cwd=Path(__file__).parent.parent
+        )
+        self._http = aiohttp.ClientSession()
+        async with asyncio.timeout(30):
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError("the webhook sink (bench/sink.py) exited")
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    await self.stats()
+                    return
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        if self._http:
+            await self._http.close()
+        if self.proc and self.proc.returncode is None:
+            self.proc.terminate()
+            await asyncio.wait_for(self.proc.wait(), 10)
 
-    async def _hit(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        arrived = time.perf_counter()
-        self.arrivals[json.loads(body)["n"]] = arrived
-        self.counts[request.path] = self.counts.get(request.path, 0) + 1
-        if sum(self.counts.values()) >= self.expected:
-            self.done.set()
-        async with self._arrived:
-            self._arrived.notify_all()
-        return web.Response(status=204)
+    async def stats(self) -> tuple[dict[str, int], dict[str, float]]:
+        """POSTs per path, and the wall-clock time the latest POST to each path arrived."""
+        assert self._http is not None
+        async with self._http.get(self.url("/stats")) as response:
+            stats = await response.json()
+        return stats["counts"], stats["last"]
+
+    async def count(self, path: str) -> int:
+        return (await self.stats())[0].get(path, 0)
+
+    async def wait_count(self, path: str, count: int) -> float:
+        """Until `count` POSTs to `path` arrived; the wall-clock time the last of them did."""
+        while True:
+            counts, last = await self.stats()
+            if counts.get(path, 0) >= count:
+                return last[path]
+            await asyncio.sleep(self.POLL)
+
+    async def wait_for(self, numbers: set[str]) -> dict[str, float]:
+        """Until every body numbered in `numbers` has arrived; the wall-clock time each did."""
+        assert self._http is not None
+        while True:
+            async with self._http.post(self.url("/arrivals"), json=sorted(numbers)) as response:
+                arrivals: dict[str, float] = await response.json()
+            if len(arrivals) == len(numbers):
+                return arrivals
+            await asyncio.sleep(self.POLL)
 
 
 @dataclass(frozen=True)
@@ -82,12 +101,13 @@ class Bench:
     def messages(self) -> message_service_pb2_grpc.MessageServiceStub:
         return message_service_pb2_grpc.MessageServiceStub(self.channel)
 
-    async def template(self, category: common_pb2.Category.ValueType) -> str:
+    async def template(self, category: common_pb2.Category.ValueType, body: str = '{"n": "{{ n }}"}') -> str:
+        """A new webhook template; its body must render to JSON numbered by "n", which the sink notes."""
         template_id = f"bench-{secrets.token_hex(4)}"
         template = admin_service_pb2.Template(
             template_id=template_id,
             category=category,
-            contents=[common_pb2.ChannelContent(channel="webhook", body='{"n": "{{ n }}"}')],
+            contents=[common_pb2.ChannelContent(channel="webhook", body=body)],
         )
         await admin_service_pb2_grpc.AdminServiceStub(self.channel).CreateTemplate(
             admin_service_pb2.CreateTemplateRequest(template=template), metadata=_bearer(ADMIN)
@@ -113,19 +133,25 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
                 "HERALD_PIPELINES": "notification,marketing" if dedicated_critical else "",
             },
         )
+        critical = {}
         if dedicated_critical:
             for service in ("router", "adapters"):
                 first = mesh.binaries[service]
                 env = {**first.env, "HERALD_PIPELINES": "critical"}
                 log = first.log_path.with_name(f"{service}-critical.log")
-                mesh.binaries[f"{service}-critical"] = Binary(service, f"127.0.0.1:{free_port()}", env, log)
+                critical[f"{service}-critical"] = Binary(service, f"127.0.0.1:{free_port()}", env, log)
         sink = Sink()
-        await sink.start()
-        await mesh.start()
-        if dedicated_critical and bulk_niceness:
-            for service in ("router", "adapters", "feedback"):
-                renice(mesh.binaries[service], bulk_niceness)
         try:
+            await sink.start()
+            await mesh.start()
+            # Only once the first ones have migrated: two processes migrating one new SQLite file collide.
+            mesh.binaries |= critical
+            for binary in critical.values():
+                binary.start()
+            await asyncio.gather(*(binary.wait_healthy() for binary in critical.values()))
+            if dedicated_critical and bulk_niceness:
+                for service in ("router", "adapters", "feedback"):
+                    renice(mesh.binaries[service], bulk_niceness)
             async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
                 app = await admin_service_pb2_grpc.AdminServiceStub(channel).CreateApp(
                     admin_service_pb2.CreateAppRequest(name="bench"), metadata=_bearer(ADMIN)
