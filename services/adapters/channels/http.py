@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 from opentelemetry import trace
 
 from libs import telemetry
@@ -63,7 +64,8 @@ async def call(
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=account.timeout),
             ) as response:
-                result = Response(response.status, dict(response.headers), await response.read())
+                # Header names are case-insensitive (HTTP/2 sends them in lower case): keep them so.
+                result = Response(response.status, CIMultiDict(response.headers), await response.read())
         except TimeoutError as e:
             raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
         except aiohttp.ClientError as e:

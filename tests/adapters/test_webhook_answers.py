@@ -1,0 +1,44 @@
+"""What a webhook receiver's answer tells herald, whatever case its server spells the header names in (aiohttp
+says X-Request-ID, HTTP/2 servers say x-request-id): the receiver's request id is kept as the provider message id,
+and its Retry-After paces the retry."""
+
+import uuid
+
+import aiohttp
+import pytest
+from herald.v1 import events_pb2
+
+from services.adapters.channels.base import Account, DeliveryError, Failure
+from services.adapters.channels.webhook import Webhook
+from tests.conftest import WEBHOOK_SECRET
+from tests.helpers.webhook_sink import WebhookSink
+
+ACCOUNT = Account(
+    name="webhook",
+    provider="webhook",
+    settings={"allowed_hosts": "127.0.0.1"},
+    secrets={"signing_secret": WEBHOOK_SECRET},
+)
+
+
+def _job(sink: WebhookSink, path: str) -> events_pb2.DeliveryJob:
+    return events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=sink.url(path), body="{}")
+
+
+@pytest.mark.parametrize("name", ["X-Request-ID", "x-request-id", "X-Request-Id"])
+async def test_the_receivers_request_id_is_kept_in_any_case(sink: WebhookSink, name: str) -> None:
+    path = f"/request-id/{uuid.uuid4().hex[:8]}"
+    sink.answer(path, (200, {name: "req-42"}))
+    async with aiohttp.ClientSession() as session:
+        sent = await Webhook(ACCOUNT, session).send(_job(sink, path))
+    assert sent.provider_message_id == "req-42"
+
+
+async def test_a_lower_case_retry_after_paces_the_retry(sink: WebhookSink) -> None:
+    path = f"/retry-after/{uuid.uuid4().hex[:8]}"
+    sink.answer(path, (429, {"retry-after": "7"}))
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DeliveryError) as refused:
+            await Webhook(ACCOUNT, session).send(_job(sink, path))
+    assert refused.value.failure is Failure.RATE_LIMITED
+    assert refused.value.retry_after == 7
