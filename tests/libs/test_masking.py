@@ -13,6 +13,7 @@ from libs.masking import mask
     ("text", "hidden", "kept"),
     [
         ("to alice.smith@example.com", "alice.smith", "a***@example.com"),
+        ("https://hooks.example.com/h?to=bob%40example.org", "bob", "b***%40example.org"),
         ("sms to +8613812345678 failed", "13812345678", "5678"),
         ("call 415-555-0132 now", "555-0132", "0132"),
     ],
