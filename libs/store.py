@@ -130,11 +130,13 @@ class Database:
 
 
 def _create_engine(url: str) -> AsyncEngine:
+    # hide_parameters: a database error's text, which is logged, must not carry the statement's values -
+    # rendered content, addresses, tokens.
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
     # One connection: SQLite has one writer at a time anyway, and queueing in the pool is far
     # cheaper than several connections polling the file lock (its busy handler sleeps).
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn: Any, _: Any) -> None:

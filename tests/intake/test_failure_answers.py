@@ -30,9 +30,12 @@ async def test_a_value_the_database_refuses_is_internal_with_a_trace_id_not_retr
     template = await herald.create_template({"webhook": "{}"})
     recipient = msg.Recipient(addresses={"webhook": "https://hooks.example.com/h"})
     calls = {
-        "feedback": herald.status.GetMessage(status_service_pb2.GetMessageRequest(message_id="msg_\x00"), metadata=app),
+        "feedback": herald.status.GetMessage(
+            status_service_pb2.GetMessageRequest(message_id="msg_\x00private-words"), metadata=app
+        ),
         "intake": herald.messages.Send(
-            msg.SendRequest(template_id=template, recipients=[recipient], idempotency_key="key-\x00"), metadata=app
+            msg.SendRequest(template_id=template, recipients=[recipient], idempotency_key="key-\x00private-words"),
+            metadata=app,
         ),
     }
     for service, call in calls.items():
@@ -41,6 +44,10 @@ async def test_a_value_the_database_refuses_is_internal_with_a_trace_id_not_retr
         assert "trace id" in (error.details() or ""), service
     sent = await herald.messages.Send(msg.SendRequest(template_id=template, recipients=[recipient]), metadata=app)
     assert sent.message_id, "the process stays up and serves the next caller"
+    for service in calls:
+        log = mesh.binaries[service].log_path.read_text()
+        assert "DataError" in log, f"{service} logged the failure"
+        assert "private-words" not in log, f"{service} logged the statement's values"
 
 
 def _row(message_id: str) -> tables.Message:
