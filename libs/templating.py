@@ -46,6 +46,12 @@ def check_syntax(source: str) -> None:
         raise TemplateError(f"syntax error on line {e.lineno}: {e.message}") from e
     if _loop_depth(ast) > MAX_LOOP_DEPTH:
         raise TemplateError(f"loops are nested more than {MAX_LOOP_DEPTH} deep")
+    # Jinja2 looks filters and tests up only when it compiles or renders: a stored template with an unknown
+    # one would fail every later read and render of it, so it is refused here, when its author can fix it.
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        kind, known = ("filter", _env.filters) if isinstance(node, nodes.Filter) else ("test", _env.tests)
+        if node.name not in known:
+            raise TemplateError(f"line {node.lineno}: no {kind} named '{node.name}'")
 
 
 @lru_cache(maxsize=4096)

@@ -193,3 +193,22 @@ async def test_invalid_template_names_the_field(herald: Herald, contents: tuple[
     error = await rpc_error(call)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in bad_fields(error)
+
+
+@pytest.mark.parametrize(
+    ("part", "source", "says"),
+    [
+        ("body", "{{ n|no_such_filter }}", "no filter named 'no_such_filter'"),
+        ("subject", "{% if n is no_such_test %}!{% endif %}", "no test named 'no_such_test'"),
+    ],
+)
+async def test_an_unknown_filter_or_test_is_refused_when_the_template_is_stored(
+    herald: Herald, part: str, source: str, says: str
+) -> None:
+    """Stored, it would fail every later read and send of the template; its author can fix it now."""
+    content = C(channel="webhook", body="x")
+    setattr(content, part, source)
+    request = admin.CreateTemplateRequest(template=_template(f"t-{uuid.uuid4().hex[:8]}", content))
+    error = await rpc_error(herald.admin_stub.CreateTemplate(request, metadata=herald.admin))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert says in bad_fields(error)[f"template.contents[0].{part}"]
