@@ -3,6 +3,7 @@
 import re
 from collections.abc import Sequence
 
+import yarl
 from herald.v1 import admin_service_pb2
 
 from libs.errors import InvalidArgument
@@ -20,6 +21,24 @@ def problem(channel: str) -> str | None:
     if not _ID.match(channel) or channel not in KNOWN:
         return f"unknown channel '{channel[:40]}'; known channels: {', '.join(KNOWN)}"
     return None
+
+
+def webhook_url_problem(url: str) -> str:
+    """Why `url` cannot be a webhook's address ("" when it can). Judged by yarl, the parser of the HTTP client
+    that sends it, so what passes here is what the request goes to; such a URL fails on every attempt, so it is
+    refused where it comes in (a Send, the directory) and is a permanent failure if one reaches the adapters."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "must not contain spaces or control characters"
+    try:
+        parsed = yarl.URL(url)
+        host, port = parsed.host, parsed.port
+    except ValueError as e:
+        return f"not a URL: {e}"
+    if parsed.scheme not in ("http", "https") or not host:
+        return "must be an http:// or https:// URL with a host"
+    if port is not None and not 0 < port < 65536:
+        return f"port {port} is out of range"
+    return ""
 
 
 def fallback_chain(fallback_channels: Sequence[str], chosen: Sequence[str]) -> list[str]:

@@ -9,7 +9,10 @@ endpoint cannot bounce a request inward.
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+
+import yarl
+
+from libs import channels
 
 
 class BlockedDestination(Exception):
@@ -17,16 +20,15 @@ class BlockedDestination(Exception):
 
 
 async def check(url: str, allowed_hosts: frozenset[str]) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise BlockedDestination(f"scheme '{parts.scheme}' is not allowed; use http or https")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise BlockedDestination("the URL has no host")
+    if problem := channels.webhook_url_problem(url):
+        raise BlockedDestination(problem)
+    # The host as the HTTP client (aiohttp, on yarl) will read it.
+    parsed = yarl.URL(url)
+    host = (parsed.host or "").lower()
     if host in allowed_hosts:
         return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parsed.port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise BlockedDestination(f"host '{host}' does not resolve: {e.strerror}") from e
     for info in infos:

@@ -42,8 +42,8 @@ def check_shape(request: pb.SendRequest) -> None:
             elif len(address) > MAX_ADDRESS_CHARS:
                 bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {MAX_ADDRESS_CHARS} characters"
         url = recipient.addresses.get("webhook")
-        if url and not url.startswith(("https://", "http://")):
-            bad[f"recipients[{i}].addresses[webhook]"] = "must be an http:// or https:// URL"
+        if url and len(url) <= MAX_ADDRESS_CHARS and (why := channels.webhook_url_problem(url)):
+            bad[f"recipients[{i}].addresses[webhook]"] = why
         _check_variables(f"recipients[{i}].variables", recipient.variables, bad)
     for i, channel in enumerate(request.channels):
         if why := channels.problem(channel):

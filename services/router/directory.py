@@ -160,6 +160,8 @@ def _validate_user(user: pb.User, field: str) -> None:
             bad[f"{field}.addresses[{channel[:40]}]"] = why
         elif len(address) > 2048:
             bad[f"{field}.addresses[{channel}]"] = "at most 2048 characters"
+        elif channel == "webhook" and (why := channels.webhook_url_problem(address)):
+            bad[f"{field}.addresses[{channel}]"] = why
     if user.timezone:
         try:
             ZoneInfo(user.timezone)

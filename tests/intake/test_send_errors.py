@@ -84,6 +84,22 @@ async def test_channel_the_app_may_not_use_is_permission_denied(herald: Herald, 
         ({"recipients": []}, "recipients"),
         ({"recipients": [msg.Recipient()]}, "recipients[0]"),
         ({"recipients": [msg.Recipient(addresses={"webhook": "ftp://x"})]}, "recipients[0].addresses[webhook]"),
+        (
+            {"recipients": [msg.Recipient(addresses={"webhook": "http://exa\\mple.com/"})]},
+            "recipients[0].addresses[webhook]",
+        ),
+        (
+            {"recipients": [msg.Recipient(addresses={"webhook": "http://a.example\r\n.com/"})]},
+            "recipients[0].addresses[webhook]",
+        ),
+        (
+            {"recipients": [msg.Recipient(addresses={"webhook": "http://example.com:99999/"})]},
+            "recipients[0].addresses[webhook]",
+        ),
+        (
+            {"recipients": [msg.Recipient(addresses={"webhook": "http://a b.example/"})]},
+            "recipients[0].addresses[webhook]",
+        ),
         ({"recipients": [msg.Recipient(addresses={"pigeon": "x"})]}, "recipients[0].addresses[pigeon]"),
         ({"channels": ["sms"]}, "channels[0]"),
         ({"template_id": ""}, "template_id"),

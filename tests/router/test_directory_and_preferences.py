@@ -12,7 +12,7 @@ from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
 
 from libs.localmesh import Mesh
-from tests.helpers.client import Herald, all_final
+from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -168,3 +168,11 @@ async def test_each_message_of_a_batch_gets_its_own_users_directory_entry_and_pr
     for user_id in unknown:
         assert outcomes[user_id][0] == S.DELIVERY_STATE_SUPPRESSED
         assert f"none in the directory for user '{user_id}'" in outcomes[user_id][1]
+
+
+@pytest.mark.parametrize("address", ["http://exa\\mple.com/", "http://example.com:99999/", "ftp://example.com/"])
+async def test_the_directory_refuses_a_webhook_address_that_cannot_be_a_url(herald: Herald, address: str) -> None:
+    user = directory.User(user_id=f"u-{uuid.uuid4().hex[:8]}", addresses={"webhook": address})
+    error = await rpc_error(herald.directory.UpsertUser(directory.UpsertUserRequest(user=user), metadata=herald.admin))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "user.addresses[webhook]" in bad_fields(error)

@@ -1,6 +1,7 @@
-"""What a webhook receiver's answer tells herald, whatever case its server spells the header names in (aiohttp
-says X-Request-ID, HTTP/2 servers say x-request-id): the receiver's request id is kept as the provider message id,
-and its Retry-After paces the retry."""
+"""The webhook plug-in on its own. What a receiver's answer tells herald, whatever case its server spells the
+header names in (aiohttp says X-Request-ID, HTTP/2 servers say x-request-id): the receiver's request id is kept as
+the provider message id, and its Retry-After paces the retry. And an address that cannot be a URL is a permanent
+failure, not an outage to retry for hours."""
 
 import uuid
 
@@ -42,3 +43,17 @@ async def test_a_lower_case_retry_after_paces_the_retry(sink: WebhookSink) -> No
             await Webhook(ACCOUNT, session).send(_job(sink, path))
     assert refused.value.failure is Failure.RATE_LIMITED
     assert refused.value.retry_after == 7
+
+
+# Each fails on every attempt: a backslash in the host, CR/LF in it, a port past 65535, a space.
+NOT_URLS = ["http://exa\\mple.com/", "http://a.example\r\n.com/", "http://example.com:99999/", "http://a b.example/"]
+
+
+@pytest.mark.parametrize("address", NOT_URLS)
+async def test_an_address_that_cannot_be_a_url_fails_for_good(address: str) -> None:
+    job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DeliveryError) as refused:
+            await Webhook(ACCOUNT, session).send(job)
+    assert refused.value.failure is Failure.PERMANENT
+    assert refused.value.reason.startswith("webhook URL refused: ")
