@@ -123,8 +123,11 @@ class AppKeys:
         return found
 
     async def authenticate(self, context: grpc.aio.ServicerContext) -> AppIdentity:
-        hashed = key_hash(bearer_token(context))
-        app = await self._lookup(hashed)
+        return await self.check(key_hash(bearer_token(context)))
+
+    async def check(self, hashed_key: str) -> AppIdentity:
+        """The app of the key with this hash, if the key still works and the app is enabled."""
+        app = await self._lookup(hashed_key)
         if app is None:
             raise Unauthenticated("unknown API key")
         if app.key_expires_at is not None and app.key_expires_at <= time.time():

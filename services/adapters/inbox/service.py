@@ -9,7 +9,7 @@ from herald.v1 import common_pb2, events_pb2, inbox_service_pb2_grpc
 from herald.v1 import inbox_service_pb2 as pb
 
 from libs import events
-from libs.auth import AppKeys, bearer_token
+from libs.auth import AppKeys, bearer_token, key_hash
 from libs.bus import Bus
 from libs.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
 from libs.store import Database
@@ -114,7 +114,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
             bad["ttl"] = f"between 1 second and {MAX_TTL // 3600} hours"
         if bad:
             raise InvalidArgument(bad)
-        token, expires = self._tokens.mint(app.app_id, request.user_id, ttl)
+        token, expires = self._tokens.mint(app.app_id, request.user_id, key_hash(bearer_token(context)), ttl)
         return pb.CreateInboxTokenResponse(token=token, expire_time=timestamp_pb2.Timestamp(seconds=expires))
 
     async def _owner(self, context: grpc.aio.ServicerContext, user_id: str) -> Owner:
@@ -129,6 +129,11 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
                 raise Unauthenticated(str(e)) from None
             if user_id and user_id != grant.user_id:
                 raise PermissionDenied("this inbox token is for another user")
+            # The app as it is now: disabled, or the key that minted the token rotated out, ends the token.
+            try:
+                await self._keys.check(grant.key_hash)
+            except Unauthenticated:
+                raise Unauthenticated("the API key this inbox token was made with no longer works") from None
             return Owner(grant.app_id, grant.user_id)
         app = await self._keys.authenticate(context)
         if bad := _user_problem(user_id):

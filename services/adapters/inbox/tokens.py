@@ -1,10 +1,11 @@
 """Inbox tokens: what an app's client on a device shows to read one user's inbox.
 
 The app's backend, holding its API key, asks CreateInboxToken for a token for one of its users and hands it to
-that user's device; the API key never reaches a device. A token is "hit_" + base64url(JSON {app, user, exp}) +
-"." + base64url(HMAC-SHA256 of that part), keyed with HERALD_INBOX_TOKEN_SECRET, so every adapters replica can
-check it without a lookup. The variable may list several secrets, comma-separated: the first signs, all verify,
-so a secret can be rotated without logging devices out.
+that user's device; the API key never reaches a device. A token is "hit_" + base64url(JSON {app, user, key,
+exp}) + "." + base64url(HMAC-SHA256 of that part), keyed with HERALD_INBOX_TOKEN_SECRET. `key` is the SHA-256 of
+the API key that minted it (the registry's name for that key, not the key), so a token works only while that key
+does: disabling the app or rotating the key out ends its tokens too. The variable may list several secrets,
+comma-separated: the first signs, all verify, so a secret can be rotated without logging devices out.
 """
 
 import base64
@@ -27,6 +28,8 @@ class BadToken(Exception):
 class Grant:
     app_id: str
     user_id: str
+    # The registry's hash of the API key that minted the token (libs.auth.key_hash).
+    key_hash: str
     # Unix time.
     expires: int
 
@@ -39,10 +42,11 @@ class InboxTokens:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def mint(self, app_id: str, user_id: str, ttl: int) -> tuple[str, int]:
-        """A token for `user_id` of `app_id`, and the Unix time it stops working."""
+    def mint(self, app_id: str, user_id: str, key_hash: str, ttl: int) -> tuple[str, int]:
+        """A token for `user_id` of `app_id`, minted with the key of `key_hash`, and the Unix time it stops
+        working."""
         expires = int(time.time()) + ttl
-        claims = json.dumps({"app": app_id, "user": user_id, "exp": expires}, separators=(",", ":"))
+        claims = json.dumps({"app": app_id, "user": user_id, "key": key_hash, "exp": expires}, separators=(",", ":"))
         body = _b64(claims.encode())
         return f"{PREFIX}{body}.{_b64(self._sign(self._keys[0], body))}", expires
 
@@ -55,7 +59,9 @@ class InboxTokens:
         if not any(hmac.compare_digest(given, self._sign(key, body)) for key in self._keys):
             raise BadToken("invalid inbox token")
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        grant = Grant(str(claims["app"]), str(claims["user"]), int(claims["exp"]))
+        if "key" not in claims:
+            raise BadToken("this inbox token is of an older kind; ask the app for a new one")
+        grant = Grant(str(claims["app"]), str(claims["user"]), str(claims["key"]), int(claims["exp"]))
         if grant.expires <= time.time():
             raise BadToken("the inbox token has expired; ask the app for a new one")
         return grant

@@ -7,9 +7,11 @@ import uuid
 import grpc
 import pytest
 from google.protobuf import duration_pb2
+from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2
 from herald.v1 import inbox_service_pb2 as pb
 
+from libs.auth import CACHE_SECONDS
 from tests.adapters.inbox.timeline import inbox_app, send, wait_for_items
 from tests.helpers.client import Herald, Metadata, bad_fields, bearer, rpc_error
 
@@ -111,3 +113,35 @@ async def test_bad_requests_name_the_field(herald: Herald, request_: object, fie
     error = await rpc_error(call(request_, metadata=app))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in bad_fields(error)
+
+
+async def _answer(herald: Herald, device: Metadata, want: grpc.StatusCode) -> None:
+    """Until a device's Sync answers `want`: app changes reach the adapters' key cache within seconds."""
+    async with asyncio.timeout(CACHE_SECONDS + 15):
+        while True:
+            try:
+                await herald.inbox.Sync(pb.SyncRequest(), metadata=device)
+                code = grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as e:
+                code = e.code()
+            if code == want:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def test_a_devices_token_ends_with_its_app_or_the_key_that_made_it(herald: Herald) -> None:
+    app_id, app = await herald.create_app(("inbox",))
+    device = await _device(herald, app, f"u-{uuid.uuid4().hex[:8]}")
+    await _answer(herald, device, grpc.StatusCode.OK)
+
+    await herald.admin_stub.DisableApp(admin.DisableAppRequest(app_id=app_id), metadata=herald.admin)
+    await _answer(herald, device, grpc.StatusCode.PERMISSION_DENIED)
+    await herald.admin_stub.EnableApp(admin.EnableAppRequest(app_id=app_id), metadata=herald.admin)
+    await _answer(herald, device, grpc.StatusCode.OK)
+
+    rotated = await herald.admin_stub.RotateAppKey(
+        admin.RotateAppKeyRequest(app_id=app_id, grace_period=duration_pb2.Duration(seconds=0)), metadata=herald.admin
+    )
+    await _answer(herald, device, grpc.StatusCode.UNAUTHENTICATED)
+    fresh = await _device(herald, bearer(rotated.api_key), "someone-else")
+    await _answer(herald, fresh, grpc.StatusCode.OK)
