@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from herald.v1 import admin_service_pb2
 from herald.v1 import message_service_pb2 as pb
 
-from libs import channels, templating
+from libs import channels, storable, templating
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
 from libs.timeutil import from_timestamp, now
@@ -58,6 +58,8 @@ def check_shape(request: pb.SendRequest) -> None:
         bad["send_at"] = "at most 365 days ahead"
     if len(request.idempotency_key) > 200:
         bad["idempotency_key"] = "at most 200 characters"
+    for field in storable.nul_fields(request):
+        bad[field] = "must not contain the NUL character"
     if bad:
         raise InvalidArgument(bad)
 

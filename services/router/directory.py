@@ -9,7 +9,7 @@ from herald.v1 import common_pb2, directory_service_pb2_grpc, events_pb2
 from herald.v1 import directory_service_pb2 as pb
 from sqlalchemy import delete, select
 
-from libs import channels, quiet_hours, subjects
+from libs import channels, quiet_hours, storable, subjects
 from libs.auth import require_admin
 from libs.bus import Bus, Incoming
 from libs.errors import InvalidArgument, NotFound
@@ -171,6 +171,8 @@ def _validate_user(user: pb.User, field: str) -> None:
         bad[f"{field}.locale"] = "at most 35 characters"
     if user.HasField("quiet_hours") and (why := quiet_hours.problem(user.quiet_hours)):
         bad[f"{field}.quiet_hours"] = why
+    for path in storable.nul_fields(user, f"{field}."):
+        bad[path] = "must not contain the NUL character"
     if bad:
         raise InvalidArgument(bad)
 

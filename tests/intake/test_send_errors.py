@@ -85,6 +85,12 @@ async def test_channel_the_app_may_not_use_is_permission_denied(herald: Herald, 
         ({"recipients": [msg.Recipient()]}, "recipients[0]"),
         ({"recipients": [msg.Recipient(addresses={"webhook": "ftp://x"})]}, "recipients[0].addresses[webhook]"),
         (
+            {"recipients": [msg.Recipient(user_id="u\x00", addresses={"webhook": "https://x.example/"})]},
+            "recipients[0].user_id",
+        ),
+        ({"variables": {"code": "12\x0034"}}, "variables[code]"),
+        ({"idempotency_key": "key-\x00"}, "idempotency_key"),
+        (
             {"recipients": [msg.Recipient(addresses={"webhook": "http://exa\\mple.com/"})]},
             "recipients[0].addresses[webhook]",
         ),

@@ -170,9 +170,20 @@ async def test_each_message_of_a_batch_gets_its_own_users_directory_entry_and_pr
         assert f"none in the directory for user '{user_id}'" in outcomes[user_id][1]
 
 
-@pytest.mark.parametrize("address", ["http://exa\\mple.com/", "http://example.com:99999/", "ftp://example.com/"])
-async def test_the_directory_refuses_a_webhook_address_that_cannot_be_a_url(herald: Herald, address: str) -> None:
-    user = directory.User(user_id=f"u-{uuid.uuid4().hex[:8]}", addresses={"webhook": address})
+@pytest.mark.parametrize(
+    ("user", "field"),
+    [
+        *(
+            (directory.User(user_id="u-1", addresses={"webhook": address}), "user.addresses[webhook]")
+            for address in ("http://exa\\mple.com/", "http://example.com:99999/", "ftp://example.com/")
+        ),
+        (directory.User(user_id="u-\x00"), "user.user_id"),
+        (directory.User(user_id="u-1", addresses={"email": "a\x00@example.com"}), "user.addresses[email]"),
+    ],
+)
+async def test_the_directory_refuses_what_could_not_be_delivered_or_stored(
+    herald: Herald, user: directory.User, field: str
+) -> None:
     error = await rpc_error(herald.directory.UpsertUser(directory.UpsertUserRequest(user=user), metadata=herald.admin))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "user.addresses[webhook]" in bad_fields(error)
+    assert field in bad_fields(error)

@@ -1,0 +1,34 @@
+"""Text the databases can store. PostgreSQL's text columns refuse the NUL character, so a request carrying one
+would fail in whichever stage first writes it - and fail again on every redelivery. The edges refuse it instead,
+naming the field."""
+
+from google.protobuf.message import Message
+
+
+def nul_fields(message: Message, prefix: str = "") -> list[str]:
+    """The paths of every string in `message` (nested messages, lists and maps included) that holds a NUL."""
+    found: list[str] = []
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                entry = f"{path}[{_printable(str(key)[:40])}]"
+                if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
+                    found.append(entry)
+                elif isinstance(item, Message):
+                    found += nul_fields(item, f"{entry}.")
+        elif field.is_repeated:
+            for i, item in enumerate(value):
+                if isinstance(item, Message):
+                    found += nul_fields(item, f"{path}[{i}].")
+                elif isinstance(item, str) and "\x00" in item:
+                    found.append(f"{path}[{i}]")
+        elif isinstance(value, Message):
+            found += nul_fields(value, f"{path}.")
+        elif isinstance(value, str) and "\x00" in value:
+            found.append(path)
+    return found
+
+
+def _printable(name: str) -> str:
+    return name.replace("\x00", "\\x00")
