@@ -23,6 +23,12 @@ def problem(channel: str) -> str | None:
     return None
 
 
+def max_address_chars(channel: str) -> int:
+    """How long an address of `channel` may be: what the columns that hold it take. The inbox keeps its address
+    (the user id, unless a request gives another) beside each item, in 200 characters."""
+    return 200 if channel == "inbox" else 2048
+
+
 def webhook_url_problem(url: str) -> str:
     """Why `url` cannot be a webhook's address ("" when it can). Judged by yarl, the parser of the HTTP client
     that sends it, so what passes here is what the request goes to; such a URL fails on every attempt, so it is

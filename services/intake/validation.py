@@ -19,7 +19,9 @@ MAX_RECIPIENTS = 1000
 MAX_VARIABLE_CHARS = 4096
 MAX_VARIABLES = 100
 MAX_USER_ID_CHARS = 200
-MAX_ADDRESS_CHARS = 2048
+# What one recipient's rendered contents may weigh in all: a delivery job carries them, and NATS refuses
+# messages over 1 MiB.
+MAX_RENDERED_BYTES = 512 * 1024
 
 
 def check_shape(request: pb.SendRequest) -> None:
@@ -39,10 +41,10 @@ def check_shape(request: pb.SendRequest) -> None:
         for channel, address in recipient.addresses.items():
             if why := channels.problem(channel):
                 bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
-            elif len(address) > MAX_ADDRESS_CHARS:
-                bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {MAX_ADDRESS_CHARS} characters"
+            elif len(address) > (most := channels.max_address_chars(channel)):
+                bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {most} characters"
         url = recipient.addresses.get("webhook")
-        if url and len(url) <= MAX_ADDRESS_CHARS and (why := channels.webhook_url_problem(url)):
+        if url and len(url) <= channels.max_address_chars("webhook") and (why := channels.webhook_url_problem(url)):
             bad[f"recipients[{i}].addresses[webhook]"] = why
         _check_variables(f"recipients[{i}].variables", recipient.variables, bad)
     for i, channel in enumerate(request.channels):
@@ -102,12 +104,22 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
             _check_addresses(i, recipient, chosen, channels.fallback_chain(template.fallback_channels, chosen), bad)
         if field in bad:
             continue
+        # The most each channel's rendering weighs, over its locales: a delivery carries its chain's renderings.
+        weight: dict[str, int] = {}
         for content in contents:
             try:
-                templating.render_content(content, values)
+                rendered = templating.render_content(content, values)
             except templating.TemplateError as e:
                 where = f"{content.channel}{f' ({content.locale})' if content.locale else ''}"
                 bad.setdefault(field, f"template '{template.template_id}' {where} {e}")
+                continue
+            weight[content.channel] = max(weight.get(content.channel, 0), rendered.ByteSize())
+        if (total := sum(weight.values())) > MAX_RENDERED_BYTES:
+            bad.setdefault(
+                field,
+                f"template '{template.template_id}' renders to {total:,} bytes for this recipient; "
+                f"at most {MAX_RENDERED_BYTES:,} (the message bus carries a delivery in one message)",
+            )
     if bad:
         raise InvalidArgument(bad)
 

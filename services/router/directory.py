@@ -158,8 +158,8 @@ def _validate_user(user: pb.User, field: str) -> None:
     for channel, address in user.addresses.items():
         if why := channels.problem(channel):
             bad[f"{field}.addresses[{channel[:40]}]"] = why
-        elif len(address) > 2048:
-            bad[f"{field}.addresses[{channel}]"] = "at most 2048 characters"
+        elif len(address) > (most := channels.max_address_chars(channel)):
+            bad[f"{field}.addresses[{channel}]"] = f"at most {most} characters"
         elif channel == "webhook" and (why := channels.webhook_url_problem(address)):
             bad[f"{field}.addresses[{channel}]"] = why
     if user.timezone:

@@ -1,5 +1,7 @@
 """Bad input gets a precise gRPC status naming the field, never UNKNOWN or INTERNAL, and the process stays up."""
 
+import uuid
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -107,6 +109,7 @@ async def test_channel_the_app_may_not_use_is_permission_denied(herald: Herald, 
             "recipients[0].addresses[webhook]",
         ),
         ({"recipients": [msg.Recipient(addresses={"pigeon": "x"})]}, "recipients[0].addresses[pigeon]"),
+        ({"recipients": [msg.Recipient(addresses={"inbox": "u" * 201})]}, "recipients[0].addresses[inbox]"),
         ({"channels": ["sms"]}, "channels[0]"),
         ({"template_id": ""}, "template_id"),
         ({"variables": {"code": "x" * 5000}}, "variables[code]"),
@@ -160,3 +163,26 @@ async def test_processes_stay_up_and_serving_after_bad_input(
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     accepted = await herald.messages.Send(_request(template), metadata=app)
     assert accepted.message_id == ""  # dry run: validated, nothing queued
+
+
+async def test_a_delivery_too_large_for_the_bus_is_refused_at_the_door(herald: Herald) -> None:
+    """Each part is under intake's part limit, and together they pass the 1 MiB the bus carries in one message:
+    refused now, not retried by the router for ever."""
+    _, app = await herald.create_app(("webhook",))
+    contents = [
+        common_pb2.ChannelContent(channel="webhook", body="{}", data={f"part{n}": "{{ n * 15 }}" for n in range(20)})
+    ]
+    template = admin_service_pb2.Template(
+        template_id=f"t-{uuid.uuid4().hex[:8]}", category=common_pb2.CATEGORY_NOTIFICATION, contents=contents
+    )
+    await herald.admin_stub.CreateTemplate(
+        admin_service_pb2.CreateTemplateRequest(template=template), metadata=herald.admin
+    )
+    request = msg.SendRequest(
+        template_id=template.template_id,
+        recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})],
+        variables={"n": "x" * 4000},
+    )
+    error = await rpc_error(herald.messages.Send(request, metadata=app))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "renders to 1,2" in bad_fields(error)["variables"]
