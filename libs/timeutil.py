@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 
@@ -26,3 +27,18 @@ def from_timestamp(ts: Timestamp) -> datetime | None:
 
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def timestamp_field(request: Message, field: str, bad: dict[str, str]) -> datetime | None:
+    """A request's Timestamp field (None when unset). One outside years 1-9998 goes into `bad` by field: no date
+    can hold it, or none can once rounded out to whole hours and days."""
+    try:
+        when = from_timestamp(getattr(request, field))
+    except ValueError:
+        when = None
+        bad[field] = "not a valid timestamp: seconds within years 1-9998, nanos 0-999999999"
+    else:
+        if when is not None and when.year > 9998:
+            when = None
+            bad[field] = "not a valid timestamp: seconds within years 1-9998, nanos 0-999999999"
+    return when

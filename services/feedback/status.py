@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.auth import AppKeys, is_admin
 from libs.errors import InvalidArgument, NotFound, PermissionDenied
 from libs.store import Database
-from libs.timeutil import from_timestamp, to_timestamp
+from libs.timeutil import timestamp_field, to_timestamp
 from services.feedback import export, search, stats, tables
 
 # A message's deliveries per GetMessage page: by default and at most.
@@ -96,8 +96,8 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         page = search.page_of(request.page_size, request.page_token, bad)
         if len(search.words(request.query)) > search.MAX_QUERY_WORDS:
             bad["query"] = f"at most {search.MAX_QUERY_WORDS} words"
-        start = from_timestamp(request.start_time) if request.HasField("start_time") else None
-        end = from_timestamp(request.end_time) if request.HasField("end_time") else None
+        start = timestamp_field(request, "start_time", bad)
+        end = timestamp_field(request, "end_time", bad)
         if start is not None and end is not None and end <= start:
             bad["end_time"] = "must be after start_time"
         if bad:
@@ -167,12 +167,12 @@ def _required_range(
     request: pb.GetStatsRequest | pb.ExportEventsRequest, longest: timedelta, bad: dict[str, str]
 ) -> tuple[datetime | None, datetime | None]:
     """start_time and end_time, both required, in order and at most `longest` apart; problems go into `bad`."""
-    start = from_timestamp(request.start_time) if request.HasField("start_time") else None
-    end = from_timestamp(request.end_time) if request.HasField("end_time") else None
+    start = timestamp_field(request, "start_time", bad)
+    end = timestamp_field(request, "end_time", bad)
     if start is None:
-        bad["start_time"] = "required"
+        bad.setdefault("start_time", "required")
     if end is None:
-        bad["end_time"] = "required"
+        bad.setdefault("end_time", "required")
     elif start is not None and not timedelta(0) < end - start <= longest:
         bad["end_time"] = f"after start_time, by at most {longest.days} days"
     return start, end

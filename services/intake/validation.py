@@ -4,7 +4,7 @@ Limits are documented in docs/decisions.md; every refusal names the request fiel
 """
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from herald.v1 import admin_service_pb2
 from herald.v1 import message_service_pb2 as pb
@@ -12,7 +12,7 @@ from herald.v1 import message_service_pb2 as pb
 from libs import channels, storable, templating
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
-from libs.timeutil import from_timestamp, now
+from libs.timeutil import now, timestamp_field
 
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_RECIPIENTS = 1000
@@ -50,10 +50,10 @@ def check_shape(request: pb.SendRequest) -> None:
     for i, channel in enumerate(request.channels):
         if why := channels.problem(channel):
             bad[f"channels[{i}]"] = why
-    expire_at = _timestamp(request, "expire_at", bad)
+    expire_at = timestamp_field(request, "expire_at", bad)
     if expire_at and expire_at <= now():
         bad["expire_at"] = "is in the past: the message could never be delivered"
-    send_at = _timestamp(request, "send_at", bad)
+    send_at = timestamp_field(request, "send_at", bad)
     if send_at and expire_at and send_at >= expire_at:
         bad["send_at"] = "is not before expire_at"
     if send_at and send_at > now() + MAX_SCHEDULE_AHEAD:
@@ -64,14 +64,6 @@ def check_shape(request: pb.SendRequest) -> None:
         bad[field] = "must not contain the NUL character"
     if bad:
         raise InvalidArgument(bad)
-
-
-def _timestamp(request: pb.SendRequest, field: str, bad: dict[str, str]) -> datetime | None:
-    try:
-        return from_timestamp(getattr(request, field))
-    except ValueError:
-        bad[field] = "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)"
-        return None
 
 
 def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str]) -> None:

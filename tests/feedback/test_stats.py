@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import status_service_pb2 as pb
@@ -181,3 +183,31 @@ async def test_stats_requests_are_checked_field_by_field(herald: Herald) -> None
     assert set(bad_fields(error)) == {"end_time", "group_by[0]"}
     error = await rpc_error(herald.status.GetStats(pb.GetStatsRequest()))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (Timestamp(seconds=2**62), Timestamp(seconds=2**62 + 3600)),  # past year 9999
+        (Timestamp(seconds=1, nanos=-1), Timestamp(seconds=3600)),  # nanos out of range
+        (Timestamp(seconds=253402297200), Timestamp(seconds=253402300799)),  # 9999-12-31, an hour before the end
+    ],
+)
+async def test_timestamps_no_date_can_hold_are_invalid_arguments_everywhere(
+    herald: Herald, start: Timestamp, end: Timestamp
+) -> None:
+    """GetStats, SearchDeliveries and ExportEvents name the field, rather than failing inside as INTERNAL."""
+    _, app = await herald.create_app()
+    calls = [
+        herald.status.GetStats(pb.GetStatsRequest(start_time=start, end_time=end), metadata=app),
+        herald.status.SearchDeliveries(pb.SearchDeliveriesRequest(start_time=start, end_time=end), metadata=app),
+    ]
+    for call in calls:
+        error = await rpc_error(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert "start_time" in bad_fields(error)
+    export = herald.status.ExportEvents(pb.ExportEventsRequest(start_time=start, end_time=end), metadata=app)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in export:
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
