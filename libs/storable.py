@@ -4,6 +4,10 @@ naming the field."""
 
 from google.protobuf.message import Message
 
+# The largest integer a BIGINT column holds (and a JetStream sequence in practice): a uint64 field past it is
+# refused where it comes in.
+MAX_INTEGER = 2**63 - 1
+
 
 def nul_fields(message: Message, prefix: str = "") -> list[str]:
     """The paths of every string in `message` (nested messages, lists and maps included) that holds a NUL."""

@@ -10,7 +10,7 @@ from herald.v1 import dead_letter_service_pb2 as pb
 from herald.v1 import dead_letter_service_pb2_grpc
 from nats.js.errors import NotFoundError
 
-from libs import categories, channels, subjects
+from libs import categories, channels, storable, subjects
 from libs.auth import require_admin
 from libs.bus import Bus
 from libs.errors import InvalidArgument
@@ -57,6 +57,12 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             raise InvalidArgument(bad)
         subject = subjects.dead_letter(request.category, request.channel)
         replayed = 0
+        if bad := {
+            f"sequences[{i}]": f"a dead letter's sequence, 1 to {storable.MAX_INTEGER}"
+            for i, sequence in enumerate(request.sequences)
+            if not 0 < sequence <= storable.MAX_INTEGER
+        }:
+            raise InvalidArgument(bad)
         if request.sequences:
             for sequence in request.sequences:
                 replayed += await self._replay(sequence, request.category, request.channel)

@@ -131,7 +131,8 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
             "timeout_seconds": (0 <= account.timeout_seconds <= 120, "between 0 and 120"),
             "unit_price_micros": (0 <= account.unit_price_micros <= 10**12, "between 0 and 10^12"),
             "currency_code": (
-                bool(_CURRENCY.match(account.currency_code)) or not account.unit_price_micros,
+                bool(_CURRENCY.match(account.currency_code))
+                or (not account.currency_code and not account.unit_price_micros),
                 "an ISO 4217 code such as USD, required with a unit price",
             ),
         }

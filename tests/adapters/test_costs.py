@@ -80,3 +80,13 @@ async def test_a_unit_price_needs_its_currency(herald: Herald, twilio: FakeTwili
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(bad_fields(error)) == {"account.currency_code"}
+
+
+async def test_a_currency_code_is_three_letters_with_or_without_a_price(herald: Herald, twilio: FakeTwilio) -> None:
+    account = twilio_account(f"twilio-{uuid.uuid4().hex[:6]}", twilio)
+    account.currency_code = "USDX"
+    error = await rpc_error(
+        herald.providers.CreateProviderAccount(pb.CreateProviderAccountRequest(account=account), metadata=herald.admin)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad_fields(error)) == {"account.currency_code"}

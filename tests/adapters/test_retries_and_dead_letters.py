@@ -116,3 +116,7 @@ async def test_dead_letter_requests_are_checked(herald: Herald) -> None:
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(bad_fields(error)) == {"channel", "page_size"}
+    garbage = dlq.ReplayDeadLettersRequest(sequences=[0, 5, 2**64 - 1])
+    error = await rpc_error(herald.dead_letters.ReplayDeadLetters(garbage, metadata=herald.admin))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad_fields(error)) == {"sequences[0]", "sequences[2]"}

@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2
 from herald.v1 import common_pb2, events_pb2, inbox_service_pb2_grpc
 from herald.v1 import inbox_service_pb2 as pb
 
-from libs import events
+from libs import events, storable
 from libs.auth import AppKeys, bearer_token, key_hash
 from libs.bus import Bus
 from libs.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
@@ -34,6 +34,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
 
     async def Sync(self, request: pb.SyncRequest, context: grpc.aio.ServicerContext) -> pb.SyncResponse:
         owner = await self._owner(context, request.user_id)
+        _check_sequences(request)
         if not 0 <= request.limit <= MAX_LIMIT:
             raise InvalidArgument({"limit": f"between 0 (= {DEFAULT_LIMIT}) and {MAX_LIMIT}"})
         async with self._db.session.begin() as session:
@@ -48,6 +49,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.InboxItem]:
         owner = await self._owner(context, request.user_id)
+        _check_sequences(request)
         cursor = request.after_seq
         # Listening starts before the first read, so nothing stored in between goes unnoticed.
         async with notices.watch(self._bus, owner) as changes:
@@ -65,6 +67,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
 
     async def MarkRead(self, request: pb.MarkReadRequest, context: grpc.aio.ServicerContext) -> pb.MarkReadResponse:
         owner = await self._owner(context, request.user_id)
+        _check_sequences(request)
         if not request.seqs and not request.up_to_seq:
             raise InvalidArgument({"seqs": "name the items to mark read, or set up_to_seq"})
         async with self._db.session.begin() as session:
@@ -90,6 +93,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         self, request: pb.DeleteItemsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteItemsResponse:
         owner = await self._owner(context, request.user_id)
+        _check_sequences(request)
         if not request.seqs:
             raise InvalidArgument({"seqs": "name the items to delete"})
         async with self._db.session.begin() as session:
@@ -173,3 +177,18 @@ def _item(item: Item) -> pb.InboxItem:
     if item.read_time is not None:
         message.read_time.CopyFrom(to_timestamp(item.read_time))
     return message
+
+
+def _check_sequences(
+    request: pb.SyncRequest | pb.SubscribeRequest | pb.MarkReadRequest | pb.DeleteItemsRequest,
+) -> None:
+    """Sequences are uint64 on the wire and BIGINT in the tables: one past what a table holds names no item."""
+    bad: dict[str, str] = {}
+    for field in ("after_seq", "up_to_seq"):
+        if getattr(request, field, 0) > storable.MAX_INTEGER:
+            bad[field] = f"at most {storable.MAX_INTEGER}"
+    for i, seq in enumerate(getattr(request, "seqs", ())):
+        if seq > storable.MAX_INTEGER:
+            bad[f"seqs[{i}]"] = f"at most {storable.MAX_INTEGER}"
+    if bad:
+        raise InvalidArgument(bad)

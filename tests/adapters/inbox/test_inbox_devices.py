@@ -100,6 +100,9 @@ async def test_an_app_reads_only_its_own_users_and_a_token_only_its_user(herald:
         (pb.SyncRequest(user_id="u", limit=5000), "limit"),
         (pb.SyncRequest(user_id=""), "user_id"),
         (pb.MarkReadRequest(user_id="u"), "seqs"),
+        (pb.SyncRequest(user_id="u", after_seq=2**64 - 1), "after_seq"),
+        (pb.MarkReadRequest(user_id="u", seqs=[1, 2**64 - 1]), "seqs[1]"),
+        (pb.DeleteItemsRequest(user_id="u", seqs=[2**63]), "seqs[0]"),
         (pb.CreateInboxTokenRequest(user_id="u", ttl=duration_pb2.Duration(seconds=7 * 86400)), "ttl"),
     ],
 )
@@ -108,6 +111,7 @@ async def test_bad_requests_name_the_field(herald: Herald, request_: object, fie
     call = {
         pb.SyncRequest: herald.inbox.Sync,
         pb.MarkReadRequest: herald.inbox.MarkRead,
+        pb.DeleteItemsRequest: herald.inbox.DeleteItems,
         pb.CreateInboxTokenRequest: herald.inbox.CreateInboxToken,
     }[type(request_)]
     error = await rpc_error(call(request_, metadata=app))
