@@ -3,23 +3,30 @@
 A template is written by people outside the herald team, so it runs in Jinja2's
 SandboxedEnvironment (no attribute access to Python internals, no file or network
 access) with StrictUndefined, so a missing variable is an error rather than a
-blank. Rendering is bounded: ranges of at most MAX_RANGE, loops nested at most
-MAX_LOOP_DEPTH deep, output of at most MAX_OUTPUT_CHARS per part, checked as it
-is produced, and MAX_RENDER_SECONDS.
+blank. Rendering is bounded in work and memory, not only in output: ranges of at
+most MAX_RANGE, loops nested at most MAX_LOOP_DEPTH deep and MAX_ITERATIONS
+iterations in all (loops that print nothing included), no string or list built
+by `*` longer than MAX_OUTPUT_CHARS and no power past MAX_EXPONENT, output of at
+most MAX_OUTPUT_CHARS per part, checked as it is produced, and MAX_RENDER_SECONDS.
 """
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from functools import lru_cache
+from typing import Any
 
 from herald.v1 import common_pb2
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 MAX_OUTPUT_CHARS = 64 * 1024
 MAX_RANGE = 1000
 MAX_LOOP_DEPTH = 2
+MAX_ITERATIONS = 100_000
+MAX_EXPONENT = 1024
 MAX_RENDER_SECONDS = 0.5
 TEXT_PARTS = ("subject", "body", "html_body")
 
@@ -31,7 +38,52 @@ def _bounded_range(*args: int) -> range:
     return r
 
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# The loop iterations left to the render in progress, and when it must end.
+_budget: ContextVar[list[float]] = ContextVar("herald_render_budget")
+
+
+def bounded(iterable: Iterable[Any]) -> Iterator[Any]:
+    """What a for-loop walks, counted against the budget of the render in progress as it is walked."""
+    budget = _budget.get(None)
+    for item in iterable:
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise SecurityError(f"loops ran more than {MAX_ITERATIONS} times")
+            if budget[0] % 1000 == 0 and time.monotonic() > budget[1]:
+                raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS}s")
+        yield item
+
+
+class _Sandbox(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """Jinja2 compiles a for-loop to a Python loop, out of the sandbox's reach: every loop walks its iterable
+        through `bounded`, imported by the compiled template itself, so no template name can stand in for it."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(
+                nodes.ImportedName(f"{__name__}.bounded"), [loop.iter], [], None, None, lineno=loop.lineno
+            )
+        return tree
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """`*` and `**` can build a value of any size in one step, before any output is checked."""
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_OUTPUT_CHARS
+                ):
+                    raise SecurityError(f"'*' would build more than {MAX_OUTPUT_CHARS} items")
+        elif isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"'**' with an exponent over {MAX_EXPONENT}")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _env.globals["range"] = _bounded_range
 
 
@@ -116,15 +168,19 @@ def pick(contents: list[common_pb2.ChannelContent], channel: str, locale: str) -
 
 def _render(template: Template, values: Mapping[str, str]) -> str:
     deadline = time.monotonic() + MAX_RENDER_SECONDS
+    budget = _budget.set([MAX_ITERATIONS, deadline])
     out: list[str] = []
     size = 0
-    for chunk in template.generate(values):
-        size += len(chunk)
-        if size > MAX_OUTPUT_CHARS:
-            raise TemplateError(f"rendered output exceeds the limit of {MAX_OUTPUT_CHARS} characters")
-        if time.monotonic() > deadline:
-            raise TemplateError(f"rendering took longer than {MAX_RENDER_SECONDS}s")
-        out.append(chunk)
+    try:
+        for chunk in template.generate(values):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateError(f"rendered output exceeds the limit of {MAX_OUTPUT_CHARS} characters")
+            if time.monotonic() > deadline:
+                raise TemplateError(f"rendering took longer than {MAX_RENDER_SECONDS}s")
+            out.append(chunk)
+    finally:
+        _budget.reset(budget)
     return "".join(out)
 
 

@@ -33,6 +33,29 @@ def test_output_size_is_bounded_while_rendering() -> None:
         templating.render("{% for i in range(1000) %}{% for j in range(1000) %}xxxxxxxx{% endfor %}{% endfor %}", {})
 
 
+@pytest.mark.parametrize(
+    ("source", "values", "says"),
+    [
+        # Loops that print nothing: only the output was bounded, and these held a Send for seconds.
+        ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", {}, "loops ran more"),
+        ("{% for c in s %}{% for d in s %}{% endfor %}{% endfor %}", {"s": "x" * 4096}, "loops ran more"),
+        # One step that builds a huge value before anything is printed.
+        ("{{ ('a' * 200000000)|length }}", {}, "'\\*' would build"),
+        ("{{ s * 100000 }}", {"s": "xy"}, "'\\*' would build"),
+        ("{{ 7 ** 100000000 }}", {}, "exponent"),
+    ],
+)
+def test_work_and_memory_are_bounded_not_only_output(source: str, values: dict[str, str], says: str) -> None:
+    with pytest.raises(templating.TemplateError, match=says):
+        templating.render(source, values)
+
+
+def test_loops_within_the_bounds_render_as_jinja_would() -> None:
+    source = "{% for i in range(3) if i %}{{ loop.index }}:{{ i * 2 }} {% else %}none{% endfor %}{{ 'ab' * 2 }}"
+    assert templating.render(source, {}) == "1:2 2:4 abab"
+    assert templating.render("{% for c in s %}{{ c }}{% else %}none{% endfor %}", {"s": ""}) == "none"
+
+
 def test_ranges_and_loop_nesting_are_bounded() -> None:
     with pytest.raises(templating.TemplateError, match="range"):
         templating.render("{% for i in range(100000) %}{% endfor %}", {})
