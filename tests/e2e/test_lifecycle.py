@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,7 @@ from libs.localmesh import SERVICES, Mesh, free_port
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald
 from tests.helpers.databases import default_backend
+from tests.helpers.webhook_sink import WebhookSink
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -107,3 +109,38 @@ async def test_make_up_launcher_prints_endpoints_and_stops_on_sigterm(tmp_path: 
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "OTEL_"))}
+
+
+async def test_a_send_answered_unavailable_while_the_broker_is_down_is_never_delivered(
+    tmp_path: Path, sink: WebhookSink
+) -> None:
+    """UNAVAILABLE tells the caller to retry; had the message gone out later anyway, a retry would send it twice."""
+    async with running_mesh(tmp_path, default_backend()) as (mesh, herald):
+        assert mesh.nats is not None
+        _, app = await herald.create_app()
+        template = await herald.create_template({"webhook": "{}"})
+        path = f"/while-down/{uuid.uuid4().hex[:8]}"
+        request = msg.SendRequest(
+            template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})]
+        )
+        await herald.send(app, request)  # warms intake's caches of the app and the template
+        await sink.wait_for(path)
+        await mesh.nats.stop()
+        for _ in range(5):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await herald.messages.Send(request, metadata=app)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        await mesh.nats.start()
+        async with asyncio.timeout(30):  # as a caller would: retry until intake is back on the bus
+            while True:
+                try:
+                    after = await herald.send(app, request)
+                    break
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    await asyncio.sleep(0.2)
+        hits = await sink.wait_for(path, 2)
+        assert hits[-1].headers["Herald-Message-Id"] == after
+        await asyncio.sleep(3)
+        assert len(sink.for_path(path)) == 2, "a Send answered UNAVAILABLE went out after all"
