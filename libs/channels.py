@@ -23,28 +23,35 @@ def problem(channel: str) -> str | None:
     return None
 
 
-def max_address_chars(channel: str) -> int:
-    """How long an address of `channel` may be: what the columns that hold it take. The inbox keeps its address
-    (the user id, unless a request gives another) beside each item, in 200 characters."""
-    return 200 if channel == "inbox" else 2048
+def address_problem(channel: str, address: str) -> str | None:
+    """Why `address` cannot be an address of the known `channel`, or None: longer than the columns that hold it
+    take (the inbox keeps its address, the user id unless a request gives another, in 200 characters), or, for a
+    webhook, not a URL it can be sent to."""
+    if len(address) > (most := 200 if channel == "inbox" else 2048):
+        return f"at most {most} characters"
+    if channel == "webhook":
+        try:
+            webhook_url(address)
+        except ValueError as e:
+            return str(e)
+    return None
 
 
-def webhook_url_problem(url: str) -> str:
-    """Why `url` cannot be a webhook's address ("" when it can). Judged by yarl, the parser of the HTTP client
-    that sends it, so what passes here is what the request goes to; such a URL fails on every attempt, so it is
+def webhook_url(url: str) -> yarl.URL:
+    """`url` as the HTTP client that sends it (aiohttp, on yarl) reads it, so what passes here is what the request
+    goes to. ValueError says why it cannot be a webhook's address: such a URL fails on every attempt, so it is
     refused where it comes in (a Send, the directory) and is a permanent failure if one reaches the adapters."""
     if any(c.isspace() or not c.isprintable() for c in url):
-        return "must not contain spaces or control characters"
+        raise ValueError("must not contain spaces or control characters")
     try:
-        parsed = yarl.URL(url)
-        host, port = parsed.host, parsed.port
+        parsed = yarl.URL(url)  # refuses a backslash in the authority, a port past 65535, ...
     except ValueError as e:
-        return f"not a URL: {e}"
-    if parsed.scheme not in ("http", "https") or not host:
-        return "must be an http:// or https:// URL with a host"
-    if port is not None and not 0 < port < 65536:
-        return f"port {port} is out of range"
-    return ""
+        raise ValueError(f"not a URL: {e}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parsed.port == 0:
+        raise ValueError("port 0 is not a port to send to")
+    return parsed
 
 
 def fallback_chain(fallback_channels: Sequence[str], chosen: Sequence[str]) -> list[str]:

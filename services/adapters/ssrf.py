@@ -10,8 +10,6 @@ import asyncio
 import ipaddress
 import socket
 
-import yarl
-
 from libs import channels
 
 
@@ -20,10 +18,10 @@ class BlockedDestination(Exception):
 
 
 async def check(url: str, allowed_hosts: frozenset[str]) -> None:
-    if problem := channels.webhook_url_problem(url):
-        raise BlockedDestination(problem)
-    # The host as the HTTP client (aiohttp, on yarl) will read it.
-    parsed = yarl.URL(url)
+    try:
+        parsed = channels.webhook_url(url)
+    except ValueError as e:
+        raise BlockedDestination(str(e)) from None
     host = (parsed.host or "").lower()
     if host in allowed_hosts:
         return

@@ -39,13 +39,8 @@ def check_shape(request: pb.SendRequest) -> None:
         if len(recipient.user_id) > MAX_USER_ID_CHARS:
             bad[f"recipients[{i}].user_id"] = f"at most {MAX_USER_ID_CHARS} characters"
         for channel, address in recipient.addresses.items():
-            if why := channels.problem(channel):
+            if why := channels.problem(channel) or channels.address_problem(channel, address):
                 bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
-            elif len(address) > (most := channels.max_address_chars(channel)):
-                bad[f"recipients[{i}].addresses[{channel}]"] = f"at most {most} characters"
-        url = recipient.addresses.get("webhook")
-        if url and len(url) <= channels.max_address_chars("webhook") and (why := channels.webhook_url_problem(url)):
-            bad[f"recipients[{i}].addresses[webhook]"] = why
         _check_variables(f"recipients[{i}].variables", recipient.variables, bad)
     for i, channel in enumerate(request.channels):
         if why := channels.problem(channel):

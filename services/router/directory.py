@@ -156,12 +156,8 @@ def _validate_user(user: pb.User, field: str) -> None:
     if not user.user_id or len(user.user_id) > 200:
         bad[f"{field}.user_id"] = "required, at most 200 characters"
     for channel, address in user.addresses.items():
-        if why := channels.problem(channel):
+        if why := channels.problem(channel) or channels.address_problem(channel, address):
             bad[f"{field}.addresses[{channel[:40]}]"] = why
-        elif len(address) > (most := channels.max_address_chars(channel)):
-            bad[f"{field}.addresses[{channel}]"] = f"at most {most} characters"
-        elif channel == "webhook" and (why := channels.webhook_url_problem(address)):
-            bad[f"{field}.addresses[{channel}]"] = why
     if user.timezone:
         try:
             ZoneInfo(user.timezone)
