@@ -9,7 +9,12 @@ from google.protobuf.message import Message
 MAX_INTEGER = 2**63 - 1
 
 
-def nul_fields(message: Message, prefix: str = "") -> list[str]:
+def nul_refusals(message: Message, prefix: str = "") -> dict[str, str]:
+    """Field path -> why, for every string in `message` that holds a NUL: what an edge adds to its refusals."""
+    return dict.fromkeys(_nul_fields(message, prefix), "must not contain the NUL character")
+
+
+def _nul_fields(message: Message, prefix: str) -> list[str]:
     """The paths of every string in `message` (nested messages, lists and maps included) that holds a NUL."""
     found: list[str] = []
     for field, value in message.ListFields():
@@ -20,15 +25,15 @@ def nul_fields(message: Message, prefix: str = "") -> list[str]:
                 if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
                     found.append(entry)
                 elif isinstance(item, Message):
-                    found += nul_fields(item, f"{entry}.")
+                    found += _nul_fields(item, f"{entry}.")
         elif field.is_repeated:
             for i, item in enumerate(value):
                 if isinstance(item, Message):
-                    found += nul_fields(item, f"{path}[{i}].")
+                    found += _nul_fields(item, f"{path}[{i}].")
                 elif isinstance(item, str) and "\x00" in item:
                     found.append(f"{path}[{i}]")
         elif isinstance(value, Message):
-            found += nul_fields(value, f"{path}.")
+            found += _nul_fields(value, f"{path}.")
         elif isinstance(value, str) and "\x00" in value:
             found.append(path)
     return found

@@ -34,11 +34,9 @@ def timestamp_field(request: Message, field: str, bad: dict[str, str]) -> dateti
     can hold it, or none can once rounded out to whole hours and days."""
     try:
         when = from_timestamp(getattr(request, field))
+        if when is None or when.year <= 9998:
+            return when
     except ValueError:
-        when = None
-        bad[field] = "not a valid timestamp: seconds within years 1-9998, nanos 0-999999999"
-    else:
-        if when is not None and when.year > 9998:
-            when = None
-            bad[field] = "not a valid timestamp: seconds within years 1-9998, nanos 0-999999999"
-    return when
+        pass
+    bad[field] = "not a valid timestamp: seconds within years 1-9998, nanos 0-999999999"
+    return None

@@ -55,8 +55,7 @@ def check_shape(request: pb.SendRequest) -> None:
         bad["send_at"] = "at most 365 days ahead"
     if len(request.idempotency_key) > 200:
         bad["idempotency_key"] = "at most 200 characters"
-    for field in storable.nul_fields(request):
-        bad[field] = "must not contain the NUL character"
+    bad.update(storable.nul_refusals(request))
     if bad:
         raise InvalidArgument(bad)
 

@@ -167,8 +167,7 @@ def _validate_user(user: pb.User, field: str) -> None:
         bad[f"{field}.locale"] = "at most 35 characters"
     if user.HasField("quiet_hours") and (why := quiet_hours.problem(user.quiet_hours)):
         bad[f"{field}.quiet_hours"] = why
-    for path in storable.nul_fields(user, f"{field}."):
-        bad[path] = "must not contain the NUL character"
+    bad.update(storable.nul_refusals(user, f"{field}."))
     if bad:
         raise InvalidArgument(bad)
 
