@@ -53,16 +53,14 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLettersResponse:
         require_admin(context, self._admin_token)
-        if bad := _problems(request.category, request.channel):
+        bad = _problems(request.category, request.channel)
+        for i, sequence in enumerate(request.sequences):
+            if not 0 < sequence <= storable.MAX_INTEGER:
+                bad[f"sequences[{i}]"] = f"a dead letter's sequence, 1 to {storable.MAX_INTEGER}"
+        if bad:
             raise InvalidArgument(bad)
         subject = subjects.dead_letter(request.category, request.channel)
         replayed = 0
-        if bad := {
-            f"sequences[{i}]": f"a dead letter's sequence, 1 to {storable.MAX_INTEGER}"
-            for i, sequence in enumerate(request.sequences)
-            if not 0 < sequence <= storable.MAX_INTEGER
-        }:
-            raise InvalidArgument(bad)
         if request.sequences:
             for sequence in request.sequences:
                 replayed += await self._replay(sequence, request.category, request.channel)

@@ -36,17 +36,15 @@ class GroupCommit:
             group, self._waiting = self._waiting, []
             try:
                 await self._commit(group)
-            except TRANSIENT as e:
-                _fail(group, e)
             except Exception as e:
-                if len(group) == 1:
+                if len(group) == 1 or isinstance(e, TRANSIENT):
                     _fail(group, e)
                     continue
                 for one in group:  # find the caller whose rows cannot be stored
                     try:
                         await self._commit([one])
-                    except Exception as e:
-                        _fail([one], e)
+                    except Exception as alone:
+                        _fail([one], alone)
 
     async def _commit(self, group: list[Waiting]) -> None:
         async with self._db.session.begin() as session:

@@ -30,7 +30,10 @@ async def test_a_value_the_database_refuses_is_internal_with_a_trace_id_not_retr
     error = await rpc_error(herald.status.GetMessage(request, metadata=app))
     assert error.code() == grpc.StatusCode.INTERNAL, (error.code(), error.details())
     assert "trace id" in (error.details() or "")
-    await rpc_error(herald.status.GetMessage(status_service_pb2.GetMessageRequest(message_id="msg_x"), metadata=app))
+    unknown = status_service_pb2.GetMessageRequest(message_id="msg_x")
+    assert (await rpc_error(herald.status.GetMessage(unknown, metadata=app))).code() == grpc.StatusCode.NOT_FOUND, (
+        "feedback stays up and answers the next caller"
+    )
     log = mesh.binaries["feedback"].log_path.read_text()
     assert "DataError" in log, "the failure is logged"
     assert "private-words" not in log, "the statement's values are not"
