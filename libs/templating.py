@@ -13,6 +13,7 @@ most MAX_OUTPUT_CHARS per part, checked as it is produced, and MAX_RENDER_SECOND
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -38,8 +39,15 @@ def _bounded_range(*args: int) -> range:
     return r
 
 
-# The loop iterations left to the render in progress, and when it must end.
-_budget: ContextVar[list[float]] = ContextVar("herald_render_budget")
+@dataclass
+class _Budget:
+    """What the render in progress may still spend."""
+
+    iterations: int
+    deadline: float
+
+
+_budget: ContextVar[_Budget] = ContextVar("herald_render_budget")
 
 
 def bounded(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -47,10 +55,10 @@ def bounded(iterable: Iterable[Any]) -> Iterator[Any]:
     budget = _budget.get(None)
     for item in iterable:
         if budget is not None:
-            budget[0] -= 1
-            if budget[0] < 0:
+            budget.iterations -= 1
+            if budget.iterations < 0:
                 raise SecurityError(f"loops ran more than {MAX_ITERATIONS} times")
-            if budget[0] % 1000 == 0 and time.monotonic() > budget[1]:
+            if budget.iterations % 1000 == 0 and time.monotonic() > budget.deadline:
                 raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS}s")
         yield item
 
@@ -168,7 +176,7 @@ def pick(contents: list[common_pb2.ChannelContent], channel: str, locale: str) -
 
 def _render(template: Template, values: Mapping[str, str]) -> str:
     deadline = time.monotonic() + MAX_RENDER_SECONDS
-    budget = _budget.set([MAX_ITERATIONS, deadline])
+    budget = _budget.set(_Budget(MAX_ITERATIONS, deadline))
     out: list[str] = []
     size = 0
     try:
