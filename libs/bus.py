@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -264,6 +265,11 @@ class Bus:
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         await self._precedence.turn()
+        if not self.nc.is_connected:
+            # nats-py would hold the publish and send it once reconnected, long after this call gave up waiting for
+            # its ack: a caller told it failed could then do it twice (an intake client retrying a Send that was
+            # answered UNAVAILABLE). So it fails now, as the outage it is (libs.errors.TRANSIENT).
+            raise nats.errors.ConnectionReconnectingError
         telemetry.inject(headers)
         await self.js.publish(subject, payload, headers=headers)
 

@@ -234,12 +234,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         raise Unavailable("the idempotency key is being claimed concurrently; retry")
 
     async def _publish(self, row: tables.Message) -> None:
-        """UNAVAILABLE must mean "not queued": while the broker is unreachable, nats-py would keep a publish in
-        its buffer and send it once reconnected - after the caller was told to retry - so none is attempted."""
+        """UNAVAILABLE means "not queued": the bus refuses to publish while it is reconnecting (libs/bus.py)."""
         try:
             async for part, payload in self._payloads(row):
-                if not self._bus.connected:
-                    raise Unavailable("could not queue the message: the message bus is unreachable; retry")
                 msg_id = row.message_id if not row.parts else f"{row.message_id}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
                 await self._bus.publish(subjects.message_accepted(category), payload, msg_id=msg_id)
