@@ -15,8 +15,9 @@ from libs.timeutil import now, to_timestamp
 
 # Feedback reads every subject under herald.event.delivery.> and herald.message.accepted.>.
 EVENT_SUBJECT = "herald.event.delivery.test"
-IN_FLIGHT = 256
 ACCEPTED_SUBJECT = "herald.message.accepted.test"
+# Publishes awaiting their acks at once.
+IN_FLIGHT = 256
 
 
 def status_event(
