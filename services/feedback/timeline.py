@@ -86,7 +86,8 @@ class Timeline:
         return await _dropping_unrecordable(self._record_events, batch, REJECTED_EVENTS, "a status event")
 
     async def _record_messages(self, batch: list[Incoming]) -> list[Outcome]:
-        messages = {m.message_id: m for m in (events_pb2.AcceptedMessage.FromString(i.data) for i in batch)}
+        accepted = (events_pb2.AcceptedBatch.FromString(i.data).messages for i in batch)
+        messages = {m.message_id: m for messages in accepted for m in messages}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
             await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])

@@ -5,17 +5,24 @@ a commit carries many Sends and with one caller it carries one - no timer, no
 added latency. Every caller returns only after its own rows are committed. A group
 that fails for a reason other than an outage is committed again caller by caller,
 so one caller's bad row fails only that caller.
+
+Each caller then publishes its own messages: a publish carries its caller's trace
+context, and concurrent Sends are traces of their own.
 """
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert
 
 from libs.errors import TRANSIENT
 from libs.store import Database
 from services.intake import tables
 
-# A caller's rows, and the future it waits on.
-Waiting = tuple[Sequence[tables.Message], asyncio.Future[None]]
+Row = dict[str, Any]
+# A caller's intake_messages rows, and the future it waits on.
+Waiting = tuple[Sequence[Row], asyncio.Future[None]]
 
 
 class GroupCommit:
@@ -24,7 +31,7 @@ class GroupCommit:
         self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def insert(self, rows: Sequence[tables.Message]) -> None:
+    async def insert(self, rows: Sequence[Row]) -> None:
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((rows, done))
         if self._flusher is None or self._flusher.done():
@@ -47,8 +54,9 @@ class GroupCommit:
                         _fail([one], alone)
 
     async def _commit(self, group: list[Waiting]) -> None:
+        """Core, not ORM: a SendBatch stores hundreds of rows at once."""
         async with self._db.session.begin() as session:
-            session.add_all(row for rows, _ in group for row in rows)
+            await session.execute(insert(tables.Message), [row for rows, _ in group for row in rows])
         for _, done in group:
             if not done.done():
                 done.set_result(None)

@@ -1,14 +1,14 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import timedelta
 
 import grpc
 from google.protobuf import duration_pb2, json_format
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from libs import subjects
@@ -30,13 +30,15 @@ from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.intake import tables
 from services.intake.audience import Audience
-from services.intake.group_commit import GroupCommit
+from services.intake.group_commit import GroupCommit, Row
 from services.intake.templates import TemplateStore
 from services.intake.validation import check_shape, choose_channels, render_check
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # What one accepted message may weigh on the bus (NATS refuses payloads over 1 MiB by default).
 MAX_MESSAGE_BYTES = 512 * 1024
+# What one AcceptedBatch may weigh: messages are published together up to this, so one always fits.
+MAX_PUBLISH_BYTES = 768 * 1024
 MAX_BATCH = 500
 
 
@@ -115,6 +117,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             row = await session.get(tables.Message, request.message_id)
         if row is None or row.app_id != app.app_id:
             raise NotFound(f"message '{request.message_id[:64]}' not found")
+        message = _as_row(row)
         if await self._ledger.decide(row.message_id, Decision.CANCELLED) is not Decision.CANCELLED:
             raise FailedPrecondition(
                 f"message {row.message_id} was already dispatched to its channels and can no longer be cancelled"
@@ -125,7 +128,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                     update(tables.Message).where(tables.Message.message_id == row.message_id).values(cancel_time=now())
                 )
         await self._bus.unschedule(subjects.schedules(row.message_id))
-        async for part, payload in self._payloads(row):
+        async for part, payload in self._payloads(message):
             await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{row.message_id}.{part}.cancel")
         return pb.CancelMessageResponse(message_id=row.message_id)
 
@@ -140,7 +143,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         header = first.message
         if header.idempotency_key and (existing := await self._keyed(app.app_id, header.idempotency_key)):
             await self._publish(existing)  # completes a first call that died before queueing; else a no-op
-            return pb.SendResponse(message_id=existing.message_id, duplicate=True)
+            return pb.SendResponse(message_id=existing["message_id"], duplicate=True)
         message_id = new_id("msg")
         audience = Audience(self._db, self._prepare, app, header, message_id)
         try:
@@ -157,13 +160,12 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
             if not granted:
                 raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
-            row = _row(audience.first, header.idempotency_key)
-            row.payload, row.parts = b"", audience.parts
-            if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
+            row = _row(audience.first, header.idempotency_key) | {"payload": b"", "parts": audience.parts}
+            if row["idempotency_key"] is None:
+                await self._store([row])
+            elif (existing := await self._claim(row)) is not None:
                 await self._publish(existing)
-                return pb.SendResponse(message_id=existing.message_id, duplicate=True)
-            if row.idempotency_key is None:
-                await self._group_commit.insert([row])
+                return pb.SendResponse(message_id=existing["message_id"], duplicate=True)
             audience.complete = True
         finally:
             if not audience.complete:
@@ -200,70 +202,99 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     async def _accept(self, items: list[tuple[events_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
         """Store then queue. Entries with an idempotency key claim it in a transaction of their own."""
         rows = [_row(accepted, key) for accepted, key in items]
-        responses = [pb.SendResponse(message_id=row.message_id) for row in rows]
-        plain = [row for row in rows if row.idempotency_key is None]
-        if plain:
-            try:
-                await self._group_commit.insert(plain)
-            except TRANSIENT as e:
-                raise Unavailable("could not store the message; it was not accepted, retry") from e
-        for i, row in enumerate(rows):
-            if row.idempotency_key is not None and (existing := await self._claim(row)) is not None:
-                rows[i] = existing
-                responses[i] = pb.SendResponse(message_id=existing.message_id, duplicate=True)
-        await asyncio.gather(*(self._publish(row) for row in rows))
+        responses = [pb.SendResponse(message_id=row["message_id"]) for row in rows]
+        if plain := [
+            (row, accepted.template.category)
+            for row, (accepted, _) in zip(rows, items, strict=True)
+            if row["idempotency_key"] is None
+        ]:
+            await self._store([row for row, _ in plain])
+        keyed = [(i, row) for i, row in enumerate(rows) if row["idempotency_key"] is not None]
+        for k, (i, row) in enumerate(keyed):
+            if (existing := await self._claim(row)) is not None:
+                keyed[k] = (i, existing)
+                responses[i] = pb.SendResponse(message_id=existing["message_id"], duplicate=True)
+        await asyncio.gather(self._queue(plain), *(self._publish(row) for _, row in keyed))
         return responses
 
-    async def _claim(self, row: tables.Message) -> tables.Message | None:
+    async def _store(self, rows: list[Row]) -> None:
+        try:
+            await self._group_commit.insert(rows)
+        except TRANSIENT as e:
+            raise Unavailable("could not store the message; it was not accepted, retry") from e
+
+    async def _queue(self, messages: Sequence[tuple[Row, int]]) -> None:
+        """Publish one call's newly stored messages (row, category) as few AcceptedBatches as fit, one category each.
+
+        A batch is named (Nats-Msg-Id) by its first message: a keyed repeat of that message, published alone by
+        `_publish`, is then dropped by JetStream as the duplicate it is.
+        """
+        together: dict[int, list[Row]] = {}
+        for row, category in messages:
+            together.setdefault(category, []).append(row)
+        publishes = []
+        for category, rows in together.items():
+            subject = subjects.message_accepted(category)
+            for batch in _batches(rows):
+                payload = batch_payload(row["payload"] for row in batch)
+                publishes.append(self._bus.publish(subject, payload, msg_id=batch[0]["message_id"]))
+        try:
+            await asyncio.gather(*publishes)
+        except TRANSIENT as e:
+            raise Unavailable("could not queue the message; it was not accepted, retry") from e
+
+    async def _claim(self, row: Row) -> Row | None:
         """Insert a keyed row; if the key was used within IDEMPOTENCY_WINDOW (here or on another replica),
         return that first row instead. An older use of the key is released, so the key works again."""
         for _ in range(3):
             try:
                 async with self._db.session.begin() as session:
-                    session.add(row)
+                    await session.execute(insert(tables.Message), [row])
                 return None
             except IntegrityError:
                 pass
-            key = (tables.Message.app_id == row.app_id) & (tables.Message.idempotency_key == row.idempotency_key)
+            key = (tables.Message.app_id == row["app_id"]) & (tables.Message.idempotency_key == row["idempotency_key"])
             async with self._db.session.begin() as session:
                 existing = await session.scalar(select(tables.Message).where(key))
                 if existing is not None and existing.create_time > now() - IDEMPOTENCY_WINDOW:
-                    return existing
+                    return _as_row(existing)
                 if existing is not None:
                     existing.idempotency_key = None
         raise Unavailable("the idempotency key is being claimed concurrently; retry")
 
-    async def _publish(self, row: tables.Message) -> None:
-        """UNAVAILABLE means "not queued": the bus refuses to publish while it is reconnecting (libs/bus.py)."""
+    async def _publish(self, row: Row) -> None:
+        """Queue one stored message on its own (each part of a large audience alone), under its own id.
+
+        UNAVAILABLE means "not queued": the bus refuses to publish while it is reconnecting (libs/bus.py)."""
         try:
             async for part, payload in self._payloads(row):
-                msg_id = row.message_id if not row.parts else f"{row.message_id}.{part}"
+                msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
-                await self._bus.publish(subjects.message_accepted(category), payload, msg_id=msg_id)
+                await self._bus.publish(subjects.message_accepted(category), batch_payload([payload]), msg_id=msg_id)
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
-    async def _payloads(self, row: tables.Message) -> AsyncIterator[tuple[int, bytes]]:
+    async def _payloads(self, row: Row) -> AsyncIterator[tuple[int, bytes]]:
         """The message as it travels: one payload, or a large audience's parts read back a few at a time."""
-        if not row.parts:
-            yield 0, row.payload
+        if not row["parts"]:
+            yield 0, row["payload"]
             return
         async with self._db.session() as session:
             parts = await session.stream_scalars(
                 select(tables.MessagePart)
-                .where(tables.MessagePart.message_id == row.message_id)
+                .where(tables.MessagePart.message_id == row["message_id"])
                 .order_by(tables.MessagePart.part)
                 .execution_options(yield_per=20)
             )
             async for part in parts:
                 yield part.part, part.payload
 
-    async def _keyed(self, app_id: str, key: str) -> tables.Message | None:
+    async def _keyed(self, app_id: str, key: str) -> Row | None:
         async with self._db.session() as session:
             row = await session.scalar(
                 select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
             )
-        return row if row is not None and row.create_time > now() - IDEMPOTENCY_WINDOW else None
+        return _as_row(row) if row is not None and row.create_time > now() - IDEMPOTENCY_WINDOW else None
 
 
 def _over_limit(app: AppIdentity, retry_after: float) -> str:
@@ -273,14 +304,54 @@ def _over_limit(app: AppIdentity, retry_after: float) -> str:
     )
 
 
-def _row(accepted: events_pb2.AcceptedMessage, key: str) -> tables.Message:
-    return tables.Message(
-        message_id=accepted.message_id,
-        app_id=accepted.app_id,
-        idempotency_key=key or None,
-        template_id=accepted.template.template_id,
-        template_version=accepted.template.version,
-        payload=accepted.SerializeToString(),
-        create_time=now(),
-        send_at=from_timestamp(accepted.send_at),
-    )
+def _row(accepted: events_pb2.AcceptedMessage, key: str) -> Row:
+    """The message's intake_messages row (Core, not ORM: SendBatch stores hundreds at once)."""
+    return {
+        "message_id": accepted.message_id,
+        "app_id": accepted.app_id,
+        "idempotency_key": key or None,
+        "template_id": accepted.template.template_id,
+        "template_version": accepted.template.version,
+        "payload": accepted.SerializeToString(),
+        "create_time": now(),
+        "send_at": from_timestamp(accepted.send_at),
+        "cancel_time": None,
+        "parts": 0,
+    }
+
+
+def _as_row(message: tables.Message) -> Row:
+    return {column.key: getattr(message, column.key) for column in tables.Message.__table__.columns}
+
+
+def _batches(rows: list[Row]) -> Iterator[list[Row]]:
+    """`rows` in order, in runs whose payloads together stay within MAX_PUBLISH_BYTES."""
+    batch: list[Row] = []
+    size = 0
+    for row in rows:
+        if batch and size + len(row["payload"]) > MAX_PUBLISH_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += len(row["payload"]) + 8
+    if batch:
+        yield batch
+
+
+def batch_payload(payloads: Iterable[bytes]) -> bytes:
+    """An AcceptedBatch of serialized AcceptedMessages, without parsing them again: on the wire, a repeated
+    message field is each element as a length-delimited record of its field number."""
+    return b"".join(_BATCH_MESSAGES_TAG + _varint(len(payload)) + payload for payload in payloads)
+
+
+# Field 1 (AcceptedBatch.messages), wire type 2 (length-delimited).
+_BATCH_MESSAGES_TAG = bytes([1 << 3 | 2])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

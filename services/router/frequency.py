@@ -9,6 +9,7 @@ delivery refused by one may already count against another: caps err on the
 side of sending less.
 """
 
+import asyncio
 import hashlib
 import json
 import time
@@ -34,6 +35,7 @@ class FrequencyCaps:
         self._db = db
         self._kv = kv
         self._rules: tuple[float, list[tables.FrequencyRule]] = (0.0, [])
+        self._reloading = asyncio.Lock()
 
     @classmethod
     async def open(cls, db: Database, bus: Bus) -> "FrequencyCaps":
@@ -60,9 +62,13 @@ class FrequencyCaps:
     async def _matching(self, job: events_pb2.DeliveryJob) -> list[tables.FrequencyRule]:
         loaded_at, rules = self._rules
         if time.monotonic() - loaded_at > RULES_CACHE_SECONDS:
-            async with self._db.session() as session:
-                rules = list(await session.scalars(select(tables.FrequencyRule)))
-            self._rules = (time.monotonic(), rules)
+            # One reload for every delivery of a batch that finds the cache stale, not one each.
+            async with self._reloading:
+                loaded_at, rules = self._rules
+                if time.monotonic() - loaded_at > RULES_CACHE_SECONDS:
+                    async with self._db.session() as session:
+                        rules = list(await session.scalars(select(tables.FrequencyRule)))
+                    self._rules = (time.monotonic(), rules)
         return [
             r
             for r in rules

@@ -1,6 +1,7 @@
 """The router's consumers: turn an accepted message into delivery jobs, now or at send_at, one category at a time.
 
-- herald.message.accepted.<category>: due now -> dispatch; send_at ahead ->
+- herald.message.accepted.<category> (a batch of messages, each on its own):
+  due now -> dispatch; send_at ahead ->
   every delivery SCHEDULED and a schedule definition in HERALD_SCHEDULES, which
   the NATS server fires at send_at onto herald.schedule.due.<category> (so a
   scheduled message survives restarts of every process and of the server).
@@ -53,10 +54,15 @@ class Router:
         self._publishing = {c: asyncio.Semaphore(p.concurrency) for c, p in categories.PIPELINES.items()}
 
     async def on_accepted(self, incoming: Incoming) -> None:
-        message = events_pb2.AcceptedMessage.FromString(incoming.data)
+        """A batch of accepted messages: each is routed on its own; the batch is acked once all are, and a
+        redelivered batch repeats only what is idempotent (see the module's docstring)."""
+        batch = events_pb2.AcceptedBatch.FromString(incoming.data)
+        await self._each(self._accepted(message) for message in batch.messages)
+
+    async def _accepted(self, message: events_pb2.AcceptedMessage) -> None:
         send_at = from_timestamp(message.send_at)
         if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
-            await self._hold(message, incoming.data, send_at)
+            await self._hold(message, send_at)
         else:
             await self._dispatch(message)
 
@@ -76,10 +82,11 @@ class Router:
         job = jobs.next_in_chain(events_pb2.DeliveryJob.FromString(incoming.data))
         await self._route(job, await self._recipients.load({job.user_id} - {""}))
 
-    async def _hold(self, message: events_pb2.AcceptedMessage, payload: bytes, send_at: datetime) -> None:
+    async def _hold(self, message: events_pb2.AcceptedMessage, send_at: datetime) -> None:
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
         await self._each(self._announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in await self._firsts(message))
         target = subjects.schedule_due(message.template.category)
+        payload = message.SerializeToString()
         await self._bus.schedule(subjects.schedule(message.message_id, message.part), payload, send_at, target)
 
     async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:

@@ -68,5 +68,6 @@ def _addressed(
 ) -> tuple[str, bytes]:
     if isinstance(message, bytes):
         return raw_to, message
-    subject = ACCEPTED_SUBJECT if isinstance(message, events_pb2.AcceptedMessage) else EVENT_SUBJECT
-    return subject, message.SerializeToString()
+    if isinstance(message, events_pb2.AcceptedMessage):
+        return ACCEPTED_SUBJECT, events_pb2.AcceptedBatch(messages=[message]).SerializeToString()
+    return EVENT_SUBJECT, message.SerializeToString()

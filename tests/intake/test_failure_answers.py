@@ -15,7 +15,7 @@ from libs.localmesh import Mesh
 from libs.store import Database
 from libs.timeutil import now
 from services.intake import tables
-from services.intake.group_commit import GroupCommit
+from services.intake.group_commit import GroupCommit, Row
 from tests.helpers.client import Herald, rpc_error
 
 
@@ -39,16 +39,9 @@ async def test_a_value_the_database_refuses_is_internal_with_a_trace_id_not_retr
     assert "private-words" not in log, "the statement's values are not"
 
 
-def _row(message_id: str) -> tables.Message:
-    return tables.Message(
-        message_id=message_id,
-        app_id="app",
-        template_id="t",
-        template_version=1,
-        payload=b"",
-        create_time=now(),
-        idempotency_key=None,
-    )
+def _row(message_id: str) -> Row:
+    row = {"message_id": message_id, "app_id": "app", "template_id": "t", "template_version": 1, "payload": b""}
+    return row | {"create_time": now(), "idempotency_key": None}
 
 
 async def test_one_callers_bad_row_fails_only_that_caller(tmp_path: Path) -> None:
@@ -68,6 +61,6 @@ async def test_one_callers_bad_row_fails_only_that_caller(tmp_path: Path) -> Non
         assert isinstance(results[2], IntegrityError), "the duplicate is its caller's failure"
         async with db.session() as session:
             for row in good:
-                assert await session.get(tables.Message, row.message_id) is not None
+                assert await session.get(tables.Message, row["message_id"]) is not None
     finally:
         await db.close()

@@ -42,6 +42,27 @@ async def test_one_bad_entry_never_fails_the_rest(herald: Herald, sink: WebhookS
         assert message.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
 
 
+async def test_a_batch_heavier_than_one_bus_message_is_delivered_whole(herald: Herald, sink: WebhookSink) -> None:
+    """intake queues a SendBatch as few publishes as fit; ten 300 KiB messages need several (NATS: 1 MiB each)."""
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": '{"n": "{{ n }}", "filler": "{{ filler }}"}'})
+    path = f"/heavy/{uuid.uuid4().hex[:8]}"
+    recipient = msg.Recipient(addresses={"webhook": sink.url(path)})
+    entries = [
+        msg.SendRequest(template_id=template, recipients=[recipient], variables={"n": str(n), "filler": "x" * 4000})
+        for n in range(10)
+    ]
+    for entry in entries:  # 75 recipients of their own (4,000-character variables, 75 x 4 KB = 300 KiB)
+        entry.recipients.extend(
+            msg.Recipient(addresses=recipient.addresses, variables=entry.variables) for _ in range(74)
+        )
+    reply = await herald.messages.SendBatch(msg.SendBatchRequest(requests=entries), metadata=app)
+    assert all(r.WhichOneof("outcome") == "response" for r in reply.results), reply
+    await sink.wait_for(path, 750, timeout=120)
+    messages = [await herald.wait_message(app, r.response.message_id, all_final) for r in reply.results]
+    assert [len(m.deliveries) for m in messages] == [75] * 10
+
+
 async def test_twenty_concurrent_sends_with_one_key_make_one_message_and_one_delivery(
     herald: Herald, sink: WebhookSink
 ) -> None:

@@ -23,11 +23,39 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class AcceptedMessage(_message.Message):
+class AcceptedBatch(_message.Message):
     """The messages herald's services exchange over NATS JetStream. They are
     serialized protobuf; docs/architecture.md lists which subject carries which.
 
-    AcceptedMessage: intake -> router and feedback, on herald.message.accepted.<category>.
+    AcceptedBatch: intake -> router and feedback, on herald.message.accepted.<category>:
+    the messages of one category that intake queued together (a Send's one, a
+    SendBatch's, concurrent Sends', one part of a large audience). Each keeps its
+    own id, recipients and deliveries; the batch only shares the publish.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___AcceptedMessage]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___AcceptedMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptedBatch: _TypeAlias = AcceptedBatch  # noqa: Y015
+
+@_typing.final
+class AcceptedMessage(_message.Message):
+    """AcceptedMessage: one accepted message. Travels in an AcceptedBatch; alone as a
+    held message's schedule (herald.schedule.due.<category>) and on
+    herald.message.cancelled.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
