@@ -4,9 +4,10 @@ Limits are documented in docs/decisions.md; every refusal names the request fiel
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
-from herald.v1 import admin_service_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as pb
 
 from libs import channels, storable, templating
@@ -75,24 +76,71 @@ def choose_channels(request: pb.SendRequest, template: admin_service_pb2.Templat
     return chosen
 
 
+@dataclass(frozen=True)
+class _RenderPlan:
+    """What render_check needs of a template version's contents for the chosen channels, worked out once."""
+
+    contents: list[common_pb2.ChannelContent]
+    needed: frozenset[str]
+    # Per content, its channel and each part's templating.substitutions; None when some content must be rendered.
+    sized: list[tuple[str, list[tuple[int, tuple[str, ...]]]]] | None
+
+    def surely_fits(self, values: Mapping[str, str]) -> bool:
+        """Whether every content renders within the limits for these values (which hold every needed variable),
+        known without rendering: each part's exact length, at most 4 UTF-8 bytes a character."""
+        if self.sized is None:
+            return False
+        weight: dict[str, int] = {}
+        for channel, parts in self.sized:
+            size = PROTO_OVERHEAD
+            for fixed, used in parts:
+                chars = fixed + sum(len(values[name]) for name in used)
+                if chars > templating.MAX_OUTPUT_CHARS:
+                    return False
+                size += 4 * chars + PROTO_OVERHEAD
+            weight[channel] = max(weight.get(channel, 0), size)
+        return sum(weight.values()) <= MAX_RENDERED_BYTES
+
+
+# More than the bytes protobuf adds to a rendered content and to each of its parts (tags, lengths, channel, locale).
+PROTO_OVERHEAD = 128
+# Template versions never change, so their plans are kept (as many as this, then started afresh).
+_PLANS_KEPT = 1024
+_plans: dict[tuple[str, int, tuple[str, ...]], _RenderPlan] = {}
+
+
+def _plan(template: admin_service_pb2.Template, chosen: list[str]) -> _RenderPlan:
+    key = (template.template_id, template.version, tuple(chosen))
+    if (plan := _plans.get(key)) is None:
+        if len(_plans) >= _PLANS_KEPT:
+            _plans.clear()
+        contents = [c for c in template.contents if c.channel in chosen]
+        needed = frozenset().union(*(templating.content_variables(c) for c in contents))
+        parts = [[templating.substitutions(source) for _, source in templating.content_parts(c)] for c in contents]
+        sized = [(c.channel, [p for p in each if p is not None]) for c, each in zip(contents, parts, strict=True)]
+        plain = all(None not in each for each in parts)
+        plan = _plans[key] = _RenderPlan(contents, needed, sized if plain else None)
+    return plan
+
+
 def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:
-    """Render every content a recipient could get (each chosen channel, each locale) now, so a missing
-    variable fails the Send rather than the delivery."""
-    contents = [c for c in template.contents if c.channel in chosen]
-    needed = set().union(*(templating.content_variables(c) for c in contents))
+    """Check now that every content a recipient could get (each chosen channel, each locale) renders, so a missing
+    variable fails the Send rather than the delivery. A template that only puts variables into text is checked
+    without rendering (see _RenderPlan); one that does more is rendered for every recipient."""
+    plan = _plan(template, chosen)
     bad: dict[str, str] = {}
     for i, recipient in enumerate(request.recipients):
         values = {**request.variables, **recipient.variables}
         field = "variables" if not recipient.variables else f"recipients[{i}].variables"
-        if missing := sorted(needed - values.keys()):
+        if missing := sorted(plan.needed - values.keys()):
             bad.setdefault(field, f"template '{template.template_id}' needs {', '.join(repr(m) for m in missing)}")
         if not recipient.user_id:
             _check_addresses(i, recipient, chosen, channels.fallback_chain(template.fallback_channels, chosen), bad)
-        if field in bad:
+        if field in bad or plan.surely_fits(values):
             continue
         # The most each channel's rendering weighs, over its locales: a delivery carries its chain's renderings.
         weight: dict[str, int] = {}
-        for content in contents:
+        for content in plan.contents:
             try:
                 rendered = templating.render_content(content, values)
             except templating.TemplateError as e:

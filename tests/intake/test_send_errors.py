@@ -165,13 +165,13 @@ async def test_processes_stay_up_and_serving_after_bad_input(
     assert accepted.message_id == ""  # dry run: validated, nothing queued
 
 
-async def test_a_delivery_too_large_for_the_bus_is_refused_at_the_door(herald: Herald) -> None:
+@pytest.mark.parametrize("part", ["{{ n * 15 }}", "{{ n }}" * 15], ids=["rendered", "substituted"])
+async def test_a_delivery_too_large_for_the_bus_is_refused_at_the_door(herald: Herald, part: str) -> None:
     """Each part is under intake's part limit, and together they pass the 1 MiB the bus carries in one message:
-    refused now, not retried by the router for ever."""
+    refused now, not retried by the router for ever. Whether intake renders the template to know (a filter or an
+    expression) or sizes it from its variables (only substitutions)."""
     _, app = await herald.create_app(("webhook",))
-    contents = [
-        common_pb2.ChannelContent(channel="webhook", body="{}", data={f"part{n}": "{{ n * 15 }}" for n in range(20)})
-    ]
+    contents = [common_pb2.ChannelContent(channel="webhook", body="{}", data={f"part{n}": part for n in range(20)})]
     template = admin_service_pb2.Template(
         template_id=f"t-{uuid.uuid4().hex[:8]}", category=common_pb2.CATEGORY_NOTIFICATION, contents=contents
     )
@@ -186,3 +186,18 @@ async def test_a_delivery_too_large_for_the_bus_is_refused_at_the_door(herald: H
     error = await rpc_error(herald.messages.Send(request, metadata=app))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "renders to 1,2" in bad_fields(error)["variables"]
+
+
+async def test_a_part_longer_than_a_rendering_may_be_is_refused_at_the_door(herald: Herald) -> None:
+    """Only substitutions, each variable within its limit, yet the body would pass the 64K characters a rendering
+    may produce: refused now, rather than FAILED by the router."""
+    _, app = await herald.create_app(("webhook",))
+    template = await herald.create_template({"webhook": "{{ v }}" * 17})
+    request = msg.SendRequest(
+        template_id=template,
+        recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})],
+        variables={"v": "x" * 4000},
+    )
+    error = await rpc_error(herald.messages.Send(request, metadata=app))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "exceeds the limit of 65536 characters" in bad_fields(error)["variables"]
