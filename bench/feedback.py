@@ -44,7 +44,8 @@ def event_publisher() -> Callable[[JetStreamContext, int], Awaitable[object]]:
             content="" if state else f"Your order {delivery} has shipped",
         )
         subject = subjects.delivery_event(events.state_name(event.state))
-        return await js.publish(subject, event.SerializeToString(), headers={"Nats-Msg-Id": event.event_id})
+        payload = events_pb2.DeliveryEvents(events=[event]).SerializeToString()  # one event a message: the worst case
+        return await js.publish(subject, payload, headers={"Nats-Msg-Id": event.event_id})
 
     return publish
 

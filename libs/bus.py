@@ -7,6 +7,11 @@ message by message are wrapped with `each`: returning acks, raising `RetryLater`
 naks with its delay. An unexpected exception is logged and naks after a short
 pause, so a transient fault never loses a message.
 
+Many small records (delivery events, accepted messages) travel grouped: the
+ones published in the same turn of the event loop, on the same subject and in
+the same trace, go out as one message whose field 1 repeats them
+(`publish_grouped`), so a batch of work costs one publish, not one per record.
+
 Consumers have a rank (0 first). While a consumer has a batch in hand, work of
 lower rank in the same process waits before its next publish and its next
 batch (Precedence): the priority pipelines' critical messages never queue in
@@ -15,7 +20,8 @@ the event loop behind a marketing flood.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -68,6 +74,8 @@ STREAMS: dict[str, Stream] = {
     "HERALD_SCHEDULES": Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
 }
 SCHEDULE_FIRED_TTL = "168h"
+# What one grouped publish may weigh: NATS carries 1 MiB, and no single record is allowed over 512 KiB.
+MAX_GROUP_BYTES = 768 * 1024
 DUPLICATE_WINDOW = 600.0
 STREAM_SETUP_ATTEMPTS = 3
 UNEXPECTED_ERROR_DELAY = 2.0
@@ -154,6 +162,33 @@ class Precedence:
             await self._idle[busy[0]].wait()
 
 
+def grouped(records: Iterable[bytes]) -> bytes:
+    """One message whose field 1 repeats `records` (serialized messages), without parsing them again: on the wire a
+    repeated message field is its elements, each a length-delimited record of its field number."""
+    return b"".join(_GROUPED_TAG + _varint(len(record)) + record for record in records)
+
+
+# Field 1, wire type 2 (length-delimited).
+_GROUPED_TAG = bytes([1 << 3 | 2])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@dataclass
+class _Group:
+    """Records waiting to be published together, with their ids, and the future their publishers wait on."""
+
+    records: list[tuple[bytes, str]]
+    done: asyncio.Future[None]
+
+
 class Bus:
     def __init__(self, nc: Client, js: JetStreamContext, replicas: int) -> None:
         self.nc = nc
@@ -161,6 +196,8 @@ class Bus:
         self._replicas = replicas
         self._consumers: list[Consumer] = []
         self._precedence = Precedence()
+        self._groups: dict[tuple[str, int], _Group] = {}
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(cls, url: str, name: str, replicas: int = 1) -> "Bus":
@@ -215,6 +252,48 @@ class Bus:
         redelivery) within DUPLICATE_WINDOW.
         """
         await self._publish(subject, payload, {"Nats-Msg-Id": msg_id} if msg_id else {})
+
+    async def publish_grouped(self, subject: str, record: bytes, record_id: str) -> None:
+        """Publish `record` as one element of a group (see the module's docstring); after this returns it is durable.
+
+        A group's Nats-Msg-Id is its record's id when it holds one, else a digest of its records' ids: the same
+        group published again is dropped by JetStream, while a different grouping of some of the same records
+        (after a redelivery) is not, so consumers de-duplicate records by their own ids.
+        """
+        key = (subject, trace.get_current_span().get_span_context().trace_id)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group([], asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._send_group, key)
+        group.records.append((record, record_id))
+        await asyncio.shield(group.done)
+
+    def _send_group(self, key: tuple[str, int]) -> None:
+        """Runs in the first publisher's context, so the group continues its trace."""
+        task = asyncio.create_task(self._publish_group(key[0], self._groups.pop(key)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _publish_group(self, subject: str, group: _Group) -> None:
+        parts: list[list[tuple[bytes, str]]] = [[]]
+        size = 0
+        for record, record_id in group.records:
+            if parts[-1] and size + len(record) > MAX_GROUP_BYTES:
+                parts.append([])
+                size = 0
+            parts[-1].append((record, record_id))
+            size += len(record) + 8
+        try:
+            await asyncio.gather(
+                *(
+                    self._publish(subject, grouped(r for r, _ in part), {"Nats-Msg-Id": _group_id(part)})
+                    for part in parts
+                )
+            )
+        except Exception as e:
+            group.done.set_exception(e)
+        else:
+            group.done.set_result(None)
 
     async def announce(self, subject: str, payload: bytes = b"") -> None:
         """A core NATS notice to every process listening now; not stored, so listeners also re-read on a timer."""
@@ -318,6 +397,12 @@ class Bus:
         await self.stop_consumers()
         if not self.nc.is_closed:
             await self.nc.close()
+
+
+def _group_id(records: list[tuple[bytes, str]]) -> str:
+    if len(records) == 1:
+        return records[0][1]
+    return hashlib.sha256("\n".join(record_id for _, record_id in records).encode()).hexdigest()[:40]
 
 
 class Consumer:

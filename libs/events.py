@@ -1,8 +1,10 @@
 """Delivery status events: one per state change, on herald.event.delivery.<state>.
 
-The event id is derived from the delivery, the state and the attempt, so a step
-that runs again after a redelivery publishes the same event id, and JetStream
-(Nats-Msg-Id) and feedback (primary key) both drop the repeat.
+Events published together (the same turn of the event loop, state and trace:
+a batch's) travel as one DeliveryEvents message (Bus.publish_grouped). The
+event id is derived from the delivery, the state and the attempt, so a step
+that runs again after a redelivery publishes the same event id, and feedback
+(primary key) drops the repeat.
 """
 
 from datetime import datetime
@@ -60,4 +62,4 @@ async def publish(
         cost_micros=cost_micros,
         currency_code=currency_code,
     )
-    await bus.publish(subjects.delivery_event(name), event.SerializeToString(), msg_id=event.event_id)
+    await bus.publish_grouped(subjects.delivery_event(name), event.SerializeToString(), event.event_id)

@@ -95,7 +95,8 @@ class Timeline:
 
     async def _record_events(self, batch: list[Incoming]) -> list[Outcome]:
         try:
-            events = {e.event_id: e for e in (events_pb2.DeliveryEvent.FromString(i.data) for i in batch)}
+            grouped = (events_pb2.DeliveryEvents.FromString(i.data).events for i in batch)
+            events = {e.event_id: e for events in grouped for e in events}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
             rows = [_event_row(events[key], when[key]) for key in sorted(events)]
             async with self._db.session.begin() as session:

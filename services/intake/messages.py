@@ -1,7 +1,7 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import grpc
@@ -37,8 +37,6 @@ from services.intake.validation import check_shape, choose_channels, render_chec
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # What one accepted message may weigh on the bus (NATS refuses payloads over 1 MiB by default).
 MAX_MESSAGE_BYTES = 512 * 1024
-# What one AcceptedBatch may weigh: messages are published together up to this, so one always fits.
-MAX_PUBLISH_BYTES = 768 * 1024
 MAX_BATCH = 500
 
 
@@ -224,22 +222,15 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             raise Unavailable("could not store the message; it was not accepted, retry") from e
 
     async def _queue(self, messages: Sequence[tuple[Row, int]]) -> None:
-        """Publish one call's newly stored messages (row, category) as few AcceptedBatches as fit, one category each.
-
-        A batch is named (Nats-Msg-Id) by its first message: a keyed repeat of that message, published alone by
-        `_publish`, is then dropped by JetStream as the duplicate it is.
-        """
-        together: dict[int, list[Row]] = {}
-        for row, category in messages:
-            together.setdefault(category, []).append(row)
-        publishes = []
-        for category, rows in together.items():
-            subject = subjects.message_accepted(category)
-            for batch in _batches(rows):
-                payload = batch_payload(row["payload"] for row in batch)
-                publishes.append(self._bus.publish(subject, payload, msg_id=batch[0]["message_id"]))
+        """Publish one call's newly stored messages (row, category): together, they travel as a few AcceptedBatches
+        (Bus.publish_grouped), a SendBatch of 100 as one."""
         try:
-            await asyncio.gather(*publishes)
+            await asyncio.gather(
+                *(
+                    self._bus.publish_grouped(subjects.message_accepted(category), row["payload"], row["message_id"])
+                    for row, category in messages
+                )
+            )
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; it was not accepted, retry") from e
 
@@ -263,14 +254,14 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         raise Unavailable("the idempotency key is being claimed concurrently; retry")
 
     async def _publish(self, row: Row) -> None:
-        """Queue one stored message on its own (each part of a large audience alone), under its own id.
+        """Queue a stored message again (found by its idempotency key), or a large audience's parts one by one.
 
         UNAVAILABLE means "not queued": the bus refuses to publish while it is reconnecting (libs/bus.py)."""
         try:
             async for part, payload in self._payloads(row):
                 msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
-                await self._bus.publish(subjects.message_accepted(category), batch_payload([payload]), msg_id=msg_id)
+                await self._bus.publish_grouped(subjects.message_accepted(category), payload, msg_id)
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
@@ -322,36 +313,3 @@ def _row(accepted: events_pb2.AcceptedMessage, key: str) -> Row:
 
 def _as_row(message: tables.Message) -> Row:
     return {column.key: getattr(message, column.key) for column in tables.Message.__table__.columns}
-
-
-def _batches(rows: list[Row]) -> Iterator[list[Row]]:
-    """`rows` in order, in runs whose payloads together stay within MAX_PUBLISH_BYTES."""
-    batch: list[Row] = []
-    size = 0
-    for row in rows:
-        if batch and size + len(row["payload"]) > MAX_PUBLISH_BYTES:
-            yield batch
-            batch, size = [], 0
-        batch.append(row)
-        size += len(row["payload"]) + 8
-    if batch:
-        yield batch
-
-
-def batch_payload(payloads: Iterable[bytes]) -> bytes:
-    """An AcceptedBatch of serialized AcceptedMessages, without parsing them again: on the wire, a repeated
-    message field is each element as a length-delimited record of its field number."""
-    return b"".join(_BATCH_MESSAGES_TAG + _varint(len(payload)) + payload for payload in payloads)
-
-
-# Field 1 (AcceptedBatch.messages), wire type 2 (length-delimited).
-_BATCH_MESSAGES_TAG = bytes([1 << 3 | 2])
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)

@@ -70,4 +70,4 @@ def _addressed(
         return raw_to, message
     if isinstance(message, events_pb2.AcceptedMessage):
         return ACCEPTED_SUBJECT, events_pb2.AcceptedBatch(messages=[message]).SerializeToString()
-    return EVENT_SUBJECT, message.SerializeToString()
+    return EVENT_SUBJECT, events_pb2.DeliveryEvents(events=[message]).SerializeToString()

@@ -28,9 +28,9 @@ class AcceptedBatch(_message.Message):
     serialized protobuf; docs/architecture.md lists which subject carries which.
 
     AcceptedBatch: intake -> router and feedback, on herald.message.accepted.<category>:
-    the messages of one category that intake queued together (a Send's one, a
-    SendBatch's, concurrent Sends', one part of a large audience). Each keeps its
-    own id, recipients and deliveries; the batch only shares the publish.
+    the messages of one category that one call queued together (a Send's one, a
+    SendBatch's, one part of a large audience). Each keeps its own id, recipients
+    and deliveries; the batch only shares the publish.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -342,10 +342,34 @@ class DeadAddressEvent(_message.Message):
 Global___DeadAddressEvent: _TypeAlias = DeadAddressEvent  # noqa: Y015
 
 @_typing.final
-class DeliveryEvent(_message.Message):
-    """DeliveryEvent: one delivery's state change, on herald.event.delivery.<state>
-    (e.g. herald.event.delivery.sent). Other teams may consume these.
+class DeliveryEvents(_message.Message):
+    """DeliveryEvents: the payload on herald.event.delivery.<state> (e.g.
+    herald.event.delivery.sent): the events of that state one step published
+    together, e.g. every PENDING of a batch the router routed. Other teams may
+    consume these (docs/events.md).
     """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___DeliveryEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryEvents: _TypeAlias = DeliveryEvents  # noqa: Y015
+
+@_typing.final
+class DeliveryEvent(_message.Message):
+    """DeliveryEvent: one delivery's state change."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
