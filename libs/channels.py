@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import yarl
 from herald.v1 import admin_service_pb2
@@ -23,6 +24,7 @@ def problem(channel: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def address_problem(channel: str, address: str) -> str | None:
     """Why `address` cannot be an address of the known `channel`, or None: longer than the columns that hold it
     take (the inbox keeps its address, the user id unless a request gives another, in 200 characters), or, for a
@@ -41,7 +43,7 @@ def webhook_url(url: str) -> yarl.URL:
     """`url` as the HTTP client that sends it (aiohttp, on yarl) reads it, so what passes here is what the request
     goes to. ValueError says why it cannot be a webhook's address: such a URL fails on every attempt, so it is
     refused where it comes in (a Send, the directory) and is a permanent failure if one reaches the adapters."""
-    if any(c.isspace() or not c.isprintable() for c in url):
+    if " " in url or not url.isprintable():  # every other space is unprintable too
         raise ValueError("must not contain spaces or control characters")
     try:
         parsed = yarl.URL(url)  # refuses a backslash in the authority, a port past 65535, ...

@@ -10,7 +10,12 @@ MAX_INTEGER = 2**63 - 1
 
 
 def nul_refusals(message: Message, prefix: str = "") -> dict[str, str]:
-    """Field path -> why, for every string in `message` that holds a NUL: what an edge adds to its refusals."""
+    """Field path -> why, for every string in `message` that holds a NUL: what an edge adds to its refusals.
+
+    A string's NUL is a zero byte in the message's encoding, so a message whose encoding has none needs no walk
+    (zero bytes stand for other things too - an explicit 0, an empty string - and those are walked)."""
+    if b"\x00" not in message.SerializeToString():
+        return {}
     return dict.fromkeys(_nul_fields(message, prefix), "must not contain the NUL character")
 
 
