@@ -253,6 +253,11 @@ class Bus:
         """
         await self._publish(subject, payload, {"Nats-Msg-Id": msg_id} if msg_id else {})
 
+    async def turn(self) -> None:
+        """Return once no batch ranked above the current task's consumer is in hand (Precedence): work that does
+        much before its first publish waits here first."""
+        await self._precedence.turn()
+
     async def publish_grouped(self, subject: str, record: bytes, record_id: str) -> None:
         """Publish `record` as one element of a group (see the module's docstring); after this returns it is durable.
 

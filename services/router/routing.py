@@ -37,6 +37,8 @@ from services.router.recipients import Recipients, RecipientsReader
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
 CANCELLED = "cancelled by the sender"
+# Accepted messages of one category routed at once, in publishes allowed at once (Pipeline.concurrency).
+ROUTED_AT_ONCE = 4
 
 S = common_pb2
 
@@ -52,6 +54,7 @@ class Router:
         self._caps = caps
         # Each category publishes within its own bound, so a flood of one never waits in front of another.
         self._publishing = {c: asyncio.Semaphore(p.concurrency) for c, p in categories.PIPELINES.items()}
+        self._routing = {c: asyncio.Semaphore(ROUTED_AT_ONCE * p.concurrency) for c, p in categories.PIPELINES.items()}
 
     async def on_accepted(self, incoming: Incoming) -> None:
         """A batch of accepted messages: each is routed on its own; the batch is acked once all are, and a
@@ -60,11 +63,15 @@ class Router:
         await self._each(self._accepted(message) for message in batch.messages)
 
     async def _accepted(self, message: events_pb2.AcceptedMessage) -> None:
-        send_at = from_timestamp(message.send_at)
-        if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
-            await self._hold(message, send_at)
-        else:
-            await self._dispatch(message)
+        # A fetch of accepted batches may hold thousands of messages: a few at a time are routed, so that a
+        # process shared by every category never has them all in progress in front of a critical message.
+        async with self._routing[message.template.category]:
+            await self._bus.turn()
+            send_at = from_timestamp(message.send_at)
+            if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
+                await self._hold(message, send_at)
+            else:
+                await self._dispatch(message)
 
     async def on_due(self, incoming: Incoming) -> None:
         await self._dispatch(events_pb2.AcceptedMessage.FromString(incoming.data))
