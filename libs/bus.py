@@ -258,8 +258,9 @@ class Bus:
         much before its first publish waits here first."""
         await self._precedence.turn()
 
-    async def publish_grouped(self, subject: str, record: bytes, record_id: str) -> None:
-        """Publish `record` as one element of a group (see the module's docstring); after this returns it is durable.
+    async def publish_grouped(self, subject: str, *records: tuple[bytes, str]) -> None:
+        """Publish each (record, its id) as an element of a group (see the module's docstring); after this returns
+        they are durable.
 
         A group's Nats-Msg-Id is its record's id when it holds one, else a digest of its records' ids: the same
         group published again is dropped by JetStream, while a different grouping of some of the same records
@@ -270,7 +271,7 @@ class Bus:
         if group is None:
             group = self._groups[key] = _Group([], asyncio.get_running_loop().create_future())
             asyncio.get_running_loop().call_soon(self._send_group, key)
-        group.records.append((record, record_id))
+        group.records += records
         await asyncio.shield(group.done)
 
     def _send_group(self, key: tuple[str, int]) -> None:

@@ -62,4 +62,4 @@ async def publish(
         cost_micros=cost_micros,
         currency_code=currency_code,
     )
-    await bus.publish_grouped(subjects.delivery_event(name), event.SerializeToString(), event.event_id)
+    await bus.publish_grouped(subjects.delivery_event(name), (event.SerializeToString(), event.event_id))

@@ -224,12 +224,12 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     async def _queue(self, messages: Sequence[tuple[Row, int]]) -> None:
         """Publish one call's newly stored messages (row, category): together, they travel as a few AcceptedBatches
         (Bus.publish_grouped), a SendBatch of 100 as one."""
+        together: dict[int, list[tuple[bytes, str]]] = {}
+        for row, category in messages:
+            together.setdefault(category, []).append((row["payload"], row["message_id"]))
         try:
             await asyncio.gather(
-                *(
-                    self._bus.publish_grouped(subjects.message_accepted(category), row["payload"], row["message_id"])
-                    for row, category in messages
-                )
+                *(self._bus.publish_grouped(subjects.message_accepted(c), *records) for c, records in together.items())
             )
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; it was not accepted, retry") from e
@@ -261,7 +261,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             async for part, payload in self._payloads(row):
                 msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
-                await self._bus.publish_grouped(subjects.message_accepted(category), payload, msg_id)
+                await self._bus.publish_grouped(subjects.message_accepted(category), (payload, msg_id))
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 
