@@ -19,7 +19,8 @@ counted, so running the same message twice queues nothing twice.
 """
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from herald.v1 import common_pb2, events_pb2
@@ -54,24 +55,28 @@ class Router:
         self._caps = caps
         # Each category publishes within its own bound, so a flood of one never waits in front of another.
         self._publishing = {c: asyncio.Semaphore(p.concurrency) for c, p in categories.PIPELINES.items()}
-        self._routing = {c: asyncio.Semaphore(ROUTED_AT_ONCE * p.concurrency) for c, p in categories.PIPELINES.items()}
+        self._routing = {c: Budget(ROUTED_AT_ONCE * p.concurrency) for c, p in categories.PIPELINES.items()}
 
     async def on_accepted(self, incoming: Incoming) -> None:
         """A batch of accepted messages: each is routed on its own; the batch is acked once all are, and a
         redelivered batch repeats only what is idempotent (see the module's docstring)."""
         batch = events_pb2.AcceptedBatch.FromString(incoming.data)
-        await self._each(self._accepted(message) for message in batch.messages)
+        if not batch.messages:
+            return
+        # A fetch of accepted batches may hold thousands of messages: a batch is routed once its messages fit in
+        # its category's budget, so that a process shared by every category never has them all in progress in
+        # front of a critical message, while a batch's messages still start together (their directory reads and
+        # events are shared).
+        async with self._routing[batch.messages[0].template.category].taking(len(batch.messages)):
+            await self._bus.turn()
+            await self._each(self._accepted(message) for message in batch.messages)
 
     async def _accepted(self, message: events_pb2.AcceptedMessage) -> None:
-        # A fetch of accepted batches may hold thousands of messages: a few at a time are routed, so that a
-        # process shared by every category never has them all in progress in front of a critical message.
-        async with self._routing[message.template.category]:
-            await self._bus.turn()
-            send_at = from_timestamp(message.send_at)
-            if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
-                await self._hold(message, send_at)
-            else:
-                await self._dispatch(message)
+        send_at = from_timestamp(message.send_at)
+        if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
+            await self._hold(message, send_at)
+        else:
+            await self._dispatch(message)
 
     async def on_due(self, incoming: Incoming) -> None:
         await self._dispatch(events_pb2.AcceptedMessage.FromString(incoming.data))
@@ -176,6 +181,28 @@ class Router:
     @staticmethod
     async def _each(steps: Iterable[Awaitable[None]]) -> None:
         await asyncio.gather(*steps)
+
+
+class Budget:
+    """At most `size` units taken at once; a taker waits until all it asks for is free (one asking for more than
+    `size` takes all of it)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = self._free = size
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def taking(self, units: int) -> AsyncIterator[None]:
+        units = min(units, self._size)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= units)
+            self._free -= units
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._free += units
+                self._changed.notify_all()
 
 
 def _user_ids(message: events_pb2.AcceptedMessage) -> set[str]:
