@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 import structlog
 from herald.v1 import common_pb2, dead_letter_service_pb2, events_pb2
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs import events, subjects
@@ -106,15 +107,15 @@ class Deliverer:
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
         plans = [await self._plan(j, records.get(j.delivery_id)) for _, j in work]
         # A provider that de-duplicates on our key needs no mark: after a crash it simply gets the same call again.
-        await self._mark_in_flight(
-            [
-                (j, p)
-                for (_, j), p in zip(work, plans, strict=True)
-                if isinstance(p, Call) and not p.route.provider.idempotent
-            ]
-        )
+        marked = [
+            (j, p)
+            for (_, j), p in zip(work, plans, strict=True)
+            if isinstance(p, Call) and not p.route.provider.idempotent
+        ]
+        await self._mark_in_flight(marked)
         results = await asyncio.gather(*(self._settle(i, j, p) for (i, j), p in zip(work, plans, strict=True)))
-        await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new])
+        unrecorded = {j.delivery_id for _, j in work} - records.keys() - {j.delivery_id for j, _ in marked}
+        await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new], unrecorded)
         await asyncio.gather(*(self._announce(i, j, r) for (i, j), r in zip(work, results, strict=True)))
         retry = {j.delivery_id: r.retry_in for (_, j), r in zip(work, results, strict=True)}
         # A job repeated within the batch is settled by its first copy.
@@ -240,21 +241,37 @@ class Deliverer:
                 record.sending_until = now() + deadline
                 record.update_time = now()
 
-    async def _store(self, outcomes: list[tuple[events_pb2.DeliveryJob, Result]]) -> None:
+    async def _store(self, outcomes: list[tuple[events_pb2.DeliveryJob, Result]], unrecorded: set[str]) -> None:
+        """Record the outcomes: in one bulk insert for deliveries that had no record when the batch was read (the
+        common case: a first attempt), through their records for the others. Should another replica have recorded
+        one of those meanwhile, the whole batch goes through the records."""
+        first = [(j, r) for j, r in outcomes if j.delivery_id in unrecorded]
+        if first:
+            try:
+                async with self._db.session.begin() as session:
+                    await session.execute(insert(tables.Delivery), [_first_record(j, r) for j, r in first])
+                    await self._update(session, [(j, r) for j, r in outcomes if j.delivery_id not in unrecorded])
+                return
+            except IntegrityError:
+                pass
+        async with self._db.session.begin() as session:
+            await self._update(session, outcomes)
+
+    @staticmethod
+    async def _update(session: AsyncSession, outcomes: list[tuple[events_pb2.DeliveryJob, Result]]) -> None:
         if not outcomes:
             return
-        async with self._db.session.begin() as session:
-            records = await _records(session, [j for j, _ in outcomes])
-            for record, (_, result) in zip(records, outcomes, strict=True):
-                record.state = result.state
-                record.attempts = result.attempts
-                record.provider = result.provider
-                record.provider_message_id = result.provider_message_id
-                record.last_error = result.reason
-                record.dead_letter, record.address_dead = result.dead, result.address_dead
-                record.may_fall_back = result.may_fall_back
-                record.sending_until = None
-                record.update_time = now()
+        records = await _records(session, [j for j, _ in outcomes])
+        for record, (_, result) in zip(records, outcomes, strict=True):
+            record.state = result.state
+            record.attempts = result.attempts
+            record.provider = result.provider
+            record.provider_message_id = result.provider_message_id
+            record.last_error = result.reason
+            record.dead_letter, record.address_dead = result.dead, result.address_dead
+            record.may_fall_back = result.may_fall_back
+            record.sending_until = None
+            record.update_time = now()
 
     async def _announce(self, incoming: Incoming, job: events_pb2.DeliveryJob, result: Result) -> None:
         if not result.new and result.state not in FINAL:
@@ -326,6 +343,30 @@ def _on_record(record: tables.Delivery) -> Result:
         may_fall_back=record.may_fall_back,
         address_dead=record.address_dead,
     )
+
+
+def _first_record(job: events_pb2.DeliveryJob, result: Result) -> dict[str, object]:
+    """The record of a delivery's first outcome, as _records would create and _update fill it."""
+    return {
+        "delivery_id": job.delivery_id,
+        "message_id": job.message_id,
+        "app_id": job.app_id,
+        "template_id": job.template_id,
+        "user_id": job.user_id,
+        "channel": job.channel,
+        "state": result.state,
+        "attempts": result.attempts,
+        "provider": result.provider,
+        "provider_message_id": result.provider_message_id,
+        "last_error": result.reason,
+        "update_time": now(),
+        "sending_until": None,
+        "replay": job.replay,
+        "cycle_start": 0,
+        "dead_letter": result.dead,
+        "address_dead": result.address_dead,
+        "may_fall_back": result.may_fall_back,
+    }
 
 
 async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> list[tables.Delivery]:

@@ -28,13 +28,15 @@ S = common_pb2
         Result(S.DELIVERY_STATE_FAILED, 1, "apns-prod", reason="Unregistered", address_dead=True),
     ],
 )
-async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, outcome: Result) -> None:
+@pytest.mark.parametrize("first", [True, False], ids=["bulk-inserted", "through-its-record"])
+async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, outcome: Result, first: bool) -> None:
     db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'adapters.db'}", "adapters")
     try:
         # Recording and planning a final outcome touch neither the bus, the provider accounts nor their pacing.
         deliverer = Deliverer(db, cast(Bus, None), cast(Accounts, None), {}, cast(RateLimiter, None))
         job = events_pb2.DeliveryJob(delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555")
-        await deliverer._store([(job, outcome)])
+        # A first attempt's outcome is inserted in bulk; a later one goes through the record.
+        await deliverer._store([(job, outcome)], {job.delivery_id} if first else set())
         [record] = (await deliverer._load([job.delivery_id])).values()
 
         again = await deliverer._plan(job, record)
