@@ -7,6 +7,7 @@ order (several producers, redeliveries), so a delivery's state only moves forwar
 later event wins. Each delivery counts once per state it reaches in the statistics (stats.py).
 """
 
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from libs.bus import ACK, BatchHandler, Incoming, Outcome
+from libs.bus import ACK, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.feedback import stats, tables
@@ -80,23 +81,25 @@ class Timeline:
         self._db = db
 
     async def on_messages(self, batch: list[Incoming]) -> list[Outcome]:
-        return await _dropping_unrecordable(self._record_messages, batch, REJECTED_MESSAGES, "an accepted message")
+        messages = _decoded(batch, _accepted_messages, REJECTED_MESSAGES, "an accepted message")
+        outcome = await _dropping_unrecordable(self._record_messages, messages, REJECTED_MESSAGES, "accepted message")
+        return [outcome] * len(batch)
 
     async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
-        return await _dropping_unrecordable(self._record_events, batch, REJECTED_EVENTS, "a status event")
+        events = _decoded(batch, _delivery_events, REJECTED_EVENTS, "a status event")
+        outcome = await _dropping_unrecordable(self._record_events, events, REJECTED_EVENTS, "status event")
+        return [outcome] * len(batch)
 
-    async def _record_messages(self, batch: list[Incoming]) -> list[Outcome]:
-        accepted = (events_pb2.AcceptedBatch.FromString(i.data).messages for i in batch)
-        messages = {m.message_id: m for messages in accepted for m in messages}
+    async def _record_messages(self, accepted: list[Any]) -> Outcome:
+        messages = {m.message_id: m for m in accepted}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
             await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])
-        return [ACK] * len(batch)
+        return ACK
 
-    async def _record_events(self, batch: list[Incoming]) -> list[Outcome]:
+    async def _record_events(self, grouped: list[Any]) -> Outcome:
         try:
-            grouped = (events_pb2.DeliveryEvents.FromString(i.data).events for i in batch)
-            events = {e.event_id: e for events in grouped for e in events}
+            events = {e.event_id: e for e in grouped}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
             rows = [_event_row(events[key], when[key]) for key in sorted(events)]
             async with self._db.session.begin() as session:
@@ -104,11 +107,11 @@ class Timeline:
                 if fresh:
                     await self._fold(session, sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1]))
         except IntegrityError:
-            return [CONFLICT_RETRY] * len(batch)
+            return CONFLICT_RETRY
         recorded = now()
         for key in fresh:
             STATUS_DELAY.observe(max((recorded - when[key]).total_seconds(), 0.0))
-        return [ACK] * len(batch)
+        return ACK
 
     async def _fold(self, session: Any, fresh: list[tuple[events_pb2.DeliveryEvent, datetime]]) -> None:
         """Fold the new events, oldest first, each with the time it occurred."""
@@ -134,19 +137,50 @@ class Timeline:
         await tally.save(session, self._db)
 
 
+def _decoded(batch: list[Incoming], parse: Callable[[bytes], Iterable[Any]], rejected: Counter, what: str) -> list[Any]:
+    """The records in each fetched message; a message that cannot be parsed is dropped loudly."""
+    records: list[Any] = []
+    for incoming in batch:
+        try:
+            records += parse(incoming.data)
+        except DecodeError as e:
+            log.error(f"dropped {what} that cannot be decoded", subject=incoming.subject, error=str(e))
+            rejected.inc()
+    return records
+
+
 async def _dropping_unrecordable(
-    record: BatchHandler, batch: list[Incoming], rejected: Counter, what: str
-) -> list[Outcome]:
-    """Record the batch. An item no row can hold would fail it on every redelivery, holding up everything fetched
-    with it: then record the items one at a time and drop the culprit loudly (an error log, `rejected` counted)."""
+    record: Callable[[list[Any]], Awaitable[Outcome]], records: list[Any], rejected: Counter, what: str
+) -> Outcome:
+    """Record `records` together. One that no row can hold would fail them all on every redelivery, holding up
+    everything fetched with it: then each half is recorded on its own, down to the culprit, which is dropped
+    loudly (an error log with its id, `rejected` counted). The outcome is the latest any part asked for."""
+    if not records:
+        return ACK
     try:
-        return await record(batch)
+        return await record(records)
     except UNRECORDABLE as e:
-        if len(batch) > 1:
-            return [outcome for one in batch for outcome in await _dropping_unrecordable(record, [one], rejected, what)]
-        log.error(f"dropped {what} that cannot be recorded", subject=batch[0].subject, error=str(e))
-        rejected.inc()
-        return [ACK]
+        if len(records) == 1:
+            log.error(f"dropped a {what} that cannot be recorded", record=_record_id(records[0]), error=str(e))
+            rejected.inc()
+            return ACK
+        half = len(records) // 2
+        delays = [
+            await _dropping_unrecordable(record, part, rejected, what) for part in (records[:half], records[half:])
+        ]
+        return max((d for d in delays if d is not None), default=ACK)
+
+
+def _accepted_messages(data: bytes) -> Iterable[events_pb2.AcceptedMessage]:
+    return events_pb2.AcceptedBatch.FromString(data).messages
+
+
+def _delivery_events(data: bytes) -> Iterable[events_pb2.DeliveryEvent]:
+    return events_pb2.DeliveryEvents.FromString(data).events
+
+
+def _record_id(record: Any) -> str:
+    return str(getattr(record, "event_id", "") or getattr(record, "message_id", ""))[:80]
 
 
 def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime, tally: stats.Tally) -> None:
