@@ -23,10 +23,11 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+import structlog
 from herald.v1 import common_pb2, events_pb2
 
 from libs import categories, events, subjects
-from libs.bus import Bus, Incoming
+from libs.bus import Bus, Incoming, grouped
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
@@ -34,6 +35,8 @@ from services.router import jobs
 from services.router.dedup import ContentDedup
 from services.router.frequency import FrequencyCaps
 from services.router.recipients import Recipients, RecipientsReader
+
+log = structlog.get_logger()
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -69,7 +72,18 @@ class Router:
         # events are shared).
         async with self._routing[batch.messages[0].template.category].taking(len(batch.messages)):
             await self._bus.turn()
-            await self._each(self._accepted(message) for message in batch.messages)
+            outcomes = await asyncio.gather(*(self._accepted(m) for m in batch.messages), return_exceptions=True)
+        if stopped := [e for e in outcomes if isinstance(e, BaseException) and not isinstance(e, Exception)]:
+            raise stopped[0]  # cancelled: the batch is redelivered whole
+        failed = [(m, e) for m, e in zip(batch.messages, outcomes, strict=True) if isinstance(e, Exception)]
+        if len(batch.messages) == 1 and failed:
+            raise failed[0][1]
+        # One message's failure must not hold up the rest of its batch: the batch is acked, and each message that
+        # failed goes back on its own (named by its id, so a repeat of this is dropped), to be retried alone.
+        for message, error in failed:
+            log.warning("routing failed; requeued alone", message_id=message.message_id, error=repr(error))
+            payload = grouped([message.SerializeToString()])
+            await self._bus.publish(incoming.subject, payload, msg_id=message.message_id)
 
     async def _accepted(self, message: events_pb2.AcceptedMessage) -> None:
         send_at = from_timestamp(message.send_at)

@@ -2,9 +2,12 @@
 
 import uuid
 
-from herald.v1 import common_pb2, directory_service_pb2
+import nats
+from herald.v1 import admin_service_pb2, common_pb2, directory_service_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
+from libs import subjects
+from libs.localmesh import Mesh
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -52,3 +55,44 @@ async def test_no_address_anywhere_is_suppressed_with_reason(herald: Herald) -> 
     assert delivery.state == S.DELIVERY_STATE_SUPPRESSED
     assert "no webhook address" in delivery.reason
     assert delivery.attempts == 0
+
+
+async def test_a_message_the_router_cannot_route_is_retried_alone_not_with_its_batch(
+    shared_mesh: tuple[Mesh, Herald], sink: WebhookSink
+) -> None:
+    """An accepted batch whose first message fails on every attempt (a send_at no clock can hold): the others of
+    the batch are delivered and their batch is done with; the failing one goes back on its own, rather than
+    taking its whole batch through the router again every retry."""
+    mesh, _ = shared_mesh
+    path = _path()
+    template = admin_service_pb2.Template(
+        template_id="t",
+        version=1,
+        category=S.CATEGORY_NOTIFICATION,
+        contents=[S.ChannelContent(channel="webhook", body="{}")],
+    )
+    recipient = msg.Recipient(addresses={"webhook": sink.url(path)})
+
+    def message(n: int) -> events_pb2.AcceptedMessage:
+        return events_pb2.AcceptedMessage(
+            message_id=f"msg_{uuid.uuid4().hex}",
+            app_id="app",
+            template=template,
+            recipients=[recipient],
+            channels=["webhook"],
+            variables={"n": str(n)},
+        )
+
+    poison = message(0)
+    poison.send_at.nanos = -1
+    batch = events_pb2.AcceptedBatch(messages=[poison, message(1), message(2)])
+    nc = await nats.connect(mesh.nats_url)
+    try:
+        await nc.jetstream().publish(subjects.message_accepted(S.CATEGORY_NOTIFICATION), batch.SerializeToString())
+    finally:
+        await nc.close()
+
+    delivered = await sink.wait_for(path, 2, timeout=60)
+    assert {hit.headers["Herald-Message-Id"] for hit in delivered} == {m.message_id for m in batch.messages[1:]}
+    log = mesh.binaries["router"].log_path.read_text().splitlines()
+    assert any("requeued alone" in line and poison.message_id in line for line in log)
