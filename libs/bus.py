@@ -162,7 +162,7 @@ class Precedence:
             await self._idle[busy[0]].wait()
 
 
-def grouped(records: Iterable[bytes]) -> bytes:
+def _grouped(records: Iterable[bytes]) -> bytes:
     """One message whose field 1 repeats `records` (serialized messages), without parsing them again: on the wire a
     repeated message field is its elements, each a length-delimited record of its field number."""
     return b"".join(_GROUPED_TAG + _varint(len(record)) + record for record in records)
@@ -292,7 +292,7 @@ class Bus:
         try:
             await asyncio.gather(
                 *(
-                    self._publish(subject, grouped(r for r, _ in part), {"Nats-Msg-Id": _group_id(part)})
+                    self._publish(subject, _grouped(r for r, _ in part), {"Nats-Msg-Id": _group_id(part)})
                     for part in parts
                 )
             )

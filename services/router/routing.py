@@ -27,7 +27,7 @@ import structlog
 from herald.v1 import common_pb2, events_pb2
 
 from libs import categories, events, subjects
-from libs.bus import Bus, Incoming, grouped
+from libs.bus import Bus, Incoming
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
@@ -79,11 +79,11 @@ class Router:
         if len(batch.messages) == 1 and failed:
             raise failed[0][1]
         # One message's failure must not hold up the rest of its batch: the batch is acked, and each message that
-        # failed goes back on its own (named by its id, so a repeat of this is dropped), to be retried alone.
+        # failed goes back on its own (one at a time, so each is a group of one, named by its id), to be retried
+        # alone.
         for message, error in failed:
             log.warning("routing failed; requeued alone", message_id=message.message_id, error=repr(error))
-            payload = grouped([message.SerializeToString()])
-            await self._bus.publish(incoming.subject, payload, msg_id=message.message_id)
+            await self._bus.publish_grouped(incoming.subject, (message.SerializeToString(), message.message_id))
 
     async def _accepted(self, message: events_pb2.AcceptedMessage) -> None:
         send_at = from_timestamp(message.send_at)
