@@ -198,21 +198,20 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         return accepted
 
     async def _accept(self, items: list[tuple[events_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
-        """Store then queue. Entries with an idempotency key claim it in a transaction of their own."""
-        rows = [_row(accepted, key) for accepted, key in items]
-        responses = [pb.SendResponse(message_id=row["message_id"]) for row in rows]
-        if plain := [
-            (row, accepted.template.category)
-            for row, (accepted, _) in zip(rows, items, strict=True)
-            if row["idempotency_key"] is None
-        ]:
-            await self._store([row for row, _ in plain])
-        keyed = [(i, row) for i, row in enumerate(rows) if row["idempotency_key"] is not None]
-        for k, (i, row) in enumerate(keyed):
-            if (existing := await self._claim(row)) is not None:
-                keyed[k] = (i, existing)
+        """Store then queue. Entries with an idempotency key claim it in a transaction of their own; one whose key
+        was used already is answered with that message, queued again."""
+        rows = [(_row(accepted, key), accepted.template.category) for accepted, key in items]
+        responses = [pb.SendResponse(message_id=row["message_id"]) for row, _ in rows]
+        if plain := [row for row, _ in rows if row["idempotency_key"] is None]:
+            await self._store(plain)
+        fresh, again = [], []
+        for i, (row, category) in enumerate(rows):
+            if row["idempotency_key"] is None or (existing := await self._claim(row)) is None:
+                fresh.append((row, category))
+            else:
+                again.append(existing)
                 responses[i] = pb.SendResponse(message_id=existing["message_id"], duplicate=True)
-        await asyncio.gather(self._queue(plain), *(self._publish(row) for _, row in keyed))
+        await asyncio.gather(self._queue(fresh), *(self._publish(row) for row in again))
         return responses
 
     async def _store(self, rows: list[Row]) -> None:
@@ -232,7 +231,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 *(self._bus.publish_grouped(subjects.message_accepted(c), *records) for c, records in together.items())
             )
         except TRANSIENT as e:
-            raise Unavailable("could not queue the message; it was not accepted, retry") from e
+            raise Unavailable(
+                "could not queue the message; retry (with the same idempotency key, if it had one)"
+            ) from e
 
     async def _claim(self, row: Row) -> Row | None:
         """Insert a keyed row; if the key was used within IDEMPOTENCY_WINDOW (here or on another replica),
