@@ -263,15 +263,8 @@ class Deliverer:
             return
         records = await _records(session, [j for j, _ in outcomes])
         for record, (_, result) in zip(records, outcomes, strict=True):
-            record.state = result.state
-            record.attempts = result.attempts
-            record.provider = result.provider
-            record.provider_message_id = result.provider_message_id
-            record.last_error = result.reason
-            record.dead_letter, record.address_dead = result.dead, result.address_dead
-            record.may_fall_back = result.may_fall_back
-            record.sending_until = None
-            record.update_time = now()
+            for column, value in _outcome(result).items():
+                setattr(record, column, value)
 
     async def _announce(self, incoming: Incoming, job: events_pb2.DeliveryJob, result: Result) -> None:
         if not result.new and result.state not in FINAL:
@@ -345,8 +338,8 @@ def _on_record(record: tables.Delivery) -> Result:
     )
 
 
-def _first_record(job: events_pb2.DeliveryJob, result: Result) -> dict[str, object]:
-    """The record of a delivery's first outcome, as _records would create and _update fill it."""
+def _identity(job: events_pb2.DeliveryJob) -> dict[str, object]:
+    """Who and what the delivery is: a record's columns that never change."""
     return {
         "delivery_id": job.delivery_id,
         "message_id": job.message_id,
@@ -354,19 +347,28 @@ def _first_record(job: events_pb2.DeliveryJob, result: Result) -> dict[str, obje
         "template_id": job.template_id,
         "user_id": job.user_id,
         "channel": job.channel,
+    }
+
+
+def _outcome(result: Result) -> dict[str, object]:
+    """A record's columns as an outcome leaves them."""
+    return {
         "state": result.state,
         "attempts": result.attempts,
         "provider": result.provider,
         "provider_message_id": result.provider_message_id,
         "last_error": result.reason,
-        "update_time": now(),
-        "sending_until": None,
-        "replay": job.replay,
-        "cycle_start": 0,
         "dead_letter": result.dead,
         "address_dead": result.address_dead,
         "may_fall_back": result.may_fall_back,
+        "sending_until": None,
+        "update_time": now(),
     }
+
+
+def _first_record(job: events_pb2.DeliveryJob, result: Result) -> dict[str, object]:
+    """The record of a delivery's first outcome, as _records would create it and _update fill it."""
+    return _identity(job) | _outcome(result) | {"replay": job.replay, "cycle_start": 0}
 
 
 async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> list[tables.Delivery]:
@@ -381,12 +383,7 @@ async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) ->
         record = found.get(job.delivery_id)
         if record is None:
             record = tables.Delivery(
-                delivery_id=job.delivery_id,
-                message_id=job.message_id,
-                app_id=job.app_id,
-                template_id=job.template_id,
-                user_id=job.user_id,
-                channel=job.channel,
+                **_identity(job),
                 state=S.DELIVERY_STATE_PENDING,
                 attempts=0,
                 provider="",
