@@ -9,7 +9,7 @@ later event wins. Each delivery counts once per state it reaches in the statisti
 
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -24,6 +24,8 @@ from libs.timeutil import from_timestamp, now
 from services.feedback import stats, tables
 
 log = structlog.get_logger()
+# A record a bus message carries: an accepted message, or a status event.
+R = TypeVar("R", events_pb2.AcceptedMessage, events_pb2.DeliveryEvent)
 
 # Two replicas created the same new delivery at once: the loser folds its batch in again shortly.
 CONFLICT_RETRY = 0.05
@@ -90,16 +92,16 @@ class Timeline:
         outcome = await _dropping_unrecordable(self._record_events, events, REJECTED_EVENTS, "status event")
         return [outcome] * len(batch)
 
-    async def _record_messages(self, accepted: list[Any]) -> Outcome:
+    async def _record_messages(self, accepted: list[events_pb2.AcceptedMessage]) -> Outcome:
         messages = {m.message_id: m for m in accepted}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
             await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])
         return ACK
 
-    async def _record_events(self, grouped: list[Any]) -> Outcome:
+    async def _record_events(self, received: list[events_pb2.DeliveryEvent]) -> Outcome:
         try:
-            events = {e.event_id: e for e in grouped}
+            events = {e.event_id: e for e in received}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
             rows = [_event_row(events[key], when[key]) for key in sorted(events)]
             async with self._db.session.begin() as session:
@@ -137,9 +139,9 @@ class Timeline:
         await tally.save(session, self._db)
 
 
-def _decoded(batch: list[Incoming], parse: Callable[[bytes], Iterable[Any]], rejected: Counter, what: str) -> list[Any]:
+def _decoded(batch: list[Incoming], parse: Callable[[bytes], Iterable[R]], rejected: Counter, what: str) -> list[R]:
     """The records in each fetched message; a message that cannot be parsed is dropped loudly."""
-    records: list[Any] = []
+    records: list[R] = []
     for incoming in batch:
         try:
             records += parse(incoming.data)
@@ -150,7 +152,7 @@ def _decoded(batch: list[Incoming], parse: Callable[[bytes], Iterable[Any]], rej
 
 
 async def _dropping_unrecordable(
-    record: Callable[[list[Any]], Awaitable[Outcome]], records: list[Any], rejected: Counter, what: str
+    record: Callable[[list[R]], Awaitable[Outcome]], records: list[R], rejected: Counter, what: str
 ) -> Outcome:
     """Record `records` together. One that no row can hold would fail them all on every redelivery, holding up
     everything fetched with it: then each half is recorded on its own, down to the culprit, which is dropped
@@ -179,8 +181,8 @@ def _delivery_events(data: bytes) -> Iterable[events_pb2.DeliveryEvent]:
     return events_pb2.DeliveryEvents.FromString(data).events
 
 
-def _record_id(record: Any) -> str:
-    return str(getattr(record, "event_id", "") or getattr(record, "message_id", ""))[:80]
+def _record_id(record: events_pb2.AcceptedMessage | events_pb2.DeliveryEvent) -> str:
+    return (record.event_id if isinstance(record, events_pb2.DeliveryEvent) else record.message_id)[:80]
 
 
 def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime, tally: stats.Tally) -> None:
