@@ -9,6 +9,7 @@ import nats
 import pytest
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
+from nats.js.api import DeliverPolicy
 
 from libs.events import state_name
 from libs.localmesh import Mesh
@@ -77,7 +78,10 @@ async def test_another_team_reads_every_delivery_event_of_a_batch_as_docs_events
     entries = [msg.SendRequest(template_id=template, recipients=to, variables={"n": str(n)}) for n in range(20)]
     nc = await nats.connect(mesh.nats_url)
     try:
-        sub = await nc.jetstream().subscribe("herald.event.delivery.>", ordered_consumer=True)
+        # From now on: the shared mesh's stream holds every earlier test's events.
+        sub = await nc.jetstream().subscribe(
+            "herald.event.delivery.>", ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
         reply = await herald.messages.SendBatch(msg.SendBatchRequest(requests=entries), metadata=app)
         ids = {r.response.message_id for r in reply.results}
         seen: dict[str, set[str]] = {}
