@@ -7,10 +7,8 @@ T = 1/r and bursts of up to max(1, r) messages (one second's worth) are
 allowed: a message is accepted when now >= TAT - tolerance, and accepting k
 messages moves TAT to max(TAT, now) + k*T. That number lives in the KV bucket
 `herald_rate_limits`, updated by compare-and-set on the entry's revision, so
-replicas share one limit exactly. Within a replica, the calls for one key that
-arrive while its update is in flight are decided together, in arrival order, and
-written in one update: 64 concurrent Sends of an app cost one round trip, not 64
-in a row, and only cross-replica races ever retry.
+replicas share one limit exactly; within a replica, calls for one key queue on
+a lock so only cross-replica races ever retry.
 """
 
 import asyncio
@@ -18,7 +16,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -31,16 +29,12 @@ ENTRY_TTL = 3600.0
 MAX_RACES = 20
 
 T = TypeVar("T")
-# Given (TAT, now): the new TAT, or None to leave it, and the caller's answer.
-Decide = Callable[[float, float], tuple[float | None, Any]]
 
 
 class RateLimiter:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
-        # key -> the changes waiting for the next update, each with its caller's future.
-        self._waiting: defaultdict[str, list[tuple[Decide, asyncio.Future[Any]]]] = defaultdict(list)
-        self._updating: dict[str, asyncio.Task[None]] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # key -> (TAT, KV revision) as this replica last wrote or read it.
         self._known: dict[str, tuple[float, int]] = {}
 
@@ -81,51 +75,23 @@ class RateLimiter:
         return await self._change(key, decide)
 
     async def _change(self, key: str, decide: Callable[[float, float], tuple[float | None, T]]) -> T:
-        """Apply `decide(TAT, now) -> (new TAT or None to leave it, answer)` by compare-and-set, together with
-        whatever other changes of `key` wait for the same update."""
-        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting[key].append((decide, answer))
-        if key not in self._updating:
-            self._updating[key] = asyncio.create_task(self._update(key))
-        return await answer
-
-    async def _update(self, key: str) -> None:
-        try:
-            while changes := self._waiting.pop(key, []):
+        """Apply `decide(TAT, now) -> (new TAT or None to leave it, answer)` by compare-and-set."""
+        async with self._locks[key]:
+            for _ in range(MAX_RACES):
+                tat, revision = self._known.get(key) or await self._read(key)
+                new_tat, answer = decide(tat, time.time())
+                if new_tat is None:
+                    return answer
                 try:
-                    answers = await self._apply(key, [decide for decide, _ in changes])
-                except Exception as e:
-                    for _, future in changes:
-                        if not future.done():
-                            future.set_exception(e)
+                    if revision:
+                        revision = await self._kv.update(key, repr(new_tat).encode(), last=revision)
+                    else:
+                        revision = await self._kv.create(key, repr(new_tat).encode())
+                except KeyWrongLastSequenceError:
+                    self._known.pop(key, None)  # another replica moved it: read and decide again
                     continue
-                for (_, future), answer in zip(changes, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
-        finally:
-            del self._updating[key]
-
-    async def _apply(self, key: str, changes: list[Decide]) -> list[Any]:
-        """Decide every change in turn from the stored TAT and write the outcome in one compare-and-set."""
-        for _ in range(MAX_RACES):
-            tat, revision = self._known.get(key) or await self._read(key)
-            clock, new_tat, answers = time.time(), tat, []
-            for decide in changes:
-                changed, answer = decide(new_tat, clock)
-                new_tat = new_tat if changed is None else changed
-                answers.append(answer)
-            if new_tat == tat:
-                return answers
-            try:
-                if revision:
-                    revision = await self._kv.update(key, repr(new_tat).encode(), last=revision)
-                else:
-                    revision = await self._kv.create(key, repr(new_tat).encode())
-            except KeyWrongLastSequenceError:
-                self._known.pop(key, None)  # another replica moved it: read and decide again
-                continue
-            self._known[key] = (new_tat, revision)
-            return answers
+                self._known[key] = (new_tat, revision)
+                return answer
         raise TimeoutError(f"rate limit state for {key} kept changing under us")
 
     async def _read(self, key: str) -> tuple[float, int]:
