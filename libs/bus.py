@@ -44,7 +44,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry import trace
 
@@ -333,6 +333,13 @@ class Bus:
             "Nats-Schedule-TTL": SCHEDULE_FIRED_TTL,
         }
         await self._publish(subject, payload, headers)
+
+    async def scheduled(self, subject: str) -> bytes | None:
+        """The payload of the schedule `subject` names, or None if there is none (never made, fired, withdrawn)."""
+        try:
+            return (await self.js.get_last_msg("HERALD_SCHEDULES", subject)).data or b""
+        except NotFoundError:
+            return None
 
     async def unschedule(self, subjects: str) -> None:
         """Withdraw the schedules under `subjects` (wildcards allowed)."""

@@ -8,7 +8,7 @@ asks for DISPATCHED just before it queues delivery jobs.
 
 from enum import Enum
 
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.bus import DAY, Bus
@@ -39,3 +39,11 @@ class DispatchLedger:
             entry = await self._kv.get(message_id)
             return Decision((entry.value or b"").decode())
         return wanted
+
+    async def decided(self, message_id: str) -> Decision | None:
+        """The decision taken for the message, if one was."""
+        try:
+            entry = await self._kv.get(message_id)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        return Decision((entry.value or b"").decode())

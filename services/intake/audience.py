@@ -3,6 +3,7 @@
 import re
 from collections.abc import Awaitable, Callable
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from herald.v1 import events_pb2
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import delete
@@ -10,11 +11,12 @@ from sqlalchemy import delete
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
 from libs.store import Database
+from libs.timeutil import now, to_timestamp
 from services.intake import tables
 
 MAX_AUDIENCE = 1_000_000
 
-Prepare = Callable[[AppIdentity, pb.SendRequest], Awaitable[events_pb2.AcceptedMessage]]
+Prepare = Callable[[AppIdentity, pb.SendRequest, Timestamp], Awaitable[events_pb2.AcceptedMessage]]
 
 
 class Audience:
@@ -32,6 +34,7 @@ class Audience:
         self.recipients = 0
         self.complete = False
         self._first: events_pb2.AcceptedMessage | None = None
+        self._create_time = to_timestamp(now())
 
     async def add(self, recipients: list[pb.Recipient]) -> None:
         if not recipients:
@@ -43,7 +46,7 @@ class Audience:
         del chunk.recipients[:]
         chunk.recipients.extend(recipients)
         try:
-            accepted = await self._prepare(self._app, chunk)
+            accepted = await self._prepare(self._app, chunk, self._create_time)
         except InvalidArgument as e:  # name recipients by their place in the whole audience
             raise InvalidArgument({_shift(field, self.recipients): why for field, why in e.fields.items()}) from e
         accepted.message_id = self.message_id

@@ -9,6 +9,7 @@ from libs.dispatch import DispatchLedger
 from libs.rate_limit import RateLimiter
 from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
+from services.intake.message_ids import MessageIds
 from services.intake.messages import MessageService
 from services.intake.templates import TemplateStore
 
@@ -22,8 +23,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(apps, templates, rt.settings.admin_token), server
     )
+    ledger, ids = await DispatchLedger.open(rt.bus), await MessageIds.open(rt.bus)
     message_service_pb2_grpc.add_MessageServiceServicer_to_server(
-        MessageService(rt.db, rt.bus, keys, templates, limiter, await DispatchLedger.open(rt.bus)), server
+        MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids), server
     )
     return [
         admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,

@@ -3,9 +3,11 @@
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, json_format
+from google.protobuf.timestamp_pb2 import Timestamp
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import insert, select, update
@@ -24,13 +26,12 @@ from libs.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from libs.ids import new_id
 from libs.rate_limit import RateLimiter
 from libs.store import Database
 from libs.timeutil import from_timestamp, now, to_timestamp
 from services.intake import tables
 from services.intake.audience import Audience
-from services.intake.group_commit import GroupCommit, Row
+from services.intake.message_ids import MessageIds
 from services.intake.templates import TemplateStore
 from services.intake.validation import check_shape, choose_channels, render_check
 
@@ -38,6 +39,8 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # What one accepted message may weigh on the bus (NATS refuses payloads over 1 MiB by default).
 MAX_MESSAGE_BYTES = 512 * 1024
 MAX_BATCH = 500
+# An intake_messages row, as Core inserts and returns it.
+Row = dict[str, Any]
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
@@ -49,18 +52,19 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         templates: TemplateStore,
         limiter: RateLimiter,
         ledger: DispatchLedger,
+        ids: MessageIds,
     ) -> None:
         self._ledger = ledger
+        self._ids = ids
         self._db = db
         self._bus = bus
         self._keys = keys
         self._templates = templates
         self._limiter = limiter
-        self._group_commit = GroupCommit(db)
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
         app = await self._keys.authenticate(context)
-        accepted = await self._prepare(app, request)
+        accepted = await self._prepare(app, request, to_timestamp(now()))
         if request.dry_run:
             return pb.SendResponse()
         granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
@@ -76,9 +80,10 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             raise InvalidArgument({"requests": f"{len(request.requests)} entries; at most {MAX_BATCH} per SendBatch"})
         results: list[pb.SendBatchResult] = []
         ready: list[tuple[int, events_pb2.AcceptedMessage, str]] = []
+        create_time = to_timestamp(now())
         for i, entry in enumerate(request.requests):
             try:
-                accepted = await self._prepare(app, entry)
+                accepted = await self._prepare(app, entry, create_time)
             except HeraldError as e:
                 fields = list(e.fields) if isinstance(e, InvalidArgument) else []
                 results.append(
@@ -107,28 +112,38 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     async def CancelMessage(
         self, request: pb.CancelMessageRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMessageResponse:
-        """Withdraw a message the router has not dispatched yet; repeating a successful cancel is harmless."""
+        """Withdraw a message the router has not dispatched yet; repeating a successful cancel is harmless.
+
+        Only a message with an idempotency key or an audience has a row; any other is the app's if its id says so
+        (MessageIds). A scheduled message's schedule is withdrawn, and its deliveries are CANCELLED at once; one
+        still waiting in the router's queue becomes CANCELLED when the router reaches it and finds the decision."""
         app = await self._keys.authenticate(context)
-        if not request.message_id:
+        message_id = request.message_id
+        if not message_id:
             raise InvalidArgument({"message_id": "required"})
         async with self._db.session() as session:
-            row = await session.get(tables.Message, request.message_id)
-        if row is None or row.app_id != app.app_id:
-            raise NotFound(f"message '{request.message_id[:64]}' not found")
-        message = _as_row(row)
-        if await self._ledger.decide(row.message_id, Decision.CANCELLED) is not Decision.CANCELLED:
+            row = await session.get(tables.Message, message_id)
+        owner = row.app_id if row is not None else app.app_id if self._ids.issued_to(message_id, app.app_id) else ""
+        if owner != app.app_id:
+            raise NotFound(f"message '{message_id[:64]}' not found")
+        if await self._ledger.decide(message_id, Decision.CANCELLED) is not Decision.CANCELLED:
             raise FailedPrecondition(
-                f"message {row.message_id} was already dispatched to its channels and can no longer be cancelled"
+                f"message {message_id} was already dispatched to its channels and can no longer be cancelled"
             )
-        if row.cancel_time is None:
+        if row is not None and row.cancel_time is None:
             async with self._db.session.begin() as session:
                 await session.execute(
-                    update(tables.Message).where(tables.Message.message_id == row.message_id).values(cancel_time=now())
+                    update(tables.Message).where(tables.Message.message_id == message_id).values(cancel_time=now())
                 )
-        await self._bus.unschedule(subjects.schedules(row.message_id))
-        async for part, payload in self._payloads(message):
-            await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{row.message_id}.{part}.cancel")
-        return pb.CancelMessageResponse(message_id=row.message_id)
+        if row is not None:
+            payloads = [(part, payload) async for part, payload in self._payloads(_as_row(row))]
+        else:
+            scheduled = await self._bus.scheduled(subjects.schedule(message_id, 0))
+            payloads = [(0, scheduled)] if scheduled is not None else []
+        await self._bus.unschedule(subjects.schedules(message_id))
+        for part, payload in payloads:
+            await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{message_id}.{part}.cancel")
+        return pb.CancelMessageResponse(message_id=message_id)
 
     async def SendAudience(
         self, requests: AsyncIterator[pb.SendAudienceRequest], context: grpc.aio.ServicerContext
@@ -142,7 +157,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         if header.idempotency_key and (existing := await self._keyed(app.app_id, header.idempotency_key)):
             await self._publish(existing)  # completes a first call that died before queueing; else a no-op
             return pb.SendResponse(message_id=existing["message_id"], duplicate=True)
-        message_id = new_id("msg")
+        message_id = self._ids.new(app.app_id)
         audience = Audience(self._db, self._prepare, app, header, message_id)
         try:
             if header.recipients:
@@ -158,9 +173,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
             if not granted:
                 raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
-            row = _row(audience.first, header.idempotency_key) | {"payload": b"", "parts": audience.parts}
+            row = _row(audience.first, b"", header.idempotency_key) | {"parts": audience.parts}
             if row["idempotency_key"] is None:
-                await self._store([row])
+                await self._store(row)
             elif (existing := await self._claim(row)) is not None:
                 await self._publish(existing)
                 return pb.SendResponse(message_id=existing["message_id"], duplicate=True)
@@ -171,15 +186,18 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         await self._publish(row)
         return pb.SendResponse(message_id=message_id)
 
-    async def _prepare(self, app: AppIdentity, request: pb.SendRequest) -> events_pb2.AcceptedMessage:
-        """Everything that can refuse a Send, before anything is stored."""
+    async def _prepare(
+        self, app: AppIdentity, request: pb.SendRequest, create_time: Timestamp
+    ) -> events_pb2.AcceptedMessage:
+        """Everything that can refuse a Send, before anything is stored. A SendBatch's entries share one
+        `create_time`: the moment of the call."""
         check_shape(request)
         template = await self._templates.latest_for_sending(request.template_id)
         app.check_category(template.category)
         chosen = choose_channels(request, template, app)
         render_check(request, template, chosen)
         accepted = events_pb2.AcceptedMessage(
-            message_id=new_id("msg"),
+            message_id=self._ids.new(app.app_id),
             app_id=app.app_id,
             template=template,
             recipients=request.recipients,
@@ -187,7 +205,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             channels=chosen,
             send_at=request.send_at,
             expire_at=request.expire_at,
-            create_time=to_timestamp(now()),
+            create_time=create_time,
         )
         if app.quiet_hours is not None:
             json_format.ParseDict(app.quiet_hours, accepted.quiet_hours)
@@ -198,34 +216,36 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         return accepted
 
     async def _accept(self, items: list[tuple[events_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
-        """Store then queue. Entries with an idempotency key claim it in a transaction of their own; one whose key
-        was used already is answered with that message, queued again."""
-        rows = [(_row(accepted, key), accepted.template.category) for accepted, key in items]
-        responses = [pb.SendResponse(message_id=row["message_id"]) for row, _ in rows]
-        if plain := [row for row, _ in rows if row["idempotency_key"] is None]:
-            await self._store(plain)
-        fresh, again = [], []
-        for i, (row, category) in enumerate(rows):
-            if row["idempotency_key"] is None or (existing := await self._claim(row)) is None:
-                fresh.append((row, category))
-            else:
+        """Queue the messages. Only one with an idempotency key is stored first, to claim the key in a row of its
+        own; the others' durable record is JetStream. One whose key was used already is answered with that
+        message, queued again."""
+        responses: list[pb.SendResponse] = []
+        fresh: list[tuple[int, bytes, str]] = []
+        again: list[Row] = []
+        for accepted, key in items:
+            payload = accepted.SerializeToString()
+            if key and (existing := await self._claim(_row(accepted, payload, key))) is not None:
                 again.append(existing)
-                responses[i] = pb.SendResponse(message_id=existing["message_id"], duplicate=True)
+                responses.append(pb.SendResponse(message_id=existing["message_id"], duplicate=True))
+            else:
+                fresh.append((accepted.template.category, payload, accepted.message_id))
+                responses.append(pb.SendResponse(message_id=accepted.message_id))
         await asyncio.gather(self._queue(fresh), *(self._publish(row) for row in again))
         return responses
 
-    async def _store(self, rows: list[Row]) -> None:
+    async def _store(self, row: Row) -> None:
         try:
-            await self._group_commit.insert(rows)
+            async with self._db.session.begin() as session:
+                await session.execute(insert(tables.Message), [row])
         except TRANSIENT as e:
             raise Unavailable("could not store the message; it was not accepted, retry") from e
 
-    async def _queue(self, messages: Sequence[tuple[Row, int]]) -> None:
-        """Publish one call's newly stored messages (row, category): together, they travel as a few AcceptedBatches
-        (Bus.publish_grouped), a SendBatch of 100 as one."""
+    async def _queue(self, messages: Sequence[tuple[int, bytes, str]]) -> None:
+        """Publish one call's new messages (category, payload, message id): together, they travel as a few
+        AcceptedBatches (Bus.publish_grouped), a SendBatch of 100 as one."""
         together: dict[int, list[tuple[bytes, str]]] = {}
-        for row, category in messages:
-            together.setdefault(category, []).append((row["payload"], row["message_id"]))
+        for category, payload, message_id in messages:
+            together.setdefault(category, []).append((payload, message_id))
         try:
             await asyncio.gather(
                 *(self._bus.publish_grouped(subjects.message_accepted(c), *records) for c, records in together.items())
@@ -296,15 +316,15 @@ def _over_limit(app: AppIdentity, retry_after: float) -> str:
     )
 
 
-def _row(accepted: events_pb2.AcceptedMessage, key: str) -> Row:
-    """The message's intake_messages row (Core, not ORM: SendBatch stores hundreds at once)."""
+def _row(accepted: events_pb2.AcceptedMessage, payload: bytes, key: str) -> Row:
+    """The message's intake_messages row (a keyed message's, or an audience's with an empty payload)."""
     return {
         "message_id": accepted.message_id,
         "app_id": accepted.app_id,
         "idempotency_key": key or None,
         "template_id": accepted.template.template_id,
         "template_version": accepted.template.version,
-        "payload": accepted.SerializeToString(),
+        "payload": payload,
         "create_time": now(),
         "send_at": from_timestamp(accepted.send_at),
         "cancel_time": None,

@@ -96,7 +96,9 @@ class Router:
         await self._dispatch(events_pb2.AcceptedMessage.FromString(incoming.data))
 
     async def on_cancelled(self, incoming: Incoming) -> None:
-        message = events_pb2.AcceptedMessage.FromString(incoming.data)
+        await self._cancelled(events_pb2.AcceptedMessage.FromString(incoming.data))
+
+    async def _cancelled(self, message: events_pb2.AcceptedMessage) -> None:
         await self._each(self._announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in await self._firsts(message))
 
     async def on_released(self, incoming: Incoming) -> None:
@@ -109,6 +111,11 @@ class Router:
         await self._route(job, await self._recipients.load({job.user_id} - {""}))
 
     async def _hold(self, message: events_pb2.AcceptedMessage, send_at: datetime) -> None:
+        """Schedule a message for its send_at, unless it was cancelled while it waited here: with no schedule to
+        withdraw, the cancel left only its decision."""
+        if await self._ledger.decided(message.message_id) is Decision.CANCELLED:
+            await self._cancelled(message)
+            return
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
         await self._each(self._announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in await self._firsts(message))
         target = subjects.schedule_due(message.template.category)
