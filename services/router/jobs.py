@@ -75,8 +75,9 @@ def _job(
         user_id=recipient.user_id,
         channel=channel,
         address=address(dict(recipient.addresses), recipient.user_id, channel, user),
-        expire_at=message.expire_at,
     )
+    if message.HasField("expire_at"):  # an unset one must stay unset: APNs and FCM read its presence
+        job.expire_at.CopyFrom(message.expire_at)
     if message.HasField("quiet_hours"):
         job.quiet_hours.CopyFrom(message.quiet_hours)
     content = templating.pick(list(message.template.contents), channel, locale)

@@ -81,10 +81,11 @@ class Apns(Provider):
             "apns-topic": self.account.setting("bundle_id"),
             "apns-push-type": "alert",
             "apns-priority": "5" if job.category == common_pb2.CATEGORY_MARKETING else "10",
-            "apns-expiration": str(job.expire_at.seconds if job.HasField("expire_at") else 0),
             "apns-id": apns_id,
             "apns-collapse-id": collapse_id,
         }
+        if job.HasField("expire_at"):  # without it APNs keeps the notification for a device that is offline
+            headers["apns-expiration"] = str(job.expire_at.seconds)
         payload = {**job.data, "aps": {"alert": {"title": job.subject, "body": job.body}}}
         url = f"{self.account.url(DEFAULT_ENDPOINT)}/3/device/{job.address}"
         response = await self._post(url, headers, json.dumps(payload).encode())
