@@ -3,7 +3,6 @@
 import re
 from collections.abc import Awaitable, Callable
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from herald.v1 import events_pb2
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import delete
@@ -11,12 +10,12 @@ from sqlalchemy import delete
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
 from libs.store import Database
-from libs.timeutil import now, to_timestamp
 from services.intake import tables
+from services.intake.common_part import CommonPart
 
 MAX_AUDIENCE = 1_000_000
 
-Prepare = Callable[[AppIdentity, pb.SendRequest, Timestamp], Awaitable[events_pb2.AcceptedMessage]]
+Prepare = Callable[[AppIdentity, pb.SendRequest, CommonPart], Awaitable[events_pb2.AcceptedMessage]]
 
 
 class Audience:
@@ -34,7 +33,7 @@ class Audience:
         self.recipients = 0
         self.complete = False
         self._first: events_pb2.AcceptedMessage | None = None
-        self._create_time = to_timestamp(now())
+        self._common = CommonPart(app)
 
     async def add(self, recipients: list[pb.Recipient]) -> None:
         if not recipients:
@@ -46,7 +45,7 @@ class Audience:
         del chunk.recipients[:]
         chunk.recipients.extend(recipients)
         try:
-            accepted = await self._prepare(self._app, chunk, self._create_time)
+            accepted = await self._prepare(self._app, chunk, self._common)
         except InvalidArgument as e:  # name recipients by their place in the whole audience
             raise InvalidArgument({_shift(field, self.recipients): why for field, why in e.fields.items()}) from e
         accepted.message_id = self.message_id

@@ -51,4 +51,5 @@ class MessageIds:
         return len(message_id) == ID_CHARS and hmac.compare_digest(tag, self._tag(base, app_id))
 
     def _tag(self, base: str, app_id: str) -> str:
-        return crockford(hashlib.blake2b(f"{base} {app_id}".encode(), key=self._secret, digest_size=TAG_BYTES).digest())
+        mac = hashlib.blake2b(f"{base} {app_id}".encode(), key=self._secret, digest_size=TAG_BYTES).digest()
+        return crockford(int.from_bytes(mac), TAG_CHARS)

@@ -6,8 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, json_format
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf import duration_pb2
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import insert, select, update
@@ -28,9 +27,10 @@ from libs.errors import (
 )
 from libs.rate_limit import RateLimiter
 from libs.store import Database
-from libs.timeutil import from_timestamp, now, to_timestamp
+from libs.timeutil import from_timestamp, now
 from services.intake import tables
 from services.intake.audience import Audience
+from services.intake.common_part import CommonPart
 from services.intake.message_ids import MessageIds
 from services.intake.templates import TemplateStore
 from services.intake.validation import check_shape, choose_channels, render_check
@@ -64,7 +64,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
         app = await self._keys.authenticate(context)
-        accepted = await self._prepare(app, request, to_timestamp(now()))
+        accepted = await self._prepare(app, request, CommonPart(app))
         if request.dry_run:
             return pb.SendResponse()
         granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
@@ -80,10 +80,10 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             raise InvalidArgument({"requests": f"{len(request.requests)} entries; at most {MAX_BATCH} per SendBatch"})
         results: list[pb.SendBatchResult] = []
         ready: list[tuple[int, events_pb2.AcceptedMessage, str]] = []
-        create_time = to_timestamp(now())
+        common = CommonPart(app)
         for i, entry in enumerate(request.requests):
             try:
-                accepted = await self._prepare(app, entry, create_time)
+                accepted = await self._prepare(app, entry, common)
             except HeraldError as e:
                 fields = list(e.fields) if isinstance(e, InvalidArgument) else []
                 results.append(
@@ -187,28 +187,22 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         return pb.SendResponse(message_id=message_id)
 
     async def _prepare(
-        self, app: AppIdentity, request: pb.SendRequest, create_time: Timestamp
+        self, app: AppIdentity, request: pb.SendRequest, common: CommonPart
     ) -> events_pb2.AcceptedMessage:
-        """Everything that can refuse a Send, before anything is stored. A SendBatch's entries share one
-        `create_time`: the moment of the call."""
+        """Everything that can refuse a Send, before anything is stored; then the message as it is queued."""
         check_shape(request)
         template = await self._templates.latest_for_sending(request.template_id)
         app.check_category(template.category)
         chosen = choose_channels(request, template, app)
         render_check(request, template, chosen)
-        accepted = events_pb2.AcceptedMessage(
-            message_id=self._ids.new(app.app_id),
-            app_id=app.app_id,
-            template=template,
-            recipients=request.recipients,
-            variables=request.variables,
-            channels=chosen,
-            send_at=request.send_at,
-            expire_at=request.expire_at,
-            create_time=create_time,
-        )
-        if app.quiet_hours is not None:
-            json_format.ParseDict(app.quiet_hours, accepted.quiet_hours)
+        accepted = common.message(template)
+        accepted.message_id = self._ids.new(app.app_id)
+        accepted.recipients.MergeFrom(request.recipients)
+        accepted.variables.MergeFrom(request.variables)
+        accepted.channels.extend(chosen)
+        for when in ("send_at", "expire_at"):
+            if request.HasField(when):
+                getattr(accepted, when).CopyFrom(getattr(request, when))
         if (size := accepted.ByteSize()) > MAX_MESSAGE_BYTES:
             raise InvalidArgument(
                 {"recipients": f"the message is {size} bytes with its template; at most {MAX_MESSAGE_BYTES}: split it"}
