@@ -36,7 +36,7 @@ def check_shape(request: pb.SendRequest) -> None:
     # A string takes at least as many bytes in the encoding as it has characters: a small request holds no value
     # too long, and its values need not be measured one by one.
     measure = request.ByteSize() > MAX_VARIABLE_CHARS
-    _check_variables("variables", request.variables, bad, measure)
+    _check_variables(request.variables, None, bad, measure)
     for i, recipient in enumerate(request.recipients[:MAX_RECIPIENTS]):
         if not recipient.user_id and not recipient.addresses:
             bad[f"recipients[{i}]"] = "give a user_id, addresses, or both"
@@ -46,7 +46,7 @@ def check_shape(request: pb.SendRequest) -> None:
         for channel in addresses:  # a protobuf map's own iteration: its Mapping views are far slower
             if why := channels.problem(channel) or channels.address_problem(channel, addresses[channel]):
                 bad[f"recipients[{i}].addresses[{channel[:40]}]"] = why
-        _check_variables(f"recipients[{i}].variables", recipient.variables, bad, measure)
+        _check_variables(recipient.variables, i, bad, measure)
     for i, channel in enumerate(request.channels):
         if why := channels.problem(channel):
             bad[f"channels[{i}]"] = why
@@ -65,17 +65,28 @@ def check_shape(request: pb.SendRequest) -> None:
         raise InvalidArgument(bad)
 
 
-def _check_variables(field: str, values: Mapping[str, str], bad: dict[str, str], measure: bool) -> None:
+def _check_variables(values: Mapping[str, str], recipient: int | None, bad: dict[str, str], measure: bool) -> None:
+    """The request's variables, or its `recipient`-th recipient's."""
     if len(values) > MAX_VARIABLES:
-        bad[field] = f"at most {MAX_VARIABLES} variables"
+        bad[_variables_field(recipient)] = f"at most {MAX_VARIABLES} variables"
     if measure:
         for name in values:
             if len(values[name]) > MAX_VARIABLE_CHARS:
-                bad[f"{field}[{name[:40]}]"] = f"at most {MAX_VARIABLE_CHARS} characters"
+                bad[f"{_variables_field(recipient)}[{name[:40]}]"] = f"at most {MAX_VARIABLE_CHARS} characters"
+
+
+def _variables_field(recipient: int | None) -> str:
+    """Named only for a refusal: most maps pass, and a name is a string to build."""
+    return "variables" if recipient is None else f"recipients[{recipient}].variables"
 
 
 def choose_channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
-    chosen = channels.choose(template, request.channels)
+    requested = tuple(request.channels)
+    key = (template.template_id, template.version, requested)
+    if (chosen := _chosen.get(key)) is None:
+        if len(_chosen) >= _PLANS_KEPT:
+            _chosen.clear()
+        chosen = _chosen[key] = channels.choose(template, requested)
     for channel in chosen:
         app.check_channel(channel)
     return chosen
@@ -112,6 +123,8 @@ PROTO_OVERHEAD = 128
 # Template versions never change, so their plans are kept (as many as this, then started afresh).
 _PLANS_KEPT = 1024
 _plans: dict[tuple[str, int, tuple[str, ...]], _RenderPlan] = {}
+# The channels each template version gives each list of requested channels (kept as the plans are).
+_chosen: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
 
 
 def _plan(template: admin_service_pb2.Template, chosen: list[str]) -> _RenderPlan:
