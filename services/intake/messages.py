@@ -74,23 +74,23 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         return response
 
     async def SendBatch(self, request: pb.SendBatchRequest, context: grpc.aio.ServicerContext) -> pb.SendBatchResponse:
-        """Each entry is checked on its own; the good ones are stored in one transaction and queued together."""
+        """Each entry is checked on its own; the good ones are queued together."""
         app = await self._keys.authenticate(context)
         if len(request.requests) > MAX_BATCH:
             raise InvalidArgument({"requests": f"{len(request.requests)} entries; at most {MAX_BATCH} per SendBatch"})
-        results: list[pb.SendBatchResult] = []
+        reply = pb.SendBatchResponse()
+        results = reply.results
         ready: list[tuple[int, events_pb2.AcceptedMessage, str]] = []
         common = CommonPart(app)
         for i, entry in enumerate(request.requests):
+            result = results.add()
             try:
                 accepted = await self._prepare(app, entry, common)
             except HeraldError as e:
                 fields = list(e.fields) if isinstance(e, InvalidArgument) else []
-                results.append(
-                    pb.SendBatchResult(error=pb.SendError(code=e.code.value[0], message=e.message, fields=fields))
-                )
+                result.error.CopyFrom(pb.SendError(code=e.code.value[0], message=e.message, fields=fields))
                 continue
-            results.append(pb.SendBatchResult(response=pb.SendResponse()))
+            result.response.SetInParent()
             if not entry.dry_run:
                 ready.append((i, accepted, entry.idempotency_key))
         granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, len(ready))
@@ -102,12 +102,12 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 message=_over_limit(app, retry_after),
                 retry_delay=delay,
             )
-            results[i] = pb.SendBatchResult(error=error)
+            results[i].error.CopyFrom(error)
         ready = ready[:granted]
         responses = await self._accept([(accepted, key) for _, accepted, key in ready])
         for (i, _, _), response in zip(ready, responses, strict=True):
             results[i].response.CopyFrom(response)
-        return pb.SendBatchResponse(results=results)
+        return reply
 
     async def CancelMessage(
         self, request: pb.CancelMessageRequest, context: grpc.aio.ServicerContext
