@@ -16,7 +16,7 @@ import aiohttp
 import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, common_pb2, message_service_pb2_grpc
 
-from libs.localmesh import Binary, Mesh, free_port
+from libs.localmesh import Binary, Mesh, free_port, lower_priority
 
 ADMIN = secrets.token_urlsafe(16)
 
@@ -120,8 +120,8 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
     """The bundled nats-server, the four binaries (SQLite unless HERALD_DATABASE_URL is set) and a sink;
     with `dedicated_critical`, one more router and adapters process take the critical pipeline, which the
     first ones leave to them (HERALD_PIPELINES). `bulk_niceness` lowers the CPU priority of the processes that
-    carry only bulk work (router and adapters for notification and marketing, feedback), as giving critical
-    pods CPU of their own does on a cluster."""
+    carry only bulk work (router and adapters for notification and marketing, feedback) below that of every
+    consumer (libs.localmesh.CONSUMER_NICENESS), as giving critical pods CPU of their own does on a cluster."""
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         mesh = Mesh(
             Path(tmp),
@@ -151,7 +151,9 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
             await asyncio.gather(*(binary.wait_healthy() for binary in critical.values()))
             if dedicated_critical and bulk_niceness:
                 for service in ("router", "adapters", "feedback"):
-                    renice(mesh.binaries[service], bulk_niceness)
+                    proc = mesh.binaries[service].proc
+                    assert proc is not None
+                    lower_priority(proc.pid, bulk_niceness)
             async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
                 app = await admin_service_pb2_grpc.AdminServiceStub(channel).CreateApp(
                     admin_service_pb2.CreateAppRequest(name="bench"), metadata=_bearer(ADMIN)
@@ -160,13 +162,6 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
         finally:
             await mesh.stop()
             await sink.stop()
-
-
-def renice(binary: Binary, niceness: int) -> None:
-    """Every thread of the process: on Linux a nice value belongs to a thread, and the binaries run several."""
-    assert binary.proc is not None
-    for task in Path(f"/proc/{binary.proc.pid}/task").iterdir():
-        os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
 
 
 def _bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -3,7 +3,7 @@
 Three times: with the mesh as `make up` runs it (one router and one adapters
 process for every category); with the critical pipeline in a router and an
 adapters process of its own (HERALD_PIPELINES); and that again with the bulk
-processes at a lower CPU priority (nice 10), which is what giving critical pods
+processes at a lower CPU priority still (nice 19; every consumer runs at 10), which is what giving critical pods
 CPU of their own does on a cluster, on this machine's two shared cores. Each time:
 1. alone: critical messages sent one at a time, GAP apart, each timed from the
    Send call until its webhook reached the sink;
@@ -32,7 +32,7 @@ BATCH = 100
 SETUPS = {
     (False, 0): "shared by all categories",
     (True, 0): "critical has its own",
-    (True, 10): "critical has its own, bulk ones at nice 10",
+    (True, 19): "critical has its own, bulk ones at nice 19",
 }
 
 

@@ -19,6 +19,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVICES = ("intake", "router", "adapters", "feedback")
+# The consumers work off durable backlogs while callers wait on intake: on a machine they share, they run at a
+# lower CPU priority, so a burst of Sends is accepted at once and delivered as fast as the rest of the CPU allows
+# (on a cluster, intake's pods get CPU of their own; see docs/decisions.md).
+CONSUMER_NICENESS = 10
 
 
 def free_port() -> int:
@@ -100,6 +104,8 @@ class Binary:
         self.proc = subprocess.Popen(
             [_bin(f"herald-{self.service}")], env=self.env, stdout=log, stderr=log, start_new_session=True
         )
+        if self.service != "intake":
+            lower_priority(self.proc.pid, CONSUMER_NICENESS)
 
     @property
     def running(self) -> bool:
@@ -131,6 +137,18 @@ class Binary:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return await asyncio.to_thread(self.proc.wait, 5)
+
+
+def lower_priority(pid: int, niceness: int) -> None:
+    """Give the process `pid` the CPU priority of `niceness`. Where the kernel groups processes by session
+    (autogroup: each binary starts a session of its own) the group's nice value is what counts against other
+    processes; otherwise each thread's (a nice value belongs to a thread, and the binaries run several)."""
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
 
 
 class Mesh:
