@@ -4,8 +4,17 @@ A consumer hands each fetched batch to its handler, which answers one Outcome
 per message: ACK, or a delay after which JetStream redelivers it (a nak with
 delay: JetStream itself holds the message until it is due). Handlers that work
 message by message are wrapped with `each`: returning acks, raising `RetryLater`
-naks with its delay. An unexpected exception is logged and naks after a short
-pause, so a transient fault never loses a message.
+naks with its delay.
+
+A handler that fails is retried without end while the failure is an outage
+(libs.errors.TRANSIENT: the database or the broker down or slow), after a short
+pause each time, so an outage never loses a message. Any other failure says the
+message itself cannot be handled (a value a database refuses, a payload over
+the broker's limit, a bug): it is `Broken`, retried after growing delays
+(HERALD_STAGE_RETRY_BACKOFF), then dead-lettered - published whole, with its
+subject, consumer and the error, on herald.unprocessed.<consumer> in
+HERALD_DEAD_LETTERS - and acked, so one bad message never holds a stage for
+ever and is never dropped silently.
 
 Many small records (delivery events, accepted messages) travel grouped: the
 ones published in the same turn of the event loop, on the same subject and in
@@ -26,6 +35,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 import nats
 import nats.errors
@@ -47,8 +57,10 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry import trace
+from prometheus_client import Counter
 
-from libs import telemetry
+from libs import subjects, telemetry
+from libs.errors import TRANSIENT
 
 log = structlog.get_logger()
 
@@ -68,7 +80,7 @@ STREAMS: dict[str, Stream] = {
     "HERALD_MESSAGES": Stream(["herald.message.>"], 7 * DAY),
     "HERALD_DELIVERIES": Stream(["herald.delivery.>"], 7 * DAY),
     "HERALD_EVENTS": Stream(["herald.event.>"], 7 * DAY),
-    "HERALD_DEAD_LETTERS": Stream(["herald.dead.>"], 30 * DAY),
+    "HERALD_DEAD_LETTERS": Stream(["herald.dead.>", "herald.unprocessed.>"], 30 * DAY),
     # A definition waits here until its time, so the stream keeps messages longer than anything may be scheduled
     # ahead; what a definition fires carries its own TTL (SCHEDULE_FIRED_TTL).
     "HERALD_SCHEDULES": Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
@@ -78,7 +90,18 @@ SCHEDULE_FIRED_TTL = "168h"
 MAX_GROUP_BYTES = 768 * 1024
 DUPLICATE_WINDOW = 600.0
 STREAM_SETUP_ATTEMPTS = 3
-UNEXPECTED_ERROR_DELAY = 2.0
+# After an outage (TRANSIENT), a message is tried again this soon, for as long as the outage lasts.
+OUTAGE_RETRY_DELAY = 2.0
+# A Broken message's retries: the delay before each; once they are spent it is dead-lettered. About 18 minutes
+# in all, so a failure that only looked deterministic (a dependency's odd error) still has time to clear.
+STAGE_RETRY_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0)
+# What a dead-lettered message's reason may hold of the error.
+MAX_REASON_CHARS = 1000
+UNPROCESSED = Counter(
+    "herald_unprocessed_messages_total",
+    "Messages a consumer could not handle after its last retry, dead-lettered on herald.unprocessed.<consumer>.",
+    ["consumer"],
+)
 
 
 class RetryLater(Exception):
@@ -104,9 +127,26 @@ class Incoming:
         return trace.use_span(self.span, end_on_exit=False)
 
 
-# None acks the message; a number naks it, to be redelivered after that many seconds.
-Outcome = float | None
-ACK: Outcome = None
+@dataclass(frozen=True)
+class Broken:
+    """A handler's outcome for a message it failed on for a reason other than an outage (see the module's
+    docstring): retried after growing delays, then dead-lettered."""
+
+    reason: str
+
+    @classmethod
+    def of(cls, error: BaseException) -> "Broken":
+        return cls(f"{type(error).__name__}: {error}"[:MAX_REASON_CHARS])
+
+
+def failed(error: Exception) -> "Outcome":
+    """The outcome of a handler that raised `error`: an outage is retried shortly, anything else is Broken."""
+    return OUTAGE_RETRY_DELAY if isinstance(error, TRANSIENT) else Broken.of(error)
+
+
+# None acks the message; a number naks it, to be redelivered after that many seconds; Broken, see above.
+Outcome = float | Broken | None
+ACK: Final = None
 BatchHandler = Callable[[list[Incoming]], Awaitable[list[Outcome]]]
 Handler = Callable[[Incoming], Awaitable[None]]
 
@@ -123,7 +163,7 @@ def each(handler: Handler) -> BatchHandler:
             except Exception as e:
                 incoming.span.record_exception(e)
                 log.exception("handler failed; will retry", subject=incoming.subject)
-                return UNEXPECTED_ERROR_DELAY
+                return failed(e)
         return ACK
 
     async def run(batch: list[Incoming]) -> list[Outcome]:
@@ -190,17 +230,22 @@ class _Group:
 
 
 class Bus:
-    def __init__(self, nc: Client, js: JetStreamContext, replicas: int) -> None:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, replicas: int, retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF
+    ) -> None:
         self.nc = nc
         self.js = js
         self._replicas = replicas
+        self._retry_backoff = retry_backoff
         self._consumers: list[Consumer] = []
         self._precedence = Precedence()
         self._groups: dict[tuple[str, int], _Group] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def connect(cls, url: str, name: str, replicas: int = 1) -> "Bus":
+    async def connect(
+        cls, url: str, name: str, replicas: int = 1, retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF
+    ) -> "Bus":
         async def on_error(e: Exception) -> None:
             log.warning("nats error", error=str(e))
 
@@ -211,7 +256,7 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
         )
-        return cls(nc, nc.jetstream(), replicas)
+        return cls(nc, nc.jetstream(), replicas, retry_backoff)
 
     @property
     def connected(self) -> bool:
@@ -388,7 +433,7 @@ class Bus:
             max_ack_pending=max(max_pending, batch * 4),
         )
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-        consumer = Consumer(durable, sub, handler, batch, rank, self._precedence)
+        consumer = Consumer(self.js, durable, sub, handler, batch, rank, self._precedence, self._retry_backoff)
         consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -423,19 +468,23 @@ class Consumer:
 
     def __init__(
         self,
+        js: JetStreamContext,
         name: str,
         sub: JetStreamContext.PullSubscription,
         handler: BatchHandler,
         batch: int,
         rank: int,
         precedence: Precedence,
+        retry_backoff: tuple[float, ...],
     ) -> None:
         self.name = name
+        self._js = js
         self._sub = sub
         self._handler = handler
         self._batch = batch
         self._rank = rank
         self._precedence = precedence
+        self._retry_backoff = retry_backoff
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tracer = telemetry.tracer("herald.bus")
@@ -475,19 +524,62 @@ class Consumer:
         try:
             outcomes = await self._handler(batch)
         except Exception as e:
-            log.exception("batch handler failed; will retry", consumer=self.name, size=len(batch))
-            for incoming in batch:
-                incoming.span.record_exception(e)
-            outcomes = [UNEXPECTED_ERROR_DELAY] * len(batch)
+            if len(batch) > 1 and not isinstance(e, TRANSIENT):
+                # One bad message must not take the rest of its batch through retries and into the dead letters
+                # with it: each is handled again on its own (handlers are idempotent, as redelivery needs).
+                outcomes = [await self._alone(incoming) for incoming in batch]
+            else:
+                log.exception("batch handler failed; will retry", consumer=self.name, size=len(batch))
+                for incoming in batch:
+                    incoming.span.record_exception(e)
+                outcomes = [failed(e)] * len(batch)
         for msg, incoming, outcome in zip(msgs, batch, outcomes, strict=True):
             try:
-                if outcome is ACK:
-                    await msg.ack()
-                else:
-                    await msg.nak(delay=outcome)
+                await self._settle(msg, incoming, outcome)
             except Exception as e:  # the connection dropped: JetStream redelivers after ack_wait
                 log.warning("could not settle message", consumer=self.name, error=repr(e))
             incoming.span.end()
+
+    async def _alone(self, incoming: Incoming) -> Outcome:
+        try:
+            [outcome] = await self._handler([incoming])
+        except Exception as e:
+            log.exception("handler failed; will retry", consumer=self.name, subject=incoming.subject)
+            incoming.span.record_exception(e)
+            return failed(e)
+        return outcome
+
+    async def _settle(self, msg: Msg, incoming: Incoming, outcome: Outcome) -> None:
+        if outcome is ACK:
+            await msg.ack()
+        elif not isinstance(outcome, Broken):
+            await msg.nak(delay=outcome)
+        elif incoming.delivery_count <= len(self._retry_backoff):
+            await msg.nak(delay=self._retry_backoff[incoming.delivery_count - 1])
+        else:
+            await self._dead_letter(incoming, outcome)
+            await msg.ack()
+
+    async def _dead_letter(self, incoming: Incoming, broken: Broken) -> None:
+        """Keep a message no retry could handle where an operator finds it, before it is acked (a failed publish
+        leaves it unacked, to be redelivered)."""
+        headers = {
+            **incoming.headers,
+            "Herald-Subject": incoming.subject,
+            "Herald-Consumer": self.name,
+            "Herald-Deliveries": str(incoming.delivery_count),
+            "Herald-Reason": " ".join(broken.reason.split()),  # a header is one line
+        }
+        headers.pop("Nats-Msg-Id", None)
+        await self._js.publish(subjects.unprocessed(self.name), incoming.data, headers=headers)
+        UNPROCESSED.labels(self.name).inc()
+        log.error(
+            "dead-lettered a message no retry could handle",
+            consumer=self.name,
+            subject=incoming.subject,
+            deliveries=incoming.delivery_count,
+            reason=broken.reason,
+        )
 
     def _incoming(self, msg: Msg) -> Incoming:
         headers = dict(msg.headers or {})

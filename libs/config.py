@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from herald.v1 import common_pb2
 
-from libs import categories
+from libs import bus, categories
 
 DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
 # herald-adapters' HTTP endpoint for providers' delivery receipts.
@@ -42,6 +42,9 @@ class Settings:
     # Per category, the delays in seconds before each retry of a failed delivery; their number is the number
     # of retries. HERALD_RETRY_BACKOFF_<CATEGORY>="1,2,4" overrides categories.RETRY_BACKOFF.
     retry_backoff: dict[common_pb2.Category.ValueType, tuple[float, ...]]
+    # The delays before each retry of a message a stage failed on for a reason other than an outage, before it is
+    # dead-lettered (libs/bus.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides bus.STAGE_RETRY_BACKOFF.
+    stage_retry_backoff: tuple[float, ...]
     # Where herald-adapters listens (HTTP) for delivery receipts that providers post.
     receipts_addr: str
     # Keys for the inbox tokens devices read their user's inbox with (comma-separated: the first signs, all
@@ -76,6 +79,7 @@ class Settings:
                 category: _delays(f"HERALD_RETRY_BACKOFF_{name.upper()}", env) or categories.RETRY_BACKOFF[category]
                 for name, category in categories.BY_NAME.items()
             },
+            stage_retry_backoff=_delays("HERALD_STAGE_RETRY_BACKOFF", env) or bus.STAGE_RETRY_BACKOFF,
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",

@@ -63,7 +63,9 @@ async def _serve(settings: Settings, setup: Setup) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     db = await Database.open(settings.database_url, settings.service)
-    bus = await Bus.connect(settings.nats_url, f"herald-{settings.service}", settings.stream_replicas)
+    bus = await Bus.connect(
+        settings.nats_url, f"herald-{settings.service}", settings.stream_replicas, settings.stage_retry_backoff
+    )
     await bus.ensure_streams()
 
     server = grpc.aio.server(interceptors=[ServerInterceptor()])

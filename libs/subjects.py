@@ -78,3 +78,8 @@ def inbox(app_id: str, user_key: str) -> str:
 
 # Core NATS (not stored): ProviderService tells every herald-adapters replica to re-read the provider accounts.
 PROVIDERS_CHANGED = "herald.control.providers"
+
+
+def unprocessed(consumer: str) -> str:
+    """Where a message that consumer could not handle after its last retry is dead-lettered (libs/bus.py)."""
+    return f"herald.unprocessed.{consumer}"

@@ -24,6 +24,8 @@ from libs.timeutil import from_timestamp, now
 from services.feedback import stats, tables
 
 log = structlog.get_logger()
+# What recording a batch asks of the consumer: ACK, or to be redelivered after a delay (a conflict).
+Delay = float | None
 # A record a bus message carries: an accepted message, or a status event.
 R = TypeVar("R", events_pb2.AcceptedMessage, events_pb2.DeliveryEvent)
 
@@ -92,14 +94,14 @@ class Timeline:
         outcome = await _dropping_unrecordable(self._record_events, events, REJECTED_EVENTS, "status event")
         return [outcome] * len(batch)
 
-    async def _record_messages(self, accepted: list[events_pb2.AcceptedMessage]) -> Outcome:
+    async def _record_messages(self, accepted: list[events_pb2.AcceptedMessage]) -> Delay:
         messages = {m.message_id: m for m in accepted}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
             await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])
         return ACK
 
-    async def _record_events(self, received: list[events_pb2.DeliveryEvent]) -> Outcome:
+    async def _record_events(self, received: list[events_pb2.DeliveryEvent]) -> Delay:
         try:
             events = {e.event_id: e for e in received}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
@@ -152,8 +154,8 @@ def _decoded(batch: list[Incoming], parse: Callable[[bytes], Iterable[R]], rejec
 
 
 async def _dropping_unrecordable(
-    record: Callable[[list[R]], Awaitable[Outcome]], records: list[R], rejected: Counter, what: str
-) -> Outcome:
+    record: Callable[[list[R]], Awaitable[Delay]], records: list[R], rejected: Counter, what: str
+) -> Delay:
     """Record `records` together. One that no row can hold would fail them all on every redelivery, holding up
     everything fetched with it: then each half is recorded on its own, down to the culprit, which is dropped
     loudly (an error log with its id, `rejected` counted). The outcome is the latest any part asked for."""

@@ -1,0 +1,101 @@
+"""The bus's safety net: a message no retry can handle ends in the dead letters, whole and explained, instead of
+holding its stage for ever; an outage is waited out, however long."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy.exc
+from nats.js.errors import NotFoundError
+
+from libs import subjects
+from libs.bus import ACK, Bus, Incoming, Outcome
+from libs.localmesh import NatsServer
+
+BACKOFF = (0.1, 0.1)
+SUBJECT = "herald.message.test"
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[Bus]:
+    server = NatsServer(tmp_path / "nats")
+    await server.start()
+    bus = await Bus.connect(server.url, "test", retry_backoff=BACKOFF)
+    await bus.ensure_streams()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+        await server.stop()
+
+
+async def _dead_letter(bus: Bus, consumer: str, timeout: float = 20.0) -> dict[str, str] | None:
+    """The dead letter the consumer left, once there is one (None if none came within `timeout`)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            found = await bus.js.get_last_msg("HERALD_DEAD_LETTERS", subjects.unprocessed(consumer))
+        except NotFoundError:
+            await asyncio.sleep(0.1)
+            continue
+        return {**(found.headers or {}), "data": (found.data or b"").decode()}
+    return None
+
+
+async def test_a_message_no_retry_can_handle_is_dead_lettered_whole(bus: Bus) -> None:
+    seen: list[str] = []
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        seen.extend(i.data.decode() for i in batch)
+        raise ValueError("this one can never be stored")
+
+    await bus.consume("HERALD_MESSAGES", "test-broken", SUBJECT, handler)
+    await bus.publish(SUBJECT, b"poison", msg_id="poison")
+    dead = await _dead_letter(bus, "test-broken")
+    assert dead is not None, "no dead letter"
+    assert dead["data"] == "poison"
+    assert dead["Herald-Subject"] == SUBJECT and dead["Herald-Consumer"] == "test-broken"
+    assert dead["Herald-Reason"] == "ValueError: this one can never be stored"
+    assert dead["Herald-Deliveries"] == str(len(BACKOFF) + 1)
+    await asyncio.sleep(1.0)
+    assert seen == ["poison"] * (len(BACKOFF) + 1), "tried once and after each retry's delay, then never again"
+
+
+async def test_one_bad_message_takes_none_of_its_batch_with_it(bus: Bus) -> None:
+    handled: list[str] = []
+    gate = asyncio.Event()
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        await gate.wait()  # let the whole batch arrive, to be fetched together
+        if any(i.data == b"bad" for i in batch):
+            raise ValueError("bad")
+        handled.extend(i.data.decode() for i in batch)
+        return [ACK] * len(batch)
+
+    for body in ("one", "bad", "two"):
+        await bus.publish(SUBJECT, body.encode(), msg_id=body)
+    await bus.consume("HERALD_MESSAGES", "test-batch", SUBJECT, handler)
+    gate.set()
+    dead = await _dead_letter(bus, "test-batch")
+    assert dead is not None and dead["data"] == "bad"
+    assert sorted(handled) == ["one", "two"], "the good ones are handled, once each"
+
+
+async def test_an_outage_is_retried_past_the_bound_and_nothing_is_dead_lettered(bus: Bus) -> None:
+    attempts = 0
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= len(BACKOFF) + 3:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("the database is down"))
+        return [ACK] * len(batch)
+
+    await bus.consume("HERALD_MESSAGES", "test-outage", SUBJECT, handler)
+    await bus.publish(SUBJECT, b"fine", msg_id="fine")
+    deadline = asyncio.get_running_loop().time() + 60
+    while attempts <= len(BACKOFF) + 3 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    assert attempts == len(BACKOFF) + 4, "retried through the outage until it ended"
+    assert await _dead_letter(bus, "test-outage", timeout=0.5) is None
