@@ -1,23 +1,36 @@
-"""DeadLetterService: list and replay the deliveries that failed after their last retry.
+"""DeadLetterService: list and replay what failed after its last retry.
 
-Dead letters live in the HERALD_DEAD_LETTERS stream (herald.dead.<category>.<channel>), so they need no table
-and survive any herald process. A replay publishes the job again on its delivery subject with `replay` raised,
-which gives it a fresh retry budget in the deliverer, and then removes the dead letter from the stream.
+Two kinds live in the HERALD_DEAD_LETTERS stream, so they need no table and survive any herald process:
+deliveries a provider kept failing (herald.dead.<category>.<channel>, a DeadLetterRecord), and messages a stage
+could not handle (herald.unprocessed.<consumer>, the message itself with Herald-* headers; libs/bus.py). A
+delivery's replay publishes the job again on its delivery subject with `replay` raised, which gives it a fresh
+retry budget in the deliverer; a message's replay publishes it again on its subject, where its deliveries count
+from 1 again. Either way the dead letter then leaves the stream.
 """
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
 
 import grpc
 from herald.v1 import dead_letter_service_pb2 as pb
 from herald.v1 import dead_letter_service_pb2_grpc
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from libs import categories, channels, storable, subjects
 from libs.auth import require_admin
 from libs.bus import Bus
 from libs.errors import InvalidArgument
+from libs.timeutil import to_timestamp
 
 STREAM = "HERALD_DEAD_LETTERS"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+# A durable consumer's name, as herald names them (a subject token).
+CONSUMER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+T = TypeVar("T")
 
 
 class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
@@ -29,34 +42,18 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         require_admin(context, self._admin_token)
-        bad = _problems(request.category, request.channel)
-        if request.page_size < 0 or request.page_size > MAX_PAGE:
-            bad["page_size"] = f"between 0 and {MAX_PAGE}"
-        if request.page_token and not request.page_token.isdigit():
-            bad["page_token"] = "a token from a previous response"  # noqa: S105 - not a credential
+        bad = _problems(request.category, request.channel) | _paging_problems(request.page_size, request.page_token)
         if bad:
             raise InvalidArgument(bad)
         subject = subjects.dead_letter(request.category, request.channel)
-        size = request.page_size or DEFAULT_PAGE
-        sequence = int(request.page_token or 1)
-        found: list[pb.DeadLetter] = []
-        while len(found) <= size:
-            entry = await self._next(sequence, subject)
-            if entry is None:
-                break
-            found.append(entry)
-            sequence = entry.sequence + 1
-        token = str(found[size].sequence) if len(found) > size else ""
-        return pb.ListDeadLettersResponse(dead_letters=found[:size], next_page_token=token)
+        found, token = await self._page(subject, request.page_size, request.page_token, _dead_letter)
+        return pb.ListDeadLettersResponse(dead_letters=found, next_page_token=token)
 
     async def ReplayDeadLetters(
         self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLettersResponse:
         require_admin(context, self._admin_token)
-        bad = _problems(request.category, request.channel)
-        for i, sequence in enumerate(request.sequences):
-            if not 0 < sequence <= storable.MAX_INTEGER:
-                bad[f"sequences[{i}]"] = f"a dead letter's sequence, 1 to {storable.MAX_INTEGER}"
+        bad = _problems(request.category, request.channel) | _sequence_problems(request.sequences)
         if bad:
             raise InvalidArgument(bad)
         subject = subjects.dead_letter(request.category, request.channel)
@@ -75,30 +72,75 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
 
     async def _next_record(self, sequence: int, subject: str) -> tuple[int, pb.DeadLetterRecord] | None:
         """The first dead letter on `subject` at or after `sequence`, with its own sequence."""
-        try:
-            message = await self._bus.js.get_msg(STREAM, seq=sequence, subject=subject, next=True)
-        except NotFoundError:
+        if (message := await self._next(sequence, subject)) is None:
             return None
         return message.seq or 0, pb.DeadLetterRecord.FromString(message.data or b"")
 
-    async def _next(self, sequence: int, subject: str) -> pb.DeadLetter | None:
-        found = await self._next_record(sequence, subject)
-        if found is None:
+    async def _next(self, sequence: int, subject: str) -> RawStreamMsg | None:
+        try:
+            return await self._bus.js.get_msg(STREAM, seq=sequence, subject=subject, next=True)
+        except NotFoundError:
             return None
-        sequence, record = found
-        job = record.job
-        return pb.DeadLetter(
-            sequence=sequence,
-            delivery_id=job.delivery_id,
-            message_id=job.message_id,
-            app_id=job.app_id,
-            category=job.category,
-            channel=job.channel,
-            attempts=record.attempts,
-            provider=record.provider,
-            reason=record.reason,
-            dead_time=record.dead_time,
-        )
+
+    async def _page(
+        self, subject: str, page_size: int, page_token: str, entry: Callable[[RawStreamMsg], T]
+    ) -> tuple[list[T], str]:
+        """One page of the dead letters on `subject`, oldest first, and the token of the next page."""
+        size = page_size or DEFAULT_PAGE
+        sequence = int(page_token or 1)
+        found: list[tuple[int, T]] = []
+        while len(found) <= size and (message := await self._next(sequence, subject)) is not None:
+            sequence = (message.seq or 0) + 1
+            found.append((sequence - 1, entry(message)))
+        token = str(found[size][0]) if len(found) > size else ""
+        return [item for _, item in found[:size]], token
+
+    async def ListUnprocessedMessages(
+        self, request: pb.ListUnprocessedMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUnprocessedMessagesResponse:
+        require_admin(context, self._admin_token)
+        bad = _consumer_problems(request.consumer) | _paging_problems(request.page_size, request.page_token)
+        if bad:
+            raise InvalidArgument(bad)
+        subject = subjects.unprocessed(request.consumer or "*")
+        found, token = await self._page(subject, request.page_size, request.page_token, _unprocessed)
+        return pb.ListUnprocessedMessagesResponse(unprocessed_messages=found, next_page_token=token)
+
+    async def ReplayUnprocessedMessages(
+        self, request: pb.ReplayUnprocessedMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReplayUnprocessedMessagesResponse:
+        require_admin(context, self._admin_token)
+        bad = _consumer_problems(request.consumer) | _sequence_problems(request.sequences)
+        if bad:
+            raise InvalidArgument(bad)
+        subject = subjects.unprocessed(request.consumer or "*")
+        if request.sequences:
+            replayed = [await self._replay_unprocessed(sequence, request.consumer) for sequence in request.sequences]
+            return pb.ReplayUnprocessedMessagesResponse(replayed=sum(replayed))
+        count, sequence = 0, 1
+        while (message := await self._next(sequence, subject)) is not None:
+            sequence = message.seq or 0
+            count += await self._replay_unprocessed(sequence, request.consumer)
+            sequence += 1
+        return pb.ReplayUnprocessedMessagesResponse(replayed=count)
+
+    async def _replay_unprocessed(self, sequence: int, consumer: str) -> int:
+        """1 when the message was put back; 0 when there is none at `sequence` (replayed already) or it is not an
+        unprocessed message of `consumer` (when given): a mistyped sequence must not replay something else."""
+        try:
+            message = await self._bus.js.get_msg(STREAM, seq=sequence)
+        except NotFoundError:
+            return 0
+        headers = message.headers or {}
+        where = message.subject or ""
+        ours = where == subjects.unprocessed(consumer) if consumer else where.startswith(subjects.unprocessed(""))
+        if not ours or not headers.get("Herald-Subject"):
+            return 0
+        again = {k: v for k, v in headers.items() if not k.startswith("Herald-")}
+        again["Nats-Msg-Id"] = f"unprocessed.{sequence}"  # a replay repeated at once is dropped as a duplicate
+        await self._bus.js.publish(headers["Herald-Subject"], message.data or b"", headers=again)
+        await self._bus.js.delete_msg(STREAM, sequence)
+        return 1
 
     async def _replay(self, sequence: int, category: int, channel: str) -> int:
         """1 when the dead letter was put back; 0 when there is none at `sequence` (already replayed) or it is not
@@ -131,3 +173,57 @@ def _problems(category: int, channel: str) -> dict[str, str]:
     if channel and (why := channels.problem(channel)):
         bad["channel"] = why
     return bad
+
+
+def _paging_problems(page_size: int, page_token: str) -> dict[str, str]:
+    bad: dict[str, str] = {}
+    if page_size < 0 or page_size > MAX_PAGE:
+        bad["page_size"] = f"between 0 and {MAX_PAGE}"
+    if page_token and not (page_token.isdigit() and 0 < int(page_token) <= storable.MAX_INTEGER):
+        bad["page_token"] = "a token from a previous response"  # noqa: S105 - not a credential
+    return bad
+
+
+def _sequence_problems(sequences: Sequence[int]) -> dict[str, str]:
+    return {
+        f"sequences[{i}]": f"a dead letter's sequence, 1 to {storable.MAX_INTEGER}"
+        for i, sequence in enumerate(sequences)
+        if not 0 < sequence <= storable.MAX_INTEGER
+    }
+
+
+def _consumer_problems(consumer: str) -> dict[str, str]:
+    if consumer and not CONSUMER.match(consumer):
+        return {"consumer": "a consumer's name, as ListUnprocessedMessages shows it (letters, digits, - and _)"}
+    return {}
+
+
+def _dead_letter(message: RawStreamMsg) -> pb.DeadLetter:
+    record = pb.DeadLetterRecord.FromString(message.data or b"")
+    job = record.job
+    return pb.DeadLetter(
+        sequence=message.seq or 0,
+        delivery_id=job.delivery_id,
+        message_id=job.message_id,
+        app_id=job.app_id,
+        category=job.category,
+        channel=job.channel,
+        attempts=record.attempts,
+        provider=record.provider,
+        reason=record.reason,
+        dead_time=record.dead_time,
+    )
+
+
+def _unprocessed(message: RawStreamMsg) -> pb.UnprocessedMessage:
+    headers = message.headers or {}
+    deliveries = headers.get("Herald-Deliveries", "")
+    return pb.UnprocessedMessage(
+        sequence=message.seq or 0,
+        consumer=headers.get("Herald-Consumer", ""),
+        subject=headers.get("Herald-Subject", ""),
+        deliveries=int(deliveries) if deliveries.isdigit() else 0,
+        reason=headers.get("Herald-Reason", ""),
+        dead_time=to_timestamp(message.time) if isinstance(message.time, datetime) else None,
+        size_bytes=len(message.data or b""),
+    )

@@ -507,6 +507,39 @@ def dlq_replay(
     out.print(f"replayed {reply.replayed}")
 
 
+@dlq_cli.command("unprocessed")
+def dlq_unprocessed(
+    consumer: Annotated[str, typer.Option(help="only this consumer's, e.g. router-notification")] = "",
+    limit: Annotated[int, typer.Option(help="at most this many, oldest first")] = 100,
+) -> None:
+    """Messages a stage could not handle after its last retry: which consumer, from which subject, the last error."""
+    request = dead_letter_service_pb2.ListUnprocessedMessagesRequest(consumer=consumer, page_size=limit)
+    with channel(target.adapters) as ch:
+        stub = dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch)
+        reply = call(stub.ListUnprocessedMessages, request, target.admin())
+    table = Table("seq", "consumer", "subject", "deliveries", "bytes", "reason", "died")
+    for m in reply.unprocessed_messages:
+        table.add_row(
+            str(m.sequence), m.consumer, m.subject, str(m.deliveries), str(m.size_bytes), m.reason, _when(m.dead_time)
+        )
+    out.print(table)
+    if reply.next_page_token:
+        out.print(f"(more after seq {reply.next_page_token})")
+
+
+@dlq_cli.command("replay-unprocessed")
+def dlq_replay_unprocessed(
+    sequences: Annotated[list[int] | None, typer.Argument(help="messages to replay; none = all of --consumer")] = None,
+    consumer: Annotated[str, typer.Option(help="only this consumer's")] = "",
+) -> None:
+    """Put unprocessed messages back on their subject, with a fresh retry budget, once the cause is fixed."""
+    request = dead_letter_service_pb2.ReplayUnprocessedMessagesRequest(sequences=sequences or [], consumer=consumer)
+    with channel(target.adapters) as ch:
+        stub = dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch)
+        reply = call(stub.ReplayUnprocessedMessages, request, target.admin())
+    out.print(f"replayed {reply.replayed}")
+
+
 def _template_from(spec: dict[str, Any]) -> admin.Template:
     spec = dict(spec)
     category = _category(str(spec.pop("category", "")))

@@ -208,3 +208,144 @@ class ReplayDeadLettersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayDeadLettersResponse: _TypeAlias = ReplayDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class UnprocessedMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DEAD_TIME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The stream sequence: names it for replay."""
+    consumer: _builtins.str
+    """The durable consumer that gave up, e.g. "router-notification"."""
+    subject: _builtins.str
+    """The subject it was published on, and goes back to on replay."""
+    deliveries: _builtins.int
+    """How many times the consumer was handed it."""
+    reason: _builtins.str
+    """The last error."""
+    size_bytes: _builtins.int
+    """The message's size in bytes (its body is not shown: it may hold personal data)."""
+    @_builtins.property
+    def dead_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        consumer: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        deliveries: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        dead_time: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_time", b"dead_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "dead_time", b"dead_time", "deliveries", b"deliveries", "reason", b"reason", "sequence", b"sequence", "size_bytes", b"size_bytes", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnprocessedMessage: _TypeAlias = UnprocessedMessage  # noqa: Y015
+
+@_typing.final
+class ListUnprocessedMessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    consumer: _builtins.str
+    """Only this consumer's; empty = all."""
+    page_size: _builtins.int
+    """At most this many, oldest first; 0 means 100, at most 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token."""
+    def __init__(
+        self,
+        *,
+        consumer: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUnprocessedMessagesRequest: _TypeAlias = ListUnprocessedMessagesRequest  # noqa: Y015
+
+@_typing.final
+class ListUnprocessedMessagesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNPROCESSED_MESSAGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def unprocessed_messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnprocessedMessage]: ...
+    def __init__(
+        self,
+        *,
+        unprocessed_messages: _abc.Iterable[Global___UnprocessedMessage] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "unprocessed_messages", b"unprocessed_messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUnprocessedMessagesResponse: _TypeAlias = ListUnprocessedMessagesResponse  # noqa: Y015
+
+@_typing.final
+class ReplayUnprocessedMessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCES_FIELD_NUMBER: _builtins.int
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    consumer: _builtins.str
+    @_builtins.property
+    def sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The messages to replay; empty = every one of `consumer`. Listed sequences
+        are replayed only if they are `consumer`'s too (when it is given).
+        """
+
+    def __init__(
+        self,
+        *,
+        sequences: _abc.Iterable[_builtins.int] | None = ...,
+        consumer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "sequences", b"sequences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayUnprocessedMessagesRequest: _TypeAlias = ReplayUnprocessedMessagesRequest  # noqa: Y015
+
+@_typing.final
+class ReplayUnprocessedMessagesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.int
+    def __init__(
+        self,
+        *,
+        replayed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayUnprocessedMessagesResponse: _TypeAlias = ReplayUnprocessedMessagesResponse  # noqa: Y015

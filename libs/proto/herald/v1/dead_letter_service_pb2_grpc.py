@@ -47,6 +47,16 @@ class DeadLetterServiceStub:
                 request_serializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.ListUnprocessedMessages = channel.unary_unary(
+                '/herald.v1.DeadLetterService/ListUnprocessedMessages',
+                request_serializer=herald_dot_v1_dot_dead__letter__service__pb2.ListUnprocessedMessagesRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_dead__letter__service__pb2.ListUnprocessedMessagesResponse.FromString,
+                _registered_method=True)
+        self.ReplayUnprocessedMessages = channel.unary_unary(
+                '/herald.v1.DeadLetterService/ReplayUnprocessedMessages',
+                request_serializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayUnprocessedMessagesRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayUnprocessedMessagesResponse.FromString,
+                _registered_method=True)
 
 
 class DeadLetterServiceServicer:
@@ -69,6 +79,25 @@ class DeadLetterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUnprocessedMessages(self, request, context):
+        """Messages a stage could not handle after its last retry: any consumer (the
+        router's, the adapters', feedback's), for a reason other than an outage - a
+        value no store takes, a payload over the broker's limit, a bug. Each waits,
+        whole, on herald.unprocessed.<consumer>.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayUnprocessedMessages(self, request, context):
+        """Puts unprocessed messages back on the subject they came from (every
+        consumer of it sees them again; all are idempotent) with a fresh retry
+        budget, once the cause is fixed. A replayed one leaves the list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeadLetterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +110,16 @@ def add_DeadLetterServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'ListUnprocessedMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnprocessedMessages,
+                    request_deserializer=herald_dot_v1_dot_dead__letter__service__pb2.ListUnprocessedMessagesRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_dead__letter__service__pb2.ListUnprocessedMessagesResponse.SerializeToString,
+            ),
+            'ReplayUnprocessedMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayUnprocessedMessages,
+                    request_deserializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayUnprocessedMessagesRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_dead__letter__service__pb2.ReplayUnprocessedMessagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +179,60 @@ class DeadLetterService:
             '/herald.v1.DeadLetterService/ReplayDeadLetters',
             herald_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLettersRequest.SerializeToString,
             herald_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnprocessedMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.DeadLetterService/ListUnprocessedMessages',
+            herald_dot_v1_dot_dead__letter__service__pb2.ListUnprocessedMessagesRequest.SerializeToString,
+            herald_dot_v1_dot_dead__letter__service__pb2.ListUnprocessedMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayUnprocessedMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.DeadLetterService/ReplayUnprocessedMessages',
+            herald_dot_v1_dot_dead__letter__service__pb2.ReplayUnprocessedMessagesRequest.SerializeToString,
+            herald_dot_v1_dot_dead__letter__service__pb2.ReplayUnprocessedMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,17 @@ class DeadLetterServiceStub:
     """Puts dead letters back on their delivery subject with a fresh retry budget.
     A replayed dead letter leaves the list.
     """
+    ListUnprocessedMessages: _grpc.UnaryUnaryMultiCallable[_dead_letter_service_pb2.ListUnprocessedMessagesRequest, _dead_letter_service_pb2.ListUnprocessedMessagesResponse]
+    """Messages a stage could not handle after its last retry: any consumer (the
+    router's, the adapters', feedback's), for a reason other than an outage - a
+    value no store takes, a payload over the broker's limit, a bug. Each waits,
+    whole, on herald.unprocessed.<consumer>.
+    """
+    ReplayUnprocessedMessages: _grpc.UnaryUnaryMultiCallable[_dead_letter_service_pb2.ReplayUnprocessedMessagesRequest, _dead_letter_service_pb2.ReplayUnprocessedMessagesResponse]
+    """Puts unprocessed messages back on the subject they came from (every
+    consumer of it sees them again; all are idempotent) with a fresh retry
+    budget, once the cause is fixed. A replayed one leaves the list.
+    """
 
 @_typing.type_check_only
 class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
@@ -54,6 +65,17 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_dead_letter_service_pb2.ReplayDeadLettersRequest, _dead_letter_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Puts dead letters back on their delivery subject with a fresh retry budget.
     A replayed dead letter leaves the list.
+    """
+    ListUnprocessedMessages: _aio.UnaryUnaryMultiCallable[_dead_letter_service_pb2.ListUnprocessedMessagesRequest, _dead_letter_service_pb2.ListUnprocessedMessagesResponse]  # type: ignore[assignment]
+    """Messages a stage could not handle after its last retry: any consumer (the
+    router's, the adapters', feedback's), for a reason other than an outage - a
+    value no store takes, a payload over the broker's limit, a bug. Each waits,
+    whole, on herald.unprocessed.<consumer>.
+    """
+    ReplayUnprocessedMessages: _aio.UnaryUnaryMultiCallable[_dead_letter_service_pb2.ReplayUnprocessedMessagesRequest, _dead_letter_service_pb2.ReplayUnprocessedMessagesResponse]  # type: ignore[assignment]
+    """Puts unprocessed messages back on the subject they came from (every
+    consumer of it sees them again; all are idempotent) with a fresh retry
+    budget, once the cause is fixed. A replayed one leaves the list.
     """
 
 class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +99,29 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_dead_letter_service_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_dead_letter_service_pb2.ReplayDeadLettersResponse]]:
         """Puts dead letters back on their delivery subject with a fresh retry budget.
         A replayed dead letter leaves the list.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUnprocessedMessages(
+        self,
+        request: _dead_letter_service_pb2.ListUnprocessedMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_service_pb2.ListUnprocessedMessagesResponse, _abc.Awaitable[_dead_letter_service_pb2.ListUnprocessedMessagesResponse]]:
+        """Messages a stage could not handle after its last retry: any consumer (the
+        router's, the adapters', feedback's), for a reason other than an outage - a
+        value no store takes, a payload over the broker's limit, a bug. Each waits,
+        whole, on herald.unprocessed.<consumer>.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayUnprocessedMessages(
+        self,
+        request: _dead_letter_service_pb2.ReplayUnprocessedMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_service_pb2.ReplayUnprocessedMessagesResponse, _abc.Awaitable[_dead_letter_service_pb2.ReplayUnprocessedMessagesResponse]]:
+        """Puts unprocessed messages back on the subject they came from (every
+        consumer of it sees them again; all are idempotent) with a fresh retry
+        budget, once the cause is fixed. A replayed one leaves the list.
         """
 
 def add_DeadLetterServiceServicer_to_server(servicer: DeadLetterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
