@@ -45,6 +45,9 @@ class Settings:
     # The delays before each retry of a message a stage failed on for a reason other than an outage, before it is
     # dead-lettered (libs/bus.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides bus.STAGE_RETRY_BACKOFF.
     stage_retry_backoff: tuple[float, ...]
+    # intake refuses new marketing messages (RESOURCE_EXHAUSTED, with when to retry) while more marketing work
+    # than this waits in the queues behind it (services/intake/shedding.py); 0 = never.
+    marketing_backlog_limit: int
     # Where herald-adapters listens (HTTP) for delivery receipts that providers post.
     receipts_addr: str
     # Keys for the inbox tokens devices read their user's inbox with (comma-separated: the first signs, all
@@ -80,6 +83,9 @@ class Settings:
                 for name, category in categories.BY_NAME.items()
             },
             stage_retry_backoff=_delays("HERALD_STAGE_RETRY_BACKOFF", env) or bus.STAGE_RETRY_BACKOFF,
+            marketing_backlog_limit=_number(
+                "HERALD_MARKETING_BACKLOG_LIMIT", env.get("HERALD_MARKETING_BACKLOG_LIMIT", "1000000"), int, 0
+            ),
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",

@@ -11,6 +11,7 @@ from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
 from services.intake.message_ids import MessageIds
 from services.intake.messages import MessageService
+from services.intake.shedding import MarketingShedder
 from services.intake.templates import TemplateStore
 
 
@@ -24,8 +25,11 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         AdminService(apps, templates, rt.settings.admin_token), server
     )
     ledger, ids = await DispatchLedger.open(rt.bus), await MessageIds.open(rt.bus)
+    shedder = MarketingShedder(rt.bus.js, rt.settings.marketing_backlog_limit)
+    shedder.start()
+    rt.on_stop.append(shedder.stop)
     message_service_pb2_grpc.add_MessageServiceServicer_to_server(
-        MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids), server
+        MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids, shedder), server
     )
     return [
         admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,

@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import insert, select, update
@@ -32,6 +31,7 @@ from services.intake import tables
 from services.intake.audience import Audience
 from services.intake.common_part import CommonPart
 from services.intake.message_ids import MessageIds
+from services.intake.shedding import MarketingShedder
 from services.intake.templates import TemplateStore
 from services.intake.validation import check_shape, choose_channels, render_check
 
@@ -53,9 +53,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         limiter: RateLimiter,
         ledger: DispatchLedger,
         ids: MessageIds,
+        shedder: MarketingShedder,
     ) -> None:
         self._ledger = ledger
         self._ids = ids
+        self._shedder = shedder
         self._db = db
         self._bus = bus
         self._keys = keys
@@ -87,22 +89,14 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             try:
                 accepted = await self._prepare(app, entry, common)
             except HeraldError as e:
-                fields = list(e.fields) if isinstance(e, InvalidArgument) else []
-                result.error.CopyFrom(pb.SendError(code=e.code.value[0], message=e.message, fields=fields))
+                result.error.CopyFrom(_send_error(e))
                 continue
             result.response.SetInParent()
             if not entry.dry_run:
                 ready.append((i, accepted, entry.idempotency_key))
         granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, len(ready))
         for i, _, _ in ready[granted:]:
-            delay = duration_pb2.Duration()
-            delay.FromNanoseconds(int(retry_after * 1e9))
-            error = pb.SendError(
-                code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
-                message=_over_limit(app, retry_after),
-                retry_delay=delay,
-            )
-            results[i].error.CopyFrom(error)
+            results[i].error.CopyFrom(_send_error(ResourceExhausted(_over_limit(app, retry_after), retry_after)))
         ready = ready[:granted]
         responses = await self._accept([(accepted, key) for _, accepted, key in ready])
         for (i, _, _), response in zip(ready, responses, strict=True):
@@ -193,6 +187,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         check_shape(request)
         template = await self._templates.latest_for_sending(request.template_id)
         app.check_category(template.category)
+        self._shedder.check(template.category)
         chosen = choose_channels(request, template, app)
         render_check(request, template, chosen)
         accepted = common.message(template)
@@ -301,6 +296,17 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
             )
         return _as_row(row) if row is not None and row.create_time > now() - IDEMPOTENCY_WINDOW else None
+
+
+def _send_error(error: HeraldError) -> pb.SendError:
+    """A SendBatch entry's refusal, saying what the status of a Send refused alike would: the fields at fault, or
+    when to retry."""
+    refusal = pb.SendError(code=error.code.value[0], message=error.message)
+    if isinstance(error, InvalidArgument):
+        refusal.fields.extend(error.fields)
+    if isinstance(error, ResourceExhausted):
+        refusal.retry_delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
+    return refusal
 
 
 def _over_limit(app: AppIdentity, retry_after: float) -> str:

@@ -132,6 +132,17 @@ def bad_fields(error: grpc.aio.AioRpcError) -> dict[str, str]:
     return fields
 
 
+def retry_delay(error: grpc.aio.AioRpcError) -> float:
+    """The seconds of the google.rpc.RetryInfo detail a RESOURCE_EXHAUSTED must carry."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return float(info.retry_delay.ToTimedelta().total_seconds())
+    raise AssertionError("RESOURCE_EXHAUSTED without a RetryInfo detail")
+
+
 def all_final(message: status_service_pb2.Message, count: int = 1) -> bool:
     """At least `count` deliveries, none of them still pending: from the message's counts, which cover every
     delivery, not only the first page."""

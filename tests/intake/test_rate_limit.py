@@ -6,14 +6,12 @@ import time
 import uuid
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import message_service_pb2_grpc
 
 from libs.localmesh import Mesh
-from tests.helpers.client import Herald, Metadata, bearer
+from tests.helpers.client import Herald, Metadata, bearer, retry_delay
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -44,16 +42,6 @@ def _most(rate: float, seconds: float) -> int:
     return int(rate + rate * seconds) + 1
 
 
-def _retry_delay(error: grpc.aio.AioRpcError) -> float:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return float(info.retry_delay.ToTimedelta().total_seconds())
-    raise AssertionError("RESOURCE_EXHAUSTED without a RetryInfo detail")
-
-
 async def test_fifty_at_once_against_five_per_second(herald: Herald, sink: WebhookSink) -> None:
     app = await _limited_app(herald, 5)
     template = await herald.create_template({"webhook": "{}"})
@@ -65,7 +53,7 @@ async def test_fifty_at_once_against_five_per_second(herald: Herald, sink: Webho
     assert 4 <= len(accepted) <= _most(5, time.monotonic() - began), len(accepted)
     assert len(refused) == 50 - len(accepted)
     assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-    assert all(0 < _retry_delay(e) <= 1.0 for e in refused)
+    assert all(0 < retry_delay(e) <= 1.0 for e in refused)
     await sink.wait_for(path, len(accepted))
     await asyncio.sleep(2)
     assert len(sink.for_path(path)) == len(accepted), "a refused Send must never be delivered"
