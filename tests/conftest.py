@@ -33,8 +33,9 @@ RETRY_BACKOFF = {
 
 @asynccontextmanager
 async def running_mesh(
-    data_dir: Path, backend: str, env: Mapping[str, str] | None = None
+    data_dir: Path, backend: str, env: Mapping[str, str] | None = None, nats_url: str | None = None
 ) -> AsyncIterator[tuple[Mesh, Herald]]:
+    """The four binaries, and their own nats-server unless `nats_url` names one (or a cluster's, comma-separated)."""
     with database_env(backend) as db_env:
         mesh = Mesh(
             data_dir,
@@ -50,6 +51,7 @@ async def running_mesh(
                 **db_env,
                 **(env or {}),
             },
+            nats_url=nats_url,
         )
         try:
             await mesh.start()
