@@ -87,6 +87,16 @@ class Run:
         assert len(keys) == len(delivered), "a repeat is always the same delivery, under the same key"
 
 
+def _after(seconds: float, start: Callable[[], Awaitable[None]], pending: list[asyncio.Task[None]]) -> None:
+    """`start` `seconds` from now, in the background: the next chunk is sent meanwhile."""
+
+    async def later() -> None:
+        await asyncio.sleep(seconds)
+        await start()
+
+    pending.append(asyncio.create_task(later()))
+
+
 async def _through(
     tmp_path: Path,
     sink: WebhookSink,
@@ -115,12 +125,7 @@ async def test_the_broker_killed_and_restarted_mid_flow_loses_nothing(tmp_path: 
         assert broker is not None and broker.proc is not None
         broker.proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(broker.proc.wait, 10)
-
-        async def restart() -> None:
-            await asyncio.sleep(3.0)
-            await broker.start()
-
-        restarts.append(asyncio.create_task(restart()))
+        _after(3.0, broker.start, restarts)
 
     run = await _through(tmp_path, sink, kill_the_broker, [2, 5, 8])
     assert run.refusals, "callers were told UNAVAILABLE while the broker was away"
@@ -152,12 +157,7 @@ async def test_the_stream_leader_of_a_three_node_cluster_killed_mid_flow_loses_n
         assert server.proc is not None
         server.proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(server.proc.wait, 10)
-
-        async def come_back() -> None:
-            await asyncio.sleep(3.0)
-            await server.start()
-
-        returns.append(asyncio.create_task(come_back()))
+        _after(3.0, server.start, returns)
 
     try:
         await _through(tmp_path, sink, kill_the_leader, [3, 7], {"HERALD_STREAM_REPLICAS": "3"}, cluster.url)
@@ -177,12 +177,7 @@ async def test_a_database_that_refuses_connections_for_a_while_loses_nothing(tmp
         async def cut_off(_: Mesh, __: int) -> None:
             """The chunk is sent while the database refuses every connection, for 8 seconds."""
             await proxy.refuse()
-
-            async def come_back() -> None:
-                await asyncio.sleep(8.0)
-                await proxy.accept()
-
-            returns.append(asyncio.create_task(come_back()))
+            _after(8.0, proxy.accept, returns)
 
         proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         try:
