@@ -6,12 +6,16 @@ access) with StrictUndefined, so a missing variable is an error rather than a
 blank. Rendering is bounded in work and memory, not only in output: ranges of at
 most MAX_RANGE, loops nested at most MAX_LOOP_DEPTH deep and MAX_ITERATIONS
 iterations in all (loops that print nothing included), no string or list built
-by `*` longer than MAX_OUTPUT_CHARS and no power past MAX_EXPONENT, output of at
-most MAX_OUTPUT_CHARS per part, checked as it is produced, and MAX_RENDER_SECONDS.
+by `*` longer than MAX_OUTPUT_CHARS and no power past MAX_EXPONENT, no width
+past MAX_OUTPUT_CHARS (a padding method or filter, a format's field width), output
+of at most MAX_OUTPUT_CHARS per part, checked as it is produced, and
+MAX_RENDER_SECONDS.
 """
 
+import re
+import string
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,7 +68,7 @@ def bounded(iterable: Iterable[Any]) -> Iterator[Any]:
 
 
 class _Sandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """Jinja2 compiles a for-loop to a Python loop, out of the sandbox's reach: every loop walks its iterable
@@ -86,13 +90,85 @@ class _Sandbox(SandboxedEnvironment):
                     and len(sequence) * times > MAX_OUTPUT_CHARS
                 ):
                     raise SecurityError(f"'*' would build more than {MAX_OUTPUT_CHARS} items")
-        elif isinstance(right, int) and abs(right) > MAX_EXPONENT:
+        elif operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"'**' with an exponent over {MAX_EXPONENT}")
+        elif operator == "%" and isinstance(left, str):
+            _check_printf(left, right)
         return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """A str method that pads to a width builds that much before any output is checked."""
+        if isinstance(getattr(obj, "__self__", None), str) and getattr(obj, "__name__", "") in _PADDING:
+            _check_widths(obj.__name__, [*args, *kwargs.values()])
+        return super().call(context, obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """str.format and format_map, which the sandbox wraps when they are looked up: no field wider than
+        MAX_OUTPUT_CHARS, written in the string or taken from the values."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        widths_from_values = _check_format(value.__self__)
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if widths_from_values:
+                given = [*args, *kwargs.values()]
+                _check_widths("format", [*given, *(v for g in given if isinstance(g, Mapping) for v in g.values())])
+            return wrapped(*args, **kwargs)
+
+        return bounded
+
+
+# str methods whose numeric argument is the width of the string they build.
+_PADDING = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+# A printf directive's width and precision (% formatting, the `format` filter).
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\d+|\*)?(?:\.(\d+|\*))?")
+
+
+def _check_widths(what: str, numbers: Iterable[Any]) -> None:
+    if any(isinstance(n, int) and n > MAX_OUTPUT_CHARS for n in numbers):
+        raise SecurityError(f"{what} with a width over {MAX_OUTPUT_CHARS}")
+
+
+def _check_printf(template: str, values: Any) -> None:
+    for width, precision in _PRINTF.findall(template):
+        if "*" in (width, precision):  # the width comes from the values
+            _check_widths("'%'", values if isinstance(values, tuple) else (values,))
+        _check_widths("'%'", (int(n) for n in (width, precision) if n.isdigit()))
+
+
+def _check_format(template: str) -> bool:
+    """Refuse a str.format field wider than MAX_OUTPUT_CHARS; True if a width comes from the values."""
+    from_values = False
+    for _, _, spec, _ in string.Formatter().parse(template):
+        _check_widths("format", (int(n) for n in re.findall(r"\d+", spec or "")))
+        from_values = from_values or "{" in (spec or "")
+    return from_values
+
+
+def _width_bounded(name: str) -> Callable[..., Any]:
+    """Jinja2's filter `name`, refusing a width over MAX_OUTPUT_CHARS among its arguments."""
+    jinja_filter = _env.filters[name]
+
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_widths(name, [*args, *kwargs.values()])
+        return jinja_filter(value, *args, **kwargs)
+
+    return bounded
+
+
+def _printf_bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+    """Jinja2's `format` filter (printf style), refusing a field width over MAX_OUTPUT_CHARS."""
+    _check_printf(str(value), args)
+    return _JINJA_FORMAT(value, *args, **kwargs)
 
 
 _env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _env.globals["range"] = _bounded_range
+_JINJA_FORMAT = _env.filters["format"]
+_env.filters["format"] = _printf_bounded
+# The filters that build a string or a list as wide as a number they are given.
+_env.filters.update({name: _width_bounded(name) for name in ("center", "indent", "batch")})
 
 
 class TemplateError(Exception):

@@ -43,11 +43,32 @@ def test_output_size_is_bounded_while_rendering() -> None:
         ("{{ ('a' * 200000000)|length }}", {}, "'\\*' would build"),
         ("{{ s * 100000 }}", {"s": "xy"}, "'\\*' would build"),
         ("{{ 7 ** 100000000 }}", {}, "exponent"),
+        # A width: padding methods and filters, and format widths, build that much in one step.
+        ("{{ ('a'|center(200000000))|length }}", {}, "center with a width"),
+        ("{{ 'a'.ljust(200000000)|length }}", {}, "ljust with a width"),
+        ("{{ n.zfill(200000000)|length }}", {"n": "5"}, "zfill with a width"),
+        ("{{ '\t'.expandtabs(200000000)|length }}", {}, "expandtabs with a width"),
+        ("{{ ('a\nb'|indent(200000000))|length }}", {}, "indent with a width"),
+        ("{{ ([1]|batch(200000000, 'x')|list)|length }}", {}, "batch with a width"),
+        ("{{ ('%200000000d' % 1)|length }}", {}, "'%' with a width"),
+        ("{{ ('%*d' % (200000000, 1))|length }}", {}, "'%' with a width"),
+        ("{{ ('%200000000d'|format(1))|length }}", {}, "'%' with a width"),
+        ("{{ '{:>200000000}'.format(1)|length }}", {}, "format with a width"),
+        ("{{ '{:{w}}'.format(1, w=200000000)|length }}", {}, "format with a width"),
+        ("{{ '{x:{w}}'.format_map({'x': 1, 'w': 200000000})|length }}", {}, "format with a width"),
     ],
 )
 def test_work_and_memory_are_bounded_not_only_output(source: str, values: dict[str, str], says: str) -> None:
     with pytest.raises(templating.TemplateError, match=says):
         templating.render(source, values)
+
+
+def test_widths_within_the_bounds_render_as_jinja_would() -> None:
+    source = (
+        "{{ '%05d' % 42 }} {{ '{:>6}'.format('ab') }}|{{ 'ab'|center(6) }}|{{ 'Order 1234567: %s' % n }} "
+        "{{ '%.2f'|format(3.14159) }} {{ 'ab'.center(4, '*') }} {{ '{:{w}}'.format(1, w=3) }} {{ 10 % 3 }}"
+    )
+    assert templating.render(source, {"n": "x"}) == "00042     ab|  ab  |Order 1234567: x 3.14 *ab*   1 1"
 
 
 def test_loops_within_the_bounds_render_as_jinja_would() -> None:
