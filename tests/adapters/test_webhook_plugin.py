@@ -4,11 +4,14 @@ the provider message id, and its Retry-After paces the retry. And an address tha
 failure, not an outage to retry for hours."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 from herald.v1 import events_pb2
 
+from services.adapters import ssrf
 from services.adapters.channels.base import Account, DeliveryError, Failure
 from services.adapters.channels.webhook import Webhook
 from tests.conftest import WEBHOOK_SECRET
@@ -22,6 +25,16 @@ ACCOUNT = Account(
 )
 
 
+@asynccontextmanager
+async def webhook() -> AsyncIterator[Webhook]:
+    async with aiohttp.ClientSession() as session:
+        provider = Webhook(ACCOUNT, session)
+        try:
+            yield provider
+        finally:
+            await provider.close()
+
+
 def _job(sink: WebhookSink, path: str) -> events_pb2.DeliveryJob:
     return events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=sink.url(path), body="{}")
 
@@ -30,17 +43,17 @@ def _job(sink: WebhookSink, path: str) -> events_pb2.DeliveryJob:
 async def test_the_receivers_request_id_is_kept_in_any_case(sink: WebhookSink, name: str) -> None:
     path = f"/request-id/{uuid.uuid4().hex[:8]}"
     sink.answer(path, (200, {name: "req-42"}))
-    async with aiohttp.ClientSession() as session:
-        sent = await Webhook(ACCOUNT, session).send(_job(sink, path))
+    async with webhook() as provider:
+        sent = await provider.send(_job(sink, path))
     assert sent.provider_message_id == "req-42"
 
 
 async def test_a_lower_case_retry_after_paces_the_retry(sink: WebhookSink) -> None:
     path = f"/retry-after/{uuid.uuid4().hex[:8]}"
     sink.answer(path, (429, {"retry-after": "7"}))
-    async with aiohttp.ClientSession() as session:
+    async with webhook() as provider:
         with pytest.raises(DeliveryError) as refused:
-            await Webhook(ACCOUNT, session).send(_job(sink, path))
+            await provider.send(_job(sink, path))
     assert refused.value.failure is Failure.RATE_LIMITED
     assert refused.value.retry_after == 7
 
@@ -52,8 +65,18 @@ NOT_URLS = ["http://exa\\mple.com/", "http://a.example\r\n.com/", "http://exampl
 @pytest.mark.parametrize("address", NOT_URLS)
 async def test_an_address_that_cannot_be_a_url_fails_for_good(address: str) -> None:
     job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
-    async with aiohttp.ClientSession() as session:
+    async with webhook() as provider:
         with pytest.raises(DeliveryError) as refused:
-            await Webhook(ACCOUNT, session).send(job)
+            await provider.send(job)
     assert refused.value.failure is Failure.PERMANENT
     assert refused.value.reason.startswith("webhook URL refused: ")
+
+
+async def test_the_client_checks_the_address_it_connects_to(sink: WebhookSink) -> None:
+    """A name that resolved to a public address for the check before the call may resolve to a private one as the
+    client connects (DNS rebinding): the webhook client checks the addresses it is about to connect to."""
+    async with webhook() as provider:  # allows 127.0.0.1, not the name localhost
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await provider.http.post(sink.url("/rebound").replace("127.0.0.1", "localhost"), data=b"{}")
+    assert isinstance(refused.value.os_error, ssrf.BlockedDestination)
+    assert sink.for_path("/rebound") == []

@@ -15,6 +15,7 @@ import hmac
 import json
 import time
 
+import aiohttp
 from herald.v1 import events_pb2
 
 from libs.config import Settings
@@ -42,10 +43,25 @@ class Webhook(Provider):
     idempotent = True
     shared_endpoint = False
 
+    def __init__(self, account: Account, http_session: aiohttp.ClientSession) -> None:
+        super().__init__(account, http_session)
+        self._allowed = frozenset(h for h in account.settings.get("allowed_hosts", "").split(",") if h)
+        # A client of its own, whose resolver checks every address it connects to (ssrf.GuardedResolver); the
+        # shared one also reaches providers an operator configured on private addresses.
+        self.http = aiohttp.ClientSession(
+            timeout=http_session.timeout,
+            connector=aiohttp.TCPConnector(
+                limit=http_session.connector.limit if http_session.connector else 100,
+                resolver=ssrf.GuardedResolver(self._allowed),
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.http.close()
+
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
-        allowed = frozenset(h for h in self.account.settings.get("allowed_hosts", "").split(",") if h)
         try:
-            await ssrf.check(job.address, allowed)
+            await ssrf.check(job.address, self._allowed)
         except ssrf.BlockedDestination as e:
             raise DeliveryError(f"webhook URL refused: {e}", Failure.PERMANENT) from e
         body = job.body.encode()
@@ -57,7 +73,13 @@ class Webhook(Provider):
             "Herald-Message-Id": job.message_id,
             "Idempotency-Key": job.delivery_id,
         }
-        response = await http.call(self, "POST", job.address, headers=headers, data=body)
+        try:
+            response = await http.call(self, "POST", job.address, headers=headers, data=body)
+        except DeliveryError as e:
+            refused = getattr(e.__cause__, "os_error", None)
+            if isinstance(refused, ssrf.BlockedDestination):  # it resolved elsewhere as the client connected
+                raise DeliveryError(f"webhook URL refused: {refused}", Failure.PERMANENT) from e
+            raise
         if response.ok:
             return Sent(provider_message_id=response.headers.get("X-Request-Id", ""))
         error = http.status_error("webhook endpoint", response)
