@@ -110,8 +110,25 @@ def normalize_database_url(url: str, data_dir: Path, service: str) -> str:
         ("sqlite://", "sqlite+aiosqlite://"),
     ):
         if url.startswith(plain):
-            return driver + url[len(plain) :]
-    return url
+            url = driver + url[len(plain) :]
+            break
+    return _several_hosts(url) if url.startswith("postgresql") else url
+
+
+def _several_hosts(url: str) -> str:
+    """A libpq URL naming several hosts (`postgresql://u@primary:5432,standby:5432/db`) in the form SQLAlchemy
+    reads (`?host=primary:5432&host=standby:5432`), asking for the host that accepts writes unless the URL says
+    otherwise: after a failover, new connections find the new primary."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    if "," not in hosts:
+        return url
+    database, question, query = tail.partition("?")
+    params = [f"host={h}" for h in hosts.split(",") if h] + ([query] if query else [])
+    if "target_session_attrs=" not in query:
+        params.append("target_session_attrs=read-write")
+    return f"{scheme}{sep}{userinfo}{at}/{database}?{'&'.join(params)}"
 
 
 def _pipelines(names: str) -> tuple[common_pb2.Category.ValueType, ...]:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from libs.config import normalize_database_url
-from libs.localmesh import SERVICES
+from libs.localmesh import SERVICES, free_port
 from libs.store import Database
 from services.feedback import tables as feedback_tables
-from tests.helpers.databases import backends, fresh_postgres
+from tests.helpers.databases import TEST_URL, backends, fresh_postgres
 
 
 @pytest.fixture(params=backends())
@@ -68,3 +69,43 @@ async def test_datetimes_come_back_aware_in_utc(database_url: str) -> None:
         assert row.create_time.astimezone(UTC).hour == 12
     finally:
         await db.close()
+
+
+@pytest.mark.skipif(not TEST_URL, reason="a PostgreSQL server (HERALD_TEST_DATABASE_URL)")
+async def test_a_url_naming_several_hosts_reaches_the_one_that_accepts_writes(tmp_path: Path) -> None:
+    """HERALD_DATABASE_URL as libpq writes a primary and its standbys: herald connects to whichever accepts
+    writes - here the first host is down, as a failed primary is."""
+    with fresh_postgres() as url:
+        server = make_url(url)
+        several = (
+            f"postgresql://{server.username}@127.0.0.1:{free_port()},{server.host}:{server.port or 5432}"
+            f"/{server.database}"
+        )
+        db = await Database.open(normalize_database_url(several, tmp_path, "feedback"), "feedback")
+        try:
+            async with db.session.begin() as session:
+                session.add(
+                    feedback_tables.Message(
+                        message_id="msg_hosts",
+                        app_id="app",
+                        template_id="t",
+                        template_version=1,
+                        category=1,
+                        create_time=datetime.now(UTC),
+                    )
+                )
+            async with db.session() as session:
+                assert await session.get(feedback_tables.Message, "msg_hosts") is not None
+        finally:
+            await db.close()
+
+
+def test_several_hosts_are_written_as_sqlalchemy_reads_them(tmp_path: Path) -> None:
+    url = normalize_database_url("postgresql://u:p@primary:5432,standby:5433/herald?sslmode=require", tmp_path, "x")
+    assert url == (
+        "postgresql+psycopg://u:p@/herald?host=primary:5432&host=standby:5433&sslmode=require"
+        "&target_session_attrs=read-write"
+    )
+    chosen = normalize_database_url("postgres://u@a:1,b:2/db?target_session_attrs=any", tmp_path, "x")
+    assert chosen == "postgresql+psycopg://u@/db?host=a:1&host=b:2&target_session_attrs=any"
+    assert normalize_database_url("postgresql://u@a:5432/db", tmp_path, "x") == "postgresql+psycopg://u@a:5432/db"
