@@ -120,7 +120,7 @@ def _several_hosts(url: str) -> str:
     reads (`?host=primary:5432&host=standby:5432`), asking for the host that accepts writes unless the URL says
     otherwise: after a failover, new connections find the new primary."""
     scheme, sep, rest = url.partition("://")
-    authority, slash, tail = rest.partition("/")
+    authority, _, tail = rest.partition("/")
     userinfo, at, hosts = authority.rpartition("@")
     if "," not in hosts:
         return url
