@@ -124,7 +124,7 @@ def _several_hosts(url: str) -> str:
     userinfo, at, hosts = authority.rpartition("@")
     if "," not in hosts:
         return url
-    database, question, query = tail.partition("?")
+    database, _, query = tail.partition("?")
     params = [f"host={h}" for h in hosts.split(",") if h] + ([query] if query else [])
     if "target_session_attrs=" not in query:
         params.append("target_session_attrs=read-write")
