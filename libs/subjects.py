@@ -18,6 +18,8 @@ UNSUBSCRIBED = "herald.event.unsubscribed"
 SUBSCRIBED = "herald.event.subscribed"
 # adapters -> router, the member system: a provider said an address no longer exists (DeadAddressEvent).
 ADDRESS_DEAD = "herald.event.address.dead"
+# router -> every service (and other teams): a user erased from the directory (UserErasedEvent).
+USER_ERASED = "herald.event.user.erased"
 
 
 def message_accepted(category: int) -> str:

@@ -1,6 +1,7 @@
 """herald-adapters entry point."""
 
 import asyncio
+from functools import partial
 
 import aiohttp
 import grpc
@@ -15,7 +16,9 @@ from herald.v1 import (
 
 from libs import categories, channels, runtime, subjects
 from libs.auth import AppKeys
+from libs.bus import each
 from libs.rate_limit import RateLimiter
+from services.adapters import erasure
 from services.adapters.accounts import Accounts, plugins
 from services.adapters.dead_letters import DeadLetterService
 from services.adapters.deliverer import Deliverer
@@ -74,6 +77,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
                 rank=pipeline.rank,
                 max_pending=MAX_PENDING,
             )
+    await rt.bus.consume(
+        "HERALD_EVENTS", "adapters-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
+    )
     return [
         inbox_service_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,
         provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,

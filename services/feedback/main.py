@@ -1,12 +1,15 @@
 """herald-feedback entry point."""
 
 import asyncio
+from functools import partial
 
 import grpc
 from herald.v1 import status_service_pb2, status_service_pb2_grpc
 
 from libs import runtime, subjects
 from libs.auth import AppKeys
+from libs.bus import each
+from services.feedback import erasure
 from services.feedback.retention import Retention
 from services.feedback.status import StatusService
 from services.feedback.timeline import Timeline
@@ -26,6 +29,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         ("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events),
     ):
         await rt.bus.consume(stream, durable, subject, handler, batch=BATCH)
+    await rt.bus.consume(
+        "HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
+    )
     retention = asyncio.create_task(
         Retention(rt.db, keys, rt.settings.retention_check_seconds).run_forever(), name="retention"
     )

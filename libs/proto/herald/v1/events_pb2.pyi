@@ -293,6 +293,38 @@ class PreferenceEvent(_message.Message):
 Global___PreferenceEvent: _TypeAlias = PreferenceEvent  # noqa: Y015
 
 @_typing.final
+class UserErasedEvent(_message.Message):
+    """UserErasedEvent: DirectoryService.DeleteUser erased a user, on
+    herald.event.user.erased. Every service forgets the user when it reads it:
+    feedback blanks the user's id and rendered content on their deliveries, the
+    adapters delete the user's inbox and blank the user's id on their records.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    user_id: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occur_time", b"occur_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserErasedEvent: _TypeAlias = UserErasedEvent  # noqa: Y015
+
+@_typing.final
 class DeadAddressEvent(_message.Message):
     """DeadAddressEvent: a provider said an address no longer exists (an
     unregistered device token, an unknown mailbox), on herald.event.address.dead.
