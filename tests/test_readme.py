@@ -204,8 +204,10 @@ async def test_every_heraldctl_line_of_the_readme_works(
                 assert TEMPLATE in output, output
             case ["export", *_]:
                 assert Path(argv[argv.index("--out") + 1]).read_bytes()[:4] == b"PAR1"
-            case ["dlq", "list", *_]:
+            case ["dlq", "list" | "unprocessed", *_]:
                 assert "seq" in output, output
+            case ["dlq", "replay-unprocessed", *_]:
+                assert re.fullmatch(r"replayed \d+\n", output), output
             case ["dlq", "replay", "--channel", *_]:
                 assert re.fullmatch(r"replayed \d+\n", output), output
             case ["dlq", "replay", *sequences]:
