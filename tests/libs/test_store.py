@@ -24,6 +24,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             yield url
 
 
+async def _store_message(db: Database, message_id: str, created: datetime) -> None:
+    async with db.session.begin() as session:
+        session.add(
+            feedback_tables.Message(
+                message_id=message_id,
+                app_id="app_x",
+                template_id="t",
+                template_version=1,
+                category=1,
+                create_time=created,
+            )
+        )
+
+
 async def _tables(db: Database) -> set[str]:
     async with db.engine.connect() as conn:
         return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
@@ -51,17 +65,7 @@ async def test_datetimes_come_back_aware_in_utc(database_url: str) -> None:
     db = await Database.open(database_url, "feedback")
     when = datetime(2026, 5, 1, 20, 30, tzinfo=timezone(timedelta(hours=8)))
     try:
-        async with db.session.begin() as session:
-            session.add(
-                feedback_tables.Message(
-                    message_id="msg_x",
-                    app_id="app_x",
-                    template_id="t",
-                    template_version=1,
-                    category=1,
-                    create_time=when,
-                )
-            )
+        await _store_message(db, "msg_x", when)
         async with db.session() as session:
             row = await session.get(feedback_tables.Message, "msg_x")
         assert row is not None
@@ -83,17 +87,7 @@ async def test_a_url_naming_several_hosts_reaches_the_one_that_accepts_writes(tm
         )
         db = await Database.open(normalize_database_url(several, tmp_path, "feedback"), "feedback")
         try:
-            async with db.session.begin() as session:
-                session.add(
-                    feedback_tables.Message(
-                        message_id="msg_hosts",
-                        app_id="app",
-                        template_id="t",
-                        template_version=1,
-                        category=1,
-                        create_time=datetime.now(UTC),
-                    )
-                )
+            await _store_message(db, "msg_hosts", datetime.now(UTC))
             async with db.session() as session:
                 assert await session.get(feedback_tables.Message, "msg_hosts") is not None
         finally:
