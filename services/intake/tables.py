@@ -57,7 +57,8 @@ class Template(Base):
 
 
 class Message(Base):
-    """An accepted message and its queued payload.
+    """A message with an idempotency key, or a large audience (its parts are MessagePart rows), and its payload.
+    Any other message has no row: JetStream is its record (docs/decisions.md).
 
     The row is committed before the payload is published: it claims the
     idempotency key. A repeat of the key publishes the stored payload again under
