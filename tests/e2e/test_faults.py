@@ -148,7 +148,6 @@ async def test_the_stream_leader_of_a_three_node_cluster_killed_mid_flow_loses_n
     tmp_path: Path, sink: WebhookSink
 ) -> None:
     cluster = NatsCluster(tmp_path / "cluster")
-    await cluster.start()
     returns: list[asyncio.Task[None]] = []
 
     async def kill_the_leader(_: Mesh, __: int) -> None:
@@ -160,6 +159,7 @@ async def test_the_stream_leader_of_a_three_node_cluster_killed_mid_flow_loses_n
         _after(3.0, server.start, returns)
 
     try:
+        await cluster.start()
         await _through(tmp_path, sink, kill_the_leader, [3, 7], {"HERALD_STREAM_REPLICAS": "3"}, cluster.url)
     finally:
         await asyncio.gather(*returns)

@@ -34,51 +34,56 @@ async def test_over_the_marketing_backlog_marketing_is_refused_and_critical_flow
             everything.log_path.with_name("router-critical.log"),
         )
         critical_only.start()
-        await critical_only.wait_healthy()
+        try:
+            await critical_only.wait_healthy()
 
-        _, app = await herald.create_app()
-        path = f"/shed/{uuid.uuid4().hex[:8]}"
-        recipient = msg.Recipient(addresses={"webhook": sink.url(path)})
-        marketing = msg.SendRequest(
-            template_id=await herald.create_template({"webhook": "{}"}, S.CATEGORY_MARKETING), recipients=[recipient]
-        )
-        critical = msg.SendRequest(
-            template_id=await herald.create_template({"webhook": "{}"}, S.CATEGORY_CRITICAL), recipients=[recipient]
-        )
-        await asyncio.gather(*(herald.send(app, marketing) for _ in range(LIMIT + 10)))
+            _, app = await herald.create_app()
+            path = f"/shed/{uuid.uuid4().hex[:8]}"
+            recipient = msg.Recipient(addresses={"webhook": sink.url(path)})
+            marketing = msg.SendRequest(
+                template_id=await herald.create_template({"webhook": "{}"}, S.CATEGORY_MARKETING),
+                recipients=[recipient],
+            )
+            critical = msg.SendRequest(
+                template_id=await herald.create_template({"webhook": "{}"}, S.CATEGORY_CRITICAL), recipients=[recipient]
+            )
+            await asyncio.gather(*(herald.send(app, marketing) for _ in range(LIMIT + 10)))
 
-        error = None
-        for _ in range(50):  # intake reads the backlog once a second
-            try:
-                await herald.send(app, marketing)
-            except grpc.aio.AioRpcError as e:
-                error = e
-                break
-            await asyncio.sleep(0.2)
-        assert error is not None, "marketing still accepted over the bound"
-        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert 1 <= retry_delay(error) <= 300
-        assert "marketing" in (error.details() or "")
-
-        batch = await herald.messages.SendBatch(msg.SendBatchRequest(requests=[marketing, critical]), metadata=app)
-        refused, accepted = batch.results
-        assert refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] and refused.error.retry_delay.seconds
-        assert accepted.response.message_id, "the critical entry of the same call is accepted"
-        urgent = await herald.send(app, critical)
-        hits = await sink.wait_for(path, 2, timeout=30)
-        assert {h.headers["Herald-Message-Id"] for h in hits} == {accepted.response.message_id, urgent}
-
-        everything.start()  # the backlog drains, and marketing is accepted again
-        await everything.wait_healthy()
-        codes = []
-        for _ in range(150):
-            try:
-                await herald.send(app, marketing)
-                break
-            except grpc.aio.AioRpcError as e:
-                codes.append(e.code())
+            error = None
+            for _ in range(50):  # intake reads the backlog once a second
+                try:
+                    await herald.send(app, marketing)
+                except grpc.aio.AioRpcError as e:
+                    error = e
+                    break
                 await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("marketing still refused after the backlog drained")
-        assert set(codes) <= {grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
-        await critical_only.stop()
+            assert error is not None, "marketing still accepted over the bound"
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert 1 <= retry_delay(error) <= 300
+            assert "marketing" in (error.details() or "")
+
+            batch = await herald.messages.SendBatch(msg.SendBatchRequest(requests=[marketing, critical]), metadata=app)
+            refused, accepted = batch.results
+            assert (
+                refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] and refused.error.retry_delay.seconds
+            )
+            assert accepted.response.message_id, "the critical entry of the same call is accepted"
+            urgent = await herald.send(app, critical)
+            hits = await sink.wait_for(path, 2, timeout=30)
+            assert {h.headers["Herald-Message-Id"] for h in hits} == {accepted.response.message_id, urgent}
+
+            everything.start()  # the backlog drains, and marketing is accepted again
+            await everything.wait_healthy()
+            codes = []
+            for _ in range(150):
+                try:
+                    await herald.send(app, marketing)
+                    break
+                except grpc.aio.AioRpcError as e:
+                    codes.append(e.code())
+                    await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("marketing still refused after the backlog drained")
+            assert set(codes) <= {grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+        finally:
+            await critical_only.stop()
