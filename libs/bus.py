@@ -139,8 +139,12 @@ class Broken:
         return cls(f"{type(error).__name__}: {error}"[:MAX_REASON_CHARS])
 
 
-def failed(error: Exception) -> "Outcome":
-    """The outcome of a handler that raised `error`: an outage is retried shortly, anything else is Broken."""
+def _failed(error: Exception, messages: list[Incoming], **where: object) -> "Outcome":
+    """What the messages a handler raised `error` on get, the error logged and on each message's span: an outage is
+    retried shortly, anything else is Broken. Called in the `except` block."""
+    log.exception("handler failed; will retry", size=len(messages), **where)
+    for incoming in messages:
+        incoming.span.record_exception(error)
     return OUTAGE_RETRY_DELAY if isinstance(error, TRANSIENT) else Broken.of(error)
 
 
@@ -161,9 +165,7 @@ def each(handler: Handler) -> BatchHandler:
             except RetryLater as later:
                 return later.delay
             except Exception as e:
-                incoming.span.record_exception(e)
-                log.exception("handler failed; will retry", subject=incoming.subject)
-                return failed(e)
+                return _failed(e, [incoming], subject=incoming.subject)
         return ACK
 
     async def run(batch: list[Incoming]) -> list[Outcome]:
@@ -529,10 +531,7 @@ class Consumer:
                 # with it: each is handled again on its own (handlers are idempotent, as redelivery needs).
                 outcomes = [await self._alone(incoming) for incoming in batch]
             else:
-                log.exception("batch handler failed; will retry", consumer=self.name, size=len(batch))
-                for incoming in batch:
-                    incoming.span.record_exception(e)
-                outcomes = [failed(e)] * len(batch)
+                outcomes = [_failed(e, batch, consumer=self.name)] * len(batch)
         for msg, incoming, outcome in zip(msgs, batch, outcomes, strict=True):
             try:
                 await self._settle(msg, incoming, outcome)
@@ -544,9 +543,7 @@ class Consumer:
         try:
             [outcome] = await self._handler([incoming])
         except Exception as e:
-            log.exception("handler failed; will retry", consumer=self.name, subject=incoming.subject)
-            incoming.span.record_exception(e)
-            return failed(e)
+            return _failed(e, [incoming], consumer=self.name, subject=incoming.subject)
         return outcome
 
     async def _settle(self, msg: Msg, incoming: Incoming, outcome: Outcome) -> None:

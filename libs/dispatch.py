@@ -36,8 +36,9 @@ class DispatchLedger:
         try:
             await self._kv.create(message_id, wanted.value.encode())
         except KeyWrongLastSequenceError:
-            entry = await self._kv.get(message_id)
-            return Decision((entry.value or b"").decode())
+            taken = await self.decided(message_id)
+            assert taken is not None, f"the decision on {message_id} was there a moment ago"
+            return taken
         return wanted
 
     async def decided(self, message_id: str) -> Decision | None:
