@@ -117,23 +117,23 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             raise InvalidArgument({"message_id": "required"})
         async with self._db.session() as session:
             row = await session.get(tables.Message, message_id)
-        owner = row.app_id if row is not None else app.app_id if self._ids.issued_to(message_id, app.app_id) else ""
-        if owner != app.app_id:
+        mine = row.app_id == app.app_id if row is not None else self._ids.issued_to(message_id, app.app_id)
+        if not mine:
             raise NotFound(f"message '{message_id[:64]}' not found")
         if await self._ledger.decide(message_id, Decision.CANCELLED) is not Decision.CANCELLED:
             raise FailedPrecondition(
                 f"message {message_id} was already dispatched to its channels and can no longer be cancelled"
             )
-        if row is not None and row.cancel_time is None:
-            async with self._db.session.begin() as session:
-                await session.execute(
-                    update(tables.Message).where(tables.Message.message_id == message_id).values(cancel_time=now())
-                )
-        if row is not None:
-            payloads = [(part, payload) async for part, payload in self._payloads(_as_row(row))]
-        else:
+        if row is None:
             scheduled = await self._bus.scheduled(subjects.schedule(message_id, 0))
             payloads = [(0, scheduled)] if scheduled is not None else []
+        else:
+            if row.cancel_time is None:
+                async with self._db.session.begin() as session:
+                    await session.execute(
+                        update(tables.Message).where(tables.Message.message_id == message_id).values(cancel_time=now())
+                    )
+            payloads = [(part, payload) async for part, payload in self._payloads(_as_row(row))]
         await self._bus.unschedule(subjects.schedules(message_id))
         for part, payload in payloads:
             await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{message_id}.{part}.cancel")
