@@ -119,35 +119,40 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             return pb.ReplayUnprocessedMessagesResponse(replayed=sum(replayed))
         count, sequence = 0, 1
         while (message := await self._next(sequence, subject)) is not None:
-            sequence = message.seq or 0
-            count += await self._replay_unprocessed(sequence, request.consumer)
-            sequence += 1
+            count += await self._put_back_unprocessed(message)
+            sequence = (message.seq or 0) + 1
         return pb.ReplayUnprocessedMessagesResponse(replayed=count)
 
     async def _replay_unprocessed(self, sequence: int, consumer: str) -> int:
         """1 when the message was put back; 0 when there is none at `sequence` (replayed already) or it is not an
         unprocessed message of `consumer` (when given): a mistyped sequence must not replay something else."""
-        try:
-            message = await self._bus.js.get_msg(STREAM, seq=sequence)
-        except NotFoundError:
+        if (message := await self._at(sequence)) is None:
             return 0
-        headers = message.headers or {}
         where = message.subject or ""
-        ours = where == subjects.unprocessed(consumer) if consumer else where.startswith(subjects.unprocessed(""))
-        if not ours or not headers.get("Herald-Subject"):
+        if not (where == subjects.unprocessed(consumer) if consumer else where.startswith(subjects.unprocessed(""))):
+            return 0
+        return await self._put_back_unprocessed(message)
+
+    async def _put_back_unprocessed(self, message: RawStreamMsg) -> int:
+        headers = message.headers or {}
+        if not (subject := headers.get("Herald-Subject")):
             return 0
         again = {k: v for k, v in headers.items() if not k.startswith("Herald-")}
-        again["Nats-Msg-Id"] = f"unprocessed.{sequence}"  # a replay repeated at once is dropped as a duplicate
-        await self._bus.js.publish(headers["Herald-Subject"], message.data or b"", headers=again)
-        await self._bus.js.delete_msg(STREAM, sequence)
+        again["Nats-Msg-Id"] = f"unprocessed.{message.seq}"  # a replay repeated at once is dropped as a duplicate
+        await self._bus.js.publish(subject, message.data or b"", headers=again)
+        await self._bus.js.delete_msg(STREAM, message.seq or 0)
         return 1
+
+    async def _at(self, sequence: int) -> RawStreamMsg | None:
+        try:
+            return await self._bus.js.get_msg(STREAM, seq=sequence)
+        except NotFoundError:
+            return None
 
     async def _replay(self, sequence: int, category: int, channel: str) -> int:
         """1 when the dead letter was put back; 0 when there is none at `sequence` (already replayed) or it is not
         of the category and channel asked for (a mistyped sequence must not replay someone else's delivery)."""
-        try:
-            message = await self._bus.js.get_msg(STREAM, seq=sequence)
-        except NotFoundError:
+        if (message := await self._at(sequence)) is None:
             return 0
         record = pb.DeadLetterRecord.FromString(message.data or b"")
         if (category and record.job.category != category) or (channel and record.job.channel != channel):
