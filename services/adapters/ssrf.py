@@ -5,14 +5,14 @@ link-local, multicast, reserved or unspecified, unless the operator listed the
 host in HERALD_WEBHOOK_ALLOWED_HOSTS. Redirects are never followed, so a public
 endpoint cannot bounce a request inward.
 
-It is checked twice: `check` before the call, for a clear refusal (and for an
-address written as an IP, which the HTTP client does not resolve), and
-`GuardedResolver` as the client connects - the addresses checked are the ones
-connected to, so a name that resolves to a public address for the check and to
-a private one a moment later (DNS rebinding) is still refused.
+A name is checked by `GuardedResolver`, the resolver of the webhooks' HTTP
+client, as the client connects: the addresses checked are the ones connected to,
+so a name cannot resolve publicly for a check and privately a moment later (DNS
+rebinding), and a delivery over a kept-alive connection costs no lookup. `check`,
+before the call, refuses what needs no lookup: a URL that cannot be one, and an
+address written as an IP, which the client does not resolve.
 """
 
-import asyncio
 import ipaddress
 import socket
 from typing import Any
@@ -27,19 +27,22 @@ class BlockedDestination(OSError):
     """An OSError, so that the HTTP client, resolving as it connects, reports it as a failure to connect."""
 
 
-async def check(url: str, allowed_hosts: frozenset[str]) -> None:
+def check(url: str, allowed_hosts: frozenset[str]) -> None:
     try:
         parsed = channels.webhook_url(url)
     except ValueError as e:
         raise BlockedDestination(str(e)) from None
     host = (parsed.host or "").lower()
-    if host in allowed_hosts:
-        return
+    if host not in allowed_hosts and _is_ip(host):
+        _refuse_private(host, [host])
+
+
+def _is_ip(host: str) -> bool:
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parsed.port or 443, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise BlockedDestination(f"host '{host}' does not resolve: {e.strerror}") from e
-    _refuse_private(host, (info[4][0] for info in infos))
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _refuse_private(host: str, addresses: Any) -> None:
@@ -62,9 +65,13 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        if host.lower() not in self._allowed:
-            _refuse_private(host, (result["host"] for result in found))
+        if host.lower() in self._allowed:
+            return await self._inner.resolve(host, port, family)
+        try:
+            found = await self._inner.resolve(host, port, family)
+        except socket.gaierror as e:
+            raise BlockedDestination(f"host '{host}' does not resolve: {e.strerror}") from e
+        _refuse_private(host, (result["host"] for result in found))
         return found
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""The webhook SSRF guard refuses herald's own network unless an operator allowed the host."""
+"""The webhook SSRF guard refuses herald's own network unless an operator allowed the host: an address written as
+an IP before the call, a name as the HTTP client resolves it to connect."""
 
 import pytest
 
@@ -9,7 +10,6 @@ from services.adapters import ssrf
     "url",
     [
         "http://127.0.0.1:8080/x",
-        "http://localhost/x",
         "http://10.1.2.3/x",
         "http://192.168.0.10/x",
         "http://169.254.169.254/latest/meta-data",
@@ -17,20 +17,34 @@ from services.adapters import ssrf
         "http://0.0.0.0/x",
     ],
 )
-async def test_private_destinations_are_refused(url: str) -> None:
+def test_private_addresses_are_refused(url: str) -> None:
     with pytest.raises(ssrf.BlockedDestination, match="HERALD_WEBHOOK_ALLOWED_HOSTS"):
-        await ssrf.check(url, frozenset())
+        ssrf.check(url, frozenset())
 
 
-async def test_an_allowed_host_passes() -> None:
-    await ssrf.check("http://127.0.0.1:8080/x", frozenset({"127.0.0.1"}))
+async def test_a_name_that_resolves_privately_is_refused_as_the_client_connects() -> None:
+    resolver = ssrf.GuardedResolver(frozenset())
+    try:
+        with pytest.raises(ssrf.BlockedDestination, match="HERALD_WEBHOOK_ALLOWED_HOSTS"):
+            await resolver.resolve("localhost", 80)
+    finally:
+        await resolver.close()
 
 
-async def test_a_public_address_passes() -> None:
-    await ssrf.check("https://93.184.215.14/hook", frozenset())
+async def test_allowed_hosts_pass() -> None:
+    ssrf.check("http://127.0.0.1:8080/x", frozenset({"127.0.0.1"}))
+    resolver = ssrf.GuardedResolver(frozenset({"localhost"}))
+    try:
+        assert await resolver.resolve("localhost", 80)
+    finally:
+        await resolver.close()
+
+
+def test_a_public_address_passes() -> None:
+    ssrf.check("https://93.184.215.14/hook", frozenset())
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x", "http:///nohost"])
-async def test_other_schemes_and_hostless_urls_are_refused(url: str) -> None:
+def test_other_schemes_and_hostless_urls_are_refused(url: str) -> None:
     with pytest.raises(ssrf.BlockedDestination):
-        await ssrf.check(url, frozenset())
+        ssrf.check(url, frozenset())

@@ -73,8 +73,8 @@ async def test_an_address_that_cannot_be_a_url_fails_for_good(address: str) -> N
 
 
 async def test_the_client_checks_the_address_it_connects_to(sink: WebhookSink) -> None:
-    """A name that resolved to a public address for the check before the call may resolve to a private one as the
-    client connects (DNS rebinding): the webhook client checks the addresses it is about to connect to."""
+    """A name is checked as the client resolves it to connect, so it cannot resolve publicly for a check and
+    privately a moment later (DNS rebinding)."""
     async with webhook() as provider:  # allows 127.0.0.1, not the name localhost
         with pytest.raises(aiohttp.ClientConnectorError) as refused:
             await provider.http.post(sink.url("/rebound").replace("127.0.0.1", "localhost"), data=b"{}")

@@ -61,7 +61,7 @@ class Webhook(Provider):
 
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
         try:
-            await ssrf.check(job.address, self._allowed)
+            ssrf.check(job.address, self._allowed)
         except ssrf.BlockedDestination as e:
             raise DeliveryError(f"webhook URL refused: {e}", Failure.PERMANENT) from e
         body = job.body.encode()
@@ -77,7 +77,7 @@ class Webhook(Provider):
             response = await http.call(self, "POST", job.address, headers=headers, data=body)
         except DeliveryError as e:
             refused = getattr(e.__cause__, "os_error", None)
-            if isinstance(refused, ssrf.BlockedDestination):  # it resolved elsewhere as the client connected
+            if isinstance(refused, ssrf.BlockedDestination):  # the name resolved to a private address
                 raise DeliveryError(f"webhook URL refused: {refused}", Failure.PERMANENT) from e
             raise
         if response.ok:
