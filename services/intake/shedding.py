@@ -16,7 +16,7 @@ import structlog
 from herald.v1 import common_pb2
 from nats.js import JetStreamContext
 
-from libs.errors import ResourceExhausted
+from libs.errors import TRANSIENT, ResourceExhausted
 
 log = structlog.get_logger()
 
@@ -64,7 +64,7 @@ class MarketingShedder:
         while True:
             try:
                 backlog = await self._read()
-            except Exception as e:  # the broker is away: keep the last reading; Sends fail on their own then
+            except TRANSIENT as e:  # the broker is away: keep the last reading; Sends fail on their own then
                 log.warning("could not read the marketing backlog", error=repr(e))
             else:
                 clock = time.monotonic()
