@@ -60,6 +60,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from libs import subjects, telemetry
+from libs.config import STAGE_RETRY_BACKOFF
 from libs.errors import TRANSIENT
 
 log = structlog.get_logger()
@@ -92,9 +93,6 @@ DUPLICATE_WINDOW = 600.0
 STREAM_SETUP_ATTEMPTS = 3
 # After an outage (TRANSIENT), a message is tried again this soon, for as long as the outage lasts.
 OUTAGE_RETRY_DELAY = 2.0
-# A Broken message's retries: the delay before each; once they are spent it is dead-lettered. About 18 minutes
-# in all, so a failure that only looked deterministic (a dependency's odd error) still has time to clear.
-STAGE_RETRY_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0)
 # What a dead-lettered message's reason may hold of the error.
 MAX_REASON_CHARS = 1000
 UNPROCESSED = Counter(

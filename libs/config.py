@@ -9,8 +9,12 @@ from typing import TypeVar
 
 from herald.v1 import common_pb2
 
-from libs import bus, categories
+from libs import categories
 
+# A message a stage failed on for a reason other than an outage (libs/bus.py, Broken): the delay before each
+# retry; once they are spent it is dead-lettered. About 18 minutes in all, so a failure that only looked
+# deterministic (a dependency's odd error) still has time to clear.
+STAGE_RETRY_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0)
 DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
 # herald-adapters' HTTP endpoint for providers' delivery receipts.
 DEFAULT_RECEIPTS_PORT = 50063
@@ -43,7 +47,7 @@ class Settings:
     # of retries. HERALD_RETRY_BACKOFF_<CATEGORY>="1,2,4" overrides categories.RETRY_BACKOFF.
     retry_backoff: dict[common_pb2.Category.ValueType, tuple[float, ...]]
     # The delays before each retry of a message a stage failed on for a reason other than an outage, before it is
-    # dead-lettered (libs/bus.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides bus.STAGE_RETRY_BACKOFF.
+    # dead-lettered (libs/bus.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides STAGE_RETRY_BACKOFF.
     stage_retry_backoff: tuple[float, ...]
     # intake refuses new marketing messages (RESOURCE_EXHAUSTED, with when to retry) while more marketing work
     # than this waits in the queues behind it (services/intake/shedding.py); 0 = never.
@@ -82,7 +86,7 @@ class Settings:
                 category: _delays(f"HERALD_RETRY_BACKOFF_{name.upper()}", env) or categories.RETRY_BACKOFF[category]
                 for name, category in categories.BY_NAME.items()
             },
-            stage_retry_backoff=_delays("HERALD_STAGE_RETRY_BACKOFF", env) or bus.STAGE_RETRY_BACKOFF,
+            stage_retry_backoff=_delays("HERALD_STAGE_RETRY_BACKOFF", env) or STAGE_RETRY_BACKOFF,
             marketing_backlog_limit=_number(
                 "HERALD_MARKETING_BACKLOG_LIMIT", env.get("HERALD_MARKETING_BACKLOG_LIMIT", "1000000"), int, 0
             ),
