@@ -3,9 +3,10 @@
 Limits are documented in docs/decisions.md; every refusal names the request fields at fault.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as pb
@@ -83,10 +84,7 @@ def _variables_field(recipient: int | None) -> str:
 def choose_channels(request: pb.SendRequest, template: admin_service_pb2.Template, app: AppIdentity) -> list[str]:
     requested = tuple(request.channels)
     key = (template.template_id, template.version, requested)
-    if (chosen := _chosen.get(key)) is None:
-        if len(_chosen) >= _PLANS_KEPT:
-            _chosen.clear()
-        chosen = _chosen[key] = channels.choose(template, requested)
+    chosen = _kept(_chosen, key, lambda: channels.choose(template, requested))
     for channel in chosen:
         app.check_channel(channel)
     return chosen
@@ -120,25 +118,34 @@ class _RenderPlan:
 
 # More than the bytes protobuf adds to a rendered content and to each of its parts (tags, lengths, channel, locale).
 PROTO_OVERHEAD = 128
-# Template versions never change, so their plans are kept (as many as this, then started afresh).
-_PLANS_KEPT = 1024
+# Template versions never change, so what is worked out from one is kept (as many as this, then started afresh):
+# per (template id, version, channels), its render plan, and the channels a request's channels come to.
+_KEPT = 1024
 _plans: dict[tuple[str, int, tuple[str, ...]], _RenderPlan] = {}
-# The channels each template version gives each list of requested channels (kept as the plans are).
 _chosen: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _kept(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    if (value := cache.get(key)) is None:
+        if len(cache) >= _KEPT:
+            cache.clear()
+        value = cache[key] = make()
+    return value
 
 
 def _plan(template: admin_service_pb2.Template, chosen: list[str]) -> _RenderPlan:
-    key = (template.template_id, template.version, tuple(chosen))
-    if (plan := _plans.get(key)) is None:
-        if len(_plans) >= _PLANS_KEPT:
-            _plans.clear()
-        contents = [c for c in template.contents if c.channel in chosen]
-        needed = frozenset().union(*(templating.content_variables(c) for c in contents))
-        parts = [[templating.substitutions(source) for _, source in templating.content_parts(c)] for c in contents]
-        sized = [(c.channel, [p for p in each if p is not None]) for c, each in zip(contents, parts, strict=True)]
-        plain = all(None not in each for each in parts)
-        plan = _plans[key] = _RenderPlan(contents, needed, sized if plain else None)
-    return plan
+    return _kept(_plans, (template.template_id, template.version, tuple(chosen)), lambda: _new_plan(template, chosen))
+
+
+def _new_plan(template: admin_service_pb2.Template, chosen: list[str]) -> _RenderPlan:
+    contents = [c for c in template.contents if c.channel in chosen]
+    needed = frozenset().union(*(templating.content_variables(c) for c in contents))
+    parts = [[templating.substitutions(source) for _, source in templating.content_parts(c)] for c in contents]
+    sized = [(c.channel, [p for p in each if p is not None]) for c, each in zip(contents, parts, strict=True)]
+    plain = all(None not in each for each in parts)
+    return _RenderPlan(contents, needed, sized if plain else None)
 
 
 def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:
