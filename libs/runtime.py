@@ -1,6 +1,7 @@
 """The life of one herald binary: connect, migrate, serve, report health, shut down gracefully."""
 
 import asyncio
+import faulthandler
 import gc
 import signal
 import sys
@@ -24,6 +25,12 @@ log = structlog.get_logger()
 
 HEALTH_INTERVAL = 1.0
 SHUTDOWN_GRACE = 10.0
+# After the grace, each closing step (the connections, what setup opened) gets this long before the binary goes on
+# without it: a connection that will not close must not keep a pod in Terminating until Kubernetes kills it.
+CLOSE_BOUND = 3.0
+# If the process is still alive this long after SIGTERM (a hang outside the event loop: a thread that will not
+# join), it writes every thread's stack to stderr and exits 1, so the hang is diagnosable instead of a SIGKILL.
+EXIT_WATCHDOG = 27.0
 # Collect the youngest generation after this many net allocations (Python's default: 700), the older ones after
 # this many collections of the one below. Handling a message allocates thousands of short-lived objects that
 # reference counting frees; collecting every 700 cost the adapters about a tenth of their CPU (docs/benchmarks.md).
@@ -87,16 +94,28 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     log.info("serving", addr=settings.grpc_addr, services=names, metrics=settings.metrics_addr)
 
     await stop.wait()
+    faulthandler.dump_traceback_later(EXIT_WATCHDOG, exit=True)
     log.info("shutting down: no new work, finishing what is in flight")
     await health.enter_graceful_shutdown()
     monitor.cancel()
-    await asyncio.gather(bus.stop_consumers(), server.stop(SHUTDOWN_GRACE))
-    await metrics_server.cleanup()
+    await _bounded("in-flight work", asyncio.gather(bus.stop_consumers(), server.stop(SHUTDOWN_GRACE)), SHUTDOWN_GRACE)
+    await _bounded("metrics endpoint", metrics_server.cleanup())
     for close in rt.on_stop:
-        await close()
-    await bus.close()
-    await db.close()
+        await _bounded(getattr(close, "__qualname__", repr(close)), close())
+    await _bounded("NATS connection", bus.close())
+    await _bounded("database pool", db.close())
     log.info("stopped")
+
+
+async def _bounded(step: str, closing: Awaitable[object], extra: float = 0.0) -> None:
+    """Wait for one shutdown step, at most CLOSE_BOUND (+ `extra`) seconds. Nothing is lost by leaving one
+    unfinished: every message not yet acked is redelivered to whoever consumes next."""
+    try:
+        async with asyncio.timeout(CLOSE_BOUND + extra):
+            await closing
+    except TimeoutError:
+        stacks = {t.get_name(): [str(f) for f in t.get_stack(limit=3)] for t in asyncio.all_tasks() if not t.done()}
+        log.error("a shutdown step did not finish in time; going on without it", step=step, tasks=stacks)
 
 
 async def _report_health(health: HealthServicer, names: list[str], db: Database, bus: Bus) -> None:
