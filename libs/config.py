@@ -59,7 +59,7 @@ class Settings:
     inbox_token_secret: str
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
     metrics_addr: str
-    # How often feedback purges message content past its app's retention.
+    # How often intake and feedback purge what they no longer keep (services/*/retention.py).
     retention_check_seconds: float
 
     @classmethod

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from libs import metrics, telemetry
 from libs.bus import Bus
 from libs.config import Settings
+from libs.errors import TRANSIENT
 from libs.grpc_server import ServerInterceptor
 from libs.store import Database
 
@@ -44,6 +45,28 @@ class Runtime:
     bus: Bus
     # Run at shutdown, after the consumers stopped: close what setup opened (HTTP sessions, ...).
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+        """Run `job` now and then every `seconds` until shutdown (housekeeping: purges). A round that meets an
+        outage of the database or the bus is logged and the next round tries again; any other error is a bug and
+        surfaces in the log with its stack, and the rounds go on."""
+
+        async def rounds() -> None:
+            while True:
+                try:
+                    await job()
+                except TRANSIENT as e:
+                    log.warning("housekeeping: a dependency is away; next round retries", job=name, error=repr(e))
+                except Exception:
+                    log.exception("housekeeping failed", job=name)
+                await asyncio.sleep(seconds)
+
+        task = asyncio.create_task(rounds(), name=name)
+
+        async def stop() -> None:
+            task.cancel()
+
+        self.on_stop.append(stop)
 
 
 # Registers the binary's servicers and consumers; returns the full names of the gRPC services it added.

@@ -15,13 +15,16 @@ from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import DateTime, Dialect, MetaData, Table, TextClause, event, text
+from sqlalchemy import DateTime, Dialect, MetaData, Select, Table, TextClause, delete, event, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+# Rows one purge transaction deletes: a first purge over millions of rows never holds one huge transaction.
+PURGE_SLICE = 1000
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -116,6 +119,20 @@ class Database:
         statement = _json_insert(self.engine.dialect, table, tuple(rows[0]), tuple(key), tuple(add), returning)
         result = await session.execute(statement, {"rows": json.dumps(rows, default=_json_value)})
         return list(result.scalars()) if returning else []
+
+    async def purge(self, victims: Select[Any], *by_key: InstrumentedAttribute[Any]) -> int:
+        """Delete the rows whose keys `victims` selects, PURGE_SLICE at a time, from the table of each `by_key`
+        column (dependants first); returns how many keys went. Idempotent: replicas purging at once only repeat
+        each other's no-op."""
+        purged = 0
+        while True:
+            async with self.session.begin() as session:
+                keys = list(await session.scalars(victims.limit(PURGE_SLICE)))
+                for column in by_key:
+                    await session.execute(delete(column.class_).where(column.in_(keys)))
+            purged += len(keys)
+            if len(keys) < PURGE_SLICE:
+                return purged
 
     async def ping(self) -> bool:
         try:

@@ -2,16 +2,17 @@
 heraldctl pointed at the mesh."""
 
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from libs.config import normalize_database_url
 from libs.localmesh import Mesh
 from tests.helpers.client import Herald
-from tests.helpers.databases import backends, database_env
+from tests.helpers.databases import backends, database_env, fresh_postgres
 from tests.helpers.webhook_sink import WebhookSink
 from tools.heraldctl.main import cli
 
@@ -72,6 +73,16 @@ async def shared_mesh(
     every test using it runs on SQLite, and on PostgreSQL where HERALD_TEST_DATABASE_URL is set."""
     async with running_mesh(tmp_path_factory.mktemp(f"mesh-{request.param}"), request.param) as running:
         yield running
+
+
+@pytest.fixture(params=backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each backend, for a service's store opened in the test's own process."""
+    if request.param == "sqlite":
+        yield normalize_database_url("", tmp_path, "shared")
+    else:
+        with fresh_postgres() as url:
+            yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 """herald-feedback entry point."""
 
-import asyncio
 from functools import partial
 
 import grpc
@@ -32,14 +31,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     await rt.bus.consume(
         "HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
     )
-    retention = asyncio.create_task(
-        Retention(rt.db, keys, rt.settings.retention_check_seconds).run_forever(), name="retention"
-    )
-
-    async def stop() -> None:
-        retention.cancel()
-
-    rt.on_stop.append(stop)
+    rt.every(rt.settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 
 

@@ -1,5 +1,7 @@
 """herald-intake entry point."""
 
+from functools import partial
+
 import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, message_service_pb2, message_service_pb2_grpc
 
@@ -7,6 +9,7 @@ from libs import runtime
 from libs.auth import AppKeys
 from libs.dispatch import DispatchLedger
 from libs.rate_limit import RateLimiter
+from services.intake import retention
 from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
 from services.intake.message_ids import MessageIds
@@ -27,6 +30,7 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
     ledger, ids = await DispatchLedger.open(rt.bus), await MessageIds.open(rt.bus)
     shedder = MarketingShedder(rt.bus.js, rt.settings.marketing_backlog_limit)
     shedder.start()
+    rt.every(rt.settings.retention_check_seconds, partial(retention.purge, rt.db), "retention")
     rt.on_stop.append(shedder.stop)
     message_service_pb2_grpc.add_MessageServiceServicer_to_server(
         MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids, shedder), server

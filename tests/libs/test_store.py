@@ -1,6 +1,5 @@
 """The store base on both backends: each service migrates its own prefixed tables, repeatably, in one database."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,16 +11,7 @@ from libs.config import normalize_database_url
 from libs.localmesh import SERVICES, free_port
 from libs.store import Database
 from services.feedback import tables as feedback_tables
-from tests.helpers.databases import TEST_URL, backends, fresh_postgres
-
-
-@pytest.fixture(params=backends())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield normalize_database_url("", tmp_path, "shared")
-    else:
-        with fresh_postgres() as url:
-            yield url
+from tests.helpers.databases import TEST_URL, fresh_postgres
 
 
 async def _store_message(db: Database, message_id: str, created: datetime) -> None:

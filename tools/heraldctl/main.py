@@ -99,7 +99,7 @@ def apps_create(
     channel: Annotated[list[str], typer.Option("--channel", help="a channel it may use (repeat); none = all")] = [],  # noqa: B006
     category: Annotated[list[str], typer.Option("--category", help="a category it may send (repeat); none = all")] = [],  # noqa: B006
     rate: Annotated[float, typer.Option(help="messages per second; 0 = no limit")] = 0.0,
-    retention_days: Annotated[int, typer.Option(help="days its rendered content is kept; 0 = forever")] = 0,
+    retention_days: Annotated[int, typer.Option(help="days its status records are kept; 0 = forever")] = 0,
 ) -> None:
     """Register an app and print its API key (shown only now)."""
     request = admin.CreateAppRequest(
@@ -150,7 +150,7 @@ def apps_enable(app_id: str) -> None:
 
 @apps_cli.command("set-retention")
 def apps_set_retention(app_id: str, days: int) -> None:
-    """Keep the rendered content of the app's messages this many days (0 = forever); status and statistics stay."""
+    """Keep the status records of the app's messages (and their content) N days (0 = forever); statistics stay."""
     request = admin.SetContentRetentionRequest(app_id=app_id, content_retention_days=days)
     with admin_stub(target.intake) as stub:
         _apps_table([call(stub.SetContentRetention, request, target.admin())])

@@ -45,8 +45,9 @@ class App(_message.Message):
     disabled: _builtins.bool
     """A disabled app's calls answer PERMISSION_DENIED."""
     content_retention_days: _builtins.int
-    """Days the rendered content of its messages is kept in the status records
-    (GetMessage, SearchDeliveries); 0 = forever.
+    """Days the status records of its messages - with their rendered content -
+    are kept (GetMessage, SearchDeliveries, ExportEvents); past it they are
+    deleted and only the statistics count them. 0 = forever.
     """
     @_builtins.property
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -97,7 +98,9 @@ class CreateAppRequest(_message.Message):
     rate_limit_per_second: _builtins.float
     """Messages per second, with bursts of up to one second's worth; 0 = no limit."""
     content_retention_days: _builtins.int
-    """Days the rendered content of its messages is kept; 0 = forever."""
+    """Days the status records of its messages (with their rendered content) are
+    kept; 0 = forever.
+    """
     @_builtins.property
     def allowed_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -130,8 +133,8 @@ class SetContentRetentionRequest(_message.Message):
     CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     content_retention_days: _builtins.int
-    """Days the rendered content of the app's messages is kept (at most 3650);
-    0 = forever.
+    """Days the status records of the app's messages (with their rendered
+    content) are kept (at most 3650); 0 = forever.
     """
     def __init__(
         self,
