@@ -120,6 +120,8 @@ class Incoming:
     # This message's consumer span, a child of the publisher's: work done for this message
     # runs under `active()`, so what it publishes or calls continues the message's trace.
     span: trace.Span
+    # Its sequence in its stream: the same on every redelivery, unique within the stream.
+    sequence: int = 0
 
     def active(self) -> AbstractContextManager[trace.Span]:
         return trace.use_span(self.span, end_on_exit=False)
@@ -584,4 +586,4 @@ class Consumer:
         span.set_attribute("messaging.system", "nats")
         span.set_attribute("messaging.destination.name", msg.subject)
         span.set_attribute("messaging.consumer.group.name", self.name)
-        return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span)
+        return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span, msg.metadata.sequence.stream)

@@ -35,3 +35,10 @@ def crockford(value: int, digits: int) -> str:
 @cache
 def _shifts(digits: int) -> range:
     return range(5 * digits - 10, -1, -10)
+
+
+def delivery_id(message_id: str, position: int, channel_index: int, channels: int) -> str:
+    """The delivery of the recipient at `position` (counted over the whole message, a part's offset included) on
+    the message's `channel_index`-th channel: fixed by the message alone, so every replay of a message - and
+    feedback, marking the deliveries of one a stage gave up on - derives the same ids."""
+    return f"{message_id}.{position * channels + channel_index}"

@@ -11,7 +11,7 @@ from libs.bus import each
 from services.feedback import erasure
 from services.feedback.retention import Retention
 from services.feedback.status import StatusService
-from services.feedback.timeline import Timeline
+from services.feedback.timeline import UNPROCESSED_CONSUMER, Timeline
 
 # Events per transaction: a batch costs a handful of bulk statements, so bigger batches are cheaper per event.
 BATCH = 500
@@ -28,6 +28,9 @@ async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
         ("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events),
     ):
         await rt.bus.consume(stream, durable, subject, handler, batch=BATCH)
+    await rt.bus.consume(
+        "HERALD_DEAD_LETTERS", UNPROCESSED_CONSUMER, subjects.unprocessed("*"), timeline.on_unprocessed, batch=BATCH
+    )
     await rt.bus.consume(
         "HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
     )

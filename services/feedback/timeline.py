@@ -1,5 +1,5 @@
 """Feedback's consumers: record accepted messages, and fold delivery events into each delivery's state and into
-the statistics.
+the statistics (and the deliveries of messages a stage gave up on, as FAILED).
 
 Each fetched batch is one transaction of a few bulk statements. Both consumers are idempotent: a message or event
 id seen before changes nothing (INSERT ... ON CONFLICT DO NOTHING tells which are new). Events may arrive out of
@@ -18,10 +18,11 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
+from libs import subjects
 from libs.bus import ACK, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.feedback import stats, tables
+from services.feedback import stats, tables, unprocessed
 
 log = structlog.get_logger()
 # What recording a batch asks of the consumer: ACK, or to be redelivered after a delay (a conflict).
@@ -29,6 +30,8 @@ Delay = float | None
 # A record a bus message carries: an accepted message, or a status event.
 R = TypeVar("R", events_pb2.AcceptedMessage, events_pb2.DeliveryEvent)
 
+# The durable consumer of what the stages gave up on (on_unprocessed).
+UNPROCESSED_CONSUMER = "feedback-unprocessed"
 # Two replicas created the same new delivery at once: the loser folds its batch in again shortly.
 CONFLICT_RETRY = 0.05
 
@@ -91,6 +94,14 @@ class Timeline:
 
     async def on_events(self, batch: list[Incoming]) -> list[Outcome]:
         events = _decoded(batch, _delivery_events, REJECTED_EVENTS, "a status event")
+        outcome = await _dropping_unrecordable(self._record_events, events, REJECTED_EVENTS, "status event")
+        return [outcome] * len(batch)
+
+    async def on_unprocessed(self, batch: list[Incoming]) -> list[Outcome]:
+        """Messages a stage gave up on: their deliveries become FAILED (unprocessed.py). Feedback's own give-ups
+        on this consumer are left alone, or one would feed the next."""
+        own = subjects.unprocessed(UNPROCESSED_CONSUMER)
+        events = [e for i in batch if i.subject != own for e in unprocessed.failed_events(i)]
         outcome = await _dropping_unrecordable(self._record_events, events, REJECTED_EVENTS, "status event")
         return [outcome] * len(batch)
 

@@ -3,14 +3,14 @@
 A channel outside the template's fallback chain is a chain of one. A chain's
 first job carries the rest in `fallback`, so whoever finds the channel unusable
 (the router) or sees it fail for good (the adapters) can go on to the next
-without the message. Delivery ids are "<message_id>.<n>", n fixed by the
-recipient's position and the channel's, so every replay of a message derives
-the same ids.
+without the message. Delivery ids are fixed by the recipient's position and
+the channel's (libs.ids.delivery_id), so every replay of a message derives the
+same ids.
 """
 
 from herald.v1 import events_pb2, message_service_pb2
 
-from libs import channels, templating
+from libs import channels, ids, templating
 from services.router import tables
 
 # A step of a chain and why it cannot be rendered ("" when it can).
@@ -20,10 +20,11 @@ Step = tuple[events_pb2.DeliveryJob, str]
 def chains(message: events_pb2.AcceptedMessage, users: dict[str, tables.User]) -> list[list[Step]]:
     chain = channels.fallback_chain(message.template.fallback_channels, message.channels)
     found: list[list[Step]] = []
+    count = len(message.channels)
     for position, recipient in enumerate(message.recipients, start=message.recipient_offset):
         user = users.get(recipient.user_id)
         steps = {
-            channel: _job(message, recipient, channel, position * len(message.channels) + j, user)
+            channel: _job(message, recipient, channel, ids.delivery_id(message.message_id, position, j, count), user)
             for j, channel in enumerate(message.channels)
         }
         found += [[steps[c]] for c in message.channels if c not in chain]
@@ -60,14 +61,14 @@ def _job(
     message: events_pb2.AcceptedMessage,
     recipient: message_service_pb2.Recipient,
     channel: str,
-    n: int,
+    delivery_id: str,
     user: tables.User | None,
 ) -> Step:
     """intake render-checked the same template and variables, so a failure here means a bug, reported on
     the delivery rather than retried forever."""
     locale = recipient.locale or (user.locale if user else "")
     job = events_pb2.DeliveryJob(
-        delivery_id=f"{message.message_id}.{n}",
+        delivery_id=delivery_id,
         message_id=message.message_id,
         app_id=message.app_id,
         template_id=message.template.template_id,

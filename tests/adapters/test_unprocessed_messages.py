@@ -1,5 +1,6 @@
 """A message a stage can never handle is retried a bounded number of times, then waits, whole and explained, where
-an operator lists it and, once the cause is fixed, replays it: it neither holds the stage for ever nor vanishes."""
+an operator lists it and, once the cause is fixed, replays it: it neither holds the stage for ever nor vanishes.
+Whoever asks about it sees its deliveries FAILED with the reason, and the stage's metric counts it."""
 
 import asyncio
 from pathlib import Path
@@ -14,8 +15,9 @@ from typer.testing import CliRunner
 
 from libs import subjects
 from tests.conftest import ADMIN_TOKEN, running_mesh
-from tests.helpers.client import Herald, bad_fields, rpc_error
+from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.databases import default_backend
+from tests.helpers.metrics import scrape, total
 from tools.heraldctl.main import cli
 
 S = common_pb2
@@ -41,8 +43,9 @@ async def test_a_message_the_router_can_never_route_is_listed_then_replayed(
         template = admin_service_pb2.Template(
             template_id="t", version=1, category=S.CATEGORY_NOTIFICATION, contents=[S.ChannelContent(channel="webhook")]
         )
+        app_id, app = await herald.create_app()
         poison = events_pb2.AcceptedMessage(
-            message_id="msg_poison", app_id="app", template=template, channels=["webhook"]
+            message_id="msg_poison", app_id=app_id, template=template, channels=["webhook"]
         )
         poison.recipients.append(msg.Recipient(addresses={"webhook": "http://127.0.0.1:9/x"}))
         poison.send_at.nanos = -1  # no clock can hold it: routing it fails on every attempt
@@ -59,6 +62,13 @@ async def test_a_message_the_router_can_never_route_is_listed_then_replayed(
         assert first.deliveries == 3, "tried once, then after each of the two retries' delays"
         assert first.reason.startswith("ValueError") and first.size_bytes > 0
         assert first.dead_time.seconds > 0
+        failed = await herald.wait_message(app, "msg_poison", all_final)
+        [delivery] = failed.deliveries
+        assert delivery.state == S.DELIVERY_STATE_FAILED and delivery.channel == "webhook"
+        assert f"herald gave up processing it ({CONSUMER}: ValueError" in delivery.reason
+        assert "replay" in delivery.reason
+        given_up = await scrape(mesh.metrics_url("router"))
+        assert total(given_up, "herald_unprocessed_messages_total", consumer=CONSUMER) == 1
         monkeypatch.setenv("HERALD_ADAPTERS_ADDR", mesh.addr("adapters"))
         monkeypatch.setenv("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
         shown = CliRunner().invoke(cli, ["dlq", "unprocessed", "--consumer", CONSUMER], env={"COLUMNS": "250"})
