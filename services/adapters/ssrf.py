@@ -14,6 +14,7 @@ address written as an IP, which the client does not resolve.
 """
 
 import ipaddress
+import re
 import socket
 from typing import Any
 
@@ -21,6 +22,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from libs import channels
+
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)\Z")
 
 
 class BlockedDestination(OSError):
@@ -33,8 +36,14 @@ def check(url: str, allowed_hosts: frozenset[str]) -> None:
     except ValueError as e:
         raise BlockedDestination(str(e)) from None
     host = (parsed.host or "").lower()
-    if host not in allowed_hosts and _is_ip(host):
+    if host in allowed_hosts:
+        return
+    if _is_ip(host):
         _refuse_private(host, [host])
+    elif all(_NUMERIC_LABEL.match(label) for label in host.rstrip(".").split(".")):
+        # 2130706433, 127.1, 0x7f.1, 0177.0.0.1, "127.0.0.1.": each C library reads these as an address of its
+        # own, not as a name a resolver would be asked about; only a.b.c.d is an address here.
+        raise BlockedDestination(f"host '{host}' is an address not written as a.b.c.d; write it in that form")
 
 
 def _is_ip(host: str) -> bool:
@@ -48,6 +57,8 @@ def _is_ip(host: str) -> bool:
 def _refuse_private(host: str, addresses: Any) -> None:
     for text in addresses:
         address = ipaddress.ip_address(text)
+        if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped or int(address) < 1 << 32):
+            address = address.ipv4_mapped or ipaddress.IPv4Address(int(address))  # ::ffff:a.b.c.d, ::a.b.c.d
         if not address.is_global or address.is_multicast:
             raise BlockedDestination(
                 f"host '{host}' resolves to non-public address {address}; "

@@ -1,7 +1,7 @@
 """The webhook plug-in on its own. What a receiver's answer tells herald, whatever case its server spells the
 header names in (aiohttp says X-Request-ID, HTTP/2 servers say x-request-id): the receiver's request id is kept as
-the provider message id, and its Retry-After paces the retry. And an address that cannot be a URL is a permanent
-failure, not an outage to retry for hours."""
+the provider message id, and its Retry-After paces the retry. An address that cannot be a URL is a permanent
+failure, not an outage to retry for hours. And no spelling of an address reaches a host the operator did not allow."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from herald.v1 import events_pb2
 
+from libs import channels
 from services.adapters import ssrf
 from services.adapters.channels.base import Account, DeliveryError, Failure
 from services.adapters.channels.webhook import Webhook
@@ -80,3 +81,85 @@ async def test_the_client_checks_the_address_it_connects_to(sink: WebhookSink) -
             await provider.http.post(sink.url("/rebound").replace("127.0.0.1", "localhost"), data=b"{}")
     assert isinstance(refused.value.os_error, ssrf.BlockedDestination)
     assert sink.for_path("/rebound") == []
+
+
+@asynccontextmanager
+async def guarded_webhook() -> AsyncIterator[tuple[Webhook, WebhookSink]]:
+    """A webhook whose operator allowed only example.com, and a loopback sink of the test's own (nothing else
+    sends to it), which the webhook must never reach."""
+    account = Account(
+        name="webhook",
+        provider="webhook",
+        settings={"allowed_hosts": "example.com"},
+        secrets={"signing_secret": WEBHOOK_SECRET},
+    )
+    sink = WebhookSink(WEBHOOK_SECRET)
+    await sink.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            provider = Webhook(account, session)
+            try:
+                yield provider, sink
+            finally:
+                await provider.close()
+    finally:
+        await sink.stop()
+
+
+# Each is a URL (intake takes it) that one parser or another reads as the allowed host example.com, or as no
+# address at all, while the HTTP client connects to the loopback sink - or, for the first, the reverse: a parser
+# decoding %2f first reads the sink, the client reads localhost. {port} is the sink's.
+CONFUSED = {
+    "encoded-slash-in-userinfo": "http://127.0.0.1:{port}%2f@localhost:{port}/hook",
+    "allowed-host-in-password": "http://example.com:80%2f@127.0.0.1:{port}/hook",
+    "allowed-host-as-user": "http://example.com@127.0.0.1:{port}/hook",
+    "allowed-host-in-fragment": "http://127.0.0.1:{port}#@example.com/hook",
+    "allowed-host-in-query": "http://127.0.0.1:{port}?@example.com/hook",
+    "ipv4-mapped-ipv6": "http://[::ffff:127.0.0.1]:{port}/hook",
+    "fullwidth-digits": "http://\uff11\uff12\uff17.0.0.1:{port}/hook",
+    "ipv4-compatible-ipv6": "http://[::127.0.0.1]:{port}/hook",
+}
+
+
+@pytest.mark.parametrize("address", CONFUSED.values(), ids=CONFUSED.keys())
+async def test_an_address_parsers_read_differently_cannot_reach_a_host_not_allowed(address: str) -> None:
+    """The guard reads an address as the HTTP client does, so a URL that a naive parser takes for an allowed
+    host cannot smuggle a request to herald's own network: it is refused for good, saying why."""
+    async with guarded_webhook() as (provider, sink):
+        address = address.format(port=sink.port)
+        channels.webhook_url(address)  # intake lets it in: the guard is what stands in the way
+        job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
+        with pytest.raises(DeliveryError) as refused:
+            await provider.send(job)
+        assert sink.received == []
+    assert refused.value.failure is Failure.PERMANENT
+    assert refused.value.reason.startswith("webhook URL refused: ")
+    assert "non-public address" in refused.value.reason
+
+
+# Legacy numeric spellings of 127.0.0.1 that the socket layer still accepts, and that aiohttp before 3.14.5
+# handed straight to the socket, past the guarding resolver.
+NUMERIC_LOOPBACK = {
+    "decimal": "http://2130706433:{port}/hook",
+    "short": "http://127.1:{port}/hook",
+    "octal": "http://0177.0.0.1:{port}/hook",
+    "hex": "http://0x7f000001:{port}/hook",
+    "trailing-dot": "http://127.0.0.1.:{port}/hook",
+    "zero": "http://0:{port}/hook",
+}
+
+
+@pytest.mark.parametrize("address", NUMERIC_LOOPBACK.values(), ids=NUMERIC_LOOPBACK.keys())
+async def test_an_address_not_written_as_one_is_refused_for_good(address: str) -> None:
+    """Such a host is an address to the C library and a name to everyone else: refused for good, saying how to
+    write it, never connected to and never retried for hours."""
+    async with guarded_webhook() as (provider, sink):
+        address = address.format(port=sink.port)
+        channels.webhook_url(address)
+        job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
+        with pytest.raises(DeliveryError) as refused:
+            await provider.send(job)
+        assert sink.received == []
+    assert refused.value.failure is Failure.PERMANENT
+    assert refused.value.reason.startswith("webhook URL refused: ")
+    assert "a.b.c.d" in refused.value.reason

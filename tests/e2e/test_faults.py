@@ -6,19 +6,23 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 from herald.v1 import common_pb2
+from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
 from sqlalchemy.engine import make_url
 
+from libs.bus import OUTAGE_RETRY_DELAY
 from libs.localmesh import Mesh
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald, Metadata, all_final
 from tests.helpers.databases import TEST_URL, default_backend, fresh_postgres
+from tests.helpers.metrics import scrape, total
 from tests.helpers.nats_cluster import NatsCluster
 from tests.helpers.tcp_proxy import TcpProxy
 from tests.helpers.webhook_sink import WebhookSink
@@ -166,23 +170,88 @@ async def test_the_stream_leader_of_a_three_node_cluster_killed_mid_flow_loses_n
         await cluster.stop()
 
 
-@pytest.mark.skipif(not TEST_URL, reason="a database server to cut off: PostgreSQL (HERALD_TEST_DATABASE_URL)")
-async def test_a_database_that_refuses_connections_for_a_while_loses_nothing(tmp_path: Path, sink: WebhookSink) -> None:
-    returns: list[asyncio.Task[None]] = []
+NEEDS_POSTGRES = pytest.mark.skipif(
+    not TEST_URL, reason="a database server to cut off: PostgreSQL (HERALD_TEST_DATABASE_URL)"
+)
+
+
+@asynccontextmanager
+async def _postgres_behind_a_proxy() -> AsyncIterator[tuple[TcpProxy, str]]:
+    """A fresh PostgreSQL database, and the URL to give herald for it: through a proxy the test can make refuse
+    connections."""
     with fresh_postgres() as url:
         target = make_url(url)
         proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
         await proxy.accept()
+        try:
+            yield proxy, target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        finally:
+            await proxy.refuse()
+
+
+@NEEDS_POSTGRES
+async def test_a_database_that_refuses_connections_for_a_while_loses_nothing(tmp_path: Path, sink: WebhookSink) -> None:
+    returns: list[asyncio.Task[None]] = []
+    async with _postgres_behind_a_proxy() as (proxy, proxied):
 
         async def cut_off(_: Mesh, __: int) -> None:
             """The chunk is sent while the database refuses every connection, for 8 seconds."""
             await proxy.refuse()
             _after(8.0, proxy.accept, returns)
 
-        proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         try:
             run = await _through(tmp_path, sink, cut_off, [3, 7], {"HERALD_DATABASE_URL": proxied})
             assert run.refusals, "callers were told UNAVAILABLE while the database refused them"
         finally:
             await asyncio.gather(*returns)
+
+
+@NEEDS_POSTGRES
+async def test_while_the_directory_cannot_be_read_nothing_is_sent_blind(tmp_path: Path, sink: WebhookSink) -> None:
+    """Messages to a user whose address only the directory knows wait out the database's outage in the router,
+    critical ones too (docs/decisions.md: sent blind, they would ignore a removed address or an opt-out); once the
+    directory can be read, each reaches the directory's address once."""
+    path = f"/directory-{uuid.uuid4().hex[:8]}"
+    user_id = f"u-{uuid.uuid4().hex[:8]}"
+    async with (
+        _postgres_behind_a_proxy() as (proxy, proxied),
+        running_mesh(tmp_path, default_backend(), {"HERALD_DATABASE_URL": proxied}) as (mesh, herald),
+    ):
+        await herald.directory.UpsertUser(
+            directory.UpsertUserRequest(user=directory.User(user_id=user_id, addresses={"webhook": sink.url(path)})),
+            metadata=herald.admin,
+        )
+        _, app = await herald.create_app()
+        sends = [
+            msg.SendRequest(
+                template_id=await herald.create_template({"webhook": '{"n": "{{ n }}"}'}, category),
+                recipients=[msg.Recipient(user_id=user_id)],
+                variables={"n": f"{category}-{i}"},  # no two alike, or they would be suppressed as duplicates
+            )
+            for category in (S.CATEGORY_NOTIFICATION, S.CATEGORY_CRITICAL)
+            for i in range(3)
+        ]
+        # The router is paused while they are accepted, so it first reads the directory for them during the outage.
+        router = mesh.binaries["router"].proc
+        assert router is not None
+        router.send_signal(signal.SIGSTOP)
+        try:
+            message_ids = {await herald.send(app, send) for send in sends}
             await proxy.refuse()
+        finally:
+            router.send_signal(signal.SIGCONT)
+
+        url = mesh.metrics_url("router")
+        async with asyncio.timeout(60):  # the router has taken every message from its queues
+            while total(await scrape(url), "herald_consumer_pending_messages") > 0:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(3 * OUTAGE_RETRY_DELAY)  # and tried them, and again
+        assert sink.for_path(path) == [], "nothing is sent while the directory cannot be read"
+
+        await proxy.accept()
+        await sink.wait_for(path, len(message_ids), timeout=120)
+        for message_id in message_ids:
+            status = await herald.wait_message(app, message_id, all_final, timeout=60)
+            assert status.deliveries[0].state == S.DELIVERY_STATE_SENT
+        delivered = Counter(r.headers["Herald-Message-Id"] for r in sink.for_path(path))
+        assert delivered == Counter(message_ids), "each message reached the directory's address, once"

@@ -195,13 +195,13 @@ async def test_invalid_template_names_the_field(herald: Herald, contents: tuple[
     assert field in bad_fields(error)
 
 
-@pytest.mark.parametrize(
-    ("part", "source", "says"),
-    [
-        ("body", "{{ n|no_such_filter }}", "no filter named 'no_such_filter'"),
-        ("subject", "{% if n is no_such_test %}!{% endif %}", "no test named 'no_such_test'"),
-    ],
-)
+UNKNOWN_FILTER_OR_TEST = [
+    ("body", "{{ n|no_such_filter }}", "no filter named 'no_such_filter'"),
+    ("subject", "{% if n is no_such_test %}!{% endif %}", "no test named 'no_such_test'"),
+]
+
+
+@pytest.mark.parametrize(("part", "source", "says"), UNKNOWN_FILTER_OR_TEST)
 async def test_an_unknown_filter_or_test_is_refused_when_the_template_is_stored(
     herald: Herald, part: str, source: str, says: str
 ) -> None:
@@ -212,3 +212,28 @@ async def test_an_unknown_filter_or_test_is_refused_when_the_template_is_stored(
     error = await rpc_error(herald.admin_stub.CreateTemplate(request, metadata=herald.admin))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert says in bad_fields(error)[f"template.contents[0].{part}"]
+
+
+@pytest.mark.parametrize(("part", "source", "says"), UNKNOWN_FILTER_OR_TEST)
+async def test_an_unknown_filter_or_test_is_refused_when_the_template_is_updated(
+    herald: Herald, part: str, source: str, says: str
+) -> None:
+    """A new version is checked as a new template is: refused, the template keeps its working version, so
+    sends go on rendering it."""
+    template_id = f"t-{uuid.uuid4().hex[:8]}"
+    good = C(channel="webhook", subject="Hi {{ n }}", body='{"n": "{{ n }}"}')
+    await herald.admin_stub.CreateTemplate(
+        admin.CreateTemplateRequest(template=_template(template_id, good)), metadata=herald.admin
+    )
+    bad = C(channel="webhook", subject="Hi", body="x")
+    setattr(bad, part, source)
+    request = admin.UpdateTemplateRequest(template=_template(template_id, bad))
+    error = await rpc_error(herald.admin_stub.UpdateTemplate(request, metadata=herald.admin))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert says in bad_fields(error)[f"template.contents[0].{part}"]
+
+    latest = await herald.admin_stub.GetTemplate(
+        admin.GetTemplateRequest(template_id=template_id), metadata=herald.admin
+    )
+    assert latest.version == 1
+    assert list(latest.contents) == [good]
