@@ -1,6 +1,6 @@
-"""The gRPC side every binary shares: the interceptor that traces each call and maps errors to statuses."""
+"""The gRPC side every binary shares: handlers that trace each call and map errors to statuses."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -51,63 +51,85 @@ async def _checked(requests: AsyncIterator[Any], method: str) -> AsyncIterator[A
         yield request
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Continue the caller's trace (W3C `traceparent` metadata) and turn HeraldError into a rich status.
+class TracedServer:
+    """What a binary's setup registers its services on (the generated `add_*Servicer_to_server` call these two
+    methods): each method's handler is wrapped once, here, to continue the caller's trace (W3C `traceparent`
+    metadata) and turn HeraldError into a rich status. A request that does not parse is INVALID_ARGUMENT. Anything
+    else a handler raises is a bug: it is logged with its trace id and answered INTERNAL, and the process stays up.
 
-    A request that does not parse is INVALID_ARGUMENT. Anything else a handler
-    raises is a bug: it is logged with its trace id and answered INTERNAL, and
-    the process stays up.
+    Wrapping at registration rather than in a grpc.aio interceptor spares every call the interceptor machinery
+    and a handler built afresh for it: a tenth of intake's CPU per Send.
     """
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(("/grpc.health", "/grpc.reflection")):
-            return handler
-        parent = telemetry.extract(details.invocation_metadata or ())
-        method = details.method.lstrip("/")
-        codec = {
-            "request_deserializer": _lenient(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
 
-        def answering(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
-            """Wrap a handler that answers once (unary or client-streaming requests)."""
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers([_TracedGeneric(handler) for handler in handlers])
 
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                if handler.request_streaming:
-                    request = _checked(request, method)
-                else:
-                    await _refuse_undecodable(request, context, method)
-                with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
-                    try:
-                        return await inner(request, context)
-                    except Exception as e:
-                        await _abort(context, span, method, e)
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        traced_handlers = {name: traced(handler, f"{service}/{name}") for name, handler in handlers.items()}
+        self._server.add_registered_method_handlers(service, traced_handlers)
 
-            return run
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(answering(handler.unary_unary), **codec)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(answering(handler.stream_unary), **codec)
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
+class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """A generic handler's methods, each wrapped the first time it is asked for."""
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        self._traced: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        if method not in self._traced:
+            handler = self._inner.service(details)
+            self._traced[method] = traced(handler, method.lstrip("/")) if handler is not None else None
+        return self._traced[method]
+
+
+def traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """`handler` continuing the caller's trace, with herald's errors as statuses (see TracedServer)."""
+    codec = {
+        "request_deserializer": _lenient(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+
+    def answering(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
+        """Wrap a handler that answers once (unary or client-streaming requests)."""
+
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if handler.request_streaming:
+                request = _checked(request, method)
+            else:
                 await _refuse_undecodable(request, context, method)
-                with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
-                    try:
-                        async for item in inner_stream(request, context):
-                            yield item
-                    except Exception as e:
-                        await _abort(context, span, method, e)
+            parent = telemetry.extract(context.invocation_metadata() or ())
+            with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+                try:
+                    return await inner(request, context)
+                except Exception as e:
+                    await _abort(context, span, method, e)
 
-            return grpc.unary_stream_rpc_method_handler(stream, **codec)
-        return handler
+        return run
+
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(answering(handler.unary_unary), **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(answering(handler.stream_unary), **codec)
+    if handler.unary_stream:
+        inner_stream = handler.unary_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await _refuse_undecodable(request, context, method)
+            parent = telemetry.extract(context.invocation_metadata() or ())
+            with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except Exception as e:
+                    await _abort(context, span, method, e)
+
+        return grpc.unary_stream_rpc_method_handler(stream, **codec)
+    return handler
 
 
 async def _abort(context: grpc.aio.ServicerContext, span: trace.Span, method: str, error: Exception) -> None:

@@ -19,7 +19,7 @@ from libs import metrics, telemetry
 from libs.bus import Bus
 from libs.config import Settings
 from libs.errors import TRANSIENT
-from libs.grpc_server import ServerInterceptor
+from libs.grpc_server import TracedServer
 from libs.store import Database
 
 log = structlog.get_logger()
@@ -70,7 +70,7 @@ class Runtime:
 
 
 # Registers the binary's servicers and consumers; returns the full names of the gRPC services it added.
-Setup = Callable[[Runtime, grpc.aio.Server], Awaitable[list[str]]]
+Setup = Callable[[Runtime, TracedServer], Awaitable[list[str]]]
 
 
 def run(service: str, setup: Setup) -> None:
@@ -98,9 +98,9 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     )
     await bus.ensure_streams()
 
-    server = grpc.aio.server(interceptors=[ServerInterceptor()])
+    server = grpc.aio.server()
     rt = Runtime(settings, db, bus)
-    names = await setup(rt, server)
+    names = await setup(rt, TracedServer(server))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

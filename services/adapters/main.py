@@ -4,7 +4,6 @@ import asyncio
 from functools import partial
 
 import aiohttp
-import grpc
 from herald.v1 import (
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
@@ -17,6 +16,7 @@ from herald.v1 import (
 from libs import categories, channels, runtime, subjects
 from libs.auth import AppKeys
 from libs.bus import each
+from libs.grpc_server import TracedServer
 from libs.rate_limit import RateLimiter
 from services.adapters import erasure
 from services.adapters.accounts import Accounts, plugins
@@ -36,7 +36,7 @@ HTTP_CONNECTIONS = 256
 MAX_PENDING = 20_000
 
 
-async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     if not rt.settings.webhook_signing_secret:
         raise ValueError("HERALD_WEBHOOK_SIGNING_SECRET is not set: webhooks could not be signed")
     http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))

@@ -2,12 +2,12 @@
 
 from functools import partial
 
-import grpc
 from herald.v1 import status_service_pb2, status_service_pb2_grpc
 
 from libs import runtime, subjects
 from libs.auth import AppKeys
 from libs.bus import each
+from libs.grpc_server import TracedServer
 from services.feedback import erasure
 from services.feedback.retention import Retention
 from services.feedback.status import StatusService
@@ -17,7 +17,7 @@ from services.feedback.timeline import UNPROCESSED_CONSUMER, Timeline
 BATCH = 500
 
 
-async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     keys = await AppKeys.open(rt.bus)
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusService(rt.db, keys, rt.settings.admin_token), server

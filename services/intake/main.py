@@ -2,12 +2,12 @@
 
 from functools import partial
 
-import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, message_service_pb2, message_service_pb2_grpc
 
 from libs import runtime
 from libs.auth import AppKeys
 from libs.dispatch import DispatchLedger
+from libs.grpc_server import TracedServer
 from libs.rate_limit import RateLimiter
 from services.intake import retention
 from services.intake.admin import AdminService
@@ -18,7 +18,7 @@ from services.intake.shedding import MarketingShedder
 from services.intake.templates import TemplateStore
 
 
-async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     keys = await AppKeys.open(rt.bus)
     apps = AppRegistry(rt.db, keys)
     await apps.publish_all()

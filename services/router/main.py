@@ -2,12 +2,12 @@
 
 from functools import partial
 
-import grpc
 from herald.v1 import directory_service_pb2, directory_service_pb2_grpc, routing_service_pb2, routing_service_pb2_grpc
 
 from libs import categories, runtime, subjects
 from libs.bus import each
 from libs.dispatch import DispatchLedger
+from libs.grpc_server import TracedServer
 from services.router import directory
 from services.router.dedup import ContentDedup
 from services.router.directory import DirectoryService
@@ -18,7 +18,7 @@ from services.router.routing import Router
 from services.router.rules import RoutingService
 
 
-async def setup(rt: runtime.Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
         DirectoryService(rt.db, rt.bus, rt.settings.admin_token), server
     )
