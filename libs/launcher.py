@@ -41,7 +41,10 @@ async def main() -> int:
         "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
     }
     addrs = {s: os.environ.get(var) or DEFAULT_ADDRS[s] for s, var in ADDR_VARS.items()}
-    metrics_addrs = {s: f"127.0.0.1:{port}" for s, port in DEFAULT_METRICS_PORTS.items()}
+    metrics_addrs = {
+        s: os.environ.get(f"HERALD_{s.upper()}_METRICS_ADDR") or f"127.0.0.1:{port}"
+        for s, port in DEFAULT_METRICS_PORTS.items()
+    }
     mesh = Mesh(data_dir, env=env, addrs=addrs, nats_url=os.environ.get("HERALD_NATS_URL"), metrics_addrs=metrics_addrs)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -46,8 +46,9 @@ class ReceiptsEndpoint:
     async def _post(self, request: web.Request) -> web.Response:
         account = request.match_info["account"]
         route = self._accounts.named(account)
-        if route is None:
-            return web.Response(status=404, text=f"no provider account {account}")
+        if route is None:  # answered as a forgery is, so account names cannot be probed for
+            log.warning("delivery receipt refused", account=account[:64], reason="no such provider account")
+            return web.Response(status=403, text="not authentic")
         callback = Callback(
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},

@@ -4,6 +4,7 @@ authenticity, move a delivery from SENT to DELIVERED or FAILED; a forged report 
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
@@ -123,3 +124,15 @@ async def test_a_forged_report_is_refused_and_changes_nothing(
     assert await _report(mesh, twilio, alibaba, account, delivered=False) == 200
     [delivery] = (await herald.wait_message(app, message_id, _in(S.DELIVERY_STATE_FAILED))).deliveries
     assert S.DELIVERY_STATE_DELIVERED not in [h.state for h in delivery.history]
+
+
+@pytest.mark.parametrize("account", ["alibaba"], indirect=True)
+async def test_an_unknown_account_is_answered_as_a_forgery_is(shared_mesh: tuple[Mesh, Herald], account: str) -> None:
+    """Whoever probes the receipts endpoint learns nothing about which provider accounts exist."""
+    mesh, _ = shared_mesh
+    answers = []
+    async with aiohttp.ClientSession() as http:
+        for name in (f"no-such-{account}", account):
+            async with http.post(f"{mesh.receipts_url(name)}?token=forged", data=b"[]") as reply:
+                answers.append((reply.status, await reply.text()))
+    assert answers[0] == answers[1] == (403, "not authentic")
