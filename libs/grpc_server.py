@@ -1,11 +1,15 @@
-"""The gRPC side every binary shares: handlers that trace each call and map errors to statuses."""
+"""The gRPC side every binary shares: handlers that trace, count and time each call and map errors to
+statuses."""
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
 import structlog
 from opentelemetry import trace
+from prometheus_client import Counter, Histogram
 
 from libs import telemetry
 from libs.errors import TRANSIENT, HeraldError, InvalidArgument
@@ -13,6 +17,16 @@ from libs.errors import TRANSIENT, HeraldError, InvalidArgument
 log = structlog.get_logger()
 
 _tracer = telemetry.tracer("herald.grpc")
+
+_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", _LABELS)
+HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by status code.", (*_LABELS, "grpc_code"))
+HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from the start of an RPC to its answer, as the server sees it.",
+    _LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 class _Undecodable:
@@ -87,27 +101,66 @@ class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
         return self._traced[method]
 
 
+class _Instruments:
+    """One method's series, bound to its labels once (go-grpc-prometheus' names, which dashboards expect)."""
+
+    def __init__(self, method: str, kind: str) -> None:
+        service, _, name = method.rpartition("/")
+        self.labels = {"grpc_type": kind, "grpc_service": service, "grpc_method": name}
+        self.started = STARTED.labels(**self.labels)
+        self.seconds = HANDLING_SECONDS.labels(**self.labels)
+        self._handled: dict[str, Any] = {}
+        # OpenTelemetry's RPC conventions, on every server span of the method.
+        self.attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+    def handled(self, context: grpc.aio.ServicerContext, seconds: float) -> None:
+        code = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+        if (counter := self._handled.get(name)) is None:
+            counter = self._handled[name] = HANDLED.labels(**self.labels, grpc_code=name)
+        counter.inc()
+        self.seconds.observe(seconds)
+
+
 def traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    """`handler` continuing the caller's trace, with herald's errors as statuses (see TracedServer)."""
+    """`handler` continuing the caller's trace, with herald's errors as statuses, counted and timed (see
+    TracedServer)."""
     codec = {
         "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
+    kind = "client_stream" if handler.request_streaming else "server_stream" if handler.response_streaming else "unary"
+    instruments = _Instruments(method, kind)
+
+    def span(context: grpc.aio.ServicerContext) -> AbstractContextManager[trace.Span]:
+        """The call's server span. A status the caller caused (INVALID_ARGUMENT, NOT_FOUND, ...) leaves it
+        unmarked; _abort marks it an error when herald is at fault."""
+        return _tracer.start_as_current_span(
+            method,
+            context=telemetry.extract(context.invocation_metadata() or ()),
+            kind=trace.SpanKind.SERVER,
+            attributes=instruments.attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
 
     def answering(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
         """Wrap a handler that answers once (unary or client-streaming requests)."""
 
         async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if handler.request_streaming:
-                request = _checked(request, method)
-            else:
-                await _refuse_undecodable(request, context, method)
-            parent = telemetry.extract(context.invocation_metadata() or ())
-            with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+            started = time.perf_counter()
+            instruments.started.inc()
+            with span(context) as current:
                 try:
+                    if handler.request_streaming:
+                        request = _checked(request, method)
+                    else:
+                        await _refuse_undecodable(request, context, method)
                     return await inner(request, context)
                 except Exception as e:
-                    await _abort(context, span, method, e)
+                    await _abort(context, current, method, e)
+                finally:
+                    instruments.handled(context, time.perf_counter() - started)
 
         return run
 
@@ -119,14 +172,17 @@ def traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
         inner_stream = handler.unary_stream
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            await _refuse_undecodable(request, context, method)
-            parent = telemetry.extract(context.invocation_metadata() or ())
-            with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span:
+            started = time.perf_counter()
+            instruments.started.inc()
+            with span(context) as current:
                 try:
+                    await _refuse_undecodable(request, context, method)
                     async for item in inner_stream(request, context):
                         yield item
                 except Exception as e:
-                    await _abort(context, span, method, e)
+                    await _abort(context, current, method, e)
+                finally:
+                    instruments.handled(context, time.perf_counter() - started)
 
         return grpc.unary_stream_rpc_method_handler(stream, **codec)
     return handler

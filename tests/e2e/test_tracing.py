@@ -3,10 +3,12 @@
 import secrets
 from pathlib import Path
 
+import grpc
 from herald.v1 import message_service_pb2 as msg
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.conftest import running_mesh
-from tests.helpers.client import all_final
+from tests.helpers.client import all_final, rpc_error
 from tests.helpers.databases import default_backend
 from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.webhook_sink import WebhookSink
@@ -38,5 +40,29 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
             [hit] = sink.for_path("/traced")
             assert hit.headers["traceparent"].split("-")[1] == trace_id, "the provider call must carry the trace"
             assert any(name == "POST webhook" for t, _, name in receiver.spans if t == trace_id)
+
+            [send] = [s for _, s in receiver.exported if s.trace_id.hex() == trace_id and s.name.endswith("/Send")]
+            assert send.kind == trace_pb2.Span.SPAN_KIND_SERVER
+            assert (
+                _attributes(send).items()
+                >= {
+                    "rpc.system": "grpc",
+                    "rpc.service": "herald.v1.MessageService",
+                    "rpc.method": "Send",
+                }.items()
+            )
+            refused_trace = secrets.token_hex(16)
+            refused = (("traceparent", f"00-{refused_trace}-{secrets.token_hex(8)}-01"),)
+            error = await rpc_error(herald.messages.Send(msg.SendRequest(template_id=template), metadata=app + refused))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            await receiver.wait_for_services(refused_trace, {"herald-intake"})
+            [answered] = [s for _, s in receiver.exported if s.trace_id.hex() == refused_trace]
+            assert answered.status.code != trace_pb2.Status.STATUS_CODE_ERROR, (
+                "the caller's mistake is not herald's error"
+            )
     finally:
         await receiver.stop()
+
+
+def _attributes(span: trace_pb2.Span) -> dict[str, str]:
+    return {a.key: a.value.string_value for a in span.attributes}

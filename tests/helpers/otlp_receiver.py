@@ -5,12 +5,15 @@ import secrets
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 
 class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         # (trace id hex, service.name, span name)
         self.spans: list[tuple[str, str, str]] = []
+        # (service.name, the span as exported), for what a span carries: kind, attributes, status.
+        self.exported: list[tuple[str, trace_pb2.Span]] = []
         self._server = grpc.aio.server()
         self.port = 0
 
@@ -34,6 +37,7 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             service = attributes.get("service.name", "")
             for scope in resource_spans.scope_spans:
                 self.spans.extend((span.trace_id.hex(), service, span.name) for span in scope.spans)
+                self.exported.extend((service, span) for span in scope.spans)
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def services_in(self, trace_id: str) -> set[str]:

@@ -1,0 +1,46 @@
+"""SREs read every gRPC method's traffic, errors and latency from each binary's /metrics, under the names
+go-grpc-prometheus made conventional (dashboards and alerts expect them)."""
+
+import grpc
+from herald.v1 import message_service_pb2 as msg
+
+from libs.localmesh import Mesh
+from tests.helpers.client import Herald, rpc_error
+from tests.helpers.metrics import Samples, scrape, total
+
+SEND = {"grpc_type": "unary", "grpc_service": "herald.v1.MessageService", "grpc_method": "Send"}
+
+
+def _handled(samples: Samples, code: str) -> float:
+    return total(samples, "grpc_server_handled_total", **SEND, grpc_code=code)
+
+
+async def test_each_call_is_counted_by_its_status_and_timed(shared_mesh: tuple[Mesh, Herald]) -> None:
+    mesh, herald = shared_mesh
+    url = mesh.metrics_url("intake")
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    good = msg.SendRequest(
+        template_id=template, recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})]
+    )
+    before = await scrape(url)
+
+    await herald.messages.Send(good, metadata=app)
+    await herald.messages.Send(good, metadata=app)
+    refused = await rpc_error(herald.messages.Send(msg.SendRequest(template_id=template), metadata=app))
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    unknown = await rpc_error(herald.messages.Send(good, metadata=(("authorization", "Bearer nope"),)))
+    assert unknown.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    after = await scrape(url)
+    assert total(after, "grpc_server_started_total", **SEND) - total(before, "grpc_server_started_total", **SEND) == 4
+    assert _handled(after, "OK") - _handled(before, "OK") == 2
+    assert _handled(after, "INVALID_ARGUMENT") - _handled(before, "INVALID_ARGUMENT") == 1
+    assert _handled(after, "UNAUTHENTICATED") - _handled(before, "UNAUTHENTICATED") == 1
+    timed = total(after, "grpc_server_handling_seconds_count", **SEND) - total(
+        before, "grpc_server_handling_seconds_count", **SEND
+    )
+    assert timed == 4
+    for service in ("router", "adapters", "feedback"):  # every binary's methods have the same series from the start
+        methods = {dict(labels).get("grpc_service") for name, labels in await scrape(mesh.metrics_url(service))}
+        assert methods - {None}, f"{service} exports no grpc_server_* series"
