@@ -1,6 +1,7 @@
 """MessageService: accept a message, check it renders for every recipient, queue it durably."""
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -8,10 +9,11 @@ from typing import Any
 import grpc
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
+from prometheus_client import Counter as PromCounter
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from libs import subjects
+from libs import categories, subjects
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
 from libs.dispatch import Decision, DispatchLedger
@@ -39,6 +41,15 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # What one accepted message may weigh on the bus (NATS refuses payloads over 1 MiB by default).
 MAX_MESSAGE_BYTES = 512 * 1024
 MAX_BATCH = 500
+ACCEPTED = PromCounter(
+    "herald_intake_messages_accepted_total", "Messages accepted (queued), by app and category.", ("app", "category")
+)
+REFUSED = PromCounter(
+    "herald_intake_messages_refused_total",
+    "Messages refused, a SendBatch's entries one by one, by the status answered: invalid_argument, "
+    "permission_denied, resource_exhausted (rate limit, load shedding), unavailable, unauthenticated, ...",
+    ("reason",),
+)
 # An intake_messages row, as Core inserts and returns it.
 Row = dict[str, Any]
 
@@ -65,14 +76,18 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         self._limiter = limiter
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
-        app = await self._keys.authenticate(context)
-        accepted = await self._prepare(app, request, CommonPart(app))
-        if request.dry_run:
-            return pb.SendResponse()
-        granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
-        if not granted:
-            raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
-        [response] = await self._accept([(accepted, request.idempotency_key)])
+        try:
+            app = await self._keys.authenticate(context)
+            accepted = await self._prepare(app, request, CommonPart(app))
+            if request.dry_run:
+                return pb.SendResponse()
+            granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
+            if not granted:
+                raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
+            [response] = await self._accept([(accepted, request.idempotency_key)])
+        except HeraldError as e:
+            _refused(e)
+            raise
         return response
 
     async def SendBatch(self, request: pb.SendBatchRequest, context: grpc.aio.ServicerContext) -> pb.SendBatchResponse:
@@ -89,6 +104,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             try:
                 accepted = await self._prepare(app, entry, common)
             except HeraldError as e:
+                _refused(e)
                 result.error.CopyFrom(_send_error(e))
                 continue
             result.response.SetInParent()
@@ -96,7 +112,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 ready.append((i, accepted, entry.idempotency_key))
         granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, len(ready))
         for i, _, _ in ready[granted:]:
-            results[i].error.CopyFrom(_send_error(ResourceExhausted(_over_limit(app, retry_after), retry_after)))
+            over = ResourceExhausted(_over_limit(app, retry_after), retry_after)
+            _refused(over)
+            results[i].error.CopyFrom(_send_error(over))
         ready = ready[:granted]
         responses = await self._accept([(accepted, key) for _, accepted, key in ready])
         for (i, _, _), response in zip(ready, responses, strict=True):
@@ -220,6 +238,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 fresh.append((accepted.template.category, payload, accepted.message_id))
                 responses.append(pb.SendResponse(message_id=accepted.message_id))
         await asyncio.gather(self._queue(fresh), *(self._publish(row) for row in again))
+        taken = Counter((accepted.app_id, accepted.template.category) for accepted, _ in items)
+        for (app_id, category), count in taken.items():
+            ACCEPTED.labels(app_id, categories.name(category)).inc(count)
         return responses
 
     async def _store(self, row: Row) -> None:
@@ -296,6 +317,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
             )
         return _as_row(row) if row is not None and row.create_time > now() - IDEMPOTENCY_WINDOW else None
+
+
+def _refused(error: HeraldError) -> None:
+    """Count a message refused, by the status its caller got (bounded: a dozen codes)."""
+    REFUSED.labels(error.code.name.lower()).inc()
 
 
 def _send_error(error: HeraldError) -> pb.SendError:

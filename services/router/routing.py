@@ -22,9 +22,11 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from herald.v1 import common_pb2, events_pb2
+from prometheus_client import Counter
 
 from libs import categories, events, subjects
 from libs.bus import Bus, Incoming
@@ -45,6 +47,21 @@ CANCELLED = "cancelled by the sender"
 ROUTED_AT_ONCE = 4
 
 S = common_pb2
+# What routing decided for each delivery: queued (pending), held (scheduled), suppressed by reason code, expired,
+# cancelled, failed (unrenderable). Bounded labels: categories, states and a handful of codes.
+DECISIONS = Counter(
+    "herald_router_decisions_total",
+    "Deliveries the router settled, by category, outcome (the state it gave them) and reason code.",
+    ("category", "outcome", "reason_code"),
+)
+_decision_counters: dict[tuple[int, common_pb2.DeliveryState.ValueType, str], Any] = {}
+
+
+def _decided(category: int, state: common_pb2.DeliveryState.ValueType, code: str) -> None:
+    if (counter := _decision_counters.get((category, state, code))) is None:
+        counter = DECISIONS.labels(categories.name(category), events.state_name(state), code)
+        _decision_counters[(category, state, code)] = counter
+    counter.inc()
 
 
 class Router:
@@ -193,6 +210,7 @@ class Router:
     ) -> None:
         async with self._publishing[job.category]:
             await events.publish(self._bus, job, state, reason=reason, reason_code=code, content=events.content(job))
+        _decided(job.category, state, code)
 
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""

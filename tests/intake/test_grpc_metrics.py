@@ -1,5 +1,6 @@
 """SREs read every gRPC method's traffic, errors and latency from each binary's /metrics, under the names
-go-grpc-prometheus made conventional (dashboards and alerts expect them)."""
+go-grpc-prometheus made conventional (dashboards and alerts expect them), and intake's messages accepted by app
+and category and refused by reason."""
 
 import grpc
 from herald.v1 import message_service_pb2 as msg
@@ -18,7 +19,7 @@ def _handled(samples: Samples, code: str) -> float:
 async def test_each_call_is_counted_by_its_status_and_timed(shared_mesh: tuple[Mesh, Herald]) -> None:
     mesh, herald = shared_mesh
     url = mesh.metrics_url("intake")
-    _, app = await herald.create_app()
+    app_id, app = await herald.create_app()
     template = await herald.create_template({"webhook": "{}"})
     good = msg.SendRequest(
         template_id=template, recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})]
@@ -41,6 +42,13 @@ async def test_each_call_is_counted_by_its_status_and_timed(shared_mesh: tuple[M
         before, "grpc_server_handling_seconds_count", **SEND
     )
     assert timed == 4
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert grew("herald_intake_messages_accepted_total", app=app_id, category="notification") == 2
+    assert grew("herald_intake_messages_refused_total", reason="invalid_argument") == 1
+    assert grew("herald_intake_messages_refused_total", reason="unauthenticated") == 1
     for service in ("router", "adapters", "feedback"):  # every binary's methods have the same series from the start
         methods = {dict(labels).get("grpc_service") for name, labels in await scrape(mesh.metrics_url(service))}
         assert methods - {None}, f"{service} exports no grpc_server_* series"
