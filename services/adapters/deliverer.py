@@ -29,7 +29,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import events, subjects
+from libs import categories, events, subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.masking import mask
 from libs.rate_limit import RateLimiter
@@ -51,7 +51,16 @@ PROVIDER_CALLS = Counter(
     "Provider calls by account and outcome: sent, retryable, permanent, rate_limited, bad_credentials, dead_address.",
     ["account", "outcome"],
 )
-PROVIDER_CALL_SECONDS = Histogram("herald_provider_call_seconds", "How long provider calls take.", ["account"])
+PROVIDER_CALL_SECONDS = Histogram(
+    "herald_provider_call_seconds", "How long provider calls take, by channel and account.", ["channel", "account"]
+)
+# What each attempt came to, per channel: sent, failed (for good), expired, retrying; dead_lettered counts the
+# failed ones kept for an operator's replay.
+DELIVERIES = Counter(
+    "herald_adapters_deliveries_total",
+    "Delivery attempts' outcomes by channel and category: sent, failed, expired, retrying, dead_lettered.",
+    ["channel", "category", "outcome"],
+)
 # Beyond the call's own timeout, how long an in-flight mark is trusted before it counts as a crash.
 IN_FLIGHT_MARGIN = timedelta(seconds=5)
 
@@ -116,6 +125,9 @@ class Deliverer:
         results = await asyncio.gather(*(self._settle(i, j, p) for (i, j), p in zip(work, plans, strict=True)))
         unrecorded = {j.delivery_id for _, j in work} - records.keys() - {j.delivery_id for j, _ in marked}
         await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new], unrecorded)
+        for (_, job), result in zip(work, results, strict=True):
+            if result.new:
+                _count(job, result)
         await asyncio.gather(*(self._announce(i, j, r) for (i, j), r in zip(work, results, strict=True)))
         retry = {j.delivery_id: r.retry_in for (_, j), r in zip(work, results, strict=True)}
         # A job repeated within the batch is settled by its first copy.
@@ -184,11 +196,11 @@ class Deliverer:
                 log.exception("provider plug-in raised", provider=route.account.provider, delivery_id=job.delivery_id)
                 error = DeliveryError(f"internal error in the {route.account.provider} plug-in", Failure.RETRYABLE)
             else:
-                _observe(route, started, "sent")
+                _observe(route, job.channel, started, "sent")
                 if route.breaker is not None:
                     route.breaker.succeeded()
                 return Result(S.DELIVERY_STATE_SENT, call.attempt, route.account.name, sent.provider_message_id)
-        _observe(route, started, error.failure.value)
+        _observe(route, job.channel, started, error.failure.value)
         if route.breaker is not None:
             if error.failure in (Failure.RETRYABLE, Failure.BAD_CREDENTIALS):
                 route.breaker.failed(at_once=error.failure is Failure.BAD_CREDENTIALS)
@@ -305,9 +317,17 @@ class Deliverer:
                 await self._bus.publish(subject, job.SerializeToString(), msg_id=f"{job.delivery_id}.fallback")
 
 
-def _observe(route: Route, started: float, outcome: str) -> None:
-    PROVIDER_CALL_SECONDS.labels(route.account.name).observe(time.perf_counter() - started)
+def _observe(route: Route, channel: str, started: float, outcome: str) -> None:
+    PROVIDER_CALL_SECONDS.labels(channel, route.account.name).observe(time.perf_counter() - started)
     PROVIDER_CALLS.labels(route.account.name, outcome).inc()
+
+
+def _count(job: events_pb2.DeliveryJob, result: Result) -> None:
+    outcome = "retrying" if result.state == S.DELIVERY_STATE_PENDING else events.state_name(result.state)
+    category = categories.name(job.category)
+    DELIVERIES.labels(job.channel, category, outcome).inc()
+    if result.dead:
+        DELIVERIES.labels(job.channel, category, "dead_lettered").inc()
 
 
 def _dead_address(job: events_pb2.DeliveryJob, result: Result) -> events_pb2.DeadAddressEvent:

@@ -40,4 +40,8 @@ async def test_provider_calls_are_counted_by_outcome_and_timed(
             >= total(before, calls, account="webhook", outcome=outcome) + 1
         )
     timed = "herald_provider_call_seconds_count"
-    assert total(after, timed, account="webhook") >= total(before, timed, account="webhook") + 2
+    assert total(after, timed, channel="webhook", account="webhook") >= total(before, timed, account="webhook") + 2
+    deliveries = "herald_adapters_deliveries_total"
+    for outcome in ("sent", "failed"):
+        labels = {"channel": "webhook", "category": "notification", "outcome": outcome}
+        assert total(after, deliveries, **labels) >= total(before, deliveries, **labels) + 1
