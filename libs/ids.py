@@ -6,11 +6,13 @@ second, and the library's encoding was a tenth of intake's CPU. Within one milli
 
 import os
 import time
+from datetime import UTC, datetime
 from functools import cache
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, as ULIDs write it
 # Every 10-bit value as its two digits: a ULID's 26 digits are 13 lookups.
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_DIGITS = {digit: value for value, digit in enumerate(_ALPHABET)}
 _RANDOM_BITS = 80
 _last_ms = 0
 _last_random = 0
@@ -25,6 +27,18 @@ def new_id(prefix: str) -> str:
         random = int.from_bytes(os.urandom(_RANDOM_BITS // 8))
     _last_ms, _last_random = ms, random
     return f"{prefix}_{crockford(ms << _RANDOM_BITS | random, 26)}"
+
+
+def created_at(an_id: str) -> datetime | None:
+    """When new_id made `an_id` (its first ten digits after the prefix count milliseconds); None if it is not
+    one of those ids."""
+    digits = an_id.partition("_")[2][:10]
+    if len(digits) != 10 or not set(digits) <= _DIGITS.keys():
+        return None
+    ms = 0
+    for digit in digits:
+        ms = ms << 5 | _DIGITS[digit]
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def crockford(value: int, digits: int) -> str:

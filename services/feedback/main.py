@@ -1,7 +1,5 @@
 """herald-feedback entry point."""
 
-from functools import partial
-
 from herald.v1 import status_service_pb2, status_service_pb2_grpc
 
 from libs import runtime, subjects
@@ -9,6 +7,7 @@ from libs.auth import AppKeys
 from libs.bus import each
 from libs.grpc_server import TracedServer
 from services.feedback import erasure
+from services.feedback.erasure import Erasures
 from services.feedback.retention import Retention
 from services.feedback.status import StatusService
 from services.feedback.timeline import UNPROCESSED_CONSUMER, Timeline
@@ -22,7 +21,10 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusService(rt.db, keys, rt.settings.admin_token), server
     )
-    timeline = Timeline(rt.db)
+    erasures = Erasures(rt.db)
+    await erasures.refresh()
+    rt.every(erasure.REFRESH, erasures.refresh, "erasures")
+    timeline = Timeline(rt.db, erasures)
     for stream, durable, subject, handler in (
         ("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, timeline.on_messages),
         ("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events),
@@ -31,9 +33,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     await rt.bus.consume(
         "HERALD_DEAD_LETTERS", UNPROCESSED_CONSUMER, subjects.unprocessed("*"), timeline.on_unprocessed, batch=BATCH
     )
-    await rt.bus.consume(
-        "HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
-    )
+    await rt.bus.consume("HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(erasures.forget))
     rt.every(rt.settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 

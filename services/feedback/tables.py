@@ -62,6 +62,14 @@ class Event(Base):
     occur_time: Mapped[datetime] = mapped_column(index=True)
 
 
+class ErasedUser(Base):
+    """A user DirectoryService.DeleteUser erased: their events that arrive later are recorded without them."""
+
+    __tablename__ = "feedback_erased_users"
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    erase_time: Mapped[datetime] = mapped_column(index=True)
+
+
 class Stat(Base):
     """How many deliveries reached a state within one UTC hour, per app, channel, template, provider, reason code
     and currency, with their cost and, for SENT and DELIVERED, their latency bucket (see stats.py)."""

@@ -23,6 +23,7 @@ from libs.bus import ACK, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.feedback import stats, tables, unprocessed
+from services.feedback.erasure import Erasures
 
 log = structlog.get_logger()
 # What recording a batch asks of the consumer: ACK, or to be redelivered after a delay (a conflict).
@@ -84,8 +85,9 @@ FOLDED = (
 
 
 class Timeline:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, erasures: Erasures) -> None:
         self._db = db
+        self._erasures = erasures
 
     async def on_messages(self, batch: list[Incoming]) -> list[Outcome]:
         messages = _decoded(batch, _accepted_messages, REJECTED_MESSAGES, "an accepted message")
@@ -114,7 +116,7 @@ class Timeline:
 
     async def _record_events(self, received: list[events_pb2.DeliveryEvent]) -> Delay:
         try:
-            events = {e.event_id: e for e in received}
+            events = {e.event_id: self._erasures.scrub(e) for e in received}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
             rows = [_event_row(events[key], when[key]) for key in sorted(events)]
             async with self._db.session.begin() as session:

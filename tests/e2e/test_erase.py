@@ -11,13 +11,18 @@ from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import inbox_service_pb2 as inbox
 from herald.v1 import message_service_pb2 as msg
 
+from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final, rpc_error
+from tests.helpers.status_events import publish, status_event
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
 
 
-async def test_after_delete_user_no_rpc_returns_their_addresses_or_content(herald: Herald, sink: WebhookSink) -> None:
+async def test_after_delete_user_no_rpc_returns_their_addresses_or_content(
+    shared_mesh: tuple[Mesh, Herald], sink: WebhookSink
+) -> None:
+    mesh, herald = shared_mesh
     user_id = f"erase-{uuid.uuid4().hex[:8]}"
     secret = f"pin{uuid.uuid4().hex[:10]}"
     url = sink.url(f"/erase/{user_id}")
@@ -74,3 +79,17 @@ async def test_after_delete_user_no_rpc_returns_their_addresses_or_content(heral
         S.DELIVERY_STATE_SENT,
         S.DELIVERY_STATE_DELIVERED,
     }, "what happened stays; whom it happened to does not"
+
+    # A delivery still in flight at the erasure reports later, naming the user and what was sent: recorded
+    # without them.
+    [hook] = [d for d in after.deliveries if d.channel == "webhook"]
+    late = status_event(
+        hook.delivery_id, S.DELIVERY_STATE_DELIVERED, message_id=message_id, user_id=user_id, content=secret
+    )
+    await publish(mesh, late)
+    await herald.wait_message(
+        app,
+        message_id,
+        lambda m: any(d.state == S.DELIVERY_STATE_DELIVERED for d in m.deliveries if d.delivery_id == hook.delivery_id),
+    )
+    assert await shown() == []
