@@ -25,7 +25,9 @@ lint: $(STAMP)
 	$(BIN)/buf lint
 
 # pytest exits 5 when it collects no test; make fails on it like on any other non-zero code.
+# tests/deploy/test_monitoring.py runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
 test: lint
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
 	$(BIN)/pytest
 
 # Regenerate libs/proto from protos/ (tests/test_protos.py fails while the committed stubs are stale).

@@ -1,3 +1,6 @@
+import shutil
+import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +11,8 @@ import yaml
 from libs import categories
 from libs.config import DEFAULT_METRICS_PORTS, DEFAULT_RECEIPTS_PORT
 
-K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = ROOT / "deploy" / "k8s"
 KUSTOMIZATION = "kustomization.yaml"
 # Pinned so a kubernetes-validate upgrade cannot silently change what we check.
 K8S_VERSION = "1.35.0"
@@ -19,6 +23,28 @@ HERALD_PORTS = {
     "herald-feedback": 50054,
 }
 SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "DATABASE_URL")
+# Scaled by a HorizontalPodAutoscaler (their -critical twins may be too).
+AUTOSCALED = ("herald-intake", "herald-router", "herald-adapters")
+# The optional Secret whose keys are the HERALD_PROVIDER_* variables provider accounts name.
+PROVIDER_SECRET = {"secretRef": {"name": "herald-providers", "optional": True}}
+# Who a NetworkPolicy lets in, as an ingress rule's `from`: None = any source, outside the cluster too.
+Sources = list[dict[str, Any]] | None
+ANYWHERE: Sources = None
+CLUSTER: Sources = [{"namespaceSelector": {}}]
+HERALD_PODS: Sources = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "herald"}}}]
+NATS_PODS: Sources = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}]
+# Each herald Service port: callers and providers' receipts come from anywhere, the rest from inside the cluster.
+SERVICE_PORT_SOURCES = {50051: ANYWHERE, 50052: CLUSTER, 50053: ANYWHERE, 50063: ANYWHERE, 50054: CLUSTER}
+# The third-party pods' ports: (workload, port) -> the sources of every rule opening it; [] = only the kubelet.
+THIRD_PARTY_PORT_SOURCES: dict[tuple[str, int], list[Sources]] = {
+    ("nats", 4222): [HERALD_PODS],
+    ("nats", 6222): [NATS_PODS],
+    ("nats", 8222): [],
+    ("jaeger", 4317): [HERALD_PODS],
+    ("jaeger", 4318): [],
+    ("jaeger", 16686): [],
+    ("jaeger", 14269): [],
+}
 
 
 def _load() -> list[tuple[str, dict[str, Any]]]:
@@ -150,3 +176,179 @@ def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S_DIR / KUSTOMIZATION).read_text())
     present = sorted(p.name for p in K8S_DIR.glob("*.yaml") if p.name != KUSTOMIZATION)
     assert sorted(kustomization["resources"]) == present
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/k8s` applies."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(K8S_DIR)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def _kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def _herald_deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in _kind(docs, "Deployment") if _binary(doc)}
+
+
+def _pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert not selector.get("matchExpressions"), "only matchLabels selectors are checked here"
+    return bool(selector.get("matchLabels", {}).items() <= labels.items())
+
+
+def test_rendered_schema(rendered: list[dict[str, Any]]) -> None:
+    errors = []
+    for doc in rendered:
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as e:
+            errors.append(f"{_id(doc)}: {e.message}")
+    assert not errors
+
+
+def test_autoscalers(rendered: list[dict[str, Any]]) -> None:
+    deployments = _herald_deployments(rendered)
+    scaled = []
+    for hpa in _kind(rendered, "HorizontalPodAutoscaler"):
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        spec = hpa["spec"]
+        target = spec["scaleTargetRef"]
+        assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment"), _id(hpa)
+        assert target["name"] in deployments, f"{_id(hpa)} scales no herald Deployment"
+        # The Deployment's replicas is the count a first apply creates: within what the autoscaler allows.
+        replicas = deployments[target["name"]]["spec"]["replicas"]
+        assert 2 <= spec["minReplicas"] <= replicas <= spec["maxReplicas"], _id(hpa)
+        assert spec["minReplicas"] < spec["maxReplicas"], _id(hpa)
+        cpu = [m["resource"]["target"] for m in spec["metrics"] if m.get("resource", {}).get("name") == "cpu"]
+        assert [t["type"] for t in cpu] == ["Utilization"] and cpu[0]["averageUtilization"] > 0, _id(hpa)
+        scaled.append(target["name"])
+    assert len(scaled) == len(set(scaled)), "two autoscalers fight over one Deployment"
+    assert set(scaled) >= set(AUTOSCALED)
+
+
+def test_disruption_budgets(rendered: list[dict[str, Any]]) -> None:
+    budgets = _kind(rendered, "PodDisruptionBudget")
+    for name, deploy in _herald_deployments(rendered).items():
+        # One replica: a budget would either block every node drain or protect nothing.
+        replicas = deploy["spec"]["replicas"]
+        assert replicas >= 2, name
+        selecting = [b["spec"] for b in budgets if _selects(b["spec"]["selector"], _pod_labels(deploy))]
+        assert len(selecting) == 1, f"{len(selecting)} PodDisruptionBudgets for {name}"
+        [budget] = selecting
+        # A drain must still be able to move a pod.
+        assert budget.get("maxUnavailable", 0) >= 1 or budget["minAvailable"] < replicas, name
+
+
+def _ingress_sources(
+    policies: list[dict[str, Any]], labels: dict[str, str], port: int, name: str | None
+) -> list[Sources]:
+    """The `from` of every ingress rule that opens TCP `port` (named `name` in the pod) on pods with these labels."""
+
+    def opens(rule_port: dict[str, Any]) -> bool:
+        if rule_port.get("protocol", "TCP") != "TCP":
+            return False
+        if "port" not in rule_port:
+            return True
+        if isinstance(rule_port["port"], str):
+            return bool(rule_port["port"] == name)
+        return bool(rule_port["port"] <= port <= rule_port.get("endPort", rule_port["port"]))
+
+    return [
+        rule.get("from") or ANYWHERE
+        for policy in policies
+        if _selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+        if any(opens(p) for p in rule.get("ports") or [{}])
+    ]
+
+
+def _container_ports(workload: dict[str, Any]) -> dict[int, str | None]:
+    return {p["containerPort"]: p.get("name") for c in _containers(workload) for p in c.get("ports", [])}
+
+
+def test_network_policy_default_deny(rendered: list[dict[str, Any]]) -> None:
+    policies = _kind(rendered, "NetworkPolicy")
+    assert all(p["metadata"]["namespace"] == "herald" for p in policies)
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {} and "Ingress" in p["spec"]["policyTypes"] and not p["spec"].get("ingress")
+    ]
+    assert deny, "no default-deny ingress policy for the namespace"
+
+
+def test_network_policy_opens_each_herald_service_port(rendered: list[dict[str, Any]]) -> None:
+    policies = _kind(rendered, "NetworkPolicy")
+    deployments = _herald_deployments(rendered)
+    opened = {}
+    for service in _kind(rendered, "Service"):
+        selector = {"matchLabels": service["spec"]["selector"]}
+        selected = [d for d in deployments.values() if _selects(selector, _pod_labels(d))]
+        if not selected:
+            continue  # NATS, Jaeger: see test_network_policy_third_party
+        [deploy] = selected
+        ports = {name: number for number, name in _container_ports(deploy).items()}
+        for p in service["spec"]["ports"]:
+            target = p["targetPort"]
+            number = ports[target] if isinstance(target, str) else target
+            opened[number] = _ingress_sources(policies, _pod_labels(deploy), number, target)
+    assert opened == {port: [sources] for port, sources in SERVICE_PORT_SOURCES.items()}
+
+
+def test_network_policy_lets_prometheus_scrape(rendered: list[dict[str, Any]]) -> None:
+    policies = _kind(rendered, "NetworkPolicy")
+    for name, deploy in _herald_deployments(rendered).items():
+        port = int(deploy["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+        assert _ingress_sources(policies, _pod_labels(deploy), port, "metrics") == [CLUSTER], name
+
+
+def test_network_policy_third_party(rendered: list[dict[str, Any]]) -> None:
+    policies = _kind(rendered, "NetworkPolicy")
+    workloads = {d["metadata"]["name"]: d for d in rendered if d["kind"] in ("Deployment", "StatefulSet")}
+    opened = {
+        (name, port): _ingress_sources(policies, _pod_labels(workloads[name]), port, port_name)
+        for name in {name for name, _ in THIRD_PARTY_PORT_SOURCES}
+        for port, port_name in _container_ports(workloads[name]).items()
+    }
+    assert opened == THIRD_PARTY_PORT_SOURCES
+
+
+def test_provider_credentials_reach_only_the_adapters(rendered: list[dict[str, Any]]) -> None:
+    with_secret = {
+        name
+        for name, deploy in _herald_deployments(rendered).items()
+        for container in _containers(deploy)
+        if PROVIDER_SECRET in container.get("envFrom", [])
+    }
+    adapters = {name for name, deploy in _herald_deployments(rendered).items() if _binary(deploy) == "herald-adapters"}
+    assert with_secret == adapters == {"herald-adapters", "herald-adapters-critical"}
+
+
+def _tag(image: str) -> str | None:
+    """The image's tag or digest; None for none (Docker then pulls latest)."""
+    if "@" in image:
+        return image.partition("@")[2]
+    _, colon, tag = image.rpartition(":")
+    return tag if colon and "/" not in tag else None
+
+
+def test_images_pinned(rendered: list[dict[str, Any]]) -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = {c["image"] for doc in rendered for c in _containers(doc)}
+    assert all(_tag(image) not in (None, "latest") for image in images), images
+    herald = {image for image in images if image.rpartition(":")[0].rpartition("/")[2] == "herald"}
+    assert herald == {f"herald:{version}"}
+    # The manifests themselves say the same, so applying one file without kustomize runs the same image.
+    assert {c["image"] for doc in DEPLOYMENTS for c in _containers(doc)} == {f"herald:{version}"}
