@@ -64,6 +64,7 @@ from libs.config import STAGE_RETRY_BACKOFF
 from libs.errors import TRANSIENT
 
 log = structlog.get_logger()
+_tracer = telemetry.tracer("herald.bus")
 
 DAY = 24 * 3600.0
 
@@ -409,8 +410,17 @@ class Bus:
             # its ack: a caller told it failed could then do it twice (an intake client retrying a Send that was
             # answered UNAVAILABLE). So it fails now, as the outage it is (libs.errors.TRANSIENT).
             raise nats.errors.ConnectionReconnectingError
-        telemetry.inject(headers)
-        await self.js.publish(subject, payload, headers=headers)
+        with _tracer.start_as_current_span(
+            f"{subject} send",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": subject,
+            },
+        ):
+            telemetry.inject(headers)
+            await self.js.publish(subject, payload, headers=headers)
 
     async def consume(
         self,
@@ -489,7 +499,6 @@ class Consumer:
         self._retry_backoff = retry_backoff
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._tracer = telemetry.tracer("herald.bus")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
@@ -580,10 +589,11 @@ class Consumer:
 
     def _incoming(self, msg: Msg) -> Incoming:
         headers = dict(msg.headers or {})
-        span = self._tracer.start_span(
+        span = _tracer.start_span(
             f"{msg.subject} process", context=telemetry.extract(headers), kind=trace.SpanKind.CONSUMER
         )
         span.set_attribute("messaging.system", "nats")
+        span.set_attribute("messaging.operation.type", "process")
         span.set_attribute("messaging.destination.name", msg.subject)
         span.set_attribute("messaging.consumer.group.name", self.name)
         return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span, msg.metadata.sequence.stream)

@@ -114,6 +114,8 @@ class Deliverer:
         records = await self._load(j.delivery_id for j in jobs)
         first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
+        for incoming, job in work:  # so that ops find a delivery's trace in Jaeger from its ids
+            incoming.span.set_attributes({"herald.message_id": job.message_id, "herald.delivery_id": job.delivery_id})
         plans = [await self._plan(j, records.get(j.delivery_id)) for _, j in work]
         # A provider that de-duplicates on our key needs no mark: after a crash it simply gets the same call again.
         marked = [

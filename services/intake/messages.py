@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
+from opentelemetry import trace
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -85,6 +86,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             if not granted:
                 raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
             [response] = await self._accept([(accepted, request.idempotency_key)])
+            trace.get_current_span().set_attribute("herald.message_id", response.message_id)  # Jaeger finds it by id
         except HeraldError as e:
             _refused(e)
             raise

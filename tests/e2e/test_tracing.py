@@ -28,7 +28,8 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
             traceparent = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
             reply = await herald.messages.Send(
                 msg.SendRequest(
-                    template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url("/traced")})]
+                    template_id=template,
+                    recipients=[msg.Recipient(addresses={"webhook": sink.url("/traced") + "?token=s3cret"})],
                 ),
                 metadata=app + traceparent,
             )
@@ -51,6 +52,25 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
                     "rpc.method": "Send",
                 }.items()
             )
+            assert _attributes(send)["herald.message_id"] == reply.message_id, "found in Jaeger by message id"
+            spans = [(service, s) for service, s in receiver.exported if s.trace_id.hex() == trace_id]
+            [post] = [s for _, s in spans if s.name == "POST webhook"]
+            assert post.kind == trace_pb2.Span.SPAN_KIND_CLIENT
+            assert _attributes(post)["url.full"] == sink.url("/traced"), "no query: tokens travel there"
+            assert _attributes(post)["server.address"] == "127.0.0.1"
+            assert _int_attributes(post)["server.port"] == sink.port
+            kinds = {(service, s.kind, _attributes(s).get("messaging.operation.type")) for service, s in spans}
+            assert ("herald-intake", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
+            assert ("herald-router", trace_pb2.Span.SPAN_KIND_CONSUMER, "process") in kinds
+            assert ("herald-router", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
+            delivering = [
+                s
+                for service, s in spans
+                if service == "herald-adapters" and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
+            ]
+            assert any(_attributes(s).get("herald.message_id") == reply.message_id for s in delivering)
+            assert any(_attributes(s).get("herald.delivery_id", "").startswith(reply.message_id) for s in delivering)
+
             refused_trace = secrets.token_hex(16)
             refused = (("traceparent", f"00-{refused_trace}-{secrets.token_hex(8)}-01"),)
             error = await rpc_error(herald.messages.Send(msg.SendRequest(template_id=template), metadata=app + refused))
@@ -66,3 +86,7 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
 
 def _attributes(span: trace_pb2.Span) -> dict[str, str]:
     return {a.key: a.value.string_value for a in span.attributes}
+
+
+def _int_attributes(span: trace_pb2.Span) -> dict[str, int]:
+    return {a.key: a.value.int_value for a in span.attributes}

@@ -25,9 +25,8 @@ import aiohttp
 import httpx
 import jwt
 from herald.v1 import common_pb2, events_pb2
-from opentelemetry import trace
 
-from libs import telemetry
+from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
 
 DEFAULT_ENDPOINT = "https://api.push.apple.com"
@@ -37,7 +36,6 @@ _TOKEN_LIFETIME = 50 * 60
 _APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:herald:apns-id")
 _MAX_COLLAPSE_ID_BYTES = 64
 
-_tracer = telemetry.tracer("herald.providers")
 
 _CHECK_KEY = "check the account's key_id, team_id and 'auth_key' (.p8), and that the key is enabled for APNs"
 _CHECK_TOPIC = "check the account's bundle_id and that the signing key's team owns that app"
@@ -124,16 +122,16 @@ class Apns(Provider):
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         account = self.account
-        with _tracer.start_as_current_span(f"POST {account.provider}", kind=trace.SpanKind.CLIENT) as span:
-            span.set_attribute("http.request.method", "POST")
-            span.set_attribute("herald.provider_account", account.name)
+        with http.client_span(account, "POST", url) as span:
             try:
                 response = await self._http2().post(url, headers=headers, content=body)
             except httpx.TimeoutException as e:
+                http.failed(span, e)
                 raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
             except httpx.TransportError as e:
+                http.failed(span, e)
                 raise DeliveryError(f"{account.name} unreachable: {e!r}", Failure.RETRYABLE) from e
-            span.set_attribute("http.response.status_code", response.status_code)
+            http.answered(span, response.status_code)
         return response
 
     def _error(self, response: httpx.Response) -> DeliveryError:
