@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint proto bench clean
+.PHONY: install up test lint api-check proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,28 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collects no test; make fails on it like on any other non-zero code.
 # tests/deploy/test_monitoring.py runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
-test: lint
+test: lint api-check
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
 	$(BIN)/pytest
+
+# The API for other languages' teams, with Debian's protoc (grpcio-tools' has only the Python generator):
+# - protoc's built-in Java, C#, PHP, Ruby and Objective-C generators take every proto, with the well-known types from
+#   grpcio-tools, and honour its language options (a Java outer class per file in com.herald.v1, C# in Herald.V1);
+# - buf breaking against the previous commit with buf.yaml's FILE rules (wire, JSON and generated code). A commit
+#   whose parent predates the language options (go_package, ...) is held to WIRE_JSON: no other language's
+#   generated code had names to keep before them. A clone without a previous commit skips it.
+api-check: $(STAMP)
+	@command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler; } >/dev/null
+	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && mkdir "$$out/java" "$$out/csharp" "$$out/php" "$$out/ruby" "$$out/objc" && \
+	wkt=$$($(BIN)/python -c 'import grpc_tools, pathlib; print(pathlib.Path(grpc_tools.__file__).parent / "_proto")') && \
+	protoc --fatal_warnings -Iprotos -I"$$wkt" --java_out="$$out/java" --csharp_out="$$out/csharp" --php_out="$$out/php" \
+		--ruby_out="$$out/ruby" --objc_out="$$out/objc" protos/herald/v1/*.proto && \
+	test "$$(ls "$$out"/java/com/herald/v1/*Proto.java | wc -l)" -eq "$$(ls protos/herald/v1/*.proto | wc -l)" && \
+	! grep -L '^namespace Herald.V1 {' "$$out"/csharp/*.cs | grep . || { echo "api-check: protoc failed or ignored the language options"; exit 1; }
+	@if ! git rev-parse -q --verify HEAD~1 >/dev/null; then echo "api-check: no previous commit, buf breaking skipped"; \
+	elif git grep -q go_package HEAD~1 -- protos; then $(BIN)/buf breaking --against '.git#ref=HEAD~1'; \
+	else $(BIN)/buf breaking --against '.git#ref=HEAD~1' \
+		--config '{"version":"v2","modules":[{"path":"protos"}],"breaking":{"use":["WIRE_JSON"]}}'; fi
 
 # Regenerate libs/proto from protos/ (tests/test_protos.py fails while the committed stubs are stale).
 proto: $(STAMP)

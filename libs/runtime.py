@@ -13,9 +13,8 @@ import structlog
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
-from libs import metrics, telemetry
+from libs import metrics, reflection, telemetry
 from libs.bus import Bus
 from libs.config import Settings
 from libs.errors import TRANSIENT
@@ -103,9 +102,7 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     names = await setup(rt, TracedServer(server))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
+    reflection.enable(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     server.add_insecure_port(settings.grpc_addr)
     # Everything loaded so far (modules, protobuf descriptors, table metadata) lives until exit: keep it out of
     # every collection's scan.

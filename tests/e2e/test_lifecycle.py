@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from libs.localmesh import SERVICES, Mesh, free_port
@@ -39,13 +39,25 @@ async def _health(addr: str, service: str = "") -> int:
         return int(reply.status)
 
 
-async def _reflected_services(addr: str) -> set[str]:
+async def _reflect(
+    addr: str, version: str, request: reflection_pb2.ServerReflectionRequest
+) -> reflection_pb2.ServerReflectionResponse:
+    """One reflection request, over grpc.reflection.<version> ("v1" or "v1alpha": the same messages, so the v1alpha
+    stubs' messages serve both, by the method's path)."""
     async with grpc.aio.insecure_channel(addr) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-        async for reply in call:
-            return {s.name for s in reply.list_services_response.service}
-    return set()
+        info = channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        async for reply in info(iter([request])):
+            return reply
+    raise AssertionError(f"no reply from grpc.reflection.{version}")
+
+
+async def _reflected_services(addr: str, version: str) -> set[str]:
+    reply = await _reflect(addr, version, reflection_pb2.ServerReflectionRequest(list_services=""))
+    return {s.name for s in reply.list_services_response.service}
 
 
 async def test_every_binary_serves_health_and_reflection(shared_mesh: tuple[Mesh, Herald]) -> None:
@@ -53,9 +65,19 @@ async def test_every_binary_serves_health_and_reflection(shared_mesh: tuple[Mesh
     for service in SERVICES:
         addr = mesh.addr(service)
         assert await _health(addr) == SERVING
-        listed = await _reflected_services(addr)
-        assert EXPECTED_SERVICES[service] <= listed
-        assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= listed
+        # Both reflection versions: v1 is what current grpcurl and Postman ask first; older clients ask v1alpha.
+        for version in ("v1", "v1alpha"):
+            listed = await _reflected_services(addr, version)
+            assert EXPECTED_SERVICES[service] <= listed
+            assert {
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            } <= listed
+            for name in listed:  # what `grpcurl describe` does with each listed service
+                request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=name)
+                reply = await _reflect(addr, version, request)
+                assert reply.file_descriptor_response.file_descriptor_proto, (version, name, reply.error_response)
         for name in EXPECTED_SERVICES[service]:
             assert await _health(addr, name) == SERVING
 
