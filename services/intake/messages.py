@@ -282,8 +282,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 existing = await session.scalar(select(tables.Message).where(key))
                 if existing is not None and existing.create_time > now() - IDEMPOTENCY_WINDOW:
                     return _as_row(existing)
-                if existing is not None:
-                    existing.idempotency_key = None
+                if existing is not None:  # a statement, not the ORM's flush: the purge may delete the row meanwhile
+                    await session.execute(
+                        update(tables.Message).where(key).values(idempotency_key=None),
+                        execution_options={"synchronize_session": False},
+                    )
         raise Unavailable("the idempotency key is being claimed concurrently; retry")
 
     async def _publish(self, row: Row) -> None:
