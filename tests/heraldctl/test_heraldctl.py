@@ -116,12 +116,16 @@ def test_stats_and_export_for_the_business_side(heraldctl: Run, tmp_path: Path) 
         time.sleep(0.2)
     assert template_id in table
 
-    exported = heraldctl("export", api_key=key).output.splitlines()
+    export = heraldctl("export", api_key=key)
+    exported = export.stdout.splitlines()  # the file alone: progress goes to stderr
     assert exported[0].startswith("event_id,occur_time,app_id,message_id")
     assert {line.split(",")[3] for line in exported[1:]} == set(sent)
+    assert export.stderr.splitlines()[-1] == f"wrote {len(exported) - 1:,} rows"
     parquet = tmp_path / "events.parquet"
-    heraldctl("export", "--format", "parquet", "--out", str(parquet), api_key=key)
+    written = heraldctl("export", "--format", "parquet", "--out", str(parquet), api_key=key)
     assert parquet.read_bytes()[:4] == b"PAR1"
+    assert written.stdout == ""
+    assert f"wrote {parquet.stat().st_size:,} bytes to {parquet}" in " ".join(written.stderr.split())
     assert "give --out FILE" in heraldctl("export", "--format", "parquet", api_key=key, code=2).output
     assert "--by 'colour'" in heraldctl("stats", "--by", "colour", code=2).output
     app_id = exported[1].split(",")[2]

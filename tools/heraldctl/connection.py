@@ -25,8 +25,13 @@ Metadata = tuple[tuple[str, str], ...]
 
 # Exit codes: 0 done, 1 herald refused the request, 2 bad usage (typer), 3 herald unreachable.
 REFUSED = 1
+USAGE = 2
 UNREACHABLE = 3
 TIMEOUT = 15.0
+# Where `make up` runs each service.
+DEFAULT_INTAKE = "127.0.0.1:50051"
+DEFAULT_ADAPTERS = "127.0.0.1:50053"
+DEFAULT_FEEDBACK = "127.0.0.1:50054"
 
 err = Console(stderr=True)
 
@@ -47,9 +52,9 @@ class Target:
         if not token and token_file.exists():
             token = token_file.read_text().strip()
         return cls(
-            intake=intake or env.get("HERALD_INTAKE_ADDR", "127.0.0.1:50051"),
-            adapters=adapters or env.get("HERALD_ADAPTERS_ADDR", "127.0.0.1:50053"),
-            feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", "127.0.0.1:50054"),
+            intake=intake or env.get("HERALD_INTAKE_ADDR", DEFAULT_INTAKE),
+            adapters=adapters or env.get("HERALD_ADAPTERS_ADDR", DEFAULT_ADAPTERS),
+            feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", DEFAULT_FEEDBACK),
             admin_token=token,
             api_key=env.get("HERALD_API_KEY", ""),
         )

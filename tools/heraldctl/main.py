@@ -1,9 +1,11 @@
-"""heraldctl: apps, keys, templates, send, status, cancel, statistics, export, dead letters - over gRPC, with clear
-output and exit codes."""
+"""heraldctl: apps, keys, templates, provider accounts, send, status, cancel, statistics, export, dead letters -
+over gRPC, with clear output and exit codes."""
 
-import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,43 +20,90 @@ from herald.v1 import (
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
     message_service_pb2_grpc,
+    provider_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
 )
 from herald.v1 import message_service_pb2 as msg
-from rich.console import Console
+from herald.v1 import provider_service_pb2 as prov
 from rich.table import Table
 
-from libs import categories
-from tools.heraldctl.connection import TIMEOUT, Target, admin_stub, call, channel, fail, report
+from libs import categories, storable
+from tools.heraldctl.connection import (
+    DEFAULT_ADAPTERS,
+    DEFAULT_FEEDBACK,
+    DEFAULT_INTAKE,
+    TIMEOUT,
+    USAGE,
+    Target,
+    admin_stub,
+    call,
+    channel,
+    err,
+    fail,
+    report,
+)
+from tools.heraldctl.output import CsvRows, listing, out, print_json, show
 
 cli = typer.Typer(
-    help="Operate herald: apps, keys, templates, send, status, cancel, statistics, export, dead letters.",
+    help="Operate herald: apps, keys, templates, provider accounts, send, status, cancel, statistics, export, dead "
+    "letters.\n\nCredentials come from the environment, never from options: admin commands use HERALD_ADMIN_TOKEN "
+    "(default: the file `make up` writes, $HERALD_DATA_DIR/admin-token, HERALD_DATA_DIR defaulting to .herald); "
+    "an app's own calls (send, status, cancel, and stats and export when it is set) use HERALD_API_KEY.\n\n"
+    "Exit codes: 0 done, 1 herald refused the request, 2 bad usage, 3 herald unreachable.",
     no_args_is_help=True,
 )
 apps_cli = typer.Typer(help="Apps and their API keys (admin token).", no_args_is_help=True)
 templates_cli = typer.Typer(help="Templates (admin token).", no_args_is_help=True)
-cli.add_typer(apps_cli, name="apps")
+providers_cli = typer.Typer(
+    help="Provider accounts herald delivers through (admin token; served by the adapters). An account names the "
+    "environment variables of the adapters that hold its secrets (HERALD_PROVIDER_*), never the secrets.",
+    no_args_is_help=True,
+)
 dlq_cli = typer.Typer(help="Deliveries that failed after their last retry (admin token).", no_args_is_help=True)
+cli.add_typer(apps_cli, name="apps")
 cli.add_typer(templates_cli, name="templates")
+cli.add_typer(providers_cli, name="providers")
 cli.add_typer(dlq_cli, name="dlq")
-out = Console()
 target = Target.from_env(None, None, None)
+
+Json = Annotated[bool, typer.Option("--json", help="print herald's answer as JSON (proto field names), for scripts")]
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"heraldctl {version('herald')}")
+        raise typer.Exit()
 
 
 @cli.callback()
-def endpoints(
-    intake: Annotated[str | None, typer.Option(help="intake host:port [env HERALD_INTAKE_ADDR]")] = None,
-    adapters: Annotated[str | None, typer.Option(help="adapters host:port [env HERALD_ADAPTERS_ADDR]")] = None,
-    feedback: Annotated[str | None, typer.Option(help="feedback host:port [env HERALD_FEEDBACK_ADDR]")] = None,
+def root(
+    intake: Annotated[
+        str, typer.Option(envvar="HERALD_INTAKE_ADDR", help="intake's host:port (apps, templates, send, cancel)")
+    ] = DEFAULT_INTAKE,
+    adapters: Annotated[
+        str, typer.Option(envvar="HERALD_ADAPTERS_ADDR", help="the adapters' host:port (providers, dlq)")
+    ] = DEFAULT_ADAPTERS,
+    feedback: Annotated[
+        str, typer.Option(envvar="HERALD_FEEDBACK_ADDR", help="feedback's host:port (status, stats, export)")
+    ] = DEFAULT_FEEDBACK,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", help="print heraldctl's version and exit", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
+    endpoints(intake, adapters, feedback)
+
+
+def endpoints(intake: str, adapters: str, feedback: str) -> None:
+    """Where herald's services listen: the endpoint options of every command."""
     global target
     target = Target.from_env(intake, adapters, feedback)
 
 
 def _category(name: str) -> common_pb2.Category.ValueType:
     if name.lower() not in categories.BY_NAME:
-        fail(f"unknown category '{name}'; use one of {', '.join(categories.BY_NAME)}", 2)
+        fail(f"unknown category '{name}'; use one of {', '.join(categories.BY_NAME)}", USAGE)
     return categories.BY_NAME[name.lower()]
 
 
@@ -67,7 +116,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     for value in values:
         key, sep, rest = value.partition("=")
         if not sep or not key:
-            fail(f"{what} '{value}' is not KEY=VALUE", 2)
+            fail(f"{what} '{value}' is not KEY=VALUE", USAGE)
         pairs[key] = rest
     return pairs
 
@@ -90,12 +139,15 @@ def _apps_table(apps: list[admin.App]) -> None:
             "yes" if app.disabled else "",
             _when(app.create_time),
         )
-    out.print(table)
+    show(table)
+
+
+AppId = Annotated[str, typer.Argument(help="the app's id, e.g. app_01JD3...")]
 
 
 @apps_cli.command("create")
 def apps_create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="a name people recognise, e.g. checkout")],
     channel: Annotated[list[str], typer.Option("--channel", help="a channel it may use (repeat); none = all")] = [],  # noqa: B006
     category: Annotated[list[str], typer.Option("--category", help="a category it may send (repeat); none = all")] = [],  # noqa: B006
     rate: Annotated[float, typer.Option(help="messages per second; 0 = no limit")] = 0.0,
@@ -112,11 +164,11 @@ def apps_create(
     with admin_stub(target.intake) as stub:
         reply = call(stub.CreateApp, request, target.admin())
     _apps_table([reply.app])
-    out.print(f"API key (shown once, store it now): [bold]{reply.api_key}[/bold]")
+    out.print(f"API key (shown once, store it now): [bold]{reply.api_key}[/bold]", soft_wrap=True)
 
 
 @apps_cli.command("list")
-def apps_list() -> None:
+def apps_list(as_json: Json = False) -> None:
     """Every app, page by page."""
     apps: list[admin.App] = []
     token = ""
@@ -126,30 +178,41 @@ def apps_list() -> None:
             apps += page.apps
             if not (token := page.next_page_token):
                 break
-    _apps_table(apps)
+    if as_json:
+        print_json(listing("apps", apps))
+    else:
+        _apps_table(apps)
 
 
 @apps_cli.command("get")
-def apps_get(app_id: str) -> None:
+def apps_get(app_id: AppId, as_json: Json = False) -> None:
+    """One app: its channels, categories, rate limit, retention, whether it is disabled."""
     with admin_stub(target.intake) as stub:
-        _apps_table([call(stub.GetApp, admin.GetAppRequest(app_id=app_id), target.admin())])
+        app = call(stub.GetApp, admin.GetAppRequest(app_id=app_id), target.admin())
+    if as_json:
+        print_json(app)
+    else:
+        _apps_table([app])
 
 
 @apps_cli.command("disable")
-def apps_disable(app_id: str) -> None:
+def apps_disable(app_id: AppId) -> None:
     """Refuse the app's calls from now on (messages already accepted are still delivered)."""
     with admin_stub(target.intake) as stub:
         _apps_table([call(stub.DisableApp, admin.DisableAppRequest(app_id=app_id), target.admin())])
 
 
 @apps_cli.command("enable")
-def apps_enable(app_id: str) -> None:
+def apps_enable(app_id: AppId) -> None:
+    """Accept the app's calls again."""
     with admin_stub(target.intake) as stub:
         _apps_table([call(stub.EnableApp, admin.EnableAppRequest(app_id=app_id), target.admin())])
 
 
 @apps_cli.command("set-retention")
-def apps_set_retention(app_id: str, days: int) -> None:
+def apps_set_retention(
+    app_id: AppId, days: Annotated[int, typer.Argument(help="days to keep them; 0 = forever")]
+) -> None:
     """Keep the status records of the app's messages (and their content) N days (0 = forever); statistics stay."""
     request = admin.SetContentRetentionRequest(app_id=app_id, content_retention_days=days)
     with admin_stub(target.intake) as stub:
@@ -158,7 +221,7 @@ def apps_set_retention(app_id: str, days: int) -> None:
 
 @apps_cli.command("rotate-key")
 def apps_rotate_key(
-    app_id: str,
+    app_id: AppId,
     grace_hours: Annotated[float, typer.Option(help="how long the current keys keep working")] = 24.0,
 ) -> None:
     """Issue a new key; the current ones keep working for the grace period."""
@@ -166,12 +229,19 @@ def apps_rotate_key(
     grace.FromNanoseconds(int(grace_hours * 3600 * 1e9))
     with admin_stub(target.intake) as stub:
         reply = call(stub.RotateAppKey, admin.RotateAppKeyRequest(app_id=app_id, grace_period=grace), target.admin())
-    out.print(f"new API key (shown once, store it now): [bold]{reply.api_key}[/bold]")
+    out.print(f"new API key (shown once, store it now): [bold]{reply.api_key}[/bold]", soft_wrap=True)
     out.print(f"previous keys stop working at {_when(reply.previous_keys_expire_time)}")
 
 
+TemplateId = Annotated[str, typer.Argument(help="the template's id, e.g. login-code")]
+
+
 @templates_cli.command("apply")
-def templates_apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+def templates_apply(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="YAML: one template, a list, or several documents")
+    ],
+) -> None:
     """Create or update the templates in a YAML file (one mapping, a list, or several documents)."""
     documents = [d for d in yaml.safe_load_all(file.read_text()) if d]
     specs = [s for d in documents for s in (d if isinstance(d, list) else [d])]
@@ -181,64 +251,85 @@ def templates_apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
             current = _get_or_none(stub, template.template_id)
             if current is None:
                 created = call(stub.CreateTemplate, admin.CreateTemplateRequest(template=template), target.admin())
-                out.print(f"{created.template_id}: created version {created.version}")
+                out.print(f"{created.template_id}: created version {created.version}", soft_wrap=True)
             elif _same(current, template):
-                out.print(f"{template.template_id}: unchanged (version {current.version})")
+                out.print(f"{template.template_id}: unchanged (version {current.version})", soft_wrap=True)
             else:
                 updated = call(stub.UpdateTemplate, admin.UpdateTemplateRequest(template=template), target.admin())
-                out.print(f"{updated.template_id}: updated to version {updated.version}")
+                out.print(f"{updated.template_id}: updated to version {updated.version}", soft_wrap=True)
 
 
 @templates_cli.command("list")
-def templates_list(archived: Annotated[bool, typer.Option(help="include archived templates")] = False) -> None:
-    table = Table("template id", "version", "category", "channels", "variables", "archived")
+def templates_list(
+    archived: Annotated[bool, typer.Option(help="include archived templates")] = False, as_json: Json = False
+) -> None:
+    """Every template's latest version: category, channels, variables."""
+    templates: list[admin.Template] = []
     token = ""
     with admin_stub(target.intake) as stub:
         while True:
             request = admin.ListTemplatesRequest(page_size=200, page_token=token, show_archived=archived)
             page = call(stub.ListTemplates, request, target.admin())
-            for t in page.templates:
-                table.add_row(
-                    t.template_id,
-                    str(t.version),
-                    categories.name(t.category),
-                    ", ".join(dict.fromkeys(c.channel for c in t.contents)),
-                    ", ".join(t.variables),
-                    _when(t.archive_time) if t.HasField("archive_time") else "",
-                )
+            templates += page.templates
             if not (token := page.next_page_token):
                 break
-    out.print(table)
+    if as_json:
+        print_json(listing("templates", templates))
+        return
+    table = Table("template id", "version", "category", "channels", "variables", "archived")
+    for t in templates:
+        table.add_row(
+            t.template_id,
+            str(t.version),
+            categories.name(t.category),
+            ", ".join(dict.fromkeys(c.channel for c in t.contents)),
+            ", ".join(t.variables),
+            _when(t.archive_time) if t.HasField("archive_time") else "",
+        )
+    show(table)
 
 
 @templates_cli.command("get")
-def templates_get(template_id: str, version: Annotated[int, typer.Option(help="0 = latest")] = 0) -> None:
-    """Print a template as YAML, ready for `templates apply`."""
+def templates_get(
+    template_id: TemplateId,
+    version: Annotated[int, typer.Option(help="0 = latest")] = 0,
+    as_json: Json = False,
+) -> None:
+    """Print a template as YAML, ready for `templates apply` (or as JSON with --json)."""
     with admin_stub(target.intake) as stub:
         template = call(
             stub.GetTemplate, admin.GetTemplateRequest(template_id=template_id, version=version), target.admin()
         )
+    if as_json:
+        print_json(template)
+        return
     spec = json_format.MessageToDict(template, preserving_proto_field_name=True)
     spec["category"] = categories.name(template.category)
-    out.print(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), end="")
+    out.print(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), end="", soft_wrap=True)
 
 
 @templates_cli.command("archive")
-def templates_archive(template_id: str) -> None:
+def templates_archive(template_id: TemplateId) -> None:
+    """Retire a template: new sends of it are refused; its versions are kept."""
     with admin_stub(target.intake) as stub:
         call(stub.ArchiveTemplate, admin.ArchiveTemplateRequest(template_id=template_id), target.admin())
-    out.print(f"{template_id}: archived")
+    out.print(f"{template_id}: archived", soft_wrap=True)
 
 
 @templates_cli.command("preview")
 def templates_preview(
-    template_id: str,
+    template_id: TemplateId,
     var: Annotated[list[str], typer.Option("--var", help="KEY=VALUE (repeat)")] = [],  # noqa: B006
-    locale: str = "",
+    locale: Annotated[str, typer.Option(help="e.g. zh-CN; empty = the template's default")] = "",
+    as_json: Json = False,
 ) -> None:
+    """Render a template with the given variables, per channel, without sending anything."""
     request = admin.PreviewTemplateRequest(template_id=template_id, variables=_pairs(var, "--var"), locale=locale)
     with admin_stub(target.intake) as stub:
         reply = call(stub.PreviewTemplate, request, target.admin())
+    if as_json:
+        print_json(reply)
+        return
     for content in reply.contents:
         out.rule(f"{content.channel} ({content.locale or 'default locale'})")
         for part in ("subject", "body", "html_body"):
@@ -248,15 +339,237 @@ def templates_preview(
             out.print(f"[bold]data[{key}][/bold]: {value}")
 
 
+# Provider accounts. The adapters check every field; heraldctl checks only what must never travel: a credential
+# is the name of an environment variable, so a secret typed by mistake is refused here, and never echoed.
+CREDENTIAL_PREFIX = "HERALD_PROVIDER_"
+PLUGINS = sorted(e.name for e in entry_points(group="herald.providers"))
+AccountName = Annotated[str, typer.Argument(help="the account's name, lower-case, e.g. twilio-main")]
+Settings = Annotated[
+    list[str], typer.Option("--setting", help="KEY=VALUE, a non-secret setting, e.g. from=+15005550006 (repeat)")
+]
+Credentials = Annotated[
+    list[str],
+    typer.Option(
+        "--credential",
+        help=f"KEY=VARIABLE: the adapters' environment variable ({CREDENTIAL_PREFIX}*) that holds a secret, e.g. "
+        f"auth_token={CREDENTIAL_PREFIX}TWILIO_TOKEN (repeat); never the secret itself",
+    ),
+]
+# What each field means; create shows herald's default, update changes only what is given.
+ACCOUNT_HELP = {
+    "endpoint": "the provider's base URL (host:port for SMTP); empty = its public one",
+    "priority": "lower is tried first",
+    "weight": "share of traffic among accounts of equal priority; 0 means 1",
+    "rate": "calls per second, all adapters together; 0 = no limit",
+    "timeout": "seconds one provider call may take; 0 means 10",
+    "unit_price": "what one send costs, in --currency, e.g. 0.0079; 0 = free or unknown",
+    "currency": "ISO 4217 code of --unit-price, e.g. USD",
+}
+
+
+def _changed(field: str) -> Any:
+    return typer.Option(help=f"{ACCOUNT_HELP[field]}; unchanged when not given", show_default=False)
+
+
+def _accounts_table(accounts: list[prov.ProviderAccount]) -> None:
+    table = Table(
+        "account", "provider", "channel", "priority", "weight", "rate/s", "timeout", "unit price", "disabled",
+        "credentials (env)", "settings", "endpoint", "updated",
+    )  # fmt: skip
+    for a in accounts:
+        table.add_row(
+            a.name,
+            a.provider,
+            a.channel,
+            str(a.priority),
+            str(a.weight or 1),
+            f"{a.rate_limit_per_second:g}" if a.rate_limit_per_second else "no limit",
+            f"{a.timeout_seconds or 10:g}s",
+            f"{Decimal(a.unit_price_micros) / 1_000_000:f} {a.currency_code}" if a.unit_price_micros else "-",
+            "yes" if a.disabled else "",
+            ", ".join(f"{k}={v}" for k, v in sorted(a.credentials.items())),
+            ", ".join(f"{k}={v}" for k, v in sorted(a.settings.items())),
+            a.endpoint or "public",
+            _when(a.update_time if a.update_time.seconds else a.create_time),
+        )
+    show(table)
+
+
+def _credentials(values: list[str]) -> dict[str, str]:
+    found = {}
+    for value in values:
+        key, sep, variable = value.partition("=")
+        if not sep or not key:  # the value may be a secret: say what is wrong, never what was typed
+            fail("--credential takes KEY=VARIABLE, e.g. auth_token=HERALD_PROVIDER_TWILIO_TOKEN", USAGE)
+        if not (variable.startswith(CREDENTIAL_PREFIX) and variable.replace("_", "").isalnum() and variable.isupper()):
+            fail(
+                f"--credential {key}: give the name of the environment variable that holds the secret "
+                f"({CREDENTIAL_PREFIX}..., set on the adapters), never the secret itself",
+                USAGE,
+            )
+        found[key] = variable
+    return found
+
+
+def _micros(price: str) -> int:
+    try:
+        micros = Decimal(price) * 1_000_000
+    except InvalidOperation:
+        fail(f"--unit-price '{price}' is not a number, e.g. 0.0079", USAGE)
+    if not micros.is_finite() or micros < 0 or micros != micros.to_integral_value():
+        fail(f"--unit-price '{price}': at least 0, to a millionth at most", USAGE)
+    return int(micros)
+
+
+def _provider_stub(ch: grpc.Channel) -> provider_service_pb2_grpc.ProviderServiceStub:
+    return provider_service_pb2_grpc.ProviderServiceStub(ch)
+
+
+@providers_cli.command("list")
+def providers_list(
+    channel_name: Annotated[str, typer.Option("--channel", help="only this channel's accounts, e.g. sms")] = "",
+    as_json: Json = False,
+) -> None:
+    """Every provider account: which plug-in, its priority and weight, limits, price, the variables it reads."""
+    with channel(target.adapters) as ch:
+        reply = call(
+            _provider_stub(ch).ListProviderAccounts,
+            prov.ListProviderAccountsRequest(channel=channel_name),
+            target.admin(),
+        )
+    if as_json:
+        print_json(listing("accounts", reply.accounts))
+    else:
+        _accounts_table(list(reply.accounts))
+
+
+@providers_cli.command("get")
+def providers_get(name: AccountName, as_json: Json = False) -> None:
+    """One provider account."""
+    with channel(target.adapters) as ch:
+        account = call(_provider_stub(ch).GetProviderAccount, prov.GetProviderAccountRequest(name=name), target.admin())
+    if as_json:
+        print_json(account)
+    else:
+        _accounts_table([account])
+
+
+@providers_cli.command("create")
+def providers_create(
+    name: AccountName,
+    provider: Annotated[str, typer.Option(help=f"the plug-in: {', '.join(PLUGINS)}")],
+    endpoint: Annotated[str, typer.Option(help=ACCOUNT_HELP["endpoint"])] = "",
+    setting: Settings = [],  # noqa: B006
+    credential: Credentials = [],  # noqa: B006
+    priority: Annotated[int, typer.Option(help=ACCOUNT_HELP["priority"])] = 0,
+    weight: Annotated[int, typer.Option(help=ACCOUNT_HELP["weight"])] = 0,
+    rate: Annotated[float, typer.Option(help=ACCOUNT_HELP["rate"])] = 0.0,
+    timeout: Annotated[float, typer.Option(help=ACCOUNT_HELP["timeout"])] = 0.0,
+    unit_price: Annotated[str, typer.Option(help=ACCOUNT_HELP["unit_price"])] = "0",
+    currency: Annotated[str, typer.Option(help=ACCOUNT_HELP["currency"])] = "",
+    disabled: Annotated[bool, typer.Option("--disabled", help="create it taking no traffic yet")] = False,
+) -> None:
+    """Add an account herald delivers through; every adapters process starts using it within seconds."""
+    account = prov.ProviderAccount(
+        name=name,
+        provider=provider,
+        endpoint=endpoint,
+        settings=_pairs(setting, "--setting"),
+        credentials=_credentials(credential),
+        priority=priority,
+        weight=weight,
+        rate_limit_per_second=rate,
+        timeout_seconds=timeout,
+        unit_price_micros=_micros(unit_price),
+        currency_code=currency,
+        disabled=disabled,
+    )
+    with channel(target.adapters) as ch:
+        created = call(
+            _provider_stub(ch).CreateProviderAccount, prov.CreateProviderAccountRequest(account=account), target.admin()
+        )
+    _accounts_table([created])
+
+
+@providers_cli.command("update")
+def providers_update(
+    name: AccountName,
+    endpoint: Annotated[str | None, _changed("endpoint")] = None,
+    setting: Settings = [],  # noqa: B006
+    unset_setting: Annotated[list[str], typer.Option(help="KEY of a setting to remove (repeat)")] = [],  # noqa: B006
+    credential: Credentials = [],  # noqa: B006
+    unset_credential: Annotated[list[str], typer.Option(help="KEY of a credential to remove (repeat)")] = [],  # noqa: B006
+    priority: Annotated[int | None, _changed("priority")] = None,
+    weight: Annotated[int | None, _changed("weight")] = None,
+    rate: Annotated[float | None, _changed("rate")] = None,
+    timeout: Annotated[float | None, _changed("timeout")] = None,
+    unit_price: Annotated[str | None, _changed("unit_price")] = None,
+    currency: Annotated[str | None, _changed("currency")] = None,
+    disabled: Annotated[
+        bool | None, typer.Option("--disable/--enable", help="stop or resume its traffic", show_default=False)
+    ] = None,
+) -> None:
+    """Change what the options give and nothing else; --setting and --credential add or replace one key each."""
+    account = prov.ProviderAccount(name=name)
+    paths = []
+    for path, value in (
+        ("endpoint", endpoint),
+        ("priority", priority),
+        ("weight", weight),
+        ("rate_limit_per_second", rate),
+        ("timeout_seconds", timeout),
+        ("unit_price_micros", None if unit_price is None else _micros(unit_price)),
+        ("currency_code", currency),
+        ("disabled", disabled),
+    ):
+        if value is not None:
+            setattr(account, path, value)
+            paths.append(path)
+    settings, credentials = _pairs(setting, "--setting"), _credentials(credential)
+    if not (paths or settings or credentials or unset_setting or unset_credential):
+        fail("nothing to change: give at least one option (see --help)", USAGE)
+    with channel(target.adapters) as ch:
+        stub = _provider_stub(ch)
+        if settings or credentials or unset_setting or unset_credential:
+            current = call(stub.GetProviderAccount, prov.GetProviderAccountRequest(name=name), target.admin())
+            for path, changes, removed in (
+                ("settings", settings, unset_setting),
+                ("credentials", credentials, unset_credential),
+            ):
+                if changes or removed:
+                    merged = {**getattr(current, path), **changes}
+                    if unknown := [k for k in removed if k not in merged]:
+                        fail(f"--unset-{path.removesuffix('s')} {unknown[0]}: the account has no such key", USAGE)
+                    getattr(account, path).update({k: v for k, v in merged.items() if k not in removed})
+                    paths.append(path)
+        request = prov.UpdateProviderAccountRequest(account=account)
+        request.update_mask.paths.extend(paths)
+        updated = call(stub.UpdateProviderAccount, request, target.admin())
+    _accounts_table([updated])
+
+
+@providers_cli.command("delete")
+def providers_delete(name: AccountName) -> None:
+    """Remove an account; traffic moves to the channel's other accounts within seconds."""
+    with channel(target.adapters) as ch:
+        reply = call(
+            _provider_stub(ch).DeleteProviderAccount, prov.DeleteProviderAccountRequest(name=name), target.admin()
+        )
+    out.print(f"{reply.name}: deleted", soft_wrap=True)
+
+
+MessageId = Annotated[str, typer.Argument(help="the message's id, e.g. msg_01JD3...")]
+
+
 @cli.command("send")
 def send(
-    template_id: str,
+    template_id: Annotated[str, typer.Argument(help="the template to send")],
     to: Annotated[list[str], typer.Option("--to", help="CHANNEL=ADDRESS for one recipient (repeat)")] = [],  # noqa: B006
     user: Annotated[str, typer.Option(help="the recipient's user id in the directory")] = "",
     var: Annotated[list[str], typer.Option("--var", help="KEY=VALUE (repeat)")] = [],  # noqa: B006
     send_at: Annotated[str, typer.Option(help="ISO 8601 time to send at")] = "",
-    idempotency_key: str = "",
-    dry_run: bool = False,
+    idempotency_key: Annotated[str, typer.Option(help="the same key again sends nothing new (24 hours)")] = "",
+    dry_run: Annotated[bool, typer.Option(help="only check that it is valid and renders; send nothing")] = False,
 ) -> None:
     """Send a message to one recipient with the app key in HERALD_API_KEY."""
     request = msg.SendRequest(
@@ -270,7 +583,7 @@ def send(
         try:
             request.send_at.FromDatetime(datetime.fromisoformat(send_at).astimezone(UTC))
         except ValueError:
-            fail(f"--send-at '{send_at}' is not an ISO 8601 time", 2)
+            fail(f"--send-at '{send_at}' is not an ISO 8601 time", USAGE)
     with channel(target.intake) as ch:
         reply = call(message_service_pb2_grpc.MessageServiceStub(ch).Send, request, target.app())
     if dry_run:
@@ -281,9 +594,9 @@ def send(
 
 @cli.command("status")
 def status(
-    message_id: str,
-    history: bool = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    message_id: MessageId,
+    history: Annotated[bool, typer.Option(help="every state each delivery went through")] = False,
+    as_json: Json = False,
     state: Annotated[str, typer.Option(help="only deliveries now in this state, e.g. failed")] = "",
     user: Annotated[str, typer.Option(help="only this user's deliveries")] = "",
     channel_name: Annotated[str, typer.Option("--channel", help="only this channel's deliveries")] = "",
@@ -308,12 +621,16 @@ def status(
         while every_page and pages[-1].next_page_token:
             request.page_token = pages[-1].next_page_token
             pages.append(call(stub.GetMessage, request, target.app()))
-    if as_json:
-        for page in pages:
-            out.print_json(json.dumps(json_format.MessageToDict(page, preserving_proto_field_name=True)))
+    if as_json:  # one document: the first page's fields, every page's deliveries, the last page's token
+        whole = status_service_pb2.Message()
+        whole.CopyFrom(message)
+        for page in pages[1:]:
+            whole.deliveries.extend(page.deliveries)
+        whole.next_page_token = pages[-1].next_page_token
+        print_json(whole)
         return
     template = f"template {message.template_id} v{message.template_version}"
-    out.print(f"{message.message_id}  {template}  sent {_when(message.create_time)}")
+    out.print(f"{message.message_id}  {template}  sent {_when(message.create_time)}", soft_wrap=True)
     counts = ", ".join(f"{_state_name(c.state).lower()} {c.count:,}" for c in message.delivery_state_counts)
     noun = "delivery" if message.delivery_count == 1 else "deliveries"
     out.print(f"{message.delivery_count:,} {noun}" + (f": {counts}" if counts else ""))
@@ -326,9 +643,9 @@ def status(
             table.add_row(
                 "", "", "", f"  {_state_name(h.state).lower()}", str(h.attempt), h.reason, _when(h.occur_time)
             )
-    out.print(table)
+    show(table)
     if token := pages[-1].next_page_token:
-        out.print(f"more: --page-token {token} (or --all)")
+        out.print(f"more: --page-token {token} (or --all)", soft_wrap=True)
 
 
 def _state_name(state: common_pb2.DeliveryState.ValueType) -> str:
@@ -338,12 +655,12 @@ def _state_name(state: common_pb2.DeliveryState.ValueType) -> str:
 def _delivery_state(name: str) -> common_pb2.DeliveryState.ValueType:
     states = [n.removeprefix("DELIVERY_STATE_").lower() for n in common_pb2.DeliveryState.keys()[1:]]
     if name.lower() not in states:
-        fail(f"--state '{name}': use one of {', '.join(states)}", 2)
+        fail(f"--state '{name}': use one of {', '.join(states)}", USAGE)
     return common_pb2.DeliveryState.Value(f"DELIVERY_STATE_{name.upper()}")
 
 
 @cli.command("cancel")
-def cancel(message_id: str) -> None:
+def cancel(message_id: MessageId) -> None:
     """Withdraw a message that has not been dispatched yet."""
     with channel(target.intake) as ch:
         call(
@@ -351,7 +668,7 @@ def cancel(message_id: str) -> None:
             msg.CancelMessageRequest(message_id=message_id),
             target.app(),
         )
-    out.print(f"{message_id}: cancelled")
+    out.print(f"{message_id}: cancelled", soft_wrap=True)
 
 
 STATS_INTERVALS = {
@@ -367,8 +684,8 @@ STATS_DIMENSIONS = {
     "provider": (status_service_pb2.STATS_DIMENSION_PROVIDER, "provider"),
 }
 EXPORT_FORMATS = {"csv": status_service_pb2.EXPORT_FORMAT_CSV, "parquet": status_service_pb2.EXPORT_FORMAT_PARQUET}
-Since = Annotated[str, typer.Option("--from", help="ISO 8601 start [default: 7 days ago]")]
-Until = Annotated[str, typer.Option("--to", help="ISO 8601 end [default: now]")]
+Since = Annotated[str, typer.Option("--from", help="ISO 8601 start", show_default="7 days ago")]
+Until = Annotated[str, typer.Option("--to", help="ISO 8601 end", show_default="now")]
 
 
 @cli.command("stats")
@@ -380,12 +697,13 @@ def stats(
     app_id: Annotated[str, typer.Option("--app", help="only this app (admin token)")] = "",
     channel_name: Annotated[str, typer.Option("--channel", help="only this channel")] = "",
     template_id: Annotated[str, typer.Option("--template", help="only this template")] = "",
+    as_json: Json = False,
 ) -> None:
     """Sends, reach, reads, suppressions, latency and cost: the app's with HERALD_API_KEY, else every app's."""
     if interval not in STATS_INTERVALS:
-        fail(f"--interval '{interval}': use one of {', '.join(STATS_INTERVALS)}", 2)
+        fail(f"--interval '{interval}': use one of {', '.join(STATS_INTERVALS)}", USAGE)
     if unknown := [b for b in by if b not in STATS_DIMENSIONS]:
-        fail(f"--by '{unknown[0]}': use one of {', '.join(STATS_DIMENSIONS)}", 2)
+        fail(f"--by '{unknown[0]}': use one of {', '.join(STATS_DIMENSIONS)}", USAGE)
     request = status_service_pb2.GetStatsRequest(
         interval=STATS_INTERVALS[interval],
         group_by=[STATS_DIMENSIONS[b][0] for b in by],
@@ -396,6 +714,9 @@ def stats(
     _time_range(request, since, until)
     with channel(target.feedback) as ch:
         reply = call(status_service_pb2_grpc.StatusServiceStub(ch).GetStats, request, target.app_or_admin())
+    if as_json:
+        print_json(reply)
+        return
     groups = list(dict.fromkeys(by))
     table = Table("from", *groups, "sent", "delivered", "read", "failed", "suppressed", "rates", "send p50/p99", "cost")
     for row in reply.rows:
@@ -412,7 +733,7 @@ def stats(
             _latency(row.send_latency),
             ", ".join(f"{c.amount_micros / 1e6:,.4f} {c.currency_code}" for c in row.costs),
         )
-    out.print(table)
+    show(table)
 
 
 @cli.command("export")
@@ -421,22 +742,31 @@ def export(
     until: Until = "",
     format_name: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
     app_id: Annotated[str, typer.Option("--app", help="only this app (admin token)")] = "",
-    to_file: Annotated[Path | None, typer.Option("--out", help="write here [default: stdout, csv only]")] = None,
+    to_file: Annotated[Path | None, typer.Option("--out", help="write here", show_default="stdout, csv only")] = None,
 ) -> None:
-    """Raw status events of a time range, as herald streams them, for the data platform."""
+    """Raw status events of a time range, as herald streams them, for the data platform.
+
+    Progress goes to stderr, a line per chunk herald sends, so stdout holds only the file."""
     if format_name not in EXPORT_FORMATS:
-        fail(f"--format '{format_name}': use csv or parquet", 2)
+        fail(f"--format '{format_name}': use csv or parquet", USAGE)
     if format_name == "parquet" and to_file is None:
-        fail("Parquet is binary: give --out FILE", 2)
+        fail("Parquet is binary: give --out FILE", USAGE)
     request = status_service_pb2.ExportEventsRequest(format=EXPORT_FORMATS[format_name], app_id=app_id)
     _time_range(request, since, until)
     sink = to_file.open("wb") if to_file else sys.stdout.buffer
+    rows, written = CsvRows(), 0
     try:
         with channel(target.feedback) as ch:
             stream = status_service_pb2_grpc.StatusServiceStub(ch).ExportEvents(request, metadata=target.app_or_admin())
             try:
                 for chunk in stream:
                     sink.write(chunk.data)
+                    rows.add(chunk.data)
+                    written += len(chunk.data)
+                    if chunk.data:
+                        sink.flush()
+                        done = f"{rows.rows:,} rows" if format_name == "csv" else f"{written:,} bytes"
+                        err.print(f"wrote {done}" + (f" to {to_file}" if to_file else ""), soft_wrap=True)
             except grpc.RpcError as e:
                 report(e)
     finally:
@@ -451,7 +781,7 @@ def _time_range(
         end = datetime.fromisoformat(until).astimezone(UTC) if until else datetime.now(UTC)
         start = datetime.fromisoformat(since).astimezone(UTC) if since else end - timedelta(days=7)
     except ValueError as e:
-        fail(f"--from/--to: {e}", 2)
+        fail(f"--from/--to: {e}", USAGE)
     request.start_time.FromDatetime(start)
     request.end_time.FromDatetime(end)
 
@@ -463,18 +793,28 @@ def _latency(latency: status_service_pb2.LatencyPercentiles) -> str:
     return f"{p50:.2f}s / {p99:.2f}s"
 
 
+DlqChannel = Annotated[str, typer.Option("--channel", help="only this channel")]
+DlqCategory = Annotated[str, typer.Option(help="only this category")]
+Limit = Annotated[int, typer.Option(help="at most this many, oldest first")]
+
+
+def _dead_letter_stub(ch: grpc.Channel) -> dead_letter_service_pb2_grpc.DeadLetterServiceStub:
+    return dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch)
+
+
 @dlq_cli.command("list")
 def dlq_list(
-    channel_name: Annotated[str, typer.Option("--channel", help="only this channel")] = "",
-    category: Annotated[str, typer.Option(help="only this category")] = "",
-    limit: Annotated[int, typer.Option(help="at most this many, oldest first")] = 100,
+    channel_name: DlqChannel = "", category: DlqCategory = "", limit: Limit = 100, as_json: Json = False
 ) -> None:
     """Dead letters: which delivery, how many attempts, the provider's last error."""
     request = dead_letter_service_pb2.ListDeadLettersRequest(
         channel=channel_name, category=_optional_category(category), page_size=limit
     )
     with channel(target.adapters) as ch:
-        reply = call(dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch).ListDeadLetters, request, target.admin())
+        reply = call(_dead_letter_stub(ch).ListDeadLetters, request, target.admin())
+    if as_json:
+        print_json(reply)
+        return
     table = Table("seq", "delivery", "category", "channel", "attempts", "provider", "reason", "died")
     for d in reply.dead_letters:
         table.add_row(
@@ -487,56 +827,148 @@ def dlq_list(
             d.reason,
             _when(d.dead_time),
         )
-    out.print(table)
+    show(table)
     if reply.next_page_token:
         out.print(f"(more after seq {reply.next_page_token})")
 
 
 @dlq_cli.command("replay")
 def dlq_replay(
-    sequences: Annotated[list[int] | None, typer.Argument(help="dead letters to replay; none = every match")] = None,
-    channel_name: Annotated[str, typer.Option("--channel", help="only this channel")] = "",
-    category: Annotated[str, typer.Option(help="only this category")] = "",
+    sequences: Annotated[
+        list[int] | None,
+        typer.Argument(help="the dead letters to replay, by the seq `dlq list` shows", min=1, max=storable.MAX_INTEGER),
+    ] = None,
+    channel_name: DlqChannel = "",
+    category: DlqCategory = "",
+    every: Annotated[
+        bool, typer.Option("--all", help="with no sequence and no filter: every dead letter, of every channel")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=1000, help="dead letters replayed per call; a progress line for each")
+    ] = 500,
 ) -> None:
-    """Put dead letters back on their delivery subject, with a fresh retry budget."""
+    """Put dead letters back on their delivery subject, with a fresh retry budget: the SEQ given (each must be
+    waiting, and of --channel/--category when given: otherwise nothing is replayed), or, with no SEQ, every one
+    of --channel/--category waiting when it starts (--all: every one)."""
     request = dead_letter_service_pb2.ReplayDeadLettersRequest(
-        sequences=sequences or [], channel=channel_name, category=_optional_category(category)
+        sequences=list(dict.fromkeys(sequences or [])), channel=channel_name, category=_optional_category(category)
     )
+    if request.sequences and every:
+        fail("give sequences or --all, not both", USAGE)
+    if not (request.sequences or channel_name or category or every):
+        fail(
+            "say which dead letters to replay: their SEQ (`heraldctl dlq list` shows them), --channel and/or "
+            "--category, or --all for every one",
+            USAGE,
+        )
     with channel(target.adapters) as ch:
-        reply = call(dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch).ReplayDeadLetters, request, target.admin())
-    out.print(f"replayed {reply.replayed}")
+        stub = _dead_letter_stub(ch)
+        listed = bool(request.sequences)
+        replayed = _replay_listed(stub, request) if listed else _replay_matching(stub, request, batch_size)
+    out.print(f"replayed {replayed}")
+
+
+def _replay_listed(
+    stub: dead_letter_service_pb2_grpc.DeadLetterServiceStub, request: dead_letter_service_pb2.ReplayDeadLettersRequest
+) -> int:
+    """Replays the dead letters listed, once each is known to be waiting: a mistyped one replays nothing."""
+    if missing := [s for s in request.sequences if not _waiting(stub, s, request)]:
+        which = [", ".join(map(str, missing))]
+        which += [f"of category {categories.name(request.category)}"] if request.category else []
+        which += [f"on channel {request.channel}"] if request.channel else []
+        fail(
+            f"no dead letter {' '.join(which)} is waiting (replayed already, or not a dead letter's seq: "
+            "`heraldctl dlq list` shows them); nothing was replayed",
+            USAGE,
+        )
+    replayed = int(call(stub.ReplayDeadLetters, request, target.admin()).replayed)
+    if gone := len(request.sequences) - replayed:
+        out.print(f"replayed {replayed}")
+        fail(f"{gone} of them left the list while this ran (replayed by someone else?)", USAGE)
+    return replayed
+
+
+def _replay_matching(
+    stub: dead_letter_service_pb2_grpc.DeadLetterServiceStub,
+    request: dead_letter_service_pb2.ReplayDeadLettersRequest,
+    batch_size: int,
+) -> int:
+    """Replays every dead letter of the request's channel and category waiting now, a batch per call, with a
+    progress line on stderr after each when there is more than one."""
+    found = list(_waiting_sequences(stub, request))
+    replayed = 0
+    for start in range(0, len(found), batch_size):
+        del request.sequences[:]
+        request.sequences.extend(found[start : start + batch_size])
+        replayed += call(stub.ReplayDeadLetters, request, target.admin()).replayed
+        if len(found) > batch_size:
+            err.print(f"replayed {replayed:,} of {len(found):,}")
+    return replayed
+
+
+def _waiting(
+    stub: dead_letter_service_pb2_grpc.DeadLetterServiceStub,
+    sequence: int,
+    replay: dead_letter_service_pb2.ReplayDeadLettersRequest,
+) -> bool:
+    """Whether the dead letter `sequence` is waiting, and matches the replay's channel and category."""
+    request = dead_letter_service_pb2.ListDeadLettersRequest(
+        channel=replay.channel, category=replay.category, page_size=1, page_token=str(sequence)
+    )
+    page = call(stub.ListDeadLetters, request, target.admin())
+    return bool(page.dead_letters) and page.dead_letters[0].sequence == sequence
+
+
+def _waiting_sequences(
+    stub: dead_letter_service_pb2_grpc.DeadLetterServiceStub, replay: dead_letter_service_pb2.ReplayDeadLettersRequest
+) -> Iterator[int]:
+    """The sequences of every dead letter waiting that matches the replay's channel and category, oldest first."""
+    request = dead_letter_service_pb2.ListDeadLettersRequest(
+        channel=replay.channel, category=replay.category, page_size=1000
+    )
+    while True:
+        page = call(stub.ListDeadLetters, request, target.admin())
+        yield from (d.sequence for d in page.dead_letters)
+        if not page.next_page_token:
+            return
+        request.page_token = page.next_page_token
 
 
 @dlq_cli.command("unprocessed")
 def dlq_unprocessed(
     consumer: Annotated[str, typer.Option(help="only this consumer's, e.g. router-notification")] = "",
-    limit: Annotated[int, typer.Option(help="at most this many, oldest first")] = 100,
+    limit: Limit = 100,
+    as_json: Json = False,
 ) -> None:
     """Messages a stage could not handle after its last retry: which consumer, from which subject, the last error."""
     request = dead_letter_service_pb2.ListUnprocessedMessagesRequest(consumer=consumer, page_size=limit)
     with channel(target.adapters) as ch:
-        stub = dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch)
-        reply = call(stub.ListUnprocessedMessages, request, target.admin())
+        reply = call(_dead_letter_stub(ch).ListUnprocessedMessages, request, target.admin())
+    if as_json:
+        print_json(reply)
+        return
     table = Table("seq", "consumer", "subject", "deliveries", "bytes", "reason", "died")
     for m in reply.unprocessed_messages:
         table.add_row(
             str(m.sequence), m.consumer, m.subject, str(m.deliveries), str(m.size_bytes), m.reason, _when(m.dead_time)
         )
-    out.print(table)
+    show(table)
     if reply.next_page_token:
         out.print(f"(more after seq {reply.next_page_token})")
 
 
 @dlq_cli.command("replay-unprocessed")
 def dlq_replay_unprocessed(
-    sequences: Annotated[list[int] | None, typer.Argument(help="messages to replay; none = all of --consumer")] = None,
+    sequences: Annotated[
+        list[int] | None,
+        typer.Argument(help="messages to replay, by the seq `dlq unprocessed` shows; none = all of --consumer"),
+    ] = None,
     consumer: Annotated[str, typer.Option(help="only this consumer's")] = "",
 ) -> None:
     """Put unprocessed messages back on their subject, with a fresh retry budget, once the cause is fixed."""
     request = dead_letter_service_pb2.ReplayUnprocessedMessagesRequest(sequences=sequences or [], consumer=consumer)
     with channel(target.adapters) as ch:
-        stub = dead_letter_service_pb2_grpc.DeadLetterServiceStub(ch)
-        reply = call(stub.ReplayUnprocessedMessages, request, target.admin())
+        reply = call(_dead_letter_stub(ch).ReplayUnprocessedMessages, request, target.admin())
     out.print(f"replayed {reply.replayed}")
 
 
@@ -546,7 +978,7 @@ def _template_from(spec: dict[str, Any]) -> admin.Template:
     try:
         template = json_format.ParseDict(spec, admin.Template())
     except json_format.ParseError as e:
-        fail(f"template {spec.get('template_id', '?')}: {e}", 2)
+        fail(f"template {spec.get('template_id', '?')}: {e}", USAGE)
     template.category = category
     return template
 
