@@ -25,11 +25,11 @@ def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
     return common_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
 
 
-async def publish(
-    bus: Bus,
+def event(
     job: events_pb2.DeliveryJob,
     state: common_pb2.DeliveryState.ValueType,
     *,
+    event_id: str = "",
     attempt: int = 0,
     reason: str = "",
     provider: str = "",
@@ -39,12 +39,12 @@ async def publish(
     reason_code: str = "",
     cost_micros: int = 0,
     currency_code: str = "",
-) -> None:
-    """`occur_time`: when it happened, if not now (an inbox item is SENT when it was stored, which may be after a
-    device already got it)."""
-    name = state_name(state)
-    event = events_pb2.DeliveryEvent(
-        event_id=f"{job.delivery_id}.{name}.{attempt}",
+) -> events_pb2.DeliveryEvent:
+    """The job's delivery reaching `state`. The id is "<delivery>.<state>.<attempt>" unless `event_id` says
+    otherwise; `occur_time` is when it happened, if not now (an inbox item is SENT when it was stored, which may
+    be after a device already got it)."""
+    return events_pb2.DeliveryEvent(
+        event_id=event_id or f"{job.delivery_id}.{state_name(state)}.{attempt}",
         delivery_id=job.delivery_id,
         message_id=job.message_id,
         app_id=job.app_id,
@@ -62,4 +62,10 @@ async def publish(
         cost_micros=cost_micros,
         currency_code=currency_code,
     )
-    await bus.publish_grouped(subjects.delivery_event(name), (event.SerializeToString(), event.event_id))
+
+
+async def publish(bus: Bus, published: events_pb2.DeliveryEvent) -> None:
+    """Publish an `event`, grouped with the others of this turn."""
+    await bus.publish_grouped(
+        subjects.delivery_event(state_name(published.state)), (published.SerializeToString(), published.event_id)
+    )

@@ -287,14 +287,16 @@ class Deliverer:
         with incoming.active():
             await events.publish(
                 self._bus,
-                job,
-                result.state,
-                attempt=result.attempts,
-                reason=result.reason,
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-                cost_micros=price.micros,
-                currency_code=price.currency_code,
+                events.event(
+                    job,
+                    result.state,
+                    attempt=result.attempts,
+                    reason=result.reason,
+                    provider=result.provider,
+                    provider_message_id=result.provider_message_id,
+                    cost_micros=price.micros,
+                    currency_code=price.currency_code,
+                ),
             )
             if result.dead:
                 record = dead_letter_service_pb2.DeadLetterRecord(

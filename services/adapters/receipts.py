@@ -92,10 +92,12 @@ class ReceiptsEndpoint:
             state = common_pb2.DELIVERY_STATE_DELIVERED if report.delivered else common_pb2.DELIVERY_STATE_FAILED
             await events.publish(
                 self._bus,
-                job,
-                state,
-                attempt=record.attempts,
-                reason=report.reason,
-                provider=account,
-                provider_message_id=report.provider_message_id,
+                events.event(
+                    job,
+                    state,
+                    attempt=record.attempts,
+                    reason=report.reason,
+                    provider=account,
+                    provider_message_id=report.provider_message_id,
+                ),
             )

@@ -7,9 +7,9 @@ import structlog
 from google.protobuf.message import DecodeError
 from herald.v1 import common_pb2, events_pb2
 
+from libs import events
 from libs.bus import Incoming
 from libs.ids import delivery_id
-from libs.timeutil import now, to_timestamp
 
 log = structlog.get_logger()
 
@@ -72,15 +72,5 @@ def _of_message(message: events_pb2.AcceptedMessage, reason: str, sequence: int)
 def _failed(job: events_pb2.DeliveryJob, sequence: int, reason: str) -> events_pb2.DeliveryEvent:
     """Its id is the dead letter's sequence: a redelivered dead letter is recorded once, a second give-up after a
     replay again."""
-    return events_pb2.DeliveryEvent(
-        event_id=f"{job.delivery_id}.unprocessed.{sequence}",
-        delivery_id=job.delivery_id,
-        message_id=job.message_id,
-        app_id=job.app_id,
-        template_id=job.template_id,
-        user_id=job.user_id,
-        channel=job.channel,
-        state=common_pb2.DELIVERY_STATE_FAILED,
-        reason=reason,
-        occur_time=to_timestamp(now()),
-    )
+    unprocessed = f"{job.delivery_id}.unprocessed.{sequence}"
+    return events.event(job, common_pb2.DELIVERY_STATE_FAILED, event_id=unprocessed, reason=reason)

@@ -209,7 +209,9 @@ class Router:
         self, job: events_pb2.DeliveryJob, state: common_pb2.DeliveryState.ValueType, reason: str, code: str = ""
     ) -> None:
         async with self._publishing[job.category]:
-            await events.publish(self._bus, job, state, reason=reason, reason_code=code, content=events.content(job))
+            await events.publish(
+                self._bus, events.event(job, state, reason=reason, reason_code=code, content=events.content(job))
+            )
         _decided(job.category, state, code)
 
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:

@@ -156,7 +156,9 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
             )
             for item in items
         ]
-        await asyncio.gather(*(events.publish(self._bus, job, state, attempt=1, provider=PROVIDER) for job in jobs))
+        await asyncio.gather(
+            *(events.publish(self._bus, events.event(job, state, attempt=1, provider=PROVIDER)) for job in jobs)
+        )
 
 
 def _user_problem(user_id: str) -> dict[str, str]:

@@ -49,7 +49,11 @@ class InboxWriter:
         """SENT as of when the item was stored: a device may get it (DELIVERED) before this is published."""
         with incoming.active():
             if expired:
-                await events.publish(self._bus, job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed")
+                await events.publish(
+                    self._bus, events.event(job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed")
+                )
             else:
                 sent = common_pb2.DELIVERY_STATE_SENT
-                await events.publish(self._bus, job, sent, attempt=1, provider=PROVIDER, occur_time=stored_at)
+                await events.publish(
+                    self._bus, events.event(job, sent, attempt=1, provider=PROVIDER, occur_time=stored_at)
+                )
