@@ -121,22 +121,6 @@ CONFUSED = {
 }
 
 
-@pytest.mark.parametrize("address", CONFUSED.values(), ids=CONFUSED.keys())
-async def test_an_address_parsers_read_differently_cannot_reach_a_host_not_allowed(address: str) -> None:
-    """The guard reads an address as the HTTP client does, so a URL that a naive parser takes for an allowed
-    host cannot smuggle a request to herald's own network: it is refused for good, saying why."""
-    async with guarded_webhook() as (provider, sink):
-        address = address.format(port=sink.port)
-        channels.webhook_url(address)  # intake lets it in: the guard is what stands in the way
-        job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
-        with pytest.raises(DeliveryError) as refused:
-            await provider.send(job)
-        assert sink.received == []
-    assert refused.value.failure is Failure.PERMANENT
-    assert refused.value.reason.startswith("webhook URL refused: ")
-    assert "non-public address" in refused.value.reason
-
-
 # Legacy numeric spellings of 127.0.0.1 that the socket layer still accepts, and that aiohttp before 3.14.5
 # handed straight to the socket, past the guarding resolver.
 NUMERIC_LOOPBACK = {
@@ -149,17 +133,22 @@ NUMERIC_LOOPBACK = {
 }
 
 
-@pytest.mark.parametrize("address", NUMERIC_LOOPBACK.values(), ids=NUMERIC_LOOPBACK.keys())
-async def test_an_address_not_written_as_one_is_refused_for_good(address: str) -> None:
-    """Such a host is an address to the C library and a name to everyone else: refused for good, saying how to
-    write it, never connected to and never retried for hours."""
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [(a, "non-public address") for a in CONFUSED.values()] + [(a, "a.b.c.d") for a in NUMERIC_LOOPBACK.values()],
+    ids=[*CONFUSED, *NUMERIC_LOOPBACK],
+)
+async def test_no_spelling_of_an_address_reaches_a_host_not_allowed(address: str, why: str) -> None:
+    """The guard reads an address as the HTTP client does, so a URL a naive parser takes for an allowed host cannot
+    smuggle a request to herald's own network, and a host that is an address to the C library and a name to
+    everyone else is refused too: for good, saying why, never connected to and never retried for hours."""
     async with guarded_webhook() as (provider, sink):
         address = address.format(port=sink.port)
-        channels.webhook_url(address)
+        channels.webhook_url(address)  # intake lets it in: the guard is what stands in the way
         job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
         with pytest.raises(DeliveryError) as refused:
             await provider.send(job)
         assert sink.received == []
     assert refused.value.failure is Failure.PERMANENT
     assert refused.value.reason.startswith("webhook URL refused: ")
-    assert "a.b.c.d" in refused.value.reason
+    assert why in refused.value.reason
