@@ -10,6 +10,7 @@ repeat reports; the event id (delivery, state, attempt) makes a repeat change no
 import structlog
 from aiohttp import web
 from herald.v1 import common_pb2, events_pb2
+from prometheus_client import Counter
 from sqlalchemy import select
 
 from libs import events, http_server
@@ -23,6 +24,14 @@ log = structlog.get_logger()
 
 # A batch of reports is a few KiB; anything near this is not a provider's report.
 MAX_BODY = 1024 * 1024
+# Reports by outcome: delivered or failed (recorded), unknown (no delivery of herald's has that provider id), and
+# requests refused as not authentic. `account` is "" for a name that is no account, so a prober cannot grow the
+# series.
+RECEIPTS = Counter(
+    "herald_receipts_total",
+    "Delivery receipts by provider account and outcome: delivered, failed, unknown, refused.",
+    ["account", "outcome"],
+)
 
 
 class ReceiptsEndpoint:
@@ -48,6 +57,7 @@ class ReceiptsEndpoint:
         route = self._accounts.named(account)
         if route is None:  # answered as a forgery is, so account names cannot be probed for
             log.warning("delivery receipt refused", account=account[:64], reason="no such provider account")
+            RECEIPTS.labels("", "refused").inc()
             return web.Response(status=403, text="not authentic")
         callback = Callback(
             query=dict(request.query),
@@ -58,6 +68,7 @@ class ReceiptsEndpoint:
             receipts = route.provider.receipts(callback)
         except ReceiptRefused as e:
             log.warning("delivery receipt refused", account=account, reason=str(e))
+            RECEIPTS.labels(account, "refused").inc()
             return web.Response(status=403, text="not authentic")
         await self._record(account, receipts.reports)
         return web.Response(text=receipts.answer, content_type=receipts.content_type)
@@ -80,6 +91,7 @@ class ReceiptsEndpoint:
                 log.info(
                     "receipt for an unknown message", account=account, provider_message_id=report.provider_message_id
                 )
+                RECEIPTS.labels(account, "unknown").inc()
                 continue
             job = events_pb2.DeliveryJob(
                 delivery_id=record.delivery_id,
@@ -101,3 +113,4 @@ class ReceiptsEndpoint:
                     provider_message_id=report.provider_message_id,
                 ),
             )
+            RECEIPTS.labels(account, events.state_name(state)).inc()

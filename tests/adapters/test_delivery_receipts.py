@@ -16,6 +16,7 @@ from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, alibaba_account, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV
 from tests.helpers.client import Herald, Metadata, all_final
+from tests.helpers.metrics import scrape, total
 
 S = common_pb2
 RECEIPT_TOKEN = PROVIDER_ENV["HERALD_PROVIDER_TEST_SECRET"]
@@ -79,6 +80,8 @@ async def test_a_delivery_report_moves_the_sms_to_delivered(
         assert await twilio.report(twilio.issued[-1], "sent") == 200
 
     assert await _report(mesh, twilio, alibaba, account, delivered=True) == 200
+    counted = await scrape(mesh.metrics_url("adapters"))
+    assert total(counted, "herald_receipts_total", account=account, outcome="delivered") == 1, "SREs see receipts"
 
     [delivery] = (await herald.wait_message(app, message_id, _in(S.DELIVERY_STATE_DELIVERED))).deliveries
     assert [(h.state, h.provider) for h in delivery.history][-2:] == [
@@ -136,3 +139,6 @@ async def test_an_unknown_account_is_answered_as_a_forgery_is(shared_mesh: tuple
             async with http.post(f"{mesh.receipts_url(name)}?token=forged", data=b"[]") as reply:
                 answers.append((reply.status, await reply.text()))
     assert answers[0] == answers[1] == (403, "not authentic")
+    refused = await scrape(mesh.metrics_url("adapters"))
+    assert total(refused, "herald_receipts_total", account=account, outcome="refused") == 1
+    assert total(refused, "herald_receipts_total", account="", outcome="refused") >= 1, "no series per made-up name"
