@@ -11,7 +11,7 @@ import structlog
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-from libs import telemetry
+from libs import metrics, telemetry
 from libs.errors import TRANSIENT, HeraldError, InvalidArgument
 
 log = structlog.get_logger()
@@ -106,19 +106,15 @@ class _Instruments:
 
     def __init__(self, method: str, kind: str) -> None:
         service, _, name = method.rpartition("/")
-        self.labels = {"grpc_type": kind, "grpc_service": service, "grpc_method": name}
-        self.started = STARTED.labels(**self.labels)
-        self.seconds = HANDLING_SECONDS.labels(**self.labels)
-        self._handled: dict[str, Any] = {}
+        self.labels = (kind, service, name)
+        self.started = metrics.child(STARTED, *self.labels)
+        self.seconds = metrics.child(HANDLING_SECONDS, *self.labels)
         # OpenTelemetry's RPC conventions, on every server span of the method.
         self.attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
     def handled(self, context: grpc.aio.ServicerContext, seconds: float) -> None:
         code = context.code()
-        name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-        if (counter := self._handled.get(name)) is None:
-            counter = self._handled[name] = HANDLED.labels(**self.labels, grpc_code=name)
-        counter.inc()
+        metrics.child(HANDLED, *self.labels, code.name if isinstance(code, grpc.StatusCode) else "OK").inc()
         self.seconds.observe(seconds)
 
 

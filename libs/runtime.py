@@ -46,19 +46,20 @@ class Runtime:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
-        """Run `job` now and then every `seconds` until shutdown (housekeeping: purges). A round that meets an
+        """Run `job` every `seconds`, the first time `seconds` after start-up, until shutdown (housekeeping:
+        purges; a job that must have run before the binary serves is awaited in setup first). A round that meets an
         outage of the database or the bus is logged and the next round tries again; any other error is a bug and
         surfaces in the log with its stack, and the rounds go on."""
 
         async def rounds() -> None:
             while True:
+                await asyncio.sleep(seconds)
                 try:
                     await job()
                 except TRANSIENT as e:
                     log.warning("housekeeping: a dependency is away; next round retries", job=name, error=repr(e))
                 except Exception:
                     log.exception("housekeeping failed", job=name)
-                await asyncio.sleep(seconds)
 
         task = asyncio.create_task(rounds(), name=name)
 

@@ -29,7 +29,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import categories, events, subjects
+from libs import categories, events, metrics, subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.masking import mask
 from libs.rate_limit import RateLimiter
@@ -322,16 +322,16 @@ class Deliverer:
 
 
 def _observe(route: Route, channel: str, started: float, outcome: str) -> None:
-    PROVIDER_CALL_SECONDS.labels(channel, route.account.name).observe(time.perf_counter() - started)
-    PROVIDER_CALLS.labels(route.account.name, outcome).inc()
+    metrics.child(PROVIDER_CALL_SECONDS, channel, route.account.name).observe(time.perf_counter() - started)
+    metrics.child(PROVIDER_CALLS, route.account.name, outcome).inc()
 
 
 def _count(job: events_pb2.DeliveryJob, result: Result) -> None:
     outcome = "retrying" if result.state == S.DELIVERY_STATE_PENDING else events.state_name(result.state)
     category = categories.name(job.category)
-    DELIVERIES.labels(job.channel, category, outcome).inc()
+    metrics.child(DELIVERIES, job.channel, category, outcome).inc()
     if result.dead:
-        DELIVERIES.labels(job.channel, category, "dead_lettered").inc()
+        metrics.child(DELIVERIES, job.channel, category, "dead_lettered").inc()
 
 
 def _dead_address(job: events_pb2.DeliveryJob, result: Result) -> events_pb2.DeadAddressEvent:

@@ -7,14 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from herald.v1 import common_pb2, events_pb2, message_service_pb2_grpc
+from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from opentelemetry import trace
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from libs import categories, subjects
+from libs import categories, metrics, subjects
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
 from libs.dispatch import Decision, DispatchLedger
@@ -45,8 +45,6 @@ MAX_BATCH = 500
 ACCEPTED = PromCounter(
     "herald_intake_messages_accepted_total", "Messages accepted (queued), by app and category.", ("app", "category")
 )
-# (app id, category) -> its child of ACCEPTED: looked up once, not on every call.
-_accepted_counters: dict[tuple[str, common_pb2.Category.ValueType], Any] = {}
 REFUSED = PromCounter(
     "herald_intake_messages_refused_total",
     "Messages refused, a SendBatch's entries one by one, by the status answered: invalid_argument, "
@@ -244,10 +242,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         await asyncio.gather(self._queue(fresh), *(self._publish(row) for row in again))
         taken = Counter((accepted.app_id, accepted.template.category) for accepted, _ in items)
         for (app_id, category), count in taken.items():
-            if (counter := _accepted_counters.get((app_id, category))) is None:
-                counter = ACCEPTED.labels(app_id, categories.name(category))
-                _accepted_counters[(app_id, category)] = counter
-            counter.inc(count)
+            metrics.child(ACCEPTED, app_id, categories.name(category)).inc(count)
         return responses
 
     async def _store(self, row: Row) -> None:

@@ -22,13 +22,12 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 from herald.v1 import common_pb2, events_pb2
 from prometheus_client import Counter
 
-from libs import categories, events, subjects
+from libs import categories, events, metrics, subjects
 from libs.bus import Bus, Incoming
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
@@ -54,14 +53,10 @@ DECISIONS = Counter(
     "Deliveries the router settled, by category, outcome (the state it gave them) and reason code.",
     ("category", "outcome", "reason_code"),
 )
-_decision_counters: dict[tuple[int, common_pb2.DeliveryState.ValueType, str], Any] = {}
 
 
 def _decided(category: int, state: common_pb2.DeliveryState.ValueType, code: str) -> None:
-    if (counter := _decision_counters.get((category, state, code))) is None:
-        counter = DECISIONS.labels(categories.name(category), events.state_name(state), code)
-        _decision_counters[(category, state, code)] = counter
-    counter.inc()
+    metrics.child(DECISIONS, categories.name(category), events.state_name(state), code).inc()
 
 
 class Router:
