@@ -122,7 +122,7 @@ class Incoming:
     # runs under `active()`, so what it publishes or calls continues the message's trace.
     span: trace.Span
     # Its sequence in its stream: the same on every redelivery, unique within the stream.
-    sequence: int = 0
+    sequence: int
 
     def active(self) -> AbstractContextManager[trace.Span]:
         return trace.use_span(self.span, end_on_exit=False)
