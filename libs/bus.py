@@ -92,6 +92,8 @@ SCHEDULE_FIRED_TTL = "168h"
 MAX_GROUP_BYTES = 768 * 1024
 DUPLICATE_WINDOW = 600.0
 STREAM_SETUP_ATTEMPTS = 3
+# How many tenths of a second a new replicated KV bucket may take to elect its leader before it is used anyway.
+LEADER_WAIT_ROUNDS = 100
 # After an outage (TRANSIENT), a message is tried again this soon, for as long as the outage lasts.
 OUTAGE_RETRY_DELAY = 2.0
 # What a dead-lettered message's reason may hold of the error.
@@ -396,12 +398,23 @@ class Bus:
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> KeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""
         try:
-            return await self.js.key_value(bucket)
+            kv = await self.js.key_value(bucket)
         except BucketNotFoundError:
             storage = StorageType.MEMORY if memory else StorageType.FILE
-            return await self.js.create_key_value(
+            kv = await self.js.create_key_value(
                 KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
             )
+        await self._leader_of(f"KV_{bucket}")
+        return kv
+
+    async def _leader_of(self, stream: str) -> None:
+        """Wait (a little) until a replicated stream has a leader: a bucket just created in a cluster answers
+        writes only then, and a binary's first write at start-up must not fail for it ("no response from stream")."""
+        for _ in range(LEADER_WAIT_ROUNDS):
+            info = await self.js.stream_info(stream)
+            if info.cluster is None or info.cluster.leader:
+                return
+            await asyncio.sleep(0.1)
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         await self._precedence.turn()
