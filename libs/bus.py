@@ -482,6 +482,11 @@ class Bus:
             if not isinstance(info, BaseException)
         }
 
+    async def subject_counts(self, stream: str) -> dict[str, int]:
+        """How many messages `stream` holds on each of its subjects."""
+        info = await self.js.stream_info(stream, subjects_filter=">")
+        return dict(info.state.subjects or {})
+
     async def close(self) -> None:
         """Close after the consumers stopped. Every publish was already acked, so nothing is left to drain."""
         await self.stop_consumers()

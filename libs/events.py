@@ -61,6 +61,7 @@ def event(
         reason_code=reason_code,
         cost_micros=cost_micros,
         currency_code=currency_code,
+        category=job.category,
     )
 
 

@@ -2,10 +2,13 @@
 
 Consumer lag is read from JetStream when Prometheus scrapes, so it is never stale: how many messages each of this
 process's durable consumers has not yet been handed, and how many it holds unacknowledged. A service adds its own
-metrics by creating them with prometheus_client at import time; they land in the same registry.
+metrics by creating them with prometheus_client at import time; they land in the same registry. A gauge that is
+read from elsewhere (the dead letters waiting, in adapters) is refreshed by a job the service adds to
+Runtime.on_scrape, run before each answer.
 """
 
 import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -34,11 +37,13 @@ def child(metric: MetricWrapperBase, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-async def serve(addr: str, bus: Bus) -> web.AppRunner:
+async def serve(addr: str, bus: Bus, refreshers: Sequence[Callable[[], Awaitable[None]]] = ()) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         for name, (pending, unacked) in (await bus.consumer_lag()).items():
             CONSUMER_PENDING.labels(name).set(pending)
             CONSUMER_UNACKED.labels(name).set(unacked)
+        for refresh in refreshers:
+            await refresh()
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

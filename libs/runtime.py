@@ -44,6 +44,8 @@ class Runtime:
     bus: Bus
     # Run at shutdown, after the consumers stopped: close what setup opened (HTTP sessions, ...).
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run before each answer to a Prometheus scrape: refresh gauges read from elsewhere (libs/metrics.py).
+    on_scrape: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
         """Run `job` every `seconds`, the first time `seconds` after start-up, until shutdown (housekeeping:
@@ -111,7 +113,7 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     await server.start()
     monitor = asyncio.create_task(_report_health(health, names, db, bus))
-    metrics_server = await metrics.serve(settings.metrics_addr, bus)
+    metrics_server = await metrics.serve(settings.metrics_addr, bus, rt.on_scrape)
     log.info("serving", addr=settings.grpc_addr, services=names, metrics=settings.metrics_addr)
 
     await stop.wait()

@@ -64,6 +64,20 @@ def extract(carrier: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> c
     return propagate.extract(carrier)
 
 
+def traceparent(span: trace.Span) -> str:
+    """The span's W3C traceparent, to find its trace again later (a receipt links to its delivery's)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent", "")
+
+
+def link_to(traceparent: str, attributes: Mapping[str, str]) -> None:
+    """Link the current span to the span a stored `traceparent` names (none: nothing to link to)."""
+    linked = trace.get_current_span(propagate.extract({"traceparent": traceparent})).get_span_context()
+    if linked.is_valid:
+        trace.get_current_span().add_link(linked, dict(attributes))
+
+
 def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     span = trace.get_current_span().get_span_context()
     if span.is_valid:

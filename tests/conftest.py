@@ -1,5 +1,6 @@
-"""Shared fixtures: a running mesh (real nats-server, real database, four OS processes), a webhook sink, and
-heraldctl pointed at the mesh."""
+"""Shared fixtures: a running mesh (real nats-server, real database, four OS processes), a webhook sink, fake SMS
+providers that accept the credentials the mesh's provider accounts name (PROVIDER_ENV), and heraldctl pointed at
+the mesh."""
 
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -11,6 +12,8 @@ from typer.testing import CliRunner, Result
 
 from libs.config import normalize_database_url
 from libs.localmesh import Mesh
+from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
+from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.helpers.client import Herald
 from tests.helpers.databases import backends, database_env, fresh_postgres
 from tests.helpers.webhook_sink import WebhookSink
@@ -96,6 +99,27 @@ async def sink() -> AsyncIterator[WebhookSink]:
     await sink.start()
     yield sink
     await sink.stop()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio(account_sid="AC" + "2" * 32, auth_token=PROVIDER_ENV["HERALD_PROVIDER_TEST_SECRET"])
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def alibaba() -> AsyncIterator[FakeAlibaba]:
+    fake = FakeAlibaba(
+        access_key_id=PROVIDER_ENV["HERALD_PROVIDER_TEST_KEY_ID"],
+        access_key_secret=PROVIDER_ENV["HERALD_PROVIDER_TEST_SECRET"],
+        sign_names={"herald"},
+        templates={"SMS_CODE": {"code"}},
+    )
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 Run = Callable[..., Result]

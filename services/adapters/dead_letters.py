@@ -6,6 +6,9 @@ could not handle (herald.unprocessed.<consumer>, the message itself with Herald-
 delivery's replay publishes the job again on its delivery subject with `replay` raised, which gives it a fresh
 retry budget in the deliverer; a message's replay publishes it again on its subject, where its deliveries count
 from 1 again. Either way the dead letter then leaves the stream.
+
+What waits there is exported as gauges, counted from the stream at each scrape (count_waiting): every adapters
+replica reports the same numbers, so dashboards take the max across replicas.
 """
 
 import re
@@ -18,6 +21,7 @@ from herald.v1 import dead_letter_service_pb2 as pb
 from herald.v1 import dead_letter_service_pb2_grpc
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
+from prometheus_client import Gauge
 
 from libs import categories, channels, storable, subjects
 from libs.auth import require_admin
@@ -31,6 +35,31 @@ MAX_PAGE = 1000
 # A durable consumer's name, as herald names them (a subject token).
 CONSUMER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 T = TypeVar("T")
+DEAD_LETTERS_WAITING = Gauge(
+    "herald_dead_letters_waiting",
+    "Deliveries dead-lettered after their last retry and not replayed yet, by category and channel.",
+    ["category", "channel"],
+)
+UNPROCESSED_WAITING = Gauge(
+    "herald_unprocessed_messages_waiting",
+    "Messages a stage gave up on and dead-lettered, not replayed yet, by the consumer that gave up.",
+    ["consumer"],
+)
+
+
+async def count_waiting(bus: Bus) -> None:
+    """Set the gauges from what HERALD_DEAD_LETTERS holds now; a channel with none reads 0, not stale."""
+    counts = await bus.subject_counts(STREAM)
+    for category in categories.KNOWN:
+        for channel in channels.KNOWN:
+            DEAD_LETTERS_WAITING.labels(categories.name(category), channel).set(
+                counts.get(subjects.dead_letter(category, channel), 0)
+            )
+    UNPROCESSED_WAITING.clear()
+    unprocessed = subjects.unprocessed("")
+    for subject, count in counts.items():
+        if subject.startswith(unprocessed):
+            UNPROCESSED_WAITING.labels(subject.removeprefix(unprocessed)).set(count)
 
 
 class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):

@@ -29,7 +29,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import categories, events, metrics, subjects
+from libs import categories, events, metrics, subjects, telemetry
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.masking import mask
 from libs.rate_limit import RateLimiter
@@ -61,6 +61,8 @@ DELIVERIES = Counter(
     "Delivery attempts' outcomes by channel and category: sent, failed, expired, retrying, dead_lettered.",
     ["channel", "category", "outcome"],
 )
+# Each delivery's W3C traceparent, by delivery id.
+Traces = Mapping[str, str]
 # Beyond the call's own timeout, how long an in-flight mark is trusted before it counts as a crash.
 IN_FLIGHT_MARGIN = timedelta(seconds=5)
 
@@ -116,6 +118,8 @@ class Deliverer:
         work = [(i, j) for n, (i, j) in enumerate(zip(batch, jobs, strict=True)) if first[j.delivery_id] == n]
         for incoming, job in work:  # so that ops find a delivery's trace in Jaeger from its ids
             incoming.span.set_attributes({"herald.message_id": job.message_id, "herald.delivery_id": job.delivery_id})
+        # Where each delivery's trace is, for the receipts that come long after (receipts.py links to it).
+        traces = {j.delivery_id: telemetry.traceparent(i.span) for i, j in work}
         plans = [await self._plan(j, records.get(j.delivery_id)) for _, j in work]
         # A provider that de-duplicates on our key needs no mark: after a crash it simply gets the same call again.
         marked = [
@@ -123,10 +127,10 @@ class Deliverer:
             for (_, j), p in zip(work, plans, strict=True)
             if isinstance(p, Call) and not p.route.provider.idempotent
         ]
-        await self._mark_in_flight(marked)
+        await self._mark_in_flight(marked, traces)
         results = await asyncio.gather(*(self._settle(i, j, p) for (i, j), p in zip(work, plans, strict=True)))
         unrecorded = {j.delivery_id for _, j in work} - records.keys() - {j.delivery_id for j, _ in marked}
-        await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new], unrecorded)
+        await self._store([(j, r) for (_, j), r in zip(work, results, strict=True) if r.new], unrecorded, traces)
         for (_, job), result in zip(work, results, strict=True):
             if result.new:
                 _count(job, result)
@@ -242,11 +246,11 @@ class Deliverer:
             )
             return {r.delivery_id: r for r in rows}
 
-    async def _mark_in_flight(self, calls: list[tuple[events_pb2.DeliveryJob, Call]]) -> None:
+    async def _mark_in_flight(self, calls: list[tuple[events_pb2.DeliveryJob, Call]], traces: Traces) -> None:
         if not calls:
             return
         async with self._db.session.begin() as session:
-            records = await _records(session, [j for j, _ in calls])
+            records = await _records(session, [j for j, _ in calls], traces)
             for record, (_, call) in zip(records, calls, strict=True):
                 deadline = timedelta(seconds=call.wait + call.route.account.timeout) + IN_FLIGHT_MARGIN
                 record.state = S.DELIVERY_STATE_PENDING
@@ -255,7 +259,9 @@ class Deliverer:
                 record.sending_until = now() + deadline
                 record.update_time = now()
 
-    async def _store(self, outcomes: list[tuple[events_pb2.DeliveryJob, Result]], unrecorded: set[str]) -> None:
+    async def _store(
+        self, outcomes: list[tuple[events_pb2.DeliveryJob, Result]], unrecorded: set[str], traces: Traces
+    ) -> None:
         """Record the outcomes: in one bulk insert for deliveries that had no record when the batch was read (the
         common case: a first attempt), through their records for the others. Should another replica have recorded
         one of those meanwhile, the whole batch goes through the records."""
@@ -263,19 +269,23 @@ class Deliverer:
         if first:
             try:
                 async with self._db.session.begin() as session:
-                    await session.execute(insert(tables.Delivery), [_first_record(j, r) for j, r in first])
-                    await self._update(session, [(j, r) for j, r in outcomes if j.delivery_id not in unrecorded])
+                    await session.execute(insert(tables.Delivery), [_first_record(j, r, traces) for j, r in first])
+                    await self._update(
+                        session, [(j, r) for j, r in outcomes if j.delivery_id not in unrecorded], traces
+                    )
                 return
             except IntegrityError:
                 pass
         async with self._db.session.begin() as session:
-            await self._update(session, outcomes)
+            await self._update(session, outcomes, traces)
 
     @staticmethod
-    async def _update(session: AsyncSession, outcomes: list[tuple[events_pb2.DeliveryJob, Result]]) -> None:
+    async def _update(
+        session: AsyncSession, outcomes: list[tuple[events_pb2.DeliveryJob, Result]], traces: Traces
+    ) -> None:
         if not outcomes:
             return
-        records = await _records(session, [j for j, _ in outcomes])
+        records = await _records(session, [j for j, _ in outcomes], traces)
         for record, (_, result) in zip(records, outcomes, strict=True):
             for column, value in _outcome(result).items():
                 setattr(record, column, value)
@@ -362,15 +372,17 @@ def _on_record(record: tables.Delivery) -> Result:
     )
 
 
-def _identity(job: events_pb2.DeliveryJob) -> dict[str, object]:
-    """Who and what the delivery is: a record's columns that never change."""
+def _identity(job: events_pb2.DeliveryJob, traces: Traces) -> dict[str, object]:
+    """Who and what the delivery is, and the trace it was first handled in: a record's columns that never change."""
     return {
         "delivery_id": job.delivery_id,
         "message_id": job.message_id,
         "app_id": job.app_id,
         "template_id": job.template_id,
+        "category": job.category,
         "user_id": job.user_id,
         "channel": job.channel,
+        "traceparent": traces.get(job.delivery_id, ""),
     }
 
 
@@ -390,12 +402,12 @@ def _outcome(result: Result) -> dict[str, object]:
     }
 
 
-def _first_record(job: events_pb2.DeliveryJob, result: Result) -> dict[str, object]:
+def _first_record(job: events_pb2.DeliveryJob, result: Result, traces: Traces) -> dict[str, object]:
     """The record of a delivery's first outcome, as _records would create it and _update fill it."""
-    return _identity(job) | _outcome(result) | {"replay": job.replay, "cycle_start": 0}
+    return _identity(job, traces) | _outcome(result) | {"replay": job.replay, "cycle_start": 0}
 
 
-async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) -> list[tables.Delivery]:
+async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob], traces: Traces) -> list[tables.Delivery]:
     """The jobs' records, locked for this transaction, in job order: created where missing, and starting a new
     cycle where a job is a replay the record has not seen."""
     rows = await session.scalars(
@@ -407,7 +419,7 @@ async def _records(session: AsyncSession, jobs: list[events_pb2.DeliveryJob]) ->
         record = found.get(job.delivery_id)
         if record is None:
             record = tables.Delivery(
-                **_identity(job),
+                **_identity(job, traces),
                 state=S.DELIVERY_STATE_PENDING,
                 attempts=0,
                 provider="",

@@ -18,9 +18,8 @@ from libs.auth import AppKeys
 from libs.bus import each
 from libs.grpc_server import TracedServer
 from libs.rate_limit import RateLimiter
-from services.adapters import erasure
+from services.adapters import dead_letters, erasure
 from services.adapters.accounts import Accounts, plugins
-from services.adapters.dead_letters import DeadLetterService
 from services.adapters.deliverer import Deliverer
 from services.adapters.inbox.service import InboxService
 from services.adapters.inbox.tokens import InboxTokens
@@ -54,11 +53,12 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         await http.close()
 
     rt.on_stop.append(stop)
+    rt.on_scrape.append(partial(dead_letters.count_waiting, rt.bus))
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
         ProviderService(rt.db, accounts, registered, rt.settings.admin_token), server
     )
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
-        DeadLetterService(rt.bus, rt.settings.admin_token), server
+        dead_letters.DeadLetterService(rt.bus, rt.settings.admin_token), server
     )
     inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
         InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(rt.settings.inbox_token_secret)), server

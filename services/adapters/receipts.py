@@ -5,15 +5,19 @@ signature, the secret token in Alibaba's address) and reads it. Each report name
 which the delivery records map back to a delivery; a DELIVERED or FAILED status event goes out, and only once
 JetStream holds it does the provider get its 200 - an answer it does not get makes it post again. Providers
 repeat reports; the event id (delivery, state, attempt) makes a repeat change nothing.
+
+Each request is an HTTP server span of its own trace (the provider sends no trace context), linked to the trace of
+every delivery it reports on, so that Jaeger leads from a delivery's trace to its receipt and back.
 """
 
 import structlog
 from aiohttp import web
 from herald.v1 import common_pb2, events_pb2
+from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy import select
 
-from libs import events, http_server
+from libs import events, http_server, telemetry
 from libs.bus import Bus
 from libs.store import Database
 from services.adapters import tables
@@ -21,6 +25,8 @@ from services.adapters.accounts import Accounts
 from services.adapters.channels.base import Callback, Receipt, ReceiptRefused
 
 log = structlog.get_logger()
+tracer = telemetry.tracer(__name__)
+ROUTE = "/v1/receipts/{account}"
 
 # A batch of reports is a few KiB; anything near this is not a provider's report.
 MAX_BODY = 1024 * 1024
@@ -44,13 +50,20 @@ class ReceiptsEndpoint:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post("/v1/receipts/{account}", self._post)
+        app.router.add_post(ROUTE, self._traced)
         self._runner = await http_server.serve(app, self._addr)
         log.info("receiving delivery receipts", addr=self._addr)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _traced(self, request: web.Request) -> web.Response:
+        attributes = {"http.request.method": request.method, "http.route": ROUTE, "url.path": request.path}
+        with tracer.start_as_current_span(f"POST {ROUTE}", kind=trace.SpanKind.SERVER, attributes=attributes) as span:
+            response = await self._post(request)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
 
     async def _post(self, request: web.Request) -> web.Response:
         account = request.match_info["account"]
@@ -93,11 +106,13 @@ class ReceiptsEndpoint:
                 )
                 RECEIPTS.labels(account, "unknown").inc()
                 continue
+            telemetry.link_to(record.traceparent, {"herald.delivery_id": record.delivery_id})
             job = events_pb2.DeliveryJob(
                 delivery_id=record.delivery_id,
                 message_id=record.message_id,
                 app_id=record.app_id,
                 template_id=record.template_id,
+                category=common_pb2.Category.ValueType(record.category),
                 user_id=record.user_id,
                 channel=record.channel,
             )

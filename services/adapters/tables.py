@@ -24,8 +24,12 @@ class Delivery(Base):
     message_id: Mapped[str] = mapped_column(String(40), default="")
     app_id: Mapped[str] = mapped_column(String(40), default="")
     template_id: Mapped[str] = mapped_column(String(64), default="")
+    # herald.v1.Category value
+    category: Mapped[int] = mapped_column(Integer, default=0)
     user_id: Mapped[str] = mapped_column(String(200), default="")
     channel: Mapped[str] = mapped_column(String(32), default="")
+    # The W3C traceparent of the job's first handling: a receipt's span links to the delivery's trace.
+    traceparent: Mapped[str] = mapped_column(String(64), default="")
     # herald.v1.DeliveryState value
     state: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer)

@@ -16,10 +16,12 @@ from typing import Any
 
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import status_service_pb2 as pb
+from prometheus_client import Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from libs import categories, events, metrics
 from libs.store import Database
 from libs.timeutil import to_timestamp
 from services.feedback import tables
@@ -42,6 +44,14 @@ LATENCY_BOUNDS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400,
 )  # fmt: skip
 NOT_TIMED = -1
+# The same latency for Prometheus, by channel and category: what the critical-latency alert watches.
+DELIVERY_LATENCY = Histogram(
+    "herald_feedback_delivery_latency_seconds",
+    "From a delivery being queued for its channel (after any schedule or quiet hours) to SENT or DELIVERED, "
+    "by channel, category and state.",
+    ["channel", "category", "state"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600),
+)
 PERCENTILES = (0.5, 0.9, 0.99)
 HOUR = timedelta(hours=1)
 
@@ -88,10 +98,11 @@ class Key:
 
 @dataclass
 class Tally:
-    """One batch's additions to feedback_stats."""
+    """One batch's additions to feedback_stats, and its latencies for DELIVERY_LATENCY once they are committed."""
 
     deliveries: Counter[Key] = field(default_factory=Counter)
     cost_micros: Counter[Key] = field(default_factory=Counter)
+    latencies: list[tuple[str, int, common_pb2.DeliveryState.ValueType, float]] = field(default_factory=list)
 
     def count(self, delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime) -> None:
         """Counts the state the event reports, unless the delivery was counted for it before."""
@@ -101,6 +112,9 @@ class Tally:
         delivery["counted"] |= bit
         queued = delivery["queued_time"]
         timed = event.state in TIMED and queued is not None
+        seconds = (occurred - queued).total_seconds() if timed else 0.0
+        if timed:
+            self.latencies.append((delivery["channel"], event.category, event.state, seconds))
         key = Key(
             bucket_start=hour_of(occurred),
             app_id=delivery["app_id"],
@@ -110,7 +124,7 @@ class Tally:
             state=event.state,
             reason_code=event.reason_code,
             currency_code=event.currency_code,
-            latency_bucket=latency_bucket((occurred - queued).total_seconds()) if timed else NOT_TIMED,
+            latency_bucket=latency_bucket(seconds) if timed else NOT_TIMED,
         )
         self.deliveries[key] += 1
         self.cost_micros[key] += event.cost_micros
@@ -123,6 +137,11 @@ class Tally:
         ]
         table = tables.Base.metadata.tables[T.__tablename__]
         await db.insert_rows(session, table, rows, key=[c.key for c in KEY], add=["deliveries", "cost_micros"])
+
+    def observe(self) -> None:
+        for channel, category, state, seconds in self.latencies:
+            labels = (channel, categories.name(category), events.state_name(state))
+            metrics.child(DELIVERY_LATENCY, *labels).observe(max(seconds, 0.0))
 
 
 @dataclass(frozen=True)

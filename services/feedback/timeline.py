@@ -119,19 +119,24 @@ class Timeline:
             events = {e.event_id: self._erasures.scrub(e) for e in received}
             when = {key: from_timestamp(e.occur_time) or now() for key, e in events.items()}
             rows = [_event_row(events[key], when[key]) for key in sorted(events)]
+            tally = stats.Tally()
             async with self._db.session.begin() as session:
                 fresh = set(await self._db.insert_rows(session, EVENTS, rows, key=["event_id"], returning="event_id"))
                 if fresh:
-                    await self._fold(session, sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1]))
+                    ordered = sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1])
+                    await self._fold(session, ordered, tally)
         except IntegrityError:
             return CONFLICT_RETRY
+        tally.observe()
         recorded = now()
         for key in fresh:
             STATUS_DELAY.observe(max((recorded - when[key]).total_seconds(), 0.0))
         return ACK
 
-    async def _fold(self, session: Any, fresh: list[tuple[events_pb2.DeliveryEvent, datetime]]) -> None:
-        """Fold the new events, oldest first, each with the time it occurred."""
+    async def _fold(
+        self, session: Any, fresh: list[tuple[events_pb2.DeliveryEvent, datetime]], tally: stats.Tally
+    ) -> None:
+        """Fold the new events, oldest first, each with the time it occurred, counting them in `tally`."""
         found = await session.execute(
             select(*FOLDED)
             .where(D.delivery_id.in_({e.delivery_id for e, _ in fresh}))
@@ -141,7 +146,6 @@ class Timeline:
         known = {row.delivery_id: row._asdict() for row in found}
         folded = {key: dict(row) for key, row in known.items()}
         created: dict[str, dict[str, Any]] = {}
-        tally = stats.Tally()
         for event, occurred in fresh:
             delivery = folded.get(event.delivery_id) or created.get(event.delivery_id)
             if delivery is None:

@@ -34,10 +34,15 @@ async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, out
     try:
         # Recording and planning a final outcome touch neither the bus, the provider accounts nor their pacing.
         deliverer = Deliverer(db, cast(Bus, None), cast(Accounts, None), {}, cast(RateLimiter, None))
-        job = events_pb2.DeliveryJob(delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555")
+        job = events_pb2.DeliveryJob(
+            delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555", category=S.CATEGORY_CRITICAL
+        )
+        trace = f"00-{'a1' * 16}-{'b2' * 8}-01"
         # A first attempt's outcome is inserted in bulk; a later one goes through the record.
-        await deliverer._store([(job, outcome)], {job.delivery_id} if first else set())
+        await deliverer._store([(job, outcome)], {job.delivery_id} if first else set(), {job.delivery_id: trace})
         [record] = (await deliverer._load([job.delivery_id])).values()
+        # What a receipt long after needs: the delivery's category for its event, its trace for its span's link.
+        assert (record.category, record.traceparent) == (S.CATEGORY_CRITICAL, trace)
 
         again = await deliverer._plan(job, record)
 

@@ -1,16 +1,23 @@
-"""One trace shows caller -> intake -> router -> adapter -> provider -> feedback."""
+"""One trace shows caller -> intake -> router -> adapter -> provider -> feedback; a provider's receipt, which
+comes without trace context, is a span of its own linked to the delivery's trace."""
 
+import asyncio
 import secrets
+import uuid
 from pathlib import Path
 
 import grpc
+from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
+from herald.v1 import provider_service_pb2 as pb
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from tests.adapters.channels.sms.fake_twilio import FakeTwilio
+from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import running_mesh
 from tests.helpers.client import all_final, rpc_error
 from tests.helpers.databases import default_backend
-from tests.helpers.otlp_receiver import OtlpReceiver
+from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
 from tests.helpers.webhook_sink import WebhookSink
 
 
@@ -80,6 +87,52 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
             assert answered.status.code != trace_pb2.Status.STATUS_CODE_ERROR, (
                 "the caller's mistake is not herald's error"
             )
+    finally:
+        await receiver.stop()
+
+
+async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(tmp_path: Path, twilio: FakeTwilio) -> None:
+    receiver = OtlpReceiver()
+    await receiver.start()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    try:
+        async with running_mesh(tmp_path, default_backend(), env) as (mesh, herald):
+            account = f"twilio-{uuid.uuid4().hex[:6]}"
+            await herald.providers.CreateProviderAccount(
+                pb.CreateProviderAccountRequest(
+                    account=twilio_account(account, twilio, status_callback_url=mesh.receipts_url(account))
+                ),
+                metadata=herald.admin,
+            )
+            _, app = await herald.create_app(("sms",))
+            trace_id = secrets.token_hex(16)
+            request = msg.SendRequest(
+                template_id=await sms_template(herald),
+                recipients=[msg.Recipient(addresses={"sms": PHONE})],
+                variables={"code": "7"},
+            )
+            message_id = (await herald.messages.Send(request, metadata=app + sampled_trace(trace_id))).message_id
+            await herald.wait_message(app, message_id, all_final)
+            assert await twilio.report(twilio.issued[-1], "delivered") == 200
+            [delivery] = (
+                await herald.wait_message(
+                    app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_DELIVERED
+                )
+            ).deliveries
+
+            async with asyncio.timeout(30):
+                while not (receipts := [s for _, s in receiver.exported if s.name == "POST /v1/receipts/{account}"]):
+                    await asyncio.sleep(0.1)
+            [receipt] = receipts
+            assert receipt.kind == trace_pb2.Span.SPAN_KIND_SERVER
+            assert receipt.trace_id.hex() != trace_id, "the provider's request starts a trace of its own"
+            assert _attributes(receipt)["http.route"] == "/v1/receipts/{account}"
+            assert _int_attributes(receipt)["http.response.status_code"] == 200
+            [link] = receipt.links
+            assert link.trace_id.hex() == trace_id, "Jaeger leads from the receipt to the delivery's trace"
+            assert {a.key: a.value.string_value for a in link.attributes} == {
+                "herald.delivery_id": delivery.delivery_id
+            }
     finally:
         await receiver.stop()
 

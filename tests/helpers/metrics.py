@@ -10,7 +10,11 @@ async def scrape(url: str) -> Samples:
     """Every sample at `url`, by (name, sorted labels)."""
     async with aiohttp.ClientSession() as http, http.get(url) as reply:
         assert reply.status == 200
-        text = await reply.text()
+        return samples(await reply.text())
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a /metrics text, by (name, sorted labels)."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

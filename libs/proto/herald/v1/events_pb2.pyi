@@ -422,6 +422,7 @@ class DeliveryEvent(_message.Message):
     REASON_CODE_FIELD_NUMBER: _builtins.int
     COST_MICROS_FIELD_NUMBER: _builtins.int
     CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per change; consumers de-duplicate on it."""
     delivery_id: _builtins.str
@@ -448,6 +449,10 @@ class DeliveryEvent(_message.Message):
     """
     currency_code: _builtins.str
     """ISO 4217, e.g. "USD"; "" when cost_micros is 0."""
+    category: _common_pb2.Category.ValueType
+    """The message's category, for the end-to-end latency feedback exports per
+    channel and category.
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -470,10 +475,11 @@ class DeliveryEvent(_message.Message):
         reason_code: _builtins.str = ...,
         cost_micros: _builtins.int = ...,
         currency_code: _builtins.str = ...,
+        category: _common_pb2.Category.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "channel", b"channel", "content", b"content", "cost_micros", b"cost_micros", "currency_code", b"currency_code", "delivery_id", b"delivery_id", "event_id", b"event_id", "message_id", b"message_id", "occur_time", b"occur_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "reason", b"reason", "reason_code", b"reason_code", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "category", b"category", "channel", b"channel", "content", b"content", "cost_micros", b"cost_micros", "currency_code", b"currency_code", "delivery_id", b"delivery_id", "event_id", b"event_id", "message_id", b"message_id", "occur_time", b"occur_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "reason", b"reason", "reason_code", b"reason_code", "state", b"state", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
