@@ -4,137 +4,157 @@ comes without trace context, is a span of its own linked to the delivery's trace
 import asyncio
 import secrets
 import uuid
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import grpc
+import pytest
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from libs.localmesh import Mesh
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import running_mesh
-from tests.helpers.client import all_final, rpc_error
+from tests.helpers.client import Herald, all_final, rpc_error
 from tests.helpers.databases import default_backend
 from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
 from tests.helpers.webhook_sink import WebhookSink
 
+Traced = tuple[OtlpReceiver, Mesh, Herald]
+
+
+@pytest.fixture(scope="module")
+async def traced(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Traced]:
+    """A mesh exporting its spans to an OTLP receiver, as to Jaeger's collector."""
+    receiver = OtlpReceiver()
+    await receiver.start()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    try:
+        async with running_mesh(tmp_path_factory.mktemp("traced"), default_backend(), env) as (mesh, herald):
+            yield receiver, mesh, herald
+    finally:
+        await receiver.stop()
+
 
 async def test_callers_traceparent_spans_all_four_services_and_the_provider_call(
-    tmp_path: Path, sink: WebhookSink
+    traced: Traced, sink: WebhookSink
 ) -> None:
-    receiver = OtlpReceiver()
-    await receiver.start()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    try:
-        async with running_mesh(tmp_path, default_backend(), env) as (_, herald):
-            _, app = await herald.create_app()
-            template = await herald.create_template({"webhook": "{}"})
-            trace_id = secrets.token_hex(16)
-            traceparent = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
-            reply = await herald.messages.Send(
-                msg.SendRequest(
-                    template_id=template,
-                    recipients=[msg.Recipient(addresses={"webhook": sink.url("/traced") + "?token=s3cret"})],
-                ),
-                metadata=app + traceparent,
-            )
-            await herald.wait_message(app, reply.message_id, all_final)
-            services = await receiver.wait_for_services(
-                trace_id, {"herald-intake", "herald-router", "herald-adapters", "herald-feedback"}
-            )
-            assert services == {"herald-intake", "herald-router", "herald-adapters", "herald-feedback"}
-            [hit] = sink.for_path("/traced")
-            assert hit.headers["traceparent"].split("-")[1] == trace_id, "the provider call must carry the trace"
-            assert any(name == "POST webhook" for t, _, name in receiver.spans if t == trace_id)
+    receiver, _, herald = traced
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    trace_id = secrets.token_hex(16)
+    traceparent = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
+    reply = await herald.messages.Send(
+        msg.SendRequest(
+            template_id=template,
+            recipients=[msg.Recipient(addresses={"webhook": sink.url("/traced") + "?token=s3cret"})],
+        ),
+        metadata=app + traceparent,
+    )
+    await herald.wait_message(app, reply.message_id, all_final)
+    services = await receiver.wait_for_services(
+        trace_id, {"herald-intake", "herald-router", "herald-adapters", "herald-feedback"}
+    )
+    assert services == {"herald-intake", "herald-router", "herald-adapters", "herald-feedback"}
+    [hit] = sink.for_path("/traced")
+    assert hit.headers["traceparent"].split("-")[1] == trace_id, "the provider call must carry the trace"
+    assert any(name == "POST webhook" for t, _, name in receiver.spans if t == trace_id)
 
-            [send] = [s for _, s in receiver.exported if s.trace_id.hex() == trace_id and s.name.endswith("/Send")]
-            assert send.kind == trace_pb2.Span.SPAN_KIND_SERVER
-            assert (
-                _attributes(send).items()
-                >= {
-                    "rpc.system": "grpc",
-                    "rpc.service": "herald.v1.MessageService",
-                    "rpc.method": "Send",
-                }.items()
-            )
-            assert _attributes(send)["herald.message_id"] == reply.message_id, "found in Jaeger by message id"
-            spans = [(service, s) for service, s in receiver.exported if s.trace_id.hex() == trace_id]
-            [post] = [s for _, s in spans if s.name == "POST webhook"]
-            assert post.kind == trace_pb2.Span.SPAN_KIND_CLIENT
-            assert _attributes(post)["url.full"] == sink.url("/traced"), "no query: tokens travel there"
-            assert _attributes(post)["server.address"] == "127.0.0.1"
-            assert _int_attributes(post)["server.port"] == sink.port
-            kinds = {(service, s.kind, _attributes(s).get("messaging.operation.type")) for service, s in spans}
-            assert ("herald-intake", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
-            assert ("herald-router", trace_pb2.Span.SPAN_KIND_CONSUMER, "process") in kinds
-            assert ("herald-router", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
-            delivering = [
-                s
-                for service, s in spans
-                if service == "herald-adapters" and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
-            ]
-            assert any(_attributes(s).get("herald.message_id") == reply.message_id for s in delivering)
-            assert any(_attributes(s).get("herald.delivery_id", "").startswith(reply.message_id) for s in delivering)
+    [send] = [s for _, s in receiver.exported if s.trace_id.hex() == trace_id and s.name.endswith("/Send")]
+    assert send.kind == trace_pb2.Span.SPAN_KIND_SERVER
+    assert (
+        _attributes(send).items()
+        >= {
+            "rpc.system": "grpc",
+            "rpc.service": "herald.v1.MessageService",
+            "rpc.method": "Send",
+        }.items()
+    )
+    assert _attributes(send)["herald.message_id"] == reply.message_id, "found in Jaeger by message id"
+    spans = [(service, s) for service, s in receiver.exported if s.trace_id.hex() == trace_id]
+    [post] = [s for _, s in spans if s.name == "POST webhook"]
+    assert post.kind == trace_pb2.Span.SPAN_KIND_CLIENT
+    assert _attributes(post)["url.full"] == sink.url("/traced"), "no query: tokens travel there"
+    assert _attributes(post)["server.address"] == "127.0.0.1"
+    assert _int_attributes(post)["server.port"] == sink.port
+    kinds = {(service, s.kind, _attributes(s).get("messaging.operation.type")) for service, s in spans}
+    assert ("herald-intake", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
+    assert ("herald-router", trace_pb2.Span.SPAN_KIND_CONSUMER, "process") in kinds
+    assert ("herald-router", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
+    delivering = [
+        s for service, s in spans if service == "herald-adapters" and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
+    ]
+    assert any(_attributes(s).get("herald.message_id") == reply.message_id for s in delivering)
+    assert any(_attributes(s).get("herald.delivery_id", "").startswith(reply.message_id) for s in delivering)
 
-            refused_trace = secrets.token_hex(16)
-            refused = (("traceparent", f"00-{refused_trace}-{secrets.token_hex(8)}-01"),)
-            error = await rpc_error(herald.messages.Send(msg.SendRequest(template_id=template), metadata=app + refused))
-            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-            await receiver.wait_for_services(refused_trace, {"herald-intake"})
-            [answered] = [s for _, s in receiver.exported if s.trace_id.hex() == refused_trace]
-            assert answered.status.code != trace_pb2.Status.STATUS_CODE_ERROR, (
-                "the caller's mistake is not herald's error"
-            )
-    finally:
-        await receiver.stop()
+    # A provider's 5xx: the attempt's CLIENT span is an error and names it; the retry that succeeds is not.
+    retried_trace = secrets.token_hex(16)
+    sink.answer("/flaky", 503)
+    retried = await herald.messages.Send(
+        msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url("/flaky")})]),
+        metadata=app + sampled_trace(retried_trace),
+    )
+    await herald.wait_message(app, retried.message_id, all_final)
+    async with asyncio.timeout(30):
+        while len(calls := _spans(receiver, retried_trace, "POST webhook")) < 2:
+            await asyncio.sleep(0.1)
+    by_status = {_int_attributes(s)["http.response.status_code"]: s for s in calls}
+    assert by_status[503].status.code == trace_pb2.Status.STATUS_CODE_ERROR
+    assert _attributes(by_status[503])["error.type"] == "503"
+    assert by_status[200].status.code != trace_pb2.Status.STATUS_CODE_ERROR
+    assert "error.type" not in _attributes(by_status[200])
+
+    refused_trace = secrets.token_hex(16)
+    refused = (("traceparent", f"00-{refused_trace}-{secrets.token_hex(8)}-01"),)
+    error = await rpc_error(herald.messages.Send(msg.SendRequest(template_id=template), metadata=app + refused))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await receiver.wait_for_services(refused_trace, {"herald-intake"})
+    [answered] = [s for _, s in receiver.exported if s.trace_id.hex() == refused_trace]
+    assert answered.status.code != trace_pb2.Status.STATUS_CODE_ERROR, "the caller's mistake is not herald's error"
 
 
-async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(tmp_path: Path, twilio: FakeTwilio) -> None:
-    receiver = OtlpReceiver()
-    await receiver.start()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    try:
-        async with running_mesh(tmp_path, default_backend(), env) as (mesh, herald):
-            account = f"twilio-{uuid.uuid4().hex[:6]}"
-            await herald.providers.CreateProviderAccount(
-                pb.CreateProviderAccountRequest(
-                    account=twilio_account(account, twilio, status_callback_url=mesh.receipts_url(account))
-                ),
-                metadata=herald.admin,
-            )
-            _, app = await herald.create_app(("sms",))
-            trace_id = secrets.token_hex(16)
-            request = msg.SendRequest(
-                template_id=await sms_template(herald),
-                recipients=[msg.Recipient(addresses={"sms": PHONE})],
-                variables={"code": "7"},
-            )
-            message_id = (await herald.messages.Send(request, metadata=app + sampled_trace(trace_id))).message_id
-            await herald.wait_message(app, message_id, all_final)
-            assert await twilio.report(twilio.issued[-1], "delivered") == 200
-            [delivery] = (
-                await herald.wait_message(
-                    app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_DELIVERED
-                )
-            ).deliveries
+async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(traced: Traced, twilio: FakeTwilio) -> None:
+    receiver, mesh, herald = traced
+    account = f"twilio-{uuid.uuid4().hex[:6]}"
+    await herald.providers.CreateProviderAccount(
+        pb.CreateProviderAccountRequest(
+            account=twilio_account(account, twilio, status_callback_url=mesh.receipts_url(account))
+        ),
+        metadata=herald.admin,
+    )
+    _, app = await herald.create_app(("sms",))
+    trace_id = secrets.token_hex(16)
+    request = msg.SendRequest(
+        template_id=await sms_template(herald),
+        recipients=[msg.Recipient(addresses={"sms": PHONE})],
+        variables={"code": "7"},
+    )
+    message_id = (await herald.messages.Send(request, metadata=app + sampled_trace(trace_id))).message_id
+    await herald.wait_message(app, message_id, all_final)
+    assert await twilio.report(twilio.issued[-1], "delivered") == 200
+    [delivery] = (
+        await herald.wait_message(
+            app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_DELIVERED
+        )
+    ).deliveries
 
-            async with asyncio.timeout(30):
-                while not (receipts := [s for _, s in receiver.exported if s.name == "POST /v1/receipts/{account}"]):
-                    await asyncio.sleep(0.1)
-            [receipt] = receipts
-            assert receipt.kind == trace_pb2.Span.SPAN_KIND_SERVER
-            assert receipt.trace_id.hex() != trace_id, "the provider's request starts a trace of its own"
-            assert _attributes(receipt)["http.route"] == "/v1/receipts/{account}"
-            assert _int_attributes(receipt)["http.response.status_code"] == 200
-            [link] = receipt.links
-            assert link.trace_id.hex() == trace_id, "Jaeger leads from the receipt to the delivery's trace"
-            assert {a.key: a.value.string_value for a in link.attributes} == {
-                "herald.delivery_id": delivery.delivery_id
-            }
-    finally:
-        await receiver.stop()
+    async with asyncio.timeout(30):
+        while not (receipts := [s for _, s in receiver.exported if s.name == "POST /v1/receipts/{account}"]):
+            await asyncio.sleep(0.1)
+    [receipt] = receipts
+    assert receipt.kind == trace_pb2.Span.SPAN_KIND_SERVER
+    assert receipt.trace_id.hex() != trace_id, "the provider's request starts a trace of its own"
+    assert _attributes(receipt)["http.route"] == "/v1/receipts/{account}"
+    assert _int_attributes(receipt)["http.response.status_code"] == 200
+    [link] = receipt.links
+    assert link.trace_id.hex() == trace_id, "Jaeger leads from the receipt to the delivery's trace"
+    assert {a.key: a.value.string_value for a in link.attributes} == {"herald.delivery_id": delivery.delivery_id}
+
+
+def _spans(receiver: OtlpReceiver, trace_id: str, name: str) -> list[trace_pb2.Span]:
+    return [s for _, s in receiver.exported if s.trace_id.hex() == trace_id and s.name == name]
 
 
 def _attributes(span: trace_pb2.Span) -> dict[str, str]:
