@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.adapters
 	$(BIN)/python -m bench.feedback
 	$(BIN)/python -m bench.priority
+	$(BIN)/python -m bench.search
 
 clean:
 	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache

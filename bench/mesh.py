@@ -96,6 +96,7 @@ class Bench:
     channel: grpc.aio.Channel
     # Metadata carrying the app's API key.
     app: tuple[tuple[str, str], ...]
+    app_id: str
 
     @cached_property
     def messages(self) -> message_service_pb2_grpc.MessageServiceStub:
@@ -158,7 +159,7 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
                 app = await admin_service_pb2_grpc.AdminServiceStub(channel).CreateApp(
                     admin_service_pb2.CreateAppRequest(name="bench"), metadata=_bearer(ADMIN)
                 )
-                yield Bench(mesh, sink, channel, _bearer(app.api_key))
+                yield Bench(mesh, sink, channel, _bearer(app.api_key), app.app.app_id)
         finally:
             await mesh.stop()
             await sink.stop()

@@ -4,12 +4,14 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2
 from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
 
 from tests.helpers.client import Herald, Metadata, all_final, bearer
+from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -40,6 +42,9 @@ async def _send(herald: Herald, app: Metadata, category: common_pb2.Category.Val
     return await herald.send(app, msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user_id)]))
 
 
+# The release is the router's and JetStream's (a NATS schedule), not the database's: one backend is enough for a
+# test that waits up to a minute for the window to end.
+@pytest.mark.parametrize("shared_mesh", [default_backend()], indirect=True)
 async def test_held_until_the_window_ends_then_delivered_while_critical_goes_at_once(
     herald: Herald, sink: WebhookSink
 ) -> None:

@@ -55,7 +55,7 @@ async def test_scheduled_message_is_held_then_delivered_on_time(herald: Herald, 
 async def test_scheduled_and_cancelled_is_never_delivered_and_shows_cancelled(
     herald: Herald, sink: WebhookSink
 ) -> None:
-    app, message_id, path, send_at = await _scheduled(herald, sink, 30)
+    app, message_id, path, send_at = await _scheduled(herald, sink, 12)
     await herald.wait_message(app, message_id, lambda m: len(m.deliveries) == 2)
     reply = await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=message_id), metadata=app)
     assert reply.message_id == message_id
@@ -65,6 +65,7 @@ async def test_scheduled_and_cancelled_is_never_delivered_and_shows_cancelled(
     assert all(d.reason == "cancelled by the sender" for d in cancelled.deliveries)
     again = await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=message_id), metadata=app)
     assert again.message_id == message_id, "cancelling twice is harmless"
+    assert datetime.now(UTC) < send_at, "cancelled before it fell due, or the wait below proves nothing"
 
     await asyncio.sleep(max(0.0, (send_at - datetime.now(UTC)).total_seconds()) + 3)
     assert sink.for_path(path) == []
