@@ -34,6 +34,9 @@ TRANSIENT: tuple[type[Exception], ...] = (
 
 class HeraldError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    # Why, where the status alone does not tell an operator (a rate limit and load shedding are both
+    # RESOURCE_EXHAUSTED): what metrics count the refusal under. "" = the status's name.
+    cause: str = ""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -47,10 +47,19 @@ ACCEPTED = PromCounter(
 )
 REFUSED = PromCounter(
     "herald_intake_messages_refused_total",
-    "Messages refused, a SendBatch's entries one by one, by the status answered: invalid_argument, "
-    "permission_denied, resource_exhausted (rate limit, load shedding), unavailable, unauthenticated, ...",
+    "Messages refused, a SendBatch's entries one by one, by the status answered (invalid_argument, "
+    "permission_denied, unavailable, unauthenticated, ...) or, for RESOURCE_EXHAUSTED, its cause: rate_limited "
+    "or load_shed.",
     ("reason",),
 )
+
+
+class RateLimited(ResourceExhausted):
+    """Over the app's own rate limit."""
+
+    cause = "rate_limited"
+
+
 # An intake_messages row, as Core inserts and returns it.
 Row = dict[str, Any]
 
@@ -84,7 +93,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 return pb.SendResponse()
             granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
             if not granted:
-                raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
+                raise RateLimited(_over_limit(app, retry_after), retry_after)
             [response] = await self._accept([(accepted, request.idempotency_key)])
             trace.get_current_span().set_attribute("herald.message_id", response.message_id)  # Jaeger finds it by id
         except HeraldError as e:
@@ -114,7 +123,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 ready.append((i, accepted, entry.idempotency_key))
         granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, len(ready))
         for i, _, _ in ready[granted:]:
-            over = ResourceExhausted(_over_limit(app, retry_after), retry_after)
+            over = RateLimited(_over_limit(app, retry_after), retry_after)
             _refused(over)
             results[i].error.CopyFrom(_send_error(over))
         ready = ready[:granted]
@@ -186,7 +195,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 return pb.SendResponse()
             granted, retry_after = await self._limiter.take(app.app_id, app.rate_limit_per_second, 1)
             if not granted:
-                raise ResourceExhausted(_over_limit(app, retry_after), retry_after)
+                raise RateLimited(_over_limit(app, retry_after), retry_after)
             row = _row(audience.first, b"", header.idempotency_key) | {"parts": audience.parts}
             if row["idempotency_key"] is None:
                 await self._store(row)
@@ -325,8 +334,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
 
 def _refused(error: HeraldError) -> None:
-    """Count a message refused, by the status its caller got (bounded: a dozen codes)."""
-    REFUSED.labels(error.code.name.lower()).inc()
+    """Count a message refused, by its cause or the status its caller got (bounded: a dozen codes)."""
+    REFUSED.labels(error.cause or error.code.name.lower()).inc()
 
 
 def _send_error(error: HeraldError) -> pb.SendError:

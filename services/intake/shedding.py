@@ -27,6 +27,12 @@ MAX_RETRY = 300.0
 STALLED_RETRY = 60.0
 
 
+class Shed(ResourceExhausted):
+    """Refused to keep the marketing backlog within its bound: herald's state, not the caller's rate."""
+
+    cause = "load_shed"
+
+
 class MarketingShedder:
     def __init__(self, js: JetStreamContext, limit: int) -> None:
         self._js = js
@@ -46,13 +52,13 @@ class MarketingShedder:
                 await self._task
 
     def check(self, category: int) -> None:
-        """Raise ResourceExhausted for a marketing message while the backlog is over the limit."""
+        """Raise Shed for a marketing message while the backlog is over the limit."""
         if category != common_pb2.CATEGORY_MARKETING or not self._limit or self.backlog <= self._limit:
             return
         excess = self.backlog - self._limit
         retry = excess / self._draining if self._draining > 0 else STALLED_RETRY
         retry = min(MAX_RETRY, max(MIN_RETRY, retry))
-        raise ResourceExhausted(
+        raise Shed(
             f"herald has {self.backlog:,} marketing messages and deliveries waiting (more than {self._limit:,}): "
             f"marketing is refused until it catches up; retry in {retry:.0f}s. Critical and notification messages "
             "are accepted",

@@ -58,7 +58,7 @@ def test_intake_counts_messages_accepted_by_app_and_category_and_refused_by_reas
     refused = "herald_intake_messages_refused_total"
     assert total(intake, refused, reason="invalid_argument") == 1
     assert total(intake, refused, reason="permission_denied") == 1
-    assert total(intake, refused, reason="resource_exhausted") == mixed_run.limited_refused
+    assert total(intake, refused, reason="rate_limited") == mixed_run.limited_refused
     assert total(intake, refused) == 2 + mixed_run.limited_refused
 
 

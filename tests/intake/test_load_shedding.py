@@ -13,6 +13,7 @@ from libs.localmesh import Binary, free_port
 from tests.conftest import running_mesh
 from tests.helpers.client import retry_delay
 from tests.helpers.databases import default_backend
+from tests.helpers.metrics import scrape, total
 from tests.helpers.webhook_sink import WebhookSink
 
 LIMIT = 40
@@ -68,6 +69,10 @@ async def test_over_the_marketing_backlog_marketing_is_refused_and_critical_flow
                 refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] and refused.error.retry_delay.seconds
             )
             assert accepted.response.message_id, "the critical entry of the same call is accepted"
+            # An SRE tells shedding (herald's backlog) from callers over their rate limit.
+            refusals = await scrape(mesh.metrics_url("intake"))
+            assert total(refusals, "herald_intake_messages_refused_total", reason="load_shed") == 2
+            assert total(refusals, "herald_intake_messages_refused_total") == 2
             urgent = await herald.send(app, critical)
             hits = await sink.wait_for(path, 2, timeout=30)
             assert {h.headers["Herald-Message-Id"] for h in hits} == {accepted.response.message_id, urgent}
