@@ -25,11 +25,21 @@ SERVICES = ("intake", "router", "adapters", "feedback")
 CONSUMER_NICENESS = 10
 
 
+# Every port free_port has handed out in this process.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port nothing listens on now, and never one handed out before: the kernel may offer a port
+    again as soon as its probe socket closes, and two addresses of one binary (gRPC, receipts) must not collide
+    before either is bound."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _bin(name: str) -> str:
