@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 import grpc
 import pytest
-from herald.v1 import admin_service_pb2, common_pb2
+from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from herald.v1 import routing_service_pb2 as routing_pb
@@ -17,7 +17,7 @@ from libs.localmesh import SERVICES, Mesh
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV, running_mesh
-from tests.helpers.client import Herald, Metadata, all_final, bearer, rpc_error
+from tests.helpers.client import Herald, Metadata, all_final, rpc_error
 from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -89,7 +89,7 @@ async def mixed_run(tmp_path_factory: pytest.TempPathFactory, sink: WebhookSink)
             _, webhook_only = await herald.create_app(("webhook",))
             to_phone = msg.SendRequest(template_id=sms, recipients=[msg.Recipient(addresses={"sms": PHONE})])
             assert (await rpc_error(herald.send(webhook_only, to_phone))).code() == grpc.StatusCode.PERMISSION_DENIED
-            limited_app_id, limited = await _limited_app(herald)
+            limited_app_id, limited = await herald.create_app(rate=1)
             burst = msg.SendRequest(
                 template_id=webhook, recipients=[msg.Recipient(addresses={"webhook": sink.url(f"{run}/ok")})]
             )
@@ -117,16 +117,6 @@ async def _send(herald: Herald, app: Metadata, template: str, addresses: dict[st
     return await herald.send(
         app, msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses=addresses)])
     )
-
-
-async def _limited_app(herald: Herald) -> tuple[str, Metadata]:
-    reply = await herald.admin_stub.CreateApp(
-        admin_service_pb2.CreateAppRequest(
-            name=f"limited-{uuid.uuid4().hex[:6]}", allowed_channels=["webhook"], rate_limit_per_second=1
-        ),
-        metadata=herald.admin,
-    )
-    return reply.app.app_id, bearer(reply.api_key)
 
 
 async def _scrape_all(mesh: Mesh) -> dict[str, str]:

@@ -52,9 +52,12 @@ class Herald:
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))
 
-    async def create_app(self, channels: tuple[str, ...] = ("webhook",)) -> tuple[str, Metadata]:
+    async def create_app(self, channels: tuple[str, ...] = ("webhook",), rate: float = 0) -> tuple[str, Metadata]:
+        """A new app for `channels`, limited to `rate` messages a second (0: no limit): its id and API key."""
         reply = await self.admin_stub.CreateApp(
-            admin_service_pb2.CreateAppRequest(name=f"app-{uuid.uuid4().hex[:6]}", allowed_channels=channels),
+            admin_service_pb2.CreateAppRequest(
+                name=f"app-{uuid.uuid4().hex[:6]}", allowed_channels=channels, rate_limit_per_second=rate
+            ),
             metadata=self.admin,
         )
         return reply.app.app_id, bearer(reply.api_key)

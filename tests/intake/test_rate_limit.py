@@ -6,22 +6,13 @@ import time
 import uuid
 
 import grpc
-from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import message_service_pb2_grpc
 
 from libs.localmesh import Mesh
-from tests.helpers.client import Herald, Metadata, bearer, retry_delay
+from tests.helpers.client import Herald, Metadata, retry_delay
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
-
-
-async def _limited_app(herald: Herald, rate: float) -> Metadata:
-    reply = await herald.admin_stub.CreateApp(
-        admin.CreateAppRequest(name="limited", allowed_channels=["webhook"], rate_limit_per_second=rate),
-        metadata=herald.admin,
-    )
-    return bearer(reply.api_key)
 
 
 async def _fire(
@@ -43,7 +34,7 @@ def _most(rate: float, seconds: float) -> int:
 
 
 async def test_fifty_at_once_against_five_per_second(herald: Herald, sink: WebhookSink) -> None:
-    app = await _limited_app(herald, 5)
+    _, app = await herald.create_app(rate=5)
     template = await herald.create_template({"webhook": "{}"})
     path = f"/limited/{uuid.uuid4().hex[:8]}"
     request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
@@ -60,7 +51,7 @@ async def test_fifty_at_once_against_five_per_second(herald: Herald, sink: Webho
 
 
 async def test_batch_entries_over_the_limit_are_refused_one_by_one(herald: Herald) -> None:
-    app = await _limited_app(herald, 3)
+    _, app = await herald.create_app(rate=3)
     template = await herald.create_template({"webhook": "{}"})
     entry = msg.SendRequest(
         template_id=template, recipients=[msg.Recipient(addresses={"webhook": "https://example.com/h"})]
@@ -74,7 +65,7 @@ async def test_batch_entries_over_the_limit_are_refused_one_by_one(herald: Heral
 
 async def test_two_intake_replicas_share_one_limit(shared_mesh: tuple[Mesh, Herald]) -> None:
     mesh, herald = shared_mesh
-    app = await _limited_app(herald, 5)
+    _, app = await herald.create_app(rate=5)
     template = await herald.create_template({"webhook": "{}"})
     request = msg.SendRequest(
         template_id=template, recipients=[msg.Recipient(addresses={"webhook": "https://example.com/h"})]
