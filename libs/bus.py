@@ -20,6 +20,8 @@ Many small records (delivery events, accepted messages) travel grouped: the
 ones published in the same turn of the event loop, on the same subject and in
 the same trace, go out as one message whose field 1 repeats them
 (`publish_grouped`), so a batch of work costs one publish, not one per record.
+Records that carry their own trace context (accepted messages) are grouped
+across traces too: concurrent Sends share a publish.
 
 Consumers have a rank (0 first). While a consumer has a batch in hand, work of
 lower rank in the same process waits before its next publish and its next
@@ -29,6 +31,7 @@ the event loop behind a marketing flood.
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager
@@ -226,12 +229,18 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+# Records are grouped by subject and trace id; None: any trace (records that carry their own).
+GroupKey = tuple[str, int | None]
+
+
 @dataclass
 class _Group:
-    """Records waiting to be published together, with their ids, and the future their publishers wait on."""
+    """Records waiting to be published together, with their ids, the future their publishers wait on, and the
+    first publisher's context, which the group's publish continues (its trace)."""
 
     records: list[tuple[bytes, str]]
     done: asyncio.Future[None]
+    context: contextvars.Context
 
 
 class Bus:
@@ -244,7 +253,8 @@ class Bus:
         self._retry_backoff = retry_backoff
         self._consumers: list[Consumer] = []
         self._precedence = Precedence()
-        self._groups: dict[tuple[str, int], _Group] = {}
+        self._groups: dict[GroupKey, _Group] = {}
+        self._in_flight: set[GroupKey] = set()
         self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -308,29 +318,45 @@ class Bus:
         much before its first publish waits here first."""
         await self._precedence.turn()
 
-    async def publish_grouped(self, subject: str, *records: tuple[bytes, str]) -> None:
+    async def publish_grouped(self, subject: str, *records: tuple[bytes, str], each_traced: bool = False) -> None:
         """Publish each (record, its id) as an element of a group (see the module's docstring); after this returns
-        they are durable.
+        they are durable. `each_traced`: the records carry their own trace context, so they may share a group with
+        other traces' records; the group's headers continue the trace of whichever publisher came first.
 
         A group's Nats-Msg-Id is its record's id when it holds one, else a digest of its records' ids: the same
         group published again is dropped by JetStream, while a different grouping of some of the same records
         (after a redelivery) is not, so consumers de-duplicate records by their own ids.
         """
-        key = (subject, trace.get_current_span().get_span_context().trace_id)
+        key = (subject, None if each_traced else trace.get_current_span().get_span_context().trace_id)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group([], asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_soon(self._send_group, key)
+            loop = asyncio.get_running_loop()
+            group = self._groups[key] = _Group([], loop.create_future(), contextvars.copy_context())
+            if key not in self._in_flight:
+                loop.call_soon(self._send_group, key)
         group.records += records
         await asyncio.shield(group.done)
 
-    def _send_group(self, key: tuple[str, int]) -> None:
-        """Runs in the first publisher's context, so the group continues its trace."""
-        task = asyncio.create_task(self._publish_group(key[0], self._groups.pop(key)))
+    def _send_group(self, key: GroupKey) -> None:
+        """Send the group gathered under `key`. While it is on its way, later records of the key gather in the
+        next group, sent once this one is acked: one publish of the key in flight at a time, so records that
+        arrive one per turn of the event loop (concurrent Sends) still share publishes under load, and a lone
+        record waits for nobody."""
+        group = self._groups.pop(key)
+        self._in_flight.add(key)
+        task = asyncio.create_task(self._publish_group(key, group), context=group.context)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _publish_group(self, subject: str, group: _Group) -> None:
+    async def _publish_group(self, key: GroupKey, group: _Group) -> None:
+        try:
+            await self._publish_parts(key[0], group)
+        finally:
+            self._in_flight.discard(key)
+            if key in self._groups:
+                self._send_group(key)
+
+    async def _publish_parts(self, subject: str, group: _Group) -> None:
         parts: list[list[tuple[bytes, str]]] = [[]]
         size = 0
         for record, record_id in group.records:
@@ -622,3 +648,23 @@ class Consumer:
         span.set_attribute("messaging.destination.name", msg.subject)
         span.set_attribute("messaging.consumer.group.name", self.name)
         return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span, msg.metadata.sequence.stream)
+
+
+def in_own_trace(incoming: Incoming, traceparent: str) -> AbstractContextManager[trace.Span]:
+    """Where the work for one record of `incoming` runs. A record that carries its own trace context
+    (`publish_grouped(each_traced=True)`) from another trace than the group's gets a consumer span of its own
+    there; one of the group's trace, or with none, runs in `incoming`'s span."""
+    parent = telemetry.extract({"traceparent": traceparent}) if traceparent else None
+    found = trace.get_current_span(parent).get_span_context() if parent is not None else None
+    if found is None or not found.is_valid or found.trace_id == incoming.span.get_span_context().trace_id:
+        return trace.use_span(incoming.span, end_on_exit=False)
+    return _tracer.start_as_current_span(
+        f"{incoming.subject} process",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": incoming.subject,
+        },
+    )

@@ -1,6 +1,7 @@
-"""Conversions between aware datetimes and protobuf Timestamps (unset Timestamp = None)."""
+"""Conversions between aware datetimes and protobuf Timestamps (unset Timestamp = None). By arithmetic from the
+epoch: a third of the cost of protobuf's FromDatetime/ToDatetime, paid for every status event."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -11,9 +12,8 @@ def now() -> datetime:
 
 
 def to_timestamp(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
+    since = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)) - _EPOCH
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def from_timestamp(ts: Timestamp) -> datetime | None:
@@ -22,9 +22,10 @@ def from_timestamp(ts: Timestamp) -> datetime | None:
         return None
     if not 0 <= ts.nanos < 1_000_000_000 or not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS:
         raise ValueError("not a valid timestamp")
-    return ts.ToDatetime(tzinfo=UTC)
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
 

@@ -263,13 +263,17 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
     async def _queue(self, messages: Sequence[tuple[int, bytes, str]]) -> None:
         """Publish one call's new messages (category, payload, message id): together, they travel as a few
-        AcceptedBatches (Bus.publish_grouped), a SendBatch of 100 as one."""
+        AcceptedBatches (Bus.publish_grouped), a SendBatch of 100 as one, concurrent Sends as one. Each message
+        carries its call's trace (CommonPart), so calls' messages may share a publish."""
         together: dict[int, list[tuple[bytes, str]]] = {}
         for category, payload, message_id in messages:
             together.setdefault(category, []).append((payload, message_id))
         try:
             await asyncio.gather(
-                *(self._bus.publish_grouped(subjects.message_accepted(c), *records) for c, records in together.items())
+                *(
+                    self._bus.publish_grouped(subjects.message_accepted(c), *records, each_traced=True)
+                    for c, records in together.items()
+                )
             )
         except TRANSIENT as e:
             raise Unavailable(
@@ -306,7 +310,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             async for part, payload in self._payloads(row):
                 msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
-                await self._bus.publish_grouped(subjects.message_accepted(category), (payload, msg_id))
+                await self._bus.publish_grouped(
+                    subjects.message_accepted(category), (payload, msg_id), each_traced=True
+                )
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 

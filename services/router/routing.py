@@ -28,7 +28,7 @@ from herald.v1 import common_pb2, events_pb2
 from prometheus_client import Counter
 
 from libs import categories, events, metrics, subjects
-from libs.bus import Bus, Incoming
+from libs.bus import Bus, Incoming, in_own_trace
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
@@ -84,7 +84,9 @@ class Router:
         # events are shared).
         async with self._routing[batch.messages[0].template.category].taking(len(batch.messages)):
             await self._bus.turn()
-            outcomes = await asyncio.gather(*(self._accepted(m) for m in batch.messages), return_exceptions=True)
+            outcomes = await asyncio.gather(
+                *(self._accepted(m, incoming) for m in batch.messages), return_exceptions=True
+            )
         if stopped := [e for e in outcomes if isinstance(e, BaseException) and not isinstance(e, Exception)]:
             raise stopped[0]  # cancelled: the batch is redelivered whole
         failed = [(m, e) for m, e in zip(batch.messages, outcomes, strict=True) if isinstance(e, Exception)]
@@ -95,14 +97,18 @@ class Router:
         # alone.
         for message, error in failed:
             log.warning("routing failed; requeued alone", message_id=message.message_id, error=repr(error))
-            await self._bus.publish_grouped(incoming.subject, (message.SerializeToString(), message.message_id))
+            await self._bus.publish_grouped(
+                incoming.subject, (message.SerializeToString(), message.message_id), each_traced=True
+            )
 
-    async def _accepted(self, message: events_pb2.AcceptedMessage) -> None:
-        send_at = from_timestamp(message.send_at)
-        if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
-            await self._hold(message, send_at)
-        else:
-            await self._dispatch(message)
+    async def _accepted(self, message: events_pb2.AcceptedMessage, incoming: Incoming) -> None:
+        """Route one message of a batch, in its own call's trace (a batch may group several calls')."""
+        with in_own_trace(incoming, message.traceparent):
+            send_at = from_timestamp(message.send_at)
+            if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
+                await self._hold(message, send_at)
+            else:
+                await self._dispatch(message)
 
     async def on_due(self, incoming: Incoming) -> None:
         await self._dispatch(events_pb2.AcceptedMessage.FromString(incoming.data))

@@ -115,6 +115,32 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
     assert answered.status.code != trace_pb2.Status.STATUS_CODE_ERROR, "the caller's mistake is not herald's error"
 
 
+async def test_concurrent_sends_each_keep_their_own_trace_through_the_router(traced: Traced, sink: WebhookSink) -> None:
+    """Concurrent Sends may travel to the router in one publish (libs/bus.py); each is still routed and
+    delivered in its caller's trace."""
+    receiver, _, herald = traced
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    traces = [secrets.token_hex(16) for _ in range(20)]
+    request = msg.SendRequest(
+        template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url("/concurrent")})]
+    )
+    replies = await asyncio.gather(*(herald.messages.Send(request, metadata=app + sampled_trace(t)) for t in traces))
+    for reply in replies:
+        await herald.wait_message(app, reply.message_id, all_final)
+    for trace_id, reply in zip(traces, replies, strict=True):
+        await receiver.wait_for_services(trace_id, {"herald-intake", "herald-router", "herald-adapters"})
+        spans = [(service, s) for service, s in receiver.exported if s.trace_id.hex() == trace_id]
+        routed = [
+            s for service, s in spans if service == "herald-router" and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
+        ]
+        assert routed, f"the router's work for {reply.message_id} is in its caller's trace"
+        delivering = [
+            s for service, s in spans if service == "herald-adapters" and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
+        ]
+        assert any(_attributes(s).get("herald.message_id") == reply.message_id for s in delivering)
+
+
 async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(traced: Traced, twilio: FakeTwilio) -> None:
     receiver, mesh, herald = traced
     account = f"twilio-{uuid.uuid4().hex[:6]}"

@@ -1,5 +1,5 @@
 """The bus's safety net: a message no retry can handle ends in the dead letters, whole and explained, instead of
-holding its stage for ever; an outage is waited out, however long."""
+holding its stage for ever; an outage is waited out, however long. And how records are grouped into publishes."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
+from herald.v1 import events_pb2
 from nats.js.errors import NotFoundError
+from opentelemetry import trace
 
 from libs import subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
@@ -99,3 +101,32 @@ async def test_an_outage_is_retried_past_the_bound_and_nothing_is_dead_lettered(
         await asyncio.sleep(0.2)
     assert attempts == len(BACKOFF) + 4, "retried through the outage until it ended"
     assert await _dead_letter(bus, "test-outage", timeout=0.5) is None
+
+
+async def _published(bus: Bus, records: int, each_traced: bool) -> list[list[str]]:
+    """Publish `records` records, each from a trace of its own and in a turn of the event loop of its own, as
+    concurrent Sends arrive; then the records of each message the stream holds."""
+
+    async def one(n: int) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+        own_trace = trace.SpanContext(n + 1, n + 1, is_remote=True, trace_flags=trace.TraceFlags(1))
+        with trace.use_span(trace.NonRecordingSpan(own_trace)):
+            message = events_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString()
+            await bus.publish_grouped(SUBJECT, (message, f"m{n}"), each_traced=each_traced)
+
+    await asyncio.gather(*(one(n) for n in range(records)))
+    sub = await bus.js.pull_subscribe(SUBJECT, durable=f"test-grouped-{each_traced}", stream="HERALD_MESSAGES")
+    found = await sub.fetch(records, timeout=5)
+    return [[m.message_id for m in events_pb2.AcceptedBatch.FromString(msg.data).messages] for msg in found]
+
+
+async def test_records_that_carry_their_own_trace_share_publishes_across_traces(bus: Bus) -> None:
+    groups = await _published(bus, 50, each_traced=True)
+    assert sorted(m for group in groups for m in group) == sorted(f"m{n}" for n in range(50)), "each once"
+    assert len(groups) < 50, "records arriving while a publish is on its way wait to share the next"
+
+
+async def test_records_of_different_traces_never_share_a_publish_otherwise(bus: Bus) -> None:
+    groups = await _published(bus, 20, each_traced=False)
+    assert sorted(groups) == sorted([f"m{n}"] for n in range(20))

@@ -92,6 +92,7 @@ class AcceptedMessage(_message.Message):
     PART_FIELD_NUMBER: _builtins.int
     RECIPIENT_OFFSET_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     app_id: _builtins.str
     part: _builtins.int
@@ -99,6 +100,11 @@ class AcceptedMessage(_message.Message):
     part `part`, and its recipients start at `recipient_offset` in the audience.
     """
     recipient_offset: _builtins.int
+    traceparent: _builtins.str
+    """The W3C traceparent of the call that accepted it. Messages of concurrent
+    calls (each its own trace) travel grouped in one AcceptedBatch; the router
+    continues each message's trace from here, not from the batch's headers.
+    """
     @_builtins.property
     def template(self) -> _admin_service_pb2.Template:
         """The template as it was when the message was sent (the pinned version)."""
@@ -136,10 +142,11 @@ class AcceptedMessage(_message.Message):
         part: _builtins.int = ...,
         recipient_offset: _builtins.int = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
