@@ -2,7 +2,7 @@
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -248,7 +248,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             else:
                 fresh.append((accepted.template.category, payload, accepted.message_id))
                 responses.append(pb.SendResponse(message_id=accepted.message_id))
-        await asyncio.gather(self._queue(fresh), *(self._publish(row) for row in again))
+        await _all([self._queue(fresh), *(self._publish(row) for row in again)])
         taken = Counter((accepted.app_id, accepted.template.category) for accepted, _ in items)
         for (app_id, category), count in taken.items():
             metrics.child(ACCEPTED, app_id, categories.name(category)).inc(count)
@@ -269,11 +269,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         for category, payload, message_id in messages:
             together.setdefault(category, []).append((payload, message_id))
         try:
-            await asyncio.gather(
-                *(
+            await _all(
+                [
                     self._bus.publish_grouped(subjects.message_accepted(c), *records, each_traced=True)
                     for c, records in together.items()
-                )
+                ]
             )
         except TRANSIENT as e:
             raise Unavailable(
@@ -353,6 +353,14 @@ def _send_error(error: HeraldError) -> pb.SendError:
     if isinstance(error, ResourceExhausted):
         refusal.retry_delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
     return refusal
+
+
+async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
+    """Await every step, together; a single one (a Send's) directly, spared gather's tasks."""
+    if len(steps) == 1:
+        await steps[0]
+    else:
+        await asyncio.gather(*steps)
 
 
 def _over_limit(app: AppIdentity, retry_after: float) -> str:

@@ -1,5 +1,6 @@
 """Templates: immutable versions of per-channel, per-locale content, validated when written, cached when read."""
 
+import asyncio
 import re
 import time
 
@@ -29,6 +30,7 @@ class TemplateStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._latest: dict[str, tuple[float, pb.Template]] = {}
+        self._loading: dict[str, asyncio.Future[pb.Template]] = {}
 
     async def create(self, template: pb.Template) -> pb.Template:
         validate(template)
@@ -56,6 +58,20 @@ class TemplateStore:
         self._latest.pop(template.template_id, None)
         return template_pb(row)
 
+    async def _reload(self, template_id: str) -> pb.Template:
+        """One read for all the Sends that find the cached version stale at once, not one each."""
+        loading = self._loading.get(template_id)
+        if loading is None:
+            loading = self._loading[template_id] = asyncio.ensure_future(self._read_latest(template_id))
+            loading.add_done_callback(lambda _: self._loading.pop(template_id, None))
+        return await asyncio.shield(loading)
+
+    async def _read_latest(self, template_id: str) -> pb.Template:
+        clock = time.monotonic()
+        template = await self.get(template_id)
+        self._latest[template_id] = (clock + self.CACHE_SECONDS, template)
+        return template
+
     async def get(self, template_id: str, version: int = 0) -> pb.Template:
         async with self._db.session() as session:
             if version:
@@ -67,13 +83,8 @@ class TemplateStore:
         return template_pb(row)
 
     async def latest_for_sending(self, template_id: str) -> pb.Template:
-        clock = time.monotonic()
         cached = self._latest.get(template_id)
-        if cached and cached[0] > clock:
-            template = cached[1]
-        else:
-            template = await self.get(template_id)
-            self._latest[template_id] = (clock + self.CACHE_SECONDS, template)
+        template = cached[1] if cached and cached[0] > time.monotonic() else await self._reload(template_id)
         if template.HasField("archive_time"):
             raise FailedPrecondition(f"template '{template_id}' is archived")
         return template
