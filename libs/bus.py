@@ -17,11 +17,12 @@ HERALD_DEAD_LETTERS - and acked, so one bad message never holds a stage for
 ever and is never dropped silently.
 
 Many small records (delivery events, accepted messages) travel grouped: the
-ones published in the same turn of the event loop, on the same subject and in
-the same trace, go out as one message whose field 1 repeats them
-(`publish_grouped`), so a batch of work costs one publish, not one per record.
-Records that carry their own trace context (accepted messages) are grouped
-across traces too: concurrent Sends share a publish.
+ones published on the same subject and in the same trace, in the same turn of
+the event loop or while the previous such group awaits its PubAck, go out as
+one message whose field 1 repeats them (`publish_grouped`), so a batch of work
+costs one publish, not one per record. Records that carry their own trace
+context (accepted messages) are grouped across traces too: concurrent Sends
+share a publish.
 
 Consumers have a rank (0 first). While a consumer has a batch in hand, work of
 lower rank in the same process waits before its next publish and its next

@@ -62,7 +62,7 @@ def extract(carrier: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> c
     if not isinstance(carrier, Mapping):
         carrier = {k.lower(): v for k, v in carrier if isinstance(v, str)}
     if "traceparent" not in carrier and "baggage" not in carrier:
-        return context.get_current()  # what the propagators would return, for less than their cost
+        return context.Context()  # what the propagators would return, for less than their cost
     return propagate.extract(carrier)
 
 

@@ -263,15 +263,20 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
 
     async def _queue(self, messages: Sequence[tuple[int, bytes, str]]) -> None:
         """Publish one call's new messages (category, payload, message id): together, they travel as a few
-        AcceptedBatches (Bus.publish_grouped), a SendBatch of 100 as one, concurrent Sends as one. Each message
-        carries its call's trace (CommonPart), so calls' messages may share a publish."""
+        AcceptedBatches (Bus.publish_grouped), a SendBatch of 100 as one.
+
+        A lone message (a Send's) carries its call's trace (CommonPart), so it shares a publish with concurrent
+        Sends'. A SendBatch's messages keep a publish of their own: the router admits a fetched batch whole, and
+        batches merged across calls would let a marketing flood hold more of a shared router at once, in front
+        of a critical message (p99 behind a flood 60 -> 240 ms when tried)."""
         together: dict[int, list[tuple[bytes, str]]] = {}
         for category, payload, message_id in messages:
             together.setdefault(category, []).append((payload, message_id))
+        alone = len(messages) == 1
         try:
             await _all(
                 [
-                    self._bus.publish_grouped(subjects.message_accepted(c), *records, each_traced=True)
+                    self._bus.publish_grouped(subjects.message_accepted(c), *records, each_traced=alone)
                     for c, records in together.items()
                 ]
             )
