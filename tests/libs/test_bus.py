@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy.exc
 from herald.v1 import events_pb2
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 from opentelemetry import trace
 
 from libs import subjects
 from libs.bus import ACK, Bus, Incoming, Outcome
+from libs.errors import TRANSIENT
 from libs.localmesh import NatsServer
 
 BACKOFF = (0.1, 0.1)
@@ -130,3 +131,20 @@ async def test_records_that_carry_their_own_trace_share_publishes_across_traces(
 async def test_records_of_different_traces_never_share_a_publish_otherwise(bus: Bus) -> None:
     groups = await _published(bus, 20, each_traced=False)
     assert sorted(groups) == sorted([f"m{n}"] for n in range(20))
+
+
+async def test_a_publish_no_stream_takes_fails_as_an_outage_at_once(bus: Bus) -> None:
+    """A subject outside every stream (a stream deleted under a running mesh) is an outage to wait out, answered
+    at once rather than after the PubAck timeout."""
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(NoStreamResponseError) as raised:
+        await bus.publish("herald.nowhere", b"x", msg_id="nowhere")
+    assert isinstance(raised.value, TRANSIENT)
+    assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_a_publish_is_durable_once_it_returns(bus: Bus) -> None:
+    await asyncio.gather(*(bus.publish(SUBJECT, str(n).encode(), msg_id=f"d{n}") for n in range(200)))
+    await bus.publish(SUBJECT, b"0", msg_id="d0")  # a repeat within the duplicate window is dropped
+    info = await bus.js.stream_info("HERALD_MESSAGES")
+    assert info.state.messages == 200
