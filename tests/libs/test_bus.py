@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy.exc
 from herald.v1 import events_pb2
-from nats.js.errors import NoStreamResponseError, NotFoundError
+from nats.js.api import DiscardPolicy, StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from opentelemetry import trace
 
 from libs import subjects
@@ -148,3 +149,15 @@ async def test_a_publish_is_durable_once_it_returns(bus: Bus) -> None:
     await bus.publish(SUBJECT, b"0", msg_id="d0")  # a repeat within the duplicate window is dropped
     info = await bus.js.stream_info("HERALD_MESSAGES")
     assert info.state.messages == 200
+
+
+async def test_a_publish_the_stream_refuses_raises_the_streams_error(bus: Bus) -> None:
+    """A PubAck that carries an error (here a full stream that discards new messages) is raised as JetStream's
+    APIError with its code, not taken for an ack."""
+    await bus.js.add_stream(
+        StreamConfig(name="TEST_FULL", subjects=["test.full"], max_msgs=1, discard=DiscardPolicy.NEW)
+    )
+    await bus.publish("test.full", b"first", msg_id="first")
+    with pytest.raises(APIError) as raised:
+        await bus.publish("test.full", b"second", msg_id="second")
+    assert raised.value.err_code == 10077, "maximum messages exceeded"
