@@ -538,8 +538,9 @@ class Bus:
 class _PubAcks:
     """JetStream publishes awaiting their PubAck, answered on one wildcard reply subscription. What nats-py's
     `JetStreamContext.publish` does, without its cost per publish - random bytes drawn from the kernel for the
-    reply subject and an `asyncio.wait_for` - which was a tenth of the router's CPU: here a counter names the
-    reply and one timer bounds the wait. The same errors: TimeoutError, NoStreamResponseError, APIError."""
+    reply subject and an `asyncio.wait_for` (a publish cost its process 54-64 us of CPU, now 31-41): here a
+    counter names the reply and one timer bounds the wait. The same errors: TimeoutError, NoStreamResponseError,
+    APIError."""
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
