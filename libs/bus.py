@@ -63,6 +63,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -708,31 +709,32 @@ class Consumer:
 
     def _incoming(self, msg: Msg) -> Incoming:
         headers = dict(msg.headers or {})
-        span = _tracer.start_span(
-            f"{msg.subject} process", context=telemetry.extract(headers), kind=trace.SpanKind.CONSUMER
-        )
-        span.set_attribute("messaging.system", "nats")
-        span.set_attribute("messaging.operation.type", "process")
-        span.set_attribute("messaging.destination.name", msg.subject)
+        span = _process_span(msg.subject, telemetry.extract(headers))
         span.set_attribute("messaging.consumer.group.name", self.name)
         return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span, msg.metadata.sequence.stream)
+
+
+def _process_span(subject: str, parent: otel_context.Context) -> trace.Span:
+    """A consumer's span for work on what arrived on `subject`, a child of the publisher's span in `parent`."""
+    return _tracer.start_span(
+        f"{subject} process",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": subject,
+        },
+    )
 
 
 def in_own_trace(incoming: Incoming, traceparent: str) -> AbstractContextManager[trace.Span]:
     """Where the work for one record of `incoming` runs. A record that carries its own trace context
     (`publish_grouped(each_traced=True)`) from another trace than the group's gets a consumer span of its own
     there; one of the group's trace, or with none, runs in `incoming`'s span."""
-    parent = telemetry.extract({"traceparent": traceparent}) if traceparent else None
-    found = trace.get_current_span(parent).get_span_context() if parent is not None else None
-    if found is None or not found.is_valid or found.trace_id == incoming.span.get_span_context().trace_id:
-        return trace.use_span(incoming.span, end_on_exit=False)
-    return _tracer.start_as_current_span(
-        f"{incoming.subject} process",
-        context=parent,
-        kind=trace.SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "nats",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": incoming.subject,
-        },
-    )
+    if traceparent:
+        parent = telemetry.extract({"traceparent": traceparent})
+        own = trace.get_current_span(parent).get_span_context()
+        if own.is_valid and own.trace_id != incoming.span.get_span_context().trace_id:
+            return trace.use_span(_process_span(incoming.subject, parent), end_on_exit=True)
+    return trace.use_span(incoming.span, end_on_exit=False)

@@ -13,7 +13,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from opentelemetry import trace
 
 from libs import subjects
-from libs.bus import ACK, Bus, Incoming, Outcome
+from libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace
 from libs.errors import TRANSIENT
 from libs.localmesh import NatsServer
 
@@ -161,3 +161,18 @@ async def test_a_publish_the_stream_refuses_raises_the_streams_error(bus: Bus) -
     with pytest.raises(APIError) as raised:
         await bus.publish("test.full", b"second", msg_id="second")
     assert raised.value.err_code == 10077, "maximum messages exceeded"
+
+
+def test_a_record_of_another_trace_is_worked_on_in_that_trace() -> None:
+    """A record grouped with other traces' (each_traced) is routed in its own caller's trace; one of the group's
+    trace, or with none, in the group's span."""
+    group_trace = trace.SpanContext(0xA, 0x1, is_remote=True, trace_flags=trace.TraceFlags(1))
+    incoming = Incoming(SUBJECT, b"", {}, 1, trace.NonRecordingSpan(group_trace), 1)
+    other = f"00-{0xB:032x}-{0x2:016x}-01"
+    with in_own_trace(incoming, other) as span:
+        assert trace.get_current_span() is span and span is not incoming.span
+        assert span.get_span_context().trace_id == 0xB
+    same = f"00-{0xA:032x}-{0x3:016x}-01"
+    for traceparent in (same, ""):
+        with in_own_trace(incoming, traceparent) as span:
+            assert span is incoming.span and trace.get_current_span() is incoming.span
