@@ -507,7 +507,9 @@ class Bus:
             max_ack_pending=max(max_pending, batch * 4),
         )
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-        consumer = Consumer(self.js, durable, sub, handler, batch, rank, self._precedence, self._retry_backoff, linger)
+        consumer = Consumer(
+            self._acks, durable, sub, handler, batch, rank, self._precedence, self._retry_backoff, linger
+        )
         consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -595,7 +597,7 @@ class Consumer:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        acks: _PubAcks,
         name: str,
         sub: JetStreamContext.PullSubscription,
         handler: BatchHandler,
@@ -606,7 +608,7 @@ class Consumer:
         linger: float,
     ) -> None:
         self.name = name
-        self._js = js
+        self._acks = acks
         self._sub = sub
         self._handler = handler
         self._batch = batch
@@ -697,7 +699,7 @@ class Consumer:
             "Herald-Reason": " ".join(broken.reason.split()),  # a header is one line
         }
         headers.pop("Nats-Msg-Id", None)
-        await self._js.publish(subjects.unprocessed(self.name), incoming.data, headers=headers)
+        await self._acks.publish(subjects.unprocessed(self.name), incoming.data, headers)
         UNPROCESSED.labels(self.name).inc()
         log.error(
             "dead-lettered a message no retry could handle",
