@@ -100,6 +100,10 @@ STREAMS: dict[str, Stream] = {
     "HERALD_SCHEDULES": Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
 }
 SCHEDULE_FIRED_TTL = "168h"
+# How long announce_asking waits for a listener's answer.
+LISTENER_TIMEOUT = 1.0
+# JetStream's error code for a publish whose Nats-Expected-Last-Subject-Sequence no longer holds.
+WRONG_LAST_SEQUENCE = 10071
 # What one grouped publish may weigh: NATS carries 1 MiB, and no single record is allowed over 512 KiB.
 MAX_GROUP_BYTES = 768 * 1024
 DUPLICATE_WINDOW = 600.0
@@ -123,6 +127,17 @@ class RetryLater(Exception):
     def __init__(self, delay: float, reason: str = "") -> None:
         super().__init__(reason)
         self.delay = delay
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    payload: bytes
+    # Its sequence in HERALD_SCHEDULES, for replacing it by compare-and-set (Bus.schedule).
+    sequence: int
+
+
+class ScheduleChanged(Exception):
+    """A schedule was replaced, fired or made by someone else since it was read."""
 
 
 @dataclass(frozen=True)
@@ -393,13 +408,27 @@ class Bus:
         """A core NATS notice to every process listening now; not stored, so listeners also re-read on a timer."""
         await self.nc.publish(subject, payload)
 
+    async def announce_asking(self, subject: str, payload: bytes = b"") -> bool:
+        """announce, and say whether any process was listening (each listener answers; no listener, and the
+        server says so at once)."""
+        try:
+            await self.nc.request(subject, payload, timeout=LISTENER_TIMEOUT)
+        except nats.errors.NoRespondersError:
+            return False
+        except nats.errors.TimeoutError:
+            return True  # a listener too busy to answer in time still got the notice
+        return True
+
     @asynccontextmanager
     async def notices(self, subject: str) -> AsyncIterator[asyncio.Queue[bytes]]:
-        """The payloads of notices on `subject` (announce) while the block runs."""
+        """The payloads of notices on `subject` (announce) while the block runs; announce_asking hears that
+        this process listens."""
         queue: asyncio.Queue[bytes] = asyncio.Queue()
 
         async def on_notice(msg: Msg) -> None:
             queue.put_nowait(msg.data)
+            if msg.reply:
+                await msg.respond(b"")
 
         subscription = await self.nc.subscribe(subject, cb=on_notice)
         try:
@@ -407,10 +436,14 @@ class Bus:
         finally:
             await subscription.unsubscribe()
 
-    async def schedule(self, subject: str, payload: bytes, at: datetime, target: str) -> None:
+    async def schedule(
+        self, subject: str, payload: bytes, at: datetime, target: str, *, replacing: int | None = None
+    ) -> None:
         """Store `payload` under `subject` (in HERALD_SCHEDULES) for the server to publish to `target` at `at`.
 
-        The subject names the schedule: publishing it again replaces it, purging it withdraws it.
+        The subject names the schedule: publishing it again replaces it, purging it withdraws it. With
+        `replacing`, only if the schedule is still the one of that sequence (`Scheduled.sequence`; 0 = there is
+        none), else ScheduleChanged: compare-and-set, for schedules several processes add to.
         """
         # @at takes whole seconds: round up, so nothing fires before its time.
         whole = at.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if at.microsecond else timedelta())
@@ -420,14 +453,22 @@ class Bus:
             "Nats-Schedule-Target": target,
             "Nats-Schedule-TTL": SCHEDULE_FIRED_TTL,
         }
-        await self._publish(subject, payload, headers)
-
-    async def scheduled(self, subject: str) -> bytes | None:
-        """The payload of the schedule `subject` names, or None if there is none (never made, fired, withdrawn)."""
+        if replacing is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(replacing)
         try:
-            return (await self.js.get_last_msg("HERALD_SCHEDULES", subject)).data or b""
+            await self._publish(subject, payload, headers)
+        except APIError as e:
+            if e.err_code == WRONG_LAST_SEQUENCE:
+                raise ScheduleChanged(subject) from e
+            raise
+
+    async def scheduled(self, subject: str) -> Scheduled | None:
+        """The schedule `subject` names, or None if there is none (never made, fired, withdrawn)."""
+        try:
+            found = await self.js.get_last_msg("HERALD_SCHEDULES", subject)
         except NotFoundError:
             return None
+        return Scheduled(found.data or b"", found.seq or 0)
 
     async def unschedule(self, subjects: str) -> None:
         """Withdraw the schedules under `subjects` (wildcards allowed)."""

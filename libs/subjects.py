@@ -52,6 +52,37 @@ def held_delivery(delivery_id: str) -> str:
     return f"herald.schedule.held.{delivery_id}"
 
 
+def escalation(delivery_id: str) -> str:
+    """Where the router holds an escalation step until its delay has passed."""
+    return f"herald.schedule.escalate.{delivery_id}"
+
+
+def escalation_due(category: int) -> str:
+    """NATS server -> router: an escalation step whose delay has passed (DeliveryJob)."""
+    return f"herald.schedule.escalated.{categories.name(category)}"
+
+
+def digest(key: str) -> str:
+    """Where the router collects one recipient's digest (DigestCollection) until the window's end; `key` is a hash
+    of the app, template, digest key, recipient and channel."""
+    return f"herald.schedule.digest.{key}"
+
+
+def digest_due(category: int) -> str:
+    """NATS server -> router: a digest whose window ended (DigestCollection)."""
+    return f"herald.schedule.digested.{categories.name(category)}"
+
+
+def wake(app_id: str, user_key: str) -> str:
+    """Where the adapters hold the offline push for a user's new inbox items until the collapse window ends."""
+    return f"herald.schedule.wake.{app_id}.{user_key}"
+
+
+def wake_due(category: int) -> str:
+    """NATS server -> adapters: an offline push whose collapse window ended (DeliveryJob)."""
+    return f"herald.schedule.woken.{categories.name(category)}"
+
+
 def schedules(message_id: str) -> str:
     """Every part's schedule of a message, for purging them all."""
     return f"herald.schedule.at.{message_id}.>"

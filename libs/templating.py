@@ -15,13 +15,13 @@ MAX_RENDER_SECONDS.
 import re
 import string
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from herald.v1 import common_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
@@ -34,6 +34,8 @@ MAX_ITERATIONS = 100_000
 MAX_EXPONENT = 1024
 MAX_RENDER_SECONDS = 0.5
 TEXT_PARTS = ("subject", "body", "html_body")
+# What a digest template renders with besides the first send's variables: every send's variables, and how many.
+DIGEST_VARIABLES = frozenset({"items", "count"})
 
 
 def _bounded_range(*args: int) -> range:
@@ -215,7 +217,7 @@ def substitutions(source: str) -> tuple[int, tuple[str, ...]] | None:
     return fixed, tuple(used)
 
 
-def render(source: str, values: Mapping[str, str]) -> str:
+def render(source: str, values: Mapping[str, Any]) -> str:
     if not source:
         return ""
     try:
@@ -244,7 +246,22 @@ def content_variables(content: common_pb2.ChannelContent) -> frozenset[str]:
     return frozenset().union(*(variables(source) for _, source in content_parts(content)))
 
 
-def render_content(content: common_pb2.ChannelContent, values: Mapping[str, str]) -> common_pb2.ChannelContent:
+def collects_digest(template: admin_service_pb2.Template) -> bool:
+    return template.digest.window.ToNanoseconds() > 0
+
+
+def needed_variables(template: admin_service_pb2.Template) -> frozenset[str]:
+    """The variables a Send must give: those the contents use, less what herald fills in for a digest."""
+    needed = frozenset().union(*(content_variables(c) for c in template.contents))
+    return needed - DIGEST_VARIABLES if collects_digest(template) else needed
+
+
+def digest_values(first: Mapping[str, str], items: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """What a digest renders with: the first send's variables, and every send's as `items`."""
+    return {**first, "items": [dict(i) for i in items], "count": len(items)}
+
+
+def render_content(content: common_pb2.ChannelContent, values: Mapping[str, Any]) -> common_pb2.ChannelContent:
     """The content with every templated field rendered; a TemplateError names the field."""
     rendered = common_pb2.ChannelContent(channel=content.channel, locale=content.locale)
     for part, source in content_parts(content):
@@ -269,7 +286,7 @@ def pick(contents: list[common_pb2.ChannelContent], channel: str, locale: str) -
     return None
 
 
-def _render(template: Template, values: Mapping[str, str]) -> str:
+def _render(template: Template, values: Mapping[str, Any]) -> str:
     deadline = time.monotonic() + MAX_RENDER_SECONDS
     budget = _budget.set(_Budget(MAX_ITERATIONS, deadline))
     out: list[str] = []

@@ -42,7 +42,9 @@ from services.adapters.channels.base import DeliveryError, Failure
 log = structlog.get_logger()
 
 S = common_pb2
-FINAL = frozenset({S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_FAILED, S.DELIVERY_STATE_EXPIRED})
+FINAL = frozenset(
+    {S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_FAILED, S.DELIVERY_STATE_EXPIRED, S.DELIVERY_STATE_CANCELLED}
+)
 # Longest a call waits in process for its account's rate limit; a longer wait naks the job until then.
 MAX_PACING_WAIT = 2.0
 # What SREs alert on, per provider account: how its calls end and how long they take.
@@ -120,7 +122,8 @@ class Deliverer:
             incoming.span.set_attributes({"herald.message_id": job.message_id, "herald.delivery_id": job.delivery_id})
         # Where each delivery's trace is, for the receipts that come long after (receipts.py links to it).
         traces = {j.delivery_id: telemetry.traceparent(i.span) for i, j in work}
-        plans = [await self._plan(j, records.get(j.delivery_id)) for _, j in work]
+        stopped = await self._stopped([j for _, j in work if j.stop_on])
+        plans = [await self._plan(j, records.get(j.delivery_id), stopped.get(j.delivery_id, "")) for _, j in work]
         # A provider that de-duplicates on our key needs no mark: after a crash it simply gets the same call again.
         marked = [
             (j, p)
@@ -139,7 +142,7 @@ class Deliverer:
         # A job repeated within the batch is settled by its first copy.
         return [retry[j.delivery_id] if first[j.delivery_id] == n else ACK for n, j in enumerate(jobs)]
 
-    async def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> Result | Call:
+    async def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None, stop: str) -> Result | Call:
         replayed = record is not None and job.replay > record.replay
         if record is not None and not replayed:
             if record.state in FINAL:
@@ -147,6 +150,8 @@ class Deliverer:
             if record.sending_until is not None:
                 return self._resume(record, record.sending_until)
         attempts = record.attempts if record else 0
+        if stop:
+            return Result(S.DELIVERY_STATE_CANCELLED, attempts, reason=stop, may_fall_back=False)
         cycle_start = attempts if replayed else (record.cycle_start if record else 0)
         expire_at = from_timestamp(job.expire_at)
         if expire_at is not None and expire_at <= now():
@@ -238,6 +243,30 @@ class Deliverer:
             return Result(S.DELIVERY_STATE_EXPIRED, attempt, provider, reason=reason)
         reason = f"attempt {attempt} failed: {error.reason}; retrying in {delay:g}s"
         return Result(S.DELIVERY_STATE_PENDING, attempt, provider, reason=reason, retry_in=delay)
+
+    async def _stopped(self, steps: list[events_pb2.DeliveryJob]) -> dict[str, str]:
+        """Escalation steps that must not go out, and why: a delivery before them was read or delivered."""
+        if not steps:
+            return {}
+        earlier = {d for step in steps for d in step.stop_on}
+        async with self._db.session() as session:
+            read = await session.execute(
+                select(tables.InboxItem.delivery_id, tables.InboxItem.read_time).where(
+                    tables.InboxItem.delivery_id.in_(earlier), tables.InboxItem.read_time.is_not(None)
+                )
+            )
+            delivered = await session.execute(
+                select(tables.Delivery.delivery_id, tables.Delivery.delivered_time).where(
+                    tables.Delivery.delivery_id.in_(earlier), tables.Delivery.delivered_time.is_not(None)
+                )
+            )
+        seen = {d: f"read at {at.isoformat(timespec='seconds')}" for d, at in read if at}
+        seen |= {d: f"delivered at {at.isoformat(timespec='seconds')}" for d, at in delivered if at}
+        stopped = {}
+        for step in steps:
+            if found := next((d for d in step.stop_on if d in seen), None):
+                stopped[step.delivery_id] = f"escalation stopped: {found} was {seen[found]}"
+        return stopped
 
     async def _load(self, delivery_ids: Iterable[str]) -> dict[str, tables.Delivery]:
         async with self._db.session() as session:

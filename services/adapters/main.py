@@ -23,6 +23,7 @@ from services.adapters.accounts import Accounts, plugins
 from services.adapters.deliverer import Deliverer
 from services.adapters.inbox.service import InboxService
 from services.adapters.inbox.tokens import InboxTokens
+from services.adapters.inbox.wake import Waker
 from services.adapters.inbox.writer import InboxWriter
 from services.adapters.provider_service import ProviderService
 from services.adapters.receipts import ReceiptsEndpoint
@@ -64,7 +65,8 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(rt.settings.inbox_token_secret)), server
     )
     deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff, await RateLimiter.open(rt.bus))
-    inbox = InboxWriter(rt.db, rt.bus)
+    waker = Waker(rt.db, rt.bus)
+    inbox = InboxWriter(rt.db, rt.bus, waker)
     for channel in channels.KNOWN:
         for category in rt.settings.pipelines:
             pipeline = categories.PIPELINES[category]
@@ -77,6 +79,14 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
                 rank=pipeline.rank,
                 max_pending=MAX_PENDING,
             )
+    for category in rt.settings.pipelines:
+        await rt.bus.consume(
+            "HERALD_SCHEDULES",
+            f"adapters-wake-{categories.name(category)}",
+            subjects.wake_due(category),
+            each(waker.on_due),
+            rank=categories.PIPELINES[category].rank,
+        )
     await rt.bus.consume(
         "HERALD_EVENTS", "adapters-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
     )

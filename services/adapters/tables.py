@@ -50,6 +50,8 @@ class Delivery(Base):
     dead_letter: Mapped[bool] = mapped_column(Boolean, default=False)
     address_dead: Mapped[bool] = mapped_column(Boolean, default=False)
     may_fall_back: Mapped[bool] = mapped_column(Boolean, default=True)
+    # When a receipt said it reached the device or mailbox: an escalation step naming it is not sent.
+    delivered_time: Mapped[datetime | None]
 
 
 class ProviderAccount(Base):

@@ -155,7 +155,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             )
         if row is None:
             scheduled = await self._bus.scheduled(subjects.schedule(message_id, 0))
-            payloads = [(0, scheduled)] if scheduled is not None else []
+            payloads = [(0, scheduled.payload)] if scheduled is not None else []
         else:
             if row.cancel_time is None:
                 async with self._db.session.begin() as session:

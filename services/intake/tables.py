@@ -51,6 +51,10 @@ class Template(Base):
     contents: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     # Channel ids tried in order for each recipient (herald.v1.Template.fallback_channels).
     fallback_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # herald.v1.OfflinePush; herald.v1.EscalationStep messages and the herald.v1.Digest as JSON (proto field names).
+    offline_push: Mapped[int] = mapped_column(Integer, default=0)
+    escalation: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    digest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     create_time: Mapped[datetime]
     # Set on every version of an archived template.
     archive_time: Mapped[datetime | None]

@@ -3,6 +3,7 @@
 import asyncio
 import re
 import time
+from datetime import timedelta
 
 from google.protobuf import json_format
 from herald.v1 import admin_service_pb2 as pb
@@ -19,6 +20,10 @@ from services.intake import pagination, tables
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_ESCALATION_STEPS = 5
+# The longest an escalation step or a digest window may wait.
+MAX_WAIT = timedelta(days=7)
 
 
 class TemplateStore:
@@ -141,11 +146,13 @@ class TemplateStore:
 def preview(template: pb.Template, values: dict[str, str], locale: str) -> list[common_pb2.ChannelContent]:
     """Every channel rendered as a recipient in `locale` would get it."""
     rendered = []
+    # A digest previews as the digest of this one send.
+    given = templating.digest_values(values, [values]) if templating.collects_digest(template) else values
     for channel in dict.fromkeys(c.channel for c in template.contents):
         content = templating.pick(list(template.contents), channel, locale)
         assert content is not None  # validate() guarantees a default locale per channel
         try:
-            rendered.append(templating.render_content(content, values))
+            rendered.append(templating.render_content(content, given))
         except templating.TemplateError as e:
             raise InvalidArgument({"variables": f"{channel} {e}"}) from e
     return rendered
@@ -161,8 +168,11 @@ def template_pb(row: tables.Template) -> pb.Template:
         version=row.version,
         create_time=to_timestamp(row.create_time),
         description=row.description,
-        variables=sorted(set().union(*(templating.content_variables(c) for c in contents))),
+        offline_push=pb.OfflinePush.ValueType(row.offline_push),
+        escalation=[json_format.ParseDict(s, pb.EscalationStep()) for s in row.escalation],
+        digest=json_format.ParseDict(row.digest, pb.Digest()),
     )
+    template.variables[:] = sorted(templating.needed_variables(template))
     if row.archive_time is not None:
         template.archive_time.CopyFrom(to_timestamp(row.archive_time))
     return template
@@ -203,8 +213,46 @@ def validate(template: pb.Template) -> None:
             bad[f"template.fallback_channels[{i}]"] = f"channel '{channel[:40]}' has no content in this template"
         elif channel in template.fallback_channels[:i]:
             bad[f"template.fallback_channels[{i}]"] = f"channel '{channel}' appears twice"
+    _validate_reach(template, {c for c, _ in seen}, bad)
     if bad:
         raise InvalidArgument(bad)
+
+
+def _validate_reach(template: pb.Template, with_content: set[str], bad: dict[str, str]) -> None:
+    """The offline push, escalation steps and digest window."""
+    if template.offline_push not in pb.OfflinePush.values():
+        bad["template.offline_push"] = "ENABLED, DISABLED or unspecified"
+    previous = 0.0
+    if len(template.escalation) > MAX_ESCALATION_STEPS:
+        bad["template.escalation"] = f"at most {MAX_ESCALATION_STEPS} steps"
+    for i, step in enumerate(template.escalation):
+        field = f"template.escalation[{i}]"
+        if step.channel not in with_content:
+            bad[f"{field}.channel"] = f"channel '{step.channel[:40]}' has no content in this template"
+        elif step.channel in channels.ADDRESSED_BY_USER_ID:
+            bad[f"{field}.channel"] = "the inbox is where a message waits to be read, not a step to escalate to"
+        elif step.channel in template.fallback_channels:
+            bad[f"{field}.channel"] = f"channel '{step.channel}' is in the fallback chain"
+        elif step.channel in [s.channel for s in template.escalation[:i]]:
+            bad[f"{field}.channel"] = f"channel '{step.channel}' appears twice"
+        delay = step.delay.ToTimedelta().total_seconds()
+        if not 1 <= delay <= MAX_WAIT.total_seconds():
+            bad[f"{field}.delay"] = "from 1 second to 7 days"
+        elif delay <= previous:
+            bad[f"{field}.delay"] = "must be longer than the previous step's"
+        previous = delay
+    if template.escalation and len(with_content - {s.channel for s in template.escalation}) == 0:
+        bad["template.escalation"] = "needs a channel that is sent at once, besides the steps"
+    if template.HasField("digest"):
+        window = template.digest.window.ToTimedelta().total_seconds()
+        if template.category == common_pb2.CATEGORY_CRITICAL:
+            bad["template.digest"] = "critical messages are never held for a digest"
+        elif not 1 <= window <= MAX_WAIT.total_seconds():
+            bad["template.digest.window"] = "from 1 second to 7 days"
+        if template.digest.key and not VARIABLE.match(template.digest.key):
+            bad["template.digest.key"] = "a variable name: letters, digits and '_', not starting with a digit"
+        if template.escalation:
+            bad["template.digest"] = "a template escalates or collects digests, not both"
 
 
 def _row(template: pb.Template, version: int) -> tables.Template:
@@ -215,5 +263,8 @@ def _row(template: pb.Template, version: int) -> tables.Template:
         description=template.description,
         contents=[json_format.MessageToDict(c, preserving_proto_field_name=True) for c in template.contents],
         fallback_channels=list(template.fallback_channels),
+        offline_push=template.offline_push,
+        escalation=[json_format.MessageToDict(s, preserving_proto_field_name=True) for s in template.escalation],
+        digest=json_format.MessageToDict(template.digest, preserving_proto_field_name=True),
         create_time=now(),
     )

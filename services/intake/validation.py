@@ -142,9 +142,12 @@ def _plan(template: admin_service_pb2.Template, chosen: list[str]) -> _RenderPla
 def _new_plan(template: admin_service_pb2.Template, chosen: list[str]) -> _RenderPlan:
     contents = [c for c in template.contents if c.channel in chosen]
     needed = frozenset().union(*(templating.content_variables(c) for c in contents))
+    if digest := templating.collects_digest(template):
+        needed -= templating.DIGEST_VARIABLES
     parts = [[templating.substitutions(source) for _, source in templating.content_parts(c)] for c in contents]
     sized = [(c.channel, [p for p in each if p is not None]) for c, each in zip(contents, parts, strict=True)]
-    plain = all(None not in each for each in parts)
+    # A digest renders with more than a Send gives (its items): only rendering tells its size.
+    plain = not digest and all(None not in each for each in parts)
     return _RenderPlan(contents, needed, sized if plain else None)
 
 
@@ -167,9 +170,10 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
             continue
         # The most each channel's rendering weighs, over its locales: a delivery carries its chain's renderings.
         weight: dict[str, int] = {}
+        given = templating.digest_values(values, [values]) if templating.collects_digest(template) else values
         for content in plan.contents:
             try:
-                rendered = templating.render_content(content, values)
+                rendered = templating.render_content(content, given)
             except templating.TemplateError as e:
                 where = f"{content.channel}{f' ({content.locale})' if content.locale else ''}"
                 bad.setdefault(field, f"template '{template.template_id}' {where} {e}")

@@ -8,28 +8,74 @@ the channel's (libs.ids.delivery_id), so every replay of a message derives the
 same ids.
 """
 
-from herald.v1 import events_pb2, message_service_pb2
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from herald.v1 import admin_service_pb2, common_pb2, events_pb2, message_service_pb2
 
 from libs import channels, ids, templating
 from services.router import tables
 
 # A step of a chain and why it cannot be rendered ("" when it can).
 Step = tuple[events_pb2.DeliveryJob, str]
+# The channels an offline push may wake a user's app on, in order of preference.
+PUSH_CHANNELS = ("apns", "fcm")
+# Templates whose inbox items wake the app unless they say otherwise.
+WAKING_CATEGORIES = frozenset({common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION})
 
 
-def chains(message: events_pb2.AcceptedMessage, users: dict[str, tables.User]) -> list[list[Step]]:
+@dataclass(frozen=True)
+class Chain:
+    """One recipient's chain of steps, and the variables it was rendered with (the message's, overridden by the
+    recipient's)."""
+
+    steps: list[Step]
+    values: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A later step of a template's escalation, due `delay` after the message was dispatched; its job names the
+    recipient's earlier deliveries that, read or delivered, stop it (`stop_on`)."""
+
+    step: Step
+    delay: timedelta
+
+
+@dataclass(frozen=True)
+class Plan:
+    chains: list[Chain] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
+
+
+def plan(message: events_pb2.AcceptedMessage, users: dict[str, tables.User]) -> Plan:
     chain = channels.fallback_chain(message.template.fallback_channels, message.channels)
-    found: list[list[Step]] = []
+    later = {s.channel: s.delay.ToTimedelta() for s in message.template.escalation if s.channel in message.channels}
+    if not set(message.channels) - later.keys():  # a sender who names only escalation channels sends them now
+        later = {}
+    found = Plan()
     count = len(message.channels)
     for position, recipient in enumerate(message.recipients, start=message.recipient_offset):
         user = users.get(recipient.user_id)
+        values = {**message.variables, **recipient.variables}
         steps = {
-            channel: _job(message, recipient, channel, ids.delivery_id(message.message_id, position, j, count), user)
+            channel: _job(
+                message, recipient, values, channel, ids.delivery_id(message.message_id, position, j, count), user
+            )
             for j, channel in enumerate(message.channels)
         }
-        found += [[steps[c]] for c in message.channels if c not in chain]
+        at_once = [[steps[c]] for c in message.channels if c not in chain and c not in later]
         if chain:
-            found.append([steps[c] for c in chain])
+            at_once.append([steps[c] for c in chain])
+        found.chains.extend(Chain(c, values) for c in at_once)
+        stop_on = [job.delivery_id for c in at_once for job, _ in c]
+        for channel, delay in later.items():
+            job, unrenderable = steps[channel]
+            job.stop_on.extend(stop_on)
+            stop_on.append(job.delivery_id)
+            found.escalations.append(Escalation((job, unrenderable), delay))
     return found
 
 
@@ -60,13 +106,13 @@ def address(addresses: dict[str, str] | None, user_id: str, channel: str, user: 
 def _job(
     message: events_pb2.AcceptedMessage,
     recipient: message_service_pb2.Recipient,
+    values: dict[str, str],
     channel: str,
     delivery_id: str,
     user: tables.User | None,
 ) -> Step:
     """intake render-checked the same template and variables, so a failure here means a bug, reported on
     the delivery rather than retried forever."""
-    locale = recipient.locale or (user.locale if user else "")
     job = events_pb2.DeliveryJob(
         delivery_id=delivery_id,
         message_id=message.message_id,
@@ -81,18 +127,64 @@ def _job(
         job.expire_at.CopyFrom(message.expire_at)
     if message.HasField("quiet_hours"):
         job.quiet_hours.CopyFrom(message.quiet_hours)
-    content = templating.pick(list(message.template.contents), channel, locale)
+    locale = recipient.locale or (user.locale if user else "")
+    given = templating.digest_values(values, [values]) if templating.collects_digest(message.template) else values
+    if unrenderable := render(job, message.template, given, locale):
+        return job, unrenderable
+    if channel == "inbox" and wakes(message.template) and user is not None:
+        _add_wake(job, user)
+    return job, ""
+
+
+def render(
+    job: events_pb2.DeliveryJob, template: admin_service_pb2.Template, values: Mapping[str, Any], locale: str
+) -> str:
+    """Render the job's content in `locale` (else its language, else the default); why it cannot be, or ""."""
+    content = templating.pick(list(template.contents), job.channel, locale)
     if content is None:
-        return job, f"template has no {channel} content for locale '{locale}' and no default"
+        return f"template has no {job.channel} content for locale '{locale}' and no default"
     try:
-        rendered = templating.render_content(content, {**message.variables, **recipient.variables})
+        rendered = templating.render_content(content, values)
     except templating.TemplateError as e:
-        return job, f"cannot render the template: {e}"
+        return f"cannot render the template: {e}"
     job.subject, job.body, job.html_body, job.locale = (
         rendered.subject,
         rendered.body,
         rendered.html_body,
         content.locale,
     )
+    job.data.clear()
     job.data.update(rendered.data)
-    return job, ""
+    return ""
+
+
+def wakes(template: admin_service_pb2.Template) -> bool:
+    """Whether the template's inbox items wake an app nobody is watching (Template.offline_push)."""
+    if template.offline_push == admin_service_pb2.OFFLINE_PUSH_UNSPECIFIED:
+        return template.category in WAKING_CATEGORIES
+    return template.offline_push == admin_service_pb2.OFFLINE_PUSH_ENABLED
+
+
+def _add_wake(job: events_pb2.DeliveryJob, user: tables.User) -> None:
+    """The push on the user's first push channel with an address, saying what the inbox item says."""
+    for channel in PUSH_CHANNELS:
+        if found := user.address(channel):
+            job.wake.CopyFrom(
+                events_pb2.DeliveryJob(
+                    delivery_id=f"{job.delivery_id}.wake",
+                    message_id=job.message_id,
+                    app_id=job.app_id,
+                    template_id=job.template_id,
+                    category=job.category,
+                    user_id=job.user_id,
+                    channel=channel,
+                    address=found,
+                    subject=job.subject,
+                    body=job.body,
+                    data={"herald_inbox": "1"},
+                    locale=job.locale,
+                )
+            )
+            if job.HasField("quiet_hours"):
+                job.wake.quiet_hours.CopyFrom(job.quiet_hours)
+            return

@@ -38,6 +38,8 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
             ("HERALD_MESSAGES", f"router-fallback-{name}", subjects.fallback(category), router.on_fallback),
             ("HERALD_SCHEDULES", f"router-due-{name}", subjects.schedule_due(category), router.on_due),
             ("HERALD_SCHEDULES", f"router-release-{name}", subjects.delivery_released(category), router.on_released),
+            ("HERALD_SCHEDULES", f"router-escalation-{name}", subjects.escalation_due(category), router.on_escalated),
+            ("HERALD_SCHEDULES", f"router-digest-{name}", subjects.digest_due(category), router.on_digest),
         ):
             await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch, rank=pipeline.rank)
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))

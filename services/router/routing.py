@@ -27,12 +27,12 @@ import structlog
 from herald.v1 import common_pb2, events_pb2
 from prometheus_client import Counter
 
-from libs import categories, events, metrics, subjects
+from libs import categories, events, metrics, subjects, templating
 from libs.bus import Bus, Incoming, in_own_trace
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.router import jobs
+from services.router import digests, jobs
 from services.router.dedup import ContentDedup
 from services.router.frequency import FrequencyCaps
 from services.router.recipients import Recipients, RecipientsReader
@@ -65,6 +65,7 @@ class Router:
     ) -> None:
         self._recipients = RecipientsReader(db)
         self._bus = bus
+        self._digests = digests.Digests(bus)
         self._ledger = ledger
         self._dedup = dedup
         self._caps = caps
@@ -142,19 +143,69 @@ class Router:
 
     async def _dispatch(self, message: events_pb2.AcceptedMessage) -> None:
         recipients = await self._recipients.load(_user_ids(message))
-        chains = jobs.chains(message, recipients.users)
+        plan = jobs.plan(message, recipients.users)
         if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
-            await self._each(self._announce(c[0][0], S.DELIVERY_STATE_CANCELLED, CANCELLED) for c in chains)
+            firsts = [c.steps[0][0] for c in plan.chains]
+            await self._each(self._announce(job, S.DELIVERY_STATE_CANCELLED, CANCELLED) for job in firsts)
             return
-        await self._each(self._start(chain, recipients) for chain in chains)
+        if templating.collects_digest(message.template):
+            await self._each(self._collect(message, chain) for chain in plan.chains)
+            return
+        await self._each(self._start(chain.steps, recipients) for chain in plan.chains)
+        sent_at = from_timestamp(message.send_at) or from_timestamp(message.create_time) or now()
+        await self._each(self._escalate(e, sent_at + e.delay) for e in plan.escalations)
 
     async def _start(self, chain: list[jobs.Step], recipients: Recipients) -> None:
         """Route a chain from its first renderable step; a step that cannot be rendered FAILED on the spot."""
+        if renderable := await self._renderable(chain):
+            await self._route(jobs.link(renderable), recipients)
+
+    async def _renderable(self, chain: list[jobs.Step]) -> list[events_pb2.DeliveryJob]:
+        """The steps that rendered; the others are FAILED on the spot."""
         for job, unrenderable in chain:
             if unrenderable:
                 await self._announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
-        if renderable := [job for job, unrenderable in chain if not unrenderable]:
-            await self._route(jobs.link(renderable), recipients)
+        return [job for job, unrenderable in chain if not unrenderable]
+
+    async def _escalate(self, escalation: jobs.Escalation, due: datetime) -> None:
+        """Hold a later step of the escalation until it is due; it is routed then, and the adapters send it only
+        if none of the deliveries before it was read or delivered."""
+        if not await self._renderable([escalation.step]):
+            return
+        job = escalation.step[0]
+        reason = f"escalation: goes out at {due.isoformat(timespec='seconds')} unless the message is read by then"
+        await self._announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
+        target = subjects.escalation_due(job.category)
+        await self._bus.schedule(subjects.escalation(job.delivery_id), job.SerializeToString(), due, target)
+
+    async def on_escalated(self, incoming: Incoming) -> None:
+        """An escalation step is due: route it like any delivery."""
+        job = events_pb2.DeliveryJob.FromString(incoming.data)
+        await self._route(job, await self._recipients.load({job.user_id} - {""}))
+
+    async def _collect(self, message: events_pb2.AcceptedMessage, chain: jobs.Chain) -> None:
+        """Collect a recipient's delivery into its digest instead of routing it now."""
+        if not (renderable := await self._renderable(chain.steps)):
+            return
+        job = jobs.link(renderable)
+        carrier, due = await self._digests.add(message, job, chain.values)
+        at = due.isoformat(timespec="seconds")
+        if carrier == job.delivery_id:
+            reason = f"digest: collecting until {at}, then sent as this delivery"
+        else:
+            reason = f"digest: collected into the digest delivery {carrier}, sent at {at}"
+        await self._announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
+
+    async def on_digest(self, incoming: Incoming) -> None:
+        """A digest's window ended: it goes out as its first item's delivery, rendered over every item; every
+        other item's delivery is DIGESTED, naming it."""
+        collection = events_pb2.DigestCollection.FromString(incoming.data)
+        step, carried = digests.ready(collection)
+        job = step[0]
+        reason = f"carried by the digest delivery {job.delivery_id} ({len(collection.items)} items)"
+        await self._each(self._announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
+        if renderable := await self._renderable([step]):
+            await self._route(renderable[0], await self._recipients.load({job.user_id} - {""}))
 
     async def _route(self, job: events_pb2.DeliveryJob, recipients: Recipients) -> None:
         """Settle one delivery, or, when its channel cannot be used, go on to the next of its chain."""
@@ -195,6 +246,8 @@ class Router:
                     subjects.held_delivery(job.delivery_id), job.SerializeToString(), quiet_until, target
                 )
         else:
+            if job.HasField("wake") and (recipients.opted_out(job.wake) or recipients.quiet_until(job.wake)):
+                job.ClearField("wake")  # no waking a user who opted out of push or is in their quiet hours
             await self._queue(job)
         return None
 
@@ -218,7 +271,7 @@ class Router:
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""
         recipients = await self._recipients.load(_user_ids(message))
-        return [chain[0][0] for chain in jobs.chains(message, recipients.users)]
+        return [chain.steps[0][0] for chain in jobs.plan(message, recipients.users).chains]
 
     @staticmethod
     async def _each(steps: Iterable[Awaitable[None]]) -> None:

@@ -3,6 +3,7 @@ holding its stage for ever; an outage is waited out, however long. And how recor
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from opentelemetry import trace
 
 from libs import subjects
-from libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace
+from libs.bus import ACK, Bus, Incoming, Outcome, ScheduleChanged, in_own_trace
 from libs.errors import TRANSIENT
 from libs.localmesh import NatsServer
 
@@ -176,3 +177,22 @@ def test_a_record_of_another_trace_is_worked_on_in_that_trace() -> None:
     for traceparent in (same, ""):
         with in_own_trace(incoming, traceparent) as span:
             assert span is incoming.span and trace.get_current_span() is incoming.span
+
+
+async def test_a_schedule_changes_only_by_compare_and_set_and_fires_what_it_last_held(bus: Bus) -> None:
+    """Several routers add to one digest: a write based on a stale read is refused, never lost in a race."""
+    subject, target = "herald.schedule.digest.test", "herald.schedule.digested.notification"
+    at = datetime.now(UTC) + timedelta(seconds=2)
+    await bus.schedule(subject, b"one", at, target, replacing=0)
+    with pytest.raises(ScheduleChanged):
+        await bus.schedule(subject, b"two", at, target, replacing=0)  # made meanwhile by another
+    first = await bus.scheduled(subject)
+    assert first is not None and first.payload == b"one"
+    await bus.schedule(subject, b"one+two", at, target, replacing=first.sequence)
+    with pytest.raises(ScheduleChanged):
+        await bus.schedule(subject, b"one+three", at, target, replacing=first.sequence)
+    fired = await bus.js.subscribe(target)
+    message = await fired.next_msg(timeout=10)
+    assert message.data == b"one+two"
+    assert await bus.scheduled(subject) is None  # fired: the next write starts a new one
+    await bus.schedule(subject, b"three", at, target, replacing=0)

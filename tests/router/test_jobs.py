@@ -19,7 +19,8 @@ def _message() -> events_pb2.AcceptedMessage:
 def test_a_message_without_expire_at_makes_jobs_without_one() -> None:
     """APNs and FCM read an expire_at that is present, even a zero one, as "expire at once": an offline device
     would never get the notification."""
-    [[(job, unrenderable)]] = jobs.chains(_message(), {})
+    [chain] = jobs.plan(_message(), {}).chains
+    [(job, unrenderable)] = chain.steps
     assert not unrenderable
     assert not job.HasField("expire_at")
 
@@ -28,5 +29,6 @@ def test_a_message_with_expire_at_passes_it_on() -> None:
     expire_at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     message = _message()
     message.expire_at.FromDatetime(expire_at)
-    [[(job, _)]] = jobs.chains(message, {})
+    [chain] = jobs.plan(message, {}).chains
+    [(job, _)] = chain.steps
     assert job.expire_at.ToDatetime(tzinfo=UTC) == expire_at

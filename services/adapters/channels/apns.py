@@ -84,7 +84,10 @@ class Apns(Provider):
         }
         if job.HasField("expire_at"):  # without it APNs keeps the notification for a device that is offline
             headers["apns-expiration"] = str(job.expire_at.seconds)
-        payload = {**job.data, "aps": {"alert": {"title": job.subject, "body": job.body}}}
+        aps: dict[str, object] = {"alert": {"title": job.subject, "body": job.body}}
+        if job.badge:
+            aps["badge"] = job.badge
+        payload = {**job.data, "aps": aps}
         url = f"{self.account.url(DEFAULT_ENDPOINT)}/3/device/{job.address}"
         response = await self._post(url, headers, json.dumps(payload).encode())
         if response.status_code == 200:

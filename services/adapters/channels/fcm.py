@@ -51,9 +51,11 @@ class Fcm(Provider):
     async def send(self, job: events_pb2.DeliveryJob) -> Sent:
         service_account = self._service_account()
         token, fresh = await self._access_token.get()
-        android: dict[str, str] = {"priority": "high" if job.category == common_pb2.CATEGORY_CRITICAL else "normal"}
+        android: dict[str, object] = {"priority": "high" if job.category == common_pb2.CATEGORY_CRITICAL else "normal"}
         if job.HasField("expire_at"):
             android["ttl"] = f"{max(0, job.expire_at.seconds - int(time.time()))}s"
+        if job.badge:  # AndroidNotification.notification_count: the number the launcher shows
+            android["notification"] = {"notification_count": job.badge}
         message = {
             "token": job.address,
             "notification": {"title": job.subject, "body": job.body},

@@ -17,12 +17,26 @@ RECHECK = 5.0
 
 
 def _subject(owner: Owner) -> str:
-    return subjects.inbox(owner.app_id, hashlib.sha256(owner.user_id.encode()).hexdigest()[:24])
+    return subjects.inbox(owner.app_id, user_key(owner))
 
 
 async def announce(bus: Bus, owner: Owner, seqs: Iterable[int], *, changed: bool) -> None:
     """New items (`changed` False), or items read or deleted since a device got them."""
-    await bus.announce(_subject(owner), json.dumps({"seqs": sorted(seqs), "changed": changed}).encode())
+    await bus.announce(_subject(owner), _notice(seqs, changed))
+
+
+async def announce_watched(bus: Bus, owner: Owner, seqs: Iterable[int]) -> bool:
+    """New items, and whether a device is watching the user's inbox: a live Subscribe stream on any replica."""
+    return await bus.announce_asking(_subject(owner), _notice(seqs, False))
+
+
+def user_key(owner: Owner) -> str:
+    """The user's id as it may appear in a subject: hashed, since user ids are not subject tokens."""
+    return hashlib.sha256(owner.user_id.encode()).hexdigest()[:24]
+
+
+def _notice(seqs: Iterable[int], changed: bool) -> bytes:
+    return json.dumps({"seqs": sorted(seqs), "changed": changed}).encode()
 
 
 @asynccontextmanager

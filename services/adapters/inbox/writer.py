@@ -1,6 +1,7 @@
 """The inbox channel's consumer (adapters-<category>-inbox): the delivery is the item stored in the user's
 timeline, so it is SENT once that transaction commits, and acked only after; a redelivered job finds its item
-and stores nothing. Then live Subscribe streams hear of the new sequences."""
+and stores nothing. Then live Subscribe streams hear of the new sequences, and a user none is watching gets a
+wake-up push if the template asks for one (wake.py)."""
 
 import asyncio
 from datetime import datetime
@@ -12,7 +13,7 @@ from libs import events
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.adapters.inbox import notices, store
+from services.adapters.inbox import notices, store, wake
 
 # Two writers created the same user's counter at once: the loser stores its batch again shortly.
 CONFLICT_RETRY = 0.05
@@ -20,9 +21,10 @@ PROVIDER = "inbox"
 
 
 class InboxWriter:
-    def __init__(self, db: Database, bus: Bus) -> None:
+    def __init__(self, db: Database, bus: Bus, waker: wake.Waker) -> None:
         self._db = db
         self._bus = bus
+        self._waker = waker
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
         jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
@@ -39,8 +41,13 @@ class InboxWriter:
         await asyncio.gather(
             *(self._announce(i, j, j.delivery_id in expired, stored_at.get(j.delivery_id)) for i, j in pairs)
         )
+        waking = {wake.owner_of(j): j for j in reversed(jobs) if j.HasField("wake")}
         for owner, items in appended.items():
-            await notices.announce(self._bus, owner, [i.seq for i in items], changed=False)
+            seqs = [i.seq for i in items]
+            if (first := waking.get(owner)) is None:
+                await notices.announce(self._bus, owner, seqs, changed=False)
+            elif not await notices.announce_watched(self._bus, owner, seqs):
+                await self._waker.unwatched(first)
         return [ACK] * len(batch)
 
     async def _announce(

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from herald.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,26 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _OfflinePush:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OfflinePushEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OfflinePush.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OFFLINE_PUSH_UNSPECIFIED: _OfflinePush.ValueType  # 0
+    """On for critical and notification templates, off for marketing."""
+    OFFLINE_PUSH_ENABLED: _OfflinePush.ValueType  # 1
+    OFFLINE_PUSH_DISABLED: _OfflinePush.ValueType  # 2
+
+class OfflinePush(_OfflinePush, metaclass=_OfflinePushEnumTypeWrapper):
+    """OfflinePush says whether inbox items wake a user with no live inbox stream."""
+
+OFFLINE_PUSH_UNSPECIFIED: OfflinePush.ValueType  # 0
+"""On for critical and notification templates, off for marketing."""
+OFFLINE_PUSH_ENABLED: OfflinePush.ValueType  # 1
+OFFLINE_PUSH_DISABLED: OfflinePush.ValueType  # 2
+Global___OfflinePush: _TypeAlias = OfflinePush  # noqa: Y015
 
 @_typing.final
 class App(_message.Message):
@@ -347,6 +368,9 @@ class Template(_message.Message):
     VARIABLES_FIELD_NUMBER: _builtins.int
     ARCHIVE_TIME_FIELD_NUMBER: _builtins.int
     FALLBACK_CHANNELS_FIELD_NUMBER: _builtins.int
+    OFFLINE_PUSH_FIELD_NUMBER: _builtins.int
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     template_id: _builtins.str
     """Caller-chosen id, e.g. "login-code": lower case letters, digits, '-' and '_'."""
     category: _common_pb2.Category.ValueType
@@ -354,6 +378,13 @@ class Template(_message.Message):
     """Output only: the version a message pins when it is sent."""
     description: _builtins.str
     """Free text for the people who maintain it."""
+    offline_push: Global___OfflinePush.ValueType
+    """Whether an inbox item of this template wakes a user who is not looking: a
+    user with no live Subscribe stream on any replica gets an app push (their
+    apns device, else fcm) with their unread count as the badge; items within
+    a few seconds of each other collapse into one push. Never during the
+    user's quiet hours or when they opted out of the push channel.
+    """
     @_builtins.property
     def contents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChannelContent]: ...
     @_builtins.property
@@ -377,6 +408,22 @@ class Template(_message.Message):
         the chain. Empty = every channel at once.
         """
 
+    @_builtins.property
+    def escalation(self) -> _containers.RepeatedCompositeFieldContainer[Global___EscalationStep]:
+        """Later channels tried while the message goes unread, e.g. apns after 10
+        minutes, then sms after an hour. A step goes out at its delay after the
+        message was dispatched, unless an earlier delivery of the message to the
+        recipient was READ (inbox) or DELIVERED by then. Each step's channel
+        needs content and is not sent at once; at most 5 steps.
+        """
+
+    @_builtins.property
+    def digest(self) -> Global___Digest:
+        """Collects a recipient's sends of this template within a window into one
+        delivery at the window's end, rendered with `items` (each send's
+        variables) and `count`. Not allowed for critical templates.
+        """
+
     def __init__(
         self,
         *,
@@ -389,14 +436,76 @@ class Template(_message.Message):
         variables: _abc.Iterable[_builtins.str] | None = ...,
         archive_time: _timestamp_pb2.Timestamp | None = ...,
         fallback_channels: _abc.Iterable[_builtins.str] | None = ...,
+        offline_push: Global___OfflinePush.ValueType = ...,
+        escalation: _abc.Iterable[Global___EscalationStep] | None = ...,
+        digest: Global___Digest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "create_time", b"create_time", "digest", b"digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "fallback_channels", b"fallback_channels", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "digest", b"digest", "escalation", b"escalation", "fallback_channels", b"fallback_channels", "offline_push", b"offline_push", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Template: _TypeAlias = Template  # noqa: Y015
+
+@_typing.final
+class EscalationStep(_message.Message):
+    """EscalationStep is one later channel of a template's escalation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    DELAY_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    @_builtins.property
+    def delay(self) -> _duration_pb2.Duration:
+        """After the message was dispatched; at least 1 second, at most 7 days, and
+        longer than the step before.
+        """
+
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        delay: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "delay", b"delay"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalationStep: _TypeAlias = EscalationStep  # noqa: Y015
+
+@_typing.final
+class Digest(_message.Message):
+    """Digest is a template's digest window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The variable whose value separates digests, e.g. "project": sends with
+    different values are collected apart. "" = one digest per recipient.
+    """
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """1 second to 7 days; unset = no digest."""
+
+    def __init__(
+        self,
+        *,
+        window: _duration_pb2.Duration | None = ...,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Digest: _TypeAlias = Digest  # noqa: Y015
 
 @_typing.final
 class CreateTemplateRequest(_message.Message):

@@ -66,6 +66,8 @@ class _DeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deliver
     """Withdrawn by the sender before dispatch."""
     DELIVERY_STATE_EXPIRED: _DeliveryState.ValueType  # 9
     """Not delivered before the message's expire_at."""
+    DELIVERY_STATE_DIGESTED: _DeliveryState.ValueType  # 10
+    """Collected into a digest: the delivery the reason names carried it."""
 
 class DeliveryState(_DeliveryState, metaclass=_DeliveryStateEnumTypeWrapper):
     """DeliveryState is the state of one recipient x channel delivery."""
@@ -89,6 +91,8 @@ DELIVERY_STATE_CANCELLED: DeliveryState.ValueType  # 8
 """Withdrawn by the sender before dispatch."""
 DELIVERY_STATE_EXPIRED: DeliveryState.ValueType  # 9
 """Not delivered before the message's expire_at."""
+DELIVERY_STATE_DIGESTED: DeliveryState.ValueType  # 10
+"""Collected into a digest: the delivery the reason names carried it."""
 Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
 @_typing.final

@@ -198,6 +198,9 @@ class DeliveryJob(_message.Message):
     FALLBACK_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
     REPLAY_FIELD_NUMBER: _builtins.int
+    WAKE_FIELD_NUMBER: _builtins.int
+    BADGE_FIELD_NUMBER: _builtins.int
+    STOP_ON_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -216,6 +219,10 @@ class DeliveryJob(_message.Message):
     """Set by DeadLetterService.ReplayDeadLetters: the nth replay of this delivery
     starts a fresh retry budget even though its record says FAILED.
     """
+    badge: _builtins.int
+    """apns, fcm: the number on the app's icon (the user's unread inbox items);
+    0 = leave it as it is.
+    """
     @_builtins.property
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -229,6 +236,19 @@ class DeliveryJob(_message.Message):
     @_builtins.property
     def quiet_hours(self) -> _common_pb2.QuietHours:
         """The sending app's quiet hours, for recipients who set none."""
+
+    @_builtins.property
+    def wake(self) -> Global___DeliveryJob:
+        """inbox jobs: the app push (apns or fcm, addressed and rendered) that wakes
+        the user's app when no device is watching the inbox (Template.offline_push).
+        """
+
+    @_builtins.property
+    def stop_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """An escalation step: it is CANCELLED instead of sent if one of these
+        deliveries (the recipient's earlier ones of the message) was READ or
+        DELIVERED by the time it is due.
+        """
 
     def __init__(
         self,
@@ -250,14 +270,119 @@ class DeliveryJob(_message.Message):
         fallback: _abc.Iterable[Global___DeliveryJob] | None = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
         replay: _builtins.int = ...,
+        wake: Global___DeliveryJob | None = ...,
+        badge: _builtins.int = ...,
+        stop_on: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "wake", b"wake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryJob: _TypeAlias = DeliveryJob  # noqa: Y015
+
+@_typing.final
+class DigestCollection(_message.Message):
+    """DigestCollection: one recipient's digest being collected (Template.digest),
+    kept as the payload of its schedule, herald.schedule.digest.<key>, which
+    each new item replaces (compare-and-set on the subject's last sequence);
+    the NATS server fires it at the window's end onto
+    herald.schedule.digested.<category>.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___DeliveryJob:
+        """The first item's delivery (with its fallback chain): the digest goes out
+        as this delivery, rendered again over every item.
+        """
+
+    @_builtins.property
+    def template(self) -> _admin_service_pb2.Template:
+        """The pinned template of the first item."""
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DigestItem]: ...
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """The window's end."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___DeliveryJob | None = ...,
+        template: _admin_service_pb2.Template | None = ...,
+        items: _abc.Iterable[Global___DigestItem] | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "job", b"job", "template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "items", b"items", "job", b"job", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DigestCollection: _TypeAlias = DigestCollection  # noqa: Y015
+
+@_typing.final
+class DigestItem(_message.Message):
+    """DigestItem: one send collected into a digest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class VariablesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    VARIABLES_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    """The delivery the send would have been; it ends DIGESTED."""
+    message_id: _builtins.str
+    @_builtins.property
+    def variables(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The send's variables (the message's, overridden by the recipient's)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        variables: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delivery_id", b"delivery_id", "message_id", b"message_id", "variables", b"variables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DigestItem: _TypeAlias = DigestItem  # noqa: Y015
 
 @_typing.final
 class PreferenceEvent(_message.Message):
