@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
 from libs.config import normalize_database_url
 from libs.localmesh import Mesh
+from tests.adapters.channels.apns.conftest import BUNDLE_ID, KEY_ID, TEAM_ID, p8_key, pem
+from tests.adapters.channels.apns.fake_apns import FakeApns
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.helpers.client import Herald
@@ -22,10 +25,13 @@ from tools.heraldctl.main import cli
 ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)
 INBOX_TOKEN_SECRET = secrets.token_urlsafe(16)
+# The .p8 key APNs accounts in tests sign with; the fake APNs holds its public half.
+APNS_KEY = p8_key()
 # Credentials the provider accounts in tests reference (ProviderAccount.credentials); the fakes expect them.
 PROVIDER_ENV = {
     "HERALD_PROVIDER_TEST_KEY_ID": "LTAI-test-key",
     "HERALD_PROVIDER_TEST_SECRET": secrets.token_urlsafe(16),
+    "HERALD_PROVIDER_TEST_APNS_KEY": pem(APNS_KEY),
 }
 # The production schedules wait minutes to hours; tests keep their shape (a few retries, growing) in seconds.
 RETRY_BACKOFF = {
@@ -117,6 +123,18 @@ async def alibaba() -> AsyncIterator[FakeAlibaba]:
         sign_names={"herald"},
         templates={"SMS_CODE": {"code"}},
     )
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def apns(tmp_path: Path) -> AsyncIterator[FakeApns]:
+    """An APNs that trusts the test mesh's signing key (APNS_KEY)."""
+    public = APNS_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fake = FakeApns(TEAM_ID, KEY_ID, BUNDLE_ID, public.decode(), tmp_path)
     await fake.start()
     yield fake
     await fake.stop()
