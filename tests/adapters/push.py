@@ -22,7 +22,9 @@ async def apns_account(herald: Herald, fake: FakeApns) -> AsyncIterator[str]:
         settings={"team_id": TEAM_ID, "key_id": KEY_ID, "bundle_id": BUNDLE_ID, "tls_ca_file": fake.ca_file},
         credentials={"auth_key": "HERALD_PROVIDER_TEST_APNS_KEY"},
     )
-    await herald.providers.CreateProviderAccount(pb.CreateProviderAccountRequest(account=account), metadata=herald.admin)
+    await herald.providers.CreateProviderAccount(
+        pb.CreateProviderAccountRequest(account=account), metadata=herald.admin
+    )
     try:
         yield name
     finally:

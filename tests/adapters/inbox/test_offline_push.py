@@ -23,9 +23,7 @@ async def _user(herald: Herald, device: str) -> str:
     return user_id
 
 
-async def test_one_push_for_a_burst_when_nobody_watches_and_none_for_a_watcher(
-    herald: Herald, apns: FakeApns
-) -> None:
+async def test_one_push_for_a_burst_when_nobody_watches_and_none_for_a_watcher(herald: Herald, apns: FakeApns) -> None:
     _, app = await herald.create_app(("inbox", "apns"))
     template = await herald.create_template({"inbox": "item {{ n }}", "apns": "{{ n }}"})
     away_device, watching_device, opted_out_device = "a1" * 32, "b2" * 32, "c3" * 32
