@@ -190,11 +190,12 @@ class Router:
         job = jobs.link(renderable)
         carrier, due = await self._digests.add(message, job, chain.values)
         at = due.isoformat(timespec="seconds")
-        if carrier == job.delivery_id:
+        if carrier == job.delivery_id:  # its content is the digest's, known at the window's end
             reason = f"digest: collecting until {at}, then sent as this delivery"
+            await self._announce(job, S.DELIVERY_STATE_SCHEDULED, reason, content="")
         else:
             reason = f"digest: collected into the digest delivery {carrier}, sent at {at}"
-        await self._announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
+            await self._announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
 
     async def on_digest(self, incoming: Incoming) -> None:
         """A digest's window ended: it goes out as its first item's delivery, rendered over every item; every
@@ -260,12 +261,17 @@ class Router:
             )
 
     async def _announce(
-        self, job: events_pb2.DeliveryJob, state: common_pb2.DeliveryState.ValueType, reason: str, code: str = ""
+        self,
+        job: events_pb2.DeliveryJob,
+        state: common_pb2.DeliveryState.ValueType,
+        reason: str,
+        code: str = "",
+        content: str | None = None,
     ) -> None:
+        """Publish the delivery's new state, with its rendered content (unless `content` says otherwise)."""
+        content = events.content(job) if content is None else content
         async with self._publishing[job.category]:
-            await events.publish(
-                self._bus, events.event(job, state, reason=reason, reason_code=code, content=events.content(job))
-            )
+            await events.publish(self._bus, events.event(job, state, reason=reason, reason_code=code, content=content))
         _decided(job.category, state, code)
 
     async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:

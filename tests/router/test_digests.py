@@ -1,0 +1,45 @@
+"""Digests: a user's sends of a digest template within its window become one delivery at the window's end,
+listing every send; each other send's delivery says which delivery carried it; another digest key is another
+digest."""
+
+import asyncio
+import time
+import uuid
+
+from herald.v1 import common_pb2
+
+from tests.helpers.client import Herald, all_final
+from tests.router.digest import comment, digest_template, inbox
+
+S = common_pb2
+WINDOW = 4
+
+
+async def test_five_sends_in_a_window_are_delivered_once_with_five_items(herald: Herald) -> None:
+    _, app = await herald.create_app(("inbox",))
+    template = await digest_template(herald, WINDOW)
+    user_id = f"u-{uuid.uuid4().hex[:8]}"
+    started = time.time()
+    sent = [await comment(herald, app, template, user_id, who) for who in ("ann", "bob", "cy", "di", "ed")]
+    other_doc = await comment(herald, app, template, user_id, "fay", doc="budget")
+
+    async with asyncio.timeout(WINDOW + 30):
+        while len(await inbox(herald, app, user_id)) < 2:
+            await asyncio.sleep(0.2)
+    assert time.time() >= started + WINDOW - 1, "delivered before the window ended"
+    await asyncio.sleep(2)
+    items = await inbox(herald, app, user_id)
+    by_subject = {i.title: i for i in items}
+    assert sorted(by_subject) == ["1 comments on budget", "5 comments on plan"], by_subject
+    assert sorted(by_subject["5 comments on plan"].body.split(";")[:-1]) == ["ann", "bob", "cy", "di", "ed"]
+    assert by_subject["1 comments on budget"].message_id == other_doc
+
+    carrier = await herald.wait_message(app, sent[0], lambda m: all_final(m))
+    [delivery] = carrier.deliveries
+    assert delivery.state in (S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_DELIVERED)  # Sync above got it
+    assert delivery.content.startswith("5 comments on plan")  # what search finds is what the user got
+    for message_id in sent[1:]:
+        message = await herald.wait_message(app, message_id, lambda m: all_final(m))
+        [carried] = message.deliveries
+        assert carried.state == S.DELIVERY_STATE_DIGESTED
+        assert carried.reason == f"carried by the digest delivery {delivery.delivery_id} (5 items)"
