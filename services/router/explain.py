@@ -9,7 +9,7 @@ import asyncio
 from herald.v1 import admin_service_pb2, events_pb2
 from herald.v1 import routing_service_pb2 as pb
 
-from libs import categories, channels
+from libs import categories, channels, templating
 from libs.errors import InvalidArgument
 from libs.masking import mask
 from libs.store import Database
@@ -35,9 +35,14 @@ class Explainer:
         )
         chosen = channels.choose(template, request.channels)
         chain = channels.fallback_chain(template.fallback_channels, chosen)
+        later = {s.channel: s.delay for s in template.escalation if s.channel in chosen}
+        if not set(chosen) - later.keys():  # as routing does: named escalation channels alone go at once
+            later = {}
         recipients = await Recipients.load(self._db, {request.user_id})
         verdicts = [
-            await self._verdict(app, template, request.user_id, c, recipients) for c in chosen if c not in chain
+            await self._verdict(app, template, request.user_id, c, recipients)
+            for c in chosen
+            if c not in chain and c not in later
         ]
         used = ""
         for channel in chain:
@@ -48,6 +53,23 @@ class Explainer:
             elif not used and verdict.outcome != Verdict.OUTCOME_BLOCKED:
                 used = channel
             verdicts.append(verdict)
+        for channel, delay in later.items():
+            verdict = await self._verdict(app, template, request.user_id, channel, recipients)
+            if verdict.outcome != Verdict.OUTCOME_BLOCKED:
+                seconds = delay.ToTimedelta().total_seconds()
+                verdict.outcome = Verdict.OUTCOME_ESCALATE
+                verdict.reason = f"escalation: sent {seconds:g}s after the message unless it is read by then"
+                verdict.delay.CopyFrom(delay)
+                verdict.ClearField("release_time")
+            verdicts.append(verdict)
+        if templating.collects_digest(template):
+            for verdict in verdicts:
+                if verdict.outcome in (Verdict.OUTCOME_SEND, Verdict.OUTCOME_HOLD):
+                    window = template.digest.window.ToTimedelta().total_seconds()
+                    verdict.outcome = Verdict.OUTCOME_DIGEST
+                    verdict.reason = f"collected into a digest, sent {window:g}s after the first send of the window"
+                    verdict.delay.CopyFrom(template.digest.window)
+                    verdict.ClearField("release_time")
         return pb.ExplainRoutingResponse(category=template.category, verdicts=verdicts)
 
     async def _verdict(

@@ -4,6 +4,7 @@ import uuid
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2, directory_service_pb2
 from herald.v1 import message_service_pb2 as msg
@@ -237,3 +238,63 @@ async def test_an_unknown_filter_or_test_is_refused_when_the_template_is_updated
     )
     assert latest.version == 1
     assert list(latest.contents) == [good]
+
+
+def _seconds(n: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=n)
+
+
+def _step(channel: str, seconds: int) -> admin.EscalationStep:
+    return admin.EscalationStep(channel=channel, delay=_seconds(seconds))
+
+
+REACH_MISTAKES = [
+    ({"escalation": [_step("email", 60)]}, "template.escalation[0].channel"),  # no email content
+    ({"escalation": [_step("inbox", 60)]}, "template.escalation[0].channel"),
+    ({"escalation": [_step("sms", 0)]}, "template.escalation[0].delay"),
+    ({"escalation": [_step("sms", 600), _step("webhook", 60)]}, "template.escalation[1].delay"),
+    ({"escalation": [_step("sms", 60), _step("webhook", 120)]}, "template.escalation"),  # nothing at once
+    ({"digest": admin.Digest(window=_seconds(0))}, "template.digest.window"),
+    ({"digest": admin.Digest(window=_seconds(60), key="a b")}, "template.digest.key"),
+    ({"digest": admin.Digest(window=_seconds(60)), "category": common_pb2.CATEGORY_CRITICAL}, "template.digest"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), REACH_MISTAKES)
+async def test_a_bad_escalation_or_digest_names_the_field(
+    herald: Herald, changes: dict[str, object], field: str
+) -> None:
+    contents = [C(channel=c, body="{{ n }}") for c in ("sms", "webhook")]
+    if "escalation" not in changes or field != "template.escalation":
+        contents.append(C(channel="inbox", body="{{ n }}"))
+    template = _template(f"t-{uuid.uuid4().hex[:8]}", *contents)
+    for name, value in changes.items():
+        if isinstance(value, list):
+            getattr(template, name).extend(value)
+        elif isinstance(value, int):
+            setattr(template, name, value)
+        else:
+            getattr(template, name).CopyFrom(value)
+    error = await rpc_error(
+        herald.admin_stub.CreateTemplate(admin.CreateTemplateRequest(template=template), metadata=herald.admin)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in bad_fields(error), bad_fields(error)
+
+
+async def test_a_digest_template_asks_senders_only_for_their_own_variables(herald: Herald) -> None:
+    template = _template(
+        f"t-{uuid.uuid4().hex[:8]}",
+        C(channel="inbox", body="{{ count }}: {% for i in items %}{{ i.n }}{% endfor %} {{ doc }}"),
+    )
+    template.digest.window.FromSeconds(60)
+    created = await herald.admin_stub.CreateTemplate(
+        admin.CreateTemplateRequest(template=template), metadata=herald.admin
+    )
+    assert list(created.variables) == ["doc"]
+    assert created.digest.window.seconds == 60
+    preview = await herald.admin_stub.PreviewTemplate(
+        admin.PreviewTemplateRequest(template_id=created.template_id, variables={"n": "7", "doc": "plan"}),
+        metadata=herald.admin,
+    )
+    assert preview.contents[0].body == "1: 7 plan"  # the digest of this one send

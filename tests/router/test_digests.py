@@ -7,11 +7,13 @@ import time
 import uuid
 
 from herald.v1 import common_pb2
+from herald.v1 import routing_service_pb2 as routing
 
 from tests.helpers.client import Herald, all_final
 from tests.router.digest import comment, digest_template, inbox
 
 S = common_pb2
+V = routing.ChannelVerdict
 WINDOW = 4
 
 
@@ -43,3 +45,13 @@ async def test_five_sends_in_a_window_are_delivered_once_with_five_items(herald:
         [carried] = message.deliveries
         assert carried.state == S.DELIVERY_STATE_DIGESTED
         assert carried.reason == f"carried by the digest delivery {delivery.delivery_id} (5 items)"
+
+
+async def test_explain_says_a_send_would_wait_for_the_digest(herald: Herald) -> None:
+    app_id, _ = await herald.create_app(("inbox",))
+    template = await digest_template(herald, 600)
+    explained = await herald.routing.ExplainRouting(
+        routing.ExplainRoutingRequest(app_id=app_id, template_id=template, user_id="u-anyone"), metadata=herald.admin
+    )
+    [verdict] = explained.verdicts
+    assert (verdict.outcome, verdict.delay.seconds) == (V.OUTCOME_DIGEST, 600)

@@ -7,12 +7,14 @@ import time
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
+from herald.v1 import routing_service_pb2 as routing
 
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.helpers.client import Herald, all_final
 from tests.router.escalation import escalating_template, read_inbox, sms_account, sms_arrival, user_with_phone
 
 S = common_pb2
+V = routing.ChannelVerdict
 DELAY = 4
 
 
@@ -62,3 +64,18 @@ async def test_reading_the_inbox_stops_the_sms_and_not_reading_it_sends_it_on_ti
         await herald.providers.DeleteProviderAccount(
             pb.DeleteProviderAccountRequest(name=account), metadata=herald.admin
         )
+
+
+async def test_explain_shows_the_escalation_plan(herald: Herald) -> None:
+    app_id, _ = await herald.create_app(("inbox", "sms"))
+    template = await escalating_template(herald, 600)
+    user_id = await user_with_phone(herald, "+8613800138005")
+    explained = await herald.routing.ExplainRouting(
+        routing.ExplainRoutingRequest(app_id=app_id, template_id=template, user_id=user_id), metadata=herald.admin
+    )
+    verdicts = {v.channel: v for v in explained.verdicts}
+    assert list(verdicts) == ["inbox", "sms"]
+    assert verdicts["inbox"].outcome == V.OUTCOME_SEND
+    assert verdicts["sms"].outcome == V.OUTCOME_ESCALATE
+    assert verdicts["sms"].delay.seconds == 600
+    assert verdicts["sms"].reason == "escalation: sent 600s after the message unless it is read by then"

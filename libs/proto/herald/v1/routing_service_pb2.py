@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fherald/v1/routing_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"_\n\x15\x45xplainRoutingRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\"l\n\x16\x45xplainRoutingResponse\x12%\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08verdicts\x18\x02 \x03(\x0b\x32\x19.herald.v1.ChannelVerdict\"\x9a\x02\n\x0e\x43hannelVerdict\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0e\x32!.herald.v1.ChannelVerdict.Outcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x30\n\x0crelease_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\"p\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTCOME_SEND\x10\x01\x12\x10\n\x0cOUTCOME_HOLD\x10\x02\x12\x13\n\x0fOUTCOME_STANDBY\x10\x03\x12\x13\n\x0fOUTCOME_BLOCKED\x10\x04\"\xdc\x01\n\rFrequencyRule\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x16\n\x0emax_deliveries\x18\x05 \x01(\x05\x12)\n\x06window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x1a\x43reateFrequencyRuleRequest\x12&\n\x04rule\x18\x01 \x01(\x0b\x32\x18.herald.v1.FrequencyRule\"\x1b\n\x19ListFrequencyRulesRequest\"E\n\x1aListFrequencyRulesResponse\x12\'\n\x05rules\x18\x01 \x03(\x0b\x32\x18.herald.v1.FrequencyRule\"-\n\x1a\x44\x65leteFrequencyRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\".\n\x1b\x44\x65leteFrequencyRuleResponse\x12\x0f\n\x07rule_id\x18\x01 \x01(\t2\x88\x03\n\x0eRoutingService\x12V\n\x13\x43reateFrequencyRule\x12%.herald.v1.CreateFrequencyRuleRequest\x1a\x18.herald.v1.FrequencyRule\x12\x61\n\x12ListFrequencyRules\x12$.herald.v1.ListFrequencyRulesRequest\x1a%.herald.v1.ListFrequencyRulesResponse\x12\x64\n\x13\x44\x65leteFrequencyRule\x12%.herald.v1.DeleteFrequencyRuleRequest\x1a&.herald.v1.DeleteFrequencyRuleResponse\x12U\n\x0e\x45xplainRouting\x12 .herald.v1.ExplainRoutingRequest\x1a!.herald.v1.ExplainRoutingResponseB\x86\x01\n\rcom.herald.v1B\x13RoutingServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fherald/v1/routing_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"_\n\x15\x45xplainRoutingRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\"l\n\x16\x45xplainRoutingResponse\x12%\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x13.herald.v1.Category\x12+\n\x08verdicts\x18\x02 \x03(\x0b\x32\x19.herald.v1.ChannelVerdict\"\xef\x02\n\x0e\x43hannelVerdict\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0e\x32!.herald.v1.ChannelVerdict.Outcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x30\n\x0crelease_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12(\n\x05\x64\x65lay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9a\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTCOME_SEND\x10\x01\x12\x10\n\x0cOUTCOME_HOLD\x10\x02\x12\x13\n\x0fOUTCOME_STANDBY\x10\x03\x12\x13\n\x0fOUTCOME_BLOCKED\x10\x04\x12\x14\n\x10OUTCOME_ESCALATE\x10\x05\x12\x12\n\x0eOUTCOME_DIGEST\x10\x06\"\xdc\x01\n\rFrequencyRule\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x16\n\x0emax_deliveries\x18\x05 \x01(\x05\x12)\n\x06window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x1a\x43reateFrequencyRuleRequest\x12&\n\x04rule\x18\x01 \x01(\x0b\x32\x18.herald.v1.FrequencyRule\"\x1b\n\x19ListFrequencyRulesRequest\"E\n\x1aListFrequencyRulesResponse\x12\'\n\x05rules\x18\x01 \x03(\x0b\x32\x18.herald.v1.FrequencyRule\"-\n\x1a\x44\x65leteFrequencyRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\".\n\x1b\x44\x65leteFrequencyRuleResponse\x12\x0f\n\x07rule_id\x18\x01 \x01(\t2\x88\x03\n\x0eRoutingService\x12V\n\x13\x43reateFrequencyRule\x12%.herald.v1.CreateFrequencyRuleRequest\x1a\x18.herald.v1.FrequencyRule\x12\x61\n\x12ListFrequencyRules\x12$.herald.v1.ListFrequencyRulesRequest\x1a%.herald.v1.ListFrequencyRulesResponse\x12\x64\n\x13\x44\x65leteFrequencyRule\x12%.herald.v1.DeleteFrequencyRuleRequest\x1a&.herald.v1.DeleteFrequencyRuleResponse\x12U\n\x0e\x45xplainRouting\x12 .herald.v1.ExplainRoutingRequest\x1a!.herald.v1.ExplainRoutingResponseB\x86\x01\n\rcom.herald.v1B\x13RoutingServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,21 +40,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPLAINROUTINGRESPONSE']._serialized_start=232
   _globals['_EXPLAINROUTINGRESPONSE']._serialized_end=340
   _globals['_CHANNELVERDICT']._serialized_start=343
-  _globals['_CHANNELVERDICT']._serialized_end=625
-  _globals['_CHANNELVERDICT_OUTCOME']._serialized_start=513
-  _globals['_CHANNELVERDICT_OUTCOME']._serialized_end=625
-  _globals['_FREQUENCYRULE']._serialized_start=628
-  _globals['_FREQUENCYRULE']._serialized_end=848
-  _globals['_CREATEFREQUENCYRULEREQUEST']._serialized_start=850
-  _globals['_CREATEFREQUENCYRULEREQUEST']._serialized_end=918
-  _globals['_LISTFREQUENCYRULESREQUEST']._serialized_start=920
-  _globals['_LISTFREQUENCYRULESREQUEST']._serialized_end=947
-  _globals['_LISTFREQUENCYRULESRESPONSE']._serialized_start=949
-  _globals['_LISTFREQUENCYRULESRESPONSE']._serialized_end=1018
-  _globals['_DELETEFREQUENCYRULEREQUEST']._serialized_start=1020
-  _globals['_DELETEFREQUENCYRULEREQUEST']._serialized_end=1065
-  _globals['_DELETEFREQUENCYRULERESPONSE']._serialized_start=1067
-  _globals['_DELETEFREQUENCYRULERESPONSE']._serialized_end=1113
-  _globals['_ROUTINGSERVICE']._serialized_start=1116
-  _globals['_ROUTINGSERVICE']._serialized_end=1508
+  _globals['_CHANNELVERDICT']._serialized_end=710
+  _globals['_CHANNELVERDICT_OUTCOME']._serialized_start=556
+  _globals['_CHANNELVERDICT_OUTCOME']._serialized_end=710
+  _globals['_FREQUENCYRULE']._serialized_start=713
+  _globals['_FREQUENCYRULE']._serialized_end=933
+  _globals['_CREATEFREQUENCYRULEREQUEST']._serialized_start=935
+  _globals['_CREATEFREQUENCYRULEREQUEST']._serialized_end=1003
+  _globals['_LISTFREQUENCYRULESREQUEST']._serialized_start=1005
+  _globals['_LISTFREQUENCYRULESREQUEST']._serialized_end=1032
+  _globals['_LISTFREQUENCYRULESRESPONSE']._serialized_start=1034
+  _globals['_LISTFREQUENCYRULESRESPONSE']._serialized_end=1103
+  _globals['_DELETEFREQUENCYRULEREQUEST']._serialized_start=1105
+  _globals['_DELETEFREQUENCYRULEREQUEST']._serialized_end=1150
+  _globals['_DELETEFREQUENCYRULERESPONSE']._serialized_start=1152
+  _globals['_DELETEFREQUENCYRULERESPONSE']._serialized_end=1198
+  _globals['_ROUTINGSERVICE']._serialized_start=1201
+  _globals['_ROUTINGSERVICE']._serialized_end=1593
 # @@protoc_insertion_point(module_scope)

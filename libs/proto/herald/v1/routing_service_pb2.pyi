@@ -102,6 +102,14 @@ class ChannelVerdict(_message.Message):
         """
         OUTCOME_BLOCKED: ChannelVerdict._Outcome.ValueType  # 4
         """It would not go out; `reason` says why."""
+        OUTCOME_ESCALATE: ChannelVerdict._Outcome.ValueType  # 5
+        """An escalation step: it would go out `delay` after the message, unless
+        the message is read (or an earlier step delivered) by then.
+        """
+        OUTCOME_DIGEST: ChannelVerdict._Outcome.ValueType  # 6
+        """It would be collected into the template's digest and go out with the
+        others at the window's end.
+        """
 
     class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
     OUTCOME_UNSPECIFIED: ChannelVerdict.Outcome.ValueType  # 0
@@ -115,12 +123,21 @@ class ChannelVerdict(_message.Message):
     """
     OUTCOME_BLOCKED: ChannelVerdict.Outcome.ValueType  # 4
     """It would not go out; `reason` says why."""
+    OUTCOME_ESCALATE: ChannelVerdict.Outcome.ValueType  # 5
+    """An escalation step: it would go out `delay` after the message, unless
+    the message is read (or an earlier step delivered) by then.
+    """
+    OUTCOME_DIGEST: ChannelVerdict.Outcome.ValueType  # 6
+    """It would be collected into the template's digest and go out with the
+    others at the window's end.
+    """
 
     CHANNEL_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     RELEASE_TIME_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
+    DELAY_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     outcome: Global___ChannelVerdict.Outcome.ValueType
     reason: _builtins.str
@@ -133,6 +150,12 @@ class ChannelVerdict(_message.Message):
     def release_time(self) -> _timestamp_pb2.Timestamp:
         """For OUTCOME_HOLD: when the quiet hours end."""
 
+    @_builtins.property
+    def delay(self) -> _duration_pb2.Duration:
+        """For OUTCOME_ESCALATE: how long after the message it is due; for
+        OUTCOME_DIGEST: the digest window.
+        """
+
     def __init__(
         self,
         *,
@@ -141,10 +164,11 @@ class ChannelVerdict(_message.Message):
         reason: _builtins.str = ...,
         release_time: _timestamp_pb2.Timestamp | None = ...,
         address: _builtins.str = ...,
+        delay: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["release_time", b"release_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "release_time", b"release_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "outcome", b"outcome", "reason", b"reason", "release_time", b"release_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "delay", b"delay", "outcome", b"outcome", "reason", b"reason", "release_time", b"release_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
