@@ -256,3 +256,20 @@ async def accepted_by_feedback(herald: Herald, app: Metadata) -> None:
                 return
             assert answer == grpc.StatusCode.PERMISSION_DENIED
             await asyncio.sleep(0.2)
+
+
+def test_the_readme_templates_that_reach_users_apply_as_written_and_again_unchanged(
+    heraldctl: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    [block] = re.findall(r"```yaml\n(.*?)```", section("Sending a message"), re.DOTALL)
+    Path("reach.yaml").write_text(block)
+    first = heraldctl("templates", "apply", "reach.yaml").output
+    if "created" in first:  # the PostgreSQL mesh of a run reads the same README
+        assert first.count("created version 1") == 2, first
+    assert heraldctl("templates", "apply", "reach.yaml").output.count("unchanged") == 2
+    escalating = json.loads(heraldctl("templates", "get", "approval-request", "--json").output)
+    assert escalating["escalation"] == [{"channel": "sms", "delay": "600s"}]
+    digest = json.loads(heraldctl("templates", "get", "comment-digest", "--json").output)
+    assert digest["digest"] == {"window": "600s", "key": "doc"}
+    assert digest["variables"] == ["doc"]  # who and text come with each item

@@ -170,8 +170,9 @@ def template_pb(row: tables.Template) -> pb.Template:
         description=row.description,
         offline_push=pb.OfflinePush.ValueType(row.offline_push),
         escalation=[json_format.ParseDict(s, pb.EscalationStep()) for s in row.escalation],
-        digest=json_format.ParseDict(row.digest, pb.Digest()),
     )
+    if row.digest:
+        template.digest.CopyFrom(json_format.ParseDict(row.digest, pb.Digest()))
     template.variables[:] = sorted(templating.needed_variables(template))
     if row.archive_time is not None:
         template.archive_time.CopyFrom(to_timestamp(row.archive_time))
@@ -265,6 +266,8 @@ def _row(template: pb.Template, version: int) -> tables.Template:
         fallback_channels=list(template.fallback_channels),
         offline_push=template.offline_push,
         escalation=[json_format.MessageToDict(s, preserving_proto_field_name=True) for s in template.escalation],
-        digest=json_format.MessageToDict(template.digest, preserving_proto_field_name=True),
+        digest=json_format.MessageToDict(template.digest, preserving_proto_field_name=True)
+        if template.HasField("digest")
+        else {},
         create_time=now(),
     )

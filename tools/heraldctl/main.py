@@ -995,11 +995,12 @@ def _get_or_none(stub: admin_service_pb2_grpc.AdminServiceStub, template_id: str
 
 
 def _same(current: admin.Template, wanted: admin.Template) -> bool:
-    return (
-        current.category == wanted.category
-        and current.description == wanted.description
-        and list(current.contents) == list(wanted.contents)
-    )
+    """Whether applying `wanted` would change nothing: every field a template's author writes is the same."""
+    written = admin.Template()
+    written.CopyFrom(current)
+    for output_only in ("version", "create_time", "variables", "archive_time"):
+        written.ClearField(output_only)
+    return written == wanted
 
 
 def main() -> None:
