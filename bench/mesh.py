@@ -98,6 +98,10 @@ class Bench:
     app: tuple[tuple[str, str], ...]
     app_id: str
 
+    # herald-router's channel (DirectoryService, TopicService) and the admin token's metadata.
+    router: grpc.aio.Channel
+    admin: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {ADMIN}"),)
+
     @cached_property
     def messages(self) -> message_service_pb2_grpc.MessageServiceStub:
         return message_service_pb2_grpc.MessageServiceStub(self.channel)
@@ -155,11 +159,14 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
                     proc = mesh.binaries[service].proc
                     assert proc is not None
                     lower_priority(proc.pid, bulk_niceness)
-            async with grpc.aio.insecure_channel(mesh.addr("intake")) as channel:
+            async with (
+                grpc.aio.insecure_channel(mesh.addr("intake")) as channel,
+                grpc.aio.insecure_channel(mesh.addr("router")) as router,
+            ):
                 app = await admin_service_pb2_grpc.AdminServiceStub(channel).CreateApp(
                     admin_service_pb2.CreateAppRequest(name="bench"), metadata=_bearer(ADMIN)
                 )
-                yield Bench(mesh, sink, channel, _bearer(app.api_key), app.app.app_id)
+                yield Bench(mesh, sink, channel, _bearer(app.api_key), app.app.app_id, router)
         finally:
             await mesh.stop()
             await sink.stop()

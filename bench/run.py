@@ -4,7 +4,9 @@ Each run starts the bundled nats-server, the four binaries (embedded SQLite unle
 and the webhook sink (bench/sink.py), each an OS process of its own, then measures three phases:
 1. JetStream ceiling: acked publishes to a scratch stream on the same nats-server;
 2. SendBatch: --messages messages, 100 entries per call, --batch-callers concurrent callers;
-3. Send: --send-messages messages, one per call, --send-callers concurrent callers.
+3. Send: --send-messages messages, one per call, --send-callers concurrent callers;
+4. Send to a topic: one Send to a topic of --topic-subscribers users (each in the directory, with the sink as
+   their webhook address), fanned out by the router; its delivered rate is set beside SendBatch's.
 Every message is one a team would send: to its own user, drawn from --users ids the directory does not know
 (so routing looks each up and finds nothing), at the webhook address given in the request, with variables of
 its own. Per phase: accepted msg/s (until every call was answered), the p50/p99 latency of one call,
@@ -22,10 +24,17 @@ import random
 import secrets
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import nats
-from herald.v1 import common_pb2, message_service_pb2
+from herald.v1 import (
+    common_pb2,
+    directory_service_pb2,
+    directory_service_pb2_grpc,
+    message_service_pb2,
+    topic_service_pb2,
+    topic_service_pb2_grpc,
+)
 from nats.js.api import StreamConfig
 
 from bench.alone import backend, cpu_seconds, drained
@@ -114,9 +123,13 @@ async def phase(
         delivered = await bench.sink.wait_count(path, count) - began
         await drained(bench.mesh.nats_url, PIPELINE)
     recorded = time.time() - began
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")  # never beyond the slowest call
+    if len(latencies) > 1:
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")  # never beyond the slowest call
+        p50, p99 = cuts[49], cuts[98]
+    else:  # one call: a topic's
+        p50 = p99 = latencies[0]
     rates = {"accepted": count / accepted, "delivered": count / delivered, "recorded": count / recorded}
-    return rates | {"p50": cuts[49] * 1000, "p99": cuts[98] * 1000} | cpu.per_message(count)
+    return rates | {"p50": p50 * 1000, "p99": p99 * 1000} | cpu.per_message(count)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Figures]:
@@ -140,7 +153,40 @@ async def run(args: argparse.Namespace) -> dict[str, Figures]:
         messages = requests(template_id, bench.sink.url("/send"), args.users, args.send_messages)
         sends = (functools.partial(bench.messages.Send, m, metadata=bench.app) for m in messages)
         result["send"] = await phase(bench, "/send", len(messages), sends, args.send_callers)
+
+        topic_key = await subscribed_topic(bench, bench.sink.url("/topic"), args.topic_subscribers)
+        to_topic = message_service_pb2.SendRequest(
+            template_id=template_id, topic=topic_key, variables={"n": "0", "name": "subscriber"}
+        )
+        send = functools.partial(bench.messages.Send, to_topic, metadata=bench.app)
+        result["topic"] = await phase(bench, "/topic", args.topic_subscribers, [send], 1)
+        result["topic"]["of_batch"] = result["topic"]["delivered"] / result["batch"]["delivered"]
     return result
+
+
+async def subscribed_topic(bench: Bench, url: str, subscribers: int) -> str:
+    """A topic of `subscribers` new users, each in the directory with the sink as their webhook address."""
+    directory = directory_service_pb2_grpc.DirectoryServiceStub(bench.router)
+    topics = topic_service_pb2_grpc.TopicServiceStub(bench.router)
+    pool, topic_key = f"subscriber-{secrets.token_hex(4)}", f"bench-{secrets.token_hex(4)}"
+    users = [f"{pool}-{n}" for n in range(subscribers)]
+    chunks = [users[i : i + 1000] for i in range(0, len(users), 1000)]
+
+    async def imports() -> AsyncIterator[directory_service_pb2.ImportUsersRequest]:
+        for chunk in chunks:
+            entries = [directory_service_pb2.User(user_id=u, addresses={"webhook": url}) for u in chunk]
+            yield directory_service_pb2.ImportUsersRequest(users=entries)
+
+    async def subscriptions() -> AsyncIterator[topic_service_pb2.AddSubscribersRequest]:
+        for chunk in chunks:
+            yield topic_service_pb2.AddSubscribersRequest(topic_key=topic_key, user_ids=chunk)
+
+    await directory.ImportUsers(imports(), metadata=bench.admin)
+    await topics.CreateTopic(
+        topic_service_pb2.CreateTopicRequest(topic=topic_service_pb2.Topic(topic_key=topic_key)), metadata=bench.app
+    )
+    await topics.AddSubscribers(subscriptions(), metadata=bench.app)
+    return topic_key
 
 
 def table(result: dict[str, Figures], args: argparse.Namespace) -> str:
@@ -159,16 +205,19 @@ def table(result: dict[str, Figures], args: argparse.Namespace) -> str:
         "ceiling": "JetStream publish, raw (ceiling)",
         "batch": f"SendBatch of {BATCH} ({args.batch_callers} callers)",
         "send": f"Send ({args.send_callers} callers)",
+        "topic": f"Send to a topic of {args.topic_subscribers:,} subscribers",
     }
     for key, label in labels.items():
         row = result[key]
         figures = [cell(row, "accepted", ",.0f"), cell(row, "p50", ",.1f"), cell(row, "p99", ",.1f")]
         figures += [cell(row, "delivered", ",.0f"), *(cell(row, p, ".2f") for p in PROCESSES)]
         lines.append(f"| {label} | " + " | ".join(figures) + " |")
-    batch, send = result["batch"], result["send"]
+    batch, send, topic = result["batch"], result["send"], result["topic"]
     lines.append(
-        f"\nSendBatch accepted = {batch['of_ceiling']:.1%} of the JetStream ceiling. Recorded by feedback (the end "
-        f"of the CPU window): SendBatch {batch['recorded']:,.0f} msg/s, Send {send['recorded']:,.0f} msg/s."
+        f"\nSendBatch accepted = {batch['of_ceiling']:.1%} of the JetStream ceiling. Topic fan-out delivered = "
+        f"{topic['of_batch']:.2f} x SendBatch delivered. Recorded by feedback (the end of the CPU window): "
+        f"SendBatch {batch['recorded']:,.0f} msg/s, Send {send['recorded']:,.0f} msg/s, topic "
+        f"{topic['recorded']:,.0f} msg/s."
     )
     return "\n".join(lines)
 
@@ -180,6 +229,7 @@ def main() -> None:
     parser.add_argument("--send-messages", type=int, default=10_000, help="messages through Send")
     parser.add_argument("--send-callers", type=int, default=64)
     parser.add_argument("--users", type=int, default=5000, help="size of the pool of recipients' user ids")
+    parser.add_argument("--topic-subscribers", type=int, default=20_000, help="subscribers of the topic sent to")
     parser.add_argument("--runs", type=int, default=3, help="each with a fresh mesh; then the median of each figure")
     args = parser.parse_args()
     print(

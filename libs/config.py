@@ -57,6 +57,10 @@ class Settings:
     # Keys for the inbox tokens devices read their user's inbox with (comma-separated: the first signs, all
     # verify); "" = no inbox tokens, only app API keys.
     inbox_token_secret: str
+    # The public address of herald-adapters' HTTP endpoint (HERALD_RECEIPTS_ADDR behind your ingress), for the
+    # tracked links and open pixels of e-mail, and the key that signs them; tracking is off while either is "".
+    tracking_url: str
+    tracking_secret: str
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
     metrics_addr: str
     # How often intake and feedback purge what they no longer keep (services/*/retention.py).
@@ -92,6 +96,8 @@ class Settings:
             ),
             receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
+            tracking_url=env.get("HERALD_TRACKING_URL", ""),
+            tracking_secret=env.get("HERALD_TRACKING_SECRET", ""),
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",
             retention_check_seconds=_number(
                 "HERALD_RETENTION_CHECK_SECONDS", env.get("HERALD_RETENTION_CHECK_SECONDS", "3600"), float, 0.1

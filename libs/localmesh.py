@@ -117,6 +117,8 @@ class Binary:
         if service == "adapters":
             # Each adapters process (a replica too) needs a port of its own for providers' delivery receipts.
             self.env["HERALD_RECEIPTS_ADDR"] = receipts_addr or f"127.0.0.1:{free_port()}"
+            # On one machine, readers' opens and clicks reach that endpoint directly.
+            self.env.setdefault("HERALD_TRACKING_URL", f"http://{self.env['HERALD_RECEIPTS_ADDR']}")
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -16,6 +16,9 @@ DELIVERY_EVENTS = "herald.event.delivery.>"
 # router -> the member system: a user opted out of, or back into, a category (PreferenceEvent).
 UNSUBSCRIBED = "herald.event.unsubscribed"
 SUBSCRIBED = "herald.event.subscribed"
+# router -> the member system: users subscribed to, or unsubscribed from, an app's topic (TopicSubscriptionEvent).
+TOPIC_SUBSCRIBED = "herald.event.topic.subscribed"
+TOPIC_UNSUBSCRIBED = "herald.event.topic.unsubscribed"
 # adapters -> router, the member system: a provider said an address no longer exists (DeadAddressEvent).
 ADDRESS_DEAD = "herald.event.address.dead"
 # router -> every service (and other teams): a user erased from the directory (UserErasedEvent).

@@ -38,6 +38,7 @@ from libs.timeutil import from_timestamp, now, to_timestamp
 from services.adapters import tables
 from services.adapters.accounts import Accounts, Price, Route
 from services.adapters.channels.base import DeliveryError, Failure
+from services.adapters.tracking import Tracker
 
 log = structlog.get_logger()
 
@@ -106,7 +107,9 @@ class Deliverer:
         accounts: Accounts,
         backoff: Mapping[common_pb2.Category.ValueType, tuple[float, ...]],
         limiter: RateLimiter,
+        tracker: Tracker,
     ) -> None:
+        self._tracker = tracker
         self._db = db
         self._bus = bus
         self._accounts = accounts
@@ -200,7 +203,7 @@ class Deliverer:
         with incoming.active():
             started = time.perf_counter()
             try:
-                sent = await route.provider.send(job)
+                sent = await route.provider.send(self._tracker.instrument(job))
             except DeliveryError as e:
                 error = e
             except Exception:  # a bug in a provider plug-in: retry it like an outage, and say so

@@ -4,6 +4,8 @@ import asyncio
 from functools import partial
 
 import aiohttp
+import structlog
+from aiohttp import web
 from herald.v1 import (
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
@@ -13,7 +15,7 @@ from herald.v1 import (
     provider_service_pb2_grpc,
 )
 
-from libs import categories, channels, runtime, subjects
+from libs import categories, channels, http_server, runtime, subjects
 from libs.auth import AppKeys
 from libs.bus import each
 from libs.grpc_server import TracedServer
@@ -26,7 +28,10 @@ from services.adapters.inbox.tokens import InboxTokens
 from services.adapters.inbox.wake import Waker
 from services.adapters.inbox.writer import InboxWriter
 from services.adapters.provider_service import ProviderService
-from services.adapters.receipts import ReceiptsEndpoint
+from services.adapters.receipts import MAX_BODY, Receipts
+from services.adapters.tracking import Tracker
+
+log = structlog.get_logger()
 
 # Per call, each account's own timeout applies (ProviderAccount.timeout_seconds); this bounds connecting.
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=120.0, connect=5.0)
@@ -44,11 +49,16 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     accounts = Accounts(rt.db, rt.bus, http, rt.settings, registered)
     await accounts.reload()
     refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
-    receipts = ReceiptsEndpoint(rt.db, rt.bus, accounts, rt.settings.receipts_addr)
-    await receipts.start()
+    receipts = Receipts(rt.db, rt.bus, accounts)
+    tracker = Tracker(rt.db, rt.bus, rt.settings.tracking_url, rt.settings.tracking_secret)
+    # One HTTP endpoint for what comes from outside: providers' delivery receipts, readers' opens and clicks.
+    endpoint = web.Application(client_max_size=MAX_BODY)
+    endpoint.add_routes([*receipts.routes(), *tracker.routes()])
+    runner = await http_server.serve(endpoint, rt.settings.receipts_addr)
+    log.info("receiving delivery receipts, opens and clicks", addr=rt.settings.receipts_addr)
 
     async def stop() -> None:
-        await receipts.stop()
+        await runner.cleanup()
         refresher.cancel()
         await accounts.close()
         await http.close()
@@ -64,7 +74,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
         InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(rt.settings.inbox_token_secret)), server
     )
-    deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff, await RateLimiter.open(rt.bus))
+    deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff, await RateLimiter.open(rt.bus), tracker)
     waker = Waker(rt.db, rt.bus)
     inbox = InboxWriter(rt.db, rt.bus, waker)
     for channel in channels.KNOWN:

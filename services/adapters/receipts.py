@@ -12,12 +12,12 @@ every delivery it reports on, so that Jaeger leads from a delivery's trace to it
 
 import structlog
 from aiohttp import web
-from herald.v1 import common_pb2, events_pb2
+from herald.v1 import common_pb2
 from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy import select, update
 
-from libs import events, http_server, telemetry
+from libs import events, telemetry
 from libs.bus import Bus
 from libs.store import Database
 from libs.timeutil import now
@@ -41,23 +41,14 @@ RECEIPTS = Counter(
 )
 
 
-class ReceiptsEndpoint:
-    def __init__(self, db: Database, bus: Bus, accounts: Accounts, addr: str) -> None:
+class Receipts:
+    def __init__(self, db: Database, bus: Bus, accounts: Accounts) -> None:
         self._db = db
         self._bus = bus
         self._accounts = accounts
-        self._addr = addr
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post(ROUTE, self._traced)
-        self._runner = await http_server.serve(app, self._addr)
-        log.info("receiving delivery receipts", addr=self._addr)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(ROUTE, self._traced)]
 
     async def _traced(self, request: web.Request) -> web.Response:
         attributes = {"http.request.method": request.method, "http.route": ROUTE, "url.path": request.path}
@@ -119,15 +110,7 @@ class ReceiptsEndpoint:
                 RECEIPTS.labels(account, "unknown").inc()
                 continue
             telemetry.link_to(record.traceparent, {"herald.delivery_id": record.delivery_id})
-            job = events_pb2.DeliveryJob(
-                delivery_id=record.delivery_id,
-                message_id=record.message_id,
-                app_id=record.app_id,
-                template_id=record.template_id,
-                category=common_pb2.Category.ValueType(record.category),
-                user_id=record.user_id,
-                channel=record.channel,
-            )
+            job = record.job()
             state = common_pb2.DELIVERY_STATE_DELIVERED if report.delivered else common_pb2.DELIVERY_STATE_FAILED
             await events.publish(
                 self._bus,

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+from herald.v1 import common_pb2, events_pb2
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,6 +53,19 @@ class Delivery(Base):
     may_fall_back: Mapped[bool] = mapped_column(Boolean, default=True)
     # When a receipt said it reached the device or mailbox: an escalation step naming it is not sent.
     delivered_time: Mapped[datetime | None]
+
+    def job(self) -> events_pb2.DeliveryJob:
+        """Who and what the delivery is, for the events that come long after its job was acked (receipts,
+        opens, clicks)."""
+        return events_pb2.DeliveryJob(
+            delivery_id=self.delivery_id,
+            message_id=self.message_id,
+            app_id=self.app_id,
+            template_id=self.template_id,
+            category=common_pb2.Category.ValueType(self.category),
+            user_id=self.user_id,
+            channel=self.channel,
+        )
 
 
 class ProviderAccount(Base):

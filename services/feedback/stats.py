@@ -36,6 +36,8 @@ COUNTED = frozenset(
         S.DELIVERY_STATE_SUPPRESSED,
         S.DELIVERY_STATE_EXPIRED,
         S.DELIVERY_STATE_CANCELLED,
+        S.DELIVERY_STATE_OPENED,
+        S.DELIVERY_STATE_CLICKED,
     }
 )
 TIMED = frozenset({S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_DELIVERED})
@@ -204,9 +206,9 @@ def _row_pb(when: datetime, groups: dict[str, str], row: _Row) -> pb.StatsRow:
     sent = row.states[S.DELIVERY_STATE_SENT]
     delivered = row.states[S.DELIVERY_STATE_DELIVERED]
     read = row.states[S.DELIVERY_STATE_READ]
-    return pb.StatsRow(
+    opened, clicked = row.states[S.DELIVERY_STATE_OPENED], row.states[S.DELIVERY_STATE_CLICKED]
+    stats = pb.StatsRow(
         bucket_start_time=to_timestamp(when),
-        **groups,
         sent=sent,
         delivered=delivered,
         read=read,
@@ -220,7 +222,14 @@ def _row_pb(when: datetime, groups: dict[str, str], row: _Row) -> pb.StatsRow:
         send_latency=_percentiles(row.latency[S.DELIVERY_STATE_SENT]),
         delivery_latency=_percentiles(row.latency[S.DELIVERY_STATE_DELIVERED]),
         costs=[pb.Cost(currency_code=c, amount_micros=amount) for c, amount in sorted(row.costs.items())],
+        opened=opened,
+        clicked=clicked,
+        open_rate=opened / sent if sent else 0.0,
+        click_rate=clicked / sent if sent else 0.0,
     )
+    for dimension, value in groups.items():
+        setattr(stats, dimension, value)
+    return stats
 
 
 def _percentiles(histogram: Counter[int]) -> pb.LatencyPercentiles:

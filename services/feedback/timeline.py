@@ -48,6 +48,8 @@ RANK: dict[int, int] = {
     S.DELIVERY_STATE_DIGESTED: 2,
     S.DELIVERY_STATE_DELIVERED: 3,
     S.DELIVERY_STATE_READ: 4,
+    S.DELIVERY_STATE_OPENED: 4,
+    S.DELIVERY_STATE_CLICKED: 5,
 }
 # How long after a state change its status can be read: feedback's lag, as users notice it.
 STATUS_DELAY = Histogram(

@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from libs import pagination
 from libs.auth import AppIdentity, AppKeys, key_hash, new_api_key
 from libs.errors import NotFound
 from libs.ids import new_id
 from libs.store import Database
 from libs.timeutil import now
-from services.intake import pagination, tables
+from services.intake import tables
 
 
 class AppRegistry:

@@ -9,6 +9,7 @@ from libs.auth import AppKeys
 from libs.dispatch import DispatchLedger
 from libs.grpc_server import TracedServer
 from libs.rate_limit import RateLimiter
+from libs.topics import TopicRegistry
 from services.intake import retention
 from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
@@ -33,7 +34,8 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     rt.every(rt.settings.retention_check_seconds, partial(retention.purge, rt.db), "retention")
     rt.on_stop.append(shedder.stop)
     message_service_pb2_grpc.add_MessageServiceServicer_to_server(
-        MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids, shedder), server
+        MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids, shedder, await TopicRegistry.open(rt.bus)),
+        server,
     )
     return [
         admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,

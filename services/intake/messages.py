@@ -30,6 +30,7 @@ from libs.errors import (
 from libs.rate_limit import RateLimiter
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
+from libs.topics import TopicRegistry
 from services.intake import tables
 from services.intake.audience import Audience
 from services.intake.common_part import CommonPart
@@ -75,7 +76,9 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         ledger: DispatchLedger,
         ids: MessageIds,
         shedder: MarketingShedder,
+        topics: TopicRegistry,
     ) -> None:
+        self._topics = topics
         self._ledger = ledger
         self._ids = ids
         self._shedder = shedder
@@ -214,6 +217,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     ) -> events_pb2.AcceptedMessage:
         """Everything that can refuse a Send, before anything is stored; then the message as it is queued."""
         check_shape(request)
+        if request.topic and not await self._topics.exists(app.app_id, request.topic):
+            raise NotFound(f"topic '{request.topic}' not found (TopicService.CreateTopic makes one)")
         template = await self._templates.latest_for_sending(request.template_id)
         app.check_category(template.category)
         self._shedder.check(template.category)
@@ -224,6 +229,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         accepted.recipients.MergeFrom(request.recipients)
         accepted.variables.MergeFrom(request.variables)
         accepted.channels.extend(chosen)
+        accepted.channels_named = bool(request.channels)
+        accepted.topic = request.topic
         for when in ("send_at", "expire_at"):
             if request.HasField(when):
                 getattr(accepted, when).CopyFrom(getattr(request, when))

@@ -55,6 +55,9 @@ class Template(Base):
     offline_push: Mapped[int] = mapped_column(Integer, default=0)
     escalation: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     digest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # E-mail open and click tracking.
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=False)
+    track_clicks: Mapped[bool] = mapped_column(Boolean, default=False)
     create_time: Mapped[datetime]
     # Set on every version of an archived template.
     archive_time: Mapped[datetime | None]

@@ -12,11 +12,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import categories, channels, templating
+from libs import categories, channels, pagination, templating
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
-from services.intake import pagination, tables
+from services.intake import tables
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -170,6 +170,8 @@ def template_pb(row: tables.Template) -> pb.Template:
         description=row.description,
         offline_push=pb.OfflinePush.ValueType(row.offline_push),
         escalation=[json_format.ParseDict(s, pb.EscalationStep()) for s in row.escalation],
+        track_opens=row.track_opens,
+        track_clicks=row.track_clicks,
     )
     if row.digest:
         template.digest.CopyFrom(json_format.ParseDict(row.digest, pb.Digest()))
@@ -269,5 +271,7 @@ def _row(template: pb.Template, version: int) -> tables.Template:
         digest=json_format.MessageToDict(template.digest, preserving_proto_field_name=True)
         if template.HasField("digest")
         else {},
+        track_opens=template.track_opens,
+        track_clicks=template.track_clicks,
         create_time=now(),
     )

@@ -11,7 +11,7 @@ from typing import TypeVar
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as pb
 
-from libs import channels, storable, templating
+from libs import channels, storable, templating, topics
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
 from libs.timeutil import now, timestamp_field
@@ -30,8 +30,13 @@ def check_shape(request: pb.SendRequest) -> None:
     bad: dict[str, str] = {}
     if not request.template_id:
         bad["template_id"] = "required"
-    if not request.recipients:
-        bad["recipients"] = "at least one recipient is required"
+    if request.topic:
+        if not topics.TOPIC_KEY.match(request.topic):
+            bad["topic"] = topics.TOPIC_KEY_RULE
+        if request.recipients:
+            bad["recipients"] = "a Send to a topic goes to its subscribers: give no recipients"
+    elif not request.recipients:
+        bad["recipients"] = "at least one recipient is required (or a topic)"
     elif len(request.recipients) > MAX_RECIPIENTS:
         bad["recipients"] = f"{len(request.recipients)} recipients; at most {MAX_RECIPIENTS} per Send"
     # A string takes at least as many bytes in the encoding as it has characters: a small request holds no value
@@ -157,7 +162,9 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
     without rendering (see _RenderPlan); one that does more is rendered for every recipient."""
     plan = _plan(template, chosen)
     bad: dict[str, str] = {}
-    for i, recipient in enumerate(request.recipients):
+    # A topic's subscribers are users of the directory, each rendered with the Send's variables.
+    recipients = [pb.Recipient(user_id=f"topic:{request.topic}")] if request.topic else request.recipients
+    for i, recipient in enumerate(recipients):
         values = {name: request.variables[name] for name in request.variables}
         if recipient.variables:
             values.update({name: recipient.variables[name] for name in recipient.variables})

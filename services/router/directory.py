@@ -45,7 +45,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
         user = pb.User(user_id=request.user_id)
         if row is not None:
             user.addresses.update(row.addresses)
-            user.timezone, user.locale = row.timezone, row.locale
+            user.timezone, user.locale, user.preferred_channel = row.timezone, row.locale, row.preferred_channel
             if row.quiet_hours is not None:
                 json_format.ParseDict(row.quiet_hours, user.quiet_hours)
         user.preferences.extend(
@@ -132,6 +132,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
                 row.timezone = user.timezone
                 row.locale = user.locale
                 row.quiet_hours = json_format.MessageToDict(user.quiet_hours) if user.HasField("quiet_hours") else None
+                row.preferred_channel = user.preferred_channel
                 row.update_time = now()
 
 
@@ -170,6 +171,8 @@ def _validate_user(user: pb.User, field: str) -> None:
             bad[f"{field}.timezone"] = f"'{user.timezone[:64]}' is not an IANA time zone name, e.g. 'Asia/Shanghai'"
     if len(user.locale) > 35:
         bad[f"{field}.locale"] = "at most 35 characters"
+    if user.preferred_channel and (why := channels.problem(user.preferred_channel)):
+        bad[f"{field}.preferred_channel"] = why
     if user.HasField("quiet_hours") and (why := quiet_hours.problem(user.quiet_hours)):
         bad[f"{field}.quiet_hours"] = why
     bad.update(storable.nul_refusals(user, f"{field}."))

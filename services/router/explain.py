@@ -39,11 +39,10 @@ class Explainer:
         if not set(chosen) - later.keys():  # as routing does: named escalation channels alone go at once
             later = {}
         recipients = await Recipients.load(self._db, {request.user_id})
-        verdicts = [
-            await self._verdict(app, template, request.user_id, c, recipients)
-            for c in chosen
-            if c not in chain and c not in later
-        ]
+        user = recipients.users.get(request.user_id)
+        preferred = user.preferred_channel if user and not request.channels else ""
+        singles, chain = jobs.at_once(chosen, chain, later.keys(), preferred)
+        verdicts = [await self._verdict(app, template, request.user_id, c, recipients) for c in singles]
         used = ""
         for channel in chain:
             verdict = await self._verdict(app, template, request.user_id, channel, recipients)
@@ -53,6 +52,12 @@ class Explainer:
             elif not used and verdict.outcome != Verdict.OUTCOME_BLOCKED:
                 used = channel
             verdicts.append(verdict)
+        if preferred in chain:
+            verdicts += [
+                Verdict(channel=c, outcome=Verdict.OUTCOME_BLOCKED, reason=f"the user prefers {preferred}")
+                for c in chosen
+                if c not in chain and c not in later
+            ]
         for channel, delay in later.items():
             verdict = await self._verdict(app, template, request.user_id, channel, recipients)
             if verdict.outcome != Verdict.OUTCOME_BLOCKED:

@@ -8,7 +8,7 @@ the channel's (libs.ids.delivery_id), so every replay of a message derives the
 same ids.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -66,17 +66,30 @@ def plan(message: events_pb2.AcceptedMessage, users: dict[str, tables.User]) -> 
             )
             for j, channel in enumerate(message.channels)
         }
-        at_once = [[steps[c]] for c in message.channels if c not in chain and c not in later]
-        if chain:
-            at_once.append([steps[c] for c in chain])
-        found.chains.extend(Chain(c, values) for c in at_once)
-        stop_on = [job.delivery_id for c in at_once for job, _ in c]
+        preferred = user.preferred_channel if user and not message.channels_named else ""
+        singles, own_chain = at_once(message.channels, chain, later.keys(), preferred)
+        first = [[steps[c]] for c in singles]
+        if own_chain:
+            first.append([steps[c] for c in own_chain])
+        found.chains.extend(Chain(c, values) for c in first)
+        stop_on = [job.delivery_id for c in first for job, _ in c]
         for channel, delay in later.items():
             job, unrenderable = steps[channel]
             job.stop_on.extend(stop_on)
             stop_on.append(job.delivery_id)
             found.escalations.append(Escalation((job, unrenderable), delay))
     return found
+
+
+def at_once(
+    channels: Sequence[str], chain: Sequence[str], later: Collection[str], preferred: str
+) -> tuple[list[str], list[str]]:
+    """What goes out at once to a recipient: the channels sent alone, and the fallback chain. A preferred channel
+    the message has (and does not hold back for escalation) is used instead of the others, ahead of the rest of
+    the chain."""
+    if preferred in channels and preferred not in later:
+        return [], [preferred, *(c for c in chain if c != preferred)]
+    return [c for c in channels if c not in chain and c not in later], list(chain)
 
 
 def link(steps: list[events_pb2.DeliveryJob]) -> events_pb2.DeliveryJob:
@@ -133,6 +146,8 @@ def _job(
         return job, unrenderable
     if channel == "inbox" and wakes(message.template) and user is not None:
         _add_wake(job, user)
+    if channel == "email":
+        job.track_opens, job.track_clicks = message.template.track_opens, message.template.track_clicks
     return job, ""
 
 

@@ -2,12 +2,21 @@
 
 from functools import partial
 
-from herald.v1 import directory_service_pb2, directory_service_pb2_grpc, routing_service_pb2, routing_service_pb2_grpc
+from herald.v1 import (
+    directory_service_pb2,
+    directory_service_pb2_grpc,
+    routing_service_pb2,
+    routing_service_pb2_grpc,
+    topic_service_pb2,
+    topic_service_pb2_grpc,
+)
 
 from libs import categories, runtime, subjects
+from libs.auth import AppKeys
 from libs.bus import each
 from libs.dispatch import DispatchLedger
 from libs.grpc_server import TracedServer
+from libs.topics import TopicRegistry
 from services.router import directory
 from services.router.dedup import ContentDedup
 from services.router.directory import DirectoryService
@@ -16,6 +25,7 @@ from services.router.frequency import FrequencyCaps
 from services.router.intake_client import IntakeClient
 from services.router.routing import Router
 from services.router.rules import RoutingService
+from services.router.topics import TopicService
 
 
 async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
@@ -28,6 +38,9 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     rt.on_stop.append(intake.close)
     routing_service_pb2_grpc.add_RoutingServiceServicer_to_server(
         RoutingService(rt.db, caps, Explainer(rt.db, caps, intake), rt.settings.admin_token), server
+    )
+    topic_service_pb2_grpc.add_TopicServiceServicer_to_server(
+        TopicService(rt.db, rt.bus, await AppKeys.open(rt.bus), await TopicRegistry.open(rt.bus)), server
     )
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup, caps)
     for category in rt.settings.pipelines:
@@ -49,6 +62,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     return [
         directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
         routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name,
+        topic_service_pb2.DESCRIPTOR.services_by_name["TopicService"].full_name,
     ]
 
 

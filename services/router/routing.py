@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import structlog
-from herald.v1 import common_pb2, events_pb2
+from herald.v1 import common_pb2, events_pb2, message_service_pb2
 from prometheus_client import Counter
 
 from libs import categories, events, metrics, subjects, templating
@@ -32,7 +32,7 @@ from libs.bus import Bus, Incoming, in_own_trace
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.router import digests, jobs
+from services.router import digests, jobs, topics
 from services.router.dedup import ContentDedup
 from services.router.frequency import FrequencyCaps
 from services.router.recipients import Recipients, RecipientsReader
@@ -44,6 +44,8 @@ SCHEDULE_THRESHOLD = timedelta(seconds=1)
 CANCELLED = "cancelled by the sender"
 # Accepted messages of one category routed at once, in publishes allowed at once (Pipeline.concurrency).
 ROUTED_AT_ONCE = 4
+# Subscribers of a topic per part of a Send to it: a part is routed as one message.
+FAN_OUT_PAGE = 1000
 
 S = common_pb2
 # What routing decided for each delivery: queued (pending), held (scheduled), suppressed by reason code, expired,
@@ -63,6 +65,7 @@ class Router:
     def __init__(
         self, db: Database, bus: Bus, ledger: DispatchLedger, dedup: ContentDedup, caps: FrequencyCaps
     ) -> None:
+        self._db = db
         self._recipients = RecipientsReader(db)
         self._bus = bus
         self._digests = digests.Digests(bus)
@@ -148,12 +151,30 @@ class Router:
             firsts = [c.steps[0][0] for c in plan.chains]
             await self._each(self._announce(job, S.DELIVERY_STATE_CANCELLED, CANCELLED) for job in firsts)
             return
+        if message.topic:
+            await self._fan_out(message)
+            return
         if templating.collects_digest(message.template):
             await self._each(self._collect(message, chain) for chain in plan.chains)
             return
         await self._each(self._start(chain.steps, recipients) for chain in plan.chains)
         sent_at = from_timestamp(message.send_at) or from_timestamp(message.create_time) or now()
         await self._each(self._escalate(e, sent_at + e.delay) for e in plan.escalations)
+
+    async def _fan_out(self, message: events_pb2.AcceptedMessage) -> None:
+        """A Send to a topic: its subscribers, a page at a time in user-id order, become parts of the message, as
+        a large audience's are, each routed like any message. A redelivery publishes the same parts under the same
+        Nats-Msg-Ids, which JetStream drops."""
+        after, part = "", 0
+        while users := await topics.subscribers(self._db, message.app_id, message.topic, after, FAN_OUT_PAGE):
+            piece = events_pb2.AcceptedMessage()
+            piece.CopyFrom(message)
+            piece.topic, piece.part, piece.recipient_offset = "", part + 1, part * FAN_OUT_PAGE
+            piece.recipients.extend(message_service_pb2.Recipient(user_id=u) for u in users)
+            batch = events_pb2.AcceptedBatch(messages=[piece])
+            subject = subjects.message_accepted(message.template.category)
+            await self._bus.publish(subject, batch.SerializeToString(), f"{message.message_id}.{piece.part}")
+            after, part = users[-1], part + 1
 
     async def _start(self, chain: list[jobs.Step], recipients: Recipients) -> None:
         """Route a chain from its first renderable step; a step that cannot be rendered FAILED on the spot."""

@@ -1,4 +1,4 @@
-"""Router's tables: the directory of users, their preferences, and frequency caps."""
+"""Router's tables: the directory of users, their preferences, frequency caps, and topics."""
 
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,8 @@ class User(Base):
     quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # channel -> {"address", "reason", "time"}: addresses a provider said no longer exist (DeadAddressEvent).
     dead_addresses: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The channel the user would rather be reached on ("" = none), when a sender names none.
+    preferred_channel: Mapped[str] = mapped_column(String(32), default="")
 
     def address(self, channel: str) -> str:
         """The user's address on `channel`, unless a provider said it is dead; a new address replaces the mark."""
@@ -59,3 +61,23 @@ class FrequencyRule(Base):
     max_deliveries: Mapped[int] = mapped_column(Integer)
     window_seconds: Mapped[float] = mapped_column(Float)
     create_time: Mapped[datetime]
+
+
+class Topic(Base):
+    """An app's topic; its subscribers are TopicSubscriber rows."""
+
+    __tablename__ = "router_topics"
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    topic_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    create_time: Mapped[datetime]
+
+
+class TopicSubscriber(Base):
+    """One user subscribed to one topic; the primary key orders a topic's subscribers by user id, for fan-out and
+    listing by keyset."""
+
+    __tablename__ = "router_topic_subscribers"
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    topic_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)

@@ -13,6 +13,7 @@ from libs.rate_limit import RateLimiter
 from libs.store import Database
 from services.adapters.accounts import Accounts
 from services.adapters.deliverer import Deliverer, Result
+from services.adapters.tracking import Tracker
 
 S = common_pb2
 
@@ -33,7 +34,9 @@ async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, out
     db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'adapters.db'}", "adapters")
     try:
         # Recording and planning a final outcome touch neither the bus, the provider accounts nor their pacing.
-        deliverer = Deliverer(db, cast(Bus, None), cast(Accounts, None), {}, cast(RateLimiter, None))
+        deliverer = Deliverer(
+            db, cast(Bus, None), cast(Accounts, None), {}, cast(RateLimiter, None), cast(Tracker, None)
+        )
         job = events_pb2.DeliveryJob(
             delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555", category=S.CATEGORY_CRITICAL
         )

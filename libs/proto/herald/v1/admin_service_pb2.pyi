@@ -371,6 +371,8 @@ class Template(_message.Message):
     OFFLINE_PUSH_FIELD_NUMBER: _builtins.int
     ESCALATION_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    TRACK_OPENS_FIELD_NUMBER: _builtins.int
+    TRACK_CLICKS_FIELD_NUMBER: _builtins.int
     template_id: _builtins.str
     """Caller-chosen id, e.g. "login-code": lower case letters, digits, '-' and '_'."""
     category: _common_pb2.Category.ValueType
@@ -384,6 +386,14 @@ class Template(_message.Message):
     apns device, else fcm) with their unread count as the badge; items within
     a few seconds of each other collapse into one push. Never during the
     user's quiet hours or when they opted out of the push channel.
+    """
+    track_opens: _builtins.bool
+    """E-mail: add an invisible image to the HTML so that opening it records
+    OPENED (where the mail client loads images).
+    """
+    track_clicks: _builtins.bool
+    """E-mail: send the HTML's http(s) links through herald's tracking
+    endpoint, signed, so that following one records CLICKED and redirects.
     """
     @_builtins.property
     def contents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChannelContent]: ...
@@ -439,10 +449,12 @@ class Template(_message.Message):
         offline_push: Global___OfflinePush.ValueType = ...,
         escalation: _abc.Iterable[Global___EscalationStep] | None = ...,
         digest: Global___Digest | None = ...,
+        track_opens: _builtins.bool = ...,
+        track_clicks: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "create_time", b"create_time", "digest", b"digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "digest", b"digest", "escalation", b"escalation", "fallback_channels", b"fallback_channels", "offline_push", b"offline_push", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "digest", b"digest", "escalation", b"escalation", "fallback_channels", b"fallback_channels", "offline_push", b"offline_push", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

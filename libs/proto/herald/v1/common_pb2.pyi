@@ -68,6 +68,10 @@ class _DeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deliver
     """Not delivered before the message's expire_at."""
     DELIVERY_STATE_DIGESTED: _DeliveryState.ValueType  # 10
     """Collected into a digest: the delivery the reason names carried it."""
+    DELIVERY_STATE_OPENED: _DeliveryState.ValueType  # 11
+    """The recipient opened it (e-mail open tracking: the pixel was loaded)."""
+    DELIVERY_STATE_CLICKED: _DeliveryState.ValueType  # 12
+    """The recipient clicked a tracked link in it."""
 
 class DeliveryState(_DeliveryState, metaclass=_DeliveryStateEnumTypeWrapper):
     """DeliveryState is the state of one recipient x channel delivery."""
@@ -93,6 +97,10 @@ DELIVERY_STATE_EXPIRED: DeliveryState.ValueType  # 9
 """Not delivered before the message's expire_at."""
 DELIVERY_STATE_DIGESTED: DeliveryState.ValueType  # 10
 """Collected into a digest: the delivery the reason names carried it."""
+DELIVERY_STATE_OPENED: DeliveryState.ValueType  # 11
+"""The recipient opened it (e-mail open tracking: the pixel was loaded)."""
+DELIVERY_STATE_CLICKED: DeliveryState.ValueType  # 12
+"""The recipient clicked a tracked link in it."""
 Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
 @_typing.final

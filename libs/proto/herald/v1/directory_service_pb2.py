@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!herald/v1/directory_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xf6\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x31\n\taddresses\x18\x02 \x03(\x0b\x32\x1e.herald.v1.User.AddressesEntry\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12*\n\x0bpreferences\x18\x05 \x03(\x0b\x32\x15.herald.v1.Preference\x12*\n\x0bquiet_hours\x18\x06 \x01(\x0b\x32\x15.herald.v1.QuietHours\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x88\x01\n\nPreference\x12%\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x11\n\topted_out\x18\x03 \x01(\x08\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x12\x44\x65leteUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"4\n\x12ImportUsersRequest\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.herald.v1.User\"\'\n\x13ImportUsersResponse\x12\x10\n\x08imported\x18\x01 \x01(\x05\"2\n\x11UpsertUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.herald.v1.User\"r\n\x14SetPreferenceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\topted_out\x18\x04 \x01(\x08\"s\n\x15SetPreferenceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\topted_out\x18\x04 \x01(\x08\x32\xf5\x02\n\x10\x44irectoryService\x12;\n\nUpsertUser\x12\x1c.herald.v1.UpsertUserRequest\x1a\x0f.herald.v1.User\x12\x35\n\x07GetUser\x12\x19.herald.v1.GetUserRequest\x1a\x0f.herald.v1.User\x12I\n\nDeleteUser\x12\x1c.herald.v1.DeleteUserRequest\x1a\x1d.herald.v1.DeleteUserResponse\x12N\n\x0bImportUsers\x12\x1d.herald.v1.ImportUsersRequest\x1a\x1e.herald.v1.ImportUsersResponse(\x01\x12R\n\rSetPreference\x12\x1f.herald.v1.SetPreferenceRequest\x1a .herald.v1.SetPreferenceResponseB\x88\x01\n\rcom.herald.v1B\x15\x44irectoryServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!herald/v1/directory_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\x91\x02\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x31\n\taddresses\x18\x02 \x03(\x0b\x32\x1e.herald.v1.User.AddressesEntry\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12*\n\x0bpreferences\x18\x05 \x03(\x0b\x32\x15.herald.v1.Preference\x12*\n\x0bquiet_hours\x18\x06 \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x19\n\x11preferred_channel\x18\x07 \x01(\t\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x88\x01\n\nPreference\x12%\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x11\n\topted_out\x18\x03 \x01(\x08\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x12\x44\x65leteUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"4\n\x12ImportUsersRequest\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.herald.v1.User\"\'\n\x13ImportUsersResponse\x12\x10\n\x08imported\x18\x01 \x01(\x05\"2\n\x11UpsertUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.herald.v1.User\"r\n\x14SetPreferenceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\topted_out\x18\x04 \x01(\x08\"s\n\x15SetPreferenceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\topted_out\x18\x04 \x01(\x08\x32\xf5\x02\n\x10\x44irectoryService\x12;\n\nUpsertUser\x12\x1c.herald.v1.UpsertUserRequest\x1a\x0f.herald.v1.User\x12\x35\n\x07GetUser\x12\x19.herald.v1.GetUserRequest\x1a\x0f.herald.v1.User\x12I\n\nDeleteUser\x12\x1c.herald.v1.DeleteUserRequest\x1a\x1d.herald.v1.DeleteUserResponse\x12N\n\x0bImportUsers\x12\x1d.herald.v1.ImportUsersRequest\x1a\x1e.herald.v1.ImportUsersResponse(\x01\x12R\n\rSetPreference\x12\x1f.herald.v1.SetPreferenceRequest\x1a .herald.v1.SetPreferenceResponseB\x88\x01\n\rcom.herald.v1B\x15\x44irectoryServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER_ADDRESSESENTRY']._loaded_options = None
   _globals['_USER_ADDRESSESENTRY']._serialized_options = b'8\001'
   _globals['_USER']._serialized_start=106
-  _globals['_USER']._serialized_end=352
-  _globals['_USER_ADDRESSESENTRY']._serialized_start=304
-  _globals['_USER_ADDRESSESENTRY']._serialized_end=352
-  _globals['_PREFERENCE']._serialized_start=355
-  _globals['_PREFERENCE']._serialized_end=491
-  _globals['_GETUSERREQUEST']._serialized_start=493
-  _globals['_GETUSERREQUEST']._serialized_end=526
-  _globals['_DELETEUSERREQUEST']._serialized_start=528
-  _globals['_DELETEUSERREQUEST']._serialized_end=564
-  _globals['_DELETEUSERRESPONSE']._serialized_start=566
-  _globals['_DELETEUSERRESPONSE']._serialized_end=603
-  _globals['_IMPORTUSERSREQUEST']._serialized_start=605
-  _globals['_IMPORTUSERSREQUEST']._serialized_end=657
-  _globals['_IMPORTUSERSRESPONSE']._serialized_start=659
-  _globals['_IMPORTUSERSRESPONSE']._serialized_end=698
-  _globals['_UPSERTUSERREQUEST']._serialized_start=700
-  _globals['_UPSERTUSERREQUEST']._serialized_end=750
-  _globals['_SETPREFERENCEREQUEST']._serialized_start=752
-  _globals['_SETPREFERENCEREQUEST']._serialized_end=866
-  _globals['_SETPREFERENCERESPONSE']._serialized_start=868
-  _globals['_SETPREFERENCERESPONSE']._serialized_end=983
-  _globals['_DIRECTORYSERVICE']._serialized_start=986
-  _globals['_DIRECTORYSERVICE']._serialized_end=1359
+  _globals['_USER']._serialized_end=379
+  _globals['_USER_ADDRESSESENTRY']._serialized_start=331
+  _globals['_USER_ADDRESSESENTRY']._serialized_end=379
+  _globals['_PREFERENCE']._serialized_start=382
+  _globals['_PREFERENCE']._serialized_end=518
+  _globals['_GETUSERREQUEST']._serialized_start=520
+  _globals['_GETUSERREQUEST']._serialized_end=553
+  _globals['_DELETEUSERREQUEST']._serialized_start=555
+  _globals['_DELETEUSERREQUEST']._serialized_end=591
+  _globals['_DELETEUSERRESPONSE']._serialized_start=593
+  _globals['_DELETEUSERRESPONSE']._serialized_end=630
+  _globals['_IMPORTUSERSREQUEST']._serialized_start=632
+  _globals['_IMPORTUSERSREQUEST']._serialized_end=684
+  _globals['_IMPORTUSERSRESPONSE']._serialized_start=686
+  _globals['_IMPORTUSERSRESPONSE']._serialized_end=725
+  _globals['_UPSERTUSERREQUEST']._serialized_start=727
+  _globals['_UPSERTUSERREQUEST']._serialized_end=777
+  _globals['_SETPREFERENCEREQUEST']._serialized_start=779
+  _globals['_SETPREFERENCEREQUEST']._serialized_end=893
+  _globals['_SETPREFERENCERESPONSE']._serialized_start=895
+  _globals['_SETPREFERENCERESPONSE']._serialized_end=1010
+  _globals['_DIRECTORYSERVICE']._serialized_start=1013
+  _globals['_DIRECTORYSERVICE']._serialized_end=1386
 # @@protoc_insertion_point(module_scope)

@@ -50,11 +50,17 @@ class User(_message.Message):
     LOCALE_FIELD_NUMBER: _builtins.int
     PREFERENCES_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    PREFERRED_CHANNEL_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     timezone: _builtins.str
     """IANA name, e.g. "Asia/Shanghai"."""
     locale: _builtins.str
     """BCP 47, e.g. "zh-CN"."""
+    preferred_channel: _builtins.str
+    """The channel the user would rather be reached on, e.g. "wecom": when a
+    sender names no channels, it alone is used if the template has it (with
+    the rest of the template's fallback chain behind it). "" = no preference.
+    """
     @_builtins.property
     def addresses(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Channel -> address, as in Recipient.addresses."""
@@ -76,10 +82,11 @@ class User(_message.Message):
         locale: _builtins.str = ...,
         preferences: _abc.Iterable[Global___Preference] | None = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
+        preferred_channel: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "locale", b"locale", "preferences", b"preferences", "quiet_hours", b"quiet_hours", "timezone", b"timezone", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "locale", b"locale", "preferences", b"preferences", "preferred_channel", b"preferred_channel", "quiet_hours", b"quiet_hours", "timezone", b"timezone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -93,6 +93,8 @@ class AcceptedMessage(_message.Message):
     RECIPIENT_OFFSET_FIELD_NUMBER: _builtins.int
     QUIET_HOURS_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    CHANNELS_NAMED_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     app_id: _builtins.str
     part: _builtins.int
@@ -104,6 +106,14 @@ class AcceptedMessage(_message.Message):
     """The W3C traceparent of the call that accepted it. Messages of concurrent
     calls (each its own trace) travel grouped in one AcceptedBatch; the router
     continues each message's trace from here, not from the batch's headers.
+    """
+    topic: _builtins.str
+    """Sent to a topic: the router fans it out to the subscribers, as parts of
+    this message carrying them as recipients.
+    """
+    channels_named: _builtins.bool
+    """The sender named the channels; else a user's preferred channel picks
+    among the template's.
     """
     @_builtins.property
     def template(self) -> _admin_service_pb2.Template:
@@ -143,10 +153,12 @@ class AcceptedMessage(_message.Message):
         recipient_offset: _builtins.int = ...,
         quiet_hours: _common_pb2.QuietHours | None = ...,
         traceparent: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        channels_named: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "channels_named", b"channels_named", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "topic", b"topic", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -201,6 +213,8 @@ class DeliveryJob(_message.Message):
     WAKE_FIELD_NUMBER: _builtins.int
     BADGE_FIELD_NUMBER: _builtins.int
     STOP_ON_FIELD_NUMBER: _builtins.int
+    TRACK_OPENS_FIELD_NUMBER: _builtins.int
+    TRACK_CLICKS_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -223,6 +237,11 @@ class DeliveryJob(_message.Message):
     """apns, fcm: the number on the app's icon (the user's unread inbox items);
     0 = leave it as it is.
     """
+    track_opens: _builtins.bool
+    """e-mail: the template's open and click tracking (Template.track_opens,
+    track_clicks), applied by the adapters as they send.
+    """
+    track_clicks: _builtins.bool
     @_builtins.property
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -273,10 +292,12 @@ class DeliveryJob(_message.Message):
         wake: Global___DeliveryJob | None = ...,
         badge: _builtins.int = ...,
         stop_on: _abc.Iterable[_builtins.str] | None = ...,
+        track_opens: _builtins.bool = ...,
+        track_clicks: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "wake", b"wake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -423,6 +444,44 @@ class PreferenceEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreferenceEvent: _TypeAlias = PreferenceEvent  # noqa: Y015
+
+@_typing.final
+class TopicSubscriptionEvent(_message.Message):
+    """TopicSubscriptionEvent: users subscribed to (herald.event.topic.subscribed)
+    or unsubscribed from (herald.event.topic.unsubscribed) an app's topic, a
+    chunk of a bulk change at a time; the member system may follow them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_KEY_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    app_id: _builtins.str
+    topic_key: _builtins.str
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        topic_key: _builtins.str = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "event_id", b"event_id", "occur_time", b"occur_time", "topic_key", b"topic_key", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopicSubscriptionEvent: _TypeAlias = TopicSubscriptionEvent  # noqa: Y015
 
 @_typing.final
 class UserErasedEvent(_message.Message):

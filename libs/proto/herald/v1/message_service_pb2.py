@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fherald/v1/message_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x02\n\x0bSendRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12(\n\nrecipients\x18\x02 \x03(\x0b\x32\x14.herald.v1.Recipient\x12\x38\n\tvariables\x18\x03 \x03(\x0b\x32%.herald.v1.SendRequest.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\x12+\n\x07send_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x02\n\tRecipient\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x36\n\taddresses\x18\x02 \x03(\x0b\x32#.herald.v1.Recipient.AddressesEntry\x12\x36\n\tvariables\x18\x03 \x03(\x0b\x32#.herald.v1.Recipient.VariablesEntry\x12\x0e\n\x06locale\x18\x04 \x01(\t\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"<\n\x10SendBatchRequest\x12(\n\x08requests\x18\x01 \x03(\x0b\x32\x16.herald.v1.SendRequest\"@\n\x11SendBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.herald.v1.SendBatchResult\"p\n\x0fSendBatchResult\x12+\n\x08response\x18\x01 \x01(\x0b\x32\x17.herald.v1.SendResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.herald.v1.SendErrorH\x00\x42\t\n\x07outcome\"j\n\tSendError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12.\n\x0bretry_delay\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"x\n\x13SendAudienceRequest\x12)\n\x07message\x18\x01 \x01(\x0b\x32\x16.herald.v1.SendRequestH\x00\x12.\n\nrecipients\x18\x02 \x01(\x0b\x32\x18.herald.v1.AudienceChunkH\x00\x42\x06\n\x04part\"9\n\rAudienceChunk\x12(\n\nrecipients\x18\x01 \x03(\x0b\x32\x14.herald.v1.Recipient\"*\n\x14\x43\x61ncelMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"+\n\x15\x43\x61ncelMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t2\xb0\x02\n\x0eMessageService\x12\x37\n\x04Send\x12\x16.herald.v1.SendRequest\x1a\x17.herald.v1.SendResponse\x12\x46\n\tSendBatch\x12\x1b.herald.v1.SendBatchRequest\x1a\x1c.herald.v1.SendBatchResponse\x12I\n\x0cSendAudience\x12\x1e.herald.v1.SendAudienceRequest\x1a\x17.herald.v1.SendResponse(\x01\x12R\n\rCancelMessage\x12\x1f.herald.v1.CancelMessageRequest\x1a .herald.v1.CancelMessageResponseB\x86\x01\n\rcom.herald.v1B\x13MessageServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fherald/v1/message_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x02\n\x0bSendRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12(\n\nrecipients\x18\x02 \x03(\x0b\x32\x14.herald.v1.Recipient\x12\x38\n\tvariables\x18\x03 \x03(\x0b\x32%.herald.v1.SendRequest.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\x12+\n\x07send_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12\r\n\x05topic\x18\t \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x02\n\tRecipient\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x36\n\taddresses\x18\x02 \x03(\x0b\x32#.herald.v1.Recipient.AddressesEntry\x12\x36\n\tvariables\x18\x03 \x03(\x0b\x32#.herald.v1.Recipient.VariablesEntry\x12\x0e\n\x06locale\x18\x04 \x01(\t\x1a\x30\n\x0e\x41\x64\x64ressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"<\n\x10SendBatchRequest\x12(\n\x08requests\x18\x01 \x03(\x0b\x32\x16.herald.v1.SendRequest\"@\n\x11SendBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.herald.v1.SendBatchResult\"p\n\x0fSendBatchResult\x12+\n\x08response\x18\x01 \x01(\x0b\x32\x17.herald.v1.SendResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.herald.v1.SendErrorH\x00\x42\t\n\x07outcome\"j\n\tSendError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12.\n\x0bretry_delay\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"x\n\x13SendAudienceRequest\x12)\n\x07message\x18\x01 \x01(\x0b\x32\x16.herald.v1.SendRequestH\x00\x12.\n\nrecipients\x18\x02 \x01(\x0b\x32\x18.herald.v1.AudienceChunkH\x00\x42\x06\n\x04part\"9\n\rAudienceChunk\x12(\n\nrecipients\x18\x01 \x03(\x0b\x32\x14.herald.v1.Recipient\"*\n\x14\x43\x61ncelMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"+\n\x15\x43\x61ncelMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t2\xb0\x02\n\x0eMessageService\x12\x37\n\x04Send\x12\x16.herald.v1.SendRequest\x1a\x17.herald.v1.SendResponse\x12\x46\n\tSendBatch\x12\x1b.herald.v1.SendBatchRequest\x1a\x1c.herald.v1.SendBatchResponse\x12I\n\x0cSendAudience\x12\x1e.herald.v1.SendAudienceRequest\x1a\x17.herald.v1.SendResponse(\x01\x12R\n\rCancelMessage\x12\x1f.herald.v1.CancelMessageRequest\x1a .herald.v1.CancelMessageResponseB\x86\x01\n\rcom.herald.v1B\x13MessageServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,33 +41,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECIPIENT_VARIABLESENTRY']._loaded_options = None
   _globals['_RECIPIENT_VARIABLESENTRY']._serialized_options = b'8\001'
   _globals['_SENDREQUEST']._serialized_start=112
-  _globals['_SENDREQUEST']._serialized_end=448
-  _globals['_SENDREQUEST_VARIABLESENTRY']._serialized_start=400
-  _globals['_SENDREQUEST_VARIABLESENTRY']._serialized_end=448
-  _globals['_RECIPIENT']._serialized_start=451
-  _globals['_RECIPIENT']._serialized_end=707
-  _globals['_RECIPIENT_ADDRESSESENTRY']._serialized_start=609
-  _globals['_RECIPIENT_ADDRESSESENTRY']._serialized_end=657
-  _globals['_RECIPIENT_VARIABLESENTRY']._serialized_start=400
-  _globals['_RECIPIENT_VARIABLESENTRY']._serialized_end=448
-  _globals['_SENDRESPONSE']._serialized_start=709
-  _globals['_SENDRESPONSE']._serialized_end=762
-  _globals['_SENDBATCHREQUEST']._serialized_start=764
-  _globals['_SENDBATCHREQUEST']._serialized_end=824
-  _globals['_SENDBATCHRESPONSE']._serialized_start=826
-  _globals['_SENDBATCHRESPONSE']._serialized_end=890
-  _globals['_SENDBATCHRESULT']._serialized_start=892
-  _globals['_SENDBATCHRESULT']._serialized_end=1004
-  _globals['_SENDERROR']._serialized_start=1006
-  _globals['_SENDERROR']._serialized_end=1112
-  _globals['_SENDAUDIENCEREQUEST']._serialized_start=1114
-  _globals['_SENDAUDIENCEREQUEST']._serialized_end=1234
-  _globals['_AUDIENCECHUNK']._serialized_start=1236
-  _globals['_AUDIENCECHUNK']._serialized_end=1293
-  _globals['_CANCELMESSAGEREQUEST']._serialized_start=1295
-  _globals['_CANCELMESSAGEREQUEST']._serialized_end=1337
-  _globals['_CANCELMESSAGERESPONSE']._serialized_start=1339
-  _globals['_CANCELMESSAGERESPONSE']._serialized_end=1382
-  _globals['_MESSAGESERVICE']._serialized_start=1385
-  _globals['_MESSAGESERVICE']._serialized_end=1689
+  _globals['_SENDREQUEST']._serialized_end=463
+  _globals['_SENDREQUEST_VARIABLESENTRY']._serialized_start=415
+  _globals['_SENDREQUEST_VARIABLESENTRY']._serialized_end=463
+  _globals['_RECIPIENT']._serialized_start=466
+  _globals['_RECIPIENT']._serialized_end=722
+  _globals['_RECIPIENT_ADDRESSESENTRY']._serialized_start=624
+  _globals['_RECIPIENT_ADDRESSESENTRY']._serialized_end=672
+  _globals['_RECIPIENT_VARIABLESENTRY']._serialized_start=415
+  _globals['_RECIPIENT_VARIABLESENTRY']._serialized_end=463
+  _globals['_SENDRESPONSE']._serialized_start=724
+  _globals['_SENDRESPONSE']._serialized_end=777
+  _globals['_SENDBATCHREQUEST']._serialized_start=779
+  _globals['_SENDBATCHREQUEST']._serialized_end=839
+  _globals['_SENDBATCHRESPONSE']._serialized_start=841
+  _globals['_SENDBATCHRESPONSE']._serialized_end=905
+  _globals['_SENDBATCHRESULT']._serialized_start=907
+  _globals['_SENDBATCHRESULT']._serialized_end=1019
+  _globals['_SENDERROR']._serialized_start=1021
+  _globals['_SENDERROR']._serialized_end=1127
+  _globals['_SENDAUDIENCEREQUEST']._serialized_start=1129
+  _globals['_SENDAUDIENCEREQUEST']._serialized_end=1249
+  _globals['_AUDIENCECHUNK']._serialized_start=1251
+  _globals['_AUDIENCECHUNK']._serialized_end=1308
+  _globals['_CANCELMESSAGEREQUEST']._serialized_start=1310
+  _globals['_CANCELMESSAGEREQUEST']._serialized_end=1352
+  _globals['_CANCELMESSAGERESPONSE']._serialized_start=1354
+  _globals['_CANCELMESSAGERESPONSE']._serialized_end=1397
+  _globals['_MESSAGESERVICE']._serialized_start=1400
+  _globals['_MESSAGESERVICE']._serialized_end=1704
 # @@protoc_insertion_point(module_scope)

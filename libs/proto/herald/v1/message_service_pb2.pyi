@@ -52,6 +52,7 @@ class SendRequest(_message.Message):
     EXPIRE_AT_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
     template_id: _builtins.str
     idempotency_key: _builtins.str
     """A repeat of the same key within 24 hours returns the first message_id
@@ -59,6 +60,10 @@ class SendRequest(_message.Message):
     """
     dry_run: _builtins.bool
     """Validate and render, but send nothing."""
+    topic: _builtins.str
+    """Send to every subscriber of this topic of the app (TopicService) instead
+    of `recipients`, each through their own directory entry and preferences.
+    """
     @_builtins.property
     def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___Recipient]: ...
     @_builtins.property
@@ -88,10 +93,11 @@ class SendRequest(_message.Message):
         expire_at: _timestamp_pb2.Timestamp | None = ...,
         idempotency_key: _builtins.str = ...,
         dry_run: _builtins.bool = ...,
+        topic: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "send_at", b"send_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "dry_run", b"dry_run", "expire_at", b"expire_at", "idempotency_key", b"idempotency_key", "recipients", b"recipients", "send_at", b"send_at", "template_id", b"template_id", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "dry_run", b"dry_run", "expire_at", b"expire_at", "idempotency_key", b"idempotency_key", "recipients", b"recipients", "send_at", b"send_at", "template_id", b"template_id", "topic", b"topic", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -267,6 +267,10 @@ class StatsRow(_message.Message):
     SEND_LATENCY_FIELD_NUMBER: _builtins.int
     DELIVERY_LATENCY_FIELD_NUMBER: _builtins.int
     COSTS_FIELD_NUMBER: _builtins.int
+    OPENED_FIELD_NUMBER: _builtins.int
+    CLICKED_FIELD_NUMBER: _builtins.int
+    OPEN_RATE_FIELD_NUMBER: _builtins.int
+    CLICK_RATE_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """Set only when grouped by that dimension."""
     channel: _builtins.str
@@ -284,6 +288,12 @@ class StatsRow(_message.Message):
     without delivery receipts (webhook, e-mail) never count as delivered.
     """
     read_rate: _builtins.float
+    opened: _builtins.int
+    """E-mail open and click tracking: deliveries opened, and clicked."""
+    clicked: _builtins.int
+    open_rate: _builtins.float
+    """opened / sent and clicked / sent (0 when nothing was sent)."""
+    click_rate: _builtins.float
     @_builtins.property
     def bucket_start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -325,10 +335,14 @@ class StatsRow(_message.Message):
         send_latency: Global___LatencyPercentiles | None = ...,
         delivery_latency: Global___LatencyPercentiles | None = ...,
         costs: _abc.Iterable[Global___Cost] | None = ...,
+        opened: _builtins.int = ...,
+        clicked: _builtins.int = ...,
+        open_rate: _builtins.float = ...,
+        click_rate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bucket_start_time", b"bucket_start_time", "delivery_latency", b"delivery_latency", "send_latency", b"send_latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "bucket_start_time", b"bucket_start_time", "cancelled", b"cancelled", "channel", b"channel", "costs", b"costs", "delivered", b"delivered", "delivery_latency", b"delivery_latency", "delivery_rate", b"delivery_rate", "expired", b"expired", "failed", b"failed", "provider", b"provider", "read", b"read", "read_rate", b"read_rate", "send_latency", b"send_latency", "sent", b"sent", "suppressed", b"suppressed", "suppressed_by_reason", b"suppressed_by_reason", "template_id", b"template_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "bucket_start_time", b"bucket_start_time", "cancelled", b"cancelled", "channel", b"channel", "click_rate", b"click_rate", "clicked", b"clicked", "costs", b"costs", "delivered", b"delivered", "delivery_latency", b"delivery_latency", "delivery_rate", b"delivery_rate", "expired", b"expired", "failed", b"failed", "open_rate", b"open_rate", "opened", b"opened", "provider", b"provider", "read", b"read", "read_rate", b"read_rate", "send_latency", b"send_latency", "sent", b"sent", "suppressed", b"suppressed", "suppressed_by_reason", b"suppressed_by_reason", "template_id", b"template_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

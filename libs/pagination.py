@@ -1,4 +1,4 @@
-"""Page tokens and sizes for intake's List RPCs: a token is the last key of the previous page, opaque to callers."""
+"""Page tokens and sizes for List RPCs: a token is the last key of the previous page, opaque to callers."""
 
 import base64
 from collections.abc import Callable
@@ -9,10 +9,10 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 50
 
 
-def page_size(requested: int) -> int:
-    if not 0 <= requested <= MAX_PAGE:
-        raise InvalidArgument({"page_size": f"between 0 and {MAX_PAGE}"})
-    return requested or DEFAULT_PAGE
+def page_size(requested: int, default: int = DEFAULT_PAGE, most: int = MAX_PAGE) -> int:
+    if not 0 <= requested <= most:
+        raise InvalidArgument({"page_size": f"between 0 and {most}"})
+    return requested or default
 
 
 def encode(last_key: str) -> str:

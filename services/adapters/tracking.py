@@ -1,0 +1,119 @@
+"""E-mail open and click tracking (Template.track_opens, track_clicks), on the adapters' HTTP endpoint beside the
+delivery receipts.
+
+As an e-mail goes out, its HTML gets a 1x1 image at GET /v1/t/o/<token> (opening the mail loads it: OPENED) and
+each http(s) link becomes GET /v1/t/c/<token> (following it records CLICKED, then redirects to the original). A
+token carries the delivery id and the original URL, signed with HMAC-SHA256 under HERALD_TRACKING_SECRET: it cannot
+be forged, so the endpoint redirects only to URLs herald itself rewrote - it is no open redirect - and a token
+that does not verify gets 403. The event id is the delivery's and the state's, so a second open or click records
+nothing new. Tracking is off while HERALD_TRACKING_URL (the endpoint's public address) or the secret is unset.
+"""
+
+import base64
+import hashlib
+import hmac
+import html
+import re
+
+import structlog
+from aiohttp import web
+from herald.v1 import common_pb2, events_pb2
+
+from libs import events
+from libs.bus import Bus
+from libs.store import Database
+from services.adapters import tables
+
+log = structlog.get_logger()
+
+OPEN_ROUTE = "/v1/t/o/{token}"
+CLICK_ROUTE = "/v1/t/c/{token}"
+# A transparent 1x1 GIF.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_SIGNATURE_BYTES = 16
+# An <a> element's href holding an absolute http(s) URL, quoted either way.
+_LINK = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'\s<>]+)\2""", re.IGNORECASE)
+_OPEN, _CLICK = "o", "c"
+
+
+class Tracker:
+    def __init__(self, db: Database, bus: Bus, base_url: str, secret: str) -> None:
+        self._db = db
+        self._bus = bus
+        self._base = base_url.rstrip("/")
+        self._key = secret.encode()
+        if not self.enabled:
+            log.info("e-mail open and click tracking off: HERALD_TRACKING_URL or HERALD_TRACKING_SECRET unset")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._base and self._key)
+
+    def instrument(self, job: events_pb2.DeliveryJob) -> events_pb2.DeliveryJob:
+        """The job as it is sent: its HTML with tracked links and the open pixel, as its template asks."""
+        if not self.enabled or not job.html_body or not (job.track_opens or job.track_clicks):
+            return job
+        sent = events_pb2.DeliveryJob()
+        sent.CopyFrom(job)
+        body = job.html_body
+        if job.track_clicks:
+            body = _LINK.sub(
+                lambda m: f"{m[1]}{m[2]}{self._url(_CLICK, job.delivery_id, html.unescape(m[3]))}{m[2]}", body
+            )
+        if job.track_opens:
+            pixel = f'<img src="{self._url(_OPEN, job.delivery_id, "")}" width="1" height="1" alt="">'
+            end = body.lower().rfind("</body>")
+            body = body[:end] + pixel + body[end:] if end >= 0 else body + pixel
+        sent.html_body = body
+        return sent
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get(OPEN_ROUTE, self._opened), web.get(CLICK_ROUTE, self._clicked)]
+
+    async def _opened(self, request: web.Request) -> web.Response:
+        found = self._verified(request.match_info["token"], _OPEN)
+        if found is None:
+            return web.Response(status=403, text="not a link herald made")
+        await self._record(found[0], common_pb2.DELIVERY_STATE_OPENED)
+        return web.Response(body=PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
+
+    async def _clicked(self, request: web.Request) -> web.Response:
+        found = self._verified(request.match_info["token"], _CLICK)
+        if found is None:
+            return web.Response(status=403, text="not a link herald made")
+        delivery_id, url = found
+        await self._record(delivery_id, common_pb2.DELIVERY_STATE_CLICKED)
+        raise web.HTTPFound(url)
+
+    async def _record(self, delivery_id: str, state: common_pb2.DeliveryState.ValueType) -> None:
+        async with self._db.session() as session:
+            record = await session.get(tables.Delivery, delivery_id)
+        if record is None:  # purged, or erased: the reader still gets the image or the page
+            return
+        await events.publish(self._bus, events.event(record.job(), state))
+
+    def _url(self, kind: str, delivery_id: str, url: str) -> str:
+        payload = _b64(f"{kind}\n{delivery_id}\n{url}".encode())
+        return f"{self._base}/v1/t/{kind}/{payload}.{_b64(self._sign(payload))}"
+
+    def _sign(self, payload: str) -> bytes:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+    def _verified(self, token: str, kind: str) -> tuple[str, str] | None:
+        """(delivery id, URL) of a token herald signed for `kind`; None for anything else."""
+        payload, _, signature = token.partition(".")
+        try:
+            if not self.enabled or not hmac.compare_digest(_unb64(signature), self._sign(payload)):
+                return None
+            found_kind, delivery_id, url = _unb64(payload).decode().split("\n", 2)
+        except ValueError:  # not base64, not UTF-8, not three parts
+            return None
+        return (delivery_id, url) if found_kind == kind else None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
