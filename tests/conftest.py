@@ -149,7 +149,7 @@ Run = Callable[..., Result]
 def heraldctl(shared_mesh: tuple[Mesh, Herald], monkeypatch: pytest.MonkeyPatch) -> Run:
     """heraldctl as an operator runs it against the shared mesh; `run` asserts the exit code it expects."""
     mesh, _ = shared_mesh
-    for service in ("intake", "adapters", "feedback"):
+    for service in ("intake", "router", "adapters", "feedback"):
         monkeypatch.setenv(f"HERALD_{service.upper()}_ADDR", mesh.addr(service))
     monkeypatch.setenv("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
     runner = CliRunner()

@@ -133,6 +133,7 @@ async def test_every_heraldctl_line_of_the_readme_works(
     template_yaml = code_block("heraldctl", "yaml")
     (tmp_path / "templates.yaml").write_text(template_yaml)
     template_id = yaml.safe_load(template_yaml)["template_id"]
+    (tmp_path / "users.txt").write_text("ann\nbob\n\ncy\n")  # the `topics subscribe` line's file
     # The webhook the `send` line reaches fails every attempt, so its delivery is a dead letter to replay.
     failing = f"/readme/dead/{uuid.uuid4().hex[:8]}"
     attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
@@ -202,6 +203,16 @@ async def test_every_heraldctl_line_of_the_readme_works(
                 assert "webhook" in output, output
             case ["stats", "--by", "template"]:
                 assert TEMPLATE in output, output
+            case ["topics", "create", topic, *_]:
+                assert output == f"{topic}: created\n", output
+            case ["topics", "subscribe", topic, _]:
+                assert output == f"{topic}: 3 subscribed (3 in all)\n", output
+            case ["topics", "list"]:
+                assert re.search(r"release-notes +│ Releases +│ 3 +│", output), output
+            case ["topics", "unsubscribe", topic, _]:
+                assert output == f"{topic}: 3 unsubscribed (0 in all)\n", output
+            case ["topics", "delete", topic]:
+                assert output == f"{topic}: deleted\n", output
             case ["export", *_]:
                 assert Path(argv[argv.index("--out") + 1]).read_bytes()[:4] == b"PAR1"
             case ["dlq", "list" | "unprocessed", *_]:

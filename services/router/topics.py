@@ -5,13 +5,14 @@ insert-or-skip statement per chunk, and fan-out and listing read them in user-id
 that did something is published as a TopicSubscriptionEvent, a chunk at a time, like opt-outs.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 from herald.v1 import events_pb2, topic_service_pb2_grpc
 from herald.v1 import topic_service_pb2 as pb
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs import pagination, storable, subjects
 from libs.auth import AppKeys
@@ -24,6 +25,9 @@ from libs.topics import TOPIC_KEY, TOPIC_KEY_RULE, TopicRegistry
 from services.router import tables
 
 MAX_CHUNK = 1000
+# A message of a bulk change's stream, and what the change does to one (the users it changed).
+Chunk = pb.AddSubscribersRequest | pb.RemoveSubscribersRequest
+Change = Callable[[AsyncSession, str, str, list[str]], Awaitable[list[str]]]
 MAX_USER_ID_CHARS = 200
 T = tables.TopicSubscriber
 SUBSCRIBERS = tables.Base.metadata.tables["router_topic_subscribers"]
@@ -97,43 +101,37 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
         self, requests: AsyncIterator[pb.AddSubscribersRequest], context: grpc.aio.ServicerContext
     ) -> pb.AddSubscribersResponse:
         app = await self._keys.authenticate(context)
-        added, topic_key = 0, ""
-        async for request in requests:
-            topic_key = await self._chunk_topic(app.app_id, topic_key, request.topic_key)
-            user_ids = _user_ids(request.user_ids)
-            async with self._db.session.begin() as session:
-                rows = [{"app_id": app.app_id, "topic_key": topic_key, "user_id": u} for u in user_ids]
-                new = await self._db.insert_rows(
-                    session, SUBSCRIBERS, rows, key=("app_id", "topic_key", "user_id"), returning="user_id"
-                )
-            added += len(new)
-            await self._announce(subjects.TOPIC_SUBSCRIBED, app.app_id, topic_key, new)
-        if not topic_key:
-            raise InvalidArgument({"topic_key": "required in the first message"})
+        added, topic_key = await self._bulk(app.app_id, requests, self._subscribe, subjects.TOPIC_SUBSCRIBED)
         return pb.AddSubscribersResponse(added_count=added, subscriber_count=await self._count(app.app_id, topic_key))
 
     async def RemoveSubscribers(
         self, requests: AsyncIterator[pb.RemoveSubscribersRequest], context: grpc.aio.ServicerContext
     ) -> pb.RemoveSubscribersResponse:
         app = await self._keys.authenticate(context)
-        removed, topic_key = 0, ""
-        async for request in requests:
-            topic_key = await self._chunk_topic(app.app_id, topic_key, request.topic_key)
-            user_ids = _user_ids(request.user_ids)
-            async with self._db.session.begin() as session:
-                gone = list(
-                    await session.scalars(
-                        delete(T)
-                        .where(T.app_id == app.app_id, T.topic_key == topic_key, T.user_id.in_(user_ids))
-                        .returning(T.user_id)
-                    )
-                )
-            removed += len(gone)
-            await self._announce(subjects.TOPIC_UNSUBSCRIBED, app.app_id, topic_key, gone)
-        if not topic_key:
-            raise InvalidArgument({"topic_key": "required in the first message"})
+        removed, topic_key = await self._bulk(app.app_id, requests, _unsubscribe, subjects.TOPIC_UNSUBSCRIBED)
         count = await self._count(app.app_id, topic_key)
         return pb.RemoveSubscribersResponse(removed_count=removed, subscriber_count=count)
+
+    async def _bulk(self, app_id: str, requests: AsyncIterator[Chunk], change: Change, subject: str) -> tuple[int, str]:
+        """Apply `change` to each chunk of a stream in a transaction of its own and announce the users it changed;
+        returns how many it changed in all, and the topic."""
+        changed, topic_key = 0, ""
+        async for request in requests:
+            topic_key = await self._chunk_topic(app_id, topic_key, request.topic_key)
+            user_ids = _user_ids(request.user_ids)
+            async with self._db.session.begin() as session:
+                done = await change(session, app_id, topic_key, user_ids)
+            changed += len(done)
+            await self._announce(subject, app_id, topic_key, done)
+        if not topic_key:
+            raise InvalidArgument({"topic_key": "required in the first message"})
+        return changed, topic_key
+
+    async def _subscribe(self, session: AsyncSession, app_id: str, topic_key: str, user_ids: list[str]) -> list[str]:
+        """Subscribe the users; returns those who were not subscribed yet."""
+        rows = [{"app_id": app_id, "topic_key": topic_key, "user_id": u} for u in user_ids]
+        key = ("app_id", "topic_key", "user_id")
+        return await self._db.insert_rows(session, SUBSCRIBERS, rows, key=key, returning="user_id")
 
     async def ListSubscribers(
         self, request: pb.ListSubscribersRequest, context: grpc.aio.ServicerContext
@@ -194,6 +192,14 @@ async def subscribers(db: Database, app_id: str, topic_key: str, after: str, lim
                 .limit(limit)
             )
         )
+
+
+async def _unsubscribe(session: AsyncSession, app_id: str, topic_key: str, user_ids: list[str]) -> list[str]:
+    """Unsubscribe the users; returns those who were subscribed."""
+    gone = await session.scalars(
+        delete(T).where(T.app_id == app_id, T.topic_key == topic_key, T.user_id.in_(user_ids)).returning(T.user_id)
+    )
+    return list(gone)
 
 
 def _key_problem(topic_key: str, field: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Where heraldctl finds herald and its credentials, and how it reports what herald answered.
 
 Endpoints and credentials come from flags or the environment: HERALD_INTAKE_ADDR,
-HERALD_ADAPTERS_ADDR, HERALD_FEEDBACK_ADDR (the variables `make up` uses),
+HERALD_ROUTER_ADDR, HERALD_ADAPTERS_ADDR, HERALD_FEEDBACK_ADDR (the variables `make up` uses),
 HERALD_ADMIN_TOKEN (else the file `make up` writes, .herald/admin-token) and
 HERALD_API_KEY for the calls an app makes.
 """
@@ -30,6 +30,7 @@ UNREACHABLE = 3
 TIMEOUT = 15.0
 # Where `make up` runs each service.
 DEFAULT_INTAKE = "127.0.0.1:50051"
+DEFAULT_ROUTER = "127.0.0.1:50052"
 DEFAULT_ADAPTERS = "127.0.0.1:50053"
 DEFAULT_FEEDBACK = "127.0.0.1:50054"
 
@@ -39,13 +40,14 @@ err = Console(stderr=True)
 @dataclass(frozen=True)
 class Target:
     intake: str
+    router: str
     adapters: str
     feedback: str
     admin_token: str
     api_key: str
 
     @classmethod
-    def from_env(cls, intake: str | None, adapters: str | None, feedback: str | None) -> "Target":
+    def from_env(cls, intake: str | None, router: str | None, adapters: str | None, feedback: str | None) -> "Target":
         env = os.environ
         token = env.get("HERALD_ADMIN_TOKEN", "")
         token_file = Path(env.get("HERALD_DATA_DIR", ".herald")) / "admin-token"
@@ -53,6 +55,7 @@ class Target:
             token = token_file.read_text().strip()
         return cls(
             intake=intake or env.get("HERALD_INTAKE_ADDR", DEFAULT_INTAKE),
+            router=router or env.get("HERALD_ROUTER_ADDR", DEFAULT_ROUTER),
             adapters=adapters or env.get("HERALD_ADAPTERS_ADDR", DEFAULT_ADAPTERS),
             feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", DEFAULT_FEEDBACK),
             admin_token=token,

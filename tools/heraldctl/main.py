@@ -23,6 +23,8 @@ from herald.v1 import (
     provider_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
+    topic_service_pb2,
+    topic_service_pb2_grpc,
 )
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as prov
@@ -33,6 +35,7 @@ from tools.heraldctl.connection import (
     DEFAULT_ADAPTERS,
     DEFAULT_FEEDBACK,
     DEFAULT_INTAKE,
+    DEFAULT_ROUTER,
     TIMEOUT,
     USAGE,
     Target,
@@ -60,12 +63,14 @@ providers_cli = typer.Typer(
     "environment variables of the adapters that hold its secrets (HERALD_PROVIDER_*), never the secrets.",
     no_args_is_help=True,
 )
+topics_cli = typer.Typer(help="The app's topics and their subscribers (HERALD_API_KEY).", no_args_is_help=True)
 dlq_cli = typer.Typer(help="Deliveries that failed after their last retry (admin token).", no_args_is_help=True)
 cli.add_typer(apps_cli, name="apps")
 cli.add_typer(templates_cli, name="templates")
 cli.add_typer(providers_cli, name="providers")
+cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
-target = Target.from_env(None, None, None)
+target = Target.from_env(None, None, None, None)
 
 Json = Annotated[bool, typer.Option("--json", help="print herald's answer as JSON (proto field names), for scripts")]
 
@@ -81,6 +86,9 @@ def root(
     intake: Annotated[
         str, typer.Option(envvar="HERALD_INTAKE_ADDR", help="intake's host:port (apps, templates, send, cancel)")
     ] = DEFAULT_INTAKE,
+    router: Annotated[str, typer.Option(envvar="HERALD_ROUTER_ADDR", help="the router's host:port (topics)")] = (
+        DEFAULT_ROUTER
+    ),
     adapters: Annotated[
         str, typer.Option(envvar="HERALD_ADAPTERS_ADDR", help="the adapters' host:port (providers, dlq)")
     ] = DEFAULT_ADAPTERS,
@@ -92,13 +100,13 @@ def root(
         typer.Option("--version", help="print heraldctl's version and exit", callback=_print_version, is_eager=True),
     ] = False,
 ) -> None:
-    endpoints(intake, adapters, feedback)
+    endpoints(intake, router, adapters, feedback)
 
 
-def endpoints(intake: str, adapters: str, feedback: str) -> None:
+def endpoints(intake: str, router: str, adapters: str, feedback: str) -> None:
     """Where herald's services listen: the endpoint options of every command."""
     global target
-    target = Target.from_env(intake, adapters, feedback)
+    target = Target.from_env(intake, router, adapters, feedback)
 
 
 def _category(name: str) -> common_pb2.Category.ValueType:
@@ -718,7 +726,9 @@ def stats(
         print_json(reply)
         return
     groups = list(dict.fromkeys(by))
-    table = Table("from", *groups, "sent", "delivered", "read", "failed", "suppressed", "rates", "send p50/p99", "cost")
+    table = Table(
+        "from", *groups, "sent", "delivered", "read", "failed", "suppressed", "rates d/r/o/c", "send p50/p99", "cost"
+    )
     for row in reply.rows:
         suppressed = ", ".join(f"{reason} {n}" for reason, n in sorted(row.suppressed_by_reason.items()))
         table.add_row(
@@ -729,11 +739,92 @@ def stats(
             str(row.read),
             str(row.failed),
             f"{row.suppressed}" + (f" ({suppressed})" if suppressed else ""),
-            f"{row.delivery_rate:.0%} / {row.read_rate:.0%}",
+            f"{row.delivery_rate:.0%} / {row.read_rate:.0%} / {row.open_rate:.0%} / {row.click_rate:.0%}",
             _latency(row.send_latency),
             ", ".join(f"{c.amount_micros / 1e6:,.4f} {c.currency_code}" for c in row.costs),
         )
     show(table)
+
+
+TopicKey = Annotated[str, typer.Argument(help="the topic's key, e.g. release-notes")]
+UserFile = Annotated[Path, typer.Argument(help="user ids, one per line ('-' = standard input)", allow_dash=True)]
+TOPIC_CHUNK = 1000
+
+
+@topics_cli.command("create")
+def topics_create(topic_key: TopicKey, name: Annotated[str, typer.Option(help="what people call it")] = "") -> None:
+    with channel(target.router) as ch:
+        topic = topic_service_pb2.Topic(topic_key=topic_key, name=name)
+        call(
+            topic_service_pb2_grpc.TopicServiceStub(ch).CreateTopic,
+            topic_service_pb2.CreateTopicRequest(topic=topic),
+            target.app(),
+        )
+    out.print(f"{topic_key}: created", soft_wrap=True)
+
+
+@topics_cli.command("list")
+def topics_list(as_json: Json = False) -> None:
+    """The app's topics and how many subscribe to each."""
+    topics: list[topic_service_pb2.Topic] = []
+    token = ""
+    with channel(target.router) as ch:
+        stub = topic_service_pb2_grpc.TopicServiceStub(ch)
+        while True:
+            request = topic_service_pb2.ListTopicsRequest(page_size=1000, page_token=token)
+            page = call(stub.ListTopics, request, target.app())
+            topics += page.topics
+            if not (token := page.next_page_token):
+                break
+    if as_json:
+        print_json({"topics": [json_format.MessageToDict(t, preserving_proto_field_name=True) for t in topics]})
+        return
+    table = Table("topic", "name", "subscribers", "created")
+    for topic in topics:
+        table.add_row(topic.topic_key, topic.name, str(topic.subscriber_count), _when(topic.create_time))
+    show(table)
+
+
+@topics_cli.command("subscribe")
+def topics_subscribe(topic_key: TopicKey, users: UserFile) -> None:
+    """Subscribe the users in the file (streamed a thousand at a time, however many)."""
+    requests = (topic_service_pb2.AddSubscribersRequest(topic_key=topic_key, user_ids=c) for c in _user_chunks(users))
+    with channel(target.router) as ch:
+        reply = call(topic_service_pb2_grpc.TopicServiceStub(ch).AddSubscribers, requests, target.app())
+    out.print(f"{topic_key}: {reply.added_count} subscribed ({reply.subscriber_count} in all)", soft_wrap=True)
+
+
+@topics_cli.command("unsubscribe")
+def topics_unsubscribe(topic_key: TopicKey, users: UserFile) -> None:
+    """Unsubscribe the users in the file."""
+    requests = (
+        topic_service_pb2.RemoveSubscribersRequest(topic_key=topic_key, user_ids=c) for c in _user_chunks(users)
+    )
+    with channel(target.router) as ch:
+        reply = call(topic_service_pb2_grpc.TopicServiceStub(ch).RemoveSubscribers, requests, target.app())
+    out.print(f"{topic_key}: {reply.removed_count} unsubscribed ({reply.subscriber_count} in all)", soft_wrap=True)
+
+
+@topics_cli.command("delete")
+def topics_delete(topic_key: TopicKey) -> None:
+    with channel(target.router) as ch:
+        request = topic_service_pb2.DeleteTopicRequest(topic_key=topic_key)
+        call(topic_service_pb2_grpc.TopicServiceStub(ch).DeleteTopic, request, target.app())
+    out.print(f"{topic_key}: deleted", soft_wrap=True)
+
+
+def _user_chunks(users: Path) -> Iterator[list[str]]:
+    """The file's user ids, a chunk at a time: a million need not be in memory at once."""
+    with sys.stdin if str(users) == "-" else users.open() as lines:
+        chunk: list[str] = []
+        for line in lines:
+            if user_id := line.strip():
+                chunk.append(user_id)
+            if len(chunk) == TOPIC_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
 
 @cli.command("export")
