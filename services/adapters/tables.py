@@ -51,7 +51,8 @@ class Delivery(Base):
     dead_letter: Mapped[bool] = mapped_column(Boolean, default=False)
     address_dead: Mapped[bool] = mapped_column(Boolean, default=False)
     may_fall_back: Mapped[bool] = mapped_column(Boolean, default=True)
-    # When a receipt said it reached the device or mailbox: an escalation step naming it is not sent.
+    # When it was known to have reached its reader - a receipt said so, or the mail was opened or clicked: an
+    # escalation step naming it is not sent.
     delivered_time: Mapped[datetime | None]
 
     def job(self) -> events_pb2.DeliveryJob:

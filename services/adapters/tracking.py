@@ -22,6 +22,7 @@ from herald.v1 import common_pb2, events_pb2
 from libs import events
 from libs.bus import Bus
 from libs.store import Database
+from libs.timeutil import now
 from services.adapters import tables
 
 log = structlog.get_logger()
@@ -86,10 +87,13 @@ class Tracker:
         raise web.HTTPFound(url)
 
     async def _record(self, delivery_id: str, state: common_pb2.DeliveryState.ValueType) -> None:
-        async with self._db.session() as session:
+        """Publish the open or click; the mail reached its reader, so an escalation step waiting on it stops."""
+        async with self._db.session.begin() as session:
             record = await session.get(tables.Delivery, delivery_id)
-        if record is None:  # purged, or erased: the reader still gets the image or the page
-            return
+            if record is None:  # purged, or erased: the reader still gets the image or the page
+                return
+            if record.delivered_time is None:
+                record.delivered_time = now()
         await events.publish(self._bus, events.event(record.job(), state))
 
     def _url(self, kind: str, delivery_id: str, url: str) -> str:

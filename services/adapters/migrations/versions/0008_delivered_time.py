@@ -1,4 +1,4 @@
-"""When a provider's receipt said a delivery reached the device or mailbox: an escalation step stops on it.
+"""When a delivery was known to reach its reader (a receipt, an e-mail open or click): an escalation step stops.
 
 Revision ID: 0008
 """
