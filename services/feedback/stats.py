@@ -38,6 +38,7 @@ COUNTED = frozenset(
         S.DELIVERY_STATE_CANCELLED,
         S.DELIVERY_STATE_OPENED,
         S.DELIVERY_STATE_CLICKED,
+        S.DELIVERY_STATE_DIGESTED,
     }
 )
 TIMED = frozenset({S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_DELIVERED})
@@ -226,6 +227,7 @@ def _row_pb(when: datetime, groups: dict[str, str], row: _Row) -> pb.StatsRow:
         clicked=clicked,
         open_rate=opened / sent if sent else 0.0,
         click_rate=clicked / sent if sent else 0.0,
+        digested=row.states[S.DELIVERY_STATE_DIGESTED],
     )
     for dimension, value in groups.items():
         setattr(stats, dimension, value)

@@ -5,10 +5,13 @@ digest."""
 import asyncio
 import time
 import uuid
+from datetime import timedelta
 
 from herald.v1 import common_pb2
 from herald.v1 import routing_service_pb2 as routing
+from herald.v1 import status_service_pb2 as status
 
+from libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald, all_final
 from tests.router.digest import comment, digest_template, inbox
 
@@ -45,6 +48,13 @@ async def test_five_sends_in_a_window_are_delivered_once_with_five_items(herald:
         [carried] = message.deliveries
         assert carried.state == S.DELIVERY_STATE_DIGESTED
         assert carried.reason == f"carried by the digest delivery {delivery.delivery_id} (5 items)"
+    day = status.GetStatsRequest(
+        start_time=to_timestamp(now() - timedelta(days=1)),
+        end_time=to_timestamp(now() + timedelta(hours=1)),
+        template_id=template,
+    )
+    [row] = (await herald.status.GetStats(day, metadata=app)).rows
+    assert (row.sent, row.digested) == (2, 4)  # two digests went out, carrying four other sends
 
 
 async def test_explain_says_a_send_would_wait_for_the_digest(herald: Herald) -> None:

@@ -271,6 +271,7 @@ class StatsRow(_message.Message):
     CLICKED_FIELD_NUMBER: _builtins.int
     OPEN_RATE_FIELD_NUMBER: _builtins.int
     CLICK_RATE_FIELD_NUMBER: _builtins.int
+    DIGESTED_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """Set only when grouped by that dimension."""
     channel: _builtins.str
@@ -294,6 +295,8 @@ class StatsRow(_message.Message):
     open_rate: _builtins.float
     """opened / sent and clicked / sent (0 when nothing was sent)."""
     click_rate: _builtins.float
+    digested: _builtins.int
+    """Sends collected into a digest another delivery carried (counted there)."""
     @_builtins.property
     def bucket_start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -339,10 +342,11 @@ class StatsRow(_message.Message):
         clicked: _builtins.int = ...,
         open_rate: _builtins.float = ...,
         click_rate: _builtins.float = ...,
+        digested: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bucket_start_time", b"bucket_start_time", "delivery_latency", b"delivery_latency", "send_latency", b"send_latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "bucket_start_time", b"bucket_start_time", "cancelled", b"cancelled", "channel", b"channel", "click_rate", b"click_rate", "clicked", b"clicked", "costs", b"costs", "delivered", b"delivered", "delivery_latency", b"delivery_latency", "delivery_rate", b"delivery_rate", "expired", b"expired", "failed", b"failed", "open_rate", b"open_rate", "opened", b"opened", "provider", b"provider", "read", b"read", "read_rate", b"read_rate", "send_latency", b"send_latency", "sent", b"sent", "suppressed", b"suppressed", "suppressed_by_reason", b"suppressed_by_reason", "template_id", b"template_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "bucket_start_time", b"bucket_start_time", "cancelled", b"cancelled", "channel", b"channel", "click_rate", b"click_rate", "clicked", b"clicked", "costs", b"costs", "delivered", b"delivered", "delivery_latency", b"delivery_latency", "delivery_rate", b"delivery_rate", "digested", b"digested", "expired", b"expired", "failed", b"failed", "open_rate", b"open_rate", "opened", b"opened", "provider", b"provider", "read", b"read", "read_rate", b"read_rate", "send_latency", b"send_latency", "sent", b"sent", "suppressed", b"suppressed", "suppressed_by_reason", b"suppressed_by_reason", "template_id", b"template_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
