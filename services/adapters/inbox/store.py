@@ -1,8 +1,9 @@
 """The inbox timeline in the adapters' database.
 
-Sequences: storing items raises the user's counter in the same transaction (UPDATE ... RETURNING; an INSERT for
-a user's first item), so a rolled-back write leaves no gap, and concurrent writers - in this process or another
-- queue on the counter row (PostgreSQL's row lock, SQLite's write lock) rather than hand out one number twice.
+Sequences: storing items raises the users' counters in the same transaction (one INSERT ... ON CONFLICT DO
+UPDATE ... RETURNING for every user of a batch, creating the counters of first items), so a rolled-back write
+leaves no gap, and concurrent writers - in this process or another - queue on the counter rows (PostgreSQL's row
+locks, SQLite's write lock) rather than hand out one number twice.
 """
 
 from collections.abc import Iterable, Sequence
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from herald.v1 import events_pb2
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.timeutil import now
@@ -37,29 +39,33 @@ async def append(session: AsyncSession, jobs: Sequence[events_pb2.DeliveryJob]) 
     by_owner: dict[Owner, list[events_pb2.DeliveryJob]] = {}
     for job in jobs:
         by_owner.setdefault(Owner(job.app_id, job.address or job.user_id), []).append(job)
+    highest = await _reserve(session, {owner: len(owned) for owner, owned in by_owner.items()})
     appended: dict[Owner, list[Item]] = {}
     for owner, owned in by_owner.items():
-        last = await _reserve(session, owner, len(owned))
+        last = highest[owner]
         items = [_item(owner, last - len(owned) + n + 1, job) for n, job in enumerate(owned)]
         session.add_all(items)
         appended[owner] = items
     return appended
 
 
-async def _reserve(session: AsyncSession, owner: Owner, count: int) -> int:
-    """Raise the owner's counter by `count`; returns the new highest sequence."""
-    raised = await session.scalar(
-        update(tables.InboxCounter)
-        .where(tables.InboxCounter.app_id == owner.app_id, tables.InboxCounter.user_id == owner.user_id)
-        .values(max_seq=tables.InboxCounter.max_seq + count)
-        .returning(tables.InboxCounter.max_seq)
-    )
-    if raised is not None:
-        return int(raised)
-    # The user's first items. Two writers racing here: one INSERT fails on the primary key, and its whole
-    # transaction is retried (the caller's IntegrityError path).
-    await session.execute(insert(tables.InboxCounter).values(app_id=owner.app_id, user_id=owner.user_id, max_seq=count))
-    return count
+async def _reserve(session: AsyncSession, counts: dict[Owner, int]) -> dict[Owner, int]:
+    """Raise each owner's counter by its count, creating those of first items, in one statement (a topic's
+    fan-out stores a thousand users' first items at once); returns each owner's new highest sequence. Owners go
+    in key order, so two writers lock the counters they share in the same order."""
+    table = tables.InboxCounter.__table__
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["app_id", "user_id"], set_={"max_seq": table.c.max_seq + statement.excluded.max_seq}
+    ).returning(table.c.app_id, table.c.user_id, table.c.max_seq)
+    rows = [{"app_id": o.app_id, "user_id": o.user_id, "max_seq": n} for o, n in sorted(counts.items(), key=_key)]
+    raised = await session.execute(statement.values(rows))
+    return {Owner(app_id, user_id): int(max_seq) for app_id, user_id, max_seq in raised}
+
+
+def _key(entry: tuple[Owner, int]) -> tuple[str, str]:
+    return entry[0].app_id, entry[0].user_id
 
 
 def _item(owner: Owner, seq: int, job: events_pb2.DeliveryJob) -> Item:

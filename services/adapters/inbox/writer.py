@@ -15,7 +15,8 @@ from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.adapters.inbox import notices, store, wake
 
-# Two writers created the same user's counter at once: the loser stores its batch again shortly.
+# Two writers stored the same delivery at once (a job redelivered while its first copy was being stored): the
+# loser stores its batch again shortly, and finds the item there.
 CONFLICT_RETRY = 0.05
 PROVIDER = "inbox"
 
