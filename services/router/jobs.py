@@ -5,7 +5,10 @@ first job carries the rest in `fallback`, so whoever finds the channel unusable
 (the router) or sees it fail for good (the adapters) can go on to the next
 without the message. Delivery ids are fixed by the recipient's position and
 the channel's (libs.ids.delivery_id), so every replay of a message derives the
-same ids.
+same ids. A template's escalation channels are not sent at once: each becomes a
+later step (Escalation) naming the deliveries before it; a user's preferred
+channel, when the sender names none, replaces the others; an inbox job carries
+the push that wakes the user's app (DeliveryJob.wake).
 """
 
 from collections.abc import Collection, Mapping, Sequence

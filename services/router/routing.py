@@ -10,6 +10,12 @@
 - herald.message.fallback.<category>: a delivery failed for good; route the next
   channel of its chain.
 - herald.message.cancelled: every delivery CANCELLED.
+- herald.schedule.escalated.<category>: an escalation step is due; route it (the adapters drop it if the message
+  was read meanwhile).
+- herald.schedule.digested.<category>: a digest's window ended; route the digest (digests.py).
+
+A due message to a topic is fanned out instead: its subscribers become parts of it, back on the accepted
+subject. One with a digest template is collected into each recipient's digest rather than routed.
 
 Dispatching first takes the message's decision in the dispatch ledger, so a
 cancel that won the race is honoured. Redelivery-safe without a table of its
