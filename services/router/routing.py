@@ -48,7 +48,8 @@ log = structlog.get_logger()
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
 CANCELLED = "cancelled by the sender"
-# Accepted messages of one category routed at once, in publishes allowed at once (Pipeline.concurrency).
+# Recipients of accepted messages of one category routed at once, in publishes allowed at once
+# (Pipeline.concurrency).
 ROUTED_AT_ONCE = 4
 # Subscribers of a topic per part of a Send to it: a part is routed as one message.
 FAN_OUT_PAGE = 1000
@@ -88,11 +89,13 @@ class Router:
         batch = events_pb2.AcceptedBatch.FromString(incoming.data)
         if not batch.messages:
             return
-        # A fetch of accepted batches may hold thousands of messages: a batch is routed once its messages fit in
-        # its category's budget, so that a process shared by every category never has them all in progress in
+        # A fetch of accepted batches may hold thousands of deliveries: a batch is routed once its recipients fit
+        # in its category's budget, so that a process shared by every category never has them all in progress in
         # front of a critical message, while a batch's messages still start together (their directory reads and
-        # events are shared).
-        async with self._routing[batch.messages[0].template.category].taking(len(batch.messages)):
+        # events are shared). Counting recipients, not messages, routes a topic's or an audience's parts of a
+        # thousand one after another, so the first part's jobs reach the adapters while the next is routed.
+        recipients = sum(max(1, len(m.recipients)) for m in batch.messages)
+        async with self._routing[batch.messages[0].template.category].taking(recipients):
             await self._bus.turn()
             outcomes = await asyncio.gather(
                 *(self._accepted(m, incoming) for m in batch.messages), return_exceptions=True
