@@ -753,6 +753,7 @@ TOPIC_CHUNK = 1000
 
 @topics_cli.command("create")
 def topics_create(topic_key: TopicKey, name: Annotated[str, typer.Option(help="what people call it")] = "") -> None:
+    """Create a topic of the app's, empty."""
     with channel(target.router) as ch:
         topic = topic_service_pb2.Topic(topic_key=topic_key, name=name)
         call(
@@ -807,6 +808,7 @@ def topics_unsubscribe(topic_key: TopicKey, users: UserFile) -> None:
 
 @topics_cli.command("delete")
 def topics_delete(topic_key: TopicKey) -> None:
+    """Delete a topic and its subscriptions (messages already sent to it are still delivered)."""
     with channel(target.router) as ch:
         request = topic_service_pb2.DeleteTopicRequest(topic_key=topic_key)
         call(topic_service_pb2_grpc.TopicServiceStub(ch).DeleteTopic, request, target.app())
