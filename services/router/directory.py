@@ -68,6 +68,9 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
         async with self._db.session.begin() as session:
             await session.execute(delete(tables.User).where(tables.User.user_id == request.user_id))
             await session.execute(delete(tables.Preference).where(tables.Preference.user_id == request.user_id))
+            await session.execute(
+                delete(tables.TopicSubscriber).where(tables.TopicSubscriber.user_id == request.user_id)
+            )
         # Every other service forgets the user too. Repeating the call (after UNAVAILABLE) repeats both steps.
         erased = events_pb2.UserErasedEvent(
             event_id=new_id("erase"), user_id=request.user_id, occur_time=to_timestamp(now())

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, String
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
@@ -78,6 +78,8 @@ class TopicSubscriber(Base):
     listing by keyset."""
 
     __tablename__ = "router_topic_subscribers"
+    # Erasing a user (DeleteUser) finds their subscriptions by user id alone.
+    __table_args__ = (Index("ix_router_topic_subscribers_user", "user_id"),)
     app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     topic_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(200), primary_key=True)

@@ -3,6 +3,7 @@ addresses or the content sent to them any more."""
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -10,6 +11,7 @@ from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import inbox_service_pb2 as inbox
 from herald.v1 import message_service_pb2 as msg
+from herald.v1 import topic_service_pb2 as topics
 
 from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final, rpc_error
@@ -38,6 +40,13 @@ async def test_after_delete_user_no_rpc_returns_their_addresses_or_content(
     sent = await herald.wait_message(app, message_id, lambda m: all_final(m, 2))
     assert {d.user_id for d in sent.deliveries} == {user_id} and any(secret in d.content for d in sent.deliveries)
     assert (await herald.inbox.Sync(inbox.SyncRequest(user_id=user_id), metadata=app)).items
+    topic_key = f"erase-{uuid.uuid4().hex[:6]}"
+    await herald.topics.CreateTopic(topics.CreateTopicRequest(topic=topics.Topic(topic_key=topic_key)), metadata=app)
+
+    async def subscribing() -> AsyncIterator[topics.AddSubscribersRequest]:
+        yield topics.AddSubscribersRequest(topic_key=topic_key, user_ids=[user_id, "someone-else"])
+
+    await herald.topics.AddSubscribers(subscribing(), metadata=app)
 
     await herald.directory.DeleteUser(directory.DeleteUserRequest(user_id=user_id), metadata=herald.admin)
 
@@ -61,6 +70,10 @@ async def test_after_delete_user_no_rpc_returns_their_addresses_or_content(
         found += [str(d) for d in searched.deliveries]
         synced = await herald.inbox.Sync(inbox.SyncRequest(user_id=user_id), metadata=app)
         found += [str(i) for i in synced.items]
+        subscribers = await herald.topics.ListSubscribers(
+            topics.ListSubscribersRequest(topic_key=topic_key), metadata=app
+        )
+        found += [u for u in subscribers.user_ids if u == user_id]
         start = datetime.now(UTC) - timedelta(hours=1)
         export = status_service_pb2.ExportEventsRequest(format=status_service_pb2.EXPORT_FORMAT_CSV)
         export.start_time.FromDatetime(start)
