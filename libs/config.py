@@ -58,7 +58,8 @@ class Settings:
     # verify); "" = no inbox tokens, only app API keys.
     inbox_token_secret: str
     # The public address of herald-adapters' HTTP endpoint (HERALD_RECEIPTS_ADDR behind your ingress), for the
-    # tracked links and open pixels of e-mail, and the key that signs them; tracking is off while either is "".
+    # tracked links and open pixels of e-mail, and the keys that sign them (comma-separated: the first signs, all
+    # verify); tracking is off while either is "".
     tracking_url: str
     tracking_secret: str
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).

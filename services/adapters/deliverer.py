@@ -145,7 +145,7 @@ class Deliverer:
         # A job repeated within the batch is settled by its first copy.
         return [retry[j.delivery_id] if first[j.delivery_id] == n else ACK for n, j in enumerate(jobs)]
 
-    async def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None, stop: str = "") -> Result | Call:
+    async def _plan(self, job: events_pb2.DeliveryJob, record: tables.Delivery | None, stop: str) -> Result | Call:
         replayed = record is not None and job.replay > record.replay
         if record is not None and not replayed:
             if record.state in FINAL:

@@ -15,12 +15,11 @@ from aiohttp import web
 from herald.v1 import common_pb2
 from opentelemetry import trace
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from libs import events, telemetry
 from libs.bus import Bus
 from libs.store import Database
-from libs.timeutil import now
 from services.adapters import tables
 from services.adapters.accounts import Accounts
 from services.adapters.channels.base import Callback, Receipt, ReceiptRefused
@@ -95,11 +94,7 @@ class Receipts:
             if r.delivered and r.provider_message_id in records
         }:
             async with self._db.session.begin() as session:
-                await session.execute(
-                    update(tables.Delivery)
-                    .where(tables.Delivery.delivery_id.in_(delivered), tables.Delivery.delivered_time.is_(None))
-                    .values(delivered_time=now())
-                )
+                await session.execute(tables.reached(delivered))
         for report in reports:
             record = records.get(report.provider_message_id)
             if record is None:

@@ -1,13 +1,15 @@
 """Adapters' tables: the durable record of each delivery's attempts, and the provider accounts."""
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from herald.v1 import common_pb2, events_pb2
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text, Update, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.store import UTCDateTime
+from libs.timeutil import now
 
 
 class Base(DeclarativeBase):
@@ -67,6 +69,16 @@ class Delivery(Base):
             user_id=self.user_id,
             channel=self.channel,
         )
+
+
+def reached(delivery_ids: Collection[str]) -> Update:
+    """Mark deliveries as having reached their reader (a receipt said delivered, the mail was opened or clicked),
+    unless they are marked already: an escalation step waiting on one is not sent."""
+    return (
+        update(Delivery)
+        .where(Delivery.delivery_id.in_(delivery_ids), Delivery.delivered_time.is_(None))
+        .values(delivered_time=now())
+    )
 
 
 class ProviderAccount(Base):

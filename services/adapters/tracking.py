@@ -3,15 +3,13 @@ delivery receipts.
 
 As an e-mail goes out, its HTML gets a 1x1 image at GET /v1/t/o/<token> (opening the mail loads it: OPENED) and
 each http(s) link becomes GET /v1/t/c/<token> (following it records CLICKED, then redirects to the original). A
-token carries the delivery id and the original URL, signed with HMAC-SHA256 under HERALD_TRACKING_SECRET: it cannot
+token carries the delivery id and the original URL, signed under HERALD_TRACKING_SECRET (signing.py): it cannot
 be forged, so the endpoint redirects only to URLs herald itself rewrote - it is no open redirect - and a token
 that does not verify gets 403. The event id is the delivery's and the state's, so a second open or click records
 nothing new. Tracking is off while HERALD_TRACKING_URL (the endpoint's public address) or the secret is unset.
 """
 
 import base64
-import hashlib
-import hmac
 import html
 import re
 
@@ -22,8 +20,8 @@ from herald.v1 import common_pb2, events_pb2
 from libs import events
 from libs.bus import Bus
 from libs.store import Database
-from libs.timeutil import now
 from services.adapters import tables
+from services.adapters.signing import Signer, Unsigned
 
 log = structlog.get_logger()
 
@@ -31,24 +29,23 @@ OPEN_ROUTE = "/v1/t/o/{token}"
 CLICK_ROUTE = "/v1/t/c/{token}"
 # A transparent 1x1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_SIGNATURE_BYTES = 16
 # An <a> element's href holding an absolute http(s) URL, quoted either way.
 _LINK = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'\s<>]+)\2""", re.IGNORECASE)
 _OPEN, _CLICK = "o", "c"
 
 
 class Tracker:
-    def __init__(self, db: Database, bus: Bus, base_url: str, secret: str) -> None:
+    def __init__(self, db: Database, bus: Bus, base_url: str, secrets: str) -> None:
         self._db = db
         self._bus = bus
         self._base = base_url.rstrip("/")
-        self._key = secret.encode()
+        self._signer = Signer(secrets)
         if not self.enabled:
             log.info("e-mail open and click tracking off: HERALD_TRACKING_URL or HERALD_TRACKING_SECRET unset")
 
     @property
     def enabled(self) -> bool:
-        return bool(self._base and self._key)
+        return bool(self._base) and self._signer.enabled
 
     def instrument(self, job: events_pb2.DeliveryJob) -> events_pb2.DeliveryJob:
         """The job as it is sent: its HTML with tracked links and the open pixel, as its template asks."""
@@ -92,32 +89,19 @@ class Tracker:
             record = await session.get(tables.Delivery, delivery_id)
             if record is None:  # purged, or erased: the reader still gets the image or the page
                 return
-            if record.delivered_time is None:
-                record.delivered_time = now()
+            await session.execute(tables.reached([delivery_id]))
         await events.publish(self._bus, events.event(record.job(), state))
 
     def _url(self, kind: str, delivery_id: str, url: str) -> str:
-        payload = _b64(f"{kind}\n{delivery_id}\n{url}".encode())
-        return f"{self._base}/v1/t/{kind}/{payload}.{_b64(self._sign(payload))}"
-
-    def _sign(self, payload: str) -> bytes:
-        return hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+        token = self._signer.sign("\n".join((kind, delivery_id, url)).encode())
+        return f"{self._base}/v1/t/{kind}/{token}"
 
     def _verified(self, token: str, kind: str) -> tuple[str, str] | None:
         """(delivery id, URL) of a token herald signed for `kind`; None for anything else."""
-        payload, _, signature = token.partition(".")
+        if not self.enabled:
+            return None
         try:
-            if not self.enabled or not hmac.compare_digest(_unb64(signature), self._sign(payload)):
-                return None
-            found_kind, delivery_id, url = _unb64(payload).decode().split("\n", 2)
-        except ValueError:  # not base64, not UTF-8, not three parts
+            found_kind, delivery_id, url = self._signer.verify(token).decode().split("\n", 2)
+        except (Unsigned, ValueError):  # not signed, not UTF-8, not three parts
             return None
         return (delivery_id, url) if found_kind == kind else None
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

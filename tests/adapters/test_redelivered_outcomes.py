@@ -47,7 +47,7 @@ async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, out
         # What a receipt long after needs: the delivery's category for its event, its trace for its span's link.
         assert (record.category, record.traceparent) == (S.CATEGORY_CRITICAL, trace)
 
-        again = await deliverer._plan(job, record)
+        again = await deliverer._plan(job, record, stop="")
 
         assert isinstance(again, Result) and not again.new
         assert (again.state, again.reason) == (outcome.state, outcome.reason)
