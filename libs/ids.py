@@ -5,10 +5,14 @@ second, and the library's encoding was a tenth of intake's CPU. Within one milli
 (the ULID spec's monotonic mode), so one process's ids keep their order."""
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 from functools import cache
 
+# A key a caller chooses (a template id, a topic key) and what it may be.
+CHOSEN_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+CHOSEN_KEY_RULE = "1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, as ULIDs write it
 # Every 10-bit value as its two digits: a ULID's 26 digits are 13 lookups.
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]

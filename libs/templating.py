@@ -256,9 +256,16 @@ def needed_variables(template: admin_service_pb2.Template) -> frozenset[str]:
     return needed - DIGEST_VARIABLES if collects_digest(template) else needed
 
 
-def digest_values(first: Mapping[str, str], items: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-    """What a digest renders with: the first send's variables, and every send's as `items`."""
-    return {**first, "items": [dict(i) for i in items], "count": len(items)}
+def digest_values(first: Mapping[str, str], items: Sequence[Mapping[str, str]], count: int) -> dict[str, Any]:
+    """What a digest renders with: the first send's variables, the listed sends' as `items`, and how many sends it
+    carries (more than it lists, past its listing limit)."""
+    return {**first, "items": [dict(i) for i in items], "count": count}
+
+
+def send_values(template: admin_service_pb2.Template, values: Mapping[str, str]) -> Mapping[str, Any]:
+    """What one send renders with: its variables, and for a digest template the digest of that send alone (what
+    render-checks, previews and the send's own content show)."""
+    return digest_values(values, [values], 1) if collects_digest(template) else values
 
 
 def render_content(content: common_pb2.ChannelContent, values: Mapping[str, Any]) -> common_pb2.ChannelContent:

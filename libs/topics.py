@@ -2,16 +2,12 @@
 the router: the router, which owns the topics and their subscribers (TopicService), registers each one in the
 KV bucket herald_topics, under "<app id>.<topic key>"."""
 
-import re
-
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from libs.bus import Bus
 
 BUCKET = "herald_topics"
-TOPIC_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-TOPIC_KEY_RULE = "1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"
 
 
 class TopicRegistry:

@@ -12,13 +12,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs import categories, channels, pagination, templating
+from libs import categories, channels, ids, pagination, templating
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
 from services.intake import tables
 
-TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_ESCALATION_STEPS = 5
@@ -96,7 +95,7 @@ class TemplateStore:
 
     async def list(self, size: int, token: str, show_archived: bool) -> tuple[list[pb.Template], str]:
         size = pagination.page_size(size)
-        after = pagination.decode(token, lambda key: bool(TEMPLATE_ID.match(key)))
+        after = pagination.decode(token, lambda key: bool(ids.CHOSEN_KEY.match(key)))
         latest = (
             select(tables.Template.template_id, func.max(tables.Template.version).label("version"))
             .where(tables.Template.template_id > after)
@@ -146,8 +145,7 @@ class TemplateStore:
 def preview(template: pb.Template, values: dict[str, str], locale: str) -> list[common_pb2.ChannelContent]:
     """Every channel rendered as a recipient in `locale` would get it."""
     rendered = []
-    # A digest previews as the digest of this one send.
-    given = templating.digest_values(values, [values]) if templating.collects_digest(template) else values
+    given = templating.send_values(template, values)
     for channel in dict.fromkeys(c.channel for c in template.contents):
         content = templating.pick(list(template.contents), channel, locale)
         assert content is not None  # validate() guarantees a default locale per channel
@@ -183,8 +181,8 @@ def template_pb(row: tables.Template) -> pb.Template:
 
 def validate(template: pb.Template) -> None:
     bad: dict[str, str] = {}
-    if not TEMPLATE_ID.match(template.template_id):
-        bad["template.template_id"] = "required: 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"
+    if not ids.CHOSEN_KEY.match(template.template_id):
+        bad["template.template_id"] = f"required: {ids.CHOSEN_KEY_RULE}"
     if template.category not in categories.KNOWN:
         bad["template.category"] = "required: CRITICAL, NOTIFICATION or MARKETING"
     if len(template.description) > 500:

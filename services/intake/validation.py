@@ -11,7 +11,7 @@ from typing import TypeVar
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as pb
 
-from libs import channels, storable, templating, topics
+from libs import channels, ids, storable, templating
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
 from libs.timeutil import now, timestamp_field
@@ -31,8 +31,8 @@ def check_shape(request: pb.SendRequest) -> None:
     if not request.template_id:
         bad["template_id"] = "required"
     if request.topic:
-        if not topics.TOPIC_KEY.match(request.topic):
-            bad["topic"] = topics.TOPIC_KEY_RULE
+        if not ids.CHOSEN_KEY.match(request.topic):
+            bad["topic"] = ids.CHOSEN_KEY_RULE
         if request.recipients:
             bad["recipients"] = "a Send to a topic goes to its subscribers: give no recipients"
     elif not request.recipients:
@@ -177,7 +177,7 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
             continue
         # The most each channel's rendering weighs, over its locales: a delivery carries its chain's renderings.
         weight: dict[str, int] = {}
-        given = templating.digest_values(values, [values]) if templating.collects_digest(template) else values
+        given = templating.send_values(template, values)
         for content in plan.contents:
             try:
                 rendered = templating.render_content(content, given)

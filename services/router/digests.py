@@ -65,8 +65,7 @@ class Digests:
 def ready(collection: events_pb2.DigestCollection) -> tuple[jobs.Step, list[events_pb2.DeliveryJob]]:
     """The digest's delivery rendered over every item, and the other items' deliveries, which it carries."""
     listed = [dict(i.variables) for i in collection.items if i.variables]
-    values = templating.digest_values(listed[0] if listed else {}, listed)
-    values["count"] = len(collection.items)
+    values = templating.digest_values(listed[0] if listed else {}, listed, len(collection.items))
     job = events_pb2.DeliveryJob()
     job.CopyFrom(collection.job)
     unrenderable = next(

@@ -35,9 +35,7 @@ class Explainer:
         )
         chosen = channels.choose(template, request.channels)
         chain = channels.fallback_chain(template.fallback_channels, chosen)
-        later = {s.channel: s.delay for s in template.escalation if s.channel in chosen}
-        if not set(chosen) - later.keys():  # as routing does: named escalation channels alone go at once
-            later = {}
+        later = jobs.escalation_steps(template, chosen)
         recipients = await Recipients.load(self._db, {request.user_id})
         user = recipients.users.get(request.user_id)
         preferred = user.preferred_channel if user and not request.channels else ""
@@ -61,10 +59,11 @@ class Explainer:
         for channel, delay in later.items():
             verdict = await self._verdict(app, template, request.user_id, channel, recipients)
             if verdict.outcome != Verdict.OUTCOME_BLOCKED:
-                seconds = delay.ToTimedelta().total_seconds()
                 verdict.outcome = Verdict.OUTCOME_ESCALATE
-                verdict.reason = f"escalation: sent {seconds:g}s after the message unless it is read by then"
-                verdict.delay.CopyFrom(delay)
+                verdict.reason = (
+                    f"escalation: sent {delay.total_seconds():g}s after the message unless it is read by then"
+                )
+                verdict.delay.FromTimedelta(delay)
                 verdict.ClearField("release_time")
             verdicts.append(verdict)
         if templating.collects_digest(template):

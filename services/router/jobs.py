@@ -53,11 +53,16 @@ class Plan:
     escalations: list[Escalation] = field(default_factory=list)
 
 
+def escalation_steps(template: admin_service_pb2.Template, chosen: Sequence[str]) -> dict[str, timedelta]:
+    """The template's escalation channels among those chosen, by channel, with their delays; none when the
+    chosen are all escalation channels (a sender who names only those sends them now)."""
+    later = {s.channel: s.delay.ToTimedelta() for s in template.escalation if s.channel in chosen}
+    return later if set(chosen) - later.keys() else {}
+
+
 def plan(message: events_pb2.AcceptedMessage, users: dict[str, tables.User]) -> Plan:
     chain = channels.fallback_chain(message.template.fallback_channels, message.channels)
-    later = {s.channel: s.delay.ToTimedelta() for s in message.template.escalation if s.channel in message.channels}
-    if not set(message.channels) - later.keys():  # a sender who names only escalation channels sends them now
-        later = {}
+    later = escalation_steps(message.template, message.channels)
     found = Plan()
     count = len(message.channels)
     for position, recipient in enumerate(message.recipients, start=message.recipient_offset):
@@ -144,7 +149,7 @@ def _job(
     if message.HasField("quiet_hours"):
         job.quiet_hours.CopyFrom(message.quiet_hours)
     locale = recipient.locale or (user.locale if user else "")
-    given = templating.digest_values(values, [values]) if templating.collects_digest(message.template) else values
+    given = templating.send_values(message.template, values)
     if unrenderable := render(job, message.template, given, locale):
         return job, unrenderable
     if channel == "inbox" and wakes(message.template) and user is not None:
