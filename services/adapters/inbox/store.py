@@ -52,7 +52,10 @@ async def append(session: AsyncSession, jobs: Sequence[events_pb2.DeliveryJob]) 
 async def _reserve(session: AsyncSession, counts: dict[Owner, int]) -> dict[Owner, int]:
     """Raise each owner's counter by its count, creating those of first items, in one statement (a topic's
     fan-out stores a thousand users' first items at once); returns each owner's new highest sequence. Owners go
-    in key order, so two writers lock the counters they share in the same order."""
+    in key order, so two writers lock the counters they share in the same order. A batch with nothing new (a
+    redelivery) raises nothing: an upsert of no rows is no SQL SQLite accepts."""
+    if not counts:
+        return {}
     table = tables.InboxCounter.__table__
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
