@@ -3,6 +3,7 @@ epoch: a third of the cost of protobuf's FromDatetime/ToDatetime, paid for every
 
 from datetime import UTC, datetime, timedelta
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -28,6 +29,8 @@ def from_timestamp(ts: Timestamp) -> datetime | None:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+# What a Duration may hold (google/protobuf/duration.proto): about 10,000 years either way.
+_MAX_DURATION_SECONDS = 315_576_000_000
 
 
 def timestamp_field(request: Message, field: str, bad: dict[str, str]) -> datetime | None:
@@ -41,3 +44,20 @@ def timestamp_field(request: Message, field: str, bad: dict[str, str]) -> dateti
         pass
     bad[field] = "not a valid timestamp: seconds within years 1-9998, nanos 0-999999999"
     return None
+
+
+def duration_field(request: Message, field: str, bad: dict[str, str], where: str = "") -> timedelta | None:
+    """A request's Duration field as a timedelta (None when unset). One that duration.proto does not allow (seconds
+    past 10,000 years, nanos past a second or of the other sign than the seconds) goes into `bad` under `where`
+    (default: `field`): protobuf's own conversions fail on it with errors that would reach the caller as
+    INTERNAL."""
+    if not request.HasField(field):
+        return None
+    value: Duration = getattr(request, field)
+    seconds, nanos = value.seconds, value.nanos
+    if abs(seconds) > _MAX_DURATION_SECONDS or abs(nanos) >= 1_000_000_000 or seconds * nanos < 0:
+        bad[where or field] = (
+            "not a valid duration: seconds within +-315576000000, nanos within +-999999999 and of the same sign"
+        )
+        return None
+    return timedelta(seconds=seconds, microseconds=nanos // 1000 if nanos >= 0 else -(-nanos // 1000))

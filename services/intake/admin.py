@@ -10,7 +10,7 @@ from herald.v1 import admin_service_pb2_grpc, common_pb2
 from libs import categories, channels, quiet_hours
 from libs.auth import require_admin
 from libs.errors import InvalidArgument
-from libs.timeutil import to_timestamp
+from libs.timeutil import duration_field, to_timestamp
 from services.intake import tables
 from services.intake.apps import AppRegistry
 from services.intake.templates import TemplateStore, preview
@@ -75,9 +75,14 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         self, request: pb.RotateAppKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateAppKeyResponse:
         require_admin(context, self._admin_token)
-        grace = request.grace_period.ToTimedelta() if request.HasField("grace_period") else DEFAULT_GRACE
-        if grace < timedelta(0) or grace > MAX_GRACE:
-            raise InvalidArgument({"grace_period": "between 0 and 30 days"})
+        bad: dict[str, str] = {}
+        grace = duration_field(request, "grace_period", bad)
+        if grace is None:
+            grace = DEFAULT_GRACE
+        if not bad and (grace < timedelta(0) or grace > MAX_GRACE):
+            bad["grace_period"] = "between 0 and 30 days"
+        if bad:
+            raise InvalidArgument(bad)
         api_key, expire = await self._apps.rotate(request.app_id, grace)
         return pb.RotateAppKeyResponse(api_key=api_key, previous_keys_expire_time=to_timestamp(expire))
 

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import common_pb2
 from sqlalchemy import func, select, update
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs import categories, channels, ids, pagination, templating
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.store import Database
-from libs.timeutil import now, to_timestamp
+from libs.timeutil import duration_field, now, to_timestamp
 from services.intake import tables
 
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -236,7 +237,9 @@ def _validate_reach(template: pb.Template, with_content: set[str], bad: dict[str
             bad[f"{field}.channel"] = f"channel '{step.channel}' is in the fallback chain"
         elif step.channel in [s.channel for s in template.escalation[:i]]:
             bad[f"{field}.channel"] = f"channel '{step.channel}' appears twice"
-        delay = step.delay.ToTimedelta().total_seconds()
+        delay = _seconds(step, "delay", bad, f"{field}.delay")
+        if delay is None:
+            continue
         if not 1 <= delay <= MAX_WAIT.total_seconds():
             bad[f"{field}.delay"] = "from 1 second to 7 days"
         elif delay <= previous:
@@ -245,15 +248,21 @@ def _validate_reach(template: pb.Template, with_content: set[str], bad: dict[str
     if template.escalation and len(with_content - {s.channel for s in template.escalation}) == 0:
         bad["template.escalation"] = "needs a channel that is sent at once, besides the steps"
     if template.HasField("digest"):
-        window = template.digest.window.ToTimedelta().total_seconds()
+        window = _seconds(template.digest, "window", bad, "template.digest.window")
         if template.category == common_pb2.CATEGORY_CRITICAL:
             bad["template.digest"] = "critical messages are never held for a digest"
-        elif not 1 <= window <= MAX_WAIT.total_seconds():
+        elif window is not None and not 1 <= window <= MAX_WAIT.total_seconds():
             bad["template.digest.window"] = "from 1 second to 7 days"
         if template.digest.key and not VARIABLE.match(template.digest.key):
             bad["template.digest.key"] = "a variable name: letters, digits and '_', not starting with a digit"
         if template.escalation:
             bad["template.digest"] = "a template escalates or collects digests, not both"
+
+
+def _seconds(message: Message, field: str, bad: dict[str, str], where: str) -> float | None:
+    """A Duration of the template in seconds (0 when unset); None when it is malformed (then named in `bad`)."""
+    length = duration_field(message, field, bad, where)
+    return None if where in bad else length.total_seconds() if length is not None else 0.0
 
 
 def _row(template: pb.Template, version: int) -> tables.Template:

@@ -12,7 +12,7 @@ from libs.auth import require_admin
 from libs.errors import InvalidArgument, NotFound
 from libs.ids import new_id
 from libs.store import Database
-from libs.timeutil import now, to_timestamp
+from libs.timeutil import duration_field, now, to_timestamp
 from services.router import tables
 from services.router.explain import Explainer
 from services.router.frequency import MAX_WINDOW, FrequencyCaps
@@ -30,8 +30,8 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
     ) -> pb.FrequencyRule:
         require_admin(context, self._admin_token)
         rule = request.rule
-        window = rule.window.ToTimedelta()
         bad: dict[str, str] = {}
+        window = duration_field(rule, "window", bad, "rule.window") or timedelta(0)
         if rule.category not in categories.KNOWN:
             bad["rule.category"] = "CRITICAL, NOTIFICATION or MARKETING"
         if rule.channel and (why := channels.problem(rule.channel)):
@@ -40,7 +40,7 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
             bad["rule.app_id"] = "an app id, or empty for every app"
         if not 1 <= rule.max_deliveries <= 10_000:
             bad["rule.max_deliveries"] = "between 1 and 10000"
-        if not timedelta(seconds=1) <= window <= timedelta(seconds=MAX_WINDOW):
+        if "rule.window" not in bad and not timedelta(seconds=1) <= window <= timedelta(seconds=MAX_WINDOW):
             bad["rule.window"] = "between 1 second and 30 days"
         if bad:
             raise InvalidArgument(bad)

@@ -13,7 +13,7 @@ from libs.auth import AppKeys, bearer_token, key_hash
 from libs.bus import Bus
 from libs.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
 from libs.store import Database
-from libs.timeutil import now, to_timestamp
+from libs.timeutil import duration_field, now, to_timestamp
 from services.adapters.inbox import notices, store
 from services.adapters.inbox.store import Item, Owner
 from services.adapters.inbox.tokens import DEFAULT_TTL, MAX_TTL, PREFIX, BadToken, InboxTokens
@@ -113,8 +113,9 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         if not self._tokens.enabled:
             raise FailedPrecondition("inbox tokens are off: HERALD_INBOX_TOKEN_SECRET is not set on herald-adapters")
         bad = _user_problem(request.user_id)
-        ttl = request.ttl.seconds if request.HasField("ttl") else DEFAULT_TTL
-        if not 0 < ttl <= MAX_TTL:
+        length = duration_field(request, "ttl", bad)
+        ttl = int(length.total_seconds()) if length is not None else DEFAULT_TTL
+        if "ttl" not in bad and not 0 < ttl <= MAX_TTL:
             bad["ttl"] = f"between 1 second and {MAX_TTL // 3600} hours"
         if bad:
             raise InvalidArgument(bad)
