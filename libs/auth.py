@@ -5,8 +5,14 @@ intake, which publishes each key's SHA-256 (never the key) with the app's
 identity into the NATS KV bucket `herald_app_keys`; every service resolves a key
 there, so no service reads intake's tables. An API key is 256 random bits, so a
 plain SHA-256 is a safe way to store it (no password stretching needed).
+
+Each process caches what it resolved for CACHE_SECONDS, so a Send costs no round
+trip; a change (a disabled app, a key rotated out) is announced on core NATS
+(subjects.APP_KEYS_CHANGED) and every process drops that key from its cache at
+once. The cache's age bounds only a notice a process missed while disconnected.
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,7 +25,7 @@ import grpc
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from libs import categories
+from libs import categories, subjects
 from libs.bus import Bus
 from libs.errors import PermissionDenied, Unauthenticated
 
@@ -94,21 +100,44 @@ def is_admin(context: grpc.aio.ServicerContext, admin_token: str) -> bool:
 class AppKeys:
     """The app-key registry in NATS KV, with a short local cache so a Send costs no extra round trip."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, bus: Bus) -> None:
         self._kv = kv
+        self._bus = bus
         self._cache: dict[str, tuple[float, AppIdentity]] = {}
+        # Raised by every change heard of: a lookup that was under way meanwhile may have read the old value, and
+        # does not cache it.
+        self._changes = 0
+        self._listener: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, bus: Bus) -> "AppKeys":
-        return cls(await bus.key_value(BUCKET))
+        keys = cls(await bus.key_value(BUCKET), bus)
+        ready = asyncio.Event()
+        keys._listener = asyncio.create_task(keys._forget_changed(ready), name="app-key-changes")
+        await ready.wait()
+        return keys
 
     async def publish(self, hashed_key: str, app: AppIdentity) -> None:
         await self._kv.put(hashed_key, json.dumps(asdict(app)).encode())
-        self._cache.pop(hashed_key, None)
+        await self._changed(hashed_key)
 
     async def revoke(self, hashed_key: str) -> None:
         await self._kv.delete(hashed_key)
+        await self._changed(hashed_key)
+
+    async def _changed(self, hashed_key: str) -> None:
+        self._forget(hashed_key)
+        await self._bus.announce(subjects.APP_KEYS_CHANGED, hashed_key.encode())
+
+    def _forget(self, hashed_key: str) -> None:
+        self._changes += 1
         self._cache.pop(hashed_key, None)
+
+    async def _forget_changed(self, ready: asyncio.Event) -> None:
+        async with self._bus.notices(subjects.APP_KEYS_CHANGED) as changed:
+            ready.set()
+            while True:
+                self._forget((await changed.get()).decode())
 
     async def apps(self) -> dict[str, AppIdentity]:
         """Every app with a key in the registry, by app id."""
@@ -141,10 +170,12 @@ class AppKeys:
         cached = self._cache.get(hashed)
         if cached and cached[0] > now:
             return cached[1]
+        changes = self._changes
         try:
             entry = await self._kv.get(hashed)
         except (KeyNotFoundError, KeyDeletedError):
             return None
         app = AppIdentity.from_json(entry.value or b"")
-        self._cache[hashed] = (now + CACHE_SECONDS, app)
+        if changes == self._changes:
+            self._cache[hashed] = (now + CACHE_SECONDS, app)
         return app

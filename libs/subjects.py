@@ -114,6 +114,9 @@ def inbox(app_id: str, user_key: str) -> str:
 
 # Core NATS (not stored): ProviderService tells every herald-adapters replica to re-read the provider accounts.
 PROVIDERS_CHANGED = "herald.control.providers"
+# Core NATS (not stored): an app key's entry in the registry changed (app disabled, key rotated out); the payload
+# is the key's hash, and every process drops it from its cache (libs/auth.py).
+APP_KEYS_CHANGED = "herald.control.app_keys"
 
 
 def unprocessed(consumer: str) -> str:

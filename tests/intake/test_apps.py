@@ -7,7 +7,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 from herald.v1 import admin_service_pb2 as admin
-from herald.v1 import common_pb2
+from herald.v1 import common_pb2, inbox_service_pb2, status_service_pb2, topic_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from tests.helpers.client import Herald, Metadata, bearer
@@ -118,3 +118,49 @@ async def test_app_limited_to_categories_may_not_send_others(herald: Herald) -> 
         await herald.messages.Send(_dry_run(marketing), metadata=app)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "marketing" in (err.value.details() or "")
+
+
+async def test_disabling_an_app_or_rotating_its_key_out_reaches_every_binary_within_a_second(herald: Herald) -> None:
+    """Every binary caches what a key stands for; a change is announced, so none waits for its cache to age."""
+    app_id, key = await herald.create_app(("inbox",))
+    token = await herald.inbox.CreateInboxToken(inbox_service_pb2.CreateInboxTokenRequest(user_id="u-1"), metadata=key)
+    holder = bearer(token.token)
+    calls: dict[str, Callable[[Metadata], Awaitable[object]]] = {
+        "adapters (key)": lambda m: herald.inbox.Sync(inbox_service_pb2.SyncRequest(user_id="u-1"), metadata=m),
+        "feedback": lambda m: herald.status.ListDeliveries(
+            status_service_pb2.ListDeliveriesRequest(user_id="u-1"), metadata=m
+        ),
+        "router": lambda m: herald.topics.ListTopics(topic_service_pb2.ListTopicsRequest(), metadata=m),
+    }
+
+    async def refused_everywhere(old: Metadata) -> dict[str, grpc.StatusCode]:
+        """What each binary answers the old credentials, polled until all refuse them, for at most a second."""
+        codes: dict[str, grpc.StatusCode] = {}
+        try:
+            async with asyncio.timeout(1.0):
+                while not codes or grpc.StatusCode.OK in codes.values():
+                    codes = {where: await _code(call(old)) for where, call in calls.items()}
+                    codes["adapters (inbox token)"] = await _code(
+                        herald.inbox.Sync(inbox_service_pb2.SyncRequest(), metadata=holder)
+                    )
+        except TimeoutError:
+            pass
+        return codes
+
+    for call in calls.values():  # each binary has the key in its cache now
+        assert await _code(call(key)) == grpc.StatusCode.OK
+    await herald.admin_stub.DisableApp(admin.DisableAppRequest(app_id=app_id), metadata=herald.admin)
+    disabled = await refused_everywhere(key)
+    assert set(disabled.values()) <= {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}, disabled
+
+    await herald.admin_stub.EnableApp(admin.EnableAppRequest(app_id=app_id), metadata=herald.admin)
+    await _eventually(lambda: _all_ok([call(key) for call in calls.values()]))
+    await herald.admin_stub.RotateAppKey(
+        admin.RotateAppKeyRequest(app_id=app_id, grace_period=duration_pb2.Duration(seconds=0)), metadata=herald.admin
+    )
+    rotated = await refused_everywhere(key)
+    assert set(rotated.values()) == {grpc.StatusCode.UNAUTHENTICATED}, rotated
+
+
+async def _all_ok(calls: list[Awaitable[object]]) -> bool:
+    return all([await _code(call) == grpc.StatusCode.OK for call in calls])
