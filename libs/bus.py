@@ -470,6 +470,12 @@ class Bus:
             return None
         return Scheduled(found.data or b"", found.seq or 0)
 
+    async def scheduled_under(self, subjects: str) -> dict[str, Scheduled]:
+        """Every schedule under `subjects` (wildcards allowed), by subject."""
+        info = await self.js.stream_info("HERALD_SCHEDULES", subjects_filter=subjects)
+        found = {subject: await self.scheduled(subject) for subject in (info.state.subjects or {})}
+        return {subject: schedule for subject, schedule in found.items() if schedule is not None}
+
     async def unschedule(self, subjects: str) -> None:
         """Withdraw the schedules under `subjects` (wildcards allowed)."""
         await self.js.purge_stream("HERALD_SCHEDULES", subject=subjects)

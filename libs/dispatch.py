@@ -4,6 +4,10 @@ Both sides record their decision with a KV create, which only the first can
 win, so across every replica a message is either fanned out to the adapters or
 withdrawn, never both. intake's CancelMessage asks for CANCELLED; the router
 asks for DISPATCHED just before it queues delivery jobs.
+
+A dispatched message's escalation steps still wait for their time: a cancel
+then stops them (`stop_escalation`), and a step that fires anyway finds that
+before it is routed.
 """
 
 from enum import Enum
@@ -14,6 +18,8 @@ from nats.js.kv import KeyValue
 from libs.bus import DAY, Bus
 
 BUCKET = "herald_dispatch"
+# The reason on an escalation step a cancel stopped, wherever it is stopped.
+ESCALATION_STOPPED = "cancelled by the sender (CancelMessage) before this escalation step was due"
 # Longer than HERALD_MESSAGES keeps a message, so a redelivered message still finds its decision.
 TTL = 8 * DAY
 
@@ -41,6 +47,16 @@ class DispatchLedger:
             return taken
         return wanted
 
+    async def stop_escalation(self, message_id: str) -> None:
+        await self._kv.put(_escalation_key(message_id), b"stopped")
+
+    async def escalation_stopped(self, message_id: str) -> bool:
+        try:
+            await self._kv.get(_escalation_key(message_id))
+        except (KeyNotFoundError, KeyDeletedError):
+            return False
+        return True
+
     async def decided(self, message_id: str) -> Decision | None:
         """The decision taken for the message, if one was."""
         try:
@@ -48,3 +64,7 @@ class DispatchLedger:
         except (KeyNotFoundError, KeyDeletedError):
             return None
         return Decision((entry.value or b"").decode())
+
+
+def _escalation_key(message_id: str) -> str:
+    return f"{message_id}.escalation"

@@ -60,6 +60,11 @@ def escalation(delivery_id: str) -> str:
     return f"herald.schedule.escalate.{delivery_id}"
 
 
+def escalations(message_id: str) -> str:
+    """Every escalation step of a message still waiting (delivery ids are "<message id>.<n>")."""
+    return f"herald.schedule.escalate.{message_id}.*"
+
+
 def escalation_due(category: int) -> str:
     """NATS server -> router: an escalation step whose delay has passed (DeliveryJob)."""
     return f"herald.schedule.escalated.{categories.name(category)}"

@@ -7,17 +7,17 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from herald.v1 import events_pb2, message_service_pb2_grpc
+from herald.v1 import common_pb2, events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from opentelemetry import trace
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from libs import categories, metrics, subjects
+from libs import categories, events, metrics, subjects
 from libs.auth import AppIdentity, AppKeys
 from libs.bus import Bus
-from libs.dispatch import Decision, DispatchLedger
+from libs.dispatch import ESCALATION_STOPPED, Decision, DispatchLedger
 from libs.errors import (
     TRANSIENT,
     FailedPrecondition,
@@ -153,8 +153,13 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         if not mine:
             raise NotFound(f"message '{message_id[:64]}' not found")
         if await self._ledger.decide(message_id, Decision.CANCELLED) is not Decision.CANCELLED:
+            if stopped := await self._stop_escalation(message_id):
+                return pb.CancelMessageResponse(
+                    message_id=message_id, already_dispatched=True, cancelled_delivery_ids=stopped
+                )
             raise FailedPrecondition(
-                f"message {message_id} was already dispatched to its channels and can no longer be cancelled"
+                f"message {message_id} was already dispatched to its channels and has no escalation step waiting; "
+                "it can no longer be cancelled"
             )
         if row is None:
             scheduled = await self._bus.scheduled(subjects.schedule(message_id, 0))
@@ -170,6 +175,20 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         for part, payload in payloads:
             await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{message_id}.{part}.cancel")
         return pb.CancelMessageResponse(message_id=message_id)
+
+    async def _stop_escalation(self, message_id: str) -> list[str]:
+        """CANCELLED for the dispatched message's escalation steps still waiting; their delivery ids. The mark
+        comes first, so a step that fires while its schedule is withdrawn is cancelled by the router instead."""
+        await self._ledger.stop_escalation(message_id)
+        stopped = []
+        for subject, waiting in (await self._bus.scheduled_under(subjects.escalations(message_id))).items():
+            step = events_pb2.DeliveryJob.FromString(waiting.payload)
+            await self._bus.unschedule(subject)
+            await events.publish(
+                self._bus, events.event(step, common_pb2.DELIVERY_STATE_CANCELLED, reason=ESCALATION_STOPPED)
+            )
+            stopped.append(step.delivery_id)
+        return sorted(stopped)
 
     async def SendAudience(
         self, requests: AsyncIterator[pb.SendAudienceRequest], context: grpc.aio.ServicerContext

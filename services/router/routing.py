@@ -35,7 +35,7 @@ from prometheus_client import Counter
 
 from libs import categories, events, metrics, subjects, templating
 from libs.bus import Bus, Incoming, in_own_trace
-from libs.dispatch import Decision, DispatchLedger
+from libs.dispatch import ESCALATION_STOPPED, Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
 from services.router import digests, jobs, topics
@@ -209,8 +209,11 @@ class Router:
         await self._bus.schedule(subjects.escalation(job.delivery_id), job.SerializeToString(), due, target)
 
     async def on_escalated(self, incoming: Incoming) -> None:
-        """An escalation step is due: route it like any delivery."""
+        """An escalation step is due: route it like any delivery, unless the sender cancelled the message since."""
         job = events_pb2.DeliveryJob.FromString(incoming.data)
+        if await self._ledger.escalation_stopped(job.message_id):
+            await self._announce(job, S.DELIVERY_STATE_CANCELLED, ESCALATION_STOPPED)
+            return
         await self._route(job, await self._recipients.load({job.user_id} - {""}))
 
     async def _collect(self, message: events_pb2.AcceptedMessage, chain: jobs.Chain) -> None:

@@ -4,13 +4,14 @@ and each step is a delivery of its own in GetMessage."""
 import asyncio
 import time
 
-from herald.v1 import common_pb2
+import grpc
+from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from herald.v1 import routing_service_pb2 as routing
 
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
-from tests.helpers.client import Herald, all_final
+from tests.helpers.client import Herald, all_final, rpc_error
 from tests.router.escalation import escalating_template, read_inbox, sms_account, sms_arrival, user_with_phone
 
 S = common_pb2
@@ -79,3 +80,43 @@ async def test_explain_shows_the_escalation_plan(herald: Herald) -> None:
     assert verdicts["sms"].outcome == V.OUTCOME_ESCALATE
     assert verdicts["sms"].delay.seconds == 600
     assert verdicts["sms"].reason == "escalation: sent 600s after the message unless it is read by then"
+
+
+async def test_cancelling_a_dispatched_message_cancels_its_waiting_escalation_step(
+    herald: Herald, twilio: FakeTwilio
+) -> None:
+    """The inbox item is out and cannot be taken back; the sms step still waits, and a cancel stops it."""
+    _, app = await herald.create_app(("inbox", "sms"))
+    template = await escalating_template(herald, DELAY)
+    phone = "+8613800138003"
+    user = await user_with_phone(herald, phone)
+    account = await sms_account(herald, twilio)
+    try:
+        started = time.time()
+        message_id = await herald.send(
+            app, msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user)], variables={"n": "8"})
+        )
+        await herald.wait_message(app, message_id, lambda m: len(m.deliveries) == 2)
+        answer = await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=message_id), metadata=app)
+        assert answer.already_dispatched
+        cancelled = await herald.wait_message(app, message_id, lambda m: all_final(m, 2))
+        states = {d.channel: (d.state, d.reason) for d in cancelled.deliveries}
+        assert states["inbox"][0] == S.DELIVERY_STATE_SENT
+        assert states["sms"][0] == S.DELIVERY_STATE_CANCELLED and "CancelMessage" in states["sms"][1]
+        sms = next(d for d in cancelled.deliveries if d.channel == "sms")
+        assert list(answer.cancelled_delivery_ids) == [sms.delivery_id]
+
+        again = await rpc_error(
+            herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=message_id), metadata=app)
+        )
+        assert again.code() == grpc.StatusCode.FAILED_PRECONDITION, "nothing is left to stop"
+        await asyncio.sleep(max(0.0, started + DELAY + 3 - time.time()))  # past the step's time
+        assert not [r for r in twilio.received if r.form.get("To") == phone]
+        after = await herald.status.GetMessage(
+            status_service_pb2.GetMessageRequest(message_id=message_id), metadata=app
+        )
+        assert {d.channel: d.state for d in after.deliveries}["sms"] == S.DELIVERY_STATE_CANCELLED
+    finally:
+        await herald.providers.DeleteProviderAccount(
+            pb.DeleteProviderAccountRequest(name=account), metadata=herald.admin
+        )

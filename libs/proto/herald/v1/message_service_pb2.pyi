@@ -387,15 +387,30 @@ class CancelMessageResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    ALREADY_DISPATCHED_FIELD_NUMBER: _builtins.int
+    CANCELLED_DELIVERY_IDS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
+    already_dispatched: _builtins.bool
+    """The message had already gone to its channels: none of its deliveries
+    could be stopped (GetMessage lists them) but the escalation steps in
+    cancelled_delivery_ids.
+    """
+    @_builtins.property
+    def cancelled_delivery_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For an already dispatched message: the escalation steps that were waiting
+        and are CANCELLED now.
+        """
+
     def __init__(
         self,
         *,
         message_id: _builtins.str = ...,
+        already_dispatched: _builtins.bool = ...,
+        cancelled_delivery_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_dispatched", b"already_dispatched", "cancelled_delivery_ids", b"cancelled_delivery_ids", "message_id", b"message_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,7 +90,9 @@ class MessageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelMessage(self, request, context):
-        """Withdraws a message that has not been dispatched yet.
+        """Withdraws a message that has not been dispatched yet. Once it has been, its
+        escalation steps that still wait for their time are CANCELLED, and the
+        answer says so; FAILED_PRECONDITION when nothing was left to stop.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

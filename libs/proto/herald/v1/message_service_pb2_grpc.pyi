@@ -49,7 +49,10 @@ class MessageServiceStub:
     its position in the whole audience.
     """
     CancelMessage: _grpc.UnaryUnaryMultiCallable[_message_service_pb2.CancelMessageRequest, _message_service_pb2.CancelMessageResponse]
-    """Withdraws a message that has not been dispatched yet."""
+    """Withdraws a message that has not been dispatched yet. Once it has been, its
+    escalation steps that still wait for their time are CANCELLED, and the
+    answer says so; FAILED_PRECONDITION when nothing was left to stop.
+    """
 
 @_typing.type_check_only
 class MessageServiceAsyncStub(MessageServiceStub):
@@ -72,7 +75,10 @@ class MessageServiceAsyncStub(MessageServiceStub):
     its position in the whole audience.
     """
     CancelMessage: _aio.UnaryUnaryMultiCallable[_message_service_pb2.CancelMessageRequest, _message_service_pb2.CancelMessageResponse]  # type: ignore[assignment]
-    """Withdraws a message that has not been dispatched yet."""
+    """Withdraws a message that has not been dispatched yet. Once it has been, its
+    escalation steps that still wait for their time are CANCELLED, and the
+    answer says so; FAILED_PRECONDITION when nothing was left to stop.
+    """
 
 class MessageServiceServicer(metaclass=_abc_1.ABCMeta):
     """MessageService is the front door: hand herald a message once.
@@ -116,6 +122,9 @@ class MessageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _message_service_pb2.CancelMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_message_service_pb2.CancelMessageResponse, _abc.Awaitable[_message_service_pb2.CancelMessageResponse]]:
-        """Withdraws a message that has not been dispatched yet."""
+        """Withdraws a message that has not been dispatched yet. Once it has been, its
+        escalation steps that still wait for their time are CANCELLED, and the
+        answer says so; FAILED_PRECONDITION when nothing was left to stop.
+        """
 
 def add_MessageServiceServicer_to_server(servicer: MessageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
