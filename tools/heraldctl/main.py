@@ -669,14 +669,18 @@ def _delivery_state(name: str) -> common_pb2.DeliveryState.ValueType:
 
 @cli.command("cancel")
 def cancel(message_id: MessageId) -> None:
-    """Withdraw a message that has not been dispatched yet."""
+    """Withdraw a message that has not been dispatched yet, or a dispatched one's escalation steps still waiting."""
     with channel(target.intake) as ch:
-        call(
+        answer = call(
             message_service_pb2_grpc.MessageServiceStub(ch).CancelMessage,
             msg.CancelMessageRequest(message_id=message_id),
             target.app(),
         )
-    out.print(f"{message_id}: cancelled", soft_wrap=True)
+    if answer.already_dispatched:
+        steps = ", ".join(answer.cancelled_delivery_ids)
+        out.print(f"{message_id}: already dispatched; cancelled its waiting escalation steps {steps}", soft_wrap=True)
+    else:
+        out.print(f"{message_id}: cancelled", soft_wrap=True)
 
 
 STATS_INTERVALS = {
