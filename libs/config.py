@@ -62,6 +62,8 @@ class Settings:
     # verify); tracking is off while either is "".
     tracking_url: str
     tracking_secret: str
+    # How many days a tracked link or open pixel works, at most the app's content retention.
+    tracking_ttl_days: int
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
     metrics_addr: str
     # How often intake and feedback purge what they no longer keep (services/*/retention.py).
@@ -99,6 +101,7 @@ class Settings:
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
             tracking_url=env.get("HERALD_TRACKING_URL", ""),
             tracking_secret=env.get("HERALD_TRACKING_SECRET", ""),
+            tracking_ttl_days=_number("HERALD_TRACKING_TTL_DAYS", env.get("HERALD_TRACKING_TTL_DAYS", "30"), int, 1),
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",
             retention_check_seconds=_number(
                 "HERALD_RETENTION_CHECK_SECONDS", env.get("HERALD_RETENTION_CHECK_SECONDS", "3600"), float, 0.1

@@ -10,8 +10,15 @@ by `*` longer than MAX_OUTPUT_CHARS and no power past MAX_EXPONENT, no width
 past MAX_OUTPUT_CHARS (a padding method or filter, a format's field width), output
 of at most MAX_OUTPUT_CHARS per part, checked as it is produced, and
 MAX_RENDER_SECONDS.
+
+Variables are escaped by what the part is (part_kind): an e-mail's html_body is HTML, so variables are
+HTML-escaped unless the author marks a value trusted (`{{ x|safe }}`), and its javascript:, vbscript: and data:
+links are neutralised; a webhook body that is JSON (its source starts with `{` or `[`) gets every variable as JSON
+string content and must render to valid JSON; every other part is plain text, as given.
 """
 
+import html
+import json
 import re
 import string
 import time
@@ -24,8 +31,10 @@ from typing import Any
 from herald.v1 import admin_service_pb2, common_pb2
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.filters import FILTERS
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 
 MAX_OUTPUT_CHARS = 64 * 1024
 MAX_RANGE = 1000
@@ -36,6 +45,13 @@ MAX_RENDER_SECONDS = 0.5
 TEXT_PARTS = ("subject", "body", "html_body")
 # What a digest template renders with besides the first send's variables: every send's variables, and how many.
 DIGEST_VARIABLES = frozenset({"items", "count"})
+# What a part is, which decides how its variables are escaped (part_kind).
+TEXT, HTML, JSON = "text", "html", "json"
+# How many characters an escaped character may become at most: '"' is '&#34;' in HTML, a control character
+# '\u0001' in JSON.
+ESCAPE_GROWTH = {TEXT: 1, HTML: 5, JSON: 6}
+# Channels whose body is sent as it renders, so a JSON body stays JSON (the others wrap their body in a payload).
+JSON_BODY_CHANNELS = frozenset({"webhook"})
 
 
 def _bounded_range(*args: int) -> range:
@@ -150,7 +166,7 @@ def _check_format(template: str) -> bool:
 
 def _width_bounded(name: str) -> Callable[..., Any]:
     """Jinja2's filter `name`, refusing a width over MAX_OUTPUT_CHARS among its arguments."""
-    jinja_filter = _env.filters[name]
+    jinja_filter = FILTERS[name]
 
     def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
         _check_widths(name, [*args, *kwargs.values()])
@@ -162,15 +178,27 @@ def _width_bounded(name: str) -> Callable[..., Any]:
 def _printf_bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
     """Jinja2's `format` filter (printf style), refusing a field width over MAX_OUTPUT_CHARS."""
     _check_printf(str(value), args)
-    return _JINJA_FORMAT(value, *args, **kwargs)
+    return FILTERS["format"](value, *args, **kwargs)
 
 
-_env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_env.globals["range"] = _bounded_range
-_JINJA_FORMAT = _env.filters["format"]
-_env.filters["format"] = _printf_bounded
-# The filters that build a string or a list as wide as a number they are given.
-_env.filters.update({name: _width_bounded(name) for name in ("center", "indent", "batch")})
+def _json_string_content(value: Any) -> Any:
+    """A variable in a JSON body: the inside of a JSON string, so it cannot close the string it is put in. What
+    the author marked trusted (`|safe`, `|tojson`) goes in as it is."""
+    return value if isinstance(value, Markup) else json.dumps(str(value), ensure_ascii=False)[1:-1]
+
+
+def _sandbox(autoescape: bool, finalize: Callable[[Any], Any] | None = None) -> _Sandbox:
+    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, finalize=finalize, keep_trailing_newline=True)
+    env.globals["range"] = _bounded_range
+    env.filters["format"] = _printf_bounded
+    # The filters that build a string or a list as wide as a number they are given.
+    env.filters.update({name: _width_bounded(name) for name in ("center", "indent", "batch")})
+    return env
+
+
+# One sandbox per kind of part, alike but for how a variable is put in.
+_ENVIRONMENTS = {TEXT: _sandbox(False), HTML: _sandbox(True), JSON: _sandbox(False, _json_string_content)}
+_env = _ENVIRONMENTS[TEXT]
 
 
 class TemplateError(Exception):
@@ -217,11 +245,12 @@ def substitutions(source: str) -> tuple[int, tuple[str, ...]] | None:
     return fixed, tuple(used)
 
 
-def render(source: str, values: Mapping[str, Any]) -> str:
+def render(source: str, values: Mapping[str, Any], kind: str = TEXT) -> str:
+    """`source` rendered with `values`, each escaped as `kind` asks."""
     if not source:
         return ""
     try:
-        return _render(_compile(source), values)
+        return _render(_compile(source, kind), values)
     except TemplateError:
         raise
     except UndefinedError as e:
@@ -268,12 +297,74 @@ def send_values(template: admin_service_pb2.Template, values: Mapping[str, str])
     return digest_values(values, [values], 1) if collects_digest(template) else values
 
 
+def part_kind(channel: str, part: str, source: str) -> str:
+    """What a part is: an e-mail's html_body HTML, a webhook body whose source starts with `{` or `[` (not `{{`,
+    `{%` or `{#`, which start Jinja) JSON, anything else plain text."""
+    if part == "html_body":
+        return HTML
+    if part == "body" and channel in JSON_BODY_CHANNELS:
+        start = source.lstrip()
+        if start[:1] in ("{", "[") and start[:2] not in ("{{", "{%", "{#"):
+            return JSON
+    return TEXT
+
+
+@lru_cache(maxsize=4096)
+def strings_only(channel: str, part: str, source: str) -> bool:
+    """Whether every variable of a JSON part sits inside a JSON string, so it renders to JSON whatever the values:
+    rendered with a quote for every variable (valid JSON only inside a string, as '\\"') it still is JSON."""
+    try:
+        render_part(channel, part, source, dict.fromkeys(variables(source), '"'))
+    except TemplateError:
+        return False
+    return True
+
+
+def render_part(channel: str, part: str, source: str, values: Mapping[str, Any]) -> str:
+    """One part rendered as what it is: HTML with its dangerous links neutralised, JSON checked to be JSON."""
+    kind = part_kind(channel, part, source)
+    text = render(source, values, kind)
+    if kind == HTML:
+        return _TAG.sub(_neutralised, text)
+    if kind == JSON:
+        try:
+            json.loads(text)
+        except ValueError as e:
+            raise TemplateError(f"does not render to valid JSON ({e})") from e
+    return text
+
+
+def sample_problem(channel: str, part: str, source: str, digest: bool) -> str | None:
+    """Why a JSON part cannot render to JSON, found by rendering it with harmless values ("0" for every variable,
+    one digest item of them): a body that is not JSON for those is refused when its template is written."""
+    if part_kind(channel, part, source) != JSON:
+        return None
+    sample = dict.fromkeys(variables(source) - (DIGEST_VARIABLES if digest else frozenset()), "0")
+    try:
+        render_part(channel, part, source, digest_values(sample, [sample], 1) if digest else sample)
+    except TemplateError as e:
+        if "valid JSON" in str(e):
+            return f"a JSON body (it starts with '{{' or '[') must render to JSON: {e}"
+    return None
+
+
+def link_origins(html_source: str) -> tuple[str, ...]:
+    """The scheme://host of every http(s) href the author wrote in an HTML template's own text, lower-cased: the
+    only places herald's tracked links may send a reader (a link from a variable is never among them)."""
+    found = {
+        m[1].lower()
+        for data in _env.parse(html_source).find_all(nodes.TemplateData)
+        for m in _AUTHOR_LINK.finditer(data.data)
+    }
+    return tuple(sorted(found))
+
+
 def render_content(content: common_pb2.ChannelContent, values: Mapping[str, Any]) -> common_pb2.ChannelContent:
     """The content with every templated field rendered; a TemplateError names the field."""
     rendered = common_pb2.ChannelContent(channel=content.channel, locale=content.locale)
     for part, source in content_parts(content):
         try:
-            text = render(source, values)
+            text = render_part(content.channel, part, source, values)
         except TemplateError as e:
             raise TemplateError(f"{part}: {e}") from e
         if part.startswith("data["):
@@ -317,6 +408,32 @@ def _loop_depth(node: nodes.Node) -> int:
 
 
 @lru_cache(maxsize=1024)
-def _compile(source: str) -> Template:
+def _compile(source: str, kind: str) -> Template:
     check_syntax(source)
-    return _env.from_string(source)
+    return _ENVIRONMENTS[kind].from_string(source)
+
+
+# An HTML start tag, its quoted attribute values (which may hold '>') included.
+_TAG = re.compile(r"""<[a-zA-Z](?:[^<>"']|"[^"]*"|'[^']*')*>""")
+# One attribute of a tag (a name, and maybe a value), so a value is never read as an attribute of its own.
+_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)?""")
+# Attributes whose URL a browser follows when the reader clicks or submits.
+_FOLLOWED = frozenset({"href", "xlink:href", "action", "formaction"})
+# Schemes that run or embed something rather than go somewhere.
+_DANGEROUS = ("javascript:", "vbscript:", "data:")
+# An author's http(s) link in the template's own text: its scheme://host[:port].
+_AUTHOR_LINK = re.compile(r"""\bhref\s*=\s*["']?(https?://[^/?#"'\s<>{]+)""", re.IGNORECASE)
+
+
+def _neutralised(tag: re.Match[str]) -> str:
+    """A tag with every followed URL of a dangerous scheme replaced by "#", however it is spelt: entities
+    (`jav&#x61;script:`) undone, and spaces and control characters, which browsers skip, ignored."""
+    return tag[0][0] + _ATTRIBUTE.sub(_safe_attribute, tag[0][1:])
+
+
+def _safe_attribute(attribute: re.Match[str]) -> str:
+    name, equals, value = attribute[1], attribute[2], attribute[3]
+    if value is None or name.lower() not in _FOLLOWED:
+        return attribute[0]
+    url = "".join(c for c in html.unescape(value.strip("\"'")) if c > " ").lower()
+    return f'{name}{equals}"#"' if url.startswith(_DANGEROUS) else attribute[0]

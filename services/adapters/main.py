@@ -50,7 +50,9 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     await accounts.reload()
     refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
     receipts = Receipts(rt.db, rt.bus, accounts)
-    tracker = Tracker(rt.db, rt.bus, rt.settings.tracking_url, rt.settings.tracking_secret)
+    tracker = Tracker(
+        rt.db, rt.bus, rt.settings.tracking_url, rt.settings.tracking_secret, rt.settings.tracking_ttl_days
+    )
     # One HTTP endpoint for what comes from outside: providers' delivery receipts, readers' opens and clicks.
     endpoint = web.Application(client_max_size=MAX_BODY)
     endpoint.add_routes([*receipts.routes(), *tracker.routes()])

@@ -10,8 +10,8 @@ from libs.timeutil import now, to_timestamp
 
 
 class CommonPart:
-    """What every message of one call shares (the app, its quiet hours, the moment and trace of the call, the
-    template), encoded once per template: a message starts as a copy parsed from it, which costs a third of
+    """What every message of one call shares (the app, its quiet hours and retention, the moment and trace of the
+    call, the template), encoded once per template: a message starts as a copy parsed from it, which costs a third of
     building the same message field by field."""
 
     def __init__(self, app: AppIdentity) -> None:
@@ -27,6 +27,7 @@ class CommonPart:
             common = events_pb2.AcceptedMessage(app_id=self._app.app_id, template=template)
             common.create_time.CopyFrom(self._create_time)
             common.traceparent = self._traceparent
+            common.content_retention_days = self._app.content_retention_days
             if self._app.quiet_hours is not None:
                 json_format.ParseDict(self._app.quiet_hours, common.quiet_hours)
             encoded = self._encoded[key] = common.SerializeToString()

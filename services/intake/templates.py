@@ -208,6 +208,9 @@ def validate(template: pb.Template) -> None:
                 templating.check_syntax(source)
             except templating.TemplateError as e:
                 bad[f"{field}.{part}"] = str(e)
+                continue
+            if why := templating.sample_problem(content.channel, part, source, templating.collects_digest(template)):
+                bad[f"{field}.{part}"] = why
     for channel in {c for c, _ in seen} - {c for c, locale in seen if locale == ""}:
         bad["template.contents"] = f"channel '{channel}' needs content in the default locale ('')"
     for i, channel in enumerate(template.fallback_channels):

@@ -101,19 +101,21 @@ class _RenderPlan:
 
     contents: list[common_pb2.ChannelContent]
     needed: frozenset[str]
-    # Per content, its channel and each part's templating.substitutions; None when some content must be rendered.
-    sized: list[tuple[str, list[tuple[int, tuple[str, ...]]]]] | None
+    # Per content, its channel and each part's templating.substitutions with how much escaping may grow a variable
+    # (templating.ESCAPE_GROWTH); None when some content must be rendered.
+    sized: list[tuple[str, list[tuple[int, tuple[str, ...], int]]]] | None
 
     def surely_fits(self, values: Mapping[str, str]) -> bool:
         """Whether every content renders within the limits for these values (which hold every needed variable),
-        known without rendering: each part's exact length, at most 4 UTF-8 bytes a character."""
+        known without rendering: each part at most as long as its text and its escaped variables, at most 4 UTF-8
+        bytes a character."""
         if self.sized is None:
             return False
         weight: dict[str, int] = {}
         for channel, parts in self.sized:
             size = PROTO_OVERHEAD
-            for fixed, used in parts:
-                chars = fixed + sum(len(values[name]) for name in used)
+            for fixed, used, growth in parts:
+                chars = fixed + growth * sum(len(values[name]) for name in used)
                 if chars > templating.MAX_OUTPUT_CHARS:
                     return False
                 size += 4 * chars + PROTO_OVERHEAD
@@ -149,11 +151,22 @@ def _new_plan(template: admin_service_pb2.Template, chosen: list[str]) -> _Rende
     needed = frozenset().union(*(templating.content_variables(c) for c in contents))
     if digest := templating.collects_digest(template):
         needed -= templating.DIGEST_VARIABLES
-    parts = [[templating.substitutions(source) for _, source in templating.content_parts(c)] for c in contents]
+    parts = [[_sized(c.channel, part, source) for part, source in templating.content_parts(c)] for c in contents]
     sized = [(c.channel, [p for p in each if p is not None]) for c, each in zip(contents, parts, strict=True)]
     # A digest renders with more than a Send gives (its items): only rendering tells its size.
     plain = not digest and all(None not in each for each in parts)
     return _RenderPlan(contents, needed, sized if plain else None)
+
+
+def _sized(channel: str, part: str, source: str) -> tuple[int, tuple[str, ...], int] | None:
+    """A part's substitutions and escaping growth; None when it must be rendered: one that does more than put
+    variables into text, or a JSON body with a variable outside its strings (`{"n": {{ n }}}`), which only
+    rendering shows to be JSON."""
+    kind = templating.part_kind(channel, part, source)
+    found = templating.substitutions(source)
+    if found is None or (kind == templating.JSON and not templating.strings_only(channel, part, source)):
+        return None
+    return (*found, templating.ESCAPE_GROWTH[kind])
 
 
 def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, chosen: list[str]) -> None:

@@ -156,6 +156,7 @@ def _job(
         _add_wake(job, user)
     if channel == "email":
         job.track_opens, job.track_clicks = message.template.track_opens, message.template.track_clicks
+        job.content_retention_days = message.content_retention_days
     return job, ""
 
 
@@ -178,6 +179,9 @@ def render(
     )
     job.data.clear()
     job.data.update(rendered.data)
+    del job.click_origins[:]
+    if template.track_clicks and content.html_body:
+        job.click_origins.extend(templating.link_origins(content.html_body))
     return ""
 
 

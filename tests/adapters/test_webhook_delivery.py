@@ -1,5 +1,6 @@
 """How a webhook delivery ends, as a support person sees it in GetMessage."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -68,3 +69,19 @@ async def test_message_past_expire_at_is_not_retried(herald: Herald, sink: Webho
     # Retry-After (3 s) would land after expire_at: it expires at once, saying why the one attempt failed.
     assert delivery.reason == "expire_at passed while retrying; attempt 1 failed: webhook endpoint answered HTTP 503"
     assert len(sink.for_path(path)) == 1, "no retry after expire_at may reach the endpoint"
+
+
+async def test_a_variable_cannot_add_fields_to_a_json_body(herald: Herald, sink: WebhookSink) -> None:
+    path = _path()
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": '{"text": "Order {{ order }} shipped"}'})
+    order = 'a","admin":true,"x":"'
+    request = msg.SendRequest(
+        template_id=template,
+        variables={"order": order},
+        recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})],
+    )
+    await herald.send(app, request)
+    [received] = await sink.wait_for(path)
+    assert json.loads(received.body) == {"text": f"Order {order} shipped"}
+    assert received.signature_ok and received.headers["Content-Type"] == "application/json"

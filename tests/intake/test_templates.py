@@ -298,3 +298,52 @@ async def test_a_digest_template_asks_senders_only_for_their_own_variables(heral
         metadata=herald.admin,
     )
     assert preview.contents[0].body == "1: 7 plan"  # the digest of this one send
+
+
+PHISH = '<a href="http://127.0.0.1:1/phish">click</a><script>alert(1)</script>'
+
+
+async def test_preview_escapes_variables_in_html_and_keeps_what_the_author_marks_safe(herald: Herald) -> None:
+    html = '<p>{{ x }}</p>{{ trusted|safe }}<a href="javascript:alert(1)">js</a>'
+    template_id = f"t-{uuid.uuid4().hex[:8]}"
+    content = C(channel="email", subject="{{ x }}", body="{{ x }}", html_body=html)
+    await herald.admin_stub.CreateTemplate(
+        admin.CreateTemplateRequest(template=_template(template_id, content)), metadata=herald.admin
+    )
+    preview = await herald.admin_stub.PreviewTemplate(
+        admin.PreviewTemplateRequest(template_id=template_id, variables={"x": PHISH, "trusted": "<b>ok</b>"}),
+        metadata=herald.admin,
+    )
+    [rendered] = preview.contents
+    assert rendered.html_body == (
+        "<p>&lt;a href=&#34;http://127.0.0.1:1/phish&#34;&gt;click&lt;/a&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+        '</p><b>ok</b><a href="#">js</a>'
+    )
+    assert rendered.subject == rendered.body == PHISH  # plain text, as given
+
+
+async def test_a_json_body_that_cannot_render_to_json_is_refused(herald: Herald) -> None:
+    template_id = f"t-{uuid.uuid4().hex[:8]}"
+    broken = _template(template_id, C(channel="webhook", body='{"text": {{ x }}'))
+    error = await rpc_error(
+        herald.admin_stub.CreateTemplate(admin.CreateTemplateRequest(template=broken), metadata=herald.admin)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must render to JSON" in bad_fields(error)["template.contents[0].body"]
+
+    number = _template(template_id, C(channel="webhook", body='{"n": {{ n }}}'))
+    await herald.admin_stub.CreateTemplate(admin.CreateTemplateRequest(template=number), metadata=herald.admin)
+    error = await rpc_error(
+        herald.admin_stub.UpdateTemplate(admin.UpdateTemplateRequest(template=broken), metadata=herald.admin)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "template.contents[0].body" in bad_fields(error)
+
+    _, app = await herald.create_app()
+    send = msg.SendRequest(
+        template_id=template_id,
+        recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})],
+        variables={"n": '1, "admin": true'},
+    )
+    error = await rpc_error(herald.messages.Send(send, metadata=app))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not render to valid JSON" in bad_fields(error)["variables"]

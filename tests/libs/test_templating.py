@@ -1,4 +1,7 @@
-"""Templates are written outside the herald team: they render strictly and can never reach Python internals."""
+"""Templates are written outside the herald team: they render strictly and can never reach Python internals, and
+a variable is escaped by what the part it goes into is (HTML, JSON, plain text)."""
+
+import json
 
 import pytest
 from herald.v1 import common_pb2
@@ -126,3 +129,71 @@ def test_syntax_error_says_where() -> None:
 
 def test_variables_a_template_needs() -> None:
     assert templating.variables("{{ a }} {% if b %}{{ c | upper }}{% endif %}") == {"a", "b", "c"}
+
+
+PHISH = '<a href="http://127.0.0.1:1/phish">click</a><script>alert(1)</script>'
+
+
+def _email(html_body: str, values: dict[str, str]) -> str:
+    content = common_pb2.ChannelContent(channel="email", subject="{{ x }}", body="{{ x }}", html_body=html_body)
+    rendered = templating.render_content(content, values)
+    assert rendered.subject == rendered.body == values["x"]  # plain text parts as given
+    return rendered.html_body
+
+
+def test_html_escapes_variables_unless_the_author_marks_them_safe() -> None:
+    html = _email("<p>{{ x }}</p>", {"x": PHISH})
+    assert "<a" not in html and "<script" not in html
+    assert "&lt;a href=&#34;http://127.0.0.1:1/phish&#34;&gt;click&lt;/a&gt;&lt;script&gt;" in html
+    assert _email("<p>{{ x|safe }}</p>", {"x": "<b>bold</b>"}) == "<p><b>bold</b></p>"
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        '"javascript:alert(1)"',
+        "'JavaScript:alert(1)'",
+        '" javascript:alert(1)"',
+        '"java\tscript:alert(1)"',
+        '"jav&#x61;script:alert(1)"',
+        '"&#106;avascript:alert(1)"',
+        "javascript:alert(1)",
+        '"vbscript:msgbox(1)"',
+        '"data:text/html;base64,PHNjcmlwdD4="',
+    ],
+)
+def test_links_that_run_code_are_neutralised_however_spelt(href: str) -> None:
+    html = _email(f'<a title="a>b" href={href}>go</a><form action={href}></form>{{{{ x }}}}', {"x": "1"})
+    assert html == '<a title="a>b" href="#">go</a><form action="#"></form>1'
+    ordinary = (  # links elsewhere, an image's data: source and the words stay as written
+        '<a href="https://shop.example.com/?a=1&amp;b=2">javascript: is text here</a>'
+        '<img src="data:image/png;base64,AA==">'
+    )
+    assert _email(ordinary + "{{ x }}", {"x": "1"}) == ordinary + "1"
+
+
+def test_a_json_body_gets_variables_as_string_content() -> None:
+    content = common_pb2.ChannelContent(channel="webhook", body='{"text": "Order {{ order }} shipped", "n": {{ n }}}')
+    rendered = templating.render_content(content, {"order": 'a","admin":true,"x":"\n', "n": "3"})
+    assert json.loads(rendered.body) == {"text": 'Order a","admin":true,"x":"\n shipped', "n": 3}
+    trusted = common_pb2.ChannelContent(channel="webhook", body='{"items": {{ items|tojson }}}')
+    assert json.loads(templating.render_content(trusted, {"items": [{"a": '"'}]}).body) == {"items": [{"a": '"'}]}
+    plain = common_pb2.ChannelContent(channel="sms", body='{"text": "{{ order }}"}')
+    assert templating.render_content(plain, {"order": 'a"b'}).body == '{"text": "a"b"}'
+
+
+def test_a_json_body_that_does_not_render_to_json_is_an_error() -> None:
+    content = common_pb2.ChannelContent(channel="webhook", body='{"n": {{ n }}}')
+    with pytest.raises(templating.TemplateError, match="body: does not render to valid JSON"):
+        templating.render_content(content, {"n": "not a number"})
+    assert templating.sample_problem("webhook", "body", '{"text": {{ x }}', digest=False)
+    assert templating.sample_problem("webhook", "body", '{"n": {{ n }}, "c": {{ count }}}', digest=True) is None
+    assert templating.sample_problem("webhook", "body", "{{ x }} is not JSON", digest=False) is None
+
+
+def test_link_origins_are_the_hosts_the_author_wrote() -> None:
+    source = (
+        '<a href="https://Shop.example.com/o/{{ id }}">o</a><a class="{{ c }}" href="http://b.example:8080/">b</a>'
+        '<a href="{{ url }}">v</a><a href="https://{{ host }}/">h</a>'
+    )
+    assert templating.link_origins(source) == ("http://b.example:8080", "https://shop.example.com")

@@ -95,6 +95,7 @@ class AcceptedMessage(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     TOPIC_FIELD_NUMBER: _builtins.int
     CHANNELS_NAMED_FIELD_NUMBER: _builtins.int
+    CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     app_id: _builtins.str
     part: _builtins.int
@@ -114,6 +115,10 @@ class AcceptedMessage(_message.Message):
     channels_named: _builtins.bool
     """The sender named the channels; else a user's preferred channel picks
     among the template's.
+    """
+    content_retention_days: _builtins.int
+    """The sending app's content retention in days (0 = forever): its e-mails'
+    tracked links stop working by then.
     """
     @_builtins.property
     def template(self) -> _admin_service_pb2.Template:
@@ -155,10 +160,11 @@ class AcceptedMessage(_message.Message):
         traceparent: _builtins.str = ...,
         topic: _builtins.str = ...,
         channels_named: _builtins.bool = ...,
+        content_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "channels_named", b"channels_named", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "topic", b"topic", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "channels_named", b"channels_named", "content_retention_days", b"content_retention_days", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "topic", b"topic", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,6 +221,8 @@ class DeliveryJob(_message.Message):
     STOP_ON_FIELD_NUMBER: _builtins.int
     TRACK_OPENS_FIELD_NUMBER: _builtins.int
     TRACK_CLICKS_FIELD_NUMBER: _builtins.int
+    CLICK_ORIGINS_FIELD_NUMBER: _builtins.int
+    CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -242,6 +250,10 @@ class DeliveryJob(_message.Message):
     track_clicks), applied by the adapters as they send.
     """
     track_clicks: _builtins.bool
+    content_retention_days: _builtins.int
+    """e-mail: the sending app's content retention in days (0 = forever), the
+    most its tracked links work (HERALD_TRACKING_TTL_DAYS otherwise).
+    """
     @_builtins.property
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -269,6 +281,13 @@ class DeliveryJob(_message.Message):
         DELIVERED by the time it is due.
         """
 
+    @_builtins.property
+    def click_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """e-mail with track_clicks: the scheme://host of every link the template's
+        author wrote (lower-case). Only links to these are tracked, so herald's
+        signed redirect never leads to a host that came from a variable.
+        """
+
     def __init__(
         self,
         *,
@@ -294,10 +313,12 @@ class DeliveryJob(_message.Message):
         stop_on: _abc.Iterable[_builtins.str] | None = ...,
         track_opens: _builtins.bool = ...,
         track_clicks: _builtins.bool = ...,
+        click_origins: _abc.Iterable[_builtins.str] | None = ...,
+        content_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "wake", b"wake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "click_origins", b"click_origins", "content_retention_days", b"content_retention_days", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
