@@ -17,7 +17,6 @@ links are neutralised; a webhook body that is JSON (its source starts with `{` o
 string content and must render to valid JSON; every other part is plain text, as given.
 """
 
-import html
 import json
 import re
 import string
@@ -35,6 +34,8 @@ from jinja2.filters import FILTERS
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
+
+from libs import links
 
 MAX_OUTPUT_CHARS = 64 * 1024
 MAX_RANGE = 1000
@@ -325,7 +326,7 @@ def render_part(channel: str, part: str, source: str, values: Mapping[str, Any])
     kind = part_kind(channel, part, source)
     text = render(source, values, kind)
     if kind == HTML:
-        return _TAG.sub(_neutralised, text)
+        return links.neutralised(text)
     if kind == JSON:
         try:
             json.loads(text)
@@ -351,12 +352,8 @@ def sample_problem(channel: str, part: str, source: str, digest: bool) -> str | 
 def link_origins(html_source: str) -> tuple[str, ...]:
     """The scheme://host of every http(s) href the author wrote in an HTML template's own text, lower-cased: the
     only places herald's tracked links may send a reader (a link from a variable is never among them)."""
-    found = {
-        m[1].lower()
-        for data in _env.parse(html_source).find_all(nodes.TemplateData)
-        for m in _AUTHOR_LINK.finditer(data.data)
-    }
-    return tuple(sorted(found))
+    texts = (data.data for data in _env.parse(html_source).find_all(nodes.TemplateData))
+    return tuple(sorted(set().union(*(links.origins(text) for text in texts))))
 
 
 def render_content(content: common_pb2.ChannelContent, values: Mapping[str, Any]) -> common_pb2.ChannelContent:
@@ -411,29 +408,3 @@ def _loop_depth(node: nodes.Node) -> int:
 def _compile(source: str, kind: str) -> Template:
     check_syntax(source)
     return _ENVIRONMENTS[kind].from_string(source)
-
-
-# An HTML start tag, its quoted attribute values (which may hold '>') included.
-_TAG = re.compile(r"""<[a-zA-Z](?:[^<>"']|"[^"]*"|'[^']*')*>""")
-# One attribute of a tag (a name, and maybe a value), so a value is never read as an attribute of its own.
-_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)?""")
-# Attributes whose URL a browser follows when the reader clicks or submits.
-_FOLLOWED = frozenset({"href", "xlink:href", "action", "formaction"})
-# Schemes that run or embed something rather than go somewhere.
-_DANGEROUS = ("javascript:", "vbscript:", "data:")
-# An author's http(s) link in the template's own text: its scheme://host[:port].
-_AUTHOR_LINK = re.compile(r"""\bhref\s*=\s*["']?(https?://[^/?#"'\s<>{]+)""", re.IGNORECASE)
-
-
-def _neutralised(tag: re.Match[str]) -> str:
-    """A tag with every followed URL of a dangerous scheme replaced by "#", however it is spelt: entities
-    (`jav&#x61;script:`) undone, and spaces and control characters, which browsers skip, ignored."""
-    return tag[0][0] + _ATTRIBUTE.sub(_safe_attribute, tag[0][1:])
-
-
-def _safe_attribute(attribute: re.Match[str]) -> str:
-    name, equals, value = attribute[1], attribute[2], attribute[3]
-    if value is None or name.lower() not in _FOLLOWED:
-        return attribute[0]
-    url = "".join(c for c in html.unescape(value.strip("\"'")) if c > " ").lower()
-    return f'{name}{equals}"#"' if url.startswith(_DANGEROUS) else attribute[0]
