@@ -71,6 +71,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
             await session.execute(
                 delete(tables.TopicSubscriber).where(tables.TopicSubscriber.user_id == request.user_id)
             )
+            await session.execute(delete(tables.DigestItem).where(tables.DigestItem.user_id == request.user_id))
         # Every other service forgets the user too. Repeating the call (after UNAVAILABLE) repeats both steps.
         erased = events_pb2.UserErasedEvent(
             event_id=new_id("erase"), user_id=request.user_id, occur_time=to_timestamp(now())

@@ -75,7 +75,7 @@ class Router:
         self._db = db
         self._recipients = RecipientsReader(db)
         self._bus = bus
-        self._digests = digests.Digests(bus)
+        self._digests = digests.Digests(db, bus)
         self._ledger = ledger
         self._dedup = dedup
         self._caps = caps
@@ -232,14 +232,17 @@ class Router:
 
     async def on_digest(self, incoming: Incoming) -> None:
         """A digest's window ended: it goes out as its first item's delivery, rendered over every item; every
-        other item's delivery is DIGESTED, naming it."""
+        other item's delivery is DIGESTED, naming it. Its items are dropped only then: a redelivery publishes the
+        same again."""
         collection = events_pb2.DigestCollection.FromString(incoming.data)
-        step, carried = digests.ready(collection)
-        job = step[0]
-        reason = f"carried by the digest delivery {job.delivery_id} ({len(collection.items)} items)"
-        await self._each(self._announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
-        if renderable := await self._renderable([step]):
-            await self._route(renderable[0], await self._recipients.load({job.user_id} - {""}))
+        if items := await self._digests.close(collection):
+            step, carried = digests.ready(collection, items)
+            job = step[0]
+            reason = f"carried by the digest delivery {job.delivery_id} ({len(items)} items)"
+            await self._each(self._announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
+            if renderable := await self._renderable([step]):
+                await self._route(renderable[0], await self._recipients.load({job.user_id} - {""}))
+        await self._digests.forget(collection)
 
     async def _route(self, job: events_pb2.DeliveryJob, recipients: Recipients) -> None:
         """Settle one delivery, or, when its channel cannot be used, go on to the next of its chain."""

@@ -1,4 +1,5 @@
-"""Router's tables: the directory of users, their preferences, frequency caps, and topics."""
+"""Router's tables: the directory of users, their preferences, frequency caps, topics, and the digests being
+collected."""
 
 from datetime import datetime
 from typing import Any
@@ -83,3 +84,40 @@ class TopicSubscriber(Base):
     app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     topic_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class Digest(Base):
+    """A digest being collected (digests.py): one per app, template, digest key value, recipient and channel, hashed
+    into `digest_key`, until its window ends. Adding an item locks this row (an upsert) and closing deletes it, so an
+    item lands in the digest that is closed or in the next one, never in neither."""
+
+    __tablename__ = "router_digests"
+    digest_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The delivery of the send that opened it, which goes out carrying every item.
+    digest_id: Mapped[str] = mapped_column(String(80), unique=True)
+    due_time: Mapped[datetime]
+    # Items added (the next one's position), those listed with their variables, and those variables' size: the
+    # bounds of digests.py.
+    items: Mapped[int] = mapped_column(Integer)
+    listed: Mapped[int] = mapped_column(Integer)
+    listed_bytes: Mapped[int] = mapped_column(Integer)
+
+
+class DigestItem(Base):
+    """One send collected into a digest; a row of its own, so adding one never rewrites the others. Deleted once
+    the digest's deliveries are published."""
+
+    __tablename__ = "router_digest_items"
+    # A digest's items in order; a user's, for erasing them (DeleteUser).
+    __table_args__ = (
+        Index("ix_router_digest_items_digest", "digest_id", "position"),
+        Index("ix_router_digest_items_user", "user_id"),
+    )
+    delivery_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    digest_id: Mapped[str] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str] = mapped_column(String(200))
+    # The send's variables; None past the digest's bounds: counted and carried, not listed.
+    variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    create_time: Mapped[datetime]

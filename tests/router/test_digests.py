@@ -1,6 +1,6 @@
 """Digests: a user's sends of a digest template within its window become one delivery at the window's end,
 listing every send; each other send's delivery says which delivery carried it; another digest key is another
-digest."""
+digest; a user erased meanwhile receives none."""
 
 import asyncio
 import time
@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from herald.v1 import common_pb2
+from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import routing_service_pb2 as routing
 from herald.v1 import status_service_pb2 as status
 
@@ -65,3 +66,16 @@ async def test_explain_says_a_send_would_wait_for_the_digest(herald: Herald) -> 
     )
     [verdict] = explained.verdicts
     assert (verdict.outcome, verdict.delay.seconds) == (V.OUTCOME_DIGEST, 600)
+
+
+async def test_a_user_erased_while_their_digest_collects_never_receives_it(herald: Herald) -> None:
+    _, app = await herald.create_app(("inbox",))
+    template = await digest_template(herald, WINDOW)
+    user_id = f"u-{uuid.uuid4().hex[:8]}"
+    for who in ("ann", "bob"):
+        collected = await comment(herald, app, template, user_id, who)
+        await herald.wait_message(app, collected, lambda m: len(m.deliveries) == 1)
+
+    await herald.directory.DeleteUser(directory.DeleteUserRequest(user_id=user_id), metadata=herald.admin)
+    await asyncio.sleep(WINDOW + 6)
+    assert await inbox(herald, app, user_id) == []

@@ -326,11 +326,11 @@ Global___DeliveryJob: _TypeAlias = DeliveryJob  # noqa: Y015
 
 @_typing.final
 class DigestCollection(_message.Message):
-    """DigestCollection: one recipient's digest being collected (Template.digest),
-    kept as the payload of its schedule, herald.schedule.digest.<key>, which
-    each new item replaces (compare-and-set on the subject's last sequence);
-    the NATS server fires it at the window's end onto
-    herald.schedule.digested.<category>.
+    """DigestCollection: one recipient's digest (Template.digest), the payload of
+    its schedule, herald.schedule.digest.<hash of digest_id>, made once by the
+    send that opened it; the NATS server fires it at the window's end onto
+    herald.schedule.digested.<category>. Its items are rows of the router's
+    database (router_digest_items), so adding one rewrites nothing.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -339,6 +339,12 @@ class DigestCollection(_message.Message):
     TEMPLATE_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     DUE_TIME_FIELD_NUMBER: _builtins.int
+    DIGEST_ID_FIELD_NUMBER: _builtins.int
+    digest_id: _builtins.str
+    """The digest's items are the rows of this digest (the opening delivery's
+    id). Unset in schedules made before the items moved to the database,
+    whose items are `items`.
+    """
     @_builtins.property
     def job(self) -> Global___DeliveryJob:
         """The first item's delivery (with its fallback chain): the digest goes out
@@ -350,7 +356,9 @@ class DigestCollection(_message.Message):
         """The pinned template of the first item."""
 
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DigestItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DigestItem]:
+        """Only in schedules made before digest_id: the items themselves."""
+
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
         """The window's end."""
@@ -362,10 +370,11 @@ class DigestCollection(_message.Message):
         template: _admin_service_pb2.Template | None = ...,
         items: _abc.Iterable[Global___DigestItem] | None = ...,
         due_time: _timestamp_pb2.Timestamp | None = ...,
+        digest_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "job", b"job", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "items", b"items", "job", b"job", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest_id", b"digest_id", "due_time", b"due_time", "items", b"items", "job", b"job", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
