@@ -70,6 +70,7 @@ from prometheus_client import Counter
 from libs import subjects, telemetry
 from libs.config import STAGE_RETRY_BACKOFF
 from libs.errors import TRANSIENT
+from libs.tls import NatsAuth
 
 log = structlog.get_logger()
 _tracer = telemetry.tracer("herald.bus")
@@ -284,8 +285,15 @@ class Bus:
 
     @classmethod
     async def connect(
-        cls, url: str, name: str, replicas: int = 1, retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF
+        cls,
+        url: str,
+        name: str,
+        replicas: int = 1,
+        retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF,
+        auth: NatsAuth | None = None,
     ) -> "Bus":
+        """`auth`: the credentials file and CA of HERALD_NATS_CREDS_FILE / HERALD_NATS_CA_FILE (libs/tls.py)."""
+
         async def on_error(e: Exception) -> None:
             log.warning("nats error", error=str(e))
 
@@ -295,6 +303,7 @@ class Bus:
             error_cb=on_error,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **(auth.connect_options() if auth else {}),
         )
         bus = cls(nc, nc.jetstream(), replicas, retry_backoff)
         await bus._acks.open()

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from herald.v1 import common_pb2
 
-from libs import categories
+from libs import categories, tls
 
 # A message a stage failed on for a reason other than an outage (libs/bus.py, Broken): the delay before each
 # retry; once they are spent it is dead-lettered. About 18 minutes in all, so a failure that only looked
@@ -68,6 +68,11 @@ class Settings:
     metrics_addr: str
     # How often intake and feedback purge what they no longer keep (services/*/retention.py).
     retention_check_seconds: float
+    # Transport security (libs/tls.py): what this binary serves with, what its own clients trust and present,
+    # and how it authenticates to NATS; None = plaintext, the dev default.
+    server_tls: tls.ServerTls | None
+    client_tls: tls.ClientTls | None
+    nats_auth: tls.NatsAuth
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -106,6 +111,9 @@ class Settings:
             retention_check_seconds=_number(
                 "HERALD_RETENTION_CHECK_SECONDS", env.get("HERALD_RETENTION_CHECK_SECONDS", "3600"), float, 0.1
             ),
+            server_tls=tls.server_from_env(env),
+            client_tls=tls.client_from_env(env),
+            nats_auth=tls.nats_from_env(env),
         )
 
 

@@ -60,7 +60,7 @@ async def main() -> int:
     print(f"nats      {mesh.nats_url}")
     for service in SERVICES:
         print(f"{service:<9} {mesh.addr(service)}")
-    print(f"receipts  http://{env['HERALD_RECEIPTS_ADDR']}/v1/receipts/<account>")
+    print(f"receipts  {mesh.receipts_url('<account>')}")
     print("metrics   " + "  ".join(f"{s} {mesh.metrics_url(s)}" for s in SERVICES))
     print(f"logs      {data_dir / 'logs'}")
     if "HERALD_ADMIN_TOKEN" not in os.environ:

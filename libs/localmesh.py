@@ -18,6 +18,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from libs.tls import client_from_env, grpc_channel
+
 SERVICES = ("intake", "router", "adapters", "feedback")
 # The consumers work off durable backlogs while callers wait on intake: on a machine they share, they run at a
 # lower CPU priority, so a burst of Sends is accepted at once and delivered as fast as the rest of the CPU allows
@@ -118,9 +120,18 @@ class Binary:
             # Each adapters process (a replica too) needs a port of its own for providers' delivery receipts.
             self.env["HERALD_RECEIPTS_ADDR"] = receipts_addr or f"127.0.0.1:{free_port()}"
             # On one machine, readers' opens and clicks reach that endpoint directly.
-            self.env.setdefault("HERALD_TRACKING_URL", f"http://{self.env['HERALD_RECEIPTS_ADDR']}")
+            self.env.setdefault("HERALD_TRACKING_URL", f"{self.http_scheme}://{self.env['HERALD_RECEIPTS_ADDR']}")
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_scheme(self) -> str:
+        """The scheme of this binary's HTTP endpoint (metrics aside): HTTPS when it serves a certificate."""
+        return "https" if self.env.get("HERALD_TLS_CERT_FILE") else "http"
+
+    def channel(self) -> grpc.aio.Channel:
+        """A channel to this binary as herald's own clients open one: TLS when its environment names a CA."""
+        return grpc_channel(self.addr, client_from_env(self.env))
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +148,7 @@ class Binary:
 
     async def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        async with grpc.aio.insecure_channel(self.addr) as channel:
+        async with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 if not self.running:
@@ -212,12 +223,16 @@ class Mesh:
     def addr(self, service: str) -> str:
         return self.binaries[service].addr
 
+    def channel(self, service: str) -> grpc.aio.Channel:
+        return self.binaries[service].channel()
+
     def metrics_url(self, service: str) -> str:
         return f"http://{self.binaries[service].env['HERALD_METRICS_ADDR']}/metrics"
 
     def receipts_url(self, account: str) -> str:
         """Where a provider posts delivery receipts for `account`, on the (first) adapters process."""
-        return f"http://{self.binaries['adapters'].env['HERALD_RECEIPTS_ADDR']}/v1/receipts/{account}"
+        adapters = self.binaries["adapters"]
+        return f"{adapters.http_scheme}://{adapters.env['HERALD_RECEIPTS_ADDR']}/v1/receipts/{account}"
 
     async def start(self) -> None:
         if self.nats:

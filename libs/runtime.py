@@ -96,7 +96,11 @@ async def _serve(settings: Settings, setup: Setup) -> None:
 
     db = await Database.open(settings.database_url, settings.service)
     bus = await Bus.connect(
-        settings.nats_url, f"herald-{settings.service}", settings.stream_replicas, settings.stage_retry_backoff
+        settings.nats_url,
+        f"herald-{settings.service}",
+        settings.stream_replicas,
+        settings.stage_retry_backoff,
+        settings.nats_auth,
     )
     await bus.ensure_streams()
 
@@ -106,7 +110,10 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
-    server.add_insecure_port(settings.grpc_addr)
+    if settings.server_tls:
+        server.add_secure_port(settings.grpc_addr, settings.server_tls.grpc_credentials())
+    else:
+        server.add_insecure_port(settings.grpc_addr)
     # Everything loaded so far (modules, protobuf descriptors, table metadata) lives until exit: keep it out of
     # every collection's scan.
     gc.freeze()
@@ -114,7 +121,14 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     await server.start()
     monitor = asyncio.create_task(_report_health(health, names, db, bus))
     metrics_server = await metrics.serve(settings.metrics_addr, bus, rt.on_scrape)
-    log.info("serving", addr=settings.grpc_addr, services=names, metrics=settings.metrics_addr)
+    log.info(
+        "serving",
+        addr=settings.grpc_addr,
+        services=names,
+        metrics=settings.metrics_addr,
+        tls=settings.server_tls is not None,
+        mutual_tls=settings.server_tls is not None and settings.server_tls.client_ca is not None,
+    )
 
     await stop.wait()
     faulthandler.dump_traceback_later(EXIT_WATCHDOG, exit=True)

@@ -56,7 +56,10 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     # One HTTP endpoint for what comes from outside: providers' delivery receipts, readers' opens and clicks.
     endpoint = web.Application(client_max_size=MAX_BODY)
     endpoint.add_routes([*receipts.routes(), *tracker.routes()])
-    runner = await http_server.serve(endpoint, rt.settings.receipts_addr)
+    server_tls = rt.settings.server_tls
+    runner = await http_server.serve(
+        endpoint, rt.settings.receipts_addr, server_tls.http_context() if server_tls else None
+    )
     log.info("receiving delivery receipts, opens and clicks", addr=rt.settings.receipts_addr)
 
     async def stop() -> None:

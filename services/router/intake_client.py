@@ -11,15 +11,16 @@ import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc
 
 from libs.errors import HeraldError, NotFound, Unavailable
+from libs.tls import ClientTls, grpc_channel
 
 TIMEOUT_SECONDS = 5.0
 T = TypeVar("T")
 
 
 class IntakeClient:
-    def __init__(self, addr: str, admin_token: str) -> None:
+    def __init__(self, addr: str, admin_token: str, tls: ClientTls | None) -> None:
         self._addr = addr
-        self._channel = grpc.aio.insecure_channel(addr)
+        self._channel = grpc_channel(addr, tls)
         self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
         self._call: dict[str, Any] = {
             "metadata": (("authorization", f"Bearer {admin_token}"),),

@@ -34,7 +34,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     )
     dedup = await ContentDedup.open(rt.bus, rt.settings.dedup_window_seconds)
     caps = await FrequencyCaps.open(rt.db, rt.bus)
-    intake = IntakeClient(rt.settings.intake_addr, rt.settings.admin_token)
+    intake = IntakeClient(rt.settings.intake_addr, rt.settings.admin_token, rt.settings.client_tls)
     rt.on_stop.append(intake.close)
     routing_service_pb2_grpc.add_RoutingServiceServicer_to_server(
         RoutingService(rt.db, caps, Explainer(rt.db, caps, intake), rt.settings.admin_token), server

@@ -38,9 +38,7 @@ class Herald:
 
     def __init__(self, mesh: Mesh, admin_token: str) -> None:
         self.admin = bearer(admin_token)
-        self._channels = {
-            s: grpc.aio.insecure_channel(mesh.addr(s)) for s in ("intake", "router", "adapters", "feedback")
-        }
+        self._channels = {s: mesh.channel(s) for s in ("intake", "router", "adapters", "feedback")}
         self.admin_stub = admin_service_pb2_grpc.AdminServiceStub(self._channels["intake"])
         self.messages = message_service_pb2_grpc.MessageServiceStub(self._channels["intake"])
         self.directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channels["router"])

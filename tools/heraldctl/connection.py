@@ -3,7 +3,9 @@
 Endpoints and credentials come from flags or the environment: HERALD_INTAKE_ADDR,
 HERALD_ROUTER_ADDR, HERALD_ADAPTERS_ADDR, HERALD_FEEDBACK_ADDR (the variables `make up` uses),
 HERALD_ADMIN_TOKEN (else the file `make up` writes, .herald/admin-token) and
-HERALD_API_KEY for the calls an app makes.
+HERALD_API_KEY for the calls an app makes. Under TLS, HERALD_TLS_CA_FILE names the CA herald's
+certificates are signed by, and HERALD_TLS_CLIENT_CERT_FILE / HERALD_TLS_CLIENT_KEY_FILE heraldctl's own
+certificate where herald asks for one (mutual TLS), as for herald's binaries.
 """
 
 import os
@@ -19,6 +21,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from herald.v1 import admin_service_pb2_grpc
 from rich.console import Console
+
+from libs.tls import ClientTls
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -45,6 +49,8 @@ class Target:
     feedback: str
     admin_token: str
     api_key: str
+    # None: plaintext, as `make up` serves.
+    tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, intake: str | None, router: str | None, adapters: str | None, feedback: str | None) -> "Target":
@@ -76,17 +82,16 @@ class Target:
             fail("no API key: set HERALD_API_KEY to the key CreateApp returned", 2)
         return (("authorization", f"Bearer {self.api_key}"),)
 
+    @contextmanager
+    def channel(self, addr: str) -> Iterator[grpc.Channel]:
+        tls = self.tls
+        with grpc.insecure_channel(addr) if tls is None else grpc.secure_channel(addr, tls.credentials()) as ch:
+            yield ch
 
-@contextmanager
-def channel(addr: str) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(addr) as ch:
-        yield ch
-
-
-@contextmanager
-def admin_stub(addr: str) -> Iterator[admin_service_pb2_grpc.AdminServiceStub]:
-    with channel(addr) as ch:
-        yield admin_service_pb2_grpc.AdminServiceStub(ch)
+    @contextmanager
+    def admin_stub(self) -> Iterator[admin_service_pb2_grpc.AdminServiceStub]:
+        with self.channel(self.intake) as ch:
+            yield admin_service_pb2_grpc.AdminServiceStub(ch)
 
 
 def call(rpc: Callable[..., T], request: object, metadata: Metadata) -> T:

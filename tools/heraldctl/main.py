@@ -1,6 +1,7 @@
 """heraldctl: apps, keys, templates, provider accounts, send, status, cancel, statistics, export, dead letters -
 over gRPC, with clear output and exit codes."""
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from herald.v1 import provider_service_pb2 as prov
 from rich.table import Table
 
 from libs import categories, storable
+from libs.tls import client_from_env
 from tools.heraldctl.connection import (
     DEFAULT_ADAPTERS,
     DEFAULT_FEEDBACK,
@@ -39,9 +41,7 @@ from tools.heraldctl.connection import (
     TIMEOUT,
     USAGE,
     Target,
-    admin_stub,
     call,
-    channel,
     err,
     fail,
     report,
@@ -95,18 +95,40 @@ def root(
     feedback: Annotated[
         str, typer.Option(envvar="HERALD_FEEDBACK_ADDR", help="feedback's host:port (status, stats, export)")
     ] = DEFAULT_FEEDBACK,
+    ca_file: Annotated[
+        str, typer.Option(envvar="HERALD_TLS_CA_FILE", help="PEM CA herald's certificates are signed by: speak TLS")
+    ] = "",
+    cert_file: Annotated[
+        str, typer.Option(envvar="HERALD_TLS_CLIENT_CERT_FILE", help="PEM certificate to present (mutual TLS)")
+    ] = "",
+    key_file: Annotated[str, typer.Option(envvar="HERALD_TLS_CLIENT_KEY_FILE", help="the PEM key of --cert-file")] = "",
     show_version: Annotated[
         bool,
         typer.Option("--version", help="print heraldctl's version and exit", callback=_print_version, is_eager=True),
     ] = False,
 ) -> None:
     endpoints(intake, router, adapters, feedback)
+    trust(ca_file, cert_file, key_file)
 
 
 def endpoints(intake: str, router: str, adapters: str, feedback: str) -> None:
     """Where herald's services listen: the endpoint options of every command."""
     global target
     target = Target.from_env(intake, router, adapters, feedback)
+
+
+def trust(ca_file: str, cert_file: str, key_file: str) -> None:
+    """TLS for every command's channels when a CA is given; checked before any call, like a binary's."""
+    global target
+    files = {
+        "HERALD_TLS_CA_FILE": ca_file,
+        "HERALD_TLS_CLIENT_CERT_FILE": cert_file,
+        "HERALD_TLS_CLIENT_KEY_FILE": key_file,
+    }
+    try:
+        target = dataclasses.replace(target, tls=client_from_env(files))
+    except ValueError as e:
+        fail(str(e), USAGE)
 
 
 def _category(name: str) -> common_pb2.Category.ValueType:
@@ -169,7 +191,7 @@ def apps_create(
         rate_limit_per_second=rate,
         content_retention_days=retention_days,
     )
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         reply = call(stub.CreateApp, request, target.admin())
     _apps_table([reply.app])
     out.print(f"API key (shown once, store it now): [bold]{reply.api_key}[/bold]", soft_wrap=True)
@@ -180,7 +202,7 @@ def apps_list(as_json: Json = False) -> None:
     """Every app, page by page."""
     apps: list[admin.App] = []
     token = ""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         while True:
             page = call(stub.ListApps, admin.ListAppsRequest(page_size=200, page_token=token), target.admin())
             apps += page.apps
@@ -195,7 +217,7 @@ def apps_list(as_json: Json = False) -> None:
 @apps_cli.command("get")
 def apps_get(app_id: AppId, as_json: Json = False) -> None:
     """One app: its channels, categories, rate limit, retention, whether it is disabled."""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         app = call(stub.GetApp, admin.GetAppRequest(app_id=app_id), target.admin())
     if as_json:
         print_json(app)
@@ -206,14 +228,14 @@ def apps_get(app_id: AppId, as_json: Json = False) -> None:
 @apps_cli.command("disable")
 def apps_disable(app_id: AppId) -> None:
     """Refuse the app's calls from now on (messages already accepted are still delivered)."""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         _apps_table([call(stub.DisableApp, admin.DisableAppRequest(app_id=app_id), target.admin())])
 
 
 @apps_cli.command("enable")
 def apps_enable(app_id: AppId) -> None:
     """Accept the app's calls again."""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         _apps_table([call(stub.EnableApp, admin.EnableAppRequest(app_id=app_id), target.admin())])
 
 
@@ -223,7 +245,7 @@ def apps_set_retention(
 ) -> None:
     """Keep the status records of the app's messages (and their content) N days (0 = forever); statistics stay."""
     request = admin.SetContentRetentionRequest(app_id=app_id, content_retention_days=days)
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         _apps_table([call(stub.SetContentRetention, request, target.admin())])
 
 
@@ -235,7 +257,7 @@ def apps_rotate_key(
     """Issue a new key; the current ones keep working for the grace period."""
     grace = duration_pb2.Duration()
     grace.FromNanoseconds(int(grace_hours * 3600 * 1e9))
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         reply = call(stub.RotateAppKey, admin.RotateAppKeyRequest(app_id=app_id, grace_period=grace), target.admin())
     out.print(f"new API key (shown once, store it now): [bold]{reply.api_key}[/bold]", soft_wrap=True)
     out.print(f"previous keys stop working at {_when(reply.previous_keys_expire_time)}")
@@ -253,7 +275,7 @@ def templates_apply(
     """Create or update the templates in a YAML file (one mapping, a list, or several documents)."""
     documents = [d for d in yaml.safe_load_all(file.read_text()) if d]
     specs = [s for d in documents for s in (d if isinstance(d, list) else [d])]
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         for spec in specs:
             template = _template_from(spec)
             current = _get_or_none(stub, template.template_id)
@@ -274,7 +296,7 @@ def templates_list(
     """Every template's latest version: category, channels, variables."""
     templates: list[admin.Template] = []
     token = ""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         while True:
             request = admin.ListTemplatesRequest(page_size=200, page_token=token, show_archived=archived)
             page = call(stub.ListTemplates, request, target.admin())
@@ -304,7 +326,7 @@ def templates_get(
     as_json: Json = False,
 ) -> None:
     """Print a template as YAML, ready for `templates apply` (or as JSON with --json)."""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         template = call(
             stub.GetTemplate, admin.GetTemplateRequest(template_id=template_id, version=version), target.admin()
         )
@@ -319,7 +341,7 @@ def templates_get(
 @templates_cli.command("archive")
 def templates_archive(template_id: TemplateId) -> None:
     """Retire a template: new sends of it are refused; its versions are kept."""
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         call(stub.ArchiveTemplate, admin.ArchiveTemplateRequest(template_id=template_id), target.admin())
     out.print(f"{template_id}: archived", soft_wrap=True)
 
@@ -333,7 +355,7 @@ def templates_preview(
 ) -> None:
     """Render a template with the given variables, per channel, without sending anything."""
     request = admin.PreviewTemplateRequest(template_id=template_id, variables=_pairs(var, "--var"), locale=locale)
-    with admin_stub(target.intake) as stub:
+    with target.admin_stub() as stub:
         reply = call(stub.PreviewTemplate, request, target.admin())
     if as_json:
         print_json(reply)
@@ -439,7 +461,7 @@ def providers_list(
     as_json: Json = False,
 ) -> None:
     """Every provider account: which plug-in, its priority and weight, limits, price, the variables it reads."""
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         reply = call(
             _provider_stub(ch).ListProviderAccounts,
             prov.ListProviderAccountsRequest(channel=channel_name),
@@ -454,7 +476,7 @@ def providers_list(
 @providers_cli.command("get")
 def providers_get(name: AccountName, as_json: Json = False) -> None:
     """One provider account."""
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         account = call(_provider_stub(ch).GetProviderAccount, prov.GetProviderAccountRequest(name=name), target.admin())
     if as_json:
         print_json(account)
@@ -492,7 +514,7 @@ def providers_create(
         currency_code=currency,
         disabled=disabled,
     )
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         created = call(
             _provider_stub(ch).CreateProviderAccount, prov.CreateProviderAccountRequest(account=account), target.admin()
         )
@@ -536,7 +558,7 @@ def providers_update(
     settings, credentials = _pairs(setting, "--setting"), _credentials(credential)
     if not (paths or settings or credentials or unset_setting or unset_credential):
         fail("nothing to change: give at least one option (see --help)", USAGE)
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         stub = _provider_stub(ch)
         if settings or credentials or unset_setting or unset_credential:
             current = call(stub.GetProviderAccount, prov.GetProviderAccountRequest(name=name), target.admin())
@@ -559,7 +581,7 @@ def providers_update(
 @providers_cli.command("delete")
 def providers_delete(name: AccountName) -> None:
     """Remove an account; traffic moves to the channel's other accounts within seconds."""
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         reply = call(
             _provider_stub(ch).DeleteProviderAccount, prov.DeleteProviderAccountRequest(name=name), target.admin()
         )
@@ -592,7 +614,7 @@ def send(
             request.send_at.FromDatetime(datetime.fromisoformat(send_at).astimezone(UTC))
         except ValueError:
             fail(f"--send-at '{send_at}' is not an ISO 8601 time", USAGE)
-    with channel(target.intake) as ch:
+    with target.channel(target.intake) as ch:
         reply = call(message_service_pb2_grpc.MessageServiceStub(ch).Send, request, target.app())
     if dry_run:
         out.print("dry run: valid and renders; nothing was sent")
@@ -622,7 +644,7 @@ def status(
         page_size=page_size,
         page_token=page_token,
     )
-    with channel(target.feedback) as ch:
+    with target.channel(target.feedback) as ch:
         stub = status_service_pb2_grpc.StatusServiceStub(ch)
         message = call(stub.GetMessage, request, target.app())
         pages = [message]
@@ -670,7 +692,7 @@ def _delivery_state(name: str) -> common_pb2.DeliveryState.ValueType:
 @cli.command("cancel")
 def cancel(message_id: MessageId) -> None:
     """Withdraw a message that has not been dispatched yet, or a dispatched one's escalation steps still waiting."""
-    with channel(target.intake) as ch:
+    with target.channel(target.intake) as ch:
         answer = call(
             message_service_pb2_grpc.MessageServiceStub(ch).CancelMessage,
             msg.CancelMessageRequest(message_id=message_id),
@@ -724,7 +746,7 @@ def stats(
         template_id=template_id,
     )
     _time_range(request, since, until)
-    with channel(target.feedback) as ch:
+    with target.channel(target.feedback) as ch:
         reply = call(status_service_pb2_grpc.StatusServiceStub(ch).GetStats, request, target.app_or_admin())
     if as_json:
         print_json(reply)
@@ -758,7 +780,7 @@ TOPIC_CHUNK = 1000
 @topics_cli.command("create")
 def topics_create(topic_key: TopicKey, name: Annotated[str, typer.Option(help="what people call it")] = "") -> None:
     """Create a topic of the app's, empty."""
-    with channel(target.router) as ch:
+    with target.channel(target.router) as ch:
         topic = topic_service_pb2.Topic(topic_key=topic_key, name=name)
         call(
             topic_service_pb2_grpc.TopicServiceStub(ch).CreateTopic,
@@ -773,7 +795,7 @@ def topics_list(as_json: Json = False) -> None:
     """The app's topics and how many subscribe to each."""
     topics: list[topic_service_pb2.Topic] = []
     token = ""
-    with channel(target.router) as ch:
+    with target.channel(target.router) as ch:
         stub = topic_service_pb2_grpc.TopicServiceStub(ch)
         while True:
             request = topic_service_pb2.ListTopicsRequest(page_size=1000, page_token=token)
@@ -794,7 +816,7 @@ def topics_list(as_json: Json = False) -> None:
 def topics_subscribe(topic_key: TopicKey, users: UserFile) -> None:
     """Subscribe the users in the file (streamed a thousand at a time, however many)."""
     requests = (topic_service_pb2.AddSubscribersRequest(topic_key=topic_key, user_ids=c) for c in _user_chunks(users))
-    with channel(target.router) as ch:
+    with target.channel(target.router) as ch:
         reply = call(topic_service_pb2_grpc.TopicServiceStub(ch).AddSubscribers, requests, target.app())
     out.print(f"{topic_key}: {reply.added_count} subscribed ({reply.subscriber_count} in all)", soft_wrap=True)
 
@@ -805,7 +827,7 @@ def topics_unsubscribe(topic_key: TopicKey, users: UserFile) -> None:
     requests = (
         topic_service_pb2.RemoveSubscribersRequest(topic_key=topic_key, user_ids=c) for c in _user_chunks(users)
     )
-    with channel(target.router) as ch:
+    with target.channel(target.router) as ch:
         reply = call(topic_service_pb2_grpc.TopicServiceStub(ch).RemoveSubscribers, requests, target.app())
     out.print(f"{topic_key}: {reply.removed_count} unsubscribed ({reply.subscriber_count} in all)", soft_wrap=True)
 
@@ -813,7 +835,7 @@ def topics_unsubscribe(topic_key: TopicKey, users: UserFile) -> None:
 @topics_cli.command("delete")
 def topics_delete(topic_key: TopicKey) -> None:
     """Delete a topic and its subscriptions (messages already sent to it are still delivered)."""
-    with channel(target.router) as ch:
+    with target.channel(target.router) as ch:
         request = topic_service_pb2.DeleteTopicRequest(topic_key=topic_key)
         call(topic_service_pb2_grpc.TopicServiceStub(ch).DeleteTopic, request, target.app())
     out.print(f"{topic_key}: deleted", soft_wrap=True)
@@ -853,7 +875,7 @@ def export(
     sink = to_file.open("wb") if to_file else sys.stdout.buffer
     rows, written = CsvRows(), 0
     try:
-        with channel(target.feedback) as ch:
+        with target.channel(target.feedback) as ch:
             stream = status_service_pb2_grpc.StatusServiceStub(ch).ExportEvents(request, metadata=target.app_or_admin())
             try:
                 for chunk in stream:
@@ -907,7 +929,7 @@ def dlq_list(
     request = dead_letter_service_pb2.ListDeadLettersRequest(
         channel=channel_name, category=_optional_category(category), page_size=limit
     )
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         reply = call(_dead_letter_stub(ch).ListDeadLetters, request, target.admin())
     if as_json:
         print_json(reply)
@@ -958,7 +980,7 @@ def dlq_replay(
             "--category, or --all for every one",
             USAGE,
         )
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         stub = _dead_letter_stub(ch)
         listed = bool(request.sequences)
         replayed = _replay_listed(stub, request) if listed else _replay_matching(stub, request, batch_size)
@@ -1039,7 +1061,7 @@ def dlq_unprocessed(
 ) -> None:
     """Messages a stage could not handle after its last retry: which consumer, from which subject, the last error."""
     request = dead_letter_service_pb2.ListUnprocessedMessagesRequest(consumer=consumer, page_size=limit)
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         reply = call(_dead_letter_stub(ch).ListUnprocessedMessages, request, target.admin())
     if as_json:
         print_json(reply)
@@ -1064,7 +1086,7 @@ def dlq_replay_unprocessed(
 ) -> None:
     """Put unprocessed messages back on their subject, with a fresh retry budget, once the cause is fixed."""
     request = dead_letter_service_pb2.ReplayUnprocessedMessagesRequest(sequences=sequences or [], consumer=consumer)
-    with channel(target.adapters) as ch:
+    with target.channel(target.adapters) as ch:
         reply = call(_dead_letter_stub(ch).ReplayUnprocessedMessages, request, target.admin())
     out.print(f"replayed {reply.replayed}")
 
