@@ -69,13 +69,16 @@ from prometheus_client import Counter
 
 from libs import subjects, telemetry
 from libs.config import STAGE_RETRY_BACKOFF
-from libs.errors import TRANSIENT
+from libs.errors import TRANSIENT, CannotStart
 from libs.tls import NatsAuth
 
 log = structlog.get_logger()
 _tracer = telemetry.tracer("herald.bus")
 
 DAY = 24 * 3600.0
+# JetStream message schedules (Nats-Schedule: send_at, escalation steps, digest windows) came with nats-server 2.12;
+# an older server takes the streams and never fires a schedule, so herald refuses it at start.
+MIN_SERVER_VERSION = (2, 12)
 # How long a publish waits for its PubAck (nats-py's JetStream default).
 PUBACK_TIMEOUT = 5.0
 # The status of a reply saying no stream took the subject.
@@ -305,6 +308,13 @@ class Bus:
             reconnect_time_wait=0.5,
             **(auth.connect_options() if auth else {}),
         )
+        version = nc.connected_server_version
+        if (version.major, version.minor) < MIN_SERVER_VERSION:
+            await nc.close()
+            raise CannotStart(
+                f"nats-server {version.major}.{version.minor}.{version.patch} is too old:"
+                f" herald needs {'.'.join(map(str, MIN_SERVER_VERSION))} or later (JetStream message schedules)"
+            )
         bus = cls(nc, nc.jetstream(), replicas, retry_backoff)
         await bus._acks.open()
         return bus

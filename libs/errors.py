@@ -1,5 +1,6 @@
 """The one error mapping: handlers raise these, the server interceptor turns them into rich gRPC statuses."""
 
+import errno
 from collections.abc import Mapping
 
 import grpc
@@ -111,3 +112,15 @@ class ResourceExhausted(HeraldError):
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(self.retry_after_seconds * 1e9))
         return [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class CannotStart(Exception):
+    """The binary cannot serve as configured or connected (a broker too old, an address another process holds):
+    it exits non-zero with this message, not a stack (libs/runtime.py)."""
+
+
+def cannot_listen(addr: str, error: OSError) -> CannotStart:
+    """Why a binary cannot listen on `addr`, in the words an operator acts on."""
+    if error.errno == errno.EADDRINUSE:
+        return CannotStart(f"{addr} is already in use")
+    return CannotStart(f"cannot listen on {addr}: {error.strerror or error}")

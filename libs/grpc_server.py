@@ -1,6 +1,7 @@
 """The gRPC side every binary shares: handlers that trace, count and time each call and map errors to
 statuses."""
 
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
@@ -12,7 +13,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from libs import metrics, telemetry
-from libs.errors import TRANSIENT, HeraldError, InvalidArgument
+from libs.errors import TRANSIENT, CannotStart, HeraldError, InvalidArgument, cannot_listen
 
 log = structlog.get_logger()
 
@@ -27,6 +28,31 @@ HANDLING_SECONDS = Histogram(
     _LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+# gRPC binds with SO_REUSEPORT unless told not to: a second binary started on a port in use (a stale process, a
+# second `make up`) would then split the connections with the first instead of failing to start.
+SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+
+
+def listen(server: grpc.aio.Server, addr: str, credentials: grpc.ServerCredentials | None) -> None:
+    """Listen on `addr` (TLS with `credentials`), or raise CannotStart saying why. gRPC says only that binding
+    failed; a plain socket bound to the same address learns the reason from the OS."""
+    try:
+        if credentials is None:
+            server.add_insecure_port(addr)
+        else:
+            server.add_secure_port(addr, credentials)
+    except RuntimeError as e:
+        host, _, port = addr.rpartition(":")
+        try:
+            resolved = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+            family, kind, proto, _, address = resolved[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as reason:
+            raise cannot_listen(addr, reason) from e
+        raise CannotStart(f"cannot listen on {addr}") from e
 
 
 class _Undecodable:

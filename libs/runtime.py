@@ -14,10 +14,10 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from libs import metrics, reflection, telemetry
+from libs import grpc_server, metrics, reflection, telemetry
 from libs.bus import Bus
 from libs.config import Settings
-from libs.errors import TRANSIENT
+from libs.errors import TRANSIENT, CannotStart
 from libs.grpc_server import TracedServer
 from libs.store import Database
 
@@ -71,6 +71,14 @@ class Runtime:
         self.on_stop.append(stop)
 
 
+@dataclass
+class Readiness:
+    """Whether the binary can do its work: its NATS and database connections answered the health monitor's last
+    look. One answer for grpc.health.v1 and GET /readyz (libs/metrics.py), so Kubernetes and gRPC callers agree."""
+
+    ready: bool = False
+
+
 # Registers the binary's servicers and consumers; returns the full names of the gRPC services it added.
 Setup = Callable[[Runtime, TracedServer], Awaitable[list[str]]]
 
@@ -84,6 +92,8 @@ def run(service: str, setup: Setup) -> None:
     try:
         # uvloop: the same asyncio, with the event loop and sockets in C - a sixth less CPU per delivery.
         uvloop.run(_serve(settings, setup))
+    except CannotStart as e:
+        sys.exit(f"herald-{service}: {e}")
     finally:
         telemetry.shutdown()
 
@@ -104,23 +114,24 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     )
     await bus.ensure_streams()
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=grpc_server.SERVER_OPTIONS)
+    # Both addresses are taken before setup starts a consumer: a binary that cannot listen exits having taken no work.
+    grpc_server.listen(
+        server, settings.grpc_addr, settings.server_tls.grpc_credentials() if settings.server_tls else None
+    )
     rt = Runtime(settings, db, bus)
+    readiness = Readiness()
+    metrics_server = await metrics.serve(settings.metrics_addr, bus, lambda: readiness.ready, rt.on_scrape)
     names = await setup(rt, TracedServer(server))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
-    if settings.server_tls:
-        server.add_secure_port(settings.grpc_addr, settings.server_tls.grpc_credentials())
-    else:
-        server.add_insecure_port(settings.grpc_addr)
     # Everything loaded so far (modules, protobuf descriptors, table metadata) lives until exit: keep it out of
     # every collection's scan.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     await server.start()
-    monitor = asyncio.create_task(_report_health(health, names, db, bus))
-    metrics_server = await metrics.serve(settings.metrics_addr, bus, rt.on_scrape)
+    monitor = asyncio.create_task(_report_health(health, readiness, names, db, bus))
     log.info(
         "serving",
         addr=settings.grpc_addr,
@@ -133,8 +144,9 @@ async def _serve(settings: Settings, setup: Setup) -> None:
     await stop.wait()
     faulthandler.dump_traceback_later(EXIT_WATCHDOG, exit=True)
     log.info("shutting down: no new work, finishing what is in flight")
-    await health.enter_graceful_shutdown()
     monitor.cancel()
+    readiness.ready = False
+    await health.enter_graceful_shutdown()
     await _bounded("in-flight work", asyncio.gather(bus.stop_consumers(), server.stop(SHUTDOWN_GRACE)), SHUTDOWN_GRACE)
     await _bounded("metrics endpoint", metrics_server.cleanup())
     for close in rt.on_stop:
@@ -155,11 +167,14 @@ async def _bounded(step: str, closing: Awaitable[object], extra: float = 0.0) ->
         log.error("a shutdown step did not finish in time; going on without it", step=step, tasks=stacks)
 
 
-async def _report_health(health: HealthServicer, names: list[str], db: Database, bus: Bus) -> None:
-    """SERVING only while both NATS and the database answer."""
+async def _report_health(
+    health: HealthServicer, readiness: Readiness, names: list[str], db: Database, bus: Bus
+) -> None:
+    """SERVING, and ready, only while both NATS and the database answer."""
     last: int | None = None
     while True:
         ok = bus.connected and await db.ping()
+        readiness.ready = ok
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
         if status != last:
             for name in ["", *names]:
