@@ -172,6 +172,43 @@ def test_no_literal_secrets() -> None:
     assert not in_configmaps
 
 
+def _secret_mounts(workload: dict[str, Any]) -> dict[str, str]:
+    """Mount path -> the Secret mounted there, in the workload's one container."""
+    pod = workload["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    (container,) = pod["containers"]
+    return {m["mountPath"]: secrets[m["name"]] for m in container["volumeMounts"] if m["name"] in secrets}
+
+
+def test_tls_files_come_from_secrets() -> None:
+    """Every herald binary serves TLS and connects to NATS over TLS with credentials, from files its Secrets hold;
+    NATS serves TLS and authenticates clients."""
+    [config] = [doc["data"] for _, doc in RESOURCES if _id(doc) == "ConfigMap/herald-config"]
+    files = {
+        "HERALD_TLS_CERT_FILE": ("herald-tls", "tls.crt"),
+        "HERALD_TLS_KEY_FILE": ("herald-tls", "tls.key"),
+        "HERALD_TLS_CA_FILE": ("herald-tls", "ca.crt"),
+        "HERALD_TLS_CLIENT_CERT_FILE": ("herald-tls", "tls.crt"),
+        "HERALD_TLS_CLIENT_KEY_FILE": ("herald-tls", "tls.key"),
+        "HERALD_NATS_CA_FILE": ("herald-tls", "ca.crt"),
+        "HERALD_NATS_CREDS_FILE": ("herald-nats-creds", "herald.creds"),
+    }
+    assert all(url.startswith("tls://") for url in config["HERALD_NATS_URL"].split(","))
+    for deploy in DEPLOYMENTS:
+        mounts = _secret_mounts(deploy)
+        for variable, (secret, key) in files.items():
+            path = Path(config[variable])
+            assert (mounts.get(str(path.parent)), path.name) == (secret, key), (_id(deploy), variable)
+    [nats] = [doc for _, doc in RESOURCES if _id(doc) == "StatefulSet/nats"]
+    [nats_config] = [doc["data"]["nats.conf"] for _, doc in RESOURCES if _id(doc) == "ConfigMap/nats-config"]
+    mounts = _secret_mounts(nats)
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        assert nats_config.count(f"/etc/nats-tls/{key}") == 2, key  # clients and routes
+    assert mounts["/etc/nats-tls"] == "nats-tls"
+    # nats-server resolves an include relative to the including file.
+    assert 'include "../nats-auth/auth.conf"' in nats_config and mounts["/etc/nats-auth"] == "nats-auth"
+
+
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S_DIR / KUSTOMIZATION).read_text())
     present = sorted(p.name for p in K8S_DIR.glob("*.yaml") if p.name != KUSTOMIZATION)
