@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from libs import categories
+from libs.bus import MIN_SERVER_VERSION
 from libs.config import DEFAULT_METRICS_PORTS, DEFAULT_RECEIPTS_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,8 @@ HERALD_PORTS = {
     "herald-adapters": 50053,
     "herald-feedback": 50054,
 }
+# What each probe of a herald container asks its metrics port (libs/metrics.py).
+PROBES = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
 SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "DATABASE_URL")
 # Scaled by a HorizontalPodAutoscaler (their -critical twins may be too).
 AUTOSCALED = ("herald-intake", "herald-router", "herald-adapters")
@@ -135,8 +138,12 @@ def test_herald_deployment(deploy: dict[str, Any]) -> None:
     else:
         assert [p["containerPort"] for p in container["ports"]] == [port, metrics]
     assert env["OTEL_SERVICE_NAME"] == name
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"]["port"] == port, probe
+    # The kubelet asks the plain-HTTP metrics port (the gRPC port serves TLS only): liveness from the process alone,
+    # so an outage of the database or NATS restarts no pod; startup and readiness follow those connections.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in PROBES.items():
+        get = container[probe]["httpGet"]
+        assert (get["path"], ports.get(get["port"], get["port"]), get.get("scheme", "HTTP")) == (path, metrics, "HTTP")
     # A failing readiness check should drain traffic well before liveness restarts.
     assert container["livenessProbe"]["failureThreshold"] > container["readinessProbe"]["failureThreshold"]
     security = container["securityContext"]
@@ -389,3 +396,12 @@ def test_images_pinned(rendered: list[dict[str, Any]]) -> None:
     assert herald == {f"herald:{version}"}
     # The manifests themselves say the same, so applying one file without kustomize runs the same image.
     assert {c["image"] for doc in DEPLOYMENTS for c in _containers(doc)} == {f"herald:{version}"}
+
+
+def test_nats_image_has_message_schedules() -> None:
+    """herald's timers need JetStream message schedules: its binaries refuse an older nats-server (libs/bus.py)."""
+    [image] = {c["image"] for _, doc in RESOURCES for c in _containers(doc) if c["image"].partition(":")[0] == "nats"}
+    tag = _tag(image)
+    assert tag is not None
+    version = tuple(int(part) for part in tag.partition("-")[0].split(".")[:2])
+    assert version >= MIN_SERVER_VERSION, image
