@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from herald.v1 import common_pb2
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from libs.bus import OUTAGE_RETRY_DELAY
 from libs.localmesh import Mesh
 from tests.conftest import running_mesh
-from tests.helpers.client import Herald, Metadata, all_final
+from tests.helpers.client import Herald, Metadata, all_final, rpc_error
 from tests.helpers.databases import TEST_URL, default_backend, fresh_postgres
 from tests.helpers.metrics import scrape, total
 from tests.helpers.nats_cluster import NatsCluster
@@ -255,3 +256,77 @@ async def test_while_the_directory_cannot_be_read_nothing_is_sent_blind(tmp_path
             assert status.deliveries[0].state == S.DELIVERY_STATE_SENT
         delivered = Counter(r.headers["Herald-Message-Id"] for r in sink.for_path(path))
         assert delivered == Counter(message_ids), "each message reached the directory's address, once"
+
+
+# How long the database stays away: longer than the two minutes after which probes that followed it restarted pods.
+LONG_OUTAGE = 180.0
+# Once the database is back, the mesh serves again within this long: every pod ready, a Send accepted.
+BACK_WITHIN = 5.0
+
+
+async def _probes(http: aiohttp.ClientSession, mesh: Mesh, probe: str) -> dict[str, int]:
+    """What each binary's `probe` (livez, readyz) answers, as the kubelet asks it (deploy/k8s); 0 = no answer."""
+    answers = {}
+    for service, binary in mesh.binaries.items():
+        try:
+            async with http.get(f"http://{binary.env['HERALD_METRICS_ADDR']}/{probe}") as reply:
+                answers[service] = reply.status
+        except (aiohttp.ClientError, TimeoutError):
+            answers[service] = 0
+    return answers
+
+
+@NEEDS_POSTGRES
+async def test_a_three_minute_database_outage_restarts_nothing_and_the_mesh_serves_soon_after(
+    tmp_path: Path, sink: WebhookSink
+) -> None:
+    """Through the outage every liveness probe passes (no pod would be restarted) and every readiness probe fails
+    (each pod out of rotation); a Send meanwhile is told UNAVAILABLE; within 5 s of the database's return every pod
+    is ready, and a Send is accepted and delivered."""
+    path = f"/outage-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.get_running_loop()
+    async with (
+        _postgres_behind_a_proxy() as (proxy, proxied),
+        running_mesh(tmp_path, default_backend(), {"HERALD_DATABASE_URL": proxied}) as (mesh, herald),
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+    ):
+        _, app = await herald.create_app()
+        send = msg.SendRequest(
+            template_id=await herald.create_template({"webhook": "{}"}),
+            recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})],
+        )
+        processes = {service: binary.proc for service, binary in mesh.binaries.items()}
+        everyone = dict.fromkeys(mesh.binaries, 200)
+        assert await _probes(http, mesh, "readyz") == everyone
+
+        await proxy.refuse()
+        cut = loop.time()
+        unready_since: dict[str, float] = {}
+        refused: grpc.StatusCode | None = None
+        while (elapsed := loop.time() - cut) < LONG_OUTAGE:
+            assert await _probes(http, mesh, "livez") == everyone, f"{elapsed:.0f} s into the outage"
+            for service, answer in (await _probes(http, mesh, "readyz")).items():
+                if answer == 200:
+                    assert service not in unready_since, f"herald-{service} ready at {elapsed:.0f} s, database away"
+                else:
+                    assert answer == 503, (service, answer)
+                    unready_since.setdefault(service, elapsed)
+            if refused is None and elapsed > LONG_OUTAGE / 2:
+                refused = (await rpc_error(herald.messages.Send(send, metadata=app, timeout=30))).code()
+            await asyncio.sleep(1)
+        assert set(unready_since) == set(mesh.binaries), "every pod is out of rotation"
+        assert max(unready_since.values()) < 30, unready_since
+        assert refused == grpc.StatusCode.UNAVAILABLE
+        assert {s: b.proc for s, b in mesh.binaries.items()} == processes and all(
+            b.running for b in mesh.binaries.values()
+        ), "no binary exited or was restarted"
+
+        await proxy.accept()
+        back = loop.time()
+        while (ready := await _probes(http, mesh, "readyz")) != everyone:
+            assert loop.time() - back < BACK_WITHIN, ready
+            await asyncio.sleep(0.2)
+        message_id = await herald.send(app, send)
+        assert loop.time() - back < BACK_WITHIN, "a Send is accepted within 5 s of the database's return"
+        [delivered] = await sink.wait_for(path, timeout=60)
+        assert delivered.headers["Herald-Message-Id"] == message_id
