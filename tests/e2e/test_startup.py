@@ -1,5 +1,6 @@
-"""What a binary refuses to start on, as an operator meets it: a nats-server too old for herald's timers, an
-address another process already listens on. Each exits non-zero at once, its last word naming what is wrong."""
+"""A binary's own life as an operator meets it. What it refuses to start on: a nats-server too old for herald's
+timers, an address another process already listens on - each exits non-zero at once, its last word naming what is
+wrong. And what its probes tell the kubelet while the broker is away: alive, not ready."""
 
 import asyncio
 import os
@@ -108,3 +109,31 @@ async def test_an_address_already_in_use_is_refused_and_its_holder_keeps_serving
             assert reply.status == 200
     finally:
         await first.stop()
+
+
+async def _probe(http: aiohttp.ClientSession, binary: Binary, probe: str) -> int:
+    async with http.get(f"http://{binary.env['HERALD_METRICS_ADDR']}/{probe}") as reply:
+        return reply.status
+
+
+async def test_while_nats_is_away_a_binary_is_alive_and_not_ready(tmp_path: Path, nats: NatsServer) -> None:
+    feedback = Binary("feedback", f"127.0.0.1:{free_port()}", _env(tmp_path, nats.url), tmp_path / "feedback.log")
+    feedback.start()
+    try:
+        await feedback.wait_healthy()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            assert (await _probe(http, feedback, "livez"), await _probe(http, feedback, "readyz")) == (200, 200)
+            await nats.stop()
+            async with asyncio.timeout(30):
+                while await _probe(http, feedback, "readyz") != 503:
+                    assert await _probe(http, feedback, "livez") == 200
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # and stays so, alive
+            assert (await _probe(http, feedback, "livez"), await _probe(http, feedback, "readyz")) == (200, 503)
+            await nats.start()
+            async with asyncio.timeout(30):
+                while await _probe(http, feedback, "readyz") != 200:
+                    await asyncio.sleep(0.2)
+        assert feedback.running
+    finally:
+        await feedback.stop()
