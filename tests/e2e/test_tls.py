@@ -1,9 +1,8 @@
 """Transport security end to end: the whole mesh under mutual TLS (certificates on every gRPC port and the HTTP
-endpoint, NATS over TLS with a password) delivers, heraldctl works against it, and callers without a certificate
+endpoint, NATS over TLS with a credentials file) delivers, heraldctl works against it, and callers without a certificate
 or without TLS at all are refused."""
 
 import os
-import secrets
 import ssl
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from libs.localmesh import SERVICES, NatsServer, free_port
 from tests.conftest import ADMIN_TOKEN, running_mesh
 from tests.helpers.client import all_final
+from tests.helpers.nats_auth import operator_mode
 from tests.helpers.webhook_sink import WebhookSink
 from tools.heraldctl.main import cli
 
@@ -50,13 +50,10 @@ async def _health(channel: grpc.aio.Channel) -> None:
 
 async def test_mesh_under_mutual_tls(tmp_path: Path, sink: WebhookSink) -> None:
     pem = _certificates(tmp_path)
-    password = secrets.token_urlsafe(12)
+    operator, creds = operator_mode(tmp_path)
     nats = NatsServer(
         tmp_path / "nats",
-        args=[
-            *("--tls", "--tlscert", str(pem["server.crt"]), "--tlskey", str(pem["server.key"])),
-            *("--user", "herald", "--pass", password),
-        ],
+        args=["-c", str(operator), "--tls", "--tlscert", str(pem["server.crt"]), "--tlskey", str(pem["server.key"])],
     )
     await nats.start()
     client_env = {
@@ -69,11 +66,11 @@ async def test_mesh_under_mutual_tls(tmp_path: Path, sink: WebhookSink) -> None:
         "HERALD_TLS_KEY_FILE": str(pem["server.key"]),
         "HERALD_TLS_CLIENT_CA_FILE": str(pem["ca"]),
         "HERALD_NATS_CA_FILE": str(pem["ca"]),
+        "HERALD_NATS_CREDS_FILE": str(creds),
         **client_env,
     }
     try:
-        nats_url = f"nats://herald:{password}@127.0.0.1:{nats.port}"
-        async with running_mesh(tmp_path / "mesh", "sqlite", env, nats_url) as (mesh, herald):
+        async with running_mesh(tmp_path / "mesh", "sqlite", env, f"tls://127.0.0.1:{nats.port}") as (mesh, herald):
             # Delivered end to end: intake, router, adapters and feedback talk over NATS under TLS, and the test
             # drives them through channels that present the client certificate.
             _, app = await herald.create_app()
