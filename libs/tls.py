@@ -61,7 +61,8 @@ class ClientTls:
 
 @dataclass(frozen=True)
 class NatsAuth:
-    """How a binary authenticates to NATS and what it trusts there; user:password in HERALD_NATS_URL needs none."""
+    """How a binary authenticates to NATS (a credentials file; user:password in HERALD_NATS_URL needs none of this)
+    and the CA it checks a NATS server's certificate against."""
 
     creds: Path | None
     ca: Path | None
@@ -78,7 +79,7 @@ class NatsAuth:
 
 def server_from_env(env: Mapping[str, str]) -> ServerTls | None:
     cert, key = _path(env, "HERALD_TLS_CERT_FILE"), _path(env, "HERALD_TLS_KEY_FILE")
-    client_ca = _path(env, "HERALD_TLS_CLIENT_CA_FILE")
+    client_ca = _ca(env, "HERALD_TLS_CLIENT_CA_FILE")
     if not cert and not key:
         if client_ca:
             raise ValueError("HERALD_TLS_CLIENT_CA_FILE needs HERALD_TLS_CERT_FILE and HERALD_TLS_KEY_FILE")
@@ -91,7 +92,7 @@ def server_from_env(env: Mapping[str, str]) -> ServerTls | None:
 
 
 def client_from_env(env: Mapping[str, str]) -> ClientTls | None:
-    ca = _path(env, "HERALD_TLS_CA_FILE")
+    ca = _ca(env, "HERALD_TLS_CA_FILE")
     cert, key = _path(env, "HERALD_TLS_CLIENT_CERT_FILE"), _path(env, "HERALD_TLS_CLIENT_KEY_FILE")
     if bool(cert) != bool(key):
         raise ValueError("HERALD_TLS_CLIENT_CERT_FILE and HERALD_TLS_CLIENT_KEY_FILE go together: set both or neither")
@@ -109,7 +110,7 @@ def client_from_env(env: Mapping[str, str]) -> ClientTls | None:
 
 
 def nats_from_env(env: Mapping[str, str]) -> NatsAuth:
-    creds, ca = _path(env, "HERALD_NATS_CREDS_FILE"), _path(env, "HERALD_NATS_CA_FILE")
+    creds, ca = _path(env, "HERALD_NATS_CREDS_FILE"), _ca(env, "HERALD_NATS_CA_FILE")
     if creds:
         text = creds.read_text(errors="replace")
         if not all(marker in text for marker in CREDS_MARKERS):
@@ -136,7 +137,13 @@ def _path(env: Mapping[str, str], variable: str) -> Path | None:
         path.read_bytes()
     except OSError as e:
         raise ValueError(f"{variable}: cannot read {value}: {e.strerror}") from e
-    if variable.endswith("CA_FILE"):
+    return path
+
+
+def _ca(env: Mapping[str, str], variable: str) -> Path | None:
+    """The CA bundle a variable names, checked to hold PEM certificates."""
+    path = _path(env, variable)
+    if path:
         _check(variable, "PEM CA certificates", lambda: ssl.create_default_context(cafile=path))
     return path
 
