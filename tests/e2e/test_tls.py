@@ -2,6 +2,7 @@
 endpoint, NATS over TLS with a credentials file) delivers, heraldctl works against it, and callers without a certificate
 or without TLS at all are refused."""
 
+import json
 import os
 import ssl
 import subprocess
@@ -85,7 +86,7 @@ async def test_mesh_under_mutual_tls(tmp_path: Path, sink: WebhookSink) -> None:
                 ),
             )
             [hit] = await sink.wait_for(path)
-            assert hit.body == b'{"text": "Order A-17 shipped"}' and hit.signature_ok
+            assert json.loads(hit.body) == {"text": "Order A-17 shipped"} and hit.signature_ok
             await herald.wait_message(app, message_id, all_final)
 
             # heraldctl, trusting the CA and presenting its certificate; without the certificate it cannot reach.
