@@ -47,6 +47,7 @@ TEMPLATE = '{"n": "{{ n }}", "text": "Hello {{ name }}, your order {{ n }} has s
 # Every consumer a message passes on its way, upstream first (see bench.alone.drained).
 PIPELINE = (
     ("HERALD_MESSAGES", "router-notification"),
+    ("HERALD_MESSAGES", "router-notification-parts"),
     ("HERALD_DELIVERIES", "adapters-notification-webhook"),
     ("HERALD_MESSAGES", "feedback-messages"),
     ("HERALD_EVENTS", "feedback-events"),

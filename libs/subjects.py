@@ -30,6 +30,12 @@ def message_accepted(category: int) -> str:
     return f"herald.message.accepted.{categories.name(category)}"
 
 
+def message_parts(category: int) -> str:
+    """intake, router -> router, feedback: a part of a large audience or of a topic's fan-out (AcceptedMessage), in
+    a lane of its own, so that one app's campaign never holds another's messages behind it."""
+    return f"{message_accepted(category)}.parts"
+
+
 def fallback(category: int) -> str:
     """adapters -> router: a delivery failed for good; route the next channel of its chain (DeliveryJob)."""
     return f"herald.message.fallback.{categories.name(category)}"

@@ -341,9 +341,8 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             async for part, payload in self._payloads(row):
                 msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"
                 category = events_pb2.AcceptedMessage.FromString(payload).template.category
-                await self._bus.publish_grouped(
-                    subjects.message_accepted(category), (payload, msg_id), each_traced=True
-                )
+                lane = subjects.message_parts if row["parts"] else subjects.message_accepted
+                await self._bus.publish_grouped(lane(category), (payload, msg_id), each_traced=True)
         except TRANSIENT as e:
             raise Unavailable("could not queue the message; retry with the same idempotency key") from e
 

@@ -2,7 +2,8 @@
 messages with RESOURCE_EXHAUSTED and a RetryInfo, and critical and notification messages flow as always.
 
 The backlog is read from JetStream once a second (never per call): the marketing publishes the router has not
-taken yet (durable `router-marketing`: a Send is one, a SendBatch's marketing entries are one) plus the marketing
+taken yet (durables `router-marketing` and `router-marketing-parts`: a Send is one, a SendBatch's marketing
+entries are one, an audience's or a topic's part is one) plus the marketing
 delivery jobs the adapters have not taken yet (`adapters-marketing-<channel>`, one per delivery). The refusal says
 when to come back: the time the backlog, draining at the rate seen since the last reading, takes to fall under
 the limit (within MIN_RETRY..MAX_RETRY seconds).
@@ -82,6 +83,6 @@ class MarketingShedder:
     async def _read(self) -> int:
         router = await self._js.consumers_info("HERALD_MESSAGES")
         adapters = await self._js.consumers_info("HERALD_DELIVERIES")
-        waiting = [c for c in router if c.name == "router-marketing"]
+        waiting = [c for c in router if c.name in ("router-marketing", "router-marketing-parts")]
         waiting += [c for c in adapters if (c.name or "").startswith("adapters-marketing-")]
         return sum(c.num_pending or 0 for c in waiting)

@@ -48,6 +48,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         name = categories.name(category)
         for stream, durable, subject, handler in (
             ("HERALD_MESSAGES", f"router-{name}", subjects.message_accepted(category), router.on_accepted),
+            ("HERALD_MESSAGES", f"router-{name}-parts", subjects.message_parts(category), router.on_accepted),
             ("HERALD_MESSAGES", f"router-fallback-{name}", subjects.fallback(category), router.on_fallback),
             ("HERALD_SCHEDULES", f"router-due-{name}", subjects.schedule_due(category), router.on_due),
             ("HERALD_SCHEDULES", f"router-release-{name}", subjects.delivery_released(category), router.on_released),

@@ -1,6 +1,8 @@
 """The router's consumers: turn an accepted message into delivery jobs, now or at send_at, one category at a time.
 
-- herald.message.accepted.<category> (a batch of messages, each on its own):
+- herald.message.accepted.<category> (a batch of messages, each on its own), and beside it
+  herald.message.accepted.<category>.parts (an audience's or a topic's parts, in a consumer and a routing budget
+  of their own, so that one campaign never holds another app's messages behind it):
   due now -> dispatch; send_at ahead ->
   every delivery SCHEDULED and a schedule definition in HERALD_SCHEDULES, which
   the NATS server fires at send_at onto herald.schedule.due.<category> (so a
@@ -14,8 +16,8 @@
   was read meanwhile).
 - herald.schedule.digested.<category>: a digest's window ended; route the digest (digests.py).
 
-A due message to a topic is fanned out instead: its subscribers become parts of it, back on the accepted
-subject. One with a digest template is collected into each recipient's digest rather than routed.
+A due message to a topic is fanned out instead: its subscribers become parts of it, on the parts subject. One
+with a digest template is collected into each recipient's digest rather than routed.
 
 Dispatching first takes the message's decision in the dispatch ledger, so a
 cancel that won the race is honoured. Redelivery-safe without a table of its
@@ -81,7 +83,13 @@ class Router:
         self._caps = caps
         # Each category publishes within its own bound, so a flood of one never waits in front of another.
         self._publishing = {c: asyncio.Semaphore(p.concurrency) for c, p in categories.PIPELINES.items()}
-        self._routing = {c: Budget(ROUTED_AT_ONCE * p.concurrency) for c, p in categories.PIPELINES.items()}
+        # Each lane its own budget: a campaign's parts (subjects.message_parts) are routed beside other messages,
+        # not in front of them.
+        self._routing = {
+            lane(c): Budget(ROUTED_AT_ONCE * p.concurrency)
+            for c, p in categories.PIPELINES.items()
+            for lane in (subjects.message_accepted, subjects.message_parts)
+        }
 
     async def on_accepted(self, incoming: Incoming) -> None:
         """A batch of accepted messages: each is routed on its own; the batch is acked once all are, and a
@@ -95,7 +103,7 @@ class Router:
         # events are shared). Counting recipients, not messages, routes a topic's or an audience's parts of a
         # thousand one after another, so the first part's jobs reach the adapters while the next is routed.
         recipients = sum(max(1, len(m.recipients)) for m in batch.messages)
-        async with self._routing[batch.messages[0].template.category].taking(recipients):
+        async with self._routing[incoming.subject].taking(recipients):
             await self._bus.turn()
             outcomes = await asyncio.gather(
                 *(self._accepted(m, incoming) for m in batch.messages), return_exceptions=True
@@ -181,7 +189,7 @@ class Router:
             piece.topic, piece.part, piece.recipient_offset = "", part + 1, part * FAN_OUT_PAGE
             piece.recipients.extend(message_service_pb2.Recipient(user_id=u) for u in users)
             batch = events_pb2.AcceptedBatch(messages=[piece])
-            subject = subjects.message_accepted(message.template.category)
+            subject = subjects.message_parts(message.template.category)
             await self._bus.publish(subject, batch.SerializeToString(), f"{message.message_id}.{piece.part}")
             after, part = users[-1], part + 1
 
