@@ -9,17 +9,12 @@ from typing import TypeVar
 
 from herald.v1 import common_pb2
 
-from libs import categories, tls
+from libs import categories, ports, tls
 
 # A message a stage failed on for a reason other than an outage (libs/bus.py, Broken): the delay before each
 # retry; once they are spent it is dead-lettered. About 18 minutes in all, so a failure that only looked
 # deterministic (a dependency's odd error) still has time to clear.
 STAGE_RETRY_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0)
-DEFAULT_PORTS = {"intake": 50051, "router": 50052, "adapters": 50053, "feedback": 50054}
-# herald-adapters' HTTP endpoint for providers' delivery receipts.
-DEFAULT_RECEIPTS_PORT = 50063
-# Each binary's Prometheus endpoint (GET /metrics).
-DEFAULT_METRICS_PORTS = {"intake": 9461, "router": 9462, "adapters": 9463, "feedback": 9464}
 
 N = TypeVar("N", int, float)
 
@@ -81,7 +76,7 @@ class Settings:
         hosts = env.get("HERALD_WEBHOOK_ALLOWED_HOSTS", "")
         return cls(
             service=service,
-            grpc_addr=env.get("HERALD_GRPC_ADDR") or f"127.0.0.1:{DEFAULT_PORTS[service]}",
+            grpc_addr=env.get("HERALD_GRPC_ADDR") or ports.grpc_addr(service),
             nats_url=env.get("HERALD_NATS_URL") or "nats://127.0.0.1:4222",
             database_url=normalize_database_url(env.get("HERALD_DATABASE_URL", ""), data_dir, service),
             data_dir=data_dir,
@@ -92,7 +87,7 @@ class Settings:
             dedup_window_seconds=_number(
                 "HERALD_DEDUP_WINDOW_SECONDS", env.get("HERALD_DEDUP_WINDOW_SECONDS", "0"), float, 0.0
             ),
-            intake_addr=env.get("HERALD_INTAKE_ADDR") or f"127.0.0.1:{DEFAULT_PORTS['intake']}",
+            intake_addr=env.get("HERALD_INTAKE_ADDR") or ports.grpc_addr("intake"),
             pipelines=_pipelines(env.get("HERALD_PIPELINES", "")),
             retry_backoff={
                 category: _delays(f"HERALD_RETRY_BACKOFF_{name.upper()}", env) or categories.RETRY_BACKOFF[category]
@@ -102,12 +97,12 @@ class Settings:
             marketing_backlog_limit=_number(
                 "HERALD_MARKETING_BACKLOG_LIMIT", env.get("HERALD_MARKETING_BACKLOG_LIMIT", "1000000"), int, 0
             ),
-            receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
+            receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{ports.RECEIPTS}",
             inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
             tracking_url=env.get("HERALD_TRACKING_URL", ""),
             tracking_secret=env.get("HERALD_TRACKING_SECRET", ""),
             tracking_ttl_days=_number("HERALD_TRACKING_TTL_DAYS", env.get("HERALD_TRACKING_TTL_DAYS", "30"), int, 1),
-            metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}",
+            metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{ports.METRICS[service]}",
             retention_check_seconds=_number(
                 "HERALD_RETENTION_CHECK_SECONDS", env.get("HERALD_RETENTION_CHECK_SECONDS", "3600"), float, 0.1
             ),

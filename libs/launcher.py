@@ -12,11 +12,11 @@ import signal
 import sys
 from pathlib import Path
 
-from libs.config import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, DEFAULT_RECEIPTS_PORT
+from libs import ports
 from libs.localmesh import SERVICES, Mesh
 
 ADDR_VARS = {s: f"HERALD_{s.upper()}_ADDR" for s in SERVICES}
-DEFAULT_ADDRS = {service: f"127.0.0.1:{port}" for service, port in DEFAULT_PORTS.items()}
+DEFAULT_ADDRS = {service: ports.grpc_addr(service) for service in ports.GRPC}
 
 
 def local_secret(data_dir: Path, var: str, filename: str) -> str:
@@ -39,12 +39,12 @@ async def main() -> int:
         ),
         "HERALD_INBOX_TOKEN_SECRET": local_secret(data_dir, "HERALD_INBOX_TOKEN_SECRET", "inbox-token-secret"),
         "HERALD_TRACKING_SECRET": local_secret(data_dir, "HERALD_TRACKING_SECRET", "tracking-secret"),
-        "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{DEFAULT_RECEIPTS_PORT}",
+        "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{ports.RECEIPTS}",
     }
     addrs = {s: os.environ.get(var) or DEFAULT_ADDRS[s] for s, var in ADDR_VARS.items()}
     metrics_addrs = {
         s: os.environ.get(f"HERALD_{s.upper()}_METRICS_ADDR") or f"127.0.0.1:{port}"
-        for s, port in DEFAULT_METRICS_PORTS.items()
+        for s, port in ports.METRICS.items()
     }
     mesh = Mesh(data_dir, env=env, addrs=addrs, nats_url=os.environ.get("HERALD_NATS_URL"), metrics_addrs=metrics_addrs)
     stop = asyncio.Event()

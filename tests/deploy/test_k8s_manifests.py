@@ -8,9 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from libs import categories
+from libs import categories, ports
 from libs.bus import MIN_SERVER_VERSION
-from libs.config import DEFAULT_METRICS_PORTS, DEFAULT_RECEIPTS_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
@@ -126,13 +125,13 @@ def test_herald_deployment(deploy: dict[str, Any]) -> None:
     env = _env(deploy)
     assert env["HERALD_GRPC_ADDR"] == f"0.0.0.0:{port}"
     # Prometheus finds /metrics through the pod's annotations.
-    metrics = DEFAULT_METRICS_PORTS[name.removeprefix("herald-")]
+    metrics = ports.METRICS[name.removeprefix("herald-")]
     assert env["HERALD_METRICS_ADDR"] == f"0.0.0.0:{metrics}"
     annotations = deploy["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(metrics)
     if name == "herald-adapters":  # it also takes providers' delivery receipts over HTTP
-        receipts = DEFAULT_RECEIPTS_PORT
+        receipts = ports.RECEIPTS
         assert [p["containerPort"] for p in container["ports"]] == [port, metrics, receipts]
         assert env["HERALD_RECEIPTS_ADDR"] == f"0.0.0.0:{receipts}"
     else:
@@ -140,10 +139,10 @@ def test_herald_deployment(deploy: dict[str, Any]) -> None:
     assert env["OTEL_SERVICE_NAME"] == name
     # The kubelet asks the plain-HTTP metrics port (the gRPC port serves TLS only): liveness from the process alone,
     # so an outage of the database or NATS restarts no pod; startup and readiness follow those connections.
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe, path in PROBES.items():
         get = container[probe]["httpGet"]
-        assert (get["path"], ports.get(get["port"], get["port"]), get.get("scheme", "HTTP")) == (path, metrics, "HTTP")
+        assert (get["path"], named.get(get["port"], get["port"]), get.get("scheme", "HTTP")) == (path, metrics, "HTTP")
     # A failing readiness check should drain traffic well before liveness restarts.
     assert container["livenessProbe"]["failureThreshold"] > container["readinessProbe"]["failureThreshold"]
     security = container["securityContext"]

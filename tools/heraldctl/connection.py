@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 from herald.v1 import admin_service_pb2_grpc
 from rich.console import Console
 
+from libs import ports
 from libs.tls import ClientTls
 
 T = TypeVar("T")
@@ -33,10 +34,10 @@ USAGE = 2
 UNREACHABLE = 3
 TIMEOUT = 15.0
 # Where `make up` runs each service.
-DEFAULT_INTAKE = "127.0.0.1:50051"
-DEFAULT_ROUTER = "127.0.0.1:50052"
-DEFAULT_ADAPTERS = "127.0.0.1:50053"
-DEFAULT_FEEDBACK = "127.0.0.1:50054"
+DEFAULT_INTAKE = ports.grpc_addr("intake")
+DEFAULT_ROUTER = ports.grpc_addr("router")
+DEFAULT_ADAPTERS = ports.grpc_addr("adapters")
+DEFAULT_FEEDBACK = ports.grpc_addr("feedback")
 
 err = Console(stderr=True)
 
