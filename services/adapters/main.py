@@ -23,8 +23,8 @@ from libs.rate_limit import RateLimiter
 from services.adapters import dead_letters, erasure
 from services.adapters.accounts import Accounts, plugins
 from services.adapters.deliverer import Deliverer
+from services.adapters.inbox.inbox_tokens import InboxTokens
 from services.adapters.inbox.service import InboxService
-from services.adapters.inbox.tokens import InboxTokens
 from services.adapters.inbox.wake import Waker
 from services.adapters.inbox.writer import InboxWriter
 from services.adapters.provider_service import ProviderService

@@ -1,6 +1,11 @@
-"""Tokens the adapters hand out and take back signed: base64url(body) + "." + base64url(HMAC-SHA256 of that
-part). The secret setting may list several keys, comma-separated: the first signs, all verify, so a key can be
-rotated without invalidating what is out there. Used by inbox tokens and by e-mail's tracked links."""
+"""Herald's HMAC-SHA256 signing, in one place.
+
+Tokens the adapters hand out and take back signed (`Signer`): base64url(body) + "." + base64url(HMAC-SHA256 of
+that part). The secret setting may list several keys, comma-separated: the first signs, all verify, so a key can
+be rotated without invalidating what is out there. Used by inbox tokens and by e-mail's tracked links.
+
+Webhook bodies (`webhook_signature`): `t=<unix seconds>,v1=<hex>`, v1 = HMAC-SHA256(secret, "<t>.<raw body>"), the
+scheme Stripe uses, so receivers' existing verification code fits."""
 
 import base64
 import binascii
@@ -38,6 +43,12 @@ class Signer:
         if not any(hmac.compare_digest(given, _mac(key, encoded)) for key in self._keys):
             raise Unsigned
         return body
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The Herald-Signature header of a webhook POST; the timestamp lets receivers reject replays."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
 
 
 def _mac(key: bytes, encoded: str) -> bytes:

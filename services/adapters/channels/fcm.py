@@ -20,7 +20,7 @@ from herald.v1 import common_pb2, events_pb2
 
 from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
-from services.adapters.channels.tokens import AccessToken
+from services.adapters.channels.provider_tokens import AccessToken
 
 DEFAULT_ENDPOINT = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"

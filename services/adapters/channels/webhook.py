@@ -10,8 +10,6 @@ Its one account is built in (`builtin_account`): the signing secret and the
 allowed private hosts come from herald's own configuration.
 """
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -22,11 +20,7 @@ from libs.config import Settings
 from services.adapters import ssrf
 from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+from services.adapters.signing import webhook_signature
 
 
 def builtin_account(settings: Settings) -> Account:
@@ -68,7 +62,7 @@ class Webhook(Provider):
         headers = {
             "Content-Type": _content_type(job.body),
             "User-Agent": "herald-webhook/1",
-            "Herald-Signature": sign(self.account.secret("signing_secret"), int(time.time()), body),
+            "Herald-Signature": webhook_signature(self.account.secret("signing_secret"), int(time.time()), body),
             "Herald-Delivery-Id": job.delivery_id,
             "Herald-Message-Id": job.message_id,
             "Idempotency-Key": job.delivery_id,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from libs import subjects
 from libs.bus import Bus
-from services.adapters.inbox.store import Owner
+from services.adapters.inbox.timeline_store import Owner
 
 # The longest a stream relies on notices alone before it looks at the timeline itself.
 RECHECK = 5.0

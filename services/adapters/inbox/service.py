@@ -14,9 +14,9 @@ from libs.bus import Bus
 from libs.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
 from libs.store import Database
 from libs.timeutil import duration_field, now, to_timestamp
-from services.adapters.inbox import notices, store
-from services.adapters.inbox.store import Item, Owner
-from services.adapters.inbox.tokens import DEFAULT_TTL, MAX_TTL, PREFIX, BadToken, InboxTokens
+from services.adapters.inbox import notices, timeline_store
+from services.adapters.inbox.inbox_tokens import DEFAULT_TTL, MAX_TTL, PREFIX, BadToken, InboxTokens
+from services.adapters.inbox.timeline_store import Item, Owner
 from services.adapters.inbox.writer import PROVIDER
 
 DEFAULT_LIMIT = 100
@@ -38,10 +38,10 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         if not 0 <= request.limit <= MAX_LIMIT:
             raise InvalidArgument({"limit": f"between 0 (= {DEFAULT_LIMIT}) and {MAX_LIMIT}"})
         async with self._db.session.begin() as session:
-            items = await store.after(session, owner, request.after_seq, request.limit or DEFAULT_LIMIT)
-            first = store.delivered(items, now())
-            highest = await store.max_seq(session, owner)
-            unread = await store.unread_count(session, owner)
+            items = await timeline_store.after(session, owner, request.after_seq, request.limit or DEFAULT_LIMIT)
+            first = timeline_store.delivered(items, now())
+            highest = await timeline_store.max_seq(session, owner)
+            unread = await timeline_store.unread_count(session, owner)
         await self._record(owner, first, common_pb2.DELIVERY_STATE_DELIVERED)
         return pb.SyncResponse(items=[_item(i) for i in items], max_seq=highest, unread_count=unread)
 
@@ -56,9 +56,9 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
             touched: set[int] = set()
             while True:
                 async with self._db.session.begin() as session:
-                    changed = await store.by_seq(session, owner, {s for s in touched if s <= cursor})
-                    new = await store.after(session, owner, cursor, PAGE)
-                    first = store.delivered(new, now())
+                    changed = await timeline_store.by_seq(session, owner, {s for s in touched if s <= cursor})
+                    new = await timeline_store.after(session, owner, cursor, PAGE)
+                    first = timeline_store.delivered(new, now())
                 await self._record(owner, first, common_pb2.DELIVERY_STATE_DELIVERED)
                 for item in [*changed, *new]:
                     yield _item(item)
@@ -71,11 +71,11 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         if not request.seqs and not request.up_to_seq:
             raise InvalidArgument({"seqs": "name the items to mark read, or set up_to_seq"})
         async with self._db.session.begin() as session:
-            items = await store.unread(session, owner, request.seqs, request.up_to_seq)
+            items = await timeline_store.unread(session, owner, request.seqs, request.up_to_seq)
             for item in items:
                 item.read_time = now()
             await session.flush()
-            unread = await store.unread_count(session, owner)
+            unread = await timeline_store.unread_count(session, owner)
         await self._record(owner, items, common_pb2.DELIVERY_STATE_READ)
         await notices.announce(self._bus, owner, (i.seq for i in items), changed=True)
         return pb.MarkReadResponse(marked_count=len(items), unread_count=unread)
@@ -86,7 +86,8 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         owner = await self._owner(context, request.user_id)
         async with self._db.session() as session:
             return pb.GetUnreadCountResponse(
-                unread_count=await store.unread_count(session, owner), max_seq=await store.max_seq(session, owner)
+                unread_count=await timeline_store.unread_count(session, owner),
+                max_seq=await timeline_store.max_seq(session, owner),
             )
 
     async def DeleteItems(
@@ -97,7 +98,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
         if not request.seqs:
             raise InvalidArgument({"seqs": "name the items to delete"})
         async with self._db.session.begin() as session:
-            items = [i for i in await store.by_seq(session, owner, request.seqs) if i.delete_time is None]
+            items = [i for i in await timeline_store.by_seq(session, owner, request.seqs) if i.delete_time is None]
             for item in items:
                 # The sequence stays (devices must learn of the deletion); the content goes.
                 item.delete_time, item.title, item.body, item.data = now(), "", "", {}

@@ -19,8 +19,8 @@ from libs import events, subjects
 from libs.bus import Bus, Incoming, ScheduleChanged
 from libs.store import Database
 from libs.timeutil import now
-from services.adapters.inbox import notices, store
-from services.adapters.inbox.store import Owner
+from services.adapters.inbox import notices, timeline_store
+from services.adapters.inbox.timeline_store import Owner
 
 # Items within this long of the first unseen one share its push.
 WINDOW = timedelta(seconds=5)
@@ -51,7 +51,7 @@ class Waker:
         if await notices.announce_watched(self._bus, owner, ()):
             return  # a device connected meanwhile: it has the items
         async with self._db.session() as session:
-            unread = await store.unread_count(session, owner)
+            unread = await timeline_store.unread_count(session, owner)
         if not unread:
             return
         push = job.wake

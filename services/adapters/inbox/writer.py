@@ -13,7 +13,7 @@ from libs import events
 from libs.bus import ACK, Bus, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.adapters.inbox import notices, store, wake
+from services.adapters.inbox import notices, timeline_store, wake
 
 # Two writers stored the same delivery at once (a job redelivered while its first copy was being stored): the
 # loser stores its batch again shortly, and finds the item there.
@@ -31,10 +31,10 @@ class InboxWriter:
         jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
         try:
             async with self._db.session.begin() as session:
-                known = await store.stored(session, (j.delivery_id for j in jobs))
+                known = await timeline_store.stored(session, (j.delivery_id for j in jobs))
                 fresh = {j.delivery_id: j for j in jobs if j.delivery_id not in known}
                 expired = {i for i, j in fresh.items() if (at := from_timestamp(j.expire_at)) and at <= now()}
-                appended = await store.append(session, [j for i, j in fresh.items() if i not in expired])
+                appended = await timeline_store.append(session, [j for i, j in fresh.items() if i not in expired])
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
         stored_at = {item.delivery_id: item.create_time for items in appended.values() for item in items}

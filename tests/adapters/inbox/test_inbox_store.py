@@ -3,7 +3,7 @@
 from herald.v1 import events_pb2
 
 from libs.store import Database
-from services.adapters.inbox import store
+from services.adapters.inbox import timeline_store
 
 
 async def test_a_batch_with_nothing_new_to_store_is_no_error(database_url: str) -> None:
@@ -13,12 +13,12 @@ async def test_a_batch_with_nothing_new_to_store_is_no_error(database_url: str) 
     try:
         job = events_pb2.DeliveryJob(delivery_id="d-1", app_id="app", user_id="u-1", channel="inbox", body="hi")
         async with db.session.begin() as session:
-            first = await store.append(session, [job])
+            first = await timeline_store.append(session, [job])
         async with db.session.begin() as session:
-            fresh = [j for j in [job] if j.delivery_id not in await store.stored(session, [job.delivery_id])]
-            again = await store.append(session, fresh)
+            fresh = [j for j in [job] if j.delivery_id not in await timeline_store.stored(session, [job.delivery_id])]
+            again = await timeline_store.append(session, fresh)
         async with db.session() as session:
-            highest = await store.max_seq(session, store.Owner("app", "u-1"))
+            highest = await timeline_store.max_seq(session, timeline_store.Owner("app", "u-1"))
     finally:
         await db.close()
     assert [i.seq for items in first.values() for i in items] == [1]

@@ -17,7 +17,7 @@ from herald.v1 import events_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
-from services.adapters.channels.tokens import AccessToken
+from services.adapters.channels.provider_tokens import AccessToken
 from services.adapters.channels.wecom import is_robot_address
 
 DEFAULT_ENDPOINT = "https://qyapi.weixin.qq.com"
