@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # The mesh on this machine: bundled nats-server, embedded SQLite, the four binaries. Ctrl-C stops it.
 up: $(STAMP)
-	$(BIN)/python -m libs.launcher
+	$(BIN)/python -m devmesh.launcher
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ import nats
 from nats.js import JetStreamContext
 
 from bench.mesh import ADMIN
-from libs.localmesh import Binary, Mesh
+from devmesh.mesh import Binary, Mesh
 
 WINDOW = 512
 

@@ -16,7 +16,7 @@ import aiohttp
 import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, common_pb2, message_service_pb2_grpc
 
-from libs.localmesh import Binary, Mesh, free_port, lower_priority
+from devmesh.mesh import Binary, Mesh, free_port, lower_priority
 
 ADMIN = secrets.token_urlsafe(16)
 
@@ -126,7 +126,7 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
     with `dedicated_critical`, one more router and adapters process take the critical pipeline, which the
     first ones leave to them (HERALD_PIPELINES). `bulk_niceness` lowers the CPU priority of the processes that
     carry only bulk work (router and adapters for notification and marketing, feedback) below that of every
-    consumer (libs.localmesh.CONSUMER_NICENESS), as giving critical pods CPU of their own does on a cluster."""
+    consumer (devmesh.mesh.CONSUMER_NICENESS), as giving critical pods CPU of their own does on a cluster."""
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         mesh = Mesh(
             Path(tmp),

@@ -39,7 +39,7 @@ from nats.js.api import StreamConfig
 
 from bench.alone import backend, cpu_seconds, drained
 from bench.mesh import Bench, running
-from libs.localmesh import SERVICES
+from devmesh.mesh import SERVICES
 
 CEILING = 20_000
 BATCH = 100

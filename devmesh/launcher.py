@@ -12,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
+from devmesh.mesh import SERVICES, Mesh
 from libs import ports
-from libs.localmesh import SERVICES, Mesh
 
 ADDR_VARS = {s: f"HERALD_{s.upper()}_ADDR" for s in SERVICES}
 DEFAULT_ADDRS = {service: ports.grpc_addr(service) for service in ports.GRPC}

@@ -1,6 +1,6 @@
 """Run the whole mesh on one machine: a bundled nats-server and the four binaries as separate processes.
 
-Used by `make up` (libs/launcher.py), by the tests and by the benchmark, so all
+Used by `make up` (devmesh/launcher.py), by the tests and by the benchmark, so all
 three start herald the same way.
 """
 

@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
+from devmesh.mesh import Mesh
 from libs.config import normalize_database_url
-from libs.localmesh import Mesh
 from tests.adapters.channels.apns.conftest import BUNDLE_ID, KEY_ID, TEAM_ID, p8_key, pem
 from tests.adapters.channels.apns.fake_apns import FakeApns
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba

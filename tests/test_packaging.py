@@ -55,4 +55,4 @@ def test_wheel_ships_stubs_migrations_and_console_scripts(tmp_path: Path) -> Non
     assert {"herald/py.typed", "herald/v1/message_service_pb2_grpc.pyi"} <= names
     assert "[herald.providers]" in entry_points
     assert "webhook = services.adapters.channels.webhook:Webhook" in entry_points
-    assert not any(n.startswith("tests/") for n in names)
+    assert not any(n.startswith(("tests/", "devmesh/")) for n in names), "the dev mesh is not shipped"

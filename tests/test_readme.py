@@ -18,8 +18,8 @@ import yaml
 from herald.v1 import common_pb2, dead_letter_service_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
+from devmesh.mesh import Mesh
 from libs.auth import CACHE_SECONDS
-from libs.localmesh import Mesh
 from tests.conftest import ADMIN_TOKEN, RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, Metadata, all_final, bad_fields, bearer, rpc_error
 from tests.helpers.webhook_sink import WebhookSink

@@ -10,7 +10,7 @@ from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, alibaba_account, sms_template, twilio_account

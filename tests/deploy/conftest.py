@@ -13,7 +13,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from herald.v1 import routing_service_pb2 as routing_pb
 
-from libs.localmesh import SERVICES, Mesh
+from devmesh.mesh import SERVICES, Mesh
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV, running_mesh

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
+from devmesh.mesh import SERVICES
 from libs import categories
-from libs.localmesh import SERVICES
 from tests.deploy.conftest import BURST, MixedRun
 from tests.deploy.test_monitoring import promtool
 from tests.helpers.metrics import samples, total

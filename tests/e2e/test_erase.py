@@ -13,7 +13,7 @@ from herald.v1 import inbox_service_pb2 as inbox
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import topic_service_pb2 as topics
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, all_final, rpc_error
 from tests.helpers.status_events import publish, status_event
 from tests.helpers.webhook_sink import WebhookSink

@@ -12,7 +12,7 @@ from herald.v1 import message_service_pb2 as msg
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from libs.localmesh import SERVICES, Mesh
+from devmesh.mesh import SERVICES, Mesh
 from tests.helpers.client import Herald, Metadata, all_final, bad_fields
 from tests.helpers.metrics import scrape, total
 from tests.helpers.webhook_sink import WebhookSink

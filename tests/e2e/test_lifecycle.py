@@ -14,13 +14,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import SERVICES, Mesh, free_port
+from devmesh.mesh import SERVICES, Mesh, free_port
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald
 from tests.helpers.databases import default_backend
 from tests.helpers.metrics import scrape
 from tests.helpers.webhook_sink import WebhookSink
 
+# The repo root, where `make up` runs the launcher: devmesh is not installed, it is found from here.
+ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 EXPECTED_SERVICES = {
@@ -120,7 +122,12 @@ def _launcher_env(data_dir: Path) -> dict[str, str]:
 async def _launch(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, list[str]]:
     """`make up`'s launcher, and what it printed until "herald is up"."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "libs.launcher", env={**_clean_env(), **env}, stdout=subprocess.PIPE
+        sys.executable,
+        "-m",
+        "devmesh.launcher",
+        env={**_clean_env(), **env},
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     lines: list[str] = []

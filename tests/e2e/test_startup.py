@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from libs.localmesh import Binary, NatsServer, free_port
+from devmesh.mesh import Binary, NatsServer, free_port
 
 # Where Debian's package puts nats-server (2.9 on bookworm): older than the 2.12 herald needs.
 DEBIAN_NATS_SERVER = "/usr/sbin/nats-server"

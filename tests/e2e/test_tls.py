@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner
 
-from libs.localmesh import SERVICES, NatsServer, free_port
+from devmesh.mesh import SERVICES, NatsServer, free_port
 from tests.conftest import ADMIN_TOKEN, running_mesh
 from tests.helpers.client import all_final
 from tests.helpers.nats_auth import operator_mode

@@ -13,7 +13,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import running_mesh

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import status_service_pb2 as pb
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from libs.timeutil import to_timestamp
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.status_events import publish, status_event

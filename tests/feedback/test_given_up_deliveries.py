@@ -7,8 +7,8 @@ import uuid
 import nats
 from herald.v1 import common_pb2, events_pb2
 
+from devmesh.mesh import Mesh
 from libs import subjects
-from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final
 from tests.helpers.status_events import accepted, publish
 

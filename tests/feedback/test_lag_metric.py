@@ -10,7 +10,7 @@ from typing import Any
 
 from herald.v1 import common_pb2
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald
 from tests.helpers.metrics import Samples, scrape, total
 from tests.helpers.status_events import publish, status_event

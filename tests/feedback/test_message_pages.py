@@ -11,7 +11,7 @@ import grpc
 import pytest
 from herald.v1 import common_pb2, status_service_pb2
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.status_events import accepted, publish, status_event
 

@@ -8,7 +8,7 @@ from typing import Any
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald
 from tests.helpers.databases import default_backend

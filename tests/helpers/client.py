@@ -24,7 +24,7 @@ from herald.v1 import (
     topic_service_pb2_grpc,
 )
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 
 Metadata = tuple[tuple[str, str], ...]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from devmesh.mesh import Mesh
 from libs.config import normalize_database_url
-from libs.localmesh import Mesh
 
 TEST_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "")
 

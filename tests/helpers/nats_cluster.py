@@ -7,7 +7,7 @@ from pathlib import Path
 import nats
 from nats.js.errors import APIError
 
-from libs.localmesh import NatsServer, free_port
+from devmesh.mesh import NatsServer, free_port
 
 SIZE = 3
 

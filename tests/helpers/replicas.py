@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from libs.localmesh import Binary, Mesh, free_port
+from devmesh.mesh import Binary, Mesh, free_port
 
 
 @asynccontextmanager

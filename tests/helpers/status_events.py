@@ -9,8 +9,8 @@ from typing import Any
 import nats
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2
 
+from devmesh.mesh import Mesh
 from libs.events import state_name
-from libs.localmesh import Mesh
 from libs.timeutil import now, to_timestamp
 
 # Feedback reads every subject under herald.event.delivery.> and herald.message.accepted.>.

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 
-from libs.localmesh import free_port
+from devmesh.mesh import free_port
 
 
 class TcpProxy:

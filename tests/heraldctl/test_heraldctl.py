@@ -11,7 +11,7 @@ from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner
 
-from libs.localmesh import Mesh, free_port
+from devmesh.mesh import Mesh, free_port
 from tests.conftest import RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, all_final
 from tests.helpers.webhook_sink import WebhookSink

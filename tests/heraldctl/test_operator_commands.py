@@ -14,7 +14,7 @@ from herald.v1 import message_service_pb2 as msg
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.conftest import PROVIDER_ENV, RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, all_final
 from tests.helpers.webhook_sink import WebhookSink

@@ -5,7 +5,7 @@ import grpc
 import pytest
 from herald.v1 import status_service_pb2
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, rpc_error
 
 

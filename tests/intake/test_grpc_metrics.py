@@ -7,7 +7,7 @@ import asyncio
 import grpc
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, rpc_error
 from tests.helpers.metrics import Samples, scrape, total
 

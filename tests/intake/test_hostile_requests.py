@@ -12,7 +12,7 @@ from herald.v1 import message_service_pb2 as msg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers.client import Herald
 

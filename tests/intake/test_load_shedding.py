@@ -9,7 +9,7 @@ import grpc
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import Binary, free_port
+from devmesh.mesh import Binary, free_port
 from tests.conftest import running_mesh
 from tests.helpers.client import retry_delay
 from tests.helpers.databases import default_backend

@@ -9,7 +9,7 @@ import grpc
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import message_service_pb2_grpc
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, Metadata, retry_delay
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink

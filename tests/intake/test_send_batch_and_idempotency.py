@@ -10,7 +10,7 @@ from herald.v1 import common_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as msg
 from sqlalchemy import create_engine, text
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, all_final
 from tests.helpers.databases import intake_database_url
 from tests.helpers.replicas import extra_replica

@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, Metadata, bad_fields, bearer, rpc_error
 
 

@@ -13,10 +13,10 @@ from nats.js.api import DiscardPolicy, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from opentelemetry import trace
 
+from devmesh.mesh import NatsServer
 from libs import subjects
 from libs.bus import ACK, Bus, Incoming, Outcome, ScheduleChanged, in_own_trace
 from libs.errors import TRANSIENT
-from libs.localmesh import NatsServer
 
 BACKOFF = (0.1, 0.1)
 SUBJECT = "herald.message.test"

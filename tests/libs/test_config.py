@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from herald.v1 import common_pb2
 
+from devmesh.mesh import SERVICES, Binary, free_port
 from libs import categories
 from libs.config import Settings
-from libs.localmesh import SERVICES, Binary, free_port
 
 # Far more than the second or two a binary takes to import and refuse, even ten at once on a busy machine; a
 # binary that went on to connect to NATS (none runs here) would not print one line and stop.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devmesh.mesh import NatsServer
 from libs.bus import Bus
-from libs.localmesh import NatsServer
 from libs.rate_limit import RateLimiter
 
 RATE = 10.0  # per second, in bursts of up to 10

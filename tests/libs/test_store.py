@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from devmesh.mesh import SERVICES, free_port
 from libs.config import normalize_database_url
-from libs.localmesh import SERVICES, free_port
 from libs.store import Database
 from services.feedback import tables as feedback_tables
 from tests.helpers.databases import TEST_URL, fresh_postgres

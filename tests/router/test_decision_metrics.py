@@ -5,7 +5,7 @@ import uuid
 
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, all_final
 from tests.helpers.metrics import scrape, total
 from tests.helpers.webhook_sink import WebhookSink

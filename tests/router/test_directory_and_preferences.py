@@ -11,7 +11,7 @@ from herald.v1 import common_pb2, events_pb2
 from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
 
-from libs.localmesh import Mesh
+from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
 

@@ -12,8 +12,8 @@ from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import routing_service_pb2 as routing
 
+from devmesh.mesh import Mesh
 from libs import subjects
-from libs.localmesh import Mesh
 from tests.helpers.client import Herald, all_final
 from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
 from tests.helpers.replicas import extra_replica

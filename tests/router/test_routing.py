@@ -6,8 +6,8 @@ import nats
 from herald.v1 import admin_service_pb2, common_pb2, directory_service_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
+from devmesh.mesh import Mesh
 from libs import subjects
-from libs.localmesh import Mesh
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 

@@ -15,8 +15,8 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import status_service_pb2 as status
 from herald.v1 import topic_service_pb2 as pb
 
+from devmesh.mesh import Mesh
 from libs import subjects
-from libs.localmesh import Mesh
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.webhook_sink import WebhookSink

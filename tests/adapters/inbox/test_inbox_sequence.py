@@ -11,8 +11,8 @@ import uuid
 import grpc
 from herald.v1 import common_pb2, inbox_service_pb2, inbox_service_pb2_grpc
 
+from devmesh.mesh import Mesh
 from libs import subjects
-from libs.localmesh import Mesh
 from services.adapters.inbox.notices import RECHECK
 from tests.adapters.inbox.timeline import inbox_app, send, sync_all, wait_for_items
 from tests.helpers.client import Herald
