@@ -18,14 +18,14 @@ from libs.dispatch import DispatchLedger
 from libs.grpc_server import TracedServer
 from libs.topics import TopicRegistry
 from services.router import directory
+from services.router.consumers import Router
 from services.router.dedup import ContentDedup
 from services.router.directory import DirectoryService
 from services.router.explain import Explainer
 from services.router.frequency import FrequencyCaps
 from services.router.intake_client import IntakeClient
-from services.router.routing import Router
-from services.router.rules import RoutingService
-from services.router.topics import TopicService
+from services.router.routing_service import RoutingService
+from services.router.topic_service import TopicService
 
 
 async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
@@ -45,16 +45,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup, caps)
     for category in rt.settings.pipelines:
         pipeline = categories.PIPELINES[category]
-        name = categories.name(category)
-        for stream, durable, subject, handler in (
-            ("HERALD_MESSAGES", f"router-{name}", subjects.message_accepted(category), router.on_accepted),
-            ("HERALD_MESSAGES", f"router-{name}-parts", subjects.message_parts(category), router.on_accepted),
-            ("HERALD_MESSAGES", f"router-fallback-{name}", subjects.fallback(category), router.on_fallback),
-            ("HERALD_SCHEDULES", f"router-due-{name}", subjects.schedule_due(category), router.on_due),
-            ("HERALD_SCHEDULES", f"router-release-{name}", subjects.delivery_released(category), router.on_released),
-            ("HERALD_SCHEDULES", f"router-escalation-{name}", subjects.escalation_due(category), router.on_escalated),
-            ("HERALD_SCHEDULES", f"router-digest-{name}", subjects.digest_due(category), router.on_digest),
-        ):
+        for stream, durable, subject, handler in router.subscriptions(category):
             await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch, rank=pipeline.rank)
     await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
     await rt.bus.consume(
