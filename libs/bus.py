@@ -36,12 +36,14 @@ import contextvars
 import hashlib
 import itertools
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from functools import partial
+from typing import Final, Protocol
 
 import nats
 import nats.errors
@@ -53,7 +55,6 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
-    ConsumerInfo,
     DeliverPolicy,
     Header,
     KeyValueConfig,
@@ -95,13 +96,13 @@ class Stream:
 
 # docs/architecture.md explains each.
 STREAMS: dict[str, Stream] = {
-    "HERALD_MESSAGES": Stream(["herald.message.>"], 7 * DAY),
-    "HERALD_DELIVERIES": Stream(["herald.delivery.>"], 7 * DAY),
-    "HERALD_EVENTS": Stream(["herald.event.>"], 7 * DAY),
-    "HERALD_DEAD_LETTERS": Stream(["herald.dead.>", "herald.unprocessed.>"], 30 * DAY),
+    subjects.MESSAGES_STREAM: Stream(["herald.message.>"], 7 * DAY),
+    subjects.DELIVERIES_STREAM: Stream(["herald.delivery.>"], 7 * DAY),
+    subjects.EVENTS_STREAM: Stream(["herald.event.>"], 7 * DAY),
+    subjects.DEAD_LETTERS_STREAM: Stream(["herald.dead.>", "herald.unprocessed.>"], 30 * DAY),
     # A definition waits here until its time, so the stream keeps messages longer than anything may be scheduled
     # ahead; what a definition fires carries its own TTL (SCHEDULE_FIRED_TTL).
-    "HERALD_SCHEDULES": Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
+    subjects.SCHEDULES_STREAM: Stream(["herald.schedule.>"], 400 * DAY, schedules=True),
 }
 SCHEDULE_FIRED_TTL = "168h"
 # How long announce_asking waits for a listener's answer.
@@ -271,85 +272,63 @@ class _Group:
     context: contextvars.Context
 
 
-class Bus:
-    def __init__(
-        self, nc: Client, js: JetStreamContext, replicas: int, retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF
-    ) -> None:
-        self.nc = nc
-        self.js = js
-        self._replicas = replicas
+@dataclass(frozen=True)
+class Delivered:
+    """One delivery of a stored message to a consumer, and how to settle it: None acks, a number naks it with that
+    delay."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    delivery_count: int
+    sequence: int
+    settle: Callable[[float | None], Awaitable[None]]
+
+
+class Source(Protocol):
+    """Where a Consumer fetches its batches: a durable consumer of the broker."""
+
+    async def fetch(self, batch: int) -> list[Delivered]:
+        """Up to `batch` deliveries; none if nothing came within about a second."""
+        ...
+
+    async def lag(self) -> tuple[int, int]:
+        """(messages not yet delivered, messages delivered and not yet acked)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# BusCore._store.
+Store = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+
+class BusCore(ABC):
+    """What a bus does whatever the broker under it: publishing with trace context and grouping, consumers that
+    settle their handlers' outcomes, schedules written as JetStream's schedule headers. `Bus` runs it over NATS;
+    the tests' MemoryBus (tests/helpers/memory_bus.py) over streams in memory with JetStream's semantics."""
+
+    def __init__(self, retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF) -> None:
         self._retry_backoff = retry_backoff
         self._consumers: list[Consumer] = []
         self._precedence = Precedence()
         self._groups: dict[GroupKey, _Group] = {}
         self._in_flight: set[GroupKey] = set()
         self._sending: set[asyncio.Task[None]] = set()
-        self._acks = _PubAcks(nc)
-
-    @classmethod
-    async def connect(
-        cls,
-        url: str,
-        name: str,
-        replicas: int = 1,
-        retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF,
-        auth: NatsAuth | None = None,
-    ) -> "Bus":
-        """`auth`: the credentials file and CA of HERALD_NATS_CREDS_FILE / HERALD_NATS_CA_FILE (libs/tls.py)."""
-
-        async def on_error(e: Exception) -> None:
-            log.warning("nats error", error=str(e))
-
-        nc = await nats.connect(
-            servers=url.split(","),
-            name=name,
-            error_cb=on_error,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            **(auth.connect_options() if auth else {}),
-        )
-        version = nc.connected_server_version
-        if (version.major, version.minor) < MIN_SERVER_VERSION:
-            await nc.close()
-            raise CannotStart(
-                f"nats-server {version.major}.{version.minor}.{version.patch} is too old:"
-                f" herald needs {'.'.join(map(str, MIN_SERVER_VERSION))} or later (JetStream message schedules)"
-            )
-        bus = cls(nc, nc.jetstream(), replicas, retry_backoff)
-        await bus._acks.open()
-        return bus
 
     @property
-    def connected(self) -> bool:
-        return self.nc.is_connected
+    @abstractmethod
+    def connected(self) -> bool: ...
 
-    async def ensure_streams(self) -> None:
-        """Create or update herald's streams; every binary calls it at start-up, so order does not matter."""
-        for name, stream in STREAMS.items():
-            config = StreamConfig(
-                name=name,
-                subjects=stream.subjects,
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=stream.max_age,
-                duplicate_window=DUPLICATE_WINDOW,
-                num_replicas=self._replicas,
-                allow_msg_schedules=stream.schedules or None,
-                allow_msg_ttl=stream.schedules or None,
-            )
-            for attempt in range(1, STREAM_SETUP_ATTEMPTS + 1):
-                try:
-                    await self._put_stream(config)
-                    break
-                except NatsTimeout:  # a busy server (several binaries starting at once) answers late
-                    if attempt == STREAM_SETUP_ATTEMPTS:
-                        raise
+    @abstractmethod
+    async def _store(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Store the message and wait for the stream's PubAck, raising JetStream's errors."""
 
-    async def _put_stream(self, config: StreamConfig) -> None:
-        try:
-            await self.js.add_stream(config)
-        except BadRequestError:
-            await self.js.update_stream(config)
+    @abstractmethod
+    async def _pull(
+        self, stream: str, durable: str, subject: str, *, ack_wait: float, max_deliver: int, max_ack_pending: int
+    ) -> Source:
+        """The durable consumer `durable` of `subject` in `stream`, created on first use."""
 
     async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
         """Publish and wait for the stream's ack: after this returns, the message is durable.
@@ -423,6 +402,193 @@ class Bus:
         else:
             group.done.set_result(None)
 
+    async def schedule(
+        self, subject: str, payload: bytes, at: datetime, target: str, *, replacing: int | None = None
+    ) -> None:
+        """Store `payload` under `subject` (in HERALD_SCHEDULES) for the server to publish to `target` at `at`.
+
+        The subject names the schedule: publishing it again replaces it, purging it withdraws it. With
+        `replacing`, only if the schedule is still the one of that sequence (`Scheduled.sequence`; 0 = there is
+        none), else ScheduleChanged: compare-and-set, for schedules several processes add to.
+        """
+        # @at takes whole seconds: round up, so nothing fires before its time.
+        whole = at.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if at.microsecond else timedelta())
+        stamp = whole.strftime("%Y-%m-%dT%H:%M:%SZ")
+        headers = {
+            "Nats-Schedule": f"@at {stamp}",
+            "Nats-Schedule-Target": target,
+            "Nats-Schedule-TTL": SCHEDULE_FIRED_TTL,
+        }
+        if replacing is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(replacing)
+        try:
+            await self._publish(subject, payload, headers)
+        except APIError as e:
+            if e.err_code == WRONG_LAST_SEQUENCE:
+                raise ScheduleChanged(subject) from e
+            raise
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        await self._precedence.turn()
+        if not self.connected:
+            # nats-py would hold the publish and send it once reconnected, long after this call gave up waiting for
+            # its ack: a caller told it failed could then do it twice (an intake client retrying a Send that was
+            # answered UNAVAILABLE). So it fails now, as the outage it is (libs.errors.TRANSIENT).
+            raise nats.errors.ConnectionReconnectingError
+        # A trace nobody records gets no span of its own here (a child of it would not be recorded either): its
+        # context travels on, and a Send is spared a span's cost.
+        producing = (
+            _tracer.start_as_current_span(
+                f"{subject} send",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": subject,
+                },
+            )
+            if trace.get_current_span().is_recording()
+            else contextlib.nullcontext()
+        )
+        with producing:
+            telemetry.inject(headers)
+            await self._store(subject, payload, headers)
+
+    async def consume(
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        handler: BatchHandler,
+        *,
+        batch: int = 64,
+        ack_wait: float = 30.0,
+        max_deliver: int = -1,
+        rank: int = 0,
+        max_pending: int = 1000,
+        linger: float = 0.0,
+    ) -> "Consumer":
+        """A durable pull consumer handing `handler` batches of up to `batch` messages. `linger`: after a batch
+        smaller than that, wait this long before fetching again, so the next gathers more - for a handler whose
+        cost is per batch (a transaction) more than per message, at that much more delay."""
+        source = await self._pull(
+            stream,
+            durable,
+            subject,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max(max_pending, batch * 4),
+        )
+        consumer = Consumer(
+            self._store, durable, source, handler, batch, rank, self._precedence, self._retry_backoff, linger
+        )
+        consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def stop_consumers(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self._consumers))
+
+    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
+        """Per durable consumer of this process: (messages not yet handed to it, messages it holds unacked)."""
+        lags = await asyncio.gather(*(c.lag() for c in self._consumers), return_exceptions=True)
+        return {c.name: lag for c, lag in zip(self._consumers, lags, strict=True) if not isinstance(lag, BaseException)}
+
+
+class Bus(BusCore):
+    """The bus over NATS JetStream."""
+
+    def __init__(
+        self, nc: Client, js: JetStreamContext, replicas: int, retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF
+    ) -> None:
+        super().__init__(retry_backoff)
+        self.nc = nc
+        self.js = js
+        self._replicas = replicas
+        self._acks = _PubAcks(nc)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        name: str,
+        replicas: int = 1,
+        retry_backoff: tuple[float, ...] = STAGE_RETRY_BACKOFF,
+        auth: NatsAuth | None = None,
+    ) -> "Bus":
+        """`auth`: the credentials file and CA of HERALD_NATS_CREDS_FILE / HERALD_NATS_CA_FILE (libs/tls.py)."""
+
+        async def on_error(e: Exception) -> None:
+            log.warning("nats error", error=str(e))
+
+        nc = await nats.connect(
+            servers=url.split(","),
+            name=name,
+            error_cb=on_error,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            **(auth.connect_options() if auth else {}),
+        )
+        version = nc.connected_server_version
+        if (version.major, version.minor) < MIN_SERVER_VERSION:
+            await nc.close()
+            raise CannotStart(
+                f"nats-server {version.major}.{version.minor}.{version.patch} is too old:"
+                f" herald needs {'.'.join(map(str, MIN_SERVER_VERSION))} or later (JetStream message schedules)"
+            )
+        bus = cls(nc, nc.jetstream(), replicas, retry_backoff)
+        await bus._acks.open()
+        return bus
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def _store(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        await self._acks.publish(subject, payload, headers)
+
+    async def _pull(
+        self, stream: str, durable: str, subject: str, *, ack_wait: float, max_deliver: int, max_ack_pending: int
+    ) -> Source:
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=subject,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+        )
+        return _PullSource(await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config))
+
+    async def ensure_streams(self) -> None:
+        """Create or update herald's streams; every binary calls it at start-up, so order does not matter."""
+        for name, stream in STREAMS.items():
+            config = StreamConfig(
+                name=name,
+                subjects=stream.subjects,
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=stream.max_age,
+                duplicate_window=DUPLICATE_WINDOW,
+                num_replicas=self._replicas,
+                allow_msg_schedules=stream.schedules or None,
+                allow_msg_ttl=stream.schedules or None,
+            )
+            for attempt in range(1, STREAM_SETUP_ATTEMPTS + 1):
+                try:
+                    await self._put_stream(config)
+                    break
+                except NatsTimeout:  # a busy server (several binaries starting at once) answers late
+                    if attempt == STREAM_SETUP_ATTEMPTS:
+                        raise
+
+    async def _put_stream(self, config: StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)
+
     async def announce(self, subject: str, payload: bytes = b"") -> None:
         """A core NATS notice to every process listening now; not stored, so listeners also re-read on a timer."""
         await self.nc.publish(subject, payload)
@@ -455,49 +621,23 @@ class Bus:
         finally:
             await subscription.unsubscribe()
 
-    async def schedule(
-        self, subject: str, payload: bytes, at: datetime, target: str, *, replacing: int | None = None
-    ) -> None:
-        """Store `payload` under `subject` (in HERALD_SCHEDULES) for the server to publish to `target` at `at`.
-
-        The subject names the schedule: publishing it again replaces it, purging it withdraws it. With
-        `replacing`, only if the schedule is still the one of that sequence (`Scheduled.sequence`; 0 = there is
-        none), else ScheduleChanged: compare-and-set, for schedules several processes add to.
-        """
-        # @at takes whole seconds: round up, so nothing fires before its time.
-        whole = at.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if at.microsecond else timedelta())
-        stamp = whole.strftime("%Y-%m-%dT%H:%M:%SZ")
-        headers = {
-            "Nats-Schedule": f"@at {stamp}",
-            "Nats-Schedule-Target": target,
-            "Nats-Schedule-TTL": SCHEDULE_FIRED_TTL,
-        }
-        if replacing is not None:
-            headers["Nats-Expected-Last-Subject-Sequence"] = str(replacing)
-        try:
-            await self._publish(subject, payload, headers)
-        except APIError as e:
-            if e.err_code == WRONG_LAST_SEQUENCE:
-                raise ScheduleChanged(subject) from e
-            raise
-
     async def scheduled(self, subject: str) -> Scheduled | None:
         """The schedule `subject` names, or None if there is none (never made, fired, withdrawn)."""
         try:
-            found = await self.js.get_last_msg("HERALD_SCHEDULES", subject)
+            found = await self.js.get_last_msg(subjects.SCHEDULES_STREAM, subject)
         except NotFoundError:
             return None
         return Scheduled(found.data or b"", found.seq or 0)
 
-    async def scheduled_under(self, subjects: str) -> dict[str, Scheduled]:
-        """Every schedule under `subjects` (wildcards allowed), by subject."""
-        info = await self.js.stream_info("HERALD_SCHEDULES", subjects_filter=subjects)
+    async def scheduled_under(self, pattern: str) -> dict[str, Scheduled]:
+        """Every schedule under `pattern` (wildcards allowed), by subject."""
+        info = await self.js.stream_info(subjects.SCHEDULES_STREAM, subjects_filter=pattern)
         found = {subject: await self.scheduled(subject) for subject in (info.state.subjects or {})}
         return {subject: schedule for subject, schedule in found.items() if schedule is not None}
 
-    async def unschedule(self, subjects: str) -> None:
-        """Withdraw the schedules under `subjects` (wildcards allowed)."""
-        await self.js.purge_stream("HERALD_SCHEDULES", subject=subjects)
+    async def unschedule(self, pattern: str) -> None:
+        """Withdraw the schedules under `pattern` (wildcards allowed)."""
+        await self.js.purge_stream(subjects.SCHEDULES_STREAM, subject=pattern)
 
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> KeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""
@@ -519,78 +659,6 @@ class Bus:
             if info.cluster is None or info.cluster.leader:
                 return
             await asyncio.sleep(0.1)
-
-    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        await self._precedence.turn()
-        if not self.nc.is_connected:
-            # nats-py would hold the publish and send it once reconnected, long after this call gave up waiting for
-            # its ack: a caller told it failed could then do it twice (an intake client retrying a Send that was
-            # answered UNAVAILABLE). So it fails now, as the outage it is (libs.errors.TRANSIENT).
-            raise nats.errors.ConnectionReconnectingError
-        # A trace nobody records gets no span of its own here (a child of it would not be recorded either): its
-        # context travels on, and a Send is spared a span's cost.
-        producing = (
-            _tracer.start_as_current_span(
-                f"{subject} send",
-                kind=trace.SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.operation.type": "send",
-                    "messaging.destination.name": subject,
-                },
-            )
-            if trace.get_current_span().is_recording()
-            else contextlib.nullcontext()
-        )
-        with producing:
-            telemetry.inject(headers)
-            await self._acks.publish(subject, payload, headers)
-
-    async def consume(
-        self,
-        stream: str,
-        durable: str,
-        subject: str,
-        handler: BatchHandler,
-        *,
-        batch: int = 64,
-        ack_wait: float = 30.0,
-        max_deliver: int = -1,
-        rank: int = 0,
-        max_pending: int = 1000,
-        linger: float = 0.0,
-    ) -> "Consumer":
-        """A durable pull consumer handing `handler` batches of up to `batch` messages. `linger`: after a batch
-        smaller than that, wait this long before fetching again, so the next gathers more - for a handler whose
-        cost is per batch (a transaction) more than per message, at that much more delay."""
-        config = ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            filter_subject=subject,
-            ack_wait=ack_wait,
-            max_deliver=max_deliver,
-            max_ack_pending=max(max_pending, batch * 4),
-        )
-        sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-        consumer = Consumer(
-            self._acks, durable, sub, handler, batch, rank, self._precedence, self._retry_backoff, linger
-        )
-        consumer.start()
-        self._consumers.append(consumer)
-        return consumer
-
-    async def stop_consumers(self) -> None:
-        await asyncio.gather(*(c.stop() for c in self._consumers))
-
-    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
-        """Per durable consumer of this process: (messages not yet handed to it, messages it holds unacked)."""
-        infos = await asyncio.gather(*(c.info() for c in self._consumers), return_exceptions=True)
-        return {
-            c.name: (info.num_pending or 0, info.num_ack_pending or 0)
-            for c, info in zip(self._consumers, infos, strict=True)
-            if not isinstance(info, BaseException)
-        }
 
     async def subject_counts(self, stream: str) -> dict[str, int]:
         """How many messages `stream` holds on each of its subjects."""
@@ -663,9 +731,9 @@ class Consumer:
 
     def __init__(
         self,
-        acks: _PubAcks,
+        store: Store,
         name: str,
-        sub: JetStreamContext.PullSubscription,
+        source: Source,
         handler: BatchHandler,
         batch: int,
         rank: int,
@@ -674,8 +742,8 @@ class Consumer:
         linger: float,
     ) -> None:
         self.name = name
-        self._acks = acks
-        self._sub = sub
+        self._store = store
+        self._source = source
         self._handler = handler
         self._batch = batch
         self._rank = rank
@@ -688,8 +756,8 @@ class Consumer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
-    async def info(self) -> ConsumerInfo:
-        return await self._sub.consumer_info()
+    async def lag(self) -> tuple[int, int]:
+        return await self._source.lag()
 
     async def stop(self) -> None:
         """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns."""
@@ -698,28 +766,28 @@ class Consumer:
             await self._task
             self._task = None
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+                await self._source.close()
 
     async def _run(self) -> None:
         _RANK.set(self._rank)  # this task's own context, inherited by everything the handler starts
         while not self._stopping.is_set():
             await self._precedence.turn()
             try:
-                msgs = await self._sub.fetch(self._batch, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                continue
+                delivered = await self._source.fetch(self._batch)
             except Exception as e:  # connection blips: the client reconnects by itself
                 log.warning("fetch failed", consumer=self.name, error=repr(e))
                 await asyncio.sleep(0.5)
                 continue
+            if not delivered:
+                continue
             with self._precedence.holding(self._rank):
-                await self._handle(msgs)
-            if self._linger and len(msgs) < self._batch:
+                await self._handle(delivered)
+            if self._linger and len(delivered) < self._batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._linger)
 
-    async def _handle(self, msgs: list[Msg]) -> None:
-        batch = [self._incoming(m) for m in msgs]
+    async def _handle(self, delivered: list[Delivered]) -> None:
+        batch = [self._incoming(d) for d in delivered]
         try:
             outcomes = await self._handler(batch)
         except Exception as e:
@@ -729,9 +797,9 @@ class Consumer:
                 outcomes = [await self._alone(incoming) for incoming in batch]
             else:
                 outcomes = [_failed(e, batch, consumer=self.name)] * len(batch)
-        for msg, incoming, outcome in zip(msgs, batch, outcomes, strict=True):
+        for one, incoming, outcome in zip(delivered, batch, outcomes, strict=True):
             try:
-                await self._settle(msg, incoming, outcome)
+                await self._settle(one, incoming, outcome)
             except Exception as e:  # the connection dropped: JetStream redelivers after ack_wait
                 log.warning("could not settle message", consumer=self.name, error=repr(e))
             incoming.span.end()
@@ -743,16 +811,14 @@ class Consumer:
             return _failed(e, [incoming], consumer=self.name, subject=incoming.subject)
         return outcome
 
-    async def _settle(self, msg: Msg, incoming: Incoming, outcome: Outcome) -> None:
-        if outcome is ACK:
-            await msg.ack()
-        elif not isinstance(outcome, Broken):
-            await msg.nak(delay=outcome)
+    async def _settle(self, delivered: Delivered, incoming: Incoming, outcome: Outcome) -> None:
+        if outcome is ACK or not isinstance(outcome, Broken):
+            await delivered.settle(outcome)
         elif incoming.delivery_count <= len(self._retry_backoff):
-            await msg.nak(delay=self._retry_backoff[incoming.delivery_count - 1])
+            await delivered.settle(self._retry_backoff[incoming.delivery_count - 1])
         else:
             await self._dead_letter(incoming, outcome)
-            await msg.ack()
+            await delivered.settle(ACK)
 
     async def _dead_letter(self, incoming: Incoming, broken: Broken) -> None:
         """Keep a message no retry could handle where an operator finds it, before it is acked (a failed publish
@@ -765,7 +831,7 @@ class Consumer:
             "Herald-Reason": " ".join(broken.reason.split()),  # a header is one line
         }
         headers.pop("Nats-Msg-Id", None)
-        await self._acks.publish(subjects.unprocessed(self.name), incoming.data, headers)
+        await self._store(subjects.unprocessed(self.name), incoming.data, headers)
         UNPROCESSED.labels(self.name).inc()
         log.error(
             "dead-lettered a message no retry could handle",
@@ -775,11 +841,50 @@ class Consumer:
             reason=broken.reason,
         )
 
-    def _incoming(self, msg: Msg) -> Incoming:
-        headers = dict(msg.headers or {})
-        span = _process_span(msg.subject, telemetry.extract(headers))
+    def _incoming(self, delivered: Delivered) -> Incoming:
+        span = _process_span(delivered.subject, telemetry.extract(delivered.headers))
         span.set_attribute("messaging.consumer.group.name", self.name)
-        return Incoming(msg.subject, msg.data, headers, msg.metadata.num_delivered, span, msg.metadata.sequence.stream)
+        return Incoming(
+            delivered.subject, delivered.data, delivered.headers, delivered.delivery_count, span, delivered.sequence
+        )
+
+
+class _PullSource:
+    """A JetStream pull subscription as a Consumer's Source."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription) -> None:
+        self._sub = sub
+
+    async def fetch(self, batch: int) -> list[Delivered]:
+        try:
+            msgs = await self._sub.fetch(batch, timeout=1.0)
+        except (NatsTimeout, TimeoutError):
+            return []
+        return [
+            Delivered(
+                m.subject,
+                m.data,
+                dict(m.headers or {}),
+                m.metadata.num_delivered,
+                m.metadata.sequence.stream,
+                partial(_settle, m),
+            )
+            for m in msgs
+        ]
+
+    async def lag(self) -> tuple[int, int]:
+        info = await self._sub.consumer_info()
+        return info.num_pending or 0, info.num_ack_pending or 0
+
+    async def close(self) -> None:
+        await self._sub.unsubscribe()
+
+
+async def _settle(msg: Msg, delay: float | None) -> None:
+    if delay is None:
+        await msg.ack()
+    else:
+        await msg.nak(delay=delay)
 
 
 def _process_span(subject: str, parent: otel_context.Context) -> trace.Span:

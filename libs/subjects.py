@@ -7,6 +7,13 @@ never queues in front of another (the priority pipelines).
 
 from libs import categories
 
+# herald's JetStream streams (libs.bus.STREAMS defines them; docs/architecture.md explains each).
+MESSAGES_STREAM = "HERALD_MESSAGES"
+DELIVERIES_STREAM = "HERALD_DELIVERIES"
+EVENTS_STREAM = "HERALD_EVENTS"
+DEAD_LETTERS_STREAM = "HERALD_DEAD_LETTERS"
+SCHEDULES_STREAM = "HERALD_SCHEDULES"
+
 # intake -> router: a message withdrawn before dispatch (AcceptedMessage).
 MESSAGE_CANCELLED = "herald.message.cancelled"
 # intake -> feedback: every accepted message, whatever its category.

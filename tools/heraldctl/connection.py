@@ -23,7 +23,7 @@ from herald.v1 import admin_service_pb2_grpc
 from rich.console import Console
 
 from libs import ports
-from libs.tls import ClientTls
+from libs.tls import ClientTls, client_from_env
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -44,6 +44,9 @@ err = Console(stderr=True)
 
 @dataclass(frozen=True)
 class Target:
+    """heraldctl's context object (`ctx.obj`): where herald's services listen and the credentials to show them,
+    settled by the root options before any command runs."""
+
     intake: str
     router: str
     adapters: str
@@ -52,22 +55,6 @@ class Target:
     api_key: str
     # None: plaintext, as `make up` serves.
     tls: ClientTls | None = None
-
-    @classmethod
-    def from_env(cls, intake: str | None, router: str | None, adapters: str | None, feedback: str | None) -> "Target":
-        env = os.environ
-        token = env.get("HERALD_ADMIN_TOKEN", "")
-        token_file = Path(env.get("HERALD_DATA_DIR", ".herald")) / "admin-token"
-        if not token and token_file.exists():
-            token = token_file.read_text().strip()
-        return cls(
-            intake=intake or env.get("HERALD_INTAKE_ADDR", DEFAULT_INTAKE),
-            router=router or env.get("HERALD_ROUTER_ADDR", DEFAULT_ROUTER),
-            adapters=adapters or env.get("HERALD_ADAPTERS_ADDR", DEFAULT_ADAPTERS),
-            feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", DEFAULT_FEEDBACK),
-            admin_token=token,
-            api_key=env.get("HERALD_API_KEY", ""),
-        )
 
     def admin(self) -> Metadata:
         if not self.admin_token:
@@ -93,6 +80,37 @@ class Target:
     def admin_stub(self) -> Iterator[admin_service_pb2_grpc.AdminServiceStub]:
         with self.channel(self.intake) as ch:
             yield admin_service_pb2_grpc.AdminServiceStub(ch)
+
+
+def endpoints(intake: str, router: str, adapters: str, feedback: str) -> Target:
+    """Where herald's services listen (the endpoint options every command takes; an empty one falls back to its
+    variable, then to `make up`'s address), with the credentials of the environment."""
+    env = os.environ
+    token = env.get("HERALD_ADMIN_TOKEN", "")
+    token_file = Path(env.get("HERALD_DATA_DIR", ".herald")) / "admin-token"
+    if not token and token_file.exists():
+        token = token_file.read_text().strip()
+    return Target(
+        intake=intake or env.get("HERALD_INTAKE_ADDR", DEFAULT_INTAKE),
+        router=router or env.get("HERALD_ROUTER_ADDR", DEFAULT_ROUTER),
+        adapters=adapters or env.get("HERALD_ADAPTERS_ADDR", DEFAULT_ADAPTERS),
+        feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", DEFAULT_FEEDBACK),
+        admin_token=token,
+        api_key=env.get("HERALD_API_KEY", ""),
+    )
+
+
+def trust(ca_file: str, cert_file: str, key_file: str) -> ClientTls | None:
+    """TLS for every command's channels when a CA is given; checked before any call, like a binary's."""
+    files = {
+        "HERALD_TLS_CA_FILE": ca_file,
+        "HERALD_TLS_CLIENT_CERT_FILE": cert_file,
+        "HERALD_TLS_CLIENT_KEY_FILE": key_file,
+    }
+    try:
+        return client_from_env(files)
+    except ValueError as e:
+        fail(str(e), USAGE)
 
 
 def call(rpc: Callable[..., T], request: object, metadata: Metadata) -> T:

@@ -6,11 +6,13 @@ Data goes to stdout, everything else (progress, errors) to stderr, so `heraldctl
 
 import json
 from collections.abc import Iterable
+from datetime import UTC
 from typing import Any
 
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -55,6 +57,11 @@ def as_dict(message: Message) -> dict[str, Any]:
 def print_json(data: Message | dict[str, Any]) -> None:
     """One JSON document on stdout, nothing else: what `--json` prints."""
     typer.echo(json.dumps(as_dict(data) if isinstance(data, Message) else data, indent=2, ensure_ascii=False))
+
+
+def when(ts: Timestamp) -> str:
+    """A time as ISO 8601 to the second, UTC; "-" for one never set."""
+    return ts.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds") if ts.seconds else "-"
 
 
 def listing(field: str, messages: Iterable[Message]) -> dict[str, Any]:

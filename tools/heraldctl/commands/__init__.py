@@ -1,0 +1,1 @@
+"""heraldctl's commands, a module per group; tools/heraldctl/main.py assembles them."""
