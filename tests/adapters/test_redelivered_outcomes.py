@@ -1,19 +1,15 @@
 """A job redelivered after its outcome was recorded - the process died before publishing what follows it or
 before acking - publishes the same follow-ups again: its dead letter, its dead-address event, and the fallback
-only where the outcome allowed one. Checked on the delivery record itself, in a real (SQLite) database."""
-
-from pathlib import Path
-from typing import cast
+only where the outcome allowed one. Checked on the delivery record itself, in a real database."""
 
 import pytest
 from herald.v1 import common_pb2, events_pb2
+from opentelemetry import trace
 
-from libs.bus import Bus
-from libs.rate_limit import RateLimiter
+from libs.bus import Incoming
 from libs.store import Database
-from services.adapters.accounts import Accounts
-from services.adapters.deliverer import Deliverer, Result
-from services.adapters.tracking import Tracker
+from services.adapters import delivery_records, retry_policy
+from services.adapters.attempt import FINAL, Attempt, Result
 
 S = common_pb2
 
@@ -30,26 +26,28 @@ S = common_pb2
     ],
 )
 @pytest.mark.parametrize("first", [True, False], ids=["bulk-inserted", "through-its-record"])
-async def test_the_record_keeps_what_must_follow_the_outcome(tmp_path: Path, outcome: Result, first: bool) -> None:
-    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'adapters.db'}", "adapters")
+async def test_the_record_keeps_what_must_follow_the_outcome(database_url: str, outcome: Result, first: bool) -> None:
+    db = await Database.open(database_url, "adapters")
     try:
-        # Recording and planning a final outcome touch neither the bus, the provider accounts nor their pacing.
-        deliverer = Deliverer(
-            db, cast(Bus, None), cast(Accounts, None), {}, cast(RateLimiter, None), cast(Tracker, None)
-        )
         job = events_pb2.DeliveryJob(
             delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555", category=S.CATEGORY_CRITICAL
         )
-        trace = f"00-{'a1' * 16}-{'b2' * 8}-01"
-        # A first attempt's outcome is inserted in bulk; a later one goes through the record.
-        await deliverer._store([(job, outcome)], {job.delivery_id} if first else set(), {job.delivery_id: trace})
-        [record] = (await deliverer._load([job.delivery_id])).values()
+        traceparent = f"00-{'a1' * 16}-{'b2' * 8}-01"
+        incoming = Incoming("herald.delivery", job.SerializeToString(), {}, 1, trace.INVALID_SPAN, 1)
+        record = None
+        if not first:  # an earlier attempt left a record: this outcome is written through it
+            retrying = Result(S.DELIVERY_STATE_PENDING, 1, "twilio-us", reason="retrying in 1s", retry_in=1.0)
+            await delivery_records.store(db, [Attempt(incoming, job, None, traceparent, outcome=retrying)])
+            [record] = (await delivery_records.load(db, [job.delivery_id])).values()
+        await delivery_records.store(db, [Attempt(incoming, job, record, traceparent, outcome=outcome)])
+        [record] = (await delivery_records.load(db, [job.delivery_id])).values()
         # What a receipt long after needs: the delivery's category for its event, its trace for its span's link.
-        assert (record.category, record.traceparent) == (S.CATEGORY_CRITICAL, trace)
+        assert (record.category, record.traceparent) == (S.CATEGORY_CRITICAL, traceparent)
 
-        again = await deliverer._plan(job, record, stop="")
+        assert record.state in FINAL  # so a redelivered job is settled by the record, not sent again
+        again = retry_policy.on_record(record)
 
-        assert isinstance(again, Result) and not again.new
+        assert not again.new
         assert (again.state, again.reason) == (outcome.state, outcome.reason)
         assert (again.dead, again.may_fall_back, again.address_dead) == (
             outcome.dead,

@@ -17,8 +17,8 @@ from herald.v1 import common_pb2, message_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs import categories, events
+from services.adapters.attempt import FINAL
 from services.adapters.channels.base import Failure
-from services.adapters.deliverer import FINAL
 from tests.deploy.conftest import MixedRun
 
 ROOT = Path(__file__).resolve().parents[2]
