@@ -7,7 +7,7 @@ from sqlalchemy import or_, select
 from libs.store import Database
 from libs.timeutil import now
 from services.intake import tables
-from services.intake.messages import IDEMPOTENCY_WINDOW
+from services.intake.accepted_queue import IDEMPOTENCY_WINDOW
 
 M = tables.Message
 
