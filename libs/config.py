@@ -1,4 +1,6 @@
-"""The one config loader: every binary is configured by environment variables only."""
+"""What every binary is configured with, and the one way a setting is read: from the environment only, a bad
+value named by its variable. Each service's own settings are beside it (services/<service>/settings.py), read
+with these helpers; libs/runtime.py reads both before anything connects."""
 
 import math
 import os
@@ -27,42 +29,13 @@ class Settings:
     database_url: str
     data_dir: Path
     admin_token: str
-    webhook_allowed_hosts: frozenset[str]
-    webhook_signing_secret: str
     # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
     stream_replicas: int
-    # The same content to the same recipient and channel goes out once within this many seconds; 0 = off.
-    dedup_window_seconds: float
-    # Where herald-intake answers, for the router's questions about apps and templates.
-    intake_addr: str
-    # The categories whose pipelines this router or adapters process consumes (herald.v1.Category values):
-    # all by default; a deployment may give critical traffic processes of its own.
-    pipelines: tuple[common_pb2.Category.ValueType, ...]
-    # Per category, the delays in seconds before each retry of a failed delivery; their number is the number
-    # of retries. HERALD_RETRY_BACKOFF_<CATEGORY>="1,2,4" overrides categories.RETRY_BACKOFF.
-    retry_backoff: dict[common_pb2.Category.ValueType, tuple[float, ...]]
     # The delays before each retry of a message a stage failed on for a reason other than an outage, before it is
     # dead-lettered (libs/bus.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides STAGE_RETRY_BACKOFF.
     stage_retry_backoff: tuple[float, ...]
-    # intake refuses new marketing messages (RESOURCE_EXHAUSTED, with when to retry) while more marketing work
-    # than this waits in the queues behind it (services/intake/shedding.py); 0 = never.
-    marketing_backlog_limit: int
-    # Where herald-adapters listens (HTTP) for delivery receipts that providers post.
-    receipts_addr: str
-    # Keys for the inbox tokens devices read their user's inbox with (comma-separated: the first signs, all
-    # verify); "" = no inbox tokens, only app API keys.
-    inbox_token_secret: str
-    # The public address of herald-adapters' HTTP endpoint (HERALD_RECEIPTS_ADDR behind your ingress), for the
-    # tracked links and open pixels of e-mail, and the keys that sign them (comma-separated: the first signs, all
-    # verify); tracking is off while either is "".
-    tracking_url: str
-    tracking_secret: str
-    # How many days a tracked link or open pixel works, at most the app's content retention.
-    tracking_ttl_days: int
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
     metrics_addr: str
-    # How often intake and feedback purge what they no longer keep (services/*/retention.py).
-    retention_check_seconds: float
     # Transport security (libs/tls.py): what this binary serves with, what its own clients trust and present,
     # and how it authenticates to NATS; None = plaintext, the dev default.
     server_tls: tls.ServerTls | None
@@ -70,10 +43,8 @@ class Settings:
     nats_auth: tls.NatsAuth
 
     @classmethod
-    def from_env(cls, service: str) -> "Settings":
-        env = os.environ
+    def from_env(cls, service: str, env: Mapping[str, str] = os.environ) -> "Settings":
         data_dir = Path(env.get("HERALD_DATA_DIR", ".herald"))
-        hosts = env.get("HERALD_WEBHOOK_ALLOWED_HOSTS", "")
         return cls(
             service=service,
             grpc_addr=env.get("HERALD_GRPC_ADDR") or ports.grpc_addr(service),
@@ -81,31 +52,9 @@ class Settings:
             database_url=normalize_database_url(env.get("HERALD_DATABASE_URL", ""), data_dir, service),
             data_dir=data_dir,
             admin_token=env.get("HERALD_ADMIN_TOKEN", ""),
-            webhook_allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
-            webhook_signing_secret=env.get("HERALD_WEBHOOK_SIGNING_SECRET", ""),
-            stream_replicas=_number("HERALD_STREAM_REPLICAS", env.get("HERALD_STREAM_REPLICAS", "1"), int, 1),
-            dedup_window_seconds=_number(
-                "HERALD_DEDUP_WINDOW_SECONDS", env.get("HERALD_DEDUP_WINDOW_SECONDS", "0"), float, 0.0
-            ),
-            intake_addr=env.get("HERALD_INTAKE_ADDR") or ports.grpc_addr("intake"),
-            pipelines=_pipelines(env.get("HERALD_PIPELINES", "")),
-            retry_backoff={
-                category: _delays(f"HERALD_RETRY_BACKOFF_{name.upper()}", env) or categories.RETRY_BACKOFF[category]
-                for name, category in categories.BY_NAME.items()
-            },
-            stage_retry_backoff=_delays("HERALD_STAGE_RETRY_BACKOFF", env) or STAGE_RETRY_BACKOFF,
-            marketing_backlog_limit=_number(
-                "HERALD_MARKETING_BACKLOG_LIMIT", env.get("HERALD_MARKETING_BACKLOG_LIMIT", "1000000"), int, 0
-            ),
-            receipts_addr=env.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{ports.RECEIPTS}",
-            inbox_token_secret=env.get("HERALD_INBOX_TOKEN_SECRET", ""),
-            tracking_url=env.get("HERALD_TRACKING_URL", ""),
-            tracking_secret=env.get("HERALD_TRACKING_SECRET", ""),
-            tracking_ttl_days=_number("HERALD_TRACKING_TTL_DAYS", env.get("HERALD_TRACKING_TTL_DAYS", "30"), int, 1),
+            stream_replicas=number(env, "HERALD_STREAM_REPLICAS", "1", int, 1),
+            stage_retry_backoff=delays(env, "HERALD_STAGE_RETRY_BACKOFF") or STAGE_RETRY_BACKOFF,
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{ports.METRICS[service]}",
-            retention_check_seconds=_number(
-                "HERALD_RETENTION_CHECK_SECONDS", env.get("HERALD_RETENTION_CHECK_SECONDS", "3600"), float, 0.1
-            ),
             server_tls=tls.server_from_env(env),
             client_tls=tls.client_from_env(env),
             nats_auth=tls.nats_from_env(env),
@@ -148,26 +97,38 @@ def _several_hosts(url: str) -> str:
     return f"{scheme}{sep}{userinfo}{at}/{database}?{'&'.join(params)}"
 
 
-def _pipelines(names: str) -> tuple[common_pb2.Category.ValueType, ...]:
-    chosen = [n.strip().lower() for n in names.split(",") if n.strip()]
+def pipelines(env: Mapping[str, str]) -> tuple[common_pb2.Category.ValueType, ...]:
+    """The categories whose pipelines a router or adapters process consumes (HERALD_PIPELINES, herald.v1.Category
+    names): all by default; a deployment may give critical traffic processes of its own."""
+    chosen = [n.strip().lower() for n in env.get("HERALD_PIPELINES", "").split(",") if n.strip()]
     if unknown := [n for n in chosen if n not in categories.BY_NAME]:
         raise ValueError(f"HERALD_PIPELINES: unknown categories {unknown}; known: {', '.join(categories.BY_NAME)}")
     return tuple(categories.BY_NAME[n] for n in chosen) or categories.KNOWN
 
 
-def _delays(variable: str, env: Mapping[str, str]) -> tuple[float, ...]:
+def retention_check_seconds(env: Mapping[str, str]) -> float:
+    """How often intake and feedback purge what they no longer keep (services/*/retention.py)."""
+    return number(env, "HERALD_RETENTION_CHECK_SECONDS", "3600", float, 0.1)
+
+
+def delays(env: Mapping[str, str], variable: str) -> tuple[float, ...]:
+    """A comma-separated list of delays in seconds; () when the variable is unset, for the caller's default."""
     value = env.get(variable, "")
-    return tuple(_number(variable, part, float, 0.0) for part in value.split(",")) if value else ()
+    return tuple(_parse(variable, part, float, 0.0) for part in value.split(",")) if value else ()
 
 
-def _number(variable: str, text: str, kind: type[N], least: N) -> N:
+def number(env: Mapping[str, str], variable: str, default: str, kind: type[N], least: N) -> N:
+    return _parse(variable, env.get(variable, default), kind, least)
+
+
+def _parse(variable: str, text: str, kind: type[N], least: N) -> N:
     """`text` as a finite `kind` of at least `least`. A bare ValueError would not say which variable is wrong;
     this one names it, what it expects and what it got, and the binary stops with it before connecting."""
     try:
-        number = kind(text)
+        parsed = kind(text)
     except ValueError:
-        number = None
-    if number is None or not math.isfinite(number) or number < least:
+        parsed = None
+    if parsed is None or not math.isfinite(parsed) or parsed < least:
         what = "a whole number" if kind is int else "a number of seconds"
         raise ValueError(f"{variable}: expected {what} >= {least:g}, got {text!r}")
-    return number
+    return parsed

@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from libs import subjects
 from libs.bus import Bus
-from libs.config import Settings
 from libs.store import Database
 from services.adapters import tables
 from services.adapters.breaker import CircuitBreaker
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider
 from services.adapters.channels.webhook import builtin_account
+from services.adapters.settings import AdaptersSettings
 
 log = structlog.get_logger()
 
@@ -69,7 +69,7 @@ class Accounts:
         db: Database,
         bus: Bus,
         http: aiohttp.ClientSession,
-        settings: Settings,
+        settings: AdaptersSettings,
         registered: Mapping[str, type[Provider]],
         environ: Mapping[str, str] = os.environ,
     ) -> None:

@@ -29,6 +29,7 @@ from services.adapters.inbox.wake import Waker
 from services.adapters.inbox.writer import InboxWriter
 from services.adapters.provider_service import ProviderService
 from services.adapters.receipts import MAX_BODY, Receipts
+from services.adapters.settings import AdaptersSettings
 from services.adapters.tracking import Tracker
 
 log = structlog.get_logger()
@@ -41,26 +42,22 @@ HTTP_CONNECTIONS = 256
 MAX_PENDING = 20_000
 
 
-async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
-    if not rt.settings.webhook_signing_secret:
-        raise ValueError("HERALD_WEBHOOK_SIGNING_SECRET is not set: webhooks could not be signed")
+async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedServer) -> list[str]:
     http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
     registered = plugins()
-    accounts = Accounts(rt.db, rt.bus, http, rt.settings, registered)
+    accounts = Accounts(rt.db, rt.bus, http, settings, registered)
     await accounts.reload()
     refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
     receipts = Receipts(rt.db, rt.bus, accounts)
-    tracker = Tracker(
-        rt.db, rt.bus, rt.settings.tracking_url, rt.settings.tracking_secret, rt.settings.tracking_ttl_days
-    )
+    tracker = Tracker(rt.db, rt.bus, settings.tracking_url, settings.tracking_secret, settings.tracking_ttl_days)
     # One HTTP endpoint for what comes from outside: providers' delivery receipts, readers' opens and clicks.
     endpoint = web.Application(client_max_size=MAX_BODY)
     endpoint.add_routes([*receipts.routes(), *tracker.routes()])
     server_tls = rt.settings.server_tls
     runner = await http_server.serve(
-        endpoint, rt.settings.receipts_addr, server_tls.http_context() if server_tls else None
+        endpoint, settings.receipts_addr, server_tls.http_context() if server_tls else None
     )
-    log.info("receiving delivery receipts, opens and clicks", addr=rt.settings.receipts_addr)
+    log.info("receiving delivery receipts, opens and clicks", addr=settings.receipts_addr)
 
     async def stop() -> None:
         await runner.cleanup()
@@ -77,13 +74,13 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         dead_letters.DeadLetterService(rt.bus, rt.settings.admin_token), server
     )
     inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
-        InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(rt.settings.inbox_token_secret)), server
+        InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(settings.inbox_token_secret)), server
     )
-    deliverer = Deliverer(rt.db, rt.bus, accounts, rt.settings.retry_backoff, await RateLimiter.open(rt.bus), tracker)
+    deliverer = Deliverer(rt.db, rt.bus, accounts, settings.retry_backoff, await RateLimiter.open(rt.bus), tracker)
     waker = Waker(rt.db, rt.bus)
     inbox = InboxWriter(rt.db, rt.bus, waker)
     for channel in channels.KNOWN:
-        for category in rt.settings.pipelines:
+        for category in settings.pipelines:
             pipeline = categories.PIPELINES[category]
             await rt.bus.consume(
                 "HERALD_DELIVERIES",
@@ -94,7 +91,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
                 rank=pipeline.rank,
                 max_pending=MAX_PENDING,
             )
-    for category in rt.settings.pipelines:
+    for category in settings.pipelines:
         await rt.bus.consume(
             "HERALD_SCHEDULES",
             f"adapters-wake-{categories.name(category)}",
@@ -113,4 +110,4 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
 
 
 def main() -> None:
-    runtime.run("adapters", setup)
+    runtime.run("adapters", AdaptersSettings.from_env, setup)

@@ -9,6 +9,7 @@ from libs.grpc_server import TracedServer
 from services.feedback import erasure
 from services.feedback.erasure import Erasures
 from services.feedback.retention import Retention
+from services.feedback.settings import FeedbackSettings
 from services.feedback.status import StatusService
 from services.feedback.timeline import UNPROCESSED_CONSUMER, Timeline
 
@@ -19,7 +20,7 @@ BATCH = 500
 LINGER = 0.05
 
 
-async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
+async def setup(rt: runtime.Runtime, settings: FeedbackSettings, server: TracedServer) -> list[str]:
     keys = await AppKeys.open(rt.bus)
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusService(rt.db, keys, rt.settings.admin_token), server
@@ -37,9 +38,9 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         "HERALD_DEAD_LETTERS", UNPROCESSED_CONSUMER, subjects.unprocessed("*"), timeline.on_unprocessed, batch=BATCH
     )
     await rt.bus.consume("HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(erasures.forget))
-    rt.every(rt.settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")
+    rt.every(settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 
 
 def main() -> None:
-    runtime.run("feedback", setup)
+    runtime.run("feedback", FeedbackSettings.from_env, setup)

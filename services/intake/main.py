@@ -15,11 +15,12 @@ from services.intake.admin import AdminService
 from services.intake.apps import AppRegistry
 from services.intake.message_ids import MessageIds
 from services.intake.messages import MessageService
+from services.intake.settings import IntakeSettings
 from services.intake.shedding import MarketingShedder
 from services.intake.templates import TemplateStore
 
 
-async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
+async def setup(rt: runtime.Runtime, settings: IntakeSettings, server: TracedServer) -> list[str]:
     keys = await AppKeys.open(rt.bus)
     apps = AppRegistry(rt.db, keys)
     await apps.publish_all()
@@ -29,9 +30,9 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         AdminService(apps, templates, rt.settings.admin_token), server
     )
     ledger, ids = await DispatchLedger.open(rt.bus), await MessageIds.open(rt.bus)
-    shedder = MarketingShedder(rt.bus.js, rt.settings.marketing_backlog_limit)
+    shedder = MarketingShedder(rt.bus.js, settings.marketing_backlog_limit)
     shedder.start()
-    rt.every(rt.settings.retention_check_seconds, partial(retention.purge, rt.db), "retention")
+    rt.every(settings.retention_check_seconds, partial(retention.purge, rt.db), "retention")
     rt.on_stop.append(shedder.stop)
     message_service_pb2_grpc.add_MessageServiceServicer_to_server(
         MessageService(rt.db, rt.bus, keys, templates, limiter, ledger, ids, shedder, await TopicRegistry.open(rt.bus)),
@@ -44,4 +45,4 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
 
 
 def main() -> None:
-    runtime.run("intake", setup)
+    runtime.run("intake", IntakeSettings.from_env, setup)

@@ -25,16 +25,17 @@ from services.router.explain import Explainer
 from services.router.frequency import FrequencyCaps
 from services.router.intake_client import IntakeClient
 from services.router.routing_service import RoutingService
+from services.router.settings import RouterSettings
 from services.router.topic_service import TopicService
 
 
-async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
+async def setup(rt: runtime.Runtime, settings: RouterSettings, server: TracedServer) -> list[str]:
     directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
         DirectoryService(rt.db, rt.bus, rt.settings.admin_token), server
     )
-    dedup = await ContentDedup.open(rt.bus, rt.settings.dedup_window_seconds)
+    dedup = await ContentDedup.open(rt.bus, settings.dedup_window_seconds)
     caps = await FrequencyCaps.open(rt.db, rt.bus)
-    intake = IntakeClient(rt.settings.intake_addr, rt.settings.admin_token, rt.settings.client_tls)
+    intake = IntakeClient(settings.intake_addr, rt.settings.admin_token, rt.settings.client_tls)
     rt.on_stop.append(intake.close)
     routing_service_pb2_grpc.add_RoutingServiceServicer_to_server(
         RoutingService(rt.db, caps, Explainer(rt.db, caps, intake), rt.settings.admin_token), server
@@ -43,7 +44,7 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
         TopicService(rt.db, rt.bus, await AppKeys.open(rt.bus), await TopicRegistry.open(rt.bus)), server
     )
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup, caps)
-    for category in rt.settings.pipelines:
+    for category in settings.pipelines:
         pipeline = categories.PIPELINES[category]
         for stream, durable, subject, handler in router.subscriptions(category):
             await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch, rank=pipeline.rank)
@@ -59,4 +60,4 @@ async def setup(rt: runtime.Runtime, server: TracedServer) -> list[str]:
 
 
 def main() -> None:
-    runtime.run("router", setup)
+    runtime.run("router", RouterSettings.from_env, setup)

@@ -16,14 +16,14 @@ import time
 import aiohttp
 from herald.v1 import events_pb2
 
-from libs.config import Settings
 from services.adapters import ssrf
 from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
+from services.adapters.settings import AdaptersSettings
 from services.adapters.signing import webhook_signature
 
 
-def builtin_account(settings: Settings) -> Account:
+def builtin_account(settings: AdaptersSettings) -> Account:
     return Account(
         name="webhook",
         provider="webhook",
