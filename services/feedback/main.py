@@ -10,8 +10,8 @@ from services.feedback import erasure
 from services.feedback.erasure import Erasures
 from services.feedback.retention import Retention
 from services.feedback.settings import FeedbackSettings
-from services.feedback.status import StatusService
-from services.feedback.timeline import UNPROCESSED_CONSUMER, Timeline
+from services.feedback.status_service import StatusService
+from services.feedback.status_writer import UNPROCESSED_CONSUMER, StatusWriter
 
 # Events per transaction: a batch costs a handful of bulk statements, so bigger batches are cheaper per event.
 BATCH = 500
@@ -28,14 +28,14 @@ async def setup(rt: runtime.Runtime, settings: FeedbackSettings, server: TracedS
     erasures = Erasures(rt.db)
     await erasures.refresh()
     rt.every(erasure.REFRESH, erasures.refresh, "erasures")
-    timeline = Timeline(rt.db, erasures)
+    writer = StatusWriter(rt.db, erasures)
     for stream, durable, subject, handler in (
-        ("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, timeline.on_messages),
-        ("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, timeline.on_events),
+        ("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, writer.on_messages),
+        ("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, writer.on_events),
     ):
         await rt.bus.consume(stream, durable, subject, handler, batch=BATCH, linger=LINGER)
     await rt.bus.consume(
-        "HERALD_DEAD_LETTERS", UNPROCESSED_CONSUMER, subjects.unprocessed("*"), timeline.on_unprocessed, batch=BATCH
+        "HERALD_DEAD_LETTERS", UNPROCESSED_CONSUMER, subjects.unprocessed("*"), writer.on_unprocessed, batch=BATCH
     )
     await rt.bus.consume("HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(erasures.forget))
     rt.every(settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")

@@ -1,10 +1,10 @@
-"""Feedback's consumers: record accepted messages, and fold delivery events into each delivery's state and into
-the statistics (and the deliveries of messages a stage gave up on, as FAILED).
+"""Feedback's consumers, the writer of the status records StatusService reads: record accepted messages, and
+fold delivery events into each delivery's record and into the statistics (and the deliveries of messages a stage
+gave up on, as FAILED).
 
 Each fetched batch is one transaction of a few bulk statements. Both consumers are idempotent: a message or event
-id seen before changes nothing (INSERT ... ON CONFLICT DO NOTHING tells which are new). Events may arrive out of
-order (several producers, redeliveries), so a delivery's state only moves forward by rank; among equal ranks the
-later event wins. Each delivery counts once per state it reaches in the statistics (stats.py).
+id seen before changes nothing (INSERT ... ON CONFLICT DO NOTHING tells which are new). What the new events make
+of the records is status_fold.py's pure fold; this module reads the records, stores the result and counts.
 """
 
 from collections.abc import Awaitable, Callable, Iterable
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import structlog
 from google.protobuf.message import DecodeError
-from herald.v1 import common_pb2, events_pb2
+from herald.v1 import events_pb2
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, IntegrityError
@@ -22,7 +22,7 @@ from libs import subjects
 from libs.bus import ACK, Incoming, Outcome
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
-from services.feedback import stats, tables, unprocessed
+from services.feedback import stats, status_fold, tables, unprocessed
 from services.feedback.erasure import Erasures
 
 log = structlog.get_logger()
@@ -36,21 +36,6 @@ UNPROCESSED_CONSUMER = "feedback-unprocessed"
 # Two replicas created the same new delivery at once: the loser folds its batch in again shortly.
 CONFLICT_RETRY = 0.05
 
-S = common_pb2
-RANK: dict[int, int] = {
-    S.DELIVERY_STATE_PENDING: 0,
-    S.DELIVERY_STATE_SCHEDULED: 1,
-    S.DELIVERY_STATE_SENT: 2,
-    S.DELIVERY_STATE_FAILED: 2,
-    S.DELIVERY_STATE_SUPPRESSED: 2,
-    S.DELIVERY_STATE_CANCELLED: 2,
-    S.DELIVERY_STATE_EXPIRED: 2,
-    S.DELIVERY_STATE_DIGESTED: 2,
-    S.DELIVERY_STATE_DELIVERED: 3,
-    S.DELIVERY_STATE_READ: 4,
-    S.DELIVERY_STATE_OPENED: 4,
-    S.DELIVERY_STATE_CLICKED: 5,
-}
 # How long after a state change its status can be read: feedback's lag, as users notice it.
 STATUS_DELAY = Histogram(
     "herald_feedback_status_delay_seconds",
@@ -87,7 +72,7 @@ FOLDED = (
 )
 
 
-class Timeline:
+class StatusWriter:
     def __init__(self, db: Database, erasures: Erasures) -> None:
         self._db = db
         self._erasures = erasures
@@ -126,8 +111,7 @@ class Timeline:
             async with self._db.session.begin() as session:
                 fresh = set(await self._db.insert_rows(session, EVENTS, rows, key=["event_id"], returning="event_id"))
                 if fresh:
-                    ordered = sorted(((events[k], when[k]) for k in fresh), key=lambda e: e[1])
-                    await self._fold(session, ordered, tally)
+                    await self._fold(session, [(events[k], when[k]) for k in fresh], tally)
         except IntegrityError:
             return CONFLICT_RETRY
         tally.observe()
@@ -139,25 +123,17 @@ class Timeline:
     async def _fold(
         self, session: Any, fresh: list[tuple[events_pb2.DeliveryEvent, datetime]], tally: stats.Tally
     ) -> None:
-        """Fold the new events, oldest first, each with the time it occurred, counting them in `tally`."""
+        """Fold the new events, each with the time it occurred, into their records, counting them in `tally`."""
         found = await session.execute(
             select(*FOLDED)
             .where(D.delivery_id.in_({e.delivery_id for e, _ in fresh}))
             .order_by(D.delivery_id)
             .with_for_update()
         )
-        known = {row.delivery_id: row._asdict() for row in found}
-        folded = {key: dict(row) for key, row in known.items()}
-        created: dict[str, dict[str, Any]] = {}
-        for event, occurred in fresh:
-            delivery = folded.get(event.delivery_id) or created.get(event.delivery_id)
-            if delivery is None:
-                delivery = created[event.delivery_id] = _delivery_row(event, occurred)
-            _apply(delivery, event, occurred, tally)
-        await self._db.insert_rows(session, DELIVERIES, list(created.values()))
-        changes = [_changes(known[key], row) for key, row in sorted(folded.items())]
-        if changes := [c for c in changes if len(c) > 1]:
-            await session.execute(update(D), changes)
+        folded = status_fold.fold({row.delivery_id: row._asdict() for row in found}, fresh, tally)
+        await self._db.insert_rows(session, DELIVERIES, folded.created)
+        if folded.changes:
+            await session.execute(update(D), folded.changes)
         await tally.save(session, self._db)
 
 
@@ -207,27 +183,6 @@ def _record_id(record: events_pb2.AcceptedMessage | events_pb2.DeliveryEvent) ->
     return (record.event_id if isinstance(record, events_pb2.DeliveryEvent) else record.message_id)[:80]
 
 
-def _apply(delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime, tally: stats.Tally) -> None:
-    delivery["attempts"] = max(delivery["attempts"], event.attempt)
-    delivery["content"] = delivery["content"] or event.content
-    delivery["template_id"] = delivery["template_id"] or event.template_id
-    queued = delivery["queued_time"]
-    if event.state == S.DELIVERY_STATE_PENDING and (queued is None or occurred < queued):
-        delivery["queued_time"] = occurred
-    new, current = RANK.get(event.state, 0), RANK.get(delivery["state"], 0)
-    if new > current or (new == current and occurred >= delivery["update_time"]):
-        delivery["state"] = event.state
-        delivery["reason"] = event.reason
-        delivery["provider"] = event.provider or delivery["provider"]
-        delivery["update_time"] = occurred
-    tally.count(delivery, event, occurred)
-
-
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """The primary key and what changed: a bulk UPDATE sets only those (content seldom, so search indexes rest)."""
-    return {"delivery_id": after["delivery_id"]} | {k: v for k, v in after.items() if v != before[k]}
-
-
 def _message_row(message: events_pb2.AcceptedMessage) -> dict[str, Any]:
     return {
         "message_id": message.message_id,
@@ -248,25 +203,4 @@ def _event_row(event: events_pb2.DeliveryEvent, occurred: datetime) -> dict[str,
         "reason": event.reason,
         "provider": event.provider,
         "occur_time": occurred,
-    }
-
-
-def _delivery_row(event: events_pb2.DeliveryEvent, occurred: datetime) -> dict[str, Any]:
-    """A delivery first heard of: the event's own fields are folded in after."""
-    return {
-        "delivery_id": event.delivery_id,
-        "message_id": event.message_id,
-        "app_id": event.app_id,
-        "template_id": event.template_id,
-        "content": event.content,
-        "user_id": event.user_id,
-        "channel": event.channel,
-        "state": event.state,
-        "attempts": 0,
-        "reason": "",
-        "provider": "",
-        "create_time": occurred,
-        "update_time": occurred,
-        "counted": 0,
-        "queued_time": None,
     }
