@@ -23,10 +23,9 @@ from typing import Any
 
 import grpc
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
 
 from libs import categories, subjects
-from libs.bus import Bus
+from libs.bus import Bucket, MessageBus
 from libs.errors import PermissionDenied, Unauthenticated
 
 KEY_PREFIX = "hk_"
@@ -100,7 +99,7 @@ def is_admin(context: grpc.aio.ServicerContext, admin_token: str) -> bool:
 class AppKeys:
     """The app-key registry in NATS KV, with a short local cache so a Send costs no extra round trip."""
 
-    def __init__(self, kv: KeyValue, bus: Bus) -> None:
+    def __init__(self, kv: Bucket, bus: MessageBus) -> None:
         self._kv = kv
         self._bus = bus
         self._cache: dict[str, tuple[float, AppIdentity]] = {}
@@ -110,7 +109,7 @@ class AppKeys:
         self._listener: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, bus: Bus) -> "AppKeys":
+    async def open(cls, bus: MessageBus) -> "AppKeys":
         keys = cls(await bus.key_value(BUCKET), bus)
         ready = asyncio.Event()
         keys._listener = asyncio.create_task(keys._forget_changed(ready), name="app-key-changes")

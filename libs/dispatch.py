@@ -13,9 +13,8 @@ before it is routed.
 from enum import Enum
 
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
-from libs.bus import DAY, Bus
+from libs.bus import DAY, Bucket, KeyValues
 
 BUCKET = "herald_dispatch"
 # The reason on an escalation step a cancel stopped, wherever it is stopped.
@@ -30,11 +29,11 @@ class Decision(Enum):
 
 
 class DispatchLedger:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: Bucket) -> None:
         self._kv = kv
 
     @classmethod
-    async def open(cls, bus: Bus) -> "DispatchLedger":
+    async def open(cls, bus: KeyValues) -> "DispatchLedger":
         return cls(await bus.key_value(BUCKET, ttl=TTL))
 
     async def decide(self, message_id: str, wanted: Decision) -> Decision:

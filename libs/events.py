@@ -12,7 +12,7 @@ from datetime import datetime
 from herald.v1 import common_pb2, events_pb2
 
 from libs import subjects
-from libs.bus import Bus
+from libs.bus import Publisher
 from libs.timeutil import now, to_timestamp
 
 
@@ -65,7 +65,7 @@ def event(
     )
 
 
-async def publish(bus: Bus, published: events_pb2.DeliveryEvent) -> None:
+async def publish(bus: Publisher, published: events_pb2.DeliveryEvent) -> None:
     """Publish an `event`, grouped with the others of this turn."""
     await bus.publish_grouped(
         subjects.delivery_event(state_name(published.state)), (published.SerializeToString(), published.event_id)

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from libs import http_server
-from libs.bus import Bus
+from libs.bus import Consumers
 
 CONSUMER_PENDING = Gauge(
     "herald_consumer_pending_messages",
@@ -43,7 +43,7 @@ def child(metric: MetricWrapperBase, *labels: str) -> Any:
 
 
 async def serve(
-    addr: str, bus: Bus, ready: Callable[[], bool], refreshers: Sequence[Callable[[], Awaitable[None]]] = ()
+    addr: str, bus: Consumers, ready: Callable[[], bool], refreshers: Sequence[Callable[[], Awaitable[None]]] = ()
 ) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         for name, (pending, unacked) in (await bus.consumer_lag()).items():

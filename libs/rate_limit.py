@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
-from libs.bus import Bus
+from libs.bus import Bucket, KeyValues
 
 BUCKET = "herald_rate_limits"
 # A TAT an hour old is in the past whatever the rate: the entry may go.
@@ -32,14 +31,14 @@ T = TypeVar("T")
 
 
 class RateLimiter:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: Bucket) -> None:
         self._kv = kv
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # key -> (TAT, KV revision) as this replica last wrote or read it.
         self._known: dict[str, tuple[float, int]] = {}
 
     @classmethod
-    async def open(cls, bus: Bus) -> "RateLimiter":
+    async def open(cls, bus: KeyValues) -> "RateLimiter":
         return cls(await bus.key_value(BUCKET, ttl=ENTRY_TTL, memory=True))
 
     async def take(self, key: str, rate: float, wanted: int) -> tuple[int, float]:

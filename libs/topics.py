@@ -3,19 +3,18 @@ the router: the router, which owns the topics and their subscribers (TopicServic
 KV bucket herald_topics, under "<app id>.<topic key>"."""
 
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
-from nats.js.kv import KeyValue
 
-from libs.bus import Bus
+from libs.bus import Bucket, KeyValues
 
 BUCKET = "herald_topics"
 
 
 class TopicRegistry:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: Bucket) -> None:
         self._kv = kv
 
     @classmethod
-    async def open(cls, bus: Bus) -> "TopicRegistry":
+    async def open(cls, bus: KeyValues) -> "TopicRegistry":
         return cls(await bus.key_value(BUCKET))
 
     async def register(self, app_id: str, topic_key: str) -> None:

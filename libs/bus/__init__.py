@@ -69,9 +69,42 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from libs import subjects, telemetry
+from libs.bus.interfaces import Bucket, Consumers, KeyValues, MessageBus, Notices, Publisher, Schedules, Streams
 from libs.config import STAGE_RETRY_BACKOFF
 from libs.errors import TRANSIENT, CannotStart
 from libs.tls import NatsAuth
+
+__all__ = [
+    "ACK",
+    "DAY",
+    "MIN_SERVER_VERSION",
+    "OUTAGE_RETRY_DELAY",
+    "STREAMS",
+    "BatchHandler",
+    "Broken",
+    "Bucket",
+    "Bus",
+    "BusCore",
+    "Consumer",
+    "Consumers",
+    "Delivered",
+    "Handler",
+    "Incoming",
+    "KeyValues",
+    "MessageBus",
+    "Notices",
+    "Outcome",
+    "Publisher",
+    "RetryLater",
+    "ScheduleChanged",
+    "Scheduled",
+    "Schedules",
+    "Source",
+    "Stream",
+    "Streams",
+    "each",
+    "in_own_trace",
+]
 
 log = structlog.get_logger()
 _tracer = telemetry.tracer("herald.bus")

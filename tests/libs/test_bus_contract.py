@@ -11,18 +11,17 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 
 from devmesh.mesh import NatsServer
 from libs import subjects
-from libs.bus import ACK, Bus, Incoming, Outcome, ScheduleChanged
+from libs.bus import ACK, Bus, Incoming, MessageBus, Outcome, ScheduleChanged
 from tests.helpers.memory_bus import MemoryBus
 
 BACKOFF = (0.1, 0.1)
 SUBJECT = "herald.message.contract"
 # Generous: a busy two-core machine may run the broker late.
 WAIT = 20.0
-AnyBus = Bus | MemoryBus
 
 
 @pytest.fixture(params=["nats", "memory"])
-async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyBus]:
+async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MessageBus]:
     if request.param == "memory":
         async with MemoryBus(retry_backoff=BACKOFF) as memory:
             yield memory
@@ -38,7 +37,7 @@ async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         await server.stop()
 
 
-async def _collect(bus: AnyBus, stream: str, durable: str, subject: str) -> list[Incoming]:
+async def _collect(bus: MessageBus, stream: str, durable: str, subject: str) -> list[Incoming]:
     """What arrives on `subject` from now on, each acked."""
     arrived: list[Incoming] = []
 
@@ -58,7 +57,7 @@ async def _until(condition: object, timeout: float = WAIT) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_repeated_message_id_is_stored_once(bus: AnyBus) -> None:
+async def test_a_repeated_message_id_is_stored_once(bus: MessageBus) -> None:
     await bus.publish(SUBJECT, b"first", msg_id="a")
     await bus.publish(SUBJECT, b"again", msg_id="a")
     await bus.publish(SUBJECT, b"other", msg_id="b")
@@ -69,7 +68,7 @@ async def test_a_repeated_message_id_is_stored_once(bus: AnyBus) -> None:
     assert await bus.subject_counts(subjects.MESSAGES_STREAM) == {SUBJECT: 2}
 
 
-async def test_a_nak_redelivers_the_same_message_after_its_delay(bus: AnyBus) -> None:
+async def test_a_nak_redelivers_the_same_message_after_its_delay(bus: MessageBus) -> None:
     seen: list[tuple[int, int, float]] = []
 
     async def handler(batch: list[Incoming]) -> list[Outcome]:
@@ -84,7 +83,7 @@ async def test_a_nak_redelivers_the_same_message_after_its_delay(bus: AnyBus) ->
     assert seen[1][2] - seen[0][2] >= 0.45, "not before its delay"
 
 
-async def test_redelivery_stops_at_max_deliver(bus: AnyBus) -> None:
+async def test_redelivery_stops_at_max_deliver(bus: MessageBus) -> None:
     deliveries: list[int] = []
 
     async def handler(batch: list[Incoming]) -> list[Outcome]:
@@ -98,7 +97,7 @@ async def test_redelivery_stops_at_max_deliver(bus: AnyBus) -> None:
     assert deliveries == [1, 2]
 
 
-async def test_a_message_no_retry_can_handle_is_dead_lettered_after_the_bound(bus: AnyBus) -> None:
+async def test_a_message_no_retry_can_handle_is_dead_lettered_after_the_bound(bus: MessageBus) -> None:
     tried: list[int] = []
 
     async def handler(batch: list[Incoming]) -> list[Outcome]:
@@ -118,7 +117,7 @@ async def test_a_message_no_retry_can_handle_is_dead_lettered_after_the_bound(bu
     assert tried == [1, 2, 3], "tried once and after each retry's delay, then never again"
 
 
-async def test_a_schedule_fires_at_its_time_and_a_stale_replace_is_refused(bus: AnyBus) -> None:
+async def test_a_schedule_fires_at_its_time_and_a_stale_replace_is_refused(bus: MessageBus) -> None:
     subject, target = "herald.schedule.digest.contract", "herald.schedule.digested.notification"
     withdrawn = "herald.schedule.digest.withdrawn"
     fired = await _collect(bus, subjects.SCHEDULES_STREAM, "contract-fired", target)
@@ -144,7 +143,7 @@ async def test_a_schedule_fires_at_its_time_and_a_stale_replace_is_refused(bus: 
     await bus.schedule(subject, b"three", at, target, replacing=0)
 
 
-async def test_of_two_racing_creates_one_wins_and_updates_compare_and_set(bus: AnyBus) -> None:
+async def test_of_two_racing_creates_one_wins_and_updates_compare_and_set(bus: MessageBus) -> None:
     kv = await bus.key_value("contract")
     with pytest.raises(NoKeysError):
         await kv.keys()
@@ -166,7 +165,7 @@ async def test_of_two_racing_creates_one_wins_and_updates_compare_and_set(bus: A
     assert (await kv.get("k")).value == b"again"
 
 
-async def test_a_kv_entry_expires_after_the_buckets_ttl(bus: AnyBus) -> None:
+async def test_a_kv_entry_expires_after_the_buckets_ttl(bus: MessageBus) -> None:
     kv = await bus.key_value("contract-ttl", ttl=1.0)
     await kv.create("k", b"a")
     await asyncio.sleep(2.5)
@@ -175,7 +174,7 @@ async def test_a_kv_entry_expires_after_the_buckets_ttl(bus: AnyBus) -> None:
     await kv.create("k", b"b")
 
 
-async def test_a_notice_reaches_whoever_listens_and_says_whether_anyone_did(bus: AnyBus) -> None:
+async def test_a_notice_reaches_whoever_listens_and_says_whether_anyone_did(bus: MessageBus) -> None:
     subject = "herald.inbox.app.user"
     assert await bus.announce_asking(subject, b"lost") is False, "nobody listens"
     async with bus.notices("herald.inbox.app.*") as heard:
