@@ -16,12 +16,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import jwt
 import trustme
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+
+from tests.adapters.channels.fake_provider import FakeProvider
 
 _MAX_PAYLOAD = 4096
 _TOKEN_MAX_AGE = 3600
@@ -49,34 +52,27 @@ class _Connection:
 
 
 @dataclass
-class FakeApns:
+class FakeApns(FakeProvider[Received]):
+    scheme: ClassVar[str] = "https"
     team_id: str
     key_id: str
     bundle_id: str
     # The public half of the team's .p8 key, PEM: what Apple holds to verify provider tokens.
     public_key: str
     tmp_path: Path
-    received: list[Received] = field(default_factory=list)
     # Every distinct provider token that passed verification, in order of first use.
     tokens: list[str] = field(default_factory=list)
-    # Knobs a test turns: answer this 5xx, answer only after `delay` seconds, rate-limit the device, pretend
-    # the clock is `clock_offset` seconds ahead (to age provider tokens).
+    # Knobs a test turns: answer this 5xx, rate-limit the device, pretend the clock is `clock_offset` seconds
+    # ahead (to age provider tokens).
     outage: int = 0
-    delay: float = 0.0
     rate_limited: bool = False
     clock_offset: float = 0.0
     unregistered: set[str] = field(default_factory=set)
-    port: int = 0
     ca_file: str = ""
     _connections: dict[tuple[str, int], _Connection] = field(default_factory=dict)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
+    async def _listen(self, port: int) -> int:
         ca = trustme.CA()
         server_cert = ca.issue_cert("127.0.0.1")
         self.ca_file = str(self.tmp_path / "apns-ca.pem")
@@ -84,18 +80,18 @@ class FakeApns:
         chain = self.tmp_path / "apns-server.pem"
         server_cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         sock.listen()
-        self.port = sock.getsockname()[1]
+        bound: int = sock.getsockname()[1]
         config = Config()
         config.bind = [f"fd://{sock.detach()}"]
         config.certfile = config.keyfile = str(chain)
         config.accesslog = None
         config.graceful_timeout = 0.5
-        self._task = asyncio.create_task(serve(self._app, config, shutdown_trigger=self._stop.wait))
+        self._task = asyncio.create_task(serve(self._app, config, shutdown_trigger=self._stopping.wait))
+        return bound
 
-    async def stop(self) -> None:
-        self._stop.set()
+    async def _close(self) -> None:
         if self._task is not None:
             await self._task
 
@@ -127,8 +123,7 @@ class FakeApns:
         await send({"type": "http.response.body", "body": answer, "more_body": False})
 
     async def _answer(self, scope: HTTPScope, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        await self.stall()
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if scope["method"] != "POST":
             return _refuse(405, "MethodNotAllowed")

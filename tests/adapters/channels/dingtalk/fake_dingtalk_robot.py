@@ -4,18 +4,18 @@ plug-in: it checks the signature (加签), the keywords and the message format t
 a robot past its messages per minute, and answers HTTP 200 with DingTalk's errcode/errmsg either way.
 """
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider
 
 _MORE = ", more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"
 
@@ -41,46 +41,27 @@ class Received:
     signed: bool
 
 
-class FakeDingTalk:
-    def __init__(self) -> None:
-        self.robots: dict[str, Robot] = {}
-        self.received: list[Received] = []
-        # Answer like a failing gateway in front of DingTalk.
-        self.outage = False
-        # Seconds to wait before answering.
-        self.delay = 0.0
-        self.endpoint = ""
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+@dataclass
+class FakeDingTalk(FakeHttpProvider[Received]):
+    robots: dict[str, Robot] = field(default_factory=dict)
+    # Answer like a failing gateway in front of DingTalk.
+    outage: bool = False
 
     def add_robot(self, robot: Robot) -> str:
         """The robot's webhook URL."""
         token = secrets.token_hex(32)
         self.robots[token] = robot
-        return f"{self.endpoint}/robot/send?access_token={token}"
+        return f"{self.url}/robot/send?access_token={token}"
 
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        app.router.add_post("/robot/send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.endpoint = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/robot/send", self._send)]
 
     async def _send(self, request: web.Request) -> web.Response:
         body = await request.read()
         robot = self.robots.get(request.query.get("access_token", ""))
         signed = robot is not None and bool(robot.secret) and _signature_ok(request.query, robot.secret)
         self.received.append(Received(dict(request.query), dict(request.headers), body, signed))
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        await self.stall()
         if self.outage:
             return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
         if "access_token" not in request.query:

@@ -31,7 +31,7 @@ def robot(fake: FakeDingTalk, session: aiohttp.ClientSession, *, secret: str = "
     account = Account(
         "dingtalk-test",
         "dingtalk_robot",
-        endpoint=fake.endpoint,
+        endpoint=fake.url,
         secrets={"sign_secret": secret} if secret else {},
         timeout=timeout,
     )
@@ -171,7 +171,7 @@ async def test_removed_robot_is_a_dead_address(dingtalk: FakeDingTalk, session: 
 async def test_address_off_the_accounts_endpoint_is_never_called(
     dingtalk: FakeDingTalk, session: aiohttp.ClientSession, address: str
 ) -> None:
-    error = await refused(robot(dingtalk, session), address.format(endpoint=dingtalk.endpoint))
+    error = await refused(robot(dingtalk, session), address.format(endpoint=dingtalk.url))
 
     assert error.failure is Failure.PERMANENT
     assert "not a webhook URL" in error.reason

@@ -11,15 +11,17 @@ way a relay closes idle ones.
 import asyncio
 import secrets
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.adapters.channels.fake_provider import FakeProvider
 
 # The login the tests' relay is set up with.
 USERNAME = "herald"
@@ -38,34 +40,37 @@ class Received:
     queue_id: str
 
 
-class FakeSmtp:
-    def __init__(self, ca: trustme.CA, username: str, password: str) -> None:
-        self.username = username
-        self.password = password
-        self.received: list[Received] = []
-        # "MAIL" | "RCPT" | "DATA" -> the reply to give instead of accepting, e.g. "550 5.1.1 User unknown".
-        self.replies: dict[str, str] = {}
-        # Seconds to wait before answering DATA.
-        self.delay = 0.0
-        # Sessions opened so far (one per TCP connection).
-        self.connections = 0
-        self.port = 0
+@dataclass
+class FakeSmtp(FakeProvider[Received]):
+    """`delay` holds back the answer to DATA."""
+
+    scheme: ClassVar[str] = "smtp"
+    ca: trustme.CA
+    username: str
+    password: str
+    # "MAIL" | "RCPT" | "DATA" -> the reply to give instead of accepting, e.g. "550 5.1.1 User unknown".
+    replies: dict[str, str] = field(default_factory=dict)
+    # Sessions opened so far (one per TCP connection).
+    connections: int = 0
+    _tls: ssl.SSLContext = field(init=False, repr=False)
+    _sessions: list[SMTP] = field(default_factory=list, init=False, repr=False)
+    _server: asyncio.Server | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(self._tls)
-        self._sessions: list[SMTP] = []
-        self._server: asyncio.Server | None = None
+        self.ca.issue_cert("127.0.0.1").configure_cert(self._tls)
 
     @property
     def endpoint(self) -> str:
+        """host:port, as an SMTP account's endpoint names the relay."""
         return f"127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._session, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def _listen(self, port: int) -> int:
+        self._server = await asyncio.get_running_loop().create_server(self._session, "127.0.0.1", port)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
 
-    async def stop(self) -> None:
-        """Close the listener and every session: afterwards the port refuses connections."""
+    async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
             self.drop_sessions()
@@ -122,7 +127,7 @@ class FakeSmtp:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        await asyncio.sleep(self.delay)
+        await self.stall()
         if "DATA" in self.replies:
             return self.replies["DATA"]
         raw = envelope.original_content or b""

@@ -6,7 +6,6 @@ herald's code, and issues bearer tokens; messages:send accepts only a token it i
 Errors are google.rpc.Status JSON with FcmError details, as in Google's error reference.
 """
 
-import asyncio
 import re
 import secrets
 import time
@@ -15,6 +14,8 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -30,47 +31,29 @@ class Received:
 
 
 @dataclass
-class FakeFcm:
+class FakeFcm(FakeHttpProvider[Received]):
     project_id: str
     client_email: str
     # The public half of the service account's key: what Google holds to verify assertions.
     public_key: str
-    received: list[Received] = field(default_factory=list)
     # The verified claims of every assertion traded for an access token.
     assertions: list[dict[str, Any]] = field(default_factory=list)
     # Knobs a test turns.
     outage: bool = False
     token_outage: bool = False
-    delay: float = 0.0
     quota_exceeded: bool = False
     third_party_auth_error: bool = False
     unregistered: set[str] = field(default_factory=set)
     other_sender: set[str] = field(default_factory=set)
     issued: set[str] = field(default_factory=set)
-    port: int = 0
-    _runner: web.AppRunner | None = None
     _message_ids: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def token_uri(self) -> str:
         return f"{self.url}/token"
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/token", self._token)
-        app.router.add_post("/v1/projects/{project}/messages:send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/token", self._token), web.post("/v1/projects/{project}/messages:send", self._send)]
 
     def revoke_tokens(self) -> None:
         self.issued.clear()
@@ -109,8 +92,7 @@ class FakeFcm:
         return web.json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
     async def _send(self, request: web.Request) -> web.Response:
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        await self.stall()
         authorization = request.headers.get("Authorization", "")
         if authorization.removeprefix("Bearer ") not in self.issued:
             return _status(

@@ -4,17 +4,17 @@ plug-in: it checks the signature, the keywords and the message format the way Fe
 past its messages per minute, and answers with Feishu's code/msg.
 """
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider
 
 # A request body may be at most 20 KB.
 _MAX_BODY = 20 * 1024
@@ -41,37 +41,20 @@ class Received:
     signed: bool
 
 
-class FakeFeishu:
-    def __init__(self) -> None:
-        self.bots: dict[str, Bot] = {}
-        self.received: list[Received] = []
-        # Answer like a failing gateway in front of Feishu.
-        self.outage = False
-        # Seconds to wait before answering.
-        self.delay = 0.0
-        self.endpoint = ""
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+@dataclass
+class FakeFeishu(FakeHttpProvider[Received]):
+    bots: dict[str, Bot] = field(default_factory=dict)
+    # Answer like a failing gateway in front of Feishu.
+    outage: bool = False
 
     def add_bot(self, bot: Bot) -> str:
         """The bot's webhook URL."""
         token = secrets.token_hex(16)
         self.bots[token] = bot
-        return f"{self.endpoint}/open-apis/bot/v2/hook/{token}"
+        return f"{self.url}/open-apis/bot/v2/hook/{token}"
 
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        app.router.add_post("/open-apis/bot/v2/hook/{token}", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.endpoint = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/open-apis/bot/v2/hook/{token}", self._send)]
 
     async def _send(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
@@ -83,9 +66,7 @@ class FakeFeishu:
             message = None
         signed = isinstance(message, dict) and bot is not None and bool(bot.secret) and _signed(message, bot.secret)
         self.received.append(Received(token, dict(request.headers), raw, signed))
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        await self.stall()
         if self.outage:
             return web.Response(status=503, text="<html><body>503 Service Unavailable</body></html>")
         if bot is None:

@@ -31,7 +31,7 @@ def bot(fake: FakeFeishu, session: aiohttp.ClientSession, *, secret: str = "", t
     account = Account(
         "feishu-test",
         "feishu_bot",
-        endpoint=fake.endpoint,
+        endpoint=fake.url,
         secrets={"sign_secret": secret} if secret else {},
         timeout=timeout,
     )
@@ -178,7 +178,7 @@ async def test_removed_bot_is_a_dead_address(feishu: FakeFeishu, session: aiohtt
 async def test_address_off_the_accounts_endpoint_is_never_called(
     feishu: FakeFeishu, session: aiohttp.ClientSession, address: str
 ) -> None:
-    error = await refused(bot(feishu, session), address.format(endpoint=feishu.endpoint))
+    error = await refused(bot(feishu, session), address.format(endpoint=feishu.url))
 
     assert error.failure is Failure.PERMANENT
     assert "not a webhook URL" in error.reason

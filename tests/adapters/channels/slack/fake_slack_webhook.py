@@ -5,15 +5,15 @@ and the Block Kit limits, throttles a webhook past a message a second, and answe
 Slack's HTTP statuses.
 """
 
-import asyncio
-import contextlib
 import enum
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider, Request
 
 
 class State(enum.Enum):
@@ -42,43 +42,24 @@ class Hook:
     posted_at: list[float] = field(default_factory=list)
 
 
-class FakeSlack:
-    def __init__(self) -> None:
-        self.hooks: dict[str, Hook] = {}
-        self.requests = 0
-        # Answer like Slack failing: 500 rollup_error.
-        self.outage = False
-        # Seconds to wait before answering.
-        self.delay = 0.0
-        self.endpoint = ""
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+@dataclass
+class FakeSlack(FakeHttpProvider[Request]):
+    hooks: dict[str, Hook] = field(default_factory=dict)
+    # Answer like Slack failing: 500 rollup_error.
+    outage: bool = False
 
     def add_hook(self, hook: Hook) -> str:
         """The webhook's URL."""
         path = f"T{secrets.token_hex(4).upper()}/B{secrets.token_hex(4).upper()}/{secrets.token_urlsafe(18)}"
         self.hooks[path] = hook
-        return f"{self.endpoint}/services/{path}"
+        return f"{self.url}/services/{path}"
 
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        app.router.add_post("/services/{path:.+}", self._post)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.endpoint = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/services/{path:.+}", self._post)]
 
     async def _post(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        self.received.append(await Request.of(request))
+        await self.stall()
         if self.outage:
             return web.Response(status=500, text="rollup_error")
         hook = self.hooks.get(request.match_info["path"])

@@ -27,7 +27,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def webhook(fake: FakeSlack, session: aiohttp.ClientSession, *, timeout: float = 5) -> SlackWebhook:
-    return SlackWebhook(Account("slack-test", "slack_webhook", endpoint=fake.endpoint, timeout=timeout), session)
+    return SlackWebhook(Account("slack-test", "slack_webhook", endpoint=fake.url, timeout=timeout), session)
 
 
 def job(address: str, body: str = "disk 91% full on db-1", subject: str = "") -> events_pb2.DeliveryJob:
@@ -152,8 +152,8 @@ async def test_workspace_restriction_is_permanent(slack: FakeSlack, session: aio
 async def test_address_off_the_accounts_endpoint_is_never_called(
     slack: FakeSlack, session: aiohttp.ClientSession, address: str
 ) -> None:
-    error = await refused(webhook(slack, session), address.format(endpoint=slack.endpoint))
+    error = await refused(webhook(slack, session), address.format(endpoint=slack.url))
 
     assert error.failure is Failure.PERMANENT
     assert "not a webhook URL" in error.reason
-    assert slack.requests == 0
+    assert not slack.received

@@ -13,9 +13,7 @@ POSTs the JSON array Alibaba pushes to the receiving address set in its console,
 answer as Alibaba does: HTTP 200 with a numeric "code"; anything else would be pushed again later.
 """
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +26,8 @@ from urllib.parse import quote_plus
 
 import aiohttp
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider
 
 HOST_ID = "dysmsapi.aliyuncs.com"
 _COMMON = ("AccessKeyId", "Action", "Format", "SignatureMethod", "SignatureNonce", "SignatureVersion", "Timestamp")
@@ -56,45 +56,25 @@ class Received:
 
 
 @dataclass
-class FakeAlibaba:
+class FakeAlibaba(FakeHttpProvider[Received]):
     access_key_id: str
     access_key_secret: str
     sign_names: set[str]
     # Approved templates: TemplateCode -> the variables its text uses.
     templates: dict[str, set[str]]
-    received: list[Received] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     # BizId -> (PhoneNumbers, OutId) of each SMS taken, for its delivery report.
     sent_to: dict[str, tuple[str, str]] = field(default_factory=dict)
     outage: bool = False
-    delay: float = 0.0
     # The per-number flow control ("分钟级"/"小时级"/"天级") to answer with, or "".
     flow_control: str = ""
     # The gateway's per-caller API throttling.
     throttled: bool = False
     balance_exhausted: bool = False
-    port: int = 0
     _nonces: set[str] = field(default_factory=set)
-    _runner: web.AppRunner | None = None
-    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/", self._handle)]
 
     async def report(
         self, receiving_address: str, biz_id: str, *, success: bool = True, err_code: str = "DELIVERED"
@@ -123,9 +103,7 @@ class FakeAlibaba:
         if request.content_type == "application/x-www-form-urlencoded":
             params.update((k, v) for k, v in (await request.post()).items() if isinstance(v, str))
         self.received.append(Received(dict(request.headers), params))
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay)
+        await self.stall()
         if self.outage:
             return _gateway_error(
                 503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server."

@@ -11,9 +11,7 @@ https://www.twilio.com/docs/usage/security#validating-requests): `report()` POST
 StatusCallback URL it was created with, form-encoded, signed in X-Twilio-Signature with the auth token.
 """
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import re
@@ -22,6 +20,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
@@ -34,48 +34,26 @@ class Received:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(FakeHttpProvider[Received]):
     account_sid: str
     auth_token: str
-    received: list[Received] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     # MessageSid -> the form it was created with, for its status callbacks.
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Set to make the next calls fail, stall for `delay` seconds, or be rate-limited.
+    # Set to make the next calls fail or be rate-limited.
     outage: bool = False
-    delay: float = 0.0
     rate_limited: bool = False
     # 'To' numbers Twilio answers with 21614 (not a mobile number).
     not_mobile: set[str] = field(default_factory=set)
-    port: int = 0
-    _runner: web.AppRunner | None = None
-    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)]
 
     async def _create_message(self, request: web.Request) -> web.Response:
         sid = request.match_info["sid"]
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         self.received.append(Received(sid, dict(request.headers), form))
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay)
+        await self.stall()
         if self.outage:
             return _error(500, 20500, "Internal Server Error")
         if not self._authenticated(request, sid):

@@ -6,13 +6,14 @@ WeCom's errcode/errmsg (https://developer.work.weixin.qq.com/document/path/90313
 """
 
 import asyncio
-import contextlib
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Any, Self
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider, Request
 
 _HINT = ", hint: [1718000000123456789012345], from ip: 127.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e={code}"
 _MESSAGE_TYPES = frozenset({"text", "markdown"})
@@ -25,25 +26,24 @@ class Delivered:
     msgid: str
 
 
-class FakeWecomApp:
-    def __init__(self, corp_id: str, corp_secret: str, agent_id: int, members: set[str]) -> None:
-        self.corp_id, self.corp_secret, self.agent_id, self.members = corp_id, corp_secret, agent_id, members
-        self.delivered: list[Delivered] = []
-        self.token_requests = 0
-        self.send_requests = 0
-        # Lifetime of the tokens issued, in seconds.
-        self.expires_in = 7200
-        # Calls allowed per minute before 45009.
-        self.per_minute = 1000
-        # Answer like a failing gateway in front of WeCom.
-        self.outage = False
-        # Seconds to wait before answering message/send.
-        self.delay = 0.0
-        self.endpoint = ""
-        self._tokens: dict[str, float] = {}
-        self._sent_at: list[float] = []
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+@dataclass
+class FakeWecomApp(FakeHttpProvider[Request]):
+    """`received`: the message/send requests; `delay` holds those back, not gettoken."""
+
+    corp_id: str
+    corp_secret: str
+    agent_id: int
+    members: set[str]
+    delivered: list[Delivered] = field(default_factory=list)
+    token_requests: int = 0
+    # Lifetime of the tokens issued, in seconds.
+    expires_in: int = 7200
+    # Calls allowed per minute before 45009.
+    per_minute: int = 1000
+    # Answer like a failing gateway in front of WeCom.
+    outage: bool = False
+    _tokens: dict[str, float] = field(default_factory=dict)
+    _sent_at: list[float] = field(default_factory=list)
 
     def expire_tokens(self) -> None:
         """Expire every issued token now, as WeCom may before its expires_in."""
@@ -53,20 +53,8 @@ class FakeWecomApp:
         """Forget every issued token, as when the application's secret is reset."""
         self._tokens.clear()
 
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        app.router.add_get("/cgi-bin/gettoken", self._gettoken)
-        app.router.add_post("/cgi-bin/message/send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.endpoint = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/cgi-bin/gettoken", self._gettoken), web.post("/cgi-bin/message/send", self._send)]
 
     async def _gettoken(self, request: web.Request) -> web.Response:
         self.token_requests += 1
@@ -81,10 +69,8 @@ class FakeWecomApp:
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.expires_in})
 
     async def _send(self, request: web.Request) -> web.Response:
-        self.send_requests += 1
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        self.received.append(await Request.of(request))
+        await self.stall()
         if self.outage:
             return web.Response(status=503, text="<html><body>503 Service Unavailable</body></html>")
         expires = self._tokens.get(request.query.get("access_token", ""))

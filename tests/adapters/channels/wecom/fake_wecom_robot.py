@@ -5,14 +5,14 @@ message format and size limits, throttles a robot past 20 messages a minute, and
 WeCom's errcode/errmsg either way.
 """
 
-import asyncio
-import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.adapters.channels.fake_provider import FakeHttpProvider, Request
 
 _HINT = ", hint: [1718000000123456789012345], from ip: 127.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e={code}"
 # Content limits in bytes, by message type.
@@ -27,43 +27,24 @@ class Robot:
     posted_at: list[float] = field(default_factory=list)
 
 
-class FakeWecomRobots:
-    def __init__(self) -> None:
-        self.robots: dict[str, Robot] = {}
-        self.requests = 0
-        # Answer like a failing gateway in front of WeCom.
-        self.outage = False
-        # Seconds to wait before answering.
-        self.delay = 0.0
-        self.endpoint = ""
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+@dataclass
+class FakeWecomRobots(FakeHttpProvider[Request]):
+    robots: dict[str, Robot] = field(default_factory=dict)
+    # Answer like a failing gateway in front of WeCom.
+    outage: bool = False
 
     def add_robot(self, robot: Robot) -> str:
         """The robot's webhook URL."""
         key = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
         self.robots[key] = robot
-        return f"{self.endpoint}/cgi-bin/webhook/send?key={key}"
+        return f"{self.url}/cgi-bin/webhook/send?key={key}"
 
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        app.router.add_post("/cgi-bin/webhook/send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.endpoint = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner:
-            await self._runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/cgi-bin/webhook/send", self._send)]
 
     async def _send(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        self.received.append(await Request.of(request))
+        await self.stall()
         if self.outage:
             return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
         robot = self.robots.get(request.query.get("key", ""))

@@ -36,7 +36,7 @@ def app(
     account = Account(
         "wecom-test",
         "wecom_app",
-        endpoint=fake.endpoint,
+        endpoint=fake.url,
         settings={"corp_id": corp_id, "agent_id": agent_id},
         secrets={"corp_secret": secret},
         timeout=timeout,
@@ -100,7 +100,7 @@ async def test_token_close_to_expiry_is_refreshed_before_use(
 
     assert wecom.token_requests == 2
     # Neither send was refused for its token.
-    assert wecom.send_requests == 2
+    assert len(wecom.received) == 2
 
 
 @pytest.mark.parametrize("lose_token", [FakeWecomApp.expire_tokens, FakeWecomApp.revoke_tokens])
@@ -115,7 +115,7 @@ async def test_refused_token_is_replaced_and_the_send_retried_once(
 
     assert sent.provider_message_id == wecom.delivered[-1].msgid
     assert wecom.token_requests == 2
-    assert wecom.send_requests == 3
+    assert len(wecom.received) == 3
 
 
 async def test_outage_is_retryable(wecom: FakeWecomApp, session: aiohttp.ClientSession) -> None:
@@ -159,7 +159,7 @@ async def test_refused_corp_credentials_are_bad_credentials(
     assert error.failure is Failure.BAD_CREDENTIALS
     assert said in error.reason
     assert secret not in error.reason
-    assert wecom.send_requests == 0
+    assert not wecom.received
 
 
 async def test_wrong_agent_id_is_bad_credentials(wecom: FakeWecomApp, session: aiohttp.ClientSession) -> None:
@@ -176,7 +176,7 @@ async def test_non_numeric_agent_id_is_caught_before_any_call(
 
     assert error.failure is Failure.BAD_CREDENTIALS
     assert "agent_id" in error.reason
-    assert wecom.token_requests == wecom.send_requests == 0
+    assert wecom.token_requests == len(wecom.received) == 0
 
 
 async def test_unknown_member_is_a_dead_address(wecom: FakeWecomApp, session: aiohttp.ClientSession) -> None:

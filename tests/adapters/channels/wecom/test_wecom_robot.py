@@ -21,7 +21,7 @@ async def wecom() -> AsyncIterator[FakeWecomRobots]:
 
 
 def robot(fake: FakeWecomRobots, session: aiohttp.ClientSession, *, timeout: float = 5) -> WecomRobot:
-    return WecomRobot(Account("wecom-robot-test", "wecom_robot", endpoint=fake.endpoint, timeout=timeout), session)
+    return WecomRobot(Account("wecom-robot-test", "wecom_robot", endpoint=fake.url, timeout=timeout), session)
 
 
 def job(address: str, body: str = "disk 91% full on db-1", subject: str = "") -> events_pb2.DeliveryJob:
@@ -120,8 +120,8 @@ async def test_too_long_message_is_refused_for_good(wecom: FakeWecomRobots, sess
 async def test_address_off_the_accounts_endpoint_is_never_called(
     wecom: FakeWecomRobots, session: aiohttp.ClientSession, address: str
 ) -> None:
-    error = await refused(robot(wecom, session), address.format(endpoint=wecom.endpoint))
+    error = await refused(robot(wecom, session), address.format(endpoint=wecom.url))
 
     assert error.failure is Failure.PERMANENT
     assert "not a webhook URL" in error.reason
-    assert wecom.requests == 0
+    assert not wecom.received
