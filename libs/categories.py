@@ -17,7 +17,7 @@ def name(category: int) -> str:
 class Pipeline:
     """One category's share of a router or adapters process: its consumers take `batch` messages at a
     time; the router publishes at most `concurrency` of its deliveries at once, whatever the other categories
-    have queued; while a batch of a better `rank` (0 first) is in hand, its work waits (libs/bus.py,
+    have queued; while a batch of a better `rank` (0 first) is in hand, its work waits (libs/bus/precedence.py,
     Precedence)."""
 
     batch: int

@@ -13,7 +13,7 @@ from herald.v1 import common_pb2
 
 from libs import categories, ports, tls
 
-# A message a stage failed on for a reason other than an outage (libs/bus.py, Broken): the delay before each
+# A message a stage failed on for a reason other than an outage (libs/bus/consuming.py, Broken): the delay before each
 # retry; once they are spent it is dead-lettered. About 18 minutes in all, so a failure that only looked
 # deterministic (a dependency's odd error) still has time to clear.
 STAGE_RETRY_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0)
@@ -32,7 +32,7 @@ class Settings:
     # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
     stream_replicas: int
     # The delays before each retry of a message a stage failed on for a reason other than an outage, before it is
-    # dead-lettered (libs/bus.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides STAGE_RETRY_BACKOFF.
+    # dead-lettered (libs/bus/consuming.py). HERALD_STAGE_RETRY_BACKOFF="2,4,8" overrides STAGE_RETRY_BACKOFF.
     stage_retry_backoff: tuple[float, ...]
     # Where this binary serves its Prometheus metrics (HTTP, GET /metrics).
     metrics_addr: str

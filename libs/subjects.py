@@ -138,5 +138,5 @@ APP_KEYS_CHANGED = "herald.control.app_keys"
 
 
 def unprocessed(consumer: str) -> str:
-    """Where a message that consumer could not handle after its last retry is dead-lettered (libs/bus.py)."""
+    """Where a message that consumer could not handle after its last retry is dead-lettered (libs/bus/consuming.py)."""
     return f"herald.unprocessed.{consumer}"

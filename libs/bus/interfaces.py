@@ -4,12 +4,13 @@ and run in a test over the in-memory bus (tests/helpers/memory_bus.py) as it run
 import asyncio
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from nats.js.kv import KeyValue
 
-if TYPE_CHECKING:
-    from libs.bus import BatchHandler, Consumer, Scheduled
+from libs.bus.consuming import Consumer
+from libs.bus.handlers import BatchHandler
+from libs.bus.schedules import Scheduled
 
 
 class Publisher(Protocol):
@@ -29,7 +30,7 @@ class Consumers(Protocol):
         stream: str,
         durable: str,
         subject: str,
-        handler: "BatchHandler",
+        handler: BatchHandler,
         *,
         batch: int = 64,
         ack_wait: float = 30.0,
@@ -37,7 +38,7 @@ class Consumers(Protocol):
         rank: int = 0,
         max_pending: int = 1000,
         linger: float = 0.0,
-    ) -> "Consumer":
+    ) -> Consumer:
         """A durable consumer handing `handler` batches, settling each message with its outcome."""
 
     async def stop_consumers(self) -> None: ...
@@ -52,9 +53,9 @@ class Schedules(Protocol):
     ) -> None:
         """Publish `payload` to `target` at `at`; `replacing`: compare-and-set, else ScheduleChanged."""
 
-    async def scheduled(self, subject: str) -> "Scheduled | None": ...
+    async def scheduled(self, subject: str) -> Scheduled | None: ...
 
-    async def scheduled_under(self, pattern: str) -> "dict[str, Scheduled]": ...
+    async def scheduled_under(self, pattern: str) -> dict[str, Scheduled]: ...
 
     async def unschedule(self, pattern: str) -> None: ...
 

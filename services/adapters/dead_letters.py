@@ -2,7 +2,7 @@
 
 Two kinds live in the HERALD_DEAD_LETTERS stream, so they need no table and survive any herald process:
 deliveries a provider kept failing (herald.dead.<category>.<channel>, a DeadLetterRecord), and messages a stage
-could not handle (herald.unprocessed.<consumer>, the message itself with Herald-* headers; libs/bus.py). A
+could not handle (herald.unprocessed.<consumer>, the message itself with Herald-* headers; libs/bus/consuming.py). A
 delivery's replay publishes the job again on its delivery subject with `replay` raised, which gives it a fresh
 retry budget in the deliverer; a message's replay publishes it again on its subject, where its deliveries count
 from 1 again. Either way the dead letter then leaves the stream.

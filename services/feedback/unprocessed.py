@@ -1,5 +1,5 @@
 """A message a stage gave up on (the bus dead-letters it on herald.unprocessed.<consumer> after its last retry,
-libs/bus.py) must not look, to whoever asks about it, as if it were still on its way: each delivery it concerns is
+libs/bus) must not look, to whoever asks about it, as if it were still on its way: each delivery it concerns is
 recorded FAILED, saying which stage gave up, why, and that an operator can replay it. The ids are the ones the
 router derives (libs.ids.delivery_id), so a replay that then succeeds moves the same deliveries on."""
 

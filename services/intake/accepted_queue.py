@@ -112,7 +112,7 @@ class AcceptedQueue:
     async def publish(self, row: Row) -> None:
         """Queue a stored message again (found by its idempotency key), or a large audience's parts one by one.
 
-        UNAVAILABLE means "not queued": the bus refuses to publish while it is reconnecting (libs/bus.py)."""
+        UNAVAILABLE means "not queued": the bus refuses to publish while it is reconnecting (libs/bus/core.py)."""
         try:
             async for part, payload in self.payloads(row):
                 msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"

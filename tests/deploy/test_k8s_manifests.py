@@ -398,7 +398,7 @@ def test_images_pinned(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_nats_image_has_message_schedules() -> None:
-    """herald's timers need JetStream message schedules: its binaries refuse an older nats-server (libs/bus.py)."""
+    """herald's timers need JetStream message schedules: its binaries refuse an older nats-server (libs/bus)."""
     [image] = {c["image"] for _, doc in RESOURCES for c in _containers(doc) if c["image"].partition(":")[0] == "nats"}
     tag = _tag(image)
     assert tag is not None

@@ -33,7 +33,7 @@ TARGET_LABELS = {"job", "instance", "pod"}
 # Prometheus' own series.
 PROMETHEUS_SERIES = {"up"}
 # Sampled only once a stage gave up on a message after about 18 minutes of retries: declared, never sampled here.
-# Series -> its labels (libs/bus.py: UNPROCESSED; services/adapters/dead_letters.py: UNPROCESSED_WAITING).
+# Series -> its labels (libs/bus/consuming.py: UNPROCESSED; services/adapters/dead_letters.py: UNPROCESSED_WAITING).
 RARE_SERIES = {"herald_unprocessed_messages_total": {"consumer"}, "herald_unprocessed_messages_waiting": {"consumer"}}
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 # Label values a short test cannot make every binary export, known from the code that sets them.

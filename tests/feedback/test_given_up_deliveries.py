@@ -1,4 +1,4 @@
-"""A delivery job a stage gave up on (dead-lettered on herald.unprocessed.<consumer>, as libs/bus.py does) reads
+"""A delivery job a stage gave up on (dead-lettered on herald.unprocessed.<consumer>, as libs/bus does) reads
 FAILED with the stage's reason in its status - the job itself, or, for a job on its way to its chain's next
 channel, that next delivery - and a dead letter that is redelivered to feedback is recorded once."""
 

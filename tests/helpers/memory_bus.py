@@ -34,7 +34,10 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue, _is_key_valid
 
 from libs import subjects
-from libs.bus import DUPLICATE_WINDOW, STREAMS, WRONG_LAST_SEQUENCE, BusCore, Delivered, Scheduled, Source
+from libs.bus.consuming import Delivered, Source
+from libs.bus.core import BusCore
+from libs.bus.schedules import WRONG_LAST_SEQUENCE, Scheduled
+from libs.bus.streams import DUPLICATE_WINDOW, STREAMS
 from libs.config import STAGE_RETRY_BACKOFF
 
 SCHEDULE = "Nats-Schedule"

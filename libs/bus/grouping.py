@@ -1,0 +1,50 @@
+"""Grouped records (publish_grouped): a group waiting to be published, its message id, and its wire encoding - one
+message whose field 1 repeats the records."""
+
+import asyncio
+import contextvars
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# What one grouped publish may weigh: NATS carries 1 MiB, and no single record is allowed over 512 KiB.
+MAX_GROUP_BYTES = 768 * 1024
+
+
+def grouped(records: Iterable[bytes]) -> bytes:
+    """One message whose field 1 repeats `records` (serialized messages), without parsing them again: on the wire a
+    repeated message field is its elements, each a length-delimited record of its field number."""
+    return b"".join(_GROUPED_TAG + _varint(len(record)) + record for record in records)
+
+
+# Field 1, wire type 2 (length-delimited).
+_GROUPED_TAG = bytes([1 << 3 | 2])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# Records are grouped by subject and trace id; None: any trace (records that carry their own).
+GroupKey = tuple[str, int | None]
+
+
+@dataclass
+class Group:
+    """Records waiting to be published together, with their ids, the future their publishers wait on, and the
+    first publisher's context, which the group's publish continues (its trace)."""
+
+    records: list[tuple[bytes, str]]
+    done: asyncio.Future[None]
+    context: contextvars.Context
+
+
+def group_id(records: list[tuple[bytes, str]]) -> str:
+    if len(records) == 1:
+        return records[0][1]
+    return hashlib.sha256("\n".join(record_id for _, record_id in records).encode()).hexdigest()[:40]
