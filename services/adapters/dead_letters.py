@@ -29,7 +29,7 @@ from libs.bus import Bus
 from libs.errors import InvalidArgument
 from libs.timeutil import to_timestamp
 
-STREAM = "HERALD_DEAD_LETTERS"
+STREAM = subjects.DEAD_LETTERS_STREAM
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 # A durable consumer's name, as herald names them (a subject token).

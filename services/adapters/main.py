@@ -83,7 +83,7 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
         for category in settings.pipelines:
             pipeline = categories.PIPELINES[category]
             await rt.bus.consume(
-                "HERALD_DELIVERIES",
+                subjects.DELIVERIES_STREAM,
                 f"adapters-{categories.name(category)}-{channel}",
                 subjects.delivery_job(category, channel),
                 inbox.handle if channel == "inbox" else deliverer.handle,
@@ -93,14 +93,14 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
             )
     for category in settings.pipelines:
         await rt.bus.consume(
-            "HERALD_SCHEDULES",
+            subjects.SCHEDULES_STREAM,
             f"adapters-wake-{categories.name(category)}",
             subjects.wake_due(category),
             each(waker.on_due),
             rank=categories.PIPELINES[category].rank,
         )
     await rt.bus.consume(
-        "HERALD_EVENTS", "adapters-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
+        subjects.EVENTS_STREAM, "adapters-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
     )
     return [
         inbox_service_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,

@@ -30,14 +30,18 @@ async def setup(rt: runtime.Runtime, settings: FeedbackSettings, server: TracedS
     rt.every(erasure.REFRESH, erasures.refresh, "erasures")
     writer = StatusWriter(rt.db, erasures)
     for stream, durable, subject, handler in (
-        ("HERALD_MESSAGES", "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, writer.on_messages),
-        ("HERALD_EVENTS", "feedback-events", subjects.DELIVERY_EVENTS, writer.on_events),
+        (subjects.MESSAGES_STREAM, "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, writer.on_messages),
+        (subjects.EVENTS_STREAM, "feedback-events", subjects.DELIVERY_EVENTS, writer.on_events),
     ):
         await rt.bus.consume(stream, durable, subject, handler, batch=BATCH, linger=LINGER)
     await rt.bus.consume(
-        "HERALD_DEAD_LETTERS", UNPROCESSED_CONSUMER, subjects.unprocessed("*"), writer.on_unprocessed, batch=BATCH
+        subjects.DEAD_LETTERS_STREAM,
+        UNPROCESSED_CONSUMER,
+        subjects.unprocessed("*"),
+        writer.on_unprocessed,
+        batch=BATCH,
     )
-    await rt.bus.consume("HERALD_EVENTS", "feedback-erasures", subjects.USER_ERASED, each(erasures.forget))
+    await rt.bus.consume(subjects.EVENTS_STREAM, "feedback-erasures", subjects.USER_ERASED, each(erasures.forget))
     rt.every(settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")
     return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
 

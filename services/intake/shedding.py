@@ -17,6 +17,7 @@ import structlog
 from herald.v1 import common_pb2
 from nats.js import JetStreamContext
 
+from libs import subjects
 from libs.errors import TRANSIENT, ResourceExhausted
 
 log = structlog.get_logger()
@@ -81,8 +82,8 @@ class MarketingShedder:
             await asyncio.sleep(PERIOD)
 
     async def _read(self) -> int:
-        router = await self._js.consumers_info("HERALD_MESSAGES")
-        adapters = await self._js.consumers_info("HERALD_DELIVERIES")
+        router = await self._js.consumers_info(subjects.MESSAGES_STREAM)
+        adapters = await self._js.consumers_info(subjects.DELIVERIES_STREAM)
         waiting = [c for c in router if c.name in ("router-marketing", "router-marketing-parts")]
         waiting += [c for c in adapters if (c.name or "").startswith("adapters-marketing-")]
         return sum(c.num_pending or 0 for c in waiting)

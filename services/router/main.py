@@ -48,9 +48,14 @@ async def setup(rt: runtime.Runtime, settings: RouterSettings, server: TracedSer
         pipeline = categories.PIPELINES[category]
         for stream, durable, subject, handler in router.subscriptions(category):
             await rt.bus.consume(stream, durable, subject, each(handler), batch=pipeline.batch, rank=pipeline.rank)
-    await rt.bus.consume("HERALD_MESSAGES", "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled))
     await rt.bus.consume(
-        "HERALD_EVENTS", "router-dead-addresses", subjects.ADDRESS_DEAD, each(partial(directory.mark_dead, rt.db))
+        subjects.MESSAGES_STREAM, "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled)
+    )
+    await rt.bus.consume(
+        subjects.EVENTS_STREAM,
+        "router-dead-addresses",
+        subjects.ADDRESS_DEAD,
+        each(partial(directory.mark_dead, rt.db)),
     )
     return [
         directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
