@@ -28,7 +28,7 @@ from herald.v1 import events_pb2
 
 from libs import categories, subjects
 from libs.budget import Budget
-from libs.bus import Bus, Incoming, in_own_trace
+from libs.bus import Incoming, in_own_trace
 from libs.dispatch import DispatchLedger
 from libs.store import Database
 from services.router import digests, jobs, suppression
@@ -36,7 +36,7 @@ from services.router.digest_routing import DigestRouting
 from services.router.dispatching import Dispatcher
 from services.router.escalation import Escalations
 from services.router.recipients import RecipientsReader
-from services.router.settling import Settler
+from services.router.settling import RoutingBus, Settler
 
 log = structlog.get_logger()
 
@@ -48,7 +48,7 @@ Handler = Callable[[Incoming], Awaitable[None]]
 
 class Router:
     def __init__(
-        self, db: Database, bus: Bus, ledger: DispatchLedger, dedup: suppression.Dedup, caps: suppression.Caps
+        self, db: Database, bus: RoutingBus, ledger: DispatchLedger, dedup: suppression.Dedup, caps: suppression.Caps
     ) -> None:
         self._bus = bus
         self._recipients = RecipientsReader(db)
@@ -69,14 +69,15 @@ class Router:
     def subscriptions(self, category: int) -> list[tuple[str, str, str, Handler]]:
         """A category's consumers: (stream, durable name, subject, handler)."""
         name = categories.name(category)
+        messages, schedules = subjects.MESSAGES_STREAM, subjects.SCHEDULES_STREAM
         return [
-            ("HERALD_MESSAGES", f"router-{name}", subjects.message_accepted(category), self.on_accepted),
-            ("HERALD_MESSAGES", f"router-{name}-parts", subjects.message_parts(category), self.on_accepted),
-            ("HERALD_MESSAGES", f"router-fallback-{name}", subjects.fallback(category), self.on_fallback),
-            ("HERALD_SCHEDULES", f"router-due-{name}", subjects.schedule_due(category), self.on_due),
-            ("HERALD_SCHEDULES", f"router-release-{name}", subjects.delivery_released(category), self.on_released),
-            ("HERALD_SCHEDULES", f"router-escalation-{name}", subjects.escalation_due(category), self.on_escalated),
-            ("HERALD_SCHEDULES", f"router-digest-{name}", subjects.digest_due(category), self.on_digest),
+            (messages, f"router-{name}", subjects.message_accepted(category), self.on_accepted),
+            (messages, f"router-{name}-parts", subjects.message_parts(category), self.on_accepted),
+            (messages, f"router-fallback-{name}", subjects.fallback(category), self.on_fallback),
+            (schedules, f"router-due-{name}", subjects.schedule_due(category), self.on_due),
+            (schedules, f"router-release-{name}", subjects.delivery_released(category), self.on_released),
+            (schedules, f"router-escalation-{name}", subjects.escalation_due(category), self.on_escalated),
+            (schedules, f"router-digest-{name}", subjects.digest_due(category), self.on_digest),
         ]
 
     async def on_accepted(self, incoming: Incoming) -> None:

@@ -13,9 +13,8 @@ import time
 
 from herald.v1 import common_pb2, events_pb2
 from nats.js.errors import KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
-from libs.bus import DAY, Bus
+from libs.bus import DAY, Bucket, KeyValues
 
 BUCKET = "herald_dedup"
 # Entries are kept this long at most; the window itself is configuration (HERALD_DEDUP_WINDOW_SECONDS).
@@ -24,12 +23,12 @@ RACES = 3
 
 
 class ContentDedup:
-    def __init__(self, kv: KeyValue, window: float) -> None:
+    def __init__(self, kv: Bucket, window: float) -> None:
         self._kv = kv
         self.window = min(window, BUCKET_TTL)
 
     @classmethod
-    async def open(cls, bus: Bus, window: float) -> "ContentDedup":
+    async def open(cls, bus: KeyValues, window: float) -> "ContentDedup":
         return cls(await bus.key_value(BUCKET, ttl=BUCKET_TTL), window)
 
     async def first(self, job: events_pb2.DeliveryJob) -> bool:

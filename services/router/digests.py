@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs import subjects, templating
-from libs.bus import Bus
+from libs.bus import Schedules
 from libs.store import Database
 from libs.timeutil import now, to_timestamp
 from services.router import jobs
@@ -58,7 +58,7 @@ class _Send:
 
 
 class Digests:
-    def __init__(self, db: Database, bus: Bus) -> None:
+    def __init__(self, db: Database, bus: Schedules) -> None:
         self._db = db
         self._bus = bus
         self._waiting: defaultdict[int, list[_Send]] = defaultdict(list)

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from herald.v1 import common_pb2, events_pb2
 
 from libs import subjects, templating
-from libs.bus import Bus
 from libs.dispatch import Decision, DispatchLedger
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
@@ -18,7 +17,7 @@ from services.router.digest_routing import DigestRouting
 from services.router.escalation import Escalations
 from services.router.fan_out import fan_out
 from services.router.recipients import Recipients, RecipientsReader
-from services.router.settling import Settler, each
+from services.router.settling import RoutingBus, Settler, each
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -30,7 +29,7 @@ class Dispatcher:
     def __init__(
         self,
         db: Database,
-        bus: Bus,
+        bus: RoutingBus,
         ledger: DispatchLedger,
         recipients: RecipientsReader,
         settler: Settler,

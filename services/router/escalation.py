@@ -6,17 +6,16 @@ from datetime import datetime
 from herald.v1 import common_pb2, events_pb2
 
 from libs import subjects
-from libs.bus import Bus
 from libs.dispatch import ESCALATION_STOPPED, DispatchLedger
 from services.router import jobs
 from services.router.recipients import RecipientsReader
-from services.router.settling import Settler
+from services.router.settling import RoutingBus, Settler
 
 S = common_pb2
 
 
 class Escalations:
-    def __init__(self, bus: Bus, ledger: DispatchLedger, recipients: RecipientsReader, settler: Settler) -> None:
+    def __init__(self, bus: RoutingBus, ledger: DispatchLedger, recipients: RecipientsReader, settler: Settler) -> None:
         self._bus = bus
         self._ledger = ledger
         self._recipients = recipients

@@ -5,7 +5,7 @@ which JetStream drops."""
 from herald.v1 import events_pb2, message_service_pb2
 
 from libs import subjects
-from libs.bus import Bus
+from libs.bus import Publisher
 from libs.store import Database
 from services.router.topic_service import subscribers
 
@@ -13,7 +13,7 @@ from services.router.topic_service import subscribers
 FAN_OUT_PAGE = 1000
 
 
-async def fan_out(db: Database, bus: Bus, message: events_pb2.AcceptedMessage) -> None:
+async def fan_out(db: Database, bus: Publisher, message: events_pb2.AcceptedMessage) -> None:
     after, part = "", 0
     while users := await subscribers(db, message.app_id, message.topic, after, FAN_OUT_PAGE):
         piece = events_pb2.AcceptedMessage()

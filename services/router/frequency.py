@@ -16,11 +16,10 @@ import time
 
 from herald.v1 import common_pb2, events_pb2
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 from sqlalchemy import select
 
 from libs import categories
-from libs.bus import DAY, Bus
+from libs.bus import DAY, Bucket, KeyValues
 from libs.store import Database
 from services.router import tables
 
@@ -31,14 +30,14 @@ RACES = 20
 
 
 class FrequencyCaps:
-    def __init__(self, db: Database, kv: KeyValue) -> None:
+    def __init__(self, db: Database, kv: Bucket) -> None:
         self._db = db
         self._kv = kv
         self._rules: tuple[float, list[tables.FrequencyRule]] = (0.0, [])
         self._reloading = asyncio.Lock()
 
     @classmethod
-    async def open(cls, db: Database, bus: Bus) -> "FrequencyCaps":
+    async def open(cls, db: Database, bus: KeyValues) -> "FrequencyCaps":
         return cls(db, await bus.key_value(BUCKET, ttl=MAX_WINDOW + DAY))
 
     def forget_rules(self) -> None:

@@ -3,12 +3,13 @@ quiet hours, settled, or handed to the next channel of its chain - and every sta
 
 import asyncio
 from collections.abc import Awaitable, Iterable
+from typing import Protocol
 
 from herald.v1 import common_pb2, events_pb2
 from prometheus_client import Counter
 
 from libs import categories, events, metrics, subjects
-from libs.bus import Bus
+from libs.bus import Publisher, Schedules
 from services.router import jobs, suppression
 from services.router.recipients import Recipients
 
@@ -22,8 +23,12 @@ DECISIONS = Counter(
 )
 
 
+class RoutingBus(Publisher, Schedules, Protocol):
+    """What routing asks of the bus: publishing, and holding a delivery in a schedule."""
+
+
 class Settler:
-    def __init__(self, bus: Bus, dedup: suppression.Dedup, caps: suppression.Caps) -> None:
+    def __init__(self, bus: RoutingBus, dedup: suppression.Dedup, caps: suppression.Caps) -> None:
         self._bus = bus
         self._dedup = dedup
         self._caps = caps

@@ -84,18 +84,3 @@ async def test_the_apps_quiet_hours_apply_to_users_without_their_own(herald: Her
     never = await _user(herald, sink.url(f"/quiet/{uuid.uuid4().hex[:8]}"), common_pb2.QuietHours(disabled=True))
     message_id = await _send(herald, app, S.CATEGORY_MARKETING, never)
     assert (await herald.wait_message(app, message_id, all_final)).deliveries[0].state == S.DELIVERY_STATE_SENT
-
-
-async def test_a_delivery_that_would_wake_after_its_expiry_expires(herald: Herald, sink: WebhookSink) -> None:
-    quiet, end = await _window_now()
-    user_id = await _user(herald, sink.url(f"/quiet/{uuid.uuid4().hex[:8]}"), quiet)
-    _, app = await herald.create_app()
-    expire_at = datetime.now(UTC) + timedelta(seconds=5)
-    assert expire_at < end
-    template = await herald.create_template({"webhook": "{}"})
-    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user_id)])
-    request.expire_at.FromDatetime(expire_at)
-    message_id = await herald.send(app, request)
-    [delivery] = (await herald.wait_message(app, message_id, all_final)).deliveries
-    assert delivery.state == S.DELIVERY_STATE_EXPIRED
-    assert "quiet hours" in delivery.reason

@@ -1,5 +1,6 @@
 """Who gets a delivery and at which address: the directory, the request's own addresses, and suppression."""
 
+import asyncio
 import uuid
 
 import nats
@@ -34,19 +35,6 @@ async def test_recipient_resolved_from_directory(herald: Herald, sink: WebhookSi
     _, _, message = await herald.send_and_wait(msg.Recipient(user_id=user_id))
     assert message.deliveries[0].state == S.DELIVERY_STATE_SENT
     assert len(sink.for_path(path)) == 1
-
-
-async def test_address_in_request_wins_over_directory(herald: Herald, sink: WebhookSink) -> None:
-    directory_path, request_path, user_id = _path(), _path(), f"user-{uuid.uuid4().hex[:6]}"
-    await herald.directory.UpsertUser(
-        directory_service_pb2.UpsertUserRequest(
-            user=directory_service_pb2.User(user_id=user_id, addresses={"webhook": sink.url(directory_path)})
-        ),
-        metadata=herald.admin,
-    )
-    await herald.send_and_wait(msg.Recipient(user_id=user_id, addresses={"webhook": sink.url(request_path)}))
-    assert len(sink.for_path(request_path)) == 1
-    assert sink.for_path(directory_path) == []
 
 
 async def test_no_address_anywhere_is_suppressed_with_reason(herald: Herald) -> None:
@@ -94,5 +82,11 @@ async def test_a_message_the_router_cannot_route_is_retried_alone_not_with_its_b
 
     delivered = await sink.wait_for(path, 2, timeout=60)
     assert {hit.headers["Herald-Message-Id"] for hit in delivered} == {m.message_id for m in batch.messages[1:]}
-    log = mesh.binaries["router"].log_path.read_text().splitlines()
-    assert any("requeued alone" in line and poison.message_id in line for line in log)
+    # The requeue is logged once the batch's routing is done, which a busy machine may show after the deliveries.
+    log = mesh.binaries["router"].log_path
+    for _ in range(100):
+        if any("requeued alone" in line and poison.message_id in line for line in log.read_text().splitlines()):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"no 'requeued alone' for {poison.message_id} in the router's log within 10 s")

@@ -1,0 +1,172 @@
+"""The router as one stage in one process: its consumers on the in-memory bus, its tables in SQLite, and what it
+publishes - delivery events and delivery jobs - collected for a test to read. Only the router's decisions run
+here; the mesh tests keep what needs processes (the NATS schedules' timing, restarts, the adapters)."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf import json_format
+from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+from herald.v1 import message_service_pb2 as msg
+
+from libs import categories, subjects
+from libs.bus import Incoming, each
+from libs.dispatch import DispatchLedger
+from libs.store import Database
+from services.router import tables
+from services.router.consumers import Router
+from services.router.dedup import ContentDedup
+from services.router.frequency import FrequencyCaps
+from tests.helpers.memory_bus import MemoryBus
+
+# Generous: two cores shared with other tests.
+WAIT = 10.0
+T = TypeVar("T")
+
+
+@dataclass
+class RouterStage:
+    bus: MemoryBus
+    db: Database
+    caps: FrequencyCaps
+    events: list[events_pb2.DeliveryEvent] = field(default_factory=list)
+    jobs: list[events_pb2.DeliveryJob] = field(default_factory=list)
+
+    async def user(
+        self,
+        addresses: dict[str, str] | None = None,
+        quiet: common_pb2.QuietHours | None = None,
+        preferred: str = "",
+        timezone: str = "",
+    ) -> str:
+        """A directory entry, as DirectoryService.UpsertUser writes it (quiet hours apply only with a timezone)."""
+        user_id = f"u-{uuid.uuid4().hex[:8]}"
+        async with self.db.session.begin() as session:
+            session.add(
+                tables.User(
+                    user_id=user_id,
+                    addresses=addresses or {},
+                    timezone=timezone,
+                    locale="",
+                    update_time=datetime.now(UTC),
+                    quiet_hours=json_format.MessageToDict(quiet) if quiet is not None else None,
+                    dead_addresses=None,
+                    preferred_channel=preferred,
+                )
+            )
+        return user_id
+
+    async def opt_out(self, user_id: str, category: int, channel: str = "") -> None:
+        async with self.db.session.begin() as session:
+            session.add(
+                tables.Preference(
+                    user_id=user_id, category=category, channel=channel, opted_out=True, update_time=datetime.now(UTC)
+                )
+            )
+
+    async def cap(self, max_deliveries: int, window_seconds: float, category: int, channel: str = "") -> None:
+        """A frequency rule, as RoutingService.CreateFrequencyRule writes it."""
+        async with self.db.session.begin() as session:
+            session.add(
+                tables.FrequencyRule(
+                    rule_id=f"freq_{uuid.uuid4().hex[:12]}",
+                    category=category,
+                    channel=channel,
+                    app_id="",
+                    max_deliveries=max_deliveries,
+                    window_seconds=window_seconds,
+                    create_time=datetime.now(UTC),
+                )
+            )
+        self.caps.forget_rules()
+
+    async def send(self, message: events_pb2.AcceptedMessage) -> str:
+        """Publish an accepted message as intake does; its id."""
+        message.message_id = message.message_id or f"msg_{uuid.uuid4().hex[:16]}"
+        await self.bus.publish_grouped(
+            subjects.message_accepted(message.template.category),
+            (message.SerializeToString(), message.message_id),
+            each_traced=True,
+        )
+        return message.message_id
+
+    async def settled(self, message_id: str, count: int = 1) -> list[events_pb2.DeliveryEvent]:
+        """The message's delivery events once `count` of its deliveries have one, in the order published."""
+        mine = await self._wait(lambda: [e for e in self.events if e.message_id == message_id], count)
+        return mine
+
+    async def queued(self, message_id: str, count: int = 1) -> list[events_pb2.DeliveryJob]:
+        """The delivery jobs queued for the message's deliveries (for the adapters), once there are `count`."""
+        return await self._wait(lambda: [j for j in self.jobs if j.message_id == message_id], count)
+
+    async def _wait(self, found: Callable[[], list[T]], count: int) -> list[T]:
+        deadline = time.monotonic() + WAIT
+        while len(now := found()) < count:
+            assert time.monotonic() < deadline, f"{len(now)} of {count} after {WAIT}s: {now}"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # anything more that was coming
+        return found()
+
+
+@asynccontextmanager
+async def router_stage(tmp_path: Path, dedup_window: float = 0.0) -> AsyncIterator[RouterStage]:
+    """The router's consumers, wired as services/router/main.py wires them."""
+    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / f'router-{uuid.uuid4().hex[:8]}.db'}", "router")
+    async with MemoryBus() as bus:
+        caps = await FrequencyCaps.open(db, bus)
+        dedup = await ContentDedup.open(bus, dedup_window)
+        router = Router(db, bus, await DispatchLedger.open(bus), dedup, caps)
+        stage = RouterStage(bus, db, caps)
+        for category in categories.PIPELINES:
+            for stream, durable, subject, handler in router.subscriptions(category):
+                await bus.consume(stream, durable, subject, each(handler))
+        await bus.consume(
+            subjects.MESSAGES_STREAM, "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled)
+        )
+
+        async def event(incoming: Incoming) -> None:
+            stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)
+
+        async def job(incoming: Incoming) -> None:
+            stage.jobs.append(events_pb2.DeliveryJob.FromString(incoming.data))
+
+        await bus.consume(subjects.EVENTS_STREAM, "test-events", subjects.DELIVERY_EVENTS, each(event))
+        await bus.consume(subjects.DELIVERIES_STREAM, "test-jobs", "herald.delivery.>", each(job))
+        try:
+            yield stage
+        finally:
+            await db.close()
+
+
+def message(
+    bodies: dict[str, str],
+    *recipients: msg.Recipient,
+    category: int = common_pb2.CATEGORY_NOTIFICATION,
+    fallback: list[str] | None = None,
+    channels: list[str] | None = None,
+    named: bool = False,
+) -> events_pb2.AcceptedMessage:
+    """An accepted message as intake makes it (acceptance.py): the template pinned, the channels chosen."""
+    template = admin_service_pb2.Template(
+        template_id=f"t-{uuid.uuid4().hex[:8]}",
+        version=1,
+        category=common_pb2.Category.ValueType(category),
+        contents=[common_pb2.ChannelContent(channel=c, body=b) for c, b in bodies.items()],
+        fallback_channels=fallback or [],
+    )
+    accepted = events_pb2.AcceptedMessage(
+        app_id="app_1",
+        template=template,
+        recipients=recipients,
+        channels=channels or list(bodies),
+        channels_named=named,
+    )
+    accepted.create_time.GetCurrentTime()
+    return accepted

@@ -1,0 +1,136 @@
+"""The router's decisions on the messages it consumes, in one process (tests/router/stage.py): what each delivery
+becomes - queued for its channel with its address, SCHEDULED, SUPPRESSED or EXPIRED with its reason - as the
+events and jobs it publishes show. The same checks ran through the whole mesh before; each test names the one."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from herald.v1 import common_pb2, events_pb2
+from herald.v1 import message_service_pb2 as msg
+
+from libs import subjects
+from tests.router.stage import message, router_stage
+
+S = common_pb2
+HOOK = "https://hooks.example/u"
+
+
+def _quiet_now() -> tuple[common_pb2.QuietHours, datetime]:
+    """A window (UTC) that started an hour ago and ends in about an hour, and when it ends."""
+    now = datetime.now(UTC)
+    end = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
+    return common_pb2.QuietHours(start=(now - timedelta(hours=1)).strftime("%H:%M"), end=end.strftime("%H:%M")), end
+
+
+async def test_recipient_resolved_from_directory_and_the_requests_address_wins(tmp_path: Path) -> None:
+    """Was test_routing.py's test_address_in_request_wins_over_directory; test_recipient_resolved_from_directory
+    stays there, end to end."""
+    async with router_stage(tmp_path) as stage:
+        user = await stage.user({"webhook": HOOK})
+        from_directory = await stage.send(message({"webhook": "{}"}, msg.Recipient(user_id=user)))
+        [job] = await stage.queued(from_directory)
+        assert (job.address, job.user_id) == (HOOK, user)
+        [pending] = await stage.settled(from_directory)
+        assert pending.state == S.DELIVERY_STATE_PENDING
+
+        given = msg.Recipient(user_id=user, addresses={"webhook": "https://other.example/"})
+        [job] = await stage.queued(await stage.send(message({"webhook": "{}"}, given)))
+        assert job.address == "https://other.example/"
+
+
+async def test_no_address_anywhere_is_suppressed_with_reason(tmp_path: Path) -> None:
+    """Was test_routing.py's test_no_address_anywhere_is_suppressed_with_reason."""
+    async with router_stage(tmp_path) as stage:
+        message_id = await stage.send(message({"webhook": "{}"}, msg.Recipient(user_id="nobody")))
+        [event] = await stage.settled(message_id)
+        assert (event.state, event.reason_code) == (S.DELIVERY_STATE_SUPPRESSED, "no_address")
+        assert event.reason == "no webhook address: none in the request and none in the directory for user 'nobody'"
+        assert not stage.jobs
+
+
+async def test_the_apps_quiet_hours_hold_a_user_without_their_own(tmp_path: Path) -> None:
+    """The decision behind test_quiet_hours.py's test_the_apps_quiet_hours_apply_to_users_without_their_own, which
+    stays there, end to end (from CreateApp to the held delivery)."""
+    quiet, end = _quiet_now()
+    async with router_stage(tmp_path) as stage:
+        sent = message({"webhook": "{}"}, msg.Recipient(user_id=await stage.user({"webhook": HOOK}, timezone="UTC")))
+        sent.template.category = S.CATEGORY_MARKETING
+        sent.quiet_hours.CopyFrom(quiet)
+        [held] = await stage.settled(await stage.send(sent))
+        assert held.state == S.DELIVERY_STATE_SCHEDULED
+        assert held.reason == f"quiet hours: held until {end.strftime('%H:%M')} UTC"
+        assert await stage.bus.scheduled(subjects.held_delivery(held.delivery_id)) is not None
+
+        never = await stage.user({"webhook": HOOK}, quiet=common_pb2.QuietHours(disabled=True), timezone="UTC")
+        sent = message({"webhook": "{}"}, msg.Recipient(user_id=never), category=S.CATEGORY_MARKETING)
+        sent.quiet_hours.CopyFrom(quiet)
+        message_id = await stage.send(sent)
+        assert len(await stage.queued(message_id)) == 1
+        assert [e.state for e in await stage.settled(message_id)] == [S.DELIVERY_STATE_PENDING]
+
+
+async def test_a_delivery_that_would_wake_after_its_expiry_expires(tmp_path: Path) -> None:
+    """Was test_quiet_hours.py's test of the same name."""
+    quiet, _ = _quiet_now()
+    async with router_stage(tmp_path) as stage:
+        sent = message(
+            {"webhook": "{}"}, msg.Recipient(user_id=await stage.user({"webhook": HOOK}, quiet=quiet, timezone="UTC"))
+        )
+        sent.expire_at.FromDatetime(datetime.now(UTC) + timedelta(seconds=30))
+        [event] = await stage.settled(await stage.send(sent))
+        assert event.state == S.DELIVERY_STATE_EXPIRED
+        assert "quiet hours" in event.reason
+        assert not stage.jobs
+
+
+def _states(events: list[events_pb2.DeliveryEvent]) -> dict[str, tuple[int, str]]:
+    return {e.channel: (e.state, e.reason) for e in events}
+
+
+async def test_no_address_for_the_first_channel_falls_back_to_the_next(tmp_path: Path) -> None:
+    """Was test_fallback.py's test of the same name (that the webhook is then sent is the adapters': the mesh tests
+    that remain there)."""
+    async with router_stage(tmp_path) as stage:
+        user = await stage.user({"webhook": HOOK})
+        sent = message({"email": "x", "webhook": "{}"}, msg.Recipient(user_id=user), fallback=["email", "webhook"])
+        message_id = await stage.send(sent)
+        steps = _states(await stage.settled(message_id, 2))
+        state, reason = steps["email"]
+        assert state == S.DELIVERY_STATE_SUPPRESSED
+        assert reason.startswith("no email address") and reason.endswith("; falling back to webhook")
+        assert steps["webhook"] == (S.DELIVERY_STATE_PENDING, "")
+        assert [(j.channel, j.address) for j in await stage.queued(message_id)] == [("webhook", HOOK)]
+
+
+async def test_an_opt_out_of_the_first_channel_falls_back_to_the_next(tmp_path: Path) -> None:
+    """Was test_fallback.py's test of the same name."""
+    async with router_stage(tmp_path) as stage:
+        user = await stage.user({"email": "someone@example.com", "webhook": HOOK})
+        await stage.opt_out(user, S.CATEGORY_MARKETING, "email")
+        sent = message(
+            {"email": "x", "webhook": "{}"},
+            msg.Recipient(user_id=user),
+            category=S.CATEGORY_MARKETING,
+            fallback=["email", "webhook"],
+        )
+        message_id = await stage.send(sent)
+        steps = _states(await stage.settled(message_id, 2))
+        state, reason = steps["email"]
+        assert state == S.DELIVERY_STATE_SUPPRESSED
+        assert f"user '{user}' opted out of marketing messages on email" in reason
+        assert steps["webhook"] == (S.DELIVERY_STATE_PENDING, "")
+        assert [j.channel for j in await stage.queued(message_id)] == ["webhook"]
+
+
+async def test_a_chain_stops_at_the_first_channel_that_works(tmp_path: Path) -> None:
+    """Was test_fallback.py's test of the same name: one job, for the first channel, carrying the rest of the
+    chain for the adapters to hand back if it fails for good."""
+    async with router_stage(tmp_path) as stage:
+        user = await stage.user({"webhook": HOOK, "email": "someone@example.com"})
+        sent = message({"webhook": "{}", "email": "x"}, msg.Recipient(user_id=user), fallback=["webhook", "email"])
+        message_id = await stage.send(sent)
+        [event] = await stage.settled(message_id)
+        assert (event.channel, event.state) == ("webhook", S.DELIVERY_STATE_PENDING)
+        [job] = await stage.queued(message_id)
+        assert job.channel == "webhook"
+        assert [f.channel for f in job.fallback] == ["email"]
