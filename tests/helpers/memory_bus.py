@@ -99,6 +99,7 @@ class _Durable:
         self._unacked: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._timers: list[asyncio.TimerHandle] = []
+        self._stopped = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -107,6 +108,9 @@ class _Durable:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
         while not (delivered := self._take(batch)):
+            if self._stopped:
+                await asyncio.sleep(0)  # the bus is closing: let its consumers see they are stopping
+                return []
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0))
@@ -159,6 +163,9 @@ class _Durable:
         """A pull subscription ends; the durable, like JetStream's, stays."""
 
     def stop(self) -> None:
+        """Hand out nothing more, at once (a fetch waits no longer), so that the bus closes without delay."""
+        self._stopped = True
+        self._wake.set()
         for timer in self._timers:
             timer.cancel()
 
@@ -298,8 +305,14 @@ class MemoryBus(BusCore):
         if stream.messages.get(stored.sequence) is not stored:
             return
         stream.remove(stored.sequence)
-        headers = {k: v for k, v in stored.headers.items() if not k.startswith(("Nats-Schedule", "Nats-Expected"))}
-        headers.pop(Header.MSG_ID, None)
+        headers = {
+            k: v
+            for k, v in stored.headers.items()
+            if not k.startswith(("Nats-Schedule", "Nats-Expected")) and k != Header.MSG_ID
+        }
+        headers |= {"Nats-Scheduler": stored.subject, "Nats-Schedule-Next": "purge"}
+        if ttl := stored.headers.get("Nats-Schedule-TTL"):
+            headers["Nats-TTL"] = ttl
         task = asyncio.create_task(self._store(stored.headers[SCHEDULE_TARGET], stored.data, headers))
         self._firing.add(task)
         task.add_done_callback(self._firing.discard)
@@ -356,11 +369,13 @@ class MemoryBus(BusCore):
         return dict(Counter(m.subject for m in self._streams[stream].messages.values()))
 
     async def close(self) -> None:
-        await self.stop_consumers()
+        stopping = asyncio.ensure_future(self.stop_consumers())
+        await asyncio.sleep(0)  # each consumer told to stop before its fetch returns
+        for durable in self._durables.values():
+            durable.stop()
+        await stopping
         self._closed = True
         for timer in self._timers:
             timer.cancel()
-        for durable in self._durables.values():
-            durable.stop()
         for task in list(self._firing):
             task.cancel()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from opentelemetry import trace
 
 from devmesh.mesh import NatsServer
 from libs import subjects
@@ -127,7 +128,9 @@ async def test_a_schedule_fires_at_its_time_and_a_stale_replace_is_refused(bus: 
         await bus.schedule(subject, b"two", at, target, replacing=0)  # made meanwhile by another
     first = await bus.scheduled(subject)
     assert first is not None and first.payload == b"one"
-    await bus.schedule(subject, b"one+two", at, target, replacing=first.sequence)
+    publisher = trace.SpanContext(0xA, 0x1, is_remote=True, trace_flags=trace.TraceFlags(1))
+    with trace.use_span(trace.NonRecordingSpan(publisher)):
+        await bus.schedule(subject, b"one+two", at, target, replacing=first.sequence)
     with pytest.raises(ScheduleChanged):
         await bus.schedule(subject, b"one+three", at, target, replacing=first.sequence)
     await bus.schedule(withdrawn, b"never", at, target)
@@ -139,6 +142,8 @@ async def test_a_schedule_fires_at_its_time_and_a_stale_replace_is_refused(bus: 
     assert datetime.now(UTC) >= at, "not before its time"
     await asyncio.sleep(1.0)
     assert [i.data for i in fired] == [b"one+two"], "what it last held, once; the withdrawn one never"
+    assert fired[0].span.get_span_context().trace_id == 0xA, "in the trace of whoever made it"
+    assert fired[0].headers["Nats-Scheduler"] == subject
     assert await bus.scheduled(subject) is None, "fired: the next write starts a new one"
     await bus.schedule(subject, b"three", at, target, replacing=0)
 
