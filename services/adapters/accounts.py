@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import select
 
 from libs import subjects
-from libs.bus import Bus
+from libs.bus.interfaces import Notices
 from libs.store import Database
 from services.adapters import tables
 from services.adapters.breaker import CircuitBreaker
@@ -67,7 +67,7 @@ class Accounts:
     def __init__(
         self,
         db: Database,
-        bus: Bus,
+        bus: Notices,
         http: aiohttp.ClientSession,
         settings: AdaptersSettings,
         registered: Mapping[str, type[Provider]],

@@ -29,7 +29,8 @@ import structlog
 from herald.v1 import common_pb2, events_pb2
 
 from libs import telemetry
-from libs.bus import ACK, Bus, Incoming, Outcome
+from libs.bus import ACK, Incoming, Outcome
+from libs.bus.interfaces import Publisher
 from libs.masking import mask
 from libs.rate_limit import RateLimiter
 from libs.store import Database
@@ -50,7 +51,7 @@ class Deliverer:
     def __init__(
         self,
         db: Database,
-        bus: Bus,
+        bus: Publisher,
         accounts: Accounts,
         backoff: Mapping[common_pb2.Category.ValueType, retry_policy.Backoff],
         limiter: RateLimiter,

@@ -5,14 +5,14 @@ redelivered after its outcome was recorded) is idempotent."""
 from herald.v1 import dead_letter_service_pb2, events_pb2
 
 from libs import events, subjects
-from libs.bus import Bus
+from libs.bus.interfaces import Publisher
 from libs.timeutil import now, to_timestamp
 from services.adapters import retry_policy
 from services.adapters.accounts import Price
 from services.adapters.attempt import FINAL, Attempt, Result
 
 
-async def publish(bus: Bus, attempt: Attempt, price: Price) -> None:
+async def publish(bus: Publisher, attempt: Attempt, price: Price) -> None:
     """Publish what the attempt's outcome calls for (nothing when it only waits); `price` is a send's cost."""
     job, result = attempt.job, attempt.result
     if not result.new and result.state not in FINAL:

@@ -24,7 +24,7 @@ from aiohttp import web
 from herald.v1 import common_pb2, events_pb2
 
 from libs import events
-from libs.bus import Bus
+from libs.bus.interfaces import Publisher
 from libs.store import Database
 from services.adapters import tables
 from services.adapters.signing import Signer, Unsigned
@@ -49,7 +49,7 @@ class Expired(Exception):
 
 
 class Tracker:
-    def __init__(self, db: Database, bus: Bus, base_url: str, secrets: str, ttl_days: int) -> None:
+    def __init__(self, db: Database, bus: Publisher, base_url: str, secrets: str, ttl_days: int) -> None:
         self._db = db
         self._bus = bus
         self._base = base_url.rstrip("/")

@@ -1,5 +1,6 @@
 """Retries follow the category's schedule; after the last, the delivery is FAILED with the provider's last error and
-waits in the dead-letter stream until an operator replays it. Critical codes stop retrying at expire_at."""
+waits in the dead-letter stream until an operator replays it (on the mesh: DeadLetterService end to end). Critical
+codes stop retrying at expire_at (in one process: tests/adapters/stage.py)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,8 @@ from herald.v1 import common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
 
+from libs.timeutil import to_timestamp
+from tests.adapters.stage import adapters_stage
 from tests.conftest import RETRY_BACKOFF
 from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
@@ -91,21 +94,24 @@ async def test_replaying_a_channel_and_category_sends_each_of_its_dead_letters_o
     assert await dead_letters() == []
 
 
-async def test_a_critical_code_retries_fast_and_expires_instead_of_failing(herald: Herald, sink: WebhookSink) -> None:
+async def test_a_critical_code_retries_fast_and_expires_instead_of_failing(
+    database_url: str, sink: WebhookSink
+) -> None:
     path = f"/expire/{uuid.uuid4().hex[:8]}"
     sink.answer(path, *[503] * 20)
-    _, app = await herald.create_app()
-    template = await herald.create_template({"webhook": "{}"}, category=S.CATEGORY_CRITICAL)
-    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
-    # Retries 0.5 s, 0.5 s, then 1 s apart: the third retry would come after expire_at, the first two in time even
-    # when the first attempt starts more than a second late on a busy machine.
-    request.expire_at.FromDatetime(datetime.now(UTC) + timedelta(seconds=1.9))
-    message_id = await herald.send(app, request)
-    [delivery] = (await herald.wait_message(app, message_id, all_final)).deliveries
-    assert delivery.state == S.DELIVERY_STATE_EXPIRED
-    assert delivery.reason.startswith("expire_at passed while retrying; attempt ")
-    assert delivery.reason.endswith("failed: webhook endpoint answered HTTP 503")
-    assert delivery.attempts >= 2, "critical retries quickly within its expire_at"
+    async with adapters_stage(database_url) as adapters:
+        # Retries 0.5 s, 0.5 s, then 1 s apart: the third retry would come after expire_at, the first two in time
+        # even when the first attempt starts more than a second late on a busy machine.
+        expire_at = to_timestamp(datetime.now(UTC) + timedelta(seconds=1.9))
+        events = await adapters.outcome(
+            await adapters.send("webhook", sink.url(path), category=S.CATEGORY_CRITICAL, expire_at=expire_at)
+        )
+    expired = events[-1]
+    assert expired.state == S.DELIVERY_STATE_EXPIRED
+    assert expired.reason.startswith("expire_at passed while retrying; attempt ")
+    assert expired.reason.endswith("failed: webhook endpoint answered HTTP 503")
+    assert expired.attempt >= 2, "critical retries quickly within its expire_at"
+    assert adapters.dead_letters == [], "an expired delivery is not dead-lettered"
 
 
 async def test_dead_letter_requests_are_checked(herald: Herald) -> None:

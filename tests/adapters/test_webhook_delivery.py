@@ -1,4 +1,6 @@
-"""How a webhook delivery ends, as a support person sees it in GetMessage."""
+"""How a webhook delivery ends: the status events the adapters publish for it (what GetMessage shows a support
+person). In one process (tests/adapters/stage.py), except the JSON body, which crosses the router's templating
+and so runs on the mesh."""
 
 import json
 import uuid
@@ -7,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from tests.helpers.client import Herald, all_final
+from libs.timeutil import to_timestamp
+from tests.adapters.stage import adapters_stage
+from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -17,57 +21,53 @@ def _path() -> str:
     return f"/hook/{uuid.uuid4().hex[:8]}"
 
 
-async def test_retryable_error_is_retried_then_sent(herald: Herald, sink: WebhookSink) -> None:
+async def test_retryable_error_is_retried_then_sent(database_url: str, sink: WebhookSink) -> None:
     path = _path()
     sink.answer(path, 503)
-    _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"webhook": sink.url(path)}))
-    [delivery] = message.deliveries
-    assert delivery.state == S.DELIVERY_STATE_SENT
-    assert delivery.attempts == 2
+    async with adapters_stage(database_url) as adapters:
+        events = await adapters.outcome(await adapters.send("webhook", sink.url(path)))
+    assert events[-1].state == S.DELIVERY_STATE_SENT
+    assert max(e.attempt for e in events) == 2
     assert len(sink.for_path(path)) == 2
-    retry = [h for h in delivery.history if h.state == S.DELIVERY_STATE_PENDING and h.attempt == 1]
+    retry = [e for e in events if e.state == S.DELIVERY_STATE_PENDING and e.attempt == 1]
     assert retry and "HTTP 503" in retry[0].reason and "retrying" in retry[0].reason
 
 
-async def test_permanent_error_fails_with_the_endpoints_answer(herald: Herald, sink: WebhookSink) -> None:
+async def test_permanent_error_fails_with_the_endpoints_answer(database_url: str, sink: WebhookSink) -> None:
     path = _path()
     sink.answer(path, 404)
-    _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"webhook": sink.url(path)}))
-    [delivery] = message.deliveries
-    assert delivery.state == S.DELIVERY_STATE_FAILED
-    assert delivery.reason == "webhook endpoint answered HTTP 404"
-    assert delivery.attempts == 1 and delivery.provider == "webhook"
+    async with adapters_stage(database_url) as adapters:
+        [failed] = await adapters.outcome(await adapters.send("webhook", sink.url(path)))
+    assert failed.state == S.DELIVERY_STATE_FAILED
+    assert failed.reason == "webhook endpoint answered HTTP 404"
+    assert failed.attempt == 1 and failed.provider == "webhook"
 
 
-async def test_webhook_to_a_private_address_is_refused(herald: Herald, sink: WebhookSink) -> None:
-    # The mesh allows only the host "127.0.0.1"; "localhost" is the same machine under another name.
+async def test_webhook_to_a_private_address_is_refused(database_url: str, sink: WebhookSink) -> None:
+    # The stage allows only the host "127.0.0.1", like the mesh; "localhost" is the same machine under another name.
     url = sink.url(_path()).replace("127.0.0.1", "localhost")
-    _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"webhook": url}))
-    [delivery] = message.deliveries
-    assert delivery.state == S.DELIVERY_STATE_FAILED
-    assert "non-public address" in delivery.reason and "HERALD_WEBHOOK_ALLOWED_HOSTS" in delivery.reason
+    async with adapters_stage(database_url) as adapters:
+        [failed] = await adapters.outcome(await adapters.send("webhook", url))
+    assert failed.state == S.DELIVERY_STATE_FAILED
+    assert "non-public address" in failed.reason and "HERALD_WEBHOOK_ALLOWED_HOSTS" in failed.reason
 
 
-async def test_channel_without_a_provider_account_fails_visibly(herald: Herald) -> None:
-    _, _, message = await herald.send_and_wait(msg.Recipient(addresses={"email": "ann@example.com"}), ("email",))
-    [delivery] = message.deliveries
-    assert delivery.state == S.DELIVERY_STATE_FAILED
-    assert delivery.reason == "no email provider account is configured"
+async def test_channel_without_a_provider_account_fails_visibly(database_url: str) -> None:
+    async with adapters_stage(database_url) as adapters:
+        [failed] = await adapters.outcome(await adapters.send("email", "ann@example.com"))
+    assert failed.state == S.DELIVERY_STATE_FAILED
+    assert failed.reason == "no email provider account is configured"
 
 
-async def test_message_past_expire_at_is_not_retried(herald: Herald, sink: WebhookSink) -> None:
+async def test_message_past_expire_at_is_not_retried(database_url: str, sink: WebhookSink) -> None:
     path = _path()
     sink.answer(path, (503, {"Retry-After": "3"}))
-    _, app = await herald.create_app()
-    template = await herald.create_template({"webhook": "{}"})
-    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
-    request.expire_at.FromDatetime(datetime.now(UTC) + timedelta(seconds=1.5))
-    message_id = await herald.send(app, request)
-    message = await herald.wait_message(app, message_id, all_final)
-    [delivery] = message.deliveries
-    assert delivery.state == S.DELIVERY_STATE_EXPIRED
+    async with adapters_stage(database_url) as adapters:
+        expire_at = to_timestamp(datetime.now(UTC) + timedelta(seconds=1.5))
+        [expired] = await adapters.outcome(await adapters.send("webhook", sink.url(path), expire_at=expire_at))
+    assert expired.state == S.DELIVERY_STATE_EXPIRED
     # Retry-After (3 s) would land after expire_at: it expires at once, saying why the one attempt failed.
-    assert delivery.reason == "expire_at passed while retrying; attempt 1 failed: webhook endpoint answered HTTP 503"
+    assert expired.reason == "expire_at passed while retrying; attempt 1 failed: webhook endpoint answered HTTP 503"
     assert len(sink.for_path(path)) == 1, "no retry after expire_at may reach the endpoint"
 
 

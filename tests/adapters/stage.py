@@ -1,0 +1,129 @@
+"""The deliverer as one stage in one process: its consumers on the in-memory bus, its tables in a real database,
+real provider plug-ins calling the tests' fakes over HTTP, and what it publishes - status events, dead letters,
+fallbacks, dead addresses - collected for a test to read. Only the adapters' decisions run here; the mesh tests
+keep what needs processes (SIGKILL during calls, restarts, replays through DeadLetterService end to end)."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from herald.v1 import common_pb2, dead_letter_service_pb2, events_pb2
+
+from libs import categories, channels, subjects
+from libs.bus import Incoming, each
+from libs.rate_limit import RateLimiter
+from libs.store import Database
+from services.adapters.accounts import Accounts, plugins
+from services.adapters.attempt import FINAL
+from services.adapters.deliverer import Deliverer
+from services.adapters.main import MAX_PENDING
+from services.adapters.settings import AdaptersSettings
+from services.adapters.tracking import Tracker
+from tests.conftest import RETRY_BACKOFF, WEBHOOK_SECRET
+from tests.helpers.memory_bus import MemoryBus
+
+# Generous: two cores shared with other tests.
+WAIT = 20.0
+T = TypeVar("T")
+
+
+@dataclass
+class AdaptersStage:
+    bus: MemoryBus
+    db: Database
+    events: list[events_pb2.DeliveryEvent] = field(default_factory=list)
+    dead_letters: list[dead_letter_service_pb2.DeadLetterRecord] = field(default_factory=list)
+    fallbacks: list[events_pb2.DeliveryJob] = field(default_factory=list)
+
+    async def send(self, channel: str, address: str, **fields: Any) -> str:
+        """Queue a delivery job as the router does (settling.py); its delivery id."""
+        job = events_pb2.DeliveryJob(
+            delivery_id=f"msg_{uuid.uuid4().hex[:16]}.0",
+            app_id="app_1",
+            template_id="t",
+            channel=channel,
+            address=address,
+            body="{}",
+            **{"category": common_pb2.CATEGORY_NOTIFICATION} | fields,
+        )
+        job.message_id = job.delivery_id.split(".")[0]
+        await self.bus.publish(
+            subjects.delivery_job(job.category, job.channel), job.SerializeToString(), job.delivery_id
+        )
+        return job.delivery_id
+
+    async def outcome(self, delivery_id: str) -> list[events_pb2.DeliveryEvent]:
+        """The delivery's status events, in the order published, once one of them is final."""
+
+        def mine() -> list[events_pb2.DeliveryEvent]:
+            found = [e for e in self.events if e.delivery_id == delivery_id]
+            return found if any(e.state in FINAL for e in found) else []
+
+        return await self._wait(mine)
+
+    async def _wait(self, found: Callable[[], list[T]]) -> list[T]:
+        deadline = time.monotonic() + WAIT
+        while not found():
+            assert time.monotonic() < deadline, f"nothing after {WAIT}s"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # anything more that was coming
+        return found()
+
+
+@asynccontextmanager
+async def adapters_stage(database_url: str, **env: str) -> AsyncIterator[AdaptersStage]:
+    """The deliverer's consumers, wired as services/adapters/main.py wires them, with the mesh's settings
+    (tests/conftest.py: the tests' webhook secret, 127.0.0.1 allowed, retries in seconds) and `env` over them."""
+    settings = AdaptersSettings.from_env(
+        {
+            "HERALD_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
+            "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+            **RETRY_BACKOFF,
+            **env,
+        }
+    )
+    db = await Database.open(database_url, "adapters")
+    try:
+        async with MemoryBus() as bus, aiohttp.ClientSession() as http:
+            accounts = Accounts(db, bus, http, settings, plugins())
+            await accounts.reload()
+            tracker = Tracker(db, bus, "", "", settings.tracking_ttl_days)
+            limiter = await RateLimiter.open(bus)
+            deliverer = Deliverer(db, bus, accounts, settings.retry_backoff, limiter, tracker)
+            stage = AdaptersStage(bus, db)
+            for channel in (c for c in channels.KNOWN if c != "inbox"):  # the inbox writer is a stage of its own
+                for category in settings.pipelines:
+                    pipeline = categories.PIPELINES[category]
+                    await bus.consume(
+                        subjects.DELIVERIES_STREAM,
+                        f"adapters-{categories.name(category)}-{channel}",
+                        subjects.delivery_job(category, channel),
+                        deliverer.handle,
+                        batch=pipeline.batch,
+                        rank=pipeline.rank,
+                        max_pending=MAX_PENDING,
+                    )
+
+            async def event(incoming: Incoming) -> None:
+                stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)
+
+            async def dead(incoming: Incoming) -> None:
+                stage.dead_letters.append(dead_letter_service_pb2.DeadLetterRecord.FromString(incoming.data))
+
+            async def fallback(incoming: Incoming) -> None:
+                stage.fallbacks.append(events_pb2.DeliveryJob.FromString(incoming.data))
+
+            await bus.consume(subjects.EVENTS_STREAM, "test-events", subjects.DELIVERY_EVENTS, each(event))
+            await bus.consume(subjects.DEAD_LETTERS_STREAM, "test-dead", subjects.dead_letter(0, ""), each(dead))
+            await bus.consume(subjects.MESSAGES_STREAM, "test-fallbacks", "herald.message.fallback.*", each(fallback))
+            try:
+                yield stage
+            finally:
+                await accounts.close()
+    finally:
+        await db.close()
