@@ -5,6 +5,7 @@ frequency caps, quiet hours, the fallback chain) without changing anything.
 """
 
 import asyncio
+from typing import Protocol
 
 from herald.v1 import admin_service_pb2, events_pb2
 from herald.v1 import routing_service_pb2 as pb
@@ -16,14 +17,21 @@ from libs.store import Database
 from libs.timeutil import to_timestamp
 from services.router import jobs
 from services.router.frequency import FrequencyCaps
-from services.router.intake_client import IntakeClient
 from services.router.recipients import Recipients
 
 Verdict = pb.ChannelVerdict
 
 
+class AppsAndTemplates(Protocol):
+    """Where Explain reads the app and the template: intake's AdminService (intake_client.py)."""
+
+    async def app(self, app_id: str) -> admin_service_pb2.App: ...
+
+    async def template(self, template_id: str) -> admin_service_pb2.Template: ...
+
+
 class Explainer:
-    def __init__(self, db: Database, caps: FrequencyCaps, intake: IntakeClient) -> None:
+    def __init__(self, db: Database, caps: FrequencyCaps, intake: AppsAndTemplates) -> None:
         self._db = db
         self._caps = caps
         self._intake = intake

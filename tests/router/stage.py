@@ -71,21 +71,25 @@ class RouterStage:
                 )
             )
 
-    async def cap(self, max_deliveries: int, window_seconds: float, category: int, channel: str = "") -> None:
-        """A frequency rule, as RoutingService.CreateFrequencyRule writes it."""
+    async def cap(
+        self, max_deliveries: int, window_seconds: float, category: int, channel: str = "", app_id: str = ""
+    ) -> str:
+        """A frequency rule, as RoutingService.CreateFrequencyRule writes it; its id."""
+        rule_id = f"freq_{uuid.uuid4().hex[:12]}"
         async with self.db.session.begin() as session:
             session.add(
                 tables.FrequencyRule(
-                    rule_id=f"freq_{uuid.uuid4().hex[:12]}",
+                    rule_id=rule_id,
                     category=category,
                     channel=channel,
-                    app_id="",
+                    app_id=app_id,
                     max_deliveries=max_deliveries,
                     window_seconds=window_seconds,
                     create_time=datetime.now(UTC),
                 )
             )
         self.caps.forget_rules()
+        return rule_id
 
     async def send(self, message: events_pb2.AcceptedMessage) -> str:
         """Publish an accepted message as intake does; its id."""

@@ -1,4 +1,7 @@
-"""Frequency caps: exactly N go out per user per window, even with two routers and 50 sends at once."""
+"""Frequency caps: exactly N go out per user per window, even with two routers and 50 sends at once.
+
+Which deliveries a cap applies to (critical only when a rule names it) is tested in one process,
+test_routing_stage.py."""
 
 import asyncio
 import secrets
@@ -72,24 +75,6 @@ async def test_two_routers_and_fifty_sends_let_exactly_three_through(
     }
     await asyncio.sleep(1)
     assert len(sink.for_path(path)) == 3
-
-
-async def test_critical_is_exempt_unless_a_rule_names_it(herald: Herald, sink: WebhookSink) -> None:
-    app_id, app = await herald.create_app()
-    await _rule(herald, app_id, S.CATEGORY_NOTIFICATION, 1)
-    critical = await herald.create_template({"webhook": "{{ n }}"}, S.CATEGORY_CRITICAL)
-    user = msg.Recipient(user_id=f"u-{uuid.uuid4().hex[:6]}", addresses={"webhook": sink.url("/freq-critical")})
-
-    async def state(n: int) -> int:
-        message_id = await herald.send(
-            app, msg.SendRequest(template_id=critical, recipients=[user], variables={"n": str(n)})
-        )
-        return (await herald.wait_message(app, message_id, all_final)).deliveries[0].state
-
-    assert [await state(n) for n in range(3)] == [S.DELIVERY_STATE_SENT] * 3
-    await _rule(herald, app_id, S.CATEGORY_CRITICAL, 1)
-    await asyncio.sleep(6)
-    assert [await state(n) for n in range(3, 5)] == [S.DELIVERY_STATE_SENT, S.DELIVERY_STATE_SUPPRESSED]
 
 
 async def test_rules_are_listed_deleted_and_validated(herald: Herald) -> None:

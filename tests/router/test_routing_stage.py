@@ -134,3 +134,45 @@ async def test_a_chain_stops_at_the_first_channel_that_works(tmp_path: Path) -> 
         [job] = await stage.queued(message_id)
         assert job.channel == "webhook"
         assert [f.channel for f in job.fallback] == ["email"]
+
+
+async def test_repeated_content_is_suppressed_but_new_content_and_critical_go_out(tmp_path: Path) -> None:
+    """The decisions test_dedup.py shows end to end, where HERALD_DEDUP_WINDOW_SECONDS sets the window of a
+    router binary."""
+    async with router_stage(tmp_path, dedup_window=30) as stage:
+        recipient = msg.Recipient(user_id="u1", addresses={"webhook": HOOK})
+        sale = message({"webhook": "sale {{ n }}"}, recipient, category=S.CATEGORY_MARKETING)
+        code = message({"webhook": "code {{ n }}"}, recipient, category=S.CATEGORY_CRITICAL)
+
+        async def send(template: events_pb2.AcceptedMessage, n: str) -> events_pb2.DeliveryEvent:
+            sent = events_pb2.AcceptedMessage()
+            sent.CopyFrom(template)
+            sent.variables["n"] = n
+            [event] = await stage.settled(await stage.send(sent))
+            return event
+
+        assert (await send(sale, "1")).state == S.DELIVERY_STATE_PENDING
+        again = await send(sale, "1")
+        assert (again.state, again.reason_code) == (S.DELIVERY_STATE_SUPPRESSED, "duplicate")
+        assert again.reason.startswith("duplicate")
+        assert (await send(sale, "2")).state == S.DELIVERY_STATE_PENDING
+        assert (await send(code, "9")).state == S.DELIVERY_STATE_PENDING
+        assert (await send(code, "9")).state == S.DELIVERY_STATE_PENDING
+        assert sorted(j.body for j in stage.jobs) == ["code 9", "code 9", "sale 1", "sale 2"]
+
+
+async def test_critical_is_exempt_from_caps_unless_a_rule_names_it(tmp_path: Path) -> None:
+    """Was test_frequency.py's test_critical_is_exempt_unless_a_rule_names_it."""
+    async with router_stage(tmp_path) as stage:
+        recipient = msg.Recipient(user_id="u1", addresses={"webhook": HOOK})
+        await stage.cap(1, 86400, S.CATEGORY_NOTIFICATION, "webhook", app_id="app_1")
+
+        async def state(n: int) -> int:
+            sent = message({"webhook": "{{ n }}"}, recipient, category=S.CATEGORY_CRITICAL)
+            sent.variables["n"] = str(n)
+            [event] = await stage.settled(await stage.send(sent))
+            return event.state
+
+        assert [await state(n) for n in range(3)] == [S.DELIVERY_STATE_PENDING] * 3
+        await stage.cap(1, 86400, S.CATEGORY_CRITICAL, "webhook", app_id="app_1")
+        assert [await state(n) for n in range(3, 5)] == [S.DELIVERY_STATE_PENDING, S.DELIVERY_STATE_SUPPRESSED]
