@@ -1,5 +1,7 @@
 """One set of tests run against the NATS bus (a nats-server of its own) and the in-memory one
-(tests/helpers/memory_bus.py): what the in-process tests of a stage rely on holds on the broker as well."""
+(tests/helpers/memory_bus.py): what the in-process tests of a stage rely on holds on the broker as well. The bus's
+safety net among them: a message no retry can handle ends in the dead letters, whole and explained, instead of
+holding its stage for ever. And how records are grouped into publishes."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -7,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from herald.v1 import events_pb2
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NoStreamResponseError
 from opentelemetry import trace
 
 from devmesh.mesh import NatsServer
 from libs import subjects
 from libs.bus import ACK, Bus, Incoming, MessageBus, Outcome, ScheduleChanged
+from libs.errors import TRANSIENT
 from tests.helpers.memory_bus import MemoryBus
 
 BACKOFF = (0.1, 0.1)
@@ -116,6 +120,73 @@ async def test_a_message_no_retry_can_handle_is_dead_lettered_after_the_bound(bu
     assert headers["Herald-Deliveries"] == str(len(BACKOFF) + 1)
     await asyncio.sleep(1.0)
     assert tried == [1, 2, 3], "tried once and after each retry's delay, then never again"
+
+
+async def test_one_bad_message_takes_none_of_its_batch_with_it(bus: MessageBus) -> None:
+    handled: list[str] = []
+    gate = asyncio.Event()
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        await gate.wait()  # let the whole batch arrive, to be fetched together
+        if any(i.data == b"bad" for i in batch):
+            raise ValueError("bad")
+        handled.extend(i.data.decode() for i in batch)
+        return [ACK] * len(batch)
+
+    dead = await _collect(bus, subjects.DEAD_LETTERS_STREAM, "contract-dead", subjects.unprocessed("contract-batch"))
+    for body in ("one", "bad", "two"):
+        await bus.publish(SUBJECT, body.encode(), msg_id=body)
+    await bus.consume(subjects.MESSAGES_STREAM, "contract-batch", SUBJECT, handler)
+    gate.set()
+    await _until(lambda: bool(dead))
+    assert [i.data for i in dead] == [b"bad"]
+    assert sorted(handled) == ["one", "two"], "the good ones are handled, once each"
+
+
+async def _published(bus: MessageBus, records: int, each_traced: bool) -> list[list[str]]:
+    """Publish `records` records, each from a trace of its own and in a turn of the event loop of its own, as
+    concurrent Sends arrive; then the records of each message the stream holds."""
+
+    async def one(n: int) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+        own_trace = trace.SpanContext(n + 1, n + 1, is_remote=True, trace_flags=trace.TraceFlags(1))
+        with trace.use_span(trace.NonRecordingSpan(own_trace)):
+            message = events_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString()
+            await bus.publish_grouped(SUBJECT, (message, f"m{n}"), each_traced=each_traced)
+
+    await asyncio.gather(*(one(n) for n in range(records)))
+    stored = sum((await bus.subject_counts(subjects.MESSAGES_STREAM)).values())
+    found = await _collect(bus, subjects.MESSAGES_STREAM, f"contract-grouped-{each_traced}", SUBJECT)
+    await _until(lambda: len(found) >= stored)
+    return [[m.message_id for m in events_pb2.AcceptedBatch.FromString(i.data).messages] for i in found]
+
+
+async def test_records_that_carry_their_own_trace_share_publishes_across_traces(bus: MessageBus) -> None:
+    groups = await _published(bus, 50, each_traced=True)
+    assert sorted(m for group in groups for m in group) == sorted(f"m{n}" for n in range(50)), "each once"
+    assert len(groups) < 50, "records arriving while a publish is on its way wait to share the next"
+
+
+async def test_records_of_different_traces_never_share_a_publish_otherwise(bus: MessageBus) -> None:
+    groups = await _published(bus, 20, each_traced=False)
+    assert sorted(groups) == sorted([f"m{n}"] for n in range(20))
+
+
+async def test_a_publish_no_stream_takes_fails_as_an_outage_at_once(bus: MessageBus) -> None:
+    """A subject outside every stream (a stream deleted under a running mesh) is an outage to wait out, answered
+    at once rather than after the PubAck timeout."""
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(NoStreamResponseError) as raised:
+        await bus.publish("herald.nowhere", b"x", msg_id="nowhere")
+    assert isinstance(raised.value, TRANSIENT)
+    assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_a_publish_is_durable_once_it_returns(bus: MessageBus) -> None:
+    await asyncio.gather(*(bus.publish(SUBJECT, str(n).encode(), msg_id=f"d{n}") for n in range(200)))
+    await bus.publish(SUBJECT, b"0", msg_id="d0")  # a repeat within the duplicate window is dropped
+    assert await bus.subject_counts(subjects.MESSAGES_STREAM) == {SUBJECT: 200}
 
 
 async def test_a_schedule_fires_at_its_time_and_a_stale_replace_is_refused(bus: MessageBus) -> None:
