@@ -1,8 +1,7 @@
 """What a Send becomes, in one process: every refusal names its field or its cause, and an accepted Send is the
 AcceptedMessage the router gets. The template store, topics, shedding, ids and the rate limiter are stand-ins
-answering as told; the mesh tests (test_send_errors.py) show the same refusals reaching a caller."""
+(stand_ins.py) answering as told; the mesh tests (test_send_errors.py) show the same refusals reaching a caller."""
 
-import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,56 +13,9 @@ from libs.auth import AppIdentity
 from libs.errors import HeraldError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from services.intake.acceptance import MAX_MESSAGE_BYTES, Acceptance, RateLimited
 from services.intake.common_part import CommonPart
-from services.intake.shedding import Shed
+from tests.intake.stand_ins import Ids, Limiter, Shedder, Templates, Topics
 
 APP = AppIdentity(app_id="app_1", name="checkout", allowed_channels=["webhook"])
-
-
-class Templates:
-    def __init__(self, *templates: admin_service_pb2.Template) -> None:
-        self._templates = {t.template_id: t for t in templates}
-
-    async def latest_for_sending(self, template_id: str) -> admin_service_pb2.Template:
-        if template_id not in self._templates:
-            raise NotFound(f"template '{template_id}' not found")
-        return self._templates[template_id]
-
-
-class Topics:
-    def __init__(self, *known: str) -> None:
-        self._known = set(known)
-
-    async def exists(self, app_id: str, topic_key: str) -> bool:
-        return f"{app_id}.{topic_key}" in self._known
-
-
-class Shedder:
-    def __init__(self, shedding: bool = False) -> None:
-        self._shedding = shedding
-
-    def check(self, category: int) -> None:
-        if self._shedding and category == common_pb2.CATEGORY_MARKETING:
-            raise Shed("marketing is being shed", 5.0)
-
-
-class Ids:
-    def __init__(self) -> None:
-        self._next = itertools.count(1)
-
-    def new(self, app_id: str) -> str:
-        return f"msg_{app_id}_{next(self._next)}"
-
-
-class Limiter:
-    """Grants at most `left` messages, then asks for a retry in 0.25 s."""
-
-    def __init__(self, left: int = 1_000) -> None:
-        self.left = left
-
-    async def take(self, key: str, rate: float, wanted: int) -> tuple[int, float]:
-        granted = min(wanted, self.left)
-        self.left -= granted
-        return granted, 0.0 if granted == wanted else 0.25
 
 
 def _template(
