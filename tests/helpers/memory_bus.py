@@ -8,7 +8,8 @@ deliveries. Everything above the broker - grouping, trace context, consumers set
 dead-lettering - is the NATS bus's own code (libs.bus.BusCore), so tests run what production runs.
 tests/libs/test_bus_contract.py checks both buses against one set of tests.
 
-Not modelled: ack_wait (a handler here always settles), max_ack_pending, streams' max_age, replicas, outages.
+Not modelled: ack_wait (a handler here always settles), max_ack_pending, streams' max_age, replicas, outages,
+and JetStream's API beyond libs.bus.interfaces (there is no `js`: code that calls it runs against NATS).
 """
 
 import asyncio
