@@ -36,6 +36,7 @@ class RouterStage:
     bus: MemoryBus
     db: Database
     caps: FrequencyCaps
+    ledger: DispatchLedger
     events: list[events_pb2.DeliveryEvent] = field(default_factory=list)
     jobs: list[events_pb2.DeliveryJob] = field(default_factory=list)
 
@@ -126,8 +127,9 @@ async def router_stage(tmp_path: Path, dedup_window: float = 0.0) -> AsyncIterat
     async with MemoryBus() as bus:
         caps = await FrequencyCaps.open(db, bus)
         dedup = await ContentDedup.open(bus, dedup_window)
-        router = Router(db, bus, await DispatchLedger.open(bus), dedup, caps)
-        stage = RouterStage(bus, db, caps)
+        ledger = await DispatchLedger.open(bus)
+        router = Router(db, bus, ledger, dedup, caps)
+        stage = RouterStage(bus, db, caps, ledger)
         for category in categories.PIPELINES:
             for stream, durable, subject, handler in router.subscriptions(category):
                 await bus.consume(stream, durable, subject, each(handler))

@@ -9,6 +9,7 @@ from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from libs import subjects
+from libs.dispatch import Decision
 from tests.router.stage import message, router_stage
 
 S = common_pb2
@@ -176,3 +177,21 @@ async def test_critical_is_exempt_from_caps_unless_a_rule_names_it(tmp_path: Pat
         assert [await state(n) for n in range(3)] == [S.DELIVERY_STATE_PENDING] * 3
         await stage.cap(1, 86400, S.CATEGORY_CRITICAL, "webhook", app_id="app_1")
         assert [await state(n) for n in range(3, 5)] == [S.DELIVERY_STATE_PENDING, S.DELIVERY_STATE_SUPPRESSED]
+
+
+async def test_a_message_cancelled_before_the_router_held_it_is_cancelled_not_scheduled(tmp_path: Path) -> None:
+    """Was test_scheduling_and_cancel.py's test_a_message_cancelled_before_the_router_held_it_is_never_sent (a
+    mesh of its own, the router stopped while intake's CancelMessage decided CANCELLED): the router, reading the
+    message later, finds the decision and makes no schedule, so nothing can fire at send_at."""
+    async with router_stage(tmp_path) as stage:
+        sent = message(
+            {"webhook": "{}"}, msg.Recipient(addresses={"webhook": HOOK}), msg.Recipient(user_id="nobody-home")
+        )
+        sent.message_id = "msg_cancelled_first"
+        sent.send_at.FromDatetime(datetime.now(UTC) + timedelta(seconds=15))
+        assert await stage.ledger.decide(sent.message_id, Decision.CANCELLED) is Decision.CANCELLED
+        cancelled = await stage.settled(await stage.send(sent), 2)
+        assert {(e.state, e.reason) for e in cancelled} == {(S.DELIVERY_STATE_CANCELLED, "cancelled by the sender")}
+        assert len({e.delivery_id for e in cancelled}) == 2
+        assert await stage.bus.scheduled(subjects.schedule(sent.message_id, 0)) is None
+        assert not stage.jobs

@@ -1,20 +1,16 @@
 """send_at holds a message in JetStream until it is due; CancelMessage withdraws what is not dispatched yet."""
 
 import asyncio
-import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
 from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from tests.conftest import running_mesh
 from tests.helpers.client import Herald, Metadata, all_final
-from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -143,21 +139,3 @@ async def test_an_id_not_issued_to_the_app_is_not_found(herald: Herald, sink: We
         assert err.value.code() == grpc.StatusCode.NOT_FOUND, made_up
     await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=message_id), metadata=app)
     assert sink.for_path(path) == []
-
-
-async def test_a_message_cancelled_before_the_router_held_it_is_never_sent(tmp_path: Path, sink: WebhookSink) -> None:
-    """The cancel finds no schedule to withdraw (the router has not read the message yet): the router, reading it
-    later, finds the decision instead of scheduling it."""
-    async with running_mesh(tmp_path, default_backend()) as (mesh, herald):
-        await mesh.binaries["router"].stop(signal.SIGTERM)
-        app, message_id, path, send_at = await _scheduled(herald, sink, 15)
-        await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=message_id), metadata=app)
-        mesh.binaries["router"].start()
-        await mesh.binaries["router"].wait_healthy()
-        cancelled = await herald.wait_message(
-            app, message_id, lambda m: _states(m) == {S.DELIVERY_STATE_CANCELLED} and len(m.deliveries) == 2
-        )
-        assert datetime.now(UTC) < send_at, "CANCELLED as soon as the router read it, not once it fell due"
-        assert all(d.reason == "cancelled by the sender" for d in cancelled.deliveries)
-        await asyncio.sleep(max(0.0, (send_at - datetime.now(UTC)).total_seconds()) + 3)
-        assert sink.for_path(path) == []
