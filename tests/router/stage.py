@@ -1,6 +1,7 @@
-"""The router as one stage in one process: its consumers on the in-memory bus, its tables in SQLite, and what it
-publishes - delivery events and delivery jobs - collected for a test to read. Only the router's decisions run
-here; the mesh tests keep what needs processes (the NATS schedules' timing, restarts, the adapters)."""
+"""The router as one stage in one process: its consumers on the in-memory bus, its tables in the test's database
+(SQLite, and PostgreSQL when the tests have one), and what it publishes - delivery events and delivery jobs -
+collected for a test to read. Only the router's decisions run here; the mesh tests keep what needs processes (the
+NATS schedules' timing, restarts, the adapters)."""
 
 import asyncio
 import time
@@ -9,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf import json_format
@@ -121,9 +121,10 @@ class RouterStage:
 
 
 @asynccontextmanager
-async def router_stage(tmp_path: Path, dedup_window: float = 0.0) -> AsyncIterator[RouterStage]:
-    """The router's consumers, wired as services/router/main.py wires them."""
-    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / f'router-{uuid.uuid4().hex[:8]}.db'}", "router")
+async def router_stage(database_url: str, dedup_window: float = 0.0) -> AsyncIterator[RouterStage]:
+    """The router's consumers on `database_url` (the tests' `database_url` fixture: each backend), wired as
+    services/router/main.py wires them."""
+    db = await Database.open(database_url, "router")
     async with MemoryBus() as bus:
         caps = await FrequencyCaps.open(db, bus)
         dedup = await ContentDedup.open(bus, dedup_window)

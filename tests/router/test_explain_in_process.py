@@ -2,8 +2,6 @@
 the app and the template intake would give. Asking intake over gRPC, and the refusals a caller gets, stay in the
 mesh test (test_explain.py)."""
 
-from pathlib import Path
-
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import routing_service_pb2 as routing
@@ -49,9 +47,9 @@ async def _explain(explainer: Explainer, user_id: str) -> dict[str, routing.Chan
     return {v.channel: v for v in reply.verdicts}
 
 
-async def test_explain_says_whether_each_channel_would_be_used_and_why_not(tmp_path: Path) -> None:
+async def test_explain_says_whether_each_channel_would_be_used_and_why_not(database_url: str) -> None:
     """Was test_explain.py's test_each_channel_says_whether_it_would_be_used_and_why_not."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         addresses = {"webhook": HOOK, "email": "someone@example.com", "sms": "+8613812345678"}
         user = await stage.user(addresses, quiet=common_pb2.QuietHours(disabled=True), timezone="UTC")
         await stage.opt_out(user, S.CATEGORY_MARKETING, "email")
@@ -77,10 +75,10 @@ async def test_explain_says_whether_each_channel_would_be_used_and_why_not(tmp_p
         )
 
 
-async def test_explain_names_caps_quiet_hours_and_missing_addresses_and_counts_nothing(tmp_path: Path) -> None:
+async def test_explain_names_caps_quiet_hours_and_missing_addresses_and_counts_nothing(database_url: str) -> None:
     """Was test_explain.py's test_frequency_caps_quiet_hours_and_missing_addresses_are_named: the real send that
     fills the cap is routed by the stage."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         rule_id = await stage.cap(1, 3600, S.CATEGORY_MARKETING, "webhook", app_id="app_1")
         always_quiet = common_pb2.QuietHours(start="00:00", end="23:59")
         user = await stage.user({"webhook": HOOK}, quiet=always_quiet, timezone="UTC")

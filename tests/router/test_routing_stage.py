@@ -3,7 +3,6 @@ becomes - queued for its channel with its address, SCHEDULED, SUPPRESSED or EXPI
 events and jobs it publishes show. The same checks ran through the whole mesh before; each test names the one."""
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
@@ -23,10 +22,10 @@ def _quiet_now() -> tuple[common_pb2.QuietHours, datetime]:
     return common_pb2.QuietHours(start=(now - timedelta(hours=1)).strftime("%H:%M"), end=end.strftime("%H:%M")), end
 
 
-async def test_recipient_resolved_from_directory_and_the_requests_address_wins(tmp_path: Path) -> None:
+async def test_recipient_resolved_from_directory_and_the_requests_address_wins(database_url: str) -> None:
     """Was test_routing.py's test_address_in_request_wins_over_directory; test_recipient_resolved_from_directory
     stays there, end to end."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         user = await stage.user({"webhook": HOOK})
         from_directory = await stage.send(message({"webhook": "{}"}, msg.Recipient(user_id=user)))
         [job] = await stage.queued(from_directory)
@@ -39,9 +38,9 @@ async def test_recipient_resolved_from_directory_and_the_requests_address_wins(t
         assert job.address == "https://other.example/"
 
 
-async def test_no_address_anywhere_is_suppressed_with_reason(tmp_path: Path) -> None:
+async def test_no_address_anywhere_is_suppressed_with_reason(database_url: str) -> None:
     """Was test_routing.py's test_no_address_anywhere_is_suppressed_with_reason."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         message_id = await stage.send(message({"webhook": "{}"}, msg.Recipient(user_id="nobody")))
         [event] = await stage.settled(message_id)
         assert (event.state, event.reason_code) == (S.DELIVERY_STATE_SUPPRESSED, "no_address")
@@ -49,11 +48,11 @@ async def test_no_address_anywhere_is_suppressed_with_reason(tmp_path: Path) -> 
         assert not stage.jobs
 
 
-async def test_the_apps_quiet_hours_hold_a_user_without_their_own(tmp_path: Path) -> None:
+async def test_the_apps_quiet_hours_hold_a_user_without_their_own(database_url: str) -> None:
     """The decision behind test_quiet_hours.py's test_the_apps_quiet_hours_apply_to_users_without_their_own, which
     stays there, end to end (from CreateApp to the held delivery)."""
     quiet, end = _quiet_now()
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         sent = message({"webhook": "{}"}, msg.Recipient(user_id=await stage.user({"webhook": HOOK}, timezone="UTC")))
         sent.template.category = S.CATEGORY_MARKETING
         sent.quiet_hours.CopyFrom(quiet)
@@ -70,10 +69,10 @@ async def test_the_apps_quiet_hours_hold_a_user_without_their_own(tmp_path: Path
         assert [e.state for e in await stage.settled(message_id)] == [S.DELIVERY_STATE_PENDING]
 
 
-async def test_a_delivery_that_would_wake_after_its_expiry_expires(tmp_path: Path) -> None:
+async def test_a_delivery_that_would_wake_after_its_expiry_expires(database_url: str) -> None:
     """Was test_quiet_hours.py's test of the same name."""
     quiet, _ = _quiet_now()
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         sent = message(
             {"webhook": "{}"}, msg.Recipient(user_id=await stage.user({"webhook": HOOK}, quiet=quiet, timezone="UTC"))
         )
@@ -88,10 +87,10 @@ def _states(events: list[events_pb2.DeliveryEvent]) -> dict[str, tuple[int, str]
     return {e.channel: (e.state, e.reason) for e in events}
 
 
-async def test_no_address_for_the_first_channel_falls_back_to_the_next(tmp_path: Path) -> None:
+async def test_no_address_for_the_first_channel_falls_back_to_the_next(database_url: str) -> None:
     """Was test_fallback.py's test of the same name (that the webhook is then sent is the adapters': the mesh tests
     that remain there)."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         user = await stage.user({"webhook": HOOK})
         sent = message({"email": "x", "webhook": "{}"}, msg.Recipient(user_id=user), fallback=["email", "webhook"])
         message_id = await stage.send(sent)
@@ -103,9 +102,9 @@ async def test_no_address_for_the_first_channel_falls_back_to_the_next(tmp_path:
         assert [(j.channel, j.address) for j in await stage.queued(message_id)] == [("webhook", HOOK)]
 
 
-async def test_an_opt_out_of_the_first_channel_falls_back_to_the_next(tmp_path: Path) -> None:
+async def test_an_opt_out_of_the_first_channel_falls_back_to_the_next(database_url: str) -> None:
     """Was test_fallback.py's test of the same name."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         user = await stage.user({"email": "someone@example.com", "webhook": HOOK})
         await stage.opt_out(user, S.CATEGORY_MARKETING, "email")
         sent = message(
@@ -123,10 +122,10 @@ async def test_an_opt_out_of_the_first_channel_falls_back_to_the_next(tmp_path: 
         assert [j.channel for j in await stage.queued(message_id)] == ["webhook"]
 
 
-async def test_a_chain_stops_at_the_first_channel_that_works(tmp_path: Path) -> None:
+async def test_a_chain_stops_at_the_first_channel_that_works(database_url: str) -> None:
     """Was test_fallback.py's test of the same name: one job, for the first channel, carrying the rest of the
     chain for the adapters to hand back if it fails for good."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         user = await stage.user({"webhook": HOOK, "email": "someone@example.com"})
         sent = message({"webhook": "{}", "email": "x"}, msg.Recipient(user_id=user), fallback=["webhook", "email"])
         message_id = await stage.send(sent)
@@ -137,10 +136,10 @@ async def test_a_chain_stops_at_the_first_channel_that_works(tmp_path: Path) -> 
         assert [f.channel for f in job.fallback] == ["email"]
 
 
-async def test_repeated_content_is_suppressed_but_new_content_and_critical_go_out(tmp_path: Path) -> None:
+async def test_repeated_content_is_suppressed_but_new_content_and_critical_go_out(database_url: str) -> None:
     """The decisions test_dedup.py shows end to end, where HERALD_DEDUP_WINDOW_SECONDS sets the window of a
     router binary."""
-    async with router_stage(tmp_path, dedup_window=30) as stage:
+    async with router_stage(database_url, dedup_window=30) as stage:
         recipient = msg.Recipient(user_id="u1", addresses={"webhook": HOOK})
         sale = message({"webhook": "sale {{ n }}"}, recipient, category=S.CATEGORY_MARKETING)
         code = message({"webhook": "code {{ n }}"}, recipient, category=S.CATEGORY_CRITICAL)
@@ -162,9 +161,9 @@ async def test_repeated_content_is_suppressed_but_new_content_and_critical_go_ou
         assert sorted(j.body for j in stage.jobs) == ["code 9", "code 9", "sale 1", "sale 2"]
 
 
-async def test_critical_is_exempt_from_caps_unless_a_rule_names_it(tmp_path: Path) -> None:
+async def test_critical_is_exempt_from_caps_unless_a_rule_names_it(database_url: str) -> None:
     """Was test_frequency.py's test_critical_is_exempt_unless_a_rule_names_it."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         recipient = msg.Recipient(user_id="u1", addresses={"webhook": HOOK})
         await stage.cap(1, 86400, S.CATEGORY_NOTIFICATION, "webhook", app_id="app_1")
 
@@ -179,11 +178,11 @@ async def test_critical_is_exempt_from_caps_unless_a_rule_names_it(tmp_path: Pat
         assert [await state(n) for n in range(3, 5)] == [S.DELIVERY_STATE_PENDING, S.DELIVERY_STATE_SUPPRESSED]
 
 
-async def test_a_message_cancelled_before_the_router_held_it_is_cancelled_not_scheduled(tmp_path: Path) -> None:
+async def test_a_message_cancelled_before_the_router_held_it_is_cancelled_not_scheduled(database_url: str) -> None:
     """Was test_scheduling_and_cancel.py's test_a_message_cancelled_before_the_router_held_it_is_never_sent (a
     mesh of its own, the router stopped while intake's CancelMessage decided CANCELLED): the router, reading the
     message later, finds the decision and makes no schedule, so nothing can fire at send_at."""
-    async with router_stage(tmp_path) as stage:
+    async with router_stage(database_url) as stage:
         sent = message(
             {"webhook": "{}"}, msg.Recipient(addresses={"webhook": HOOK}), msg.Recipient(user_id="nobody-home")
         )
