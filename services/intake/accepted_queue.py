@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from libs import categories, metrics, subjects
-from libs.bus import Bus
+from libs.bus import Publisher
 from libs.errors import TRANSIENT, Unavailable
 from libs.store import Database
 from libs.timeutil import from_timestamp, now
@@ -31,7 +31,7 @@ Row = dict[str, Any]
 
 
 class AcceptedQueue:
-    def __init__(self, db: Database, bus: Bus) -> None:
+    def __init__(self, db: Database, bus: Publisher) -> None:
         self._db = db
         self._bus = bus
 

@@ -4,13 +4,9 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
-
-from devmesh.mesh import Mesh
-from libs.config import normalize_database_url
 
 TEST_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "")
 
@@ -36,13 +32,6 @@ def fresh_postgres() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def intake_database_url(mesh: Mesh) -> str:
-    """A blocking SQLAlchemy URL to the intake database of a running mesh, for tests that age rows."""
-    env = mesh.binaries["intake"].env
-    url = env.get("HERALD_DATABASE_URL") or normalize_database_url("", Path(env["HERALD_DATA_DIR"]), "intake")
-    return url.replace("+aiosqlite", "")
 
 
 @contextmanager

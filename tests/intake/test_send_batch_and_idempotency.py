@@ -1,18 +1,17 @@
-"""SendBatch answers entry by entry; an idempotency key repeated sends nothing more."""
+"""SendBatch answers entry by entry; an idempotency key repeated sends nothing more.
+
+A key's claim and its 24-hour window, and the size a message may have, are tested in one process
+(test_accepted_queue.py, test_acceptance.py)."""
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import grpc
-import pytest
 from herald.v1 import common_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as msg
-from sqlalchemy import create_engine, text
 
 from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, all_final
-from tests.helpers.databases import intake_database_url
 from tests.helpers.replicas import extra_replica
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -84,41 +83,6 @@ async def test_twenty_concurrent_sends_with_one_key_make_one_message_and_one_del
     _, other_app = await herald.create_app()
     other = await herald.messages.Send(request, metadata=other_app)
     assert other.message_id != replies[0].message_id and not other.duplicate, "keys are per app"
-
-
-async def test_a_key_is_free_again_after_24_hours(shared_mesh: tuple[Mesh, Herald]) -> None:
-    mesh, herald = shared_mesh
-    _, app = await herald.create_app()
-    template = await herald.create_template({"webhook": "{}"})
-    request = msg.SendRequest(
-        template_id=template,
-        recipients=[msg.Recipient(addresses={"webhook": "https://x.example/"})],
-        idempotency_key=f"daily-{uuid.uuid4().hex}",
-    )
-    first = await herald.messages.Send(request, metadata=app)
-    engine = create_engine(intake_database_url(mesh))
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE intake_messages SET create_time = :old WHERE message_id = :id"),
-            {"old": datetime.now(UTC) - timedelta(hours=25), "id": first.message_id},
-        )
-    engine.dispose()
-    again = await herald.messages.Send(request, metadata=app)
-    assert again.message_id != first.message_id and not again.duplicate
-    repeat = await herald.messages.Send(request, metadata=app)
-    assert repeat.message_id == again.message_id and repeat.duplicate
-
-
-async def test_a_message_too_large_for_the_bus_is_refused(herald: Herald) -> None:
-    _, app = await herald.create_app()
-    template = await herald.create_template({"webhook": "{{ blob }}"})
-    recipients = [
-        msg.Recipient(addresses={"webhook": "https://x.example/"}, variables={"blob": "x" * 4000}) for _ in range(200)
-    ]
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await herald.messages.Send(msg.SendRequest(template_id=template, recipients=recipients), metadata=app)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "at most" in (err.value.details() or "")
 
 
 async def test_one_idempotency_key_on_two_replicas_makes_one_message(shared_mesh: tuple[Mesh, Herald]) -> None:
