@@ -1,6 +1,6 @@
 """The deliverer as one stage in one process: its consumers on the in-memory bus, its tables in a real database,
-real provider plug-ins calling the tests' fakes over HTTP, and what it publishes - status events, dead letters,
-fallbacks, dead addresses - collected for a test to read. Only the adapters' decisions run here; the mesh tests
+real provider plug-ins calling the tests' fakes over HTTP, and what it publishes - status events, dead letters and
+fallbacks - collected for a test to read. Only the adapters' decisions run here; the mesh tests
 keep what needs processes (SIGKILL during calls, restarts, replays through DeadLetterService end to end)."""
 
 import asyncio
