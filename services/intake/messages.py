@@ -1,28 +1,25 @@
 """MessageService: the gRPC calls that send and cancel messages. What a Send must pass and becomes is
-acceptance.py's; how it is stored and queued, accepted_queue.py's."""
+acceptance.py's; how it is stored and queued, accepted_queue.py's; what a cancel withdraws, cancellation.py's."""
 
 from collections.abc import AsyncIterator
 
 import grpc
-from herald.v1 import common_pb2, events_pb2, message_service_pb2_grpc
+from herald.v1 import events_pb2, message_service_pb2_grpc
 from herald.v1 import message_service_pb2 as pb
 from opentelemetry import trace
 from prometheus_client import Counter as PromCounter
-from sqlalchemy import update
 
-from libs import events, subjects
 from libs.auth import AppKeys
 from libs.bus import Bus
-from libs.dispatch import ESCALATION_STOPPED, Decision, DispatchLedger
-from libs.errors import FailedPrecondition, HeraldError, InvalidArgument, NotFound, ResourceExhausted
+from libs.dispatch import DispatchLedger
+from libs.errors import HeraldError, InvalidArgument, ResourceExhausted
 from libs.rate_limit import RateLimiter
 from libs.store import Database
-from libs.timeutil import now
 from libs.topics import TopicRegistry
-from services.intake import tables
 from services.intake.acceptance import Acceptance
-from services.intake.accepted_queue import AcceptedQueue, as_row, row
+from services.intake.accepted_queue import AcceptedQueue, row
 from services.intake.audience import Audience
+from services.intake.cancellation import Cancellation
 from services.intake.common_part import CommonPart
 from services.intake.message_ids import MessageIds
 from services.intake.shedding import MarketingShedder
@@ -52,12 +49,11 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         topics: TopicRegistry,
     ) -> None:
         self._db = db
-        self._bus = bus
         self._keys = keys
-        self._ledger = ledger
         self._ids = ids
         self._acceptance = Acceptance(templates, topics, shedder, ids, limiter)
         self._queue = AcceptedQueue(db, bus)
+        self._cancellation = Cancellation(db, bus, ledger, ids, self._queue)
 
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendResponse:
         try:
@@ -109,57 +105,12 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
     async def CancelMessage(
         self, request: pb.CancelMessageRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMessageResponse:
-        """Withdraw a message the router has not dispatched yet; repeating a successful cancel is harmless.
-
-        Only a message with an idempotency key or an audience has a row; any other is the app's if its id says so
-        (MessageIds). A scheduled message's schedule is withdrawn, and its deliveries are CANCELLED at once; one
-        still waiting in the router's queue becomes CANCELLED when the router reaches it and finds the decision."""
+        """Withdraw a message the router has not dispatched yet (cancellation.py); repeating a successful cancel is
+        harmless."""
         app = await self._keys.authenticate(context)
-        message_id = request.message_id
-        if not message_id:
+        if not request.message_id:
             raise InvalidArgument({"message_id": "required"})
-        async with self._db.session() as session:
-            stored = await session.get(tables.Message, message_id)
-        mine = stored.app_id == app.app_id if stored is not None else self._ids.issued_to(message_id, app.app_id)
-        if not mine:
-            raise NotFound(f"message '{message_id[:64]}' not found")
-        if await self._ledger.decide(message_id, Decision.CANCELLED) is not Decision.CANCELLED:
-            if stopped := await self._stop_escalation(message_id):
-                return pb.CancelMessageResponse(
-                    message_id=message_id, already_dispatched=True, cancelled_delivery_ids=stopped
-                )
-            raise FailedPrecondition(
-                f"message {message_id} was already dispatched to its channels and has no escalation step waiting; "
-                "it can no longer be cancelled"
-            )
-        if stored is None:
-            scheduled = await self._bus.scheduled(subjects.schedule(message_id, 0))
-            payloads = [(0, scheduled.payload)] if scheduled is not None else []
-        else:
-            if stored.cancel_time is None:
-                async with self._db.session.begin() as session:
-                    await session.execute(
-                        update(tables.Message).where(tables.Message.message_id == message_id).values(cancel_time=now())
-                    )
-            payloads = [(part, payload) async for part, payload in self._queue.payloads(as_row(stored))]
-        await self._bus.unschedule(subjects.schedules(message_id))
-        for part, payload in payloads:
-            await self._bus.publish(subjects.MESSAGE_CANCELLED, payload, msg_id=f"{message_id}.{part}.cancel")
-        return pb.CancelMessageResponse(message_id=message_id)
-
-    async def _stop_escalation(self, message_id: str) -> list[str]:
-        """CANCELLED for the dispatched message's escalation steps still waiting; their delivery ids. The mark
-        comes first, so a step that fires while its schedule is withdrawn is cancelled by the router instead."""
-        await self._ledger.stop_escalation(message_id)
-        stopped = []
-        for subject, waiting in (await self._bus.scheduled_under(subjects.escalations(message_id))).items():
-            step = events_pb2.DeliveryJob.FromString(waiting.payload)
-            await self._bus.unschedule(subject)
-            await events.publish(
-                self._bus, events.event(step, common_pb2.DELIVERY_STATE_CANCELLED, reason=ESCALATION_STOPPED)
-            )
-            stopped.append(step.delivery_id)
-        return sorted(stopped)
+        return await self._cancellation.cancel(app.app_id, request.message_id)
 
     async def SendAudience(
         self, requests: AsyncIterator[pb.SendAudienceRequest], context: grpc.aio.ServicerContext
