@@ -11,7 +11,7 @@ from typing import TypeVar
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as pb
 
-from libs import channels, ids, storable, templating
+from libs import channels, ids, storable, template_sandbox, templating
 from libs.auth import AppIdentity
 from libs.errors import InvalidArgument
 from libs.timeutil import now, timestamp_field
@@ -116,7 +116,7 @@ class _RenderPlan:
             size = PROTO_OVERHEAD
             for fixed, used, growth in parts:
                 chars = fixed + growth * sum(len(values[name]) for name in used)
-                if chars > templating.MAX_OUTPUT_CHARS:
+                if chars > template_sandbox.MAX_OUTPUT_CHARS:
                     return False
                 size += 4 * chars + PROTO_OVERHEAD
             weight[channel] = max(weight.get(channel, 0), size)
