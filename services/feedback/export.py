@@ -12,10 +12,8 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from herald.v1 import common_pb2
 from herald.v1 import status_service_pb2 as pb
 from sqlalchemy import and_, or_, select
@@ -41,9 +39,28 @@ COLUMNS = (
     E.provider,
 )
 NAMES = [c.key for c in COLUMNS]
-# Parquet's types by column; the rest are text (state is exported by name).
-PARQUET_TYPES = {"occur_time": pa.timestamp("us", tz="UTC"), "attempt": pa.int32()}
-SCHEMA = pa.schema([(name, PARQUET_TYPES.get(name, pa.string())) for name in NAMES])
+
+
+class Encoder(Protocol):
+    def add(self, rows: list[tuple[Any, ...]]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def parquet_installed() -> bool:
+    """Parquet needs pyarrow, herald's `parquet` extra: not every image carries it."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _parquet() -> Encoder:
+    """Imported here, not at the top: only an export asking for Parquet needs the extra."""
+    from services.feedback.parquet_export import ParquetEncoder
+
+    return ParquetEncoder(NAMES)
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,7 @@ class Range:
 
 
 async def export(db: Database, what: Range, format: int) -> AsyncIterator[bytes]:
-    encoder: _Csv | _Parquet = _Csv() if format == pb.EXPORT_FORMAT_CSV else _Parquet()
+    encoder: Encoder = _Csv() if format == pb.EXPORT_FORMAT_CSV else _parquet()
     async for rows in _slices(db, what):
         if data := encoder.add(rows):
             yield data
@@ -99,44 +116,3 @@ class _Csv:
 
     def finish(self) -> bytes:
         return self.add([])
-
-
-class _Parquet:
-    """One row group per slice; the footer comes with finish()."""
-
-    def __init__(self) -> None:
-        self._sink = _Sink()
-        self._writer = pq.ParquetWriter(self._sink, SCHEMA)
-
-    def add(self, rows: list[tuple[Any, ...]]) -> bytes:
-        self._writer.write_table(pa.Table.from_pylist([dict(zip(NAMES, r, strict=True)) for r in rows], schema=SCHEMA))
-        return self._sink.take()
-
-    def finish(self) -> bytes:
-        self._writer.close()
-        return self._sink.take()
-
-
-class _Sink(io.RawIOBase):
-    """Where Parquet writes: hands over what was written since the last take, so nothing accumulates."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pending = bytearray()
-        self._position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self._pending += data
-        self._position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._position
-
-    def take(self) -> bytes:
-        data = bytes(self._pending)
-        self._pending.clear()
-        return data

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.auth import AppKeys, is_admin
-from libs.errors import InvalidArgument, NotFound, PermissionDenied
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from libs.store import Database
 from libs.timeutil import timestamp_field, to_timestamp
 from services.feedback import export, search, stats, tables
@@ -149,6 +149,10 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             bad["format"] = "EXPORT_FORMAT_CSV or EXPORT_FORMAT_PARQUET"
         if bad or start is None or end is None:
             raise InvalidArgument(bad)
+        if request.format == pb.EXPORT_FORMAT_PARQUET and not export.parquet_installed():
+            raise FailedPrecondition(
+                "Parquet export is not installed on this herald-feedback (the `parquet` extra); CSV works"
+            )
         async for data in export.export(self._db, export.Range(start, end, app_id), request.format):
             yield pb.ExportEventsResponse(data=data)
 

@@ -4,17 +4,20 @@ oldest first, one app's or (with the admin token) any app's."""
 import asyncio
 import csv
 import io
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import status_service_pb2 as pb
 
 from devmesh.mesh import Mesh
 from libs.timeutil import to_timestamp
+from tests.feedback.stage import feedback_stage
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.status_events import publish, status_event
 
@@ -107,3 +110,20 @@ async def test_an_export_is_checked_before_it_streams(herald: Herald) -> None:
     assert empty.decode().splitlines() == [
         "event_id,occur_time,app_id,message_id,delivery_id,template_id,user_id,channel,state,attempt,reason,provider"
     ]
+
+
+async def test_parquet_without_its_extra_is_a_failed_precondition_and_csv_still_works(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image built without herald's `parquet` extra (no pyarrow) says so, instead of failing the call."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` raises ImportError from here on
+    async with feedback_stage(database_url) as feedback:
+        request = _range(pb.EXPORT_FORMAT_PARQUET, "")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in feedback.status.ExportEvents(request, metadata=feedback.admin):
+                pass
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "parquet" in (refused.value.details() or "")
+        request.format = pb.EXPORT_FORMAT_CSV
+        chunks = [c.data async for c in feedback.status.ExportEvents(request, metadata=feedback.admin)]
+        assert b"".join(chunks).decode().startswith("event_id,")
