@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint api-check proto bench clean
+.PHONY: install up test lint api-check proto bench clean lock
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package herald, its extras and its tools may install (made by `make lock`); installs
+# take it as constraints, so an image gets only the extras it asks for, at the locked versions.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,nats,parquet]'
 	touch $@
 
 install: $(STAMP)
@@ -59,6 +61,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.feedback
 	$(BIN)/python -m bench.priority
 	$(BIN)/python -m bench.search
+
+# Re-resolve requirements.lock after a change to pyproject.toml's dependencies (newest versions that fit).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra nats --extra parquet --universal --python-version 3.11 \
+		--no-header --quiet -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache
