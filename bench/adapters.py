@@ -12,7 +12,8 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from nats.js import JetStreamContext
 
 from bench.alone import alone, backend, measure
@@ -28,7 +29,7 @@ def job_publisher(url: str) -> Callable[[JetStreamContext, int], Awaitable[objec
     run = secrets.token_hex(4)  # a database kept from an earlier run must not know these deliveries
 
     async def publish(js: JetStreamContext, n: int) -> object:
-        job = events_pb2.DeliveryJob(
+        job = work_pb2.DeliveryJob(
             delivery_id=f"msg_bench{run}{n:08d}.0",
             message_id=f"msg_bench{run}{n:08d}",
             app_id="bench",

@@ -9,6 +9,7 @@ that runs again after a redelivery publishes the same event id, and feedback
 
 from datetime import datetime
 
+from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2, events_pb2
 
 from libs import subjects
@@ -16,7 +17,7 @@ from libs.bus import Publisher
 from libs.timeutil import now, to_timestamp
 
 
-def content(job: events_pb2.DeliveryJob) -> str:
+def content(job: work_pb2.DeliveryJob) -> str:
     """What the recipient reads, as search finds it."""
     return "\n".join(part for part in (job.subject, job.body) if part)
 
@@ -26,7 +27,7 @@ def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
 
 
 def event(
-    job: events_pb2.DeliveryJob,
+    job: work_pb2.DeliveryJob,
     state: common_pb2.DeliveryState.ValueType,
     *,
     event_id: str = "",

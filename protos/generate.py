@@ -1,4 +1,4 @@
-"""Generate the Python stubs for protos/ into libs/proto (or --out DIR).
+"""Generate the Python stubs for protos/ (herald.v1, herald.internal.v1) into libs/proto (or --out DIR).
 
 The stubs are committed so that `pip install .` needs no code generator;
 tests/test_protos.py regenerates them into a temporary folder and fails when
@@ -16,12 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 
 
+# The public API (herald.v1) and the work items herald's services hand each other (herald.internal.v1).
+PACKAGES = (Path("herald/v1"), Path("herald/internal/v1"))
+
+
 def generate(out: Path) -> None:
-    package = out / "herald" / "v1"
-    if package.exists():
-        shutil.rmtree(package)
-    package.mkdir(parents=True)
-    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.glob("herald/v1/*.proto"))
+    for package in PACKAGES:
+        if (out / package).exists():
+            shutil.rmtree(out / package)
+        (out / package).mkdir(parents=True)
+    sources = sorted(str(p.relative_to(PROTOS)) for package in PACKAGES for p in (PROTOS / package).glob("*.proto"))
     bin_dir = Path(sys.executable).parent
     args = [
         "grpc_tools.protoc",
@@ -37,8 +41,8 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for init in (out / "herald" / "__init__.py", package / "__init__.py"):
-        init.write_text('"""Generated from protos/herald/v1 by protos/generate.py; do not edit."""\n')
+    for init in (Path("herald"), Path("herald/internal"), *PACKAGES):
+        (out / init / "__init__.py").write_text(f'"""Generated from protos/{init} by protos/generate.py; do not edit."""\n')
     # PEP 561: other teams' type checkers read the .pyi stubs of an installed package only with this marker.
     (out / "herald" / "py.typed").write_text("")
 

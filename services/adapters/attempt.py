@@ -3,7 +3,8 @@ planned (`Call`) to its outcome (`Result`), so every step reads and fills the sa
 
 from dataclasses import dataclass
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs.bus import Incoming
 from services.adapters import tables
@@ -50,7 +51,7 @@ class Attempt:
     """One job of a fetched batch: planned into a `call` or settled at once, then given its `outcome`."""
 
     incoming: Incoming
-    job: events_pb2.DeliveryJob
+    job: work_pb2.DeliveryJob
     # The delivery's record when the batch was read; None for a first attempt.
     record: tables.Delivery | None
     # The W3C traceparent the job is handled in, kept on the record for receipts that come long after.

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import grpc
+from herald.internal.v1 import work_pb2
 from herald.v1 import dead_letter_service_pb2 as pb
 from herald.v1 import dead_letter_service_pb2_grpc
 from nats.js.api import RawStreamMsg
@@ -99,11 +100,11 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
             sequence += 1
         return pb.ReplayDeadLettersResponse(replayed=replayed)
 
-    async def _next_record(self, sequence: int, subject: str) -> tuple[int, pb.DeadLetterRecord] | None:
+    async def _next_record(self, sequence: int, subject: str) -> tuple[int, work_pb2.DeadLetterRecord] | None:
         """The first dead letter on `subject` at or after `sequence`, with its own sequence."""
         if (message := await self._next(sequence, subject)) is None:
             return None
-        return message.seq or 0, pb.DeadLetterRecord.FromString(message.data or b"")
+        return message.seq or 0, work_pb2.DeadLetterRecord.FromString(message.data or b"")
 
     async def _next(self, sequence: int, subject: str) -> RawStreamMsg | None:
         try:
@@ -183,13 +184,13 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
         of the category and channel asked for (a mistyped sequence must not replay someone else's delivery)."""
         if (message := await self._at(sequence)) is None:
             return 0
-        record = pb.DeadLetterRecord.FromString(message.data or b"")
+        record = work_pb2.DeadLetterRecord.FromString(message.data or b"")
         if (category and record.job.category != category) or (channel and record.job.channel != channel):
             return 0
         await self._put_back(sequence, record)
         return 1
 
-    async def _put_back(self, sequence: int, record: pb.DeadLetterRecord) -> None:
+    async def _put_back(self, sequence: int, record: work_pb2.DeadLetterRecord) -> None:
         job = record.job
         job.replay += 1
         await self._bus.publish(
@@ -233,7 +234,7 @@ def _consumer_problems(consumer: str) -> dict[str, str]:
 
 
 def _dead_letter(message: RawStreamMsg) -> pb.DeadLetter:
-    record = pb.DeadLetterRecord.FromString(message.data or b"")
+    record = work_pb2.DeadLetterRecord.FromString(message.data or b"")
     job = record.job
     return pb.DeadLetter(
         sequence=message.seq or 0,

@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import structlog
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs import telemetry
 from libs.bus import ACK, Incoming, Outcome
@@ -65,7 +66,7 @@ class Deliverer:
         self._limiter = limiter
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
-        jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
+        jobs = [work_pb2.DeliveryJob.FromString(i.data) for i in batch]
         records = await delivery_records.load(self._db, (j.delivery_id for j in jobs))
         first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
         # Where each delivery's trace is, for the receipts that come long after (receipts.py links to it).
@@ -177,5 +178,5 @@ class Deliverer:
         return self._accounts.price(result.provider) if result.state == S.DELIVERY_STATE_SENT else Price()
 
 
-def _log_failure(job: events_pb2.DeliveryJob, attempt: int, error: DeliveryError) -> None:
+def _log_failure(job: work_pb2.DeliveryJob, attempt: int, error: DeliveryError) -> None:
     log.info("attempt failed", delivery_id=job.delivery_id, attempt=attempt, reason=mask(error.reason))

@@ -2,7 +2,8 @@
 the directory and the fallback job. Each has a message id of its own, so publishing an outcome again (a job
 redelivered after its outcome was recorded) is idempotent."""
 
-from herald.v1 import dead_letter_service_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import events_pb2
 
 from libs import events, subjects
 from libs.bus.interfaces import Publisher
@@ -32,7 +33,7 @@ async def publish(bus: Publisher, attempt: Attempt, price: Price) -> None:
             ),
         )
         if result.dead:
-            record = dead_letter_service_pb2.DeadLetterRecord(
+            record = work_pb2.DeadLetterRecord(
                 job=job,
                 attempts=result.attempts,
                 provider=result.provider,
@@ -52,7 +53,7 @@ async def publish(bus: Publisher, attempt: Attempt, price: Price) -> None:
             await bus.publish(subject, job.SerializeToString(), msg_id=f"{job.delivery_id}.fallback")
 
 
-def _dead_address(job: events_pb2.DeliveryJob, result: Result) -> events_pb2.DeadAddressEvent:
+def _dead_address(job: work_pb2.DeliveryJob, result: Result) -> events_pb2.DeadAddressEvent:
     return events_pb2.DeadAddressEvent(
         event_id=f"{job.delivery_id}.dead-address",
         user_id=job.user_id,

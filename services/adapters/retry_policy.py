@@ -10,7 +10,7 @@ taken it falls back to the template's next channel.
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs.timeutil import from_timestamp
 from services.adapters import tables
@@ -21,12 +21,12 @@ from services.adapters.channels.base import DeliveryError, Failure
 Backoff = tuple[float, ...]
 
 
-def replayed(job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> bool:
+def replayed(job: work_pb2.DeliveryJob, record: tables.Delivery | None) -> bool:
     """An operator replayed the dead letter since the record was written: a new retry cycle begins."""
     return record is not None and job.replay > record.replay
 
 
-def cycle_start(job: events_pb2.DeliveryJob, record: tables.Delivery | None) -> int:
+def cycle_start(job: work_pb2.DeliveryJob, record: tables.Delivery | None) -> int:
     """The attempts on record when this retry cycle began: the backoff counts the attempts since."""
     if record is None:
         return 0
@@ -67,7 +67,7 @@ def unknown_outcome(record: tables.Delivery) -> Result:
     )
 
 
-def before_call(job: events_pb2.DeliveryJob, attempts: int, stop: str, at: datetime) -> Result | None:
+def before_call(job: work_pb2.DeliveryJob, attempts: int, stop: str, at: datetime) -> Result | None:
     """The end of a job that must not be sent at all: its escalation was stopped, or its expire_at passed."""
     if stop:
         return Result(S.DELIVERY_STATE_CANCELLED, attempts, reason=stop, may_fall_back=False)
@@ -84,7 +84,7 @@ def paced(account: str, attempts: int, wait: float) -> Result:
 
 
 def after_failure(
-    job: events_pb2.DeliveryJob,
+    job: work_pb2.DeliveryJob,
     cycle_start: int,
     attempt: int,
     provider: str,
@@ -110,7 +110,7 @@ def after_failure(
 
 
 def no_account(
-    job: events_pb2.DeliveryJob, cycle_start: int, attempt: int, error: DeliveryError, backoff: Backoff, at: datetime
+    job: work_pb2.DeliveryJob, cycle_start: int, attempt: int, error: DeliveryError, backoff: Backoff, at: datetime
 ) -> Result:
     """No account could take the job: retried like a failed call, and dead-lettered when it fails for good, so an
     operator can add an account and replay it."""
@@ -118,12 +118,12 @@ def no_account(
     return replace(result, dead=True) if result.state == S.DELIVERY_STATE_FAILED else result
 
 
-def falls_back(job: events_pb2.DeliveryJob, result: Result) -> bool:
+def falls_back(job: work_pb2.DeliveryJob, result: Result) -> bool:
     """The template's next channel takes over: a new failure the provider cannot have taken, and a fallback."""
     return result.state == S.DELIVERY_STATE_FAILED and result.may_fall_back and bool(job.fallback)
 
 
-def with_fallback_reason(job: events_pb2.DeliveryJob, result: Result) -> Result:
+def with_fallback_reason(job: work_pb2.DeliveryJob, result: Result) -> Result:
     """The reason names the channel taking over, for whoever reads the delivery's status."""
     if result.new and falls_back(job, result):
         return replace(result, reason=f"{result.reason}; falling back to {job.fallback[0].channel}")

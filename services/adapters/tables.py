@@ -4,7 +4,8 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text, Update, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -57,10 +58,10 @@ class Delivery(Base):
     # escalation step naming it is not sent.
     delivered_time: Mapped[datetime | None]
 
-    def job(self) -> events_pb2.DeliveryJob:
+    def job(self) -> work_pb2.DeliveryJob:
         """Who and what the delivery is, for the events that come long after its job was acked (receipts,
         opens, clicks)."""
-        return events_pb2.DeliveryJob(
+        return work_pb2.DeliveryJob(
             delivery_id=self.delivery_id,
             message_id=self.message_id,
             app_id=self.app_id,

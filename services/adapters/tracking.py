@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs import events
 from libs.bus.interfaces import Publisher
@@ -62,11 +63,11 @@ class Tracker:
     def enabled(self) -> bool:
         return bool(self._base) and self._signer.enabled
 
-    def instrument(self, job: events_pb2.DeliveryJob) -> events_pb2.DeliveryJob:
+    def instrument(self, job: work_pb2.DeliveryJob) -> work_pb2.DeliveryJob:
         """The job as it is sent: its HTML with tracked links and the open pixel, as its template asks."""
         if not self.enabled or not job.html_body or not (job.track_opens or job.track_clicks):
             return job
-        sent = events_pb2.DeliveryJob()
+        sent = work_pb2.DeliveryJob()
         sent.CopyFrom(job)
         body = job.html_body
         days = min(self._ttl_days, job.content_retention_days or self._ttl_days)

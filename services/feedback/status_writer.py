@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import structlog
 from google.protobuf.message import DecodeError
+from herald.internal.v1 import work_pb2
 from herald.v1 import events_pb2
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
@@ -29,7 +30,7 @@ log = structlog.get_logger()
 # What recording a batch asks of the consumer: ACK, or to be redelivered after a delay (a conflict).
 Delay = float | None
 # A record a bus message carries: an accepted message, or a status event.
-R = TypeVar("R", events_pb2.AcceptedMessage, events_pb2.DeliveryEvent)
+R = TypeVar("R", work_pb2.AcceptedMessage, events_pb2.DeliveryEvent)
 
 # The durable consumer of what the stages gave up on (on_unprocessed).
 UNPROCESSED_CONSUMER = "feedback-unprocessed"
@@ -95,7 +96,7 @@ class StatusWriter:
         outcome = await _dropping_unrecordable(self._record_events, events, REJECTED_EVENTS, "status event")
         return [outcome] * len(batch)
 
-    async def _record_messages(self, accepted: list[events_pb2.AcceptedMessage]) -> Delay:
+    async def _record_messages(self, accepted: list[work_pb2.AcceptedMessage]) -> Delay:
         messages = {m.message_id: m for m in accepted}
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
@@ -171,19 +172,19 @@ async def _dropping_unrecordable(
         return max((d for d in delays if d is not None), default=ACK)
 
 
-def _accepted_messages(data: bytes) -> Iterable[events_pb2.AcceptedMessage]:
-    return events_pb2.AcceptedBatch.FromString(data).messages
+def _accepted_messages(data: bytes) -> Iterable[work_pb2.AcceptedMessage]:
+    return work_pb2.AcceptedBatch.FromString(data).messages
 
 
 def _delivery_events(data: bytes) -> Iterable[events_pb2.DeliveryEvent]:
     return events_pb2.DeliveryEvents.FromString(data).events
 
 
-def _record_id(record: events_pb2.AcceptedMessage | events_pb2.DeliveryEvent) -> str:
+def _record_id(record: work_pb2.AcceptedMessage | events_pb2.DeliveryEvent) -> str:
     return (record.event_id if isinstance(record, events_pb2.DeliveryEvent) else record.message_id)[:80]
 
 
-def _message_row(message: events_pb2.AcceptedMessage) -> dict[str, Any]:
+def _message_row(message: work_pb2.AcceptedMessage) -> dict[str, Any]:
     return {
         "message_id": message.message_id,
         "app_id": message.app_id,

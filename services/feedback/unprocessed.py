@@ -5,6 +5,7 @@ router derives (libs.ids.delivery_id), so a replay that then succeeds moves the 
 
 import structlog
 from google.protobuf.message import DecodeError
+from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2, events_pb2
 
 from libs import events
@@ -31,13 +32,13 @@ def failed_events(incoming: Incoming) -> list[events_pb2.DeliveryEvent]:
     )
     try:
         if subject.startswith(ACCEPTED):
-            messages = list(events_pb2.AcceptedBatch.FromString(incoming.data).messages)
+            messages = list(work_pb2.AcceptedBatch.FromString(incoming.data).messages)
         elif subject.startswith(DUE):
-            messages = [events_pb2.AcceptedMessage.FromString(incoming.data)]
+            messages = [work_pb2.AcceptedMessage.FromString(incoming.data)]
         elif subject.startswith(JOBS):
-            return [_failed(events_pb2.DeliveryJob.FromString(incoming.data), incoming.sequence, reason)]
+            return [_failed(work_pb2.DeliveryJob.FromString(incoming.data), incoming.sequence, reason)]
         elif subject.startswith(FALLBACK):
-            chain = events_pb2.DeliveryJob.FromString(incoming.data).fallback
+            chain = work_pb2.DeliveryJob.FromString(incoming.data).fallback
             return [_failed(chain[0], incoming.sequence, reason)] if chain else []
         else:
             return []
@@ -47,13 +48,13 @@ def failed_events(incoming: Incoming) -> list[events_pb2.DeliveryEvent]:
     return [event for message in messages for event in _of_message(message, reason, incoming.sequence)]
 
 
-def _of_message(message: events_pb2.AcceptedMessage, reason: str, sequence: int) -> list[events_pb2.DeliveryEvent]:
+def _of_message(message: work_pb2.AcceptedMessage, reason: str, sequence: int) -> list[events_pb2.DeliveryEvent]:
     """Every delivery the router would have made of the message: each recipient's on each of its channels (a
     fallback chain's later steps too: none of them will be tried)."""
     count = len(message.channels)
     return [
         _failed(
-            events_pb2.DeliveryJob(
+            work_pb2.DeliveryJob(
                 delivery_id=delivery_id(message.message_id, position, j, count),
                 message_id=message.message_id,
                 app_id=message.app_id,
@@ -69,7 +70,7 @@ def _of_message(message: events_pb2.AcceptedMessage, reason: str, sequence: int)
     ]
 
 
-def _failed(job: events_pb2.DeliveryJob, sequence: int, reason: str) -> events_pb2.DeliveryEvent:
+def _failed(job: work_pb2.DeliveryJob, sequence: int, reason: str) -> events_pb2.DeliveryEvent:
     """Its id is the dead letter's sequence: a redelivered dead letter is recorded once, a second give-up after a
     replay again."""
     unprocessed = f"{job.delivery_id}.unprocessed.{sequence}"

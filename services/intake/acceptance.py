@@ -3,7 +3,8 @@ it is queued as; and whether the app's rate limit lets it through."""
 
 from typing import Protocol
 
-from herald.v1 import admin_service_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2
 from herald.v1 import message_service_pb2 as pb
 
 from libs.auth import AppIdentity
@@ -49,9 +50,7 @@ class Acceptance:
         self._ids = ids
         self._limiter = limiter
 
-    async def prepare(
-        self, app: AppIdentity, request: pb.SendRequest, common: CommonPart
-    ) -> events_pb2.AcceptedMessage:
+    async def prepare(self, app: AppIdentity, request: pb.SendRequest, common: CommonPart) -> work_pb2.AcceptedMessage:
         """Everything that can refuse a Send, before anything is stored; then the message as it is queued."""
         check_shape(request)
         if request.topic and not await self._topics.exists(app.app_id, request.topic):

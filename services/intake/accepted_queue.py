@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 from herald.v1 import message_service_pb2 as pb
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import insert, select, update
@@ -35,7 +35,7 @@ class AcceptedQueue:
         self._db = db
         self._bus = bus
 
-    async def accept(self, items: list[tuple[events_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
+    async def accept(self, items: list[tuple[work_pb2.AcceptedMessage, str]]) -> list[pb.SendResponse]:
         """Queue the messages. Only one with an idempotency key is stored first, to claim the key in a row of its
         own; the others' durable record is JetStream. One whose key was used already is answered with that
         message, queued again."""
@@ -116,7 +116,7 @@ class AcceptedQueue:
         try:
             async for part, payload in self.payloads(row):
                 msg_id = row["message_id"] if not row["parts"] else f"{row['message_id']}.{part}"
-                category = events_pb2.AcceptedMessage.FromString(payload).template.category
+                category = work_pb2.AcceptedMessage.FromString(payload).template.category
                 lane = subjects.message_parts if row["parts"] else subjects.message_accepted
                 await self._bus.publish_grouped(lane(category), (payload, msg_id), each_traced=True)
         except TRANSIENT as e:
@@ -154,7 +154,7 @@ async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
         await asyncio.gather(*steps)
 
 
-def row(accepted: events_pb2.AcceptedMessage, payload: bytes, key: str) -> Row:
+def row(accepted: work_pb2.AcceptedMessage, payload: bytes, key: str) -> Row:
     """The message's intake_messages row (a keyed message's, or an audience's with an empty payload)."""
     return {
         "message_id": accepted.message_id,

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Awaitable, Callable
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import delete
 
@@ -15,7 +15,7 @@ from services.intake.common_part import CommonPart
 
 MAX_AUDIENCE = 1_000_000
 
-Prepare = Callable[[AppIdentity, pb.SendRequest, CommonPart], Awaitable[events_pb2.AcceptedMessage]]
+Prepare = Callable[[AppIdentity, pb.SendRequest, CommonPart], Awaitable[work_pb2.AcceptedMessage]]
 
 
 class Audience:
@@ -32,7 +32,7 @@ class Audience:
         self.parts = 0
         self.recipients = 0
         self.complete = False
-        self._first: events_pb2.AcceptedMessage | None = None
+        self._first: work_pb2.AcceptedMessage | None = None
         self._common = CommonPart(app)
 
     async def add(self, recipients: list[pb.Recipient]) -> None:
@@ -63,7 +63,7 @@ class Audience:
         self.recipients += len(recipients)
 
     @property
-    def first(self) -> events_pb2.AcceptedMessage:
+    def first(self) -> work_pb2.AcceptedMessage:
         """The first part, which stands for the message in intake's own row."""
         assert self._first is not None
         return self._first

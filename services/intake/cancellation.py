@@ -3,7 +3,8 @@ steps still waiting. The dispatch ledger decides which came first, the cancel or
 
 from typing import Protocol
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as pb
 from sqlalchemy import update
 
@@ -71,7 +72,7 @@ class Cancellation:
         await self._ledger.stop_escalation(message_id)
         stopped = []
         for subject, waiting in (await self._bus.scheduled_under(subjects.escalations(message_id))).items():
-            step = events_pb2.DeliveryJob.FromString(waiting.payload)
+            step = work_pb2.DeliveryJob.FromString(waiting.payload)
             await self._bus.unschedule(subject)
             await events.publish(
                 self._bus, events.event(step, common_pb2.DELIVERY_STATE_CANCELLED, reason=ESCALATION_STOPPED)

@@ -1,7 +1,8 @@
 """The part every message of one Send or SendBatch call has in common, encoded once."""
 
 from google.protobuf import json_format
-from herald.v1 import admin_service_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2
 from opentelemetry import trace
 
 from libs import telemetry
@@ -21,14 +22,14 @@ class CommonPart:
         self._traceparent = telemetry.traceparent(trace.get_current_span())
         self._encoded: dict[tuple[str, int], bytes] = {}
 
-    def message(self, template: admin_service_pb2.Template) -> events_pb2.AcceptedMessage:
+    def message(self, template: admin_service_pb2.Template) -> work_pb2.AcceptedMessage:
         key = (template.template_id, template.version)
         if (encoded := self._encoded.get(key)) is None:
-            common = events_pb2.AcceptedMessage(app_id=self._app.app_id, template=template)
+            common = work_pb2.AcceptedMessage(app_id=self._app.app_id, template=template)
             common.create_time.CopyFrom(self._create_time)
             common.traceparent = self._traceparent
             common.content_retention_days = self._app.content_retention_days
             if self._app.quiet_hours is not None:
                 json_format.ParseDict(self._app.quiet_hours, common.quiet_hours)
             encoded = self._encoded[key] = common.SerializeToString()
-        return events_pb2.AcceptedMessage.FromString(encoded)
+        return work_pb2.AcceptedMessage.FromString(encoded)

@@ -4,8 +4,9 @@ acceptance.py's; how it is stored and queued, accepted_queue.py's; what a cancel
 from collections.abc import AsyncIterator
 
 import grpc
-from herald.v1 import events_pb2, message_service_pb2_grpc
+from herald.internal.v1 import work_pb2
 from herald.v1 import message_service_pb2 as pb
+from herald.v1 import message_service_pb2_grpc
 from opentelemetry import trace
 from prometheus_client import Counter as PromCounter
 
@@ -78,7 +79,7 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
             raise InvalidArgument({"requests": f"{len(request.requests)} entries; at most {MAX_BATCH} per SendBatch"})
         reply = pb.SendBatchResponse()
         results = reply.results
-        ready: list[tuple[int, events_pb2.AcceptedMessage, str]] = []
+        ready: list[tuple[int, work_pb2.AcceptedMessage, str]] = []
         common = CommonPart(app)
         for i, entry in enumerate(request.requests):
             result = results.add()

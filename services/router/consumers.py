@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs import categories, subjects
 from libs.budget import Budget
@@ -83,7 +83,7 @@ class Router:
     async def on_accepted(self, incoming: Incoming) -> None:
         """A batch of accepted messages: each is routed on its own; the batch is acked once all are, and a
         redelivered batch repeats only what is idempotent (see the module's docstring)."""
-        batch = events_pb2.AcceptedBatch.FromString(incoming.data)
+        batch = work_pb2.AcceptedBatch.FromString(incoming.data)
         if not batch.messages:
             return
         # A fetch of accepted batches may hold thousands of deliveries: a batch is routed once its recipients fit
@@ -111,28 +111,28 @@ class Router:
                 incoming.subject, (message.SerializeToString(), message.message_id), each_traced=True
             )
 
-    async def _accepted(self, message: events_pb2.AcceptedMessage, incoming: Incoming) -> None:
+    async def _accepted(self, message: work_pb2.AcceptedMessage, incoming: Incoming) -> None:
         """Route one message of a batch, in its own call's trace (a batch may group several calls')."""
         with in_own_trace(incoming, message.traceparent):
             await self._dispatcher.accepted(message)
 
     async def on_due(self, incoming: Incoming) -> None:
-        await self._dispatcher.dispatch(events_pb2.AcceptedMessage.FromString(incoming.data))
+        await self._dispatcher.dispatch(work_pb2.AcceptedMessage.FromString(incoming.data))
 
     async def on_cancelled(self, incoming: Incoming) -> None:
-        await self._dispatcher.cancelled(events_pb2.AcceptedMessage.FromString(incoming.data))
+        await self._dispatcher.cancelled(work_pb2.AcceptedMessage.FromString(incoming.data))
 
     async def on_released(self, incoming: Incoming) -> None:
         """A delivery held for quiet hours: its window ended, send it now."""
-        await self._settler.queue(events_pb2.DeliveryJob.FromString(incoming.data))
+        await self._settler.queue(work_pb2.DeliveryJob.FromString(incoming.data))
 
     async def on_fallback(self, incoming: Incoming) -> None:
         """A delivery failed for good in the adapters: route the next channel of its chain."""
-        job = jobs.next_in_chain(events_pb2.DeliveryJob.FromString(incoming.data))
+        job = jobs.next_in_chain(work_pb2.DeliveryJob.FromString(incoming.data))
         await self._settler.route(job, await self._recipients.load({job.user_id} - {""}))
 
     async def on_escalated(self, incoming: Incoming) -> None:
-        await self._escalations.due(events_pb2.DeliveryJob.FromString(incoming.data))
+        await self._escalations.due(work_pb2.DeliveryJob.FromString(incoming.data))
 
     async def on_digest(self, incoming: Incoming) -> None:
-        await self._digests.close(events_pb2.DigestCollection.FromString(incoming.data))
+        await self._digests.close(work_pb2.DigestCollection.FromString(incoming.data))

@@ -11,7 +11,8 @@ must get it.
 import hashlib
 import time
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from nats.js.errors import KeyWrongLastSequenceError
 
 from libs.bus import DAY, Bucket, KeyValues
@@ -31,7 +32,7 @@ class ContentDedup:
     async def open(cls, bus: KeyValues, window: float) -> "ContentDedup":
         return cls(await bus.key_value(BUCKET, ttl=BUCKET_TTL), window)
 
-    async def first(self, job: events_pb2.DeliveryJob) -> bool:
+    async def first(self, job: work_pb2.DeliveryJob) -> bool:
         """False when this content already went to this recipient on this channel within the window."""
         if self.window <= 0 or job.category == common_pb2.CATEGORY_CRITICAL:
             return True
@@ -57,7 +58,7 @@ class ContentDedup:
         return False
 
 
-def _fingerprint(job: events_pb2.DeliveryJob) -> str:
+def _fingerprint(job: work_pb2.DeliveryJob) -> str:
     parts = [job.user_id, job.address, job.channel, job.template_id, job.subject, job.body, job.html_body]
     parts += [f"{k}={v}" for k, v in sorted(job.data.items())]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

@@ -1,7 +1,8 @@
 """A digest's deliveries: a send collected into its recipient's digest instead of routed, and, at the window's
 end, the digest routed as its first item's delivery while every other item's is DIGESTED, naming it."""
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.router import jobs
 from services.router.digests import Digests, ready
@@ -17,7 +18,7 @@ class DigestRouting:
         self._recipients = recipients
         self._settler = settler
 
-    async def collect(self, message: events_pb2.AcceptedMessage, chain: jobs.Chain) -> None:
+    async def collect(self, message: work_pb2.AcceptedMessage, chain: jobs.Chain) -> None:
         """Collect a recipient's delivery into its digest instead of routing it now."""
         if not (renderable := await self._settler.renderable(chain.steps)):
             return
@@ -31,7 +32,7 @@ class DigestRouting:
             reason = f"digest: collected into the digest delivery {carrier}, sent at {at}"
             await self._settler.announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
 
-    async def close(self, collection: events_pb2.DigestCollection) -> None:
+    async def close(self, collection: work_pb2.DigestCollection) -> None:
         """Route a digest whose window ended. Its items are dropped only then: a redelivery publishes the same
         again."""
         if items := await self._digests.close(collection):

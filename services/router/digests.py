@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,8 +48,8 @@ class _Send:
     """A send waiting to be collected, and where it was once written: the digest that carries it, when that is
     due, and whether it opened the digest (and so makes its schedule)."""
 
-    message: events_pb2.AcceptedMessage
-    job: events_pb2.DeliveryJob
+    message: work_pb2.AcceptedMessage
+    job: work_pb2.DeliveryJob
     values: dict[str, str]
     key: str
     carrier: str = ""
@@ -65,7 +65,7 @@ class Digests:
         self._writing: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def add(
-        self, message: events_pb2.AcceptedMessage, job: events_pb2.DeliveryJob, values: dict[str, str]
+        self, message: work_pb2.AcceptedMessage, job: work_pb2.DeliveryJob, values: dict[str, str]
     ) -> tuple[str, datetime]:
         """Collect the delivery `job` into its digest (started if there is none); returns the delivery that will
         carry it and when. Idempotent: an item already collected is not added again."""
@@ -81,7 +81,7 @@ class Digests:
                 "the transaction collecting this send failed (its error is the batch writer's) or was interrupted"
             )
         if send.opens:
-            collection = events_pb2.DigestCollection(
+            collection = work_pb2.DigestCollection(
                 digest_id=send.carrier, job=job, template=message.template, due_time=to_timestamp(send.due)
             )
             await self._bus.schedule(
@@ -158,7 +158,7 @@ class Digests:
         )
         return items
 
-    async def close(self, collection: events_pb2.DigestCollection) -> list[events_pb2.DigestItem]:
+    async def close(self, collection: work_pb2.DigestCollection) -> list[work_pb2.DigestItem]:
         """The items of a digest whose window ended, in the order they came; the digest is closed, so the next
         send starts a new one. Empty when they were published already (or erased with their user)."""
         if not collection.digest_id:
@@ -169,7 +169,7 @@ class Digests:
                 select(DigestItem).where(DigestItem.digest_id == collection.digest_id).order_by(DigestItem.position)
             )
             return [
-                events_pb2.DigestItem(
+                work_pb2.DigestItem(
                     delivery_id=r.delivery_id,
                     message_id=r.message_id,
                     variables=r.variables or {},
@@ -178,19 +178,19 @@ class Digests:
                 for r in rows
             ]
 
-    async def forget(self, collection: events_pb2.DigestCollection) -> None:
+    async def forget(self, collection: work_pb2.DigestCollection) -> None:
         """Drop a digest's items once its deliveries are published."""
         async with self._db.session.begin() as session:
             await session.execute(delete(DigestItem).where(DigestItem.digest_id == collection.digest_id))
 
 
 def ready(
-    collection: events_pb2.DigestCollection, items: list[events_pb2.DigestItem]
-) -> tuple[jobs.Step, list[events_pb2.DeliveryJob]]:
+    collection: work_pb2.DigestCollection, items: list[work_pb2.DigestItem]
+) -> tuple[jobs.Step, list[work_pb2.DeliveryJob]]:
     """The digest's delivery rendered over every item, and the other items' deliveries, which it carries."""
     listed = [dict(i.variables) for i in items if i.variables]
     values = templating.digest_values(listed[0] if listed else {}, listed, len(items))
-    job = events_pb2.DeliveryJob()
+    job = work_pb2.DeliveryJob()
     job.CopyFrom(collection.job)
     unrenderable = next(
         (why for step in (job, *job.fallback) if (why := jobs.render(step, collection.template, values, step.locale))),
@@ -201,7 +201,7 @@ def ready(
     carried = []
     for item in items:
         if item.delivery_id != job.delivery_id:
-            other = events_pb2.DeliveryJob(
+            other = work_pb2.DeliveryJob(
                 delivery_id=item.delivery_id,
                 message_id=item.message_id,
                 app_id=job.app_id,
@@ -214,7 +214,7 @@ def ready(
     return (job, unrenderable), carried
 
 
-def _key(message: events_pb2.AcceptedMessage, job: events_pb2.DeliveryJob, values: dict[str, str]) -> str:
+def _key(message: work_pb2.AcceptedMessage, job: work_pb2.DeliveryJob, values: dict[str, str]) -> str:
     """One digest per app, template, value of the digest key, recipient and channel."""
     digest_key = values.get(message.template.digest.key, "") if message.template.digest.key else ""
     who = job.user_id or job.address

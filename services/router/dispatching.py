@@ -6,7 +6,8 @@ Dispatching first takes the message's decision in the dispatch ledger, so a canc
 
 from datetime import datetime, timedelta
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs import subjects, templating
 from libs.dispatch import Decision, DispatchLedger
@@ -44,7 +45,7 @@ class Dispatcher:
         self._escalations = escalations
         self._digests = digests
 
-    async def accepted(self, message: events_pb2.AcceptedMessage) -> None:
+    async def accepted(self, message: work_pb2.AcceptedMessage) -> None:
         """Dispatch a message now, or hold it for its send_at."""
         send_at = from_timestamp(message.send_at)
         if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
@@ -52,12 +53,12 @@ class Dispatcher:
         else:
             await self.dispatch(message)
 
-    async def cancelled(self, message: events_pb2.AcceptedMessage) -> None:
+    async def cancelled(self, message: work_pb2.AcceptedMessage) -> None:
         await each(
             self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in await self._firsts(message)
         )
 
-    async def _hold(self, message: events_pb2.AcceptedMessage, send_at: datetime) -> None:
+    async def _hold(self, message: work_pb2.AcceptedMessage, send_at: datetime) -> None:
         """Schedule a message for its send_at, unless it was cancelled while it waited here: with no schedule to
         withdraw, the cancel left only its decision."""
         if await self._ledger.decided(message.message_id) is Decision.CANCELLED:
@@ -69,7 +70,7 @@ class Dispatcher:
         payload = message.SerializeToString()
         await self._bus.schedule(subjects.schedule(message.message_id, message.part), payload, send_at, target)
 
-    async def dispatch(self, message: events_pb2.AcceptedMessage) -> None:
+    async def dispatch(self, message: work_pb2.AcceptedMessage) -> None:
         recipients = await self._recipients.load(_user_ids(message))
         plan = jobs.plan(message, recipients.users)
         if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
@@ -91,11 +92,11 @@ class Dispatcher:
         if renderable := await self._settler.renderable(chain):
             await self._settler.route(jobs.link(renderable), recipients)
 
-    async def _firsts(self, message: events_pb2.AcceptedMessage) -> list[events_pb2.DeliveryJob]:
+    async def _firsts(self, message: work_pb2.AcceptedMessage) -> list[work_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""
         recipients = await self._recipients.load(_user_ids(message))
         return [chain.steps[0][0] for chain in jobs.plan(message, recipients.users).chains]
 
 
-def _user_ids(message: events_pb2.AcceptedMessage) -> set[str]:
+def _user_ids(message: work_pb2.AcceptedMessage) -> set[str]:
     return {r.user_id for r in message.recipients if r.user_id}

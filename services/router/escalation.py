@@ -3,7 +3,8 @@ adapters send it only if none of the deliveries before it was read or delivered.
 
 from datetime import datetime
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs import subjects
 from libs.dispatch import ESCALATION_STOPPED, DispatchLedger
@@ -31,7 +32,7 @@ class Escalations:
         target = subjects.escalation_due(job.category)
         await self._bus.schedule(subjects.escalation(job.delivery_id), job.SerializeToString(), due, target)
 
-    async def due(self, job: events_pb2.DeliveryJob) -> None:
+    async def due(self, job: work_pb2.DeliveryJob) -> None:
         """Route a step that is due, unless the sender cancelled the message since."""
         if await self._ledger.escalation_stopped(job.message_id):
             await self._settler.announce(job, S.DELIVERY_STATE_CANCELLED, ESCALATION_STOPPED)

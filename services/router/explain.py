@@ -7,7 +7,8 @@ frequency caps, quiet hours, the fallback chain) without changing anything.
 import asyncio
 from typing import Protocol
 
-from herald.v1 import admin_service_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2
 from herald.v1 import routing_service_pb2 as pb
 
 from libs import categories, channels, templating
@@ -92,7 +93,7 @@ class Explainer:
         channel: str,
         recipients: Recipients,
     ) -> pb.ChannelVerdict:
-        job = events_pb2.DeliveryJob(
+        job = work_pb2.DeliveryJob(
             app_id=app.app_id,
             template_id=template.template_id,
             category=template.category,

@@ -2,7 +2,8 @@
 audience's are, each routed like any message. A redelivery publishes the same parts under the same Nats-Msg-Ids,
 which JetStream drops."""
 
-from herald.v1 import events_pb2, message_service_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import message_service_pb2
 
 from libs import subjects
 from libs.bus import Publisher
@@ -13,14 +14,14 @@ from services.router.topic_service import subscribers
 FAN_OUT_PAGE = 1000
 
 
-async def fan_out(db: Database, bus: Publisher, message: events_pb2.AcceptedMessage) -> None:
+async def fan_out(db: Database, bus: Publisher, message: work_pb2.AcceptedMessage) -> None:
     after, part = "", 0
     while users := await subscribers(db, message.app_id, message.topic, after, FAN_OUT_PAGE):
-        piece = events_pb2.AcceptedMessage()
+        piece = work_pb2.AcceptedMessage()
         piece.CopyFrom(message)
         piece.topic, piece.part, piece.recipient_offset = "", part + 1, part * FAN_OUT_PAGE
         piece.recipients.extend(message_service_pb2.Recipient(user_id=u) for u in users)
-        batch = events_pb2.AcceptedBatch(messages=[piece])
+        batch = work_pb2.AcceptedBatch(messages=[piece])
         subject = subjects.message_parts(message.template.category)
         await bus.publish(subject, batch.SerializeToString(), f"{message.message_id}.{piece.part}")
         after, part = users[-1], part + 1

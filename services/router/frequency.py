@@ -14,7 +14,8 @@ import hashlib
 import json
 import time
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from sqlalchemy import select
 
@@ -43,14 +44,14 @@ class FrequencyCaps:
     def forget_rules(self) -> None:
         self._rules = (0.0, [])
 
-    async def admit(self, job: events_pb2.DeliveryJob) -> str:
+    async def admit(self, job: work_pb2.DeliveryJob) -> str:
         """Count this delivery against every rule it matches; why it must not go out, or "" when it may."""
         for rule in await self._matching(job):
             if reason := await self._count(rule, job):
                 return reason
         return ""
 
-    async def headroom(self, job: events_pb2.DeliveryJob) -> str:
+    async def headroom(self, job: work_pb2.DeliveryJob) -> str:
         """What `admit` would answer now, without counting anything (for Explain)."""
         for rule in await self._matching(job):
             log, _ = await self._log(_key(rule, job))
@@ -58,7 +59,7 @@ class FrequencyCaps:
                 return _refusal(rule)
         return ""
 
-    async def _matching(self, job: events_pb2.DeliveryJob) -> list[tables.FrequencyRule]:
+    async def _matching(self, job: work_pb2.DeliveryJob) -> list[tables.FrequencyRule]:
         loaded_at, rules = self._rules
         if time.monotonic() - loaded_at > RULES_CACHE_SECONDS:
             # One reload for every delivery of a batch that finds the cache stale, not one each.
@@ -77,7 +78,7 @@ class FrequencyCaps:
             and (job.category != common_pb2.CATEGORY_CRITICAL or r.category == common_pb2.CATEGORY_CRITICAL)
         ]
 
-    async def _count(self, rule: tables.FrequencyRule, job: events_pb2.DeliveryJob) -> str:
+    async def _count(self, rule: tables.FrequencyRule, job: work_pb2.DeliveryJob) -> str:
         key = _key(rule, job)
         for _ in range(RACES):
             log, revision = await self._log(key)
@@ -106,7 +107,7 @@ class FrequencyCaps:
         return [(t, d) for t, d in json.loads(entry.value or b"[]")], entry.revision
 
 
-def _key(rule: tables.FrequencyRule, job: events_pb2.DeliveryJob) -> str:
+def _key(rule: tables.FrequencyRule, job: work_pb2.DeliveryJob) -> str:
     recipient = job.user_id or job.address
     return f"{rule.rule_id}.{hashlib.sha256(recipient.encode()).hexdigest()[:40]}"
 

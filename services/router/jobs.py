@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from herald.v1 import admin_service_pb2, common_pb2, events_pb2, message_service_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2, common_pb2, message_service_pb2
 
 from libs import channels, ids, templating
 from services.router import tables
 
 # A step of a chain and why it cannot be rendered ("" when it can).
-Step = tuple[events_pb2.DeliveryJob, str]
+Step = tuple[work_pb2.DeliveryJob, str]
 # The channels an offline push may wake a user's app on, in order of preference.
 PUSH_CHANNELS = ("apns", "fcm")
 # Templates whose inbox items wake the app unless they say otherwise.
@@ -60,7 +61,7 @@ def escalation_steps(template: admin_service_pb2.Template, chosen: Sequence[str]
     return later if set(chosen) - later.keys() else {}
 
 
-def plan(message: events_pb2.AcceptedMessage, users: dict[str, tables.User]) -> Plan:
+def plan(message: work_pb2.AcceptedMessage, users: dict[str, tables.User]) -> Plan:
     chain = channels.fallback_chain(message.template.fallback_channels, message.channels)
     later = escalation_steps(message.template, message.channels)
     found = Plan()
@@ -100,7 +101,7 @@ def at_once(
     return [c for c in channels if c not in chain and c not in later], list(chain)
 
 
-def link(steps: list[events_pb2.DeliveryJob]) -> events_pb2.DeliveryJob:
+def link(steps: list[work_pb2.DeliveryJob]) -> work_pb2.DeliveryJob:
     """The first job, carrying the others as its fallback."""
     first = steps[0]
     del first.fallback[:]
@@ -108,9 +109,9 @@ def link(steps: list[events_pb2.DeliveryJob]) -> events_pb2.DeliveryJob:
     return first
 
 
-def next_in_chain(job: events_pb2.DeliveryJob) -> events_pb2.DeliveryJob:
+def next_in_chain(job: work_pb2.DeliveryJob) -> work_pb2.DeliveryJob:
     """The fallback to try after `job`, carrying the rest of the chain."""
-    following = [events_pb2.DeliveryJob() for _ in job.fallback]
+    following = [work_pb2.DeliveryJob() for _ in job.fallback]
     for copy, original in zip(following, job.fallback, strict=True):
         copy.CopyFrom(original)
     return link(following)
@@ -125,7 +126,7 @@ def address(addresses: dict[str, str] | None, user_id: str, channel: str, user: 
 
 
 def _job(
-    message: events_pb2.AcceptedMessage,
+    message: work_pb2.AcceptedMessage,
     recipient: message_service_pb2.Recipient,
     values: dict[str, str],
     channel: str,
@@ -134,7 +135,7 @@ def _job(
 ) -> Step:
     """intake render-checked the same template and variables, so a failure here means a bug, reported on
     the delivery rather than retried forever."""
-    job = events_pb2.DeliveryJob(
+    job = work_pb2.DeliveryJob(
         delivery_id=delivery_id,
         message_id=message.message_id,
         app_id=message.app_id,
@@ -161,7 +162,7 @@ def _job(
 
 
 def render(
-    job: events_pb2.DeliveryJob, template: admin_service_pb2.Template, values: Mapping[str, Any], locale: str
+    job: work_pb2.DeliveryJob, template: admin_service_pb2.Template, values: Mapping[str, Any], locale: str
 ) -> str:
     """Render the job's content in `locale` (else its language, else the default); why it cannot be, or ""."""
     content = templating.pick(list(template.contents), job.channel, locale)
@@ -192,12 +193,12 @@ def wakes(template: admin_service_pb2.Template) -> bool:
     return template.offline_push == admin_service_pb2.OFFLINE_PUSH_ENABLED
 
 
-def _add_wake(job: events_pb2.DeliveryJob, user: tables.User) -> None:
+def _add_wake(job: work_pb2.DeliveryJob, user: tables.User) -> None:
     """The push on the user's first push channel with an address, saying what the inbox item says."""
     for channel in PUSH_CHANNELS:
         if found := user.address(channel):
             job.wake.CopyFrom(
-                events_pb2.DeliveryJob(
+                work_pb2.DeliveryJob(
                     delivery_id=f"{job.delivery_id}.wake",
                     message_id=job.message_id,
                     app_id=job.app_id,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.protobuf import json_format
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs import quiet_hours
 from libs.store import Database
@@ -27,11 +28,11 @@ class Recipients:
     async def load(cls, db: Database, user_ids: set[str]) -> "Recipients":
         return cls(await load_users(db, user_ids), await preferences.load(db, user_ids))
 
-    def opted_out(self, job: events_pb2.DeliveryJob) -> str:
+    def opted_out(self, job: work_pb2.DeliveryJob) -> str:
         """Why the user's preferences rule this delivery out; "" when they do not."""
         return preferences.suppression(self.preferences, job.user_id, job.category, job.channel)
 
-    def no_address(self, job: events_pb2.DeliveryJob) -> str:
+    def no_address(self, job: work_pb2.DeliveryJob) -> str:
         """Why this delivery has nowhere to go; "" when it has an address."""
         if job.address:
             return ""
@@ -43,7 +44,7 @@ class Recipients:
             return f"{reason}, and the directory's was reported dead at {mark['time']}: {mark['reason']}"
         return f"{reason} and none in the directory for user '{job.user_id}'"
 
-    def quiet_until(self, job: events_pb2.DeliveryJob) -> datetime | None:
+    def quiet_until(self, job: work_pb2.DeliveryJob) -> datetime | None:
         """When the recipient's quiet hours end, if this delivery is due inside them now.
 
         They apply to notification and marketing, for recipients whose time zone

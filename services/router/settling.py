@@ -5,7 +5,8 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from prometheus_client import Counter
 
 from libs import categories, events, metrics, subjects
@@ -35,7 +36,7 @@ class Settler:
         # Each category publishes within its own bound, so a flood of one never waits in front of another.
         self._publishing = {c: asyncio.Semaphore(p.concurrency) for c, p in categories.PIPELINES.items()}
 
-    async def route(self, job: events_pb2.DeliveryJob, recipients: Recipients) -> None:
+    async def route(self, job: work_pb2.DeliveryJob, recipients: Recipients) -> None:
         """Settle one delivery, or, when its channel cannot be used, go on to the next of its chain."""
         facts = suppression.Facts(recipients, self._dedup, self._caps)
         while isinstance(found := await suppression.verdict(job, facts), suppression.Unusable):
@@ -59,7 +60,7 @@ class Settler:
                 suppression.without_unwanted_wake(job, recipients)
                 await self.queue(job)
 
-    async def queue(self, job: events_pb2.DeliveryJob) -> None:
+    async def queue(self, job: work_pb2.DeliveryJob) -> None:
         # PENDING goes first so feedback never sees a delivery's outcome before it exists.
         await self.announce(job, S.DELIVERY_STATE_PENDING, "")
         async with self._publishing[job.category]:
@@ -69,7 +70,7 @@ class Settler:
 
     async def announce(
         self,
-        job: events_pb2.DeliveryJob,
+        job: work_pb2.DeliveryJob,
         state: common_pb2.DeliveryState.ValueType,
         reason: str,
         code: str = "",
@@ -81,7 +82,7 @@ class Settler:
             await events.publish(self._bus, events.event(job, state, reason=reason, reason_code=code, content=content))
         metrics.child(DECISIONS, categories.name(job.category), events.state_name(state), code).inc()
 
-    async def renderable(self, chain: list[jobs.Step]) -> list[events_pb2.DeliveryJob]:
+    async def renderable(self, chain: list[jobs.Step]) -> list[work_pb2.DeliveryJob]:
         """The steps that rendered; the others are FAILED on the spot."""
         for job, unrenderable in chain:
             if unrenderable:

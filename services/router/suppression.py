@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs.timeutil import from_timestamp, now
 from services.router.recipients import Recipients
@@ -49,11 +50,11 @@ Verdict = Settle | Unusable | Hold
 class Dedup(Protocol):
     window: float
 
-    async def first(self, job: events_pb2.DeliveryJob) -> bool: ...
+    async def first(self, job: work_pb2.DeliveryJob) -> bool: ...
 
 
 class Caps(Protocol):
-    async def admit(self, job: events_pb2.DeliveryJob) -> str: ...
+    async def admit(self, job: work_pb2.DeliveryJob) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -71,36 +72,36 @@ class Rule:
 
     name: str
     code: str
-    check: Callable[[events_pb2.DeliveryJob, Facts], Awaitable[Verdict | None]]
+    check: Callable[[work_pb2.DeliveryJob, Facts], Awaitable[Verdict | None]]
 
 
-async def _expired(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def _expired(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     expire_at = from_timestamp(job.expire_at)
     if expire_at is not None and expire_at <= now():
         return Settle(S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
     return None
 
 
-async def _opted_out(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def _opted_out(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     return Unusable("opted_out", why) if (why := facts.recipients.opted_out(job)) else None
 
 
-async def _no_address(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def _no_address(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     return Unusable("no_address", why) if (why := facts.recipients.no_address(job)) else None
 
 
-async def _duplicate(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def _duplicate(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     if await facts.dedup.first(job):
         return None
     reason = f"duplicate: the same content went to this recipient on {job.channel}"
     return Settle(S.DELIVERY_STATE_SUPPRESSED, f"{reason} within the last {facts.dedup.window:g}s", "duplicate")
 
 
-async def _frequency_cap(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def _frequency_cap(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     return Settle(S.DELIVERY_STATE_SUPPRESSED, why, "frequency_cap") if (why := await facts.caps.admit(job)) else None
 
 
-async def _quiet_hours(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def _quiet_hours(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     if not (until := facts.recipients.quiet_until(job)):
         return None
     clock = until.strftime("%H:%M %Z")
@@ -120,7 +121,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-async def verdict(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+async def verdict(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     """The first rule's objection, or None when the delivery goes out now; the rules after it are not asked."""
     for rule in RULES:
         if (found := await rule.check(job, facts)) is not None:
@@ -128,7 +129,7 @@ async def verdict(job: events_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     return None
 
 
-def without_unwanted_wake(job: events_pb2.DeliveryJob, recipients: Recipients) -> None:
+def without_unwanted_wake(job: work_pb2.DeliveryJob, recipients: Recipients) -> None:
     """No waking a user who opted out of push or is in their quiet hours: the inbox item goes alone."""
     if job.HasField("wake") and (recipients.opted_out(job.wake) or recipients.quiet_until(job.wake)):
         job.ClearField("wake")

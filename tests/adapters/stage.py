@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from herald.v1 import common_pb2, dead_letter_service_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2, events_pb2
 
 from libs import categories, channels, subjects
 from libs.bus import Incoming, each
@@ -37,12 +38,12 @@ class AdaptersStage:
     bus: MemoryBus
     db: Database
     events: list[events_pb2.DeliveryEvent] = field(default_factory=list)
-    dead_letters: list[dead_letter_service_pb2.DeadLetterRecord] = field(default_factory=list)
-    fallbacks: list[events_pb2.DeliveryJob] = field(default_factory=list)
+    dead_letters: list[work_pb2.DeadLetterRecord] = field(default_factory=list)
+    fallbacks: list[work_pb2.DeliveryJob] = field(default_factory=list)
 
     async def send(self, channel: str, address: str, **fields: Any) -> str:
         """Queue a delivery job as the router does (settling.py); its delivery id."""
-        job = events_pb2.DeliveryJob(
+        job = work_pb2.DeliveryJob(
             delivery_id=f"msg_{uuid.uuid4().hex[:16]}.0",
             app_id="app_1",
             template_id="t",
@@ -113,10 +114,10 @@ async def adapters_stage(database_url: str, **env: str) -> AsyncIterator[Adapter
                 stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)
 
             async def dead(incoming: Incoming) -> None:
-                stage.dead_letters.append(dead_letter_service_pb2.DeadLetterRecord.FromString(incoming.data))
+                stage.dead_letters.append(work_pb2.DeadLetterRecord.FromString(incoming.data))
 
             async def fallback(incoming: Incoming) -> None:
-                stage.fallbacks.append(events_pb2.DeliveryJob.FromString(incoming.data))
+                stage.fallbacks.append(work_pb2.DeliveryJob.FromString(incoming.data))
 
             await bus.consume(subjects.EVENTS_STREAM, "test-events", subjects.DELIVERY_EVENTS, each(event))
             await bus.consume(subjects.DEAD_LETTERS_STREAM, "test-dead", subjects.dead_letter(0, ""), each(dead))

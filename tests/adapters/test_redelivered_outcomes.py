@@ -3,7 +3,8 @@ before acking - publishes the same follow-ups again: its dead letter, its dead-a
 only where the outcome allowed one. Checked on the delivery record itself, in a real database."""
 
 import pytest
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from opentelemetry import trace
 
 from libs.bus import Incoming
@@ -29,7 +30,7 @@ S = common_pb2
 async def test_the_record_keeps_what_must_follow_the_outcome(database_url: str, outcome: Result, first: bool) -> None:
     db = await Database.open(database_url, "adapters")
     try:
-        job = events_pb2.DeliveryJob(
+        job = work_pb2.DeliveryJob(
             delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555", category=S.CATEGORY_CRITICAL
         )
         traceparent = f"00-{'a1' * 16}-{'b2' * 8}-01"

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs.timeutil import to_timestamp
 from services.adapters import retry_policy, tables
@@ -18,8 +19,8 @@ AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BACKOFF = (0.5, 1.0, 1.0)
 
 
-def job(**fields: Any) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(delivery_id="msg_01.0", message_id="msg_01", channel="webhook", **fields)
+def job(**fields: Any) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(delivery_id="msg_01.0", message_id="msg_01", channel="webhook", **fields)
 
 
 def record(**fields: object) -> tables.Delivery:
@@ -141,7 +142,7 @@ def test_a_record_in_flight_waits_for_its_mark_then_is_failed_as_unknown() -> No
 
 
 def test_a_failure_falls_back_only_where_the_provider_cannot_have_taken_it() -> None:
-    chained = job(fallback=[events_pb2.DeliveryJob(channel="sms")])
+    chained = job(fallback=[work_pb2.DeliveryJob(channel="sms")])
     gave_up = failed(4, OUTAGE)
     assert retry_policy.falls_back(chained, gave_up)
     assert retry_policy.with_fallback_reason(chained, gave_up).reason == f"{gave_up.reason}; falling back to sms"

@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs.bus import Bus
 from libs.store import Database
@@ -25,12 +25,12 @@ def _tracker(key: str = KEY, ttl_days: int = 30) -> Tracker:
     return Tracker(cast(Database, None), cast(Bus, None), BASE, key, ttl_days)
 
 
-def _job(track_opens: bool = False, track_clicks: bool = False, retention: int = 0) -> events_pb2.DeliveryJob:
+def _job(track_opens: bool = False, track_clicks: bool = False, retention: int = 0) -> work_pb2.DeliveryJob:
     html = (
         '<html><body><a href="https://a.example/x?y=1&amp;z=2">A</a> <a class="b" href=\'http://b.example/\'>B</a>'
         ' <a href="mailto:help@example.com">mail</a></body></html>'
     )
-    return events_pb2.DeliveryJob(
+    return work_pb2.DeliveryJob(
         delivery_id="msg_1.0",
         channel="email",
         html_body=html,

@@ -8,7 +8,8 @@ from pathlib import Path
 import grpc
 import nats
 import pytest
-from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner
@@ -44,14 +45,14 @@ async def test_a_message_the_router_can_never_route_is_listed_then_replayed(
             template_id="t", version=1, category=S.CATEGORY_NOTIFICATION, contents=[S.ChannelContent(channel="webhook")]
         )
         app_id, app = await herald.create_app()
-        poison = events_pb2.AcceptedMessage(
+        poison = work_pb2.AcceptedMessage(
             message_id="msg_poison", app_id=app_id, template=template, channels=["webhook"]
         )
         poison.recipients.append(msg.Recipient(addresses={"webhook": "http://127.0.0.1:9/x"}))
         poison.send_at.nanos = -1  # no clock can hold it: routing it fails on every attempt
         nc = await nats.connect(mesh.nats_url)
         try:
-            batch = events_pb2.AcceptedBatch(messages=[poison])
+            batch = work_pb2.AcceptedBatch(messages=[poison])
             await nc.jetstream().publish(subjects.message_accepted(S.CATEGORY_NOTIFICATION), batch.SerializeToString())
         finally:
             await nc.close()

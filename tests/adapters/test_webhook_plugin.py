@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs import channels
 from services.adapters import ssrf
@@ -36,8 +36,8 @@ async def webhook() -> AsyncIterator[Webhook]:
             await provider.close()
 
 
-def _job(sink: WebhookSink, path: str) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=sink.url(path), body="{}")
+def _job(sink: WebhookSink, path: str) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=sink.url(path), body="{}")
 
 
 @pytest.mark.parametrize("name", ["X-Request-ID", "x-request-id", "X-Request-Id"])
@@ -65,7 +65,7 @@ NOT_URLS = ["http://exa\\mple.com/", "http://a.example\r\n.com/", "http://exampl
 
 @pytest.mark.parametrize("address", NOT_URLS)
 async def test_an_address_that_cannot_be_a_url_fails_for_good(address: str) -> None:
-    job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
+    job = work_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
     async with webhook() as provider:
         with pytest.raises(DeliveryError) as refused:
             await provider.send(job)
@@ -145,7 +145,7 @@ async def test_no_spelling_of_an_address_reaches_a_host_not_allowed(address: str
     async with guarded_webhook() as (provider, sink):
         address = address.format(port=sink.port)
         channels.webhook_url(address)  # intake lets it in: the guard is what stands in the way
-        job = events_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
+        job = work_pb2.DeliveryJob(delivery_id=uuid.uuid4().hex, channel="webhook", address=address, body="{}")
         with pytest.raises(DeliveryError) as refused:
             await provider.send(job)
         assert sink.received == []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from herald.internal.v1 import work_pb2
 from herald.v1 import events_pb2, status_service_pb2, status_service_pb2_grpc
 
 from libs import grpc_server, subjects
@@ -62,17 +63,15 @@ class FeedbackStage:
         )
 
     async def publish(
-        self, *messages: events_pb2.DeliveryEvent | events_pb2.AcceptedMessage | bytes, raw_to: str = EVENT_SUBJECT
+        self, *messages: events_pb2.DeliveryEvent | work_pb2.AcceptedMessage | bytes, raw_to: str = EVENT_SUBJECT
     ) -> None:
         """In this order, each on its own and without a de-duplication id, as a redelivery or a misbehaving
         producer would; raw bytes go to `raw_to` (where status events go, or ACCEPTED_SUBJECT)."""
         for message in messages:
             if isinstance(message, bytes):
                 await self.bus.publish(raw_to, message)
-            elif isinstance(message, events_pb2.AcceptedMessage):
-                await self.bus.publish(
-                    ACCEPTED_SUBJECT, events_pb2.AcceptedBatch(messages=[message]).SerializeToString()
-                )
+            elif isinstance(message, work_pb2.AcceptedMessage):
+                await self.bus.publish(ACCEPTED_SUBJECT, work_pb2.AcceptedBatch(messages=[message]).SerializeToString())
             else:
                 await self.bus.publish(EVENT_SUBJECT, events_pb2.DeliveryEvents(events=[message]).SerializeToString())
 

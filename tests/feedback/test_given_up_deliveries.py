@@ -5,7 +5,8 @@ channel, that next delivery - and a dead letter that is redelivered to feedback 
 import uuid
 
 import nats
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from devmesh.mesh import Mesh
 from libs import subjects
@@ -15,8 +16,8 @@ from tests.helpers.status_events import accepted, publish
 S = common_pb2
 
 
-def _job(delivery_id: str, message_id: str, app_id: str, channel: str) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+def _job(delivery_id: str, message_id: str, app_id: str, channel: str) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id=delivery_id, message_id=message_id, app_id=app_id, channel=channel, template_id="t"
     )
 

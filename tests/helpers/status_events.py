@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import nats
+from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2
 
 from devmesh.mesh import Mesh
@@ -39,16 +40,16 @@ def status_event(
     )
 
 
-def accepted(message_id: str, app_id: str, at: datetime | None = None) -> events_pb2.AcceptedMessage:
+def accepted(message_id: str, app_id: str, at: datetime | None = None) -> work_pb2.AcceptedMessage:
     template = admin_service_pb2.Template(template_id="t", version=1, category=common_pb2.CATEGORY_NOTIFICATION)
-    return events_pb2.AcceptedMessage(
+    return work_pb2.AcceptedMessage(
         message_id=message_id, app_id=app_id, template=template, create_time=to_timestamp(at or now())
     )
 
 
 async def publish(
     mesh: Mesh,
-    *messages: events_pb2.DeliveryEvent | events_pb2.AcceptedMessage | bytes,
+    *messages: events_pb2.DeliveryEvent | work_pb2.AcceptedMessage | bytes,
     raw_to: str = EVENT_SUBJECT,
 ) -> None:
     """In this order; raw bytes go to `raw_to`: where status events go, or ACCEPTED_SUBJECT. Up to IN_FLIGHT
@@ -63,11 +64,9 @@ async def publish(
         await nc.close()
 
 
-def _addressed(
-    message: events_pb2.DeliveryEvent | events_pb2.AcceptedMessage | bytes, raw_to: str
-) -> tuple[str, bytes]:
+def _addressed(message: events_pb2.DeliveryEvent | work_pb2.AcceptedMessage | bytes, raw_to: str) -> tuple[str, bytes]:
     if isinstance(message, bytes):
         return raw_to, message
-    if isinstance(message, events_pb2.AcceptedMessage):
-        return ACCEPTED_SUBJECT, events_pb2.AcceptedBatch(messages=[message]).SerializeToString()
+    if isinstance(message, work_pb2.AcceptedMessage):
+        return ACCEPTED_SUBJECT, work_pb2.AcceptedBatch(messages=[message]).SerializeToString()
     return EVENT_SUBJECT, events_pb2.DeliveryEvents(events=[message]).SerializeToString()

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 from sqlalchemy import update
 
@@ -33,9 +34,9 @@ async def queue(database_url: str) -> AsyncIterator[tuple[AcceptedQueue, MemoryB
         await db.close()
 
 
-def _accepted(app_id: str = "app_1") -> events_pb2.AcceptedMessage:
+def _accepted(app_id: str = "app_1") -> work_pb2.AcceptedMessage:
     """A fresh message, as Acceptance.prepare makes one for each call."""
-    return events_pb2.AcceptedMessage(
+    return work_pb2.AcceptedMessage(
         message_id=f"msg_{uuid.uuid4().hex}",
         app_id=app_id,
         template=TEMPLATE,
@@ -92,16 +93,16 @@ async def test_messages_without_a_key_are_queued_together_and_not_stored(
         assert await session.get(tables.Message, messages[0].message_id) is None
 
 
-async def _queued(bus: MemoryBus) -> list[events_pb2.AcceptedMessage]:
+async def _queued(bus: MemoryBus) -> list[work_pb2.AcceptedMessage]:
     """Every AcceptedMessage on the accepted subject so far, as the router would read them."""
-    found: list[events_pb2.AcceptedMessage] = []
+    found: list[work_pb2.AcceptedMessage] = []
     done = asyncio.Event()
     stored = sum((await bus.subject_counts(subjects.MESSAGES_STREAM)).values())
     seen = 0
 
     async def read(incoming: Incoming) -> None:
         nonlocal seen
-        found.extend(events_pb2.AcceptedBatch.FromString(incoming.data).messages)
+        found.extend(work_pb2.AcceptedBatch.FromString(incoming.data).messages)
         seen += 1
         if seen == stored:
             done.set()

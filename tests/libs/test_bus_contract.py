@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NoStreamResponseError
 from opentelemetry import trace
 
@@ -152,14 +152,14 @@ async def _published(bus: MessageBus, records: int, each_traced: bool) -> list[l
             await asyncio.sleep(0)
         own_trace = trace.SpanContext(n + 1, n + 1, is_remote=True, trace_flags=trace.TraceFlags(1))
         with trace.use_span(trace.NonRecordingSpan(own_trace)):
-            message = events_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString()
+            message = work_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString()
             await bus.publish_grouped(SUBJECT, (message, f"m{n}"), each_traced=each_traced)
 
     await asyncio.gather(*(one(n) for n in range(records)))
     stored = sum((await bus.subject_counts(subjects.MESSAGES_STREAM)).values())
     found = await _collect(bus, subjects.MESSAGES_STREAM, f"contract-grouped-{each_traced}", SUBJECT)
     await _until(lambda: len(found) >= stored)
-    return [[m.message_id for m in events_pb2.AcceptedBatch.FromString(i.data).messages] for i in found]
+    return [[m.message_id for m in work_pb2.AcceptedBatch.FromString(i.data).messages] for i in found]
 
 
 async def test_records_that_carry_their_own_trace_share_publishes_across_traces(bus: MessageBus) -> None:

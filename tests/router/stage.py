@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf import json_format
+from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
@@ -38,7 +39,7 @@ class RouterStage:
     caps: FrequencyCaps
     ledger: DispatchLedger
     events: list[events_pb2.DeliveryEvent] = field(default_factory=list)
-    jobs: list[events_pb2.DeliveryJob] = field(default_factory=list)
+    jobs: list[work_pb2.DeliveryJob] = field(default_factory=list)
 
     async def user(
         self,
@@ -92,7 +93,7 @@ class RouterStage:
         self.caps.forget_rules()
         return rule_id
 
-    async def send(self, message: events_pb2.AcceptedMessage) -> str:
+    async def send(self, message: work_pb2.AcceptedMessage) -> str:
         """Publish an accepted message as intake does; its id."""
         message.message_id = message.message_id or f"msg_{uuid.uuid4().hex[:16]}"
         await self.bus.publish_grouped(
@@ -107,7 +108,7 @@ class RouterStage:
         mine = await self._wait(lambda: [e for e in self.events if e.message_id == message_id], count)
         return mine
 
-    async def queued(self, message_id: str, count: int = 1) -> list[events_pb2.DeliveryJob]:
+    async def queued(self, message_id: str, count: int = 1) -> list[work_pb2.DeliveryJob]:
         """The delivery jobs queued for the message's deliveries (for the adapters), once there are `count`."""
         return await self._wait(lambda: [j for j in self.jobs if j.message_id == message_id], count)
 
@@ -142,7 +143,7 @@ async def router_stage(database_url: str, dedup_window: float = 0.0) -> AsyncIte
             stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)
 
         async def job(incoming: Incoming) -> None:
-            stage.jobs.append(events_pb2.DeliveryJob.FromString(incoming.data))
+            stage.jobs.append(work_pb2.DeliveryJob.FromString(incoming.data))
 
         await bus.consume(subjects.EVENTS_STREAM, "test-events", subjects.DELIVERY_EVENTS, each(event))
         await bus.consume(subjects.DELIVERIES_STREAM, "test-jobs", "herald.delivery.>", each(job))
@@ -159,7 +160,7 @@ def message(
     fallback: list[str] | None = None,
     channels: list[str] | None = None,
     named: bool = False,
-) -> events_pb2.AcceptedMessage:
+) -> work_pb2.AcceptedMessage:
     """An accepted message as intake makes it (acceptance.py): the template pinned, the channels chosen."""
     template = admin_service_pb2.Template(
         template_id=f"t-{uuid.uuid4().hex[:8]}",
@@ -168,7 +169,7 @@ def message(
         contents=[common_pb2.ChannelContent(channel=c, body=b) for c, b in bodies.items()],
         fallback_channels=fallback or [],
     )
-    accepted = events_pb2.AcceptedMessage(
+    accepted = work_pb2.AcceptedMessage(
         app_id="app_1",
         template=template,
         recipients=recipients,

@@ -2,18 +2,19 @@
 
 from datetime import UTC, datetime, timedelta
 
-from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from services.router import jobs
 
 
-def _message() -> events_pb2.AcceptedMessage:
+def _message() -> work_pb2.AcceptedMessage:
     template = admin_service_pb2.Template(
         template_id="t", contents=[common_pb2.ChannelContent(channel="apns", subject="Hi", body="There")]
     )
     recipient = msg.Recipient(addresses={"apns": "a" * 64})
-    return events_pb2.AcceptedMessage(message_id="msg_1", template=template, recipients=[recipient], channels=["apns"])
+    return work_pb2.AcceptedMessage(message_id="msg_1", template=template, recipients=[recipient], channels=["apns"])
 
 
 def test_a_message_without_expire_at_makes_jobs_without_one() -> None:

@@ -3,7 +3,8 @@ an escalation step, and a user's preferred channel."""
 
 from datetime import UTC, datetime, timedelta
 
-from herald.v1 import admin_service_pb2, common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from services.router import jobs, tables
@@ -11,14 +12,14 @@ from services.router import jobs, tables
 ADDRESSES = {"webhook": "https://example.com/h", "sms": "+15550100", "email": "u1@example.com"}
 
 
-def _message(channels: list[str], fallback: list[str] | None = None, named: bool = False) -> events_pb2.AcceptedMessage:
+def _message(channels: list[str], fallback: list[str] | None = None, named: bool = False) -> work_pb2.AcceptedMessage:
     template = admin_service_pb2.Template(
         template_id="t",
         contents=[common_pb2.ChannelContent(channel=c, subject="Hi", body="Hello {{ name }}") for c in ADDRESSES],
         fallback_channels=fallback or [],
     )
     recipient = msg.Recipient(user_id="u1", addresses=ADDRESSES)
-    return events_pb2.AcceptedMessage(
+    return work_pb2.AcceptedMessage(
         message_id="msg_1",
         template=template,
         recipients=[recipient],

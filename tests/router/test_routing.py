@@ -4,7 +4,8 @@ import asyncio
 import uuid
 
 import nats
-from herald.v1 import admin_service_pb2, common_pb2, directory_service_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import admin_service_pb2, common_pb2, directory_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from devmesh.mesh import Mesh
@@ -61,8 +62,8 @@ async def test_a_message_the_router_cannot_route_is_retried_alone_not_with_its_b
     )
     recipient = msg.Recipient(addresses={"webhook": sink.url(path)})
 
-    def message(n: int) -> events_pb2.AcceptedMessage:
-        return events_pb2.AcceptedMessage(
+    def message(n: int) -> work_pb2.AcceptedMessage:
+        return work_pb2.AcceptedMessage(
             message_id=f"msg_{uuid.uuid4().hex}",
             app_id="app",
             template=template,
@@ -73,7 +74,7 @@ async def test_a_message_the_router_cannot_route_is_retried_alone_not_with_its_b
 
     poison = message(0)
     poison.send_at.nanos = -1
-    batch = events_pb2.AcceptedBatch(messages=[poison, message(1), message(2)])
+    batch = work_pb2.AcceptedBatch(messages=[poison, message(1), message(2)])
     nc = await nats.connect(mesh.nats_url)
     try:
         await nc.jetstream().publish(subjects.message_accepted(S.CATEGORY_NOTIFICATION), batch.SerializeToString())

@@ -4,6 +4,7 @@ events and jobs it publishes show. The same checks ran through the whole mesh be
 
 from datetime import UTC, datetime, timedelta
 
+from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
@@ -144,8 +145,8 @@ async def test_repeated_content_is_suppressed_but_new_content_and_critical_go_ou
         sale = message({"webhook": "sale {{ n }}"}, recipient, category=S.CATEGORY_MARKETING)
         code = message({"webhook": "code {{ n }}"}, recipient, category=S.CATEGORY_CRITICAL)
 
-        async def send(template: events_pb2.AcceptedMessage, n: str) -> events_pb2.DeliveryEvent:
-            sent = events_pb2.AcceptedMessage()
+        async def send(template: work_pb2.AcceptedMessage, n: str) -> events_pb2.DeliveryEvent:
+            sent = work_pb2.AcceptedMessage()
             sent.CopyFrom(template)
             sent.variables["n"] = n
             [event] = await stage.settled(await stage.send(sent))

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.router import suppression, tables
 from services.router.recipients import Recipients
@@ -25,7 +26,7 @@ class Dedup:
         self.answer = first
         self.asked: list[str] = []
 
-    async def first(self, job: events_pb2.DeliveryJob) -> bool:
+    async def first(self, job: work_pb2.DeliveryJob) -> bool:
         self.asked.append(job.delivery_id)
         return self.answer
 
@@ -35,7 +36,7 @@ class Caps:
         self.refusal = refusal
         self.asked: list[str] = []
 
-    async def admit(self, job: events_pb2.DeliveryJob) -> str:
+    async def admit(self, job: work_pb2.DeliveryJob) -> str:
         self.asked.append(job.delivery_id)
         return self.refusal
 
@@ -71,8 +72,8 @@ def _job(
     category: common_pb2.Category.ValueType = S.CATEGORY_NOTIFICATION,
     address: str = "https://example.com/hook",
     expire_at: datetime | None = None,
-) -> events_pb2.DeliveryJob:
-    job = events_pb2.DeliveryJob(
+) -> work_pb2.DeliveryJob:
+    job = work_pb2.DeliveryJob(
         delivery_id="d1", user_id="u1", channel=channel, category=category, address=address, body="hello"
     )
     if expire_at is not None:
@@ -81,7 +82,7 @@ def _job(
 
 
 async def _verdict(
-    job: events_pb2.DeliveryJob,
+    job: work_pb2.DeliveryJob,
     user: tables.User | None = None,
     opted_out: bool = False,
     dedup: Dedup | None = None,
@@ -196,7 +197,7 @@ async def test_a_delivery_whose_quiet_hours_end_after_its_expiry_expires() -> No
 
 
 def test_an_inbox_item_does_not_wake_a_user_in_quiet_hours_or_opted_out_of_push() -> None:
-    def inbox() -> events_pb2.DeliveryJob:
+    def inbox() -> work_pb2.DeliveryJob:
         job = _job(channel="inbox", address="u1")
         job.wake.CopyFrom(_job(channel="apns", address="a" * 64))
         return job

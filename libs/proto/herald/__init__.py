@@ -1,1 +1,1 @@
-"""Generated from protos/herald/v1 by protos/generate.py; do not edit."""
+"""Generated from protos/herald by protos/generate.py; do not edit."""

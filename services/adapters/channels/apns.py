@@ -24,7 +24,8 @@ import uuid
 import aiohttp
 import httpx
 import jwt
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
@@ -71,7 +72,7 @@ class Apns(Provider):
         self._token = ""
         self._token_issued_at = 0.0
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         apns_id = str(uuid.uuid5(_APNS_ID_NAMESPACE, job.delivery_id))
         collapse_id = job.delivery_id if len(job.delivery_id.encode()) <= _MAX_COLLAPSE_ID_BYTES else apns_id
         headers = {

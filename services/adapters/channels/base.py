@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import aiohttp
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 
 class Failure(enum.Enum):
@@ -129,7 +129,7 @@ class Provider:
         application messages and group robots) routes each delivery by it."""
         return True
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         """Deliver once; raise DeliveryError when the provider refuses or cannot be reached."""
         raise NotImplementedError
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import DeliveryError, Failure, Provider, Sent
@@ -53,7 +53,7 @@ def sign(secret: str, timestamp_ms: int) -> str:
 class DingTalkRobot(Provider):
     channel = "dingtalk"
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         url = robots.webhook_url(self.account, DEFAULT_ENDPOINT, job.address, "/robot/send", key_param="access_token")
         secret = self.account.secrets.get("sign_secret", "")
         if secret:
@@ -69,7 +69,7 @@ class DingTalkRobot(Provider):
         raise answer.refusal(_MEANINGS, retry_after=_THROTTLED_FOR)
 
 
-def _message(job: events_pb2.DeliveryJob) -> dict[str, Any]:
+def _message(job: work_pb2.DeliveryJob) -> dict[str, Any]:
     if not job.subject:
         return {"msgtype": "text", "text": {"content": job.body}}
     # The markdown title only shows in the chat list and notifications, so the text repeats it as a heading.

@@ -29,7 +29,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import aiosmtplib
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from opentelemetry import trace
 
 from libs import telemetry
@@ -68,7 +69,7 @@ class Smtp(Provider):
         self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         account = self.account
         sender = _sender(account)
         recipient = _recipient(job.address)
@@ -191,7 +192,7 @@ def _recipient(address: str) -> Address:
         raise DeliveryError(f"{mask(address)!r} is not one e-mail address: {e}", Failure.PERMANENT) from e
 
 
-def _compose(account: Account, job: events_pb2.DeliveryJob, sender: Address, recipient: Address) -> EmailMessage:
+def _compose(account: Account, job: work_pb2.DeliveryJob, sender: Address, recipient: Address) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = recipient
@@ -208,7 +209,7 @@ def _compose(account: Account, job: events_pb2.DeliveryJob, sender: Address, rec
     return message
 
 
-def _unsubscribe(account: Account, job: events_pb2.DeliveryJob) -> str:
+def _unsubscribe(account: Account, job: work_pb2.DeliveryJob) -> str:
     """RFC 8058 needs one https URI the receiver POSTs to; a mailto: is a fallback for older clients."""
     url = account.settings.get("unsubscribe_url", "")
     if not url.startswith("https://"):

@@ -16,7 +16,8 @@ from typing import Any
 
 import aiohttp
 import jwt
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.adapters.channels import http
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
@@ -48,7 +49,7 @@ class Fcm(Provider):
         super().__init__(account, http)
         self._access_token = AccessToken(lambda: self._fetch_token(self._service_account()))
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         service_account = self._service_account()
         token, fresh = await self._access_token.get()
         android: dict[str, object] = {"priority": "high" if job.category == common_pb2.CATEGORY_CRITICAL else "normal"}

@@ -13,7 +13,7 @@ import hmac
 import time
 from typing import Any
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import Failure, Provider, Sent
@@ -47,7 +47,7 @@ def sign(secret: str, timestamp: int) -> str:
 class FeishuBot(Provider):
     channel = "feishu"
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         url = robots.webhook_url(self.account, DEFAULT_ENDPOINT, job.address, "/open-apis/bot/v2/hook/")
         payload = _message(job)
         secret = self.account.secrets.get("sign_secret", "")
@@ -64,7 +64,7 @@ class FeishuBot(Provider):
         raise answer.refusal(_MEANINGS)
 
 
-def _message(job: events_pb2.DeliveryJob) -> dict[str, Any]:
+def _message(job: work_pb2.DeliveryJob) -> dict[str, Any]:
     if not job.subject:
         return {"msg_type": "text", "content": {"text": job.body}}
     paragraphs = [[{"tag": "text", "text": line}] for line in job.body.split("\n")]

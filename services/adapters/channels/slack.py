@@ -9,7 +9,7 @@ Wire format and errors: https://api.slack.com/messaging/webhooks#handling_errors
 
 from typing import Any
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import DeliveryError, Failure, Provider, Sent
@@ -27,7 +27,7 @@ _SECTION_MAX = 3000
 class SlackWebhook(Provider):
     channel = "slack"
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         url = robots.webhook_url(self.account, DEFAULT_ENDPOINT, job.address, "/services/")
         response = await http.call(self, "POST", url, json_body=_message(job))
         if response.ok:
@@ -47,7 +47,7 @@ class SlackWebhook(Provider):
         raise error
 
 
-def _message(job: events_pb2.DeliveryJob) -> dict[str, Any]:
+def _message(job: work_pb2.DeliveryJob) -> dict[str, Any]:
     if not job.subject:
         return {"text": job.body}
     sections = [job.body[i : i + _SECTION_MAX] for i in range(0, len(job.body), _SECTION_MAX)]

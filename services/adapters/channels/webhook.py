@@ -14,7 +14,7 @@ import json
 import time
 
 import aiohttp
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters import ssrf
 from services.adapters.channels import http
@@ -53,7 +53,7 @@ class Webhook(Provider):
     async def close(self) -> None:
         await self.http.close()
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         try:
             ssrf.check(job.address, self._allowed)
         except ssrf.BlockedDestination as e:

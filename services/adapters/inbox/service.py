@@ -5,7 +5,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 from google.protobuf import timestamp_pb2
-from herald.v1 import common_pb2, events_pb2, inbox_service_pb2_grpc
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2, inbox_service_pb2_grpc
 from herald.v1 import inbox_service_pb2 as pb
 
 from libs import events, storable
@@ -149,7 +150,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
     async def _record(self, owner: Owner, items: Iterable[Item], state: common_pb2.DeliveryState.ValueType) -> None:
         """DELIVERED when a device first gets an item, READ when it is read: the status and statistics see both."""
         jobs = [
-            events_pb2.DeliveryJob(
+            work_pb2.DeliveryJob(
                 delivery_id=item.delivery_id,
                 message_id=item.message_id,
                 app_id=owner.app_id,

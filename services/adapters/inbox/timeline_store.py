@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,9 +34,9 @@ async def stored(session: AsyncSession, delivery_ids: Iterable[str]) -> set[str]
     return set(await session.scalars(select(Item.delivery_id).where(Item.delivery_id.in_(set(delivery_ids)))))
 
 
-async def append(session: AsyncSession, jobs: Sequence[events_pb2.DeliveryJob]) -> dict[Owner, list[Item]]:
+async def append(session: AsyncSession, jobs: Sequence[work_pb2.DeliveryJob]) -> dict[Owner, list[Item]]:
     """Store each job (none stored before) as the next item of its user's timeline; returns what was stored."""
-    by_owner: dict[Owner, list[events_pb2.DeliveryJob]] = {}
+    by_owner: dict[Owner, list[work_pb2.DeliveryJob]] = {}
     for job in jobs:
         by_owner.setdefault(Owner(job.app_id, job.address or job.user_id), []).append(job)
     highest = await _reserve(session, {owner: len(owned) for owner, owned in by_owner.items()})
@@ -71,7 +71,7 @@ def _key(entry: tuple[Owner, int]) -> tuple[str, str]:
     return entry[0].app_id, entry[0].user_id
 
 
-def _item(owner: Owner, seq: int, job: events_pb2.DeliveryJob) -> Item:
+def _item(owner: Owner, seq: int, job: work_pb2.DeliveryJob) -> Item:
     return Item(
         app_id=owner.app_id,
         user_id=owner.user_id,

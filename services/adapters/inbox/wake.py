@@ -13,7 +13,8 @@ channel like any delivery, as a delivery of that item's message.
 import contextlib
 from datetime import timedelta
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from libs import events, subjects
 from libs.bus import Bus, Incoming, ScheduleChanged
@@ -26,7 +27,7 @@ from services.adapters.inbox.timeline_store import Owner
 WINDOW = timedelta(seconds=5)
 
 
-def owner_of(job: events_pb2.DeliveryJob) -> Owner:
+def owner_of(job: work_pb2.DeliveryJob) -> Owner:
     return Owner(job.app_id, job.address or job.user_id)
 
 
@@ -35,7 +36,7 @@ class Waker:
         self._db = db
         self._bus = bus
 
-    async def unwatched(self, job: events_pb2.DeliveryJob) -> None:
+    async def unwatched(self, job: work_pb2.DeliveryJob) -> None:
         """An item was stored for a user with no live stream: a wake-up at the window's end, unless one is due."""
         owner = owner_of(job)
         subject = subjects.wake(owner.app_id, notices.user_key(owner))
@@ -46,7 +47,7 @@ class Waker:
             )
 
     async def on_due(self, incoming: Incoming) -> None:
-        job = events_pb2.DeliveryJob.FromString(incoming.data)
+        job = work_pb2.DeliveryJob.FromString(incoming.data)
         owner = owner_of(job)
         if await notices.announce_watched(self._bus, owner, ()):
             return  # a device connected meanwhile: it has the items

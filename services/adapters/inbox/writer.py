@@ -6,7 +6,8 @@ wake-up push if the template asks for one (wake.py)."""
 import asyncio
 from datetime import datetime
 
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 from sqlalchemy.exc import IntegrityError
 
 from libs import events
@@ -28,7 +29,7 @@ class InboxWriter:
         self._waker = waker
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
-        jobs = [events_pb2.DeliveryJob.FromString(i.data) for i in batch]
+        jobs = [work_pb2.DeliveryJob.FromString(i.data) for i in batch]
         try:
             async with self._db.session.begin() as session:
                 known = await timeline_store.stored(session, (j.delivery_id for j in jobs))
@@ -52,7 +53,7 @@ class InboxWriter:
         return [ACK] * len(batch)
 
     async def _announce(
-        self, incoming: Incoming, job: events_pb2.DeliveryJob, expired: bool, stored_at: datetime | None
+        self, incoming: Incoming, job: work_pb2.DeliveryJob, expired: bool, stored_at: datetime | None
     ) -> None:
         """SENT as of when the item was stored: a device may get it (DELIVERED) before this is published."""
         with incoming.active():

@@ -1,6 +1,6 @@
 """The inbox store in one process, on each database: what a writer's batch does to the timelines."""
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs.store import Database
 from services.adapters.inbox import timeline_store
@@ -11,7 +11,7 @@ async def test_a_batch_with_nothing_new_to_store_is_no_error(database_url: str) 
     SQLite refused the empty counter upsert, and every such batch logged an error."""
     db = await Database.open(database_url, "adapters")
     try:
-        job = events_pb2.DeliveryJob(delivery_id="d-1", app_id="app", user_id="u-1", channel="inbox", body="hi")
+        job = work_pb2.DeliveryJob(delivery_id="d-1", app_id="app", user_id="u-1", channel="inbox", body="hi")
         async with db.session.begin() as session:
             first = await timeline_store.append(session, [job])
         async with db.session.begin() as session:

@@ -24,10 +24,9 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
-from herald.v1 import events_pb2 as herald_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#herald/v1/dead_letter_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\x1a\x16herald/v1/events.proto\"\xf2\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12-\n\tdead_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x01\n\x10\x44\x65\x61\x64LetterRecord\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.herald.v1.DeliveryJob\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\tdead_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x16ListDeadLettersRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.herald.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"e\n\x18ReplayDeadLettersRequest\x12\x11\n\tsequences\x18\x01 \x03(\x04\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x13.herald.v1.Category\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\"\xb0\x01\n\x12UnprocessedMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\ndeliveries\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12-\n\tdead_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x07 \x01(\x05\"Y\n\x1eListUnprocessedMessagesRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"w\n\x1fListUnprocessedMessagesResponse\x12;\n\x14unprocessed_messages\x18\x01 \x03(\x0b\x32\x1d.herald.v1.UnprocessedMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n ReplayUnprocessedMessagesRequest\x12\x11\n\tsequences\x18\x01 \x03(\x04\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\"5\n!ReplayUnprocessedMessagesResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\x32\xb7\x03\n\x11\x44\x65\x61\x64LetterService\x12X\n\x0fListDeadLetters\x12!.herald.v1.ListDeadLettersRequest\x1a\".herald.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.herald.v1.ReplayDeadLettersRequest\x1a$.herald.v1.ReplayDeadLettersResponse\x12p\n\x17ListUnprocessedMessages\x12).herald.v1.ListUnprocessedMessagesRequest\x1a*.herald.v1.ListUnprocessedMessagesResponse\x12v\n\x19ReplayUnprocessedMessages\x12+.herald.v1.ReplayUnprocessedMessagesRequest\x1a,.herald.v1.ReplayUnprocessedMessagesResponseB\x89\x01\n\rcom.herald.v1B\x16\x44\x65\x61\x64LetterServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#herald/v1/dead_letter_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xf2\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12-\n\tdead_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x16ListDeadLettersRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x13.herald.v1.Category\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.herald.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"e\n\x18ReplayDeadLettersRequest\x12\x11\n\tsequences\x18\x01 \x03(\x04\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x13.herald.v1.Category\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\"\xb0\x01\n\x12UnprocessedMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\ndeliveries\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12-\n\tdead_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x07 \x01(\x05\"Y\n\x1eListUnprocessedMessagesRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"w\n\x1fListUnprocessedMessagesResponse\x12;\n\x14unprocessed_messages\x18\x01 \x03(\x0b\x32\x1d.herald.v1.UnprocessedMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n ReplayUnprocessedMessagesRequest\x12\x11\n\tsequences\x18\x01 \x03(\x04\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\"5\n!ReplayUnprocessedMessagesResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\x32\xb7\x03\n\x11\x44\x65\x61\x64LetterService\x12X\n\x0fListDeadLetters\x12!.herald.v1.ListDeadLettersRequest\x1a\".herald.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.herald.v1.ReplayDeadLettersRequest\x1a$.herald.v1.ReplayDeadLettersResponse\x12p\n\x17ListUnprocessedMessages\x12).herald.v1.ListUnprocessedMessagesRequest\x1a*.herald.v1.ListUnprocessedMessagesResponse\x12v\n\x19ReplayUnprocessedMessages\x12+.herald.v1.ReplayUnprocessedMessagesRequest\x1a,.herald.v1.ReplayUnprocessedMessagesResponseB\x89\x01\n\rcom.herald.v1B\x16\x44\x65\x61\x64LetterServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,28 +34,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.dead_letter_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.herald.v1B\026DeadLetterServiceProtoP\001Z3github.com/example/herald/gen/go/herald/v1;heraldv1\242\002\003HVX\252\002\tHerald.V1\312\002\tHerald\\V1\352\002\nHerald::V1'
-  _globals['_DEADLETTER']._serialized_start=132
-  _globals['_DEADLETTER']._serialized_end=374
-  _globals['_DEADLETTERRECORD']._serialized_start=377
-  _globals['_DEADLETTERRECORD']._serialized_end=531
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=533
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=652
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=654
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=749
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=751
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=852
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=854
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=899
-  _globals['_UNPROCESSEDMESSAGE']._serialized_start=902
-  _globals['_UNPROCESSEDMESSAGE']._serialized_end=1078
-  _globals['_LISTUNPROCESSEDMESSAGESREQUEST']._serialized_start=1080
-  _globals['_LISTUNPROCESSEDMESSAGESREQUEST']._serialized_end=1169
-  _globals['_LISTUNPROCESSEDMESSAGESRESPONSE']._serialized_start=1171
-  _globals['_LISTUNPROCESSEDMESSAGESRESPONSE']._serialized_end=1290
-  _globals['_REPLAYUNPROCESSEDMESSAGESREQUEST']._serialized_start=1292
-  _globals['_REPLAYUNPROCESSEDMESSAGESREQUEST']._serialized_end=1363
-  _globals['_REPLAYUNPROCESSEDMESSAGESRESPONSE']._serialized_start=1365
-  _globals['_REPLAYUNPROCESSEDMESSAGESRESPONSE']._serialized_end=1418
-  _globals['_DEADLETTERSERVICE']._serialized_start=1421
-  _globals['_DEADLETTERSERVICE']._serialized_end=1860
+  _globals['_DEADLETTER']._serialized_start=108
+  _globals['_DEADLETTER']._serialized_end=350
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=352
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=471
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=473
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=568
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=570
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=671
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=673
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=718
+  _globals['_UNPROCESSEDMESSAGE']._serialized_start=721
+  _globals['_UNPROCESSEDMESSAGE']._serialized_end=897
+  _globals['_LISTUNPROCESSEDMESSAGESREQUEST']._serialized_start=899
+  _globals['_LISTUNPROCESSEDMESSAGESREQUEST']._serialized_end=988
+  _globals['_LISTUNPROCESSEDMESSAGESRESPONSE']._serialized_start=990
+  _globals['_LISTUNPROCESSEDMESSAGESRESPONSE']._serialized_end=1109
+  _globals['_REPLAYUNPROCESSEDMESSAGESREQUEST']._serialized_start=1111
+  _globals['_REPLAYUNPROCESSEDMESSAGESREQUEST']._serialized_end=1182
+  _globals['_REPLAYUNPROCESSEDMESSAGESRESPONSE']._serialized_start=1184
+  _globals['_REPLAYUNPROCESSEDMESSAGESRESPONSE']._serialized_end=1237
+  _globals['_DEADLETTERSERVICE']._serialized_start=1240
+  _globals['_DEADLETTERSERVICE']._serialized_end=1679
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,6 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from herald.v1 import common_pb2 as _common_pb2
-from herald.v1 import events_pb2 as _events_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -70,41 +69,6 @@ class DeadLetter(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
-
-@_typing.final
-class DeadLetterRecord(_message.Message):
-    """What travels on herald.dead.<category>.<channel>: the job as it was, and why it died."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    JOB_FIELD_NUMBER: _builtins.int
-    ATTEMPTS_FIELD_NUMBER: _builtins.int
-    PROVIDER_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    DEAD_TIME_FIELD_NUMBER: _builtins.int
-    attempts: _builtins.int
-    provider: _builtins.str
-    reason: _builtins.str
-    @_builtins.property
-    def job(self) -> _events_pb2.DeliveryJob: ...
-    @_builtins.property
-    def dead_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        job: _events_pb2.DeliveryJob | None = ...,
-        attempts: _builtins.int = ...,
-        provider: _builtins.str = ...,
-        reason: _builtins.str = ...,
-        dead_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_time", b"dead_time", "job", b"job"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "dead_time", b"dead_time", "job", b"job", "provider", b"provider", "reason", b"reason"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeadLetterRecord: _TypeAlias = DeadLetterRecord  # noqa: Y015
 
 @_typing.final
 class ListDeadLettersRequest(_message.Message):

@@ -24,11 +24,9 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
-from herald.v1 import message_service_pb2 as herald_dot_v1_dot_message__service__pb2
-from herald.v1 import admin_service_pb2 as herald_dot_v1_dot_admin__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/events.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\x1a\x1fherald/v1/message_service.proto\x1a\x1dherald/v1/admin_service.proto\"=\n\rAcceptedBatch\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.herald.v1.AcceptedMessage\"\xc5\x04\n\x0f\x41\x63\x63\x65ptedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12%\n\x08template\x18\x03 \x01(\x0b\x32\x13.herald.v1.Template\x12(\n\nrecipients\x18\x04 \x03(\x0b\x32\x14.herald.v1.Recipient\x12<\n\tvariables\x18\x05 \x03(\x0b\x32).herald.v1.AcceptedMessage.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12+\n\x07send_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04part\x18\n \x01(\x05\x12\x18\n\x10recipient_offset\x18\x0b \x01(\x05\x12*\n\x0bquiet_hours\x18\x0c \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12\r\n\x05topic\x18\x0e \x01(\t\x12\x16\n\x0e\x63hannels_named\x18\x0f \x01(\x08\x12\x1e\n\x16\x63ontent_retention_days\x18\x10 \x01(\x05\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x91\x05\n\x0b\x44\x65liveryJob\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\x12-\n\texpire_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thtml_body\x18\x0c \x01(\t\x12.\n\x04\x64\x61ta\x18\r \x03(\x0b\x32 .herald.v1.DeliveryJob.DataEntry\x12\x0e\n\x06locale\x18\x0e \x01(\t\x12(\n\x08\x66\x61llback\x18\x0f \x03(\x0b\x32\x16.herald.v1.DeliveryJob\x12*\n\x0bquiet_hours\x18\x10 \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x0e\n\x06replay\x18\x11 \x01(\x05\x12$\n\x04wake\x18\x12 \x01(\x0b\x32\x16.herald.v1.DeliveryJob\x12\r\n\x05\x62\x61\x64ge\x18\x13 \x01(\x05\x12\x0f\n\x07stop_on\x18\x14 \x03(\t\x12\x13\n\x0btrack_opens\x18\x15 \x01(\x08\x12\x14\n\x0ctrack_clicks\x18\x16 \x01(\x08\x12\x15\n\rclick_origins\x18\x17 \x03(\t\x12\x1e\n\x16\x63ontent_retention_days\x18\x18 \x01(\x05\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x01\n\x10\x44igestCollection\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.herald.v1.DeliveryJob\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x13.herald.v1.Template\x12$\n\x05items\x18\x03 \x03(\x0b\x32\x15.herald.v1.DigestItem\x12,\n\x08\x64ue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdigest_id\x18\x05 \x01(\t\"\xd1\x01\n\nDigestItem\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x37\n\tvariables\x18\x03 \x03(\x0b\x32$.herald.v1.DigestItem.VariablesEntry\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x01\n\x0fPreferenceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\topted_out\x18\x05 \x01(\x08\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x16TopicSubscriptionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x11\n\ttopic_key\x18\x03 \x01(\t\x12\x10\n\x08user_ids\x18\x04 \x03(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0fUserErasedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\x10\x44\x65\x61\x64\x41\x64\x64ressEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x0e\x44\x65liveryEvents\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.herald.v1.DeliveryEvent\"\xb3\x03\n\rDeliveryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x13\n\x0btemplate_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12.\n\noccur_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x0e \x01(\t\x12\x13\n\x0breason_code\x18\x0f \x01(\t\x12\x13\n\x0b\x63ost_micros\x18\x10 \x01(\x03\x12\x15\n\rcurrency_code\x18\x11 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x12 \x01(\x0e\x32\x13.herald.v1.CategoryB~\n\rcom.herald.v1B\x0b\x45ventsProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/events.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xaf\x01\n\x0fPreferenceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\topted_out\x18\x05 \x01(\x08\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x16TopicSubscriptionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x11\n\ttopic_key\x18\x03 \x01(\t\x12\x10\n\x08user_ids\x18\x04 \x03(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0fUserErasedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\x10\x44\x65\x61\x64\x41\x64\x64ressEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x0e\x44\x65liveryEvents\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.herald.v1.DeliveryEvent\"\xb3\x03\n\rDeliveryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x13\n\x0btemplate_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12.\n\noccur_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x0e \x01(\t\x12\x13\n\x0breason_code\x18\x0f \x01(\t\x12\x13\n\x0b\x63ost_micros\x18\x10 \x01(\x03\x12\x15\n\rcurrency_code\x18\x11 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x12 \x01(\x0e\x32\x13.herald.v1.CategoryB~\n\rcom.herald.v1B\x0b\x45ventsProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +34,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.events_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.herald.v1B\013EventsProtoP\001Z3github.com/example/herald/gen/go/herald/v1;heraldv1\242\002\003HVX\252\002\tHerald.V1\312\002\tHerald\\V1\352\002\nHerald::V1'
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._loaded_options = None
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_options = b'8\001'
-  _globals['_DELIVERYJOB_DATAENTRY']._loaded_options = None
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_options = b'8\001'
-  _globals['_DIGESTITEM_VARIABLESENTRY']._loaded_options = None
-  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_options = b'8\001'
-  _globals['_ACCEPTEDBATCH']._serialized_start=158
-  _globals['_ACCEPTEDBATCH']._serialized_end=219
-  _globals['_ACCEPTEDMESSAGE']._serialized_start=222
-  _globals['_ACCEPTEDMESSAGE']._serialized_end=803
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_start=755
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_end=803
-  _globals['_DELIVERYJOB']._serialized_start=806
-  _globals['_DELIVERYJOB']._serialized_end=1463
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_start=1420
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_end=1463
-  _globals['_DIGESTCOLLECTION']._serialized_start=1466
-  _globals['_DIGESTCOLLECTION']._serialized_end=1663
-  _globals['_DIGESTITEM']._serialized_start=1666
-  _globals['_DIGESTITEM']._serialized_end=1875
-  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_start=755
-  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_end=803
-  _globals['_PREFERENCEEVENT']._serialized_start=1878
-  _globals['_PREFERENCEEVENT']._serialized_end=2053
-  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_start=2056
-  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_end=2199
-  _globals['_USERERASEDEVENT']._serialized_start=2201
-  _globals['_USERERASEDEVENT']._serialized_end=2301
-  _globals['_DEADADDRESSEVENT']._serialized_start=2304
-  _globals['_DEADADDRESSEVENT']._serialized_end=2494
-  _globals['_DELIVERYEVENTS']._serialized_start=2496
-  _globals['_DELIVERYEVENTS']._serialized_end=2554
-  _globals['_DELIVERYEVENT']._serialized_start=2557
-  _globals['_DELIVERYEVENT']._serialized_end=2992
+  _globals['_PREFERENCEEVENT']._serialized_start=95
+  _globals['_PREFERENCEEVENT']._serialized_end=270
+  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_start=273
+  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_end=416
+  _globals['_USERERASEDEVENT']._serialized_start=418
+  _globals['_USERERASEDEVENT']._serialized_end=518
+  _globals['_DEADADDRESSEVENT']._serialized_start=521
+  _globals['_DEADADDRESSEVENT']._serialized_end=711
+  _globals['_DELIVERYEVENTS']._serialized_start=713
+  _globals['_DELIVERYEVENTS']._serialized_end=771
+  _globals['_DELIVERYEVENT']._serialized_start=774
+  _globals['_DELIVERYEVENT']._serialized_end=1209
 # @@protoc_insertion_point(module_scope)

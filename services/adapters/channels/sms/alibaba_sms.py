@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs.masking import mask
 from services.adapters.channels import http
@@ -105,7 +105,7 @@ def phone_number(address: str) -> str:
 class AlibabaSms(Provider):
     channel = "sms"
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         account = self.account
         variables = dict(job.data)
         template = variables.pop("template_code", "")

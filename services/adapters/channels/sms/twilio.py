@@ -19,7 +19,7 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qsl
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from libs.masking import mask
 from services.adapters.channels import http
@@ -70,7 +70,7 @@ def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
 class Twilio(Provider):
     channel = "sms"
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         account = self.account
         sid = account.setting("account_sid")
         form = {"To": job.address, "Body": job.body, **self._sender()}

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
@@ -53,7 +53,7 @@ class WecomApp(Provider):
     def accepts(cls, address: str) -> bool:
         return not is_robot_address(address)
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         payload = {"touser": job.address, "agentid": self._agent_id(), **_message(job)}
         token, _ = await self._access_token.get()
         answer = await self._post(token, payload)
@@ -97,7 +97,7 @@ class WecomApp(Provider):
         return token, float(expires_in)
 
 
-def _message(job: events_pb2.DeliveryJob) -> dict[str, Any]:
+def _message(job: work_pb2.DeliveryJob) -> dict[str, Any]:
     if not job.subject:
         return {"msgtype": "text", "text": {"content": job.body}}
     # textcard would need a link to open; markdown shows the title without one.

@@ -6,7 +6,7 @@ https://developer.work.weixin.qq.com/document/path/90313
 
 from typing import Any
 
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels import http, robots
 from services.adapters.channels.base import Failure, Provider, Sent
@@ -34,7 +34,7 @@ class WecomRobot(Provider):
     def accepts(cls, address: str) -> bool:
         return is_robot_address(address)
 
-    async def send(self, job: events_pb2.DeliveryJob) -> Sent:
+    async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         url = robots.webhook_url(self.account, DEFAULT_ENDPOINT, job.address, "/cgi-bin/webhook/send", key_param="key")
         response = await http.call(self, "POST", url, json_body=_message(job))
         answer = robots.read(self.account, "WeCom", response)
@@ -44,7 +44,7 @@ class WecomRobot(Provider):
         raise answer.refusal(_MEANINGS, retry_after=_WINDOW)
 
 
-def _message(job: events_pb2.DeliveryJob) -> dict[str, Any]:
+def _message(job: work_pb2.DeliveryJob) -> dict[str, Any]:
     if not job.subject:
         return {"msgtype": "text", "text": {"content": job.body}}
     return {"msgtype": "markdown", "markdown": {"content": f"### {job.subject}\n{job.body}"}}

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.adapters.channels.apns import Apns
 from services.adapters.channels.base import Account, DeliveryError, Failure
@@ -50,8 +51,8 @@ async def make_provider(
 
 def job(
     category: common_pb2.Category.ValueType = common_pb2.CATEGORY_CRITICAL, address: str = DEVICE, **changes: str
-) -> events_pb2.DeliveryJob:
-    delivery = events_pb2.DeliveryJob(
+) -> work_pb2.DeliveryJob:
+    delivery = work_pb2.DeliveryJob(
         delivery_id="msg_01JD3ABCDEFGHJKMNPQRSTVWXY.0",
         message_id="msg_01JD3ABCDEFGHJKMNPQRSTVWXY",
         category=category,
@@ -66,7 +67,7 @@ def job(
     return delivery
 
 
-async def refused(provider: Apns, delivery: events_pb2.DeliveryJob) -> DeliveryError:
+async def refused(provider: Apns, delivery: work_pb2.DeliveryJob) -> DeliveryError:
     with pytest.raises(DeliveryError) as caught:
         await provider.send(delivery)
     return caught.value

@@ -5,7 +5,8 @@ from typing import Protocol
 
 import aiohttp
 import pytest
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.adapters.channels import email as email_channel
 from services.adapters.channels.base import Account, DeliveryError, Failure
@@ -63,8 +64,8 @@ def job(
     delivery_id: str = "01JB6Q3M5Z8X9K2R4T7V1W3Y5A.1",
     address: str = "alice@example.org",
     html_body: str = "<p>Your code is <b>424242</b>.</p>",
-) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id=delivery_id,
         message_id=delivery_id.split(".")[0],
         category=category,
@@ -77,7 +78,7 @@ def job(
     )
 
 
-async def refused(smtp: Smtp, delivery: events_pb2.DeliveryJob | None = None) -> DeliveryError:
+async def refused(smtp: Smtp, delivery: work_pb2.DeliveryJob | None = None) -> DeliveryError:
     with pytest.raises(DeliveryError) as caught:
         await smtp.send(delivery or job())
     return caught.value

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from herald.v1 import common_pb2, events_pb2
+from herald.internal.v1 import work_pb2
+from herald.v1 import common_pb2
 
 from services.adapters.channels.base import Account, DeliveryError, Failure
 from services.adapters.channels.fcm import Fcm
@@ -37,8 +38,8 @@ def make_provider(fake: FakeFcm, service_key: rsa.RSAPrivateKey, session: aiohtt
 
 def job(
     category: common_pb2.Category.ValueType = common_pb2.CATEGORY_CRITICAL, address: str = DEVICE
-) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id="msg_01JD3ABCDEFGHJKMNPQRSTVWXY.0",
         message_id="msg_01JD3ABCDEFGHJKMNPQRSTVWXY",
         category=category,
@@ -50,7 +51,7 @@ def job(
     )
 
 
-async def refused(provider: Fcm, delivery: events_pb2.DeliveryJob) -> DeliveryError:
+async def refused(provider: Fcm, delivery: work_pb2.DeliveryJob) -> DeliveryError:
     with pytest.raises(DeliveryError) as caught:
         await provider.send(delivery)
     return caught.value

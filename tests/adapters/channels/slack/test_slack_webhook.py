@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
 from services.adapters.channels.slack import SlackWebhook
@@ -30,8 +30,8 @@ def webhook(fake: FakeSlack, session: aiohttp.ClientSession, *, timeout: float =
     return SlackWebhook(Account("slack-test", "slack_webhook", endpoint=fake.url, timeout=timeout), session)
 
 
-def job(address: str, body: str = "disk 91% full on db-1", subject: str = "") -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+def job(address: str, body: str = "disk 91% full on db-1", subject: str = "") -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id="m1.0", message_id="m1", channel="slack", address=address, subject=subject, body=body
     )
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
 from services.adapters.channels.sms.alibaba_sms import AlibabaSms
@@ -35,8 +35,8 @@ def _account(
     )
 
 
-def _job(address: str = TO, data: dict[str, str] | None = None) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+def _job(address: str = TO, data: dict[str, str] | None = None) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id=uuid.uuid4().hex,
         channel="sms",
         address=address,
@@ -45,7 +45,7 @@ def _job(address: str = TO, data: dict[str, str] | None = None) -> events_pb2.De
     )
 
 
-async def _refusal(provider: AlibabaSms, job: events_pb2.DeliveryJob | None = None) -> DeliveryError:
+async def _refusal(provider: AlibabaSms, job: work_pb2.DeliveryJob | None = None) -> DeliveryError:
     with pytest.raises(DeliveryError) as caught:
         await provider.send(job or _job())
     return caught.value

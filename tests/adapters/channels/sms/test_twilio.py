@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
 from services.adapters.channels.sms.twilio import Twilio, signature
@@ -29,13 +29,13 @@ def _account(
     )
 
 
-def _job(address: str = TO) -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+def _job(address: str = TO) -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id=uuid.uuid4().hex, channel="sms", address=address, body="Your code is 482910"
     )
 
 
-async def _refusal(provider: Twilio, job: events_pb2.DeliveryJob | None = None) -> DeliveryError:
+async def _refusal(provider: Twilio, job: work_pb2.DeliveryJob | None = None) -> DeliveryError:
     with pytest.raises(DeliveryError) as caught:
         await provider.send(job or _job())
     return caught.value

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from herald.v1 import events_pb2
+from herald.internal.v1 import work_pb2
 
 from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
 from services.adapters.channels.wecom.app import WecomApp
@@ -44,13 +44,13 @@ def app(
     return WecomApp(account, session)
 
 
-def job(address: str = "ZhangSan", body: str = "disk 91% full on db-1", subject: str = "") -> events_pb2.DeliveryJob:
-    return events_pb2.DeliveryJob(
+def job(address: str = "ZhangSan", body: str = "disk 91% full on db-1", subject: str = "") -> work_pb2.DeliveryJob:
+    return work_pb2.DeliveryJob(
         delivery_id="m1.0", message_id="m1", channel="wecom", address=address, subject=subject, body=body
     )
 
 
-async def refused(provider: WecomApp, delivery: events_pb2.DeliveryJob | None = None) -> DeliveryError:
+async def refused(provider: WecomApp, delivery: work_pb2.DeliveryJob | None = None) -> DeliveryError:
     with pytest.raises(DeliveryError) as caught:
         await provider.send(delivery or job())
     return caught.value
