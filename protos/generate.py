@@ -42,7 +42,8 @@ def generate(out: Path) -> None:
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     for init in (Path("herald"), Path("herald/internal"), *PACKAGES):
-        (out / init / "__init__.py").write_text(f'"""Generated from protos/{init} by protos/generate.py; do not edit."""\n')
+        note = f"Generated from protos/{init} by protos/generate.py; do not edit."
+        (out / init / "__init__.py").write_text(f'"""{note}"""\n')
     # PEP 561: other teams' type checkers read the .pyi stubs of an installed package only with this marker.
     (out / "herald" / "py.typed").write_text("")
 
