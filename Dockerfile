@@ -14,7 +14,7 @@ COPY . .
 # Optional extras, comma-separated: `--build-arg HERALD_EXTRAS=parquet` for ExportEvents in Parquet (pyarrow). The
 # bundled nats-server (extra `nats`) is for `make up` and the tests: a cluster runs NATS as a service of its own.
 ARG HERALD_EXTRAS=""
-RUN pip install -c requirements.lock ".${HERALD_EXTRAS:+[$HERALD_EXTRAS]}"
+RUN pip install -c requirements.lock ./clients/python ".${HERALD_EXTRAS:+[$HERALD_EXTRAS]}"
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -3,15 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# herald-client's lowest protobuf (clients/python/pyproject.toml), which its stubs must import with.
+CLIENT_LOWEST_PROTOBUF := $(shell sed -n 's/.*"protobuf>=\([0-9.]*\),.*/\1/p' clients/python/pyproject.toml)
 
 .PHONY: install up test lint api-check proto bench clean lock
 
 # requirements.lock pins every package herald, its extras and its tools may install (made by `make lock`); installs
 # take it as constraints, so an image gets only the extras it asks for, at the locked versions.
-$(STAMP): pyproject.toml requirements.lock
+# The server depends on herald-client (clients/python: the API's stubs), installed beside it from the source tree.
+# The wheelhouse holds the oldest protobuf herald-client admits, for tests/test_packaging.py to install offline.
+$(STAMP): pyproject.toml clients/python/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,nats,parquet]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e clients/python -e '.[dev,nats,parquet]'
+	grep -v '^protobuf==' requirements.lock > $(VENV)/client-constraints.txt
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --dest $(VENV)/wheelhouse -c $(VENV)/client-constraints.txt \
+		protobuf==$(CLIENT_LOWEST_PROTOBUF) grpcio grpcio-status
 	touch $@
 
 install: $(STAMP)
@@ -55,7 +62,7 @@ api-check: $(STAMP)
 	else $(BIN)/buf breaking --against '.git#ref=HEAD~1' \
 		--config '{"version":"v2","modules":[{"path":"protos"}],"breaking":{"use":["WIRE_JSON"]}}'; fi
 
-# Regenerate libs/proto from protos/ (tests/test_protos.py fails while the committed stubs are stale).
+# Regenerate the stubs (clients/python/herald/v1, herald/internal) from protos/ (tests/test_protos.py checks them).
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py
 
@@ -68,8 +75,8 @@ bench: $(STAMP)
 
 # Re-resolve requirements.lock after a change to pyproject.toml's dependencies (newest versions that fit).
 lock: $(STAMP)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra nats --extra parquet --universal --python-version 3.11 \
-		--no-header --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra nats --extra parquet \
+		--universal --python-version 3.11 --no-emit-package herald-client --no-header --quiet -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache

@@ -12,13 +12,13 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 from nats.js import JetStreamContext
 
 from bench.alone import alone, backend, measure
 from bench.mesh import Sink
-from libs import subjects
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
 
 JOBS = 20_000
 

@@ -16,8 +16,8 @@ from herald.v1 import common_pb2, events_pb2
 from nats.js import JetStreamContext
 
 from bench.alone import alone, backend, drained, measure
-from libs import events, subjects
-from libs.timeutil import now, to_timestamp
+from herald.libs import events, subjects
+from herald.libs.timeutil import now, to_timestamp
 
 DELIVERIES = 20_000
 STATES = (common_pb2.DELIVERY_STATE_PENDING, common_pb2.DELIVERY_STATE_SENT)

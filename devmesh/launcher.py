@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from devmesh.mesh import SERVICES, Mesh
-from libs import ports
+from herald.libs import ports
 
 ADDR_VARS = {s: f"HERALD_{s.upper()}_ADDR" for s in SERVICES}
 DEFAULT_ADDRS = {service: ports.grpc_addr(service) for service in ports.GRPC}

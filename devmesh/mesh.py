@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from libs.tls import client_from_env, grpc_channel
+from herald.libs.tls import client_from_env, grpc_channel
 
 SERVICES = ("intake", "router", "adapters", "feedback")
 # The consumers work off durable backlogs while callers wait on intake: on a machine they share, they run at a

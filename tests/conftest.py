@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
 from devmesh.mesh import Mesh
-from libs.config import normalize_database_url
+from herald.libs.config import normalize_database_url
+from herald.tools.heraldctl.main import cli
 from tests.adapters.channels.apns.conftest import BUNDLE_ID, KEY_ID, TEAM_ID, p8_key, pem
 from tests.adapters.channels.apns.fake_apns import FakeApns
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
@@ -20,7 +21,6 @@ from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.helpers.client import Herald
 from tests.helpers.databases import backends, database_env, fresh_postgres
 from tests.helpers.webhook_sink import WebhookSink
-from tools.heraldctl.main import cli
 
 ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)

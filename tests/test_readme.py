@@ -19,11 +19,11 @@ from herald.v1 import common_pb2, dead_letter_service_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from devmesh.mesh import Mesh
-from libs.auth import CACHE_SECONDS
+from herald.libs.auth import CACHE_SECONDS
+from herald.tools.heraldctl import main as heraldctl_main
 from tests.conftest import ADMIN_TOKEN, RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, Metadata, all_final, bad_fields, bearer, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
-from tools.heraldctl import main as heraldctl_main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The sample's template and the variable it needs; the README's heraldctl `send` line uses them too.

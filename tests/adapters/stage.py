@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2, events_pb2
 
-from libs import categories, channels, subjects
-from libs.bus import Incoming, each
-from libs.rate_limit import RateLimiter
-from libs.store import Database
-from services.adapters.accounts import Accounts, plugins
-from services.adapters.attempt import FINAL
-from services.adapters.deliverer import Deliverer
-from services.adapters.main import MAX_PENDING
-from services.adapters.settings import AdaptersSettings
-from services.adapters.tracking import Tracker
+from herald.internal.v1 import work_pb2
+from herald.libs import categories, channels, subjects
+from herald.libs.bus import Incoming, each
+from herald.libs.rate_limit import RateLimiter
+from herald.libs.store import Database
+from herald.services.adapters.accounts import Accounts, plugins
+from herald.services.adapters.attempt import FINAL
+from herald.services.adapters.deliverer import Deliverer
+from herald.services.adapters.main import MAX_PENDING
+from herald.services.adapters.settings import AdaptersSettings
+from herald.services.adapters.tracking import Tracker
 from tests.conftest import RETRY_BACKOFF, WEBHOOK_SECRET
 from tests.helpers.memory_bus import MemoryBus
 
@@ -78,7 +78,7 @@ class AdaptersStage:
 
 @asynccontextmanager
 async def adapters_stage(database_url: str, **env: str) -> AsyncIterator[AdaptersStage]:
-    """The deliverer's consumers, wired as services/adapters/main.py wires them, with the mesh's settings
+    """The deliverer's consumers, wired as herald/services/adapters/main.py wires them, with the mesh's settings
     (tests/conftest.py: the tests' webhook secret, 127.0.0.1 allowed, retries in seconds) and `env` over them."""
     settings = AdaptersSettings.from_env(
         {

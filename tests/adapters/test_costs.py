@@ -11,7 +11,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from herald.v1 import status_service_pb2 as status
 
-from libs.timeutil import now, to_timestamp
+from herald.libs.timeutil import now, to_timestamp
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.helpers.client import Herald, Metadata, all_final, bad_fields, rpc_error

@@ -3,14 +3,14 @@ before acking - publishes the same follow-ups again: its dead letter, its dead-a
 only where the outcome allowed one. Checked on the delivery record itself, in a real database."""
 
 import pytest
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 from opentelemetry import trace
 
-from libs.bus import Incoming
-from libs.store import Database
-from services.adapters import delivery_records, retry_policy
-from services.adapters.attempt import FINAL, Attempt, Result
+from herald.internal.v1 import work_pb2
+from herald.libs.bus import Incoming
+from herald.libs.store import Database
+from herald.services.adapters import delivery_records, retry_policy
+from herald.services.adapters.attempt import FINAL, Attempt, Result
 
 S = common_pb2
 

@@ -10,7 +10,7 @@ from herald.v1 import common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
 
-from libs.timeutil import to_timestamp
+from herald.libs.timeutil import to_timestamp
 from tests.adapters.stage import adapters_stage
 from tests.conftest import RETRY_BACKOFF
 from tests.helpers.client import Herald, all_final, bad_fields, rpc_error

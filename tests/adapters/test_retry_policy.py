@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 
-from libs.timeutil import to_timestamp
-from services.adapters import retry_policy, tables
-from services.adapters.attempt import Result
-from services.adapters.channels.base import DeliveryError, Failure
+from herald.internal.v1 import work_pb2
+from herald.libs.timeutil import to_timestamp
+from herald.services.adapters import retry_policy, tables
+from herald.services.adapters.attempt import Result
+from herald.services.adapters.channels.base import DeliveryError, Failure
 
 S = common_pb2
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ an IP before the call, a name as the HTTP client resolves it to connect."""
 
 import pytest
 
-from services.adapters import ssrf
+from herald.services.adapters import ssrf
 
 
 @pytest.mark.parametrize(

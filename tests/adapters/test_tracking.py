@@ -18,7 +18,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as providers
 from herald.v1 import status_service_pb2 as status
 
-from libs.timeutil import now, to_timestamp
+from herald.libs.timeutil import now, to_timestamp
 from tests.adapters.channels.email.fake_smtp import USERNAME, FakeSmtp, write_ca
 from tests.conftest import PROVIDER_ENV
 from tests.helpers.client import Herald, Metadata

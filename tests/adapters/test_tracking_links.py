@@ -11,11 +11,11 @@ from unittest import mock
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from herald.internal.v1 import work_pb2
 
-from libs.bus import Bus
-from libs.store import Database
-from services.adapters.tracking import Expired, Tracker
+from herald.internal.v1 import work_pb2
+from herald.libs.bus import Bus
+from herald.libs.store import Database
+from herald.services.adapters.tracking import Expired, Tracker
 
 BASE = "https://t.example.com"
 KEY, OTHER_KEY = secrets.token_urlsafe(16), secrets.token_urlsafe(16)

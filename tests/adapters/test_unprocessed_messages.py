@@ -8,18 +8,18 @@ from pathlib import Path
 import grpc
 import nats
 import pytest
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner
 
-from libs import subjects
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
+from herald.tools.heraldctl.main import cli
 from tests.conftest import ADMIN_TOKEN, running_mesh
 from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.databases import default_backend
 from tests.helpers.metrics import scrape, total
-from tools.heraldctl.main import cli
 
 S = common_pb2
 CONSUMER = "router-notification"

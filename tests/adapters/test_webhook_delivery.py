@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs.timeutil import to_timestamp
+from herald.libs.timeutil import to_timestamp
 from tests.adapters.stage import adapters_stage
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink

@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from libs import channels
-from services.adapters import ssrf
-from services.adapters.channels.base import Account, DeliveryError, Failure
-from services.adapters.channels.webhook import Webhook
+from herald.internal.v1 import work_pb2
+from herald.libs import channels
+from herald.services.adapters import ssrf
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure
+from herald.services.adapters.channels.webhook import Webhook
 from tests.conftest import WEBHOOK_SECRET
 from tests.helpers.webhook_sink import WebhookSink
 

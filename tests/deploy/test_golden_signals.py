@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from devmesh.mesh import SERVICES
-from libs import categories
+from herald.libs import categories
 from tests.deploy.conftest import BURST, MixedRun
 from tests.deploy.test_monitoring import promtool
 from tests.helpers.metrics import samples, total

@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from libs import categories, ports
-from libs.bus import MIN_SERVER_VERSION
+from herald.libs import categories, ports
+from herald.libs.bus import MIN_SERVER_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
@@ -22,7 +22,7 @@ HERALD_PORTS = {
     "herald-adapters": 50053,
     "herald-feedback": 50054,
 }
-# What each probe of a herald container asks its metrics port (libs/metrics.py).
+# What each probe of a herald container asks its metrics port (herald/libs/metrics.py).
 PROBES = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
 SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "DATABASE_URL")
 # Scaled by a HorizontalPodAutoscaler (their -critical twins may be too).
@@ -398,7 +398,7 @@ def test_images_pinned(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_nats_image_has_message_schedules() -> None:
-    """herald's timers need JetStream message schedules: its binaries refuse an older nats-server (libs/bus)."""
+    """herald's timers need JetStream message schedules: its binaries refuse an older nats-server (herald/libs/bus)."""
     [image] = {c["image"] for _, doc in RESOURCES for c in _containers(doc) if c["image"].partition(":")[0] == "nats"}
     tag = _tag(image)
     assert tag is not None

@@ -16,9 +16,9 @@ import yaml
 from herald.v1 import common_pb2, message_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from libs import categories, events
-from services.adapters.attempt import FINAL
-from services.adapters.channels.base import Failure
+from herald.libs import categories, events
+from herald.services.adapters.attempt import FINAL
+from herald.services.adapters.channels.base import Failure
 from tests.deploy.conftest import MixedRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,8 @@ TARGET_LABELS = {"job", "instance", "pod"}
 # Prometheus' own series.
 PROMETHEUS_SERIES = {"up"}
 # Sampled only once a stage gave up on a message after about 18 minutes of retries: declared, never sampled here.
-# Series -> its labels (libs/bus/consuming.py: UNPROCESSED; services/adapters/dead_letters.py: UNPROCESSED_WAITING).
+# Series -> its labels (herald/libs/bus/consuming.py: UNPROCESSED;
+# herald/services/adapters/dead_letters.py: UNPROCESSED_WAITING).
 RARE_SERIES = {"herald_unprocessed_messages_total": {"consumer"}, "herald_unprocessed_messages_waiting": {"consumer"}}
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 # Label values a short test cannot make every binary export, known from the code that sets them.

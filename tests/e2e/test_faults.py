@@ -19,7 +19,7 @@ from herald.v1 import message_service_pb2 as msg
 from sqlalchemy.engine import make_url
 
 from devmesh.mesh import Mesh
-from libs.bus import OUTAGE_RETRY_DELAY
+from herald.libs.bus import OUTAGE_RETRY_DELAY
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald, Metadata, all_final, rpc_error
 from tests.helpers.databases import TEST_URL, default_backend, fresh_postgres

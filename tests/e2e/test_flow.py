@@ -12,7 +12,7 @@ from herald.v1 import message_service_pb2 as msg
 from nats.js.api import DeliverPolicy
 
 from devmesh.mesh import Mesh
-from libs.events import state_name
+from herald.libs.events import state_name
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald, all_final
 from tests.helpers.databases import backends

@@ -19,11 +19,11 @@ from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner
 
 from devmesh.mesh import SERVICES, NatsServer, free_port
+from herald.tools.heraldctl.main import cli
 from tests.conftest import ADMIN_TOKEN, running_mesh
 from tests.helpers.client import all_final
 from tests.helpers.nats_auth import operator_mode
 from tests.helpers.webhook_sink import WebhookSink
-from tools.heraldctl.main import cli
 
 
 def _certificates(directory: Path) -> dict[str, Path]:

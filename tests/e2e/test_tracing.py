@@ -116,7 +116,7 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
 
 
 async def test_concurrent_sends_each_keep_their_own_trace_through_the_router(traced: Traced, sink: WebhookSink) -> None:
-    """Concurrent Sends may travel to the router in one publish (libs/bus); each is still routed and
+    """Concurrent Sends may travel to the router in one publish (herald/libs/bus); each is still routed and
     delivered in its caller's trace."""
     receiver, _, herald = traced
     _, app = await herald.create_app()

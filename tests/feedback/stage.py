@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from herald.internal.v1 import work_pb2
 from herald.v1 import events_pb2, status_service_pb2, status_service_pb2_grpc
 
-from libs import grpc_server, subjects
-from libs.auth import AppIdentity, AppKeys, key_hash, new_api_key
-from libs.grpc_server import TracedServer
-from libs.store import Database
-from services.feedback.erasure import Erasures
-from services.feedback.main import BATCH, LINGER
-from services.feedback.status_service import StatusService
-from services.feedback.status_writer import UNPROCESSED_CONSUMER, StatusWriter
+from herald.internal.v1 import work_pb2
+from herald.libs import grpc_server, subjects
+from herald.libs.auth import AppIdentity, AppKeys, key_hash, new_api_key
+from herald.libs.grpc_server import TracedServer
+from herald.libs.store import Database
+from herald.services.feedback.erasure import Erasures
+from herald.services.feedback.main import BATCH, LINGER
+from herald.services.feedback.status_service import StatusService
+from herald.services.feedback.status_writer import UNPROCESSED_CONSUMER, StatusWriter
 from tests.helpers.memory_bus import MemoryBus
 from tests.helpers.status_events import ACCEPTED_SUBJECT, EVENT_SUBJECT
 
@@ -47,7 +47,7 @@ class FeedbackStage:
         return app_id, (("authorization", f"Bearer {api_key}"),)
 
     async def start(self) -> None:
-        """Feedback's consumers, wired as services/feedback/main.py wires them."""
+        """Feedback's consumers, wired as herald/services/feedback/main.py wires them."""
         writer = self.writer
         for stream, durable, subject, handler in (
             (subjects.MESSAGES_STREAM, "feedback-messages", subjects.EVERY_MESSAGE_ACCEPTED, writer.on_messages),

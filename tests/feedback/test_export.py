@@ -16,7 +16,7 @@ from herald.v1 import common_pb2, events_pb2
 from herald.v1 import status_service_pb2 as pb
 
 from devmesh.mesh import Mesh
-from libs.timeutil import to_timestamp
+from herald.libs.timeutil import to_timestamp
 from tests.feedback.stage import feedback_stage
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.status_events import publish, status_event

@@ -1,15 +1,15 @@
-"""A delivery job a stage gave up on (dead-lettered on herald.unprocessed.<consumer>, as libs/bus does) reads
+"""A delivery job a stage gave up on (dead-lettered on herald.unprocessed.<consumer>, as herald/libs/bus does) reads
 FAILED with the stage's reason in its status - the job itself, or, for a job on its way to its chain's next
 channel, that next delivery - and a dead letter that is redelivered to feedback is recorded once."""
 
 import uuid
 
 import nats
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 
 from devmesh.mesh import Mesh
-from libs import subjects
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
 from tests.helpers.client import Herald, all_final
 from tests.helpers.status_events import accepted, publish
 

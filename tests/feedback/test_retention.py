@@ -10,7 +10,7 @@ from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import status_service_pb2 as pb
 
 from devmesh.mesh import Mesh
-from libs.timeutil import now, to_timestamp
+from herald.libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald, bad_fields, bearer, rpc_error
 from tests.helpers.status_events import accepted, publish, status_event
 

@@ -13,7 +13,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import status_service_pb2 as pb
 
 from devmesh.mesh import Mesh
-from libs.timeutil import now, to_timestamp
+from herald.libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald, Metadata, all_final, bad_fields, rpc_error
 from tests.helpers.status_events import publish, status_event
 from tests.helpers.webhook_sink import WebhookSink

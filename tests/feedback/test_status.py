@@ -10,7 +10,7 @@ import grpc
 import pytest
 from herald.v1 import common_pb2, status_service_pb2
 
-from libs.timeutil import now
+from herald.libs.timeutil import now
 from tests.feedback.stage import FeedbackStage, feedback_stage
 from tests.helpers.client import bad_fields, rpc_error
 from tests.helpers.status_events import accepted, status_event

@@ -6,8 +6,8 @@ from typing import Any
 
 from herald.v1 import common_pb2, events_pb2
 
-from libs.timeutil import to_timestamp
-from services.feedback import stats, status_fold
+from herald.libs.timeutil import to_timestamp
+from herald.services.feedback import stats, status_fold
 
 S = common_pb2
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

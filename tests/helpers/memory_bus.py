@@ -34,12 +34,12 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue, _is_key_valid
 
-from libs import subjects
-from libs.bus.consuming import Delivered, Source
-from libs.bus.core import BusCore
-from libs.bus.schedules import WRONG_LAST_SEQUENCE, Scheduled
-from libs.bus.streams import DUPLICATE_WINDOW, STREAMS
-from libs.config import STAGE_RETRY_BACKOFF
+from herald.libs import subjects
+from herald.libs.bus.consuming import Delivered, Source
+from herald.libs.bus.core import BusCore
+from herald.libs.bus.schedules import WRONG_LAST_SEQUENCE, Scheduled
+from herald.libs.bus.streams import DUPLICATE_WINDOW, STREAMS
+from herald.libs.config import STAGE_RETRY_BACKOFF
 
 SCHEDULE = "Nats-Schedule"
 SCHEDULE_TARGET = "Nats-Schedule-Target"

@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 import nats
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2
 
 from devmesh.mesh import Mesh
-from libs.events import state_name
-from libs.timeutil import now, to_timestamp
+from herald.internal.v1 import work_pb2
+from herald.libs.events import state_name
+from herald.libs.timeutil import now, to_timestamp
 
 # Feedback reads every subject under herald.event.delivery.> and herald.message.accepted.>.
 EVENT_SUBJECT = "herald.event.delivery.test"

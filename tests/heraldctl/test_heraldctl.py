@@ -12,10 +12,10 @@ from herald.v1 import message_service_pb2 as msg
 from typer.testing import CliRunner
 
 from devmesh.mesh import Mesh, free_port
+from herald.tools.heraldctl.main import cli
 from tests.conftest import RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, all_final
 from tests.helpers.webhook_sink import WebhookSink
-from tools.heraldctl.main import cli
 
 
 def _app_key(heraldctl: Run) -> str:

@@ -15,10 +15,10 @@ from typer.main import get_command
 from typer.testing import CliRunner, Result
 
 from devmesh.mesh import Mesh
+from herald.tools.heraldctl.main import cli
 from tests.conftest import PROVIDER_ENV, RETRY_BACKOFF, Run
 from tests.helpers.client import Herald, all_final
 from tests.helpers.webhook_sink import WebhookSink
-from tools.heraldctl.main import cli
 
 # The largest sequence heraldctl takes: never a dead letter's in a test's stream.
 NO_SUCH_SEQUENCE = str(2**63 - 1)

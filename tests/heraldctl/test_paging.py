@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from itertools import islice
 
-from tools.heraldctl.paging import pages
+from herald.tools.heraldctl.paging import pages
 
 
 @dataclass

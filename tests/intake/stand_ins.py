@@ -4,8 +4,8 @@ import itertools
 
 from herald.v1 import admin_service_pb2, common_pb2
 
-from libs.errors import NotFound
-from services.intake.shedding import Shed
+from herald.libs.errors import NotFound
+from herald.services.intake.shedding import Shed
 
 
 class Templates:

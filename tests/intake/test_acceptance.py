@@ -9,10 +9,10 @@ import pytest
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs.auth import AppIdentity
-from libs.errors import HeraldError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
-from services.intake.acceptance import MAX_MESSAGE_BYTES, Acceptance, RateLimited
-from services.intake.common_part import CommonPart
+from herald.libs.auth import AppIdentity
+from herald.libs.errors import HeraldError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from herald.services.intake.acceptance import MAX_MESSAGE_BYTES, Acceptance, RateLimited
+from herald.services.intake.common_part import CommonPart
 from tests.intake.stand_ins import Ids, Limiter, Shedder, Templates, Topics
 
 APP = AppIdentity(app_id="app_1", name="checkout", allowed_channels=["webhook"])

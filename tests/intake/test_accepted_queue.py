@@ -8,16 +8,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 from sqlalchemy import update
 
-from libs import subjects
-from libs.bus import Incoming, each
-from libs.store import Database
-from services.intake import tables
-from services.intake.accepted_queue import AcceptedQueue
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
+from herald.libs.bus import Incoming, each
+from herald.libs.store import Database
+from herald.services.intake import tables
+from herald.services.intake.accepted_queue import AcceptedQueue
 from tests.helpers.memory_bus import MemoryBus
 
 TEMPLATE = admin_service_pb2.Template(template_id="t", version=1, category=common_pb2.CATEGORY_NOTIFICATION)

@@ -12,7 +12,7 @@ from herald.v1 import message_service_pb2 as msg
 
 from tests.helpers.client import Herald, Metadata, bearer
 
-# Other services cache a key's registry entry this long (libs/auth.py).
+# Other services cache a key's registry entry this long (herald/libs/auth.py).
 KEY_CACHE_SECONDS = 5
 
 

@@ -11,10 +11,10 @@ from herald.v1 import message_service_pb2 as msg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.auth import AppIdentity
-from libs.errors import HeraldError
-from services.intake.acceptance import Acceptance
-from services.intake.common_part import CommonPart
+from herald.libs.auth import AppIdentity
+from herald.libs.errors import HeraldError
+from herald.services.intake.acceptance import Acceptance
+from herald.services.intake.common_part import CommonPart
 from tests.intake.stand_ins import Ids, Limiter, Shedder, Templates, Topics
 
 SETTINGS = settings(max_examples=300, deadline=None)

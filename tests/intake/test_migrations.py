@@ -8,8 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from libs.config import normalize_database_url
-from libs.store import SERVICES_DIR
+from herald.libs.config import normalize_database_url
+from herald.libs.store import SERVICES_DIR
 from tests.helpers.databases import backends, fresh_postgres
 
 

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from libs.store import Database
-from libs.timeutil import now
-from services.intake import retention, tables
+from herald.libs.store import Database
+from herald.libs.timeutil import now
+from herald.services.intake import retention, tables
 
 
 async def _store(db: Database, message_id: str, created: datetime, send_at: datetime | None, parts: int) -> None:

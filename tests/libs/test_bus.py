@@ -13,8 +13,8 @@ from nats.js.errors import APIError, NotFoundError
 from opentelemetry import trace
 
 from devmesh.mesh import NatsServer
-from libs import subjects
-from libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace
+from herald.libs import subjects
+from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace
 
 BACKOFF = (0.1, 0.1)
 SUBJECT = "herald.message.test"

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from herald.internal.v1 import work_pb2
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NoStreamResponseError
 from opentelemetry import trace
 
 from devmesh.mesh import NatsServer
-from libs import subjects
-from libs.bus import ACK, Bus, Incoming, MessageBus, Outcome, ScheduleChanged
-from libs.errors import TRANSIENT
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
+from herald.libs.bus import ACK, Bus, Incoming, MessageBus, Outcome, ScheduleChanged
+from herald.libs.errors import TRANSIENT
 from tests.helpers.memory_bus import MemoryBus
 
 BACKOFF = (0.1, 0.1)

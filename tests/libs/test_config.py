@@ -11,12 +11,12 @@ import pytest
 from herald.v1 import common_pb2
 
 from devmesh.mesh import SERVICES, Binary, free_port
-from libs import categories
-from libs.config import Settings
-from services.adapters.settings import AdaptersSettings
-from services.feedback.settings import FeedbackSettings
-from services.intake.settings import IntakeSettings
-from services.router.settings import RouterSettings
+from herald.libs import categories
+from herald.libs.config import Settings
+from herald.services.adapters.settings import AdaptersSettings
+from herald.services.feedback.settings import FeedbackSettings
+from herald.services.intake.settings import IntakeSettings
+from herald.services.router.settings import RouterSettings
 
 # Far more than the second or two a binary takes to import and refuse, even ten at once on a busy machine; a
 # binary that went on to connect to NATS (none runs here) would not print one line and stop.

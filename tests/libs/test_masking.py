@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from libs.masking import mask
+from herald.libs.masking import mask
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from herald.v1 import common_pb2
 
-from libs import quiet_hours
+from herald.libs import quiet_hours
 
 NIGHT = common_pb2.QuietHours(start="22:00", end="08:00")
 

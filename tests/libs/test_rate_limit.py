@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from devmesh.mesh import NatsServer
-from libs.bus import Bus
-from libs.rate_limit import RateLimiter
+from herald.libs.bus import Bus
+from herald.libs.rate_limit import RateLimiter
 
 RATE = 10.0  # per second, in bursts of up to 10
 # Seconds: float timestamps around 1.7e9 carry about a microsecond of error, summed over the calls.

@@ -5,7 +5,7 @@ import time
 
 from structlog.testing import capture_logs
 
-from libs import runtime
+from herald.libs import runtime
 
 
 async def test_a_shutdown_step_that_hangs_is_abandoned_and_named() -> None:

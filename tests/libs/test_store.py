@@ -8,9 +8,9 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from devmesh.mesh import SERVICES, free_port
-from libs.config import normalize_database_url
-from libs.store import Database
-from services.feedback import tables as feedback_tables
+from herald.libs.config import normalize_database_url
+from herald.libs.store import Database
+from herald.services.feedback import tables as feedback_tables
 from tests.helpers.databases import TEST_URL, fresh_postgres
 
 

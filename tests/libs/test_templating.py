@@ -6,7 +6,7 @@ import json
 import pytest
 from herald.v1 import common_pb2
 
-from libs import templating
+from herald.libs import templating
 
 
 def test_renders_variables() -> None:

@@ -13,18 +13,18 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf import json_format
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs import categories, subjects
-from libs.bus import Incoming, each
-from libs.dispatch import DispatchLedger
-from libs.store import Database
-from services.router import tables
-from services.router.consumers import Router
-from services.router.dedup import ContentDedup
-from services.router.frequency import FrequencyCaps
+from herald.internal.v1 import work_pb2
+from herald.libs import categories, subjects
+from herald.libs.bus import Incoming, each
+from herald.libs.dispatch import DispatchLedger
+from herald.libs.store import Database
+from herald.services.router import tables
+from herald.services.router.consumers import Router
+from herald.services.router.dedup import ContentDedup
+from herald.services.router.frequency import FrequencyCaps
 from tests.helpers.memory_bus import MemoryBus
 
 # Generous: two cores shared with other tests.
@@ -124,7 +124,7 @@ class RouterStage:
 @asynccontextmanager
 async def router_stage(database_url: str, dedup_window: float = 0.0) -> AsyncIterator[RouterStage]:
     """The router's consumers on `database_url` (the tests' `database_url` fixture: each backend), wired as
-    services/router/main.py wires them."""
+    herald/services/router/main.py wires them."""
     db = await Database.open(database_url, "router")
     async with MemoryBus() as bus:
         caps = await FrequencyCaps.open(db, bus)

@@ -12,7 +12,7 @@ from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import routing_service_pb2 as routing
 from herald.v1 import status_service_pb2 as status
 
-from libs.timeutil import now, to_timestamp
+from herald.libs.timeutil import now, to_timestamp
 from tests.helpers.client import Herald, all_final
 from tests.router.digest import comment, digest_template, inbox
 

@@ -6,7 +6,7 @@ from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import routing_service_pb2 as routing
 
-from services.router.explain import Explainer
+from herald.services.router.explain import Explainer
 from tests.router.stage import RouterStage, message, router_stage
 
 S = common_pb2

@@ -16,7 +16,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import routing_service_pb2 as routing
 
 from devmesh.mesh import Mesh
-from libs import subjects
+from herald.libs import subjects
 from tests.helpers.client import Herald, all_final
 from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
 from tests.helpers.replicas import extra_replica

@@ -2,11 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from services.router import jobs
+from herald.internal.v1 import work_pb2
+from herald.services.router import jobs
 
 
 def _message() -> work_pb2.AcceptedMessage:

@@ -3,11 +3,11 @@ an escalation step, and a user's preferred channel."""
 
 from datetime import UTC, datetime, timedelta
 
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from services.router import jobs, tables
+from herald.internal.v1 import work_pb2
+from herald.services.router import jobs, tables
 
 ADDRESSES = {"webhook": "https://example.com/h", "sms": "+15550100", "email": "u1@example.com"}
 

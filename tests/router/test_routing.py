@@ -4,12 +4,12 @@ import asyncio
 import uuid
 
 import nats
-from herald.internal.v1 import work_pb2
 from herald.v1 import admin_service_pb2, common_pb2, directory_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from devmesh.mesh import Mesh
-from libs import subjects
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 

@@ -4,12 +4,12 @@ events and jobs it publishes show. The same checks ran through the whole mesh be
 
 from datetime import UTC, datetime, timedelta
 
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from libs import subjects
-from libs.dispatch import Decision
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
+from herald.libs.dispatch import Decision
 from tests.router.stage import message, router_stage
 
 S = common_pb2

@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 
-from services.router import suppression, tables
-from services.router.recipients import Recipients
+from herald.internal.v1 import work_pb2
+from herald.services.router import suppression, tables
+from herald.services.router.recipients import Recipients
 
 S = common_pb2
 NOW = datetime.now(UTC)

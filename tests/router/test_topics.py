@@ -16,7 +16,7 @@ from herald.v1 import status_service_pb2 as status
 from herald.v1 import topic_service_pb2 as pb
 
 from devmesh.mesh import Mesh
-from libs import subjects
+from herald.libs import subjects
 from tests.conftest import running_mesh
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.webhook_sink import WebhookSink

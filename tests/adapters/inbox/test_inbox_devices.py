@@ -11,7 +11,7 @@ from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2
 from herald.v1 import inbox_service_pb2 as pb
 
-from libs.auth import CACHE_SECONDS
+from herald.libs.auth import CACHE_SECONDS
 from tests.adapters.inbox.timeline import inbox_app, send, wait_for_items
 from tests.helpers.client import Herald, Metadata, bad_fields, bearer, rpc_error
 

@@ -12,8 +12,8 @@ import grpc
 from herald.v1 import common_pb2, inbox_service_pb2, inbox_service_pb2_grpc
 
 from devmesh.mesh import Mesh
-from libs import subjects
-from services.adapters.inbox.notices import RECHECK
+from herald.libs import subjects
+from herald.services.adapters.inbox.notices import RECHECK
 from tests.adapters.inbox.timeline import inbox_app, send, sync_all, wait_for_items
 from tests.helpers.client import Herald
 from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace

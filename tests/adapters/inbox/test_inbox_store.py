@@ -1,9 +1,8 @@
 """The inbox store in one process, on each database: what a writer's batch does to the timelines."""
 
 from herald.internal.v1 import work_pb2
-
-from libs.store import Database
-from services.adapters.inbox import timeline_store
+from herald.libs.store import Database
+from herald.services.adapters.inbox import timeline_store
 
 
 async def test_a_batch_with_nothing_new_to_store_is_no_error(database_url: str) -> None:

@@ -7,7 +7,7 @@ import uuid
 from herald.v1 import common_pb2, directory_service_pb2, inbox_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
-from services.adapters.inbox.wake import WINDOW
+from herald.services.adapters.inbox.wake import WINDOW
 from tests.adapters.channels.apns.fake_apns import FakeApns
 from tests.adapters.inbox.timeline import wait_for_items
 from tests.adapters.push import apns_account, pushes_to

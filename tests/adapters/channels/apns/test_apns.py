@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 
-from services.adapters.channels.apns import Apns
-from services.adapters.channels.base import Account, DeliveryError, Failure
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.apns import Apns
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure
 from tests.adapters.channels.apns.conftest import BUNDLE_ID, KEY_ID, TEAM_ID, p8_key, pem
 from tests.adapters.channels.apns.fake_apns import FakeApns
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
-from services.adapters.channels.dingtalk import DingTalkRobot
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Sent
+from herald.services.adapters.channels.dingtalk import DingTalkRobot
 from tests.adapters.channels.dingtalk.fake_dingtalk_robot import FakeDingTalk, Robot
 
 SECRET = "SEC" + secrets.token_hex(32)

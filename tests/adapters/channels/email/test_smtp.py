@@ -5,12 +5,12 @@ from typing import Protocol
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 
-from services.adapters.channels import email as email_channel
-from services.adapters.channels.base import Account, DeliveryError, Failure
-from services.adapters.channels.email import Smtp
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels import email as email_channel
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure
+from herald.services.adapters.channels.email import Smtp
 from tests.adapters.channels.email.fake_smtp import PASSWORD, USERNAME, FakeSmtp
 
 SETTINGS = {

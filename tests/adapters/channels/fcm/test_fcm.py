@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from herald.internal.v1 import work_pb2
 from herald.v1 import common_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure
-from services.adapters.channels.fcm import Fcm
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure
+from herald.services.adapters.channels.fcm import Fcm
 from tests.adapters.channels.fcm.conftest import CLIENT_EMAIL, PROJECT_ID, rsa_key, service_account_json
 from tests.adapters.channels.fcm.fake_fcm import SCOPE, FakeFcm
 

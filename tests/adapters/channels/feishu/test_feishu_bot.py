@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
-from services.adapters.channels.feishu import FeishuBot
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Sent
+from herald.services.adapters.channels.feishu import FeishuBot
 from tests.adapters.channels.feishu.fake_feishu_bot import Bot, FakeFeishu
 
 SECRET = secrets.token_urlsafe(16)

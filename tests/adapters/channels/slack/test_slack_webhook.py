@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
-from services.adapters.channels.slack import SlackWebhook
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Sent
+from herald.services.adapters.channels.slack import SlackWebhook
 from tests.adapters.channels.slack.fake_slack_webhook import FakeSlack, Hook, State
 
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
-from services.adapters.channels.sms.alibaba_sms import AlibabaSms
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
+from herald.services.adapters.channels.sms.alibaba_sms import AlibabaSms
 from tests.adapters.channels.sms import fake_alibaba
 from tests.adapters.channels.sms.fake_alibaba import FakeAlibaba
 

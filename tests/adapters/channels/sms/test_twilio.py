@@ -6,10 +6,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
-from services.adapters.channels.sms.twilio import Twilio, signature
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, Callback, DeliveryError, Failure, Receipt, ReceiptRefused
+from herald.services.adapters.channels.sms.twilio import Twilio, signature
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 
 TO = "+14155552671"

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
-from services.adapters.channels.wecom.app import WecomApp
-from services.adapters.channels.wecom.robot import WecomRobot
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Sent
+from herald.services.adapters.channels.wecom.app import WecomApp
+from herald.services.adapters.channels.wecom.robot import WecomRobot
 from tests.adapters.channels.wecom.fake_wecom_app import FakeWecomApp
 
 CORP_ID = "ww0123456789abcdef"

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from herald.internal.v1 import work_pb2
 
-from services.adapters.channels.base import Account, DeliveryError, Failure, Sent
-from services.adapters.channels.wecom.robot import WecomRobot
+from herald.internal.v1 import work_pb2
+from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Sent
+from herald.services.adapters.channels.wecom.robot import WecomRobot
 from tests.adapters.channels.wecom.fake_wecom_robot import FakeWecomRobots, Robot
 
 

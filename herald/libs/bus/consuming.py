@@ -1,0 +1,180 @@
+"""Consumers: fetch batches from a durable consumer, hand them to the handler and settle each message with its
+outcome - ack, nak with a delay, retries of a Broken message, then the dead letters."""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from prometheus_client import Counter
+
+from herald.libs import subjects, telemetry
+from herald.libs.bus.handlers import ACK, BatchHandler, Broken, Incoming, Outcome, failed
+from herald.libs.bus.precedence import RANK, Precedence
+from herald.libs.bus.tracing import process_span
+from herald.libs.errors import TRANSIENT
+
+log = structlog.get_logger()
+
+
+UNPROCESSED = Counter(
+    "herald_unprocessed_messages_total",
+    "Messages a consumer could not handle after its last retry, dead-lettered on herald.unprocessed.<consumer>.",
+    ["consumer"],
+)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One delivery of a stored message to a consumer, and how to settle it: None acks, a number naks it with that
+    delay."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    delivery_count: int
+    sequence: int
+    settle: Callable[[float | None], Awaitable[None]]
+
+
+class Source(Protocol):
+    """Where a Consumer fetches its batches: a durable consumer of the broker."""
+
+    async def fetch(self, batch: int) -> list[Delivered]:
+        """Up to `batch` deliveries; none if nothing came within about a second."""
+        ...
+
+    async def lag(self) -> tuple[int, int]:
+        """(messages not yet delivered, messages delivered and not yet acked)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# BusCore._store.
+Store = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+
+class Consumer:
+    """Fetches batches from one durable pull consumer and settles every message with its handler's outcome."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        source: Source,
+        handler: BatchHandler,
+        batch: int,
+        rank: int,
+        precedence: Precedence,
+        retry_backoff: tuple[float, ...],
+        linger: float,
+    ) -> None:
+        self.name = name
+        self._store = store
+        self._source = source
+        self._handler = handler
+        self._batch = batch
+        self._rank = rank
+        self._precedence = precedence
+        self._retry_backoff = retry_backoff
+        self._linger = linger
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def lag(self) -> tuple[int, int]:
+        return await self._source.lag()
+
+    async def stop(self) -> None:
+        """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+            with contextlib.suppress(Exception):
+                await self._source.close()
+
+    async def _run(self) -> None:
+        RANK.set(self._rank)  # this task's own context, inherited by everything the handler starts
+        while not self._stopping.is_set():
+            await self._precedence.turn()
+            try:
+                delivered = await self._source.fetch(self._batch)
+            except Exception as e:  # connection blips: the client reconnects by itself
+                log.warning("fetch failed", consumer=self.name, error=repr(e))
+                await asyncio.sleep(0.5)
+                continue
+            if not delivered:
+                continue
+            with self._precedence.holding(self._rank):
+                await self._handle(delivered)
+            if self._linger and len(delivered) < self._batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._linger)
+
+    async def _handle(self, delivered: list[Delivered]) -> None:
+        batch = [self._incoming(d) for d in delivered]
+        try:
+            outcomes = await self._handler(batch)
+        except Exception as e:
+            if len(batch) > 1 and not isinstance(e, TRANSIENT):
+                # One bad message must not take the rest of its batch through retries and into the dead letters
+                # with it: each is handled again on its own (handlers are idempotent, as redelivery needs).
+                outcomes = [await self._alone(incoming) for incoming in batch]
+            else:
+                outcomes = [failed(e, batch, consumer=self.name)] * len(batch)
+        for one, incoming, outcome in zip(delivered, batch, outcomes, strict=True):
+            try:
+                await self._settle(one, incoming, outcome)
+            except Exception as e:  # the connection dropped: JetStream redelivers after ack_wait
+                log.warning("could not settle message", consumer=self.name, error=repr(e))
+            incoming.span.end()
+
+    async def _alone(self, incoming: Incoming) -> Outcome:
+        try:
+            [outcome] = await self._handler([incoming])
+        except Exception as e:
+            return failed(e, [incoming], consumer=self.name, subject=incoming.subject)
+        return outcome
+
+    async def _settle(self, delivered: Delivered, incoming: Incoming, outcome: Outcome) -> None:
+        if outcome is ACK or not isinstance(outcome, Broken):
+            await delivered.settle(outcome)
+        elif incoming.delivery_count <= len(self._retry_backoff):
+            await delivered.settle(self._retry_backoff[incoming.delivery_count - 1])
+        else:
+            await self._dead_letter(incoming, outcome)
+            await delivered.settle(ACK)
+
+    async def _dead_letter(self, incoming: Incoming, broken: Broken) -> None:
+        """Keep a message no retry could handle where an operator finds it, before it is acked (a failed publish
+        leaves it unacked, to be redelivered)."""
+        headers = {
+            **incoming.headers,
+            "Herald-Subject": incoming.subject,
+            "Herald-Consumer": self.name,
+            "Herald-Deliveries": str(incoming.delivery_count),
+            "Herald-Reason": " ".join(broken.reason.split()),  # a header is one line
+        }
+        headers.pop("Nats-Msg-Id", None)
+        await self._store(subjects.unprocessed(self.name), incoming.data, headers)
+        UNPROCESSED.labels(self.name).inc()
+        log.error(
+            "dead-lettered a message no retry could handle",
+            consumer=self.name,
+            subject=incoming.subject,
+            deliveries=incoming.delivery_count,
+            reason=broken.reason,
+        )
+
+    def _incoming(self, delivered: Delivered) -> Incoming:
+        span = process_span(delivered.subject, telemetry.extract(delivered.headers))
+        span.set_attribute("messaging.consumer.group.name", self.name)
+        return Incoming(
+            delivered.subject, delivered.data, delivered.headers, delivered.delivery_count, span, delivered.sequence
+        )

@@ -1,0 +1,55 @@
+"""Spans of the bus: a producer span per publish, a consumer span per message, each a child of the publisher's."""
+
+import contextlib
+from contextlib import AbstractContextManager
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from herald.libs import telemetry
+from herald.libs.bus.handlers import Incoming
+
+_tracer = telemetry.tracer("herald.bus")
+
+
+def process_span(subject: str, parent: otel_context.Context) -> trace.Span:
+    """A consumer's span for work on what arrived on `subject`, a child of the publisher's span in `parent`."""
+    return _tracer.start_span(
+        f"{subject} process",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": subject,
+        },
+    )
+
+
+def in_own_trace(incoming: Incoming, traceparent: str) -> AbstractContextManager[trace.Span]:
+    """Where the work for one record of `incoming` runs. A record that carries its own trace context
+    (`publish_grouped(each_traced=True)`) from another trace than the group's gets a consumer span of its own
+    there; one of the group's trace, or with none, runs in `incoming`'s span."""
+    if traceparent:
+        parent = telemetry.extract({"traceparent": traceparent})
+        own = trace.get_current_span(parent).get_span_context()
+        if own.is_valid and own.trace_id != incoming.span.get_span_context().trace_id:
+            return trace.use_span(process_span(incoming.subject, parent), end_on_exit=True)
+    return trace.use_span(incoming.span, end_on_exit=False)
+
+
+def producing(subject: str) -> AbstractContextManager[object]:
+    """Where a publish on `subject` runs: in a producer span of its own, a child of the current one. A trace
+    nobody records gets no span of its own here (a child of it would not be recorded either): its context travels
+    on, and a Send is spared a span's cost."""
+    if not trace.get_current_span().is_recording():
+        return contextlib.nullcontext()
+    return _tracer.start_as_current_span(
+        f"{subject} send",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": subject,
+        },
+    )

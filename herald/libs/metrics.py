@@ -1,0 +1,69 @@
+"""Prometheus metrics, served by every binary at GET /metrics on HERALD_METRICS_ADDR, beside Kubernetes' probes.
+
+Consumer lag is read from JetStream when Prometheus scrapes, so it is never stale: how many messages each of this
+process's durable consumers has not yet been handed, and how many it holds unacknowledged. A service adds its own
+metrics by creating them with prometheus_client at import time; they land in the same registry. A gauge that is
+read from elsewhere (the dead letters waiting, in adapters) is refreshed by a job the service adds to
+Runtime.on_scrape, run before each answer.
+
+The probes are plain HTTP here, even where the gRPC port serves TLS only (Kubernetes' gRPC probes cannot present a
+certificate): GET /livez answers 200 from the process alone - its event loop turns - so an outage of the database
+or NATS, however long, restarts no pod; GET /readyz answers 200 only while its NATS and database connections are
+up (herald/libs/runtime.py, Readiness: the same answer as grpc.health.v1), else 503, so traffic leaves the pod
+meanwhile.
+"""
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+from herald.libs import http_server
+from herald.libs.bus import Consumers
+
+CONSUMER_PENDING = Gauge(
+    "herald_consumer_pending_messages",
+    "Messages in the stream that this durable consumer has not been handed yet: its lag.",
+    ["consumer"],
+)
+CONSUMER_UNACKED = Gauge(
+    "herald_consumer_ack_pending_messages",
+    "Messages handed to this durable consumer and not yet acknowledged.",
+    ["consumer"],
+)
+
+
+@functools.cache
+def child(metric: MetricWrapperBase, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once: on a path taken for every message or call, prometheus_client's
+    own lookup (validating and joining the labels each time) is work to spare. Labels are bounded, so is this."""
+    return metric.labels(*labels)
+
+
+async def serve(
+    addr: str, bus: Consumers, ready: Callable[[], bool], refreshers: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        for name, (pending, unacked) in (await bus.consumer_lag()).items():
+            CONSUMER_PENDING.labels(name).set(pending)
+            CONSUMER_UNACKED.labels(name).set(unacked)
+        for refresh in refreshers:
+            await refresh()
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: NATS or the database does not answer\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    return await http_server.serve(app, addr)

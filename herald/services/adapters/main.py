@@ -1,0 +1,113 @@
+"""herald-adapters entry point."""
+
+import asyncio
+from functools import partial
+
+import aiohttp
+import structlog
+from aiohttp import web
+from herald.v1 import (
+    dead_letter_service_pb2,
+    dead_letter_service_pb2_grpc,
+    inbox_service_pb2,
+    inbox_service_pb2_grpc,
+    provider_service_pb2,
+    provider_service_pb2_grpc,
+)
+
+from herald.libs import categories, channels, http_server, runtime, subjects
+from herald.libs.auth import AppKeys
+from herald.libs.bus import each
+from herald.libs.grpc_server import TracedServer
+from herald.libs.rate_limit import RateLimiter
+from herald.services.adapters import dead_letters, erasure
+from herald.services.adapters.accounts import Accounts, plugins
+from herald.services.adapters.deliverer import Deliverer
+from herald.services.adapters.inbox.inbox_tokens import InboxTokens
+from herald.services.adapters.inbox.service import InboxService
+from herald.services.adapters.inbox.wake import Waker
+from herald.services.adapters.inbox.writer import InboxWriter
+from herald.services.adapters.provider_service import ProviderService
+from herald.services.adapters.receipts import MAX_BODY, Receipts
+from herald.services.adapters.settings import AdaptersSettings
+from herald.services.adapters.tracking import Tracker
+
+log = structlog.get_logger()
+
+# Per call, each account's own timeout applies (ProviderAccount.timeout_seconds); this bounds connecting.
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=120.0, connect=5.0)
+# Connections kept open to providers, shared by every channel.
+HTTP_CONNECTIONS = 256
+# Jobs waiting for a retry stay pending on their consumer; this many may wait before it stops fetching new ones.
+MAX_PENDING = 20_000
+
+
+async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedServer) -> list[str]:
+    http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT, connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
+    registered = plugins()
+    accounts = Accounts(rt.db, rt.bus, http, settings, registered)
+    await accounts.reload()
+    refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
+    receipts = Receipts(rt.db, rt.bus, accounts)
+    tracker = Tracker(rt.db, rt.bus, settings.tracking_url, settings.tracking_secret, settings.tracking_ttl_days)
+    # One HTTP endpoint for what comes from outside: providers' delivery receipts, readers' opens and clicks.
+    endpoint = web.Application(client_max_size=MAX_BODY)
+    endpoint.add_routes([*receipts.routes(), *tracker.routes()])
+    server_tls = rt.settings.server_tls
+    runner = await http_server.serve(
+        endpoint, settings.receipts_addr, server_tls.http_context() if server_tls else None
+    )
+    log.info("receiving delivery receipts, opens and clicks", addr=settings.receipts_addr)
+
+    async def stop() -> None:
+        await runner.cleanup()
+        refresher.cancel()
+        await accounts.close()
+        await http.close()
+
+    rt.on_stop.append(stop)
+    rt.on_scrape.append(partial(dead_letters.count_waiting, rt.bus))
+    provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
+        ProviderService(rt.db, accounts, registered, rt.settings.admin_token), server
+    )
+    dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
+        dead_letters.DeadLetterService(rt.bus, rt.settings.admin_token), server
+    )
+    inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
+        InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(settings.inbox_token_secret)), server
+    )
+    deliverer = Deliverer(rt.db, rt.bus, accounts, settings.retry_backoff, await RateLimiter.open(rt.bus), tracker)
+    waker = Waker(rt.db, rt.bus)
+    inbox = InboxWriter(rt.db, rt.bus, waker)
+    for channel in channels.KNOWN:
+        for category in settings.pipelines:
+            pipeline = categories.PIPELINES[category]
+            await rt.bus.consume(
+                subjects.DELIVERIES_STREAM,
+                f"adapters-{categories.name(category)}-{channel}",
+                subjects.delivery_job(category, channel),
+                inbox.handle if channel == "inbox" else deliverer.handle,
+                batch=pipeline.batch,
+                rank=pipeline.rank,
+                max_pending=MAX_PENDING,
+            )
+    for category in settings.pipelines:
+        await rt.bus.consume(
+            subjects.SCHEDULES_STREAM,
+            f"adapters-wake-{categories.name(category)}",
+            subjects.wake_due(category),
+            each(waker.on_due),
+            rank=categories.PIPELINES[category].rank,
+        )
+    await rt.bus.consume(
+        subjects.EVENTS_STREAM, "adapters-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
+    )
+    return [
+        inbox_service_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,
+        provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
+        dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+    ]
+
+
+def main() -> None:
+    runtime.run("adapters", AdaptersSettings.from_env, setup)

@@ -1,0 +1,121 @@
+"""Delivery receipts: the HTTP endpoint providers post their delivery reports to.
+
+POST /v1/receipts/<account>: the account's provider plug-in checks that the request is authentic (Twilio's
+signature, the secret token in Alibaba's address) and reads it. Each report names the provider's message id,
+which the delivery records map back to a delivery; a DELIVERED or FAILED status event goes out, and only once
+JetStream holds it does the provider get its 200 - an answer it does not get makes it post again. Providers
+repeat reports; the event id (delivery, state, attempt) makes a repeat change nothing.
+
+Each request is an HTTP server span of its own trace (the provider sends no trace context), linked to the trace of
+every delivery it reports on, so that Jaeger leads from a delivery's trace to its receipt and back.
+"""
+
+import structlog
+from aiohttp import web
+from herald.v1 import common_pb2
+from opentelemetry import trace
+from prometheus_client import Counter
+from sqlalchemy import select
+
+from herald.libs import events, telemetry
+from herald.libs.bus import Bus
+from herald.libs.store import Database
+from herald.services.adapters import tables
+from herald.services.adapters.accounts import Accounts
+from herald.services.adapters.channels.base import Callback, Receipt, ReceiptRefused
+
+log = structlog.get_logger()
+tracer = telemetry.tracer(__name__)
+ROUTE = "/v1/receipts/{account}"
+
+# A batch of reports is a few KiB; anything near this is not a provider's report.
+MAX_BODY = 1024 * 1024
+# Reports by outcome: delivered or failed (recorded), unknown (no delivery of herald's has that provider id), and
+# requests refused as not authentic. `account` is "" for a name that is no account, so a prober cannot grow the
+# series.
+RECEIPTS = Counter(
+    "herald_receipts_total",
+    "Delivery receipts by provider account and outcome: delivered, failed, unknown, refused.",
+    ["account", "outcome"],
+)
+
+
+class Receipts:
+    def __init__(self, db: Database, bus: Bus, accounts: Accounts) -> None:
+        self._db = db
+        self._bus = bus
+        self._accounts = accounts
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(ROUTE, self._traced)]
+
+    async def _traced(self, request: web.Request) -> web.Response:
+        attributes = {"http.request.method": request.method, "http.route": ROUTE, "url.path": request.path}
+        with tracer.start_as_current_span(f"POST {ROUTE}", kind=trace.SpanKind.SERVER, attributes=attributes) as span:
+            response = await self._post(request)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _post(self, request: web.Request) -> web.Response:
+        account = request.match_info["account"]
+        route = self._accounts.named(account)
+        if route is None:  # answered as a forgery is, so account names cannot be probed for
+            log.warning("delivery receipt refused", account=account[:64], reason="no such provider account")
+            RECEIPTS.labels("", "refused").inc()
+            return web.Response(status=403, text="not authentic")
+        callback = Callback(
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.read(),
+        )
+        try:
+            receipts = route.provider.receipts(callback)
+        except ReceiptRefused as e:
+            log.warning("delivery receipt refused", account=account, reason=str(e))
+            RECEIPTS.labels(account, "refused").inc()
+            return web.Response(status=403, text="not authentic")
+        await self._record(account, receipts.reports)
+        return web.Response(text=receipts.answer, content_type=receipts.content_type)
+
+    async def _record(self, account: str, reports: list[Receipt]) -> None:
+        if not reports:
+            return
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(tables.Delivery).where(
+                    tables.Delivery.provider == account,
+                    tables.Delivery.provider_message_id.in_({r.provider_message_id for r in reports}),
+                )
+            )
+            records = {r.provider_message_id: r for r in rows}
+        if delivered := {
+            records[r.provider_message_id].delivery_id
+            for r in reports
+            if r.delivered and r.provider_message_id in records
+        }:
+            async with self._db.session.begin() as session:
+                await session.execute(tables.reached(delivered))
+        for report in reports:
+            record = records.get(report.provider_message_id)
+            if record is None:
+                # Not sent by herald through this account (or by a record already purged): nothing to update.
+                log.info(
+                    "receipt for an unknown message", account=account, provider_message_id=report.provider_message_id
+                )
+                RECEIPTS.labels(account, "unknown").inc()
+                continue
+            telemetry.link_to(record.traceparent, {"herald.delivery_id": record.delivery_id})
+            job = record.job()
+            state = common_pb2.DELIVERY_STATE_DELIVERED if report.delivered else common_pb2.DELIVERY_STATE_FAILED
+            await events.publish(
+                self._bus,
+                events.event(
+                    job,
+                    state,
+                    attempt=record.attempts,
+                    reason=report.reason,
+                    provider=account,
+                    provider_message_id=report.provider_message_id,
+                ),
+            )
+            RECEIPTS.labels(account, events.state_name(state)).inc()

@@ -1,0 +1,150 @@
+"""AdminService: apps, their keys, and templates. Every call needs the admin token."""
+
+from datetime import timedelta
+
+import grpc
+from google.protobuf import json_format
+from herald.v1 import admin_service_pb2 as pb
+from herald.v1 import admin_service_pb2_grpc, common_pb2
+
+from herald.libs import categories, channels, quiet_hours
+from herald.libs.auth import require_admin
+from herald.libs.errors import InvalidArgument
+from herald.libs.timeutil import duration_field, to_timestamp
+from herald.services.intake import tables
+from herald.services.intake.apps import AppRegistry
+from herald.services.intake.templates import TemplateStore, preview
+
+DEFAULT_GRACE = timedelta(hours=24)
+MAX_RETENTION_DAYS = 3650
+MAX_GRACE = timedelta(days=30)
+
+
+class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
+    def __init__(self, apps: AppRegistry, templates: TemplateStore, admin_token: str) -> None:
+        self._apps = apps
+        self._templates = templates
+        self._admin_token = admin_token
+
+    async def CreateApp(self, request: pb.CreateAppRequest, context: grpc.aio.ServicerContext) -> pb.CreateAppResponse:
+        require_admin(context, self._admin_token)
+        bad: dict[str, str] = {}
+        if not request.name.strip() or len(request.name) > 200:
+            bad["name"] = "required, at most 200 characters"
+        for i, channel in enumerate(request.allowed_channels):
+            if why := channels.problem(channel):
+                bad[f"allowed_channels[{i}]"] = why
+        for i, category in enumerate(request.allowed_categories):
+            if category not in categories.KNOWN:
+                bad[f"allowed_categories[{i}]"] = "CRITICAL, NOTIFICATION or MARKETING"
+        if not request.rate_limit_per_second >= 0:  # also refuses NaN
+            bad["rate_limit_per_second"] = "must be 0 (no limit) or more"
+        if request.HasField("quiet_hours") and (why := quiet_hours.problem(request.quiet_hours)):
+            bad["quiet_hours"] = why
+        _check_retention(request.content_retention_days, bad)
+        if bad:
+            raise InvalidArgument(bad)
+        app, api_key = await self._apps.create(
+            request.name.strip(),
+            list(dict.fromkeys(request.allowed_channels)),
+            list(dict.fromkeys(request.allowed_categories)),
+            request.rate_limit_per_second,
+            json_format.MessageToDict(request.quiet_hours) if request.HasField("quiet_hours") else None,
+            request.content_retention_days,
+        )
+        return pb.CreateAppResponse(app=app_pb(app), api_key=api_key)
+
+    async def GetApp(self, request: pb.GetAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
+        require_admin(context, self._admin_token)
+        return app_pb(await self._apps.get(request.app_id))
+
+    async def ListApps(self, request: pb.ListAppsRequest, context: grpc.aio.ServicerContext) -> pb.ListAppsResponse:
+        require_admin(context, self._admin_token)
+        apps, token = await self._apps.list(request.page_size, request.page_token)
+        return pb.ListAppsResponse(apps=[app_pb(a) for a in apps], next_page_token=token)
+
+    async def DisableApp(self, request: pb.DisableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
+        require_admin(context, self._admin_token)
+        return app_pb(await self._apps.set_disabled(request.app_id, True))
+
+    async def EnableApp(self, request: pb.EnableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
+        require_admin(context, self._admin_token)
+        return app_pb(await self._apps.set_disabled(request.app_id, False))
+
+    async def RotateAppKey(
+        self, request: pb.RotateAppKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateAppKeyResponse:
+        require_admin(context, self._admin_token)
+        bad: dict[str, str] = {}
+        grace = duration_field(request, "grace_period", bad)
+        if grace is None:
+            grace = DEFAULT_GRACE
+        if not bad and (grace < timedelta(0) or grace > MAX_GRACE):
+            bad["grace_period"] = "between 0 and 30 days"
+        if bad:
+            raise InvalidArgument(bad)
+        api_key, expire = await self._apps.rotate(request.app_id, grace)
+        return pb.RotateAppKeyResponse(api_key=api_key, previous_keys_expire_time=to_timestamp(expire))
+
+    async def SetContentRetention(
+        self, request: pb.SetContentRetentionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.App:
+        require_admin(context, self._admin_token)
+        bad: dict[str, str] = {}
+        _check_retention(request.content_retention_days, bad)
+        if bad:
+            raise InvalidArgument(bad)
+        return app_pb(await self._apps.set_retention(request.app_id, request.content_retention_days))
+
+    async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.create(request.template)
+
+    async def UpdateTemplate(self, request: pb.UpdateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.update(request.template)
+
+    async def GetTemplate(self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.get(request.template_id, request.version)
+
+    async def ListTemplates(
+        self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTemplatesResponse:
+        require_admin(context, self._admin_token)
+        templates, token = await self._templates.list(request.page_size, request.page_token, request.show_archived)
+        return pb.ListTemplatesResponse(templates=templates, next_page_token=token)
+
+    async def ArchiveTemplate(
+        self, request: pb.ArchiveTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Template:
+        require_admin(context, self._admin_token)
+        return await self._templates.archive(request.template_id)
+
+    async def PreviewTemplate(
+        self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreviewTemplateResponse:
+        require_admin(context, self._admin_token)
+        template = await self._templates.get(request.template_id, request.version)
+        return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
+
+
+def _check_retention(days: int, bad: dict[str, str]) -> None:
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        bad["content_retention_days"] = f"between 0 (forever) and {MAX_RETENTION_DAYS}"
+
+
+def app_pb(row: tables.App) -> pb.App:
+    app = pb.App(
+        app_id=row.app_id,
+        name=row.name,
+        allowed_channels=row.allowed_channels,
+        allowed_categories=[common_pb2.Category.ValueType(c) for c in row.allowed_categories],
+        rate_limit_per_second=row.rate_limit_per_second,
+        create_time=to_timestamp(row.create_time),
+        disabled=row.disabled,
+        content_retention_days=row.content_retention_days,
+    )
+    if row.quiet_hours is not None:
+        json_format.ParseDict(row.quiet_hours, app.quiet_hours)
+    return app

@@ -1,0 +1,4 @@
+from herald.libs.store import run_migrations
+from herald.services.intake.tables import Base
+
+run_migrations(Base.metadata)

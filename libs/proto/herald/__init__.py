@@ -1,1 +1,0 @@
-"""Generated from protos/herald by protos/generate.py; do not edit."""

@@ -1,1 +1,0 @@
-"""heraldctl's commands, a module per group; tools/heraldctl/main.py assembles them."""
