@@ -13,6 +13,7 @@ from herald.libs.auth import AppIdentity
 from herald.libs.errors import HeraldError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from herald.services.intake.acceptance import MAX_MESSAGE_BYTES, Acceptance, RateLimited
 from herald.services.intake.common_part import CommonPart
+from tests.helpers.requests import send_request
 from tests.intake.stand_ins import Ids, Limiter, Shedder, Templates, Topics
 
 APP = AppIdentity(app_id="app_1", name="checkout", allowed_channels=["webhook"])
@@ -45,21 +46,7 @@ def _acceptance(*templates: admin_service_pb2.Template, **kwargs: object) -> Acc
 
 def _request(template: str = CODE.template_id, /, **changes: object) -> msg.SendRequest:
     """test_send_errors.py's request: valid until changed."""
-    request = msg.SendRequest(
-        template_id=template,
-        recipients=[msg.Recipient(addresses={"webhook": "http://127.0.0.1:9/x"})],
-        variables={"code": "123456"},
-        channels=["webhook"],
-    )
-    for name, value in changes.items():
-        request.ClearField(name)  # type: ignore[arg-type]
-        if isinstance(value, list):
-            getattr(request, name).extend(value)
-        elif isinstance(value, dict):
-            getattr(request, name).update(value)
-        else:
-            setattr(request, name, value)
-    return request
+    return send_request(template, **changes)
 
 
 async def _refusal(request: msg.SendRequest, acceptance: Acceptance | None = None) -> HeraldError:

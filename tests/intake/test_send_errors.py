@@ -11,6 +11,7 @@ from herald.v1 import message_service_pb2 as msg
 
 from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, Metadata, bad_fields, bearer, rpc_error
+from tests.helpers.requests import send_request
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +21,8 @@ async def sender(herald: Herald) -> tuple[Metadata, str]:
     return app, template
 
 
-def _request(template: str, **kwargs: object) -> msg.SendRequest:
-    request = msg.SendRequest(
-        template_id=template,
-        recipients=[msg.Recipient(addresses={"webhook": "http://127.0.0.1:9/x"})],
-        variables={"code": "123456"},
-        channels=["webhook"],
-        dry_run=True,
-    )
-    for name, value in kwargs.items():
-        request.ClearField(name)  # type: ignore[arg-type]
-        if isinstance(value, list):
-            getattr(request, name).extend(value)
-        elif isinstance(value, dict):
-            getattr(request, name).update(value)
-        else:
-            setattr(request, name, value)
-    return request
+def _request(template: str, **changes: object) -> msg.SendRequest:
+    return send_request(template, True, **changes)
 
 
 async def test_no_key_is_unauthenticated(herald: Herald, sender: tuple[Metadata, str]) -> None:
