@@ -31,7 +31,7 @@ def test_ids_and_short_numbers_survive() -> None:
 
 def test_log_lines_are_json_with_service_and_masked_addresses() -> None:
     code = (
-        "from libs import telemetry; import structlog; telemetry.setup('intake');"
+        "from herald.libs import telemetry; import structlog; telemetry.setup('intake');"
         "structlog.get_logger().info('sending', to='bob@example.org', phone='+8613800001111')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr

@@ -12,7 +12,6 @@ from herald.services.router import suppression, tables
 from herald.services.router.recipients import Recipients
 
 S = common_pb2
-NOW = datetime.now(UTC)
 # A user's own quiet hours switched off, so the default window (22:00-08:00) never depends on when a test runs.
 AWAKE = common_pb2.QuietHours(disabled=True)
 
@@ -41,10 +40,11 @@ class Caps:
         return self.refusal
 
 
-def _quiet_now() -> common_pb2.QuietHours:
-    """A window (UTC) that started an hour ago and ends in about an hour."""
+def _quiet_now(now: datetime | None = None) -> common_pb2.QuietHours:
+    """A window (UTC) that started an hour before `now` (the time the test asks) and ends about an hour after it."""
+    now = now or datetime.now(UTC)
     return common_pb2.QuietHours(
-        start=(NOW - timedelta(hours=1)).strftime("%H:%M"), end=(NOW + timedelta(hours=1)).strftime("%H:%M")
+        start=(now - timedelta(hours=1)).strftime("%H:%M"), end=(now + timedelta(hours=1)).strftime("%H:%M")
     )
 
 
@@ -60,7 +60,7 @@ def _user(
         addresses=addresses or {},
         timezone=timezone,
         locale="",
-        update_time=NOW,
+        update_time=datetime.now(UTC),
         quiet_hours=json_format.MessageToDict(quiet) if quiet is not None else None,
         dead_addresses=dead,
         preferred_channel="",
@@ -112,7 +112,8 @@ async def test_a_delivery_nothing_objects_to_goes_out_after_counting_in_both_log
 
 async def test_an_expired_delivery_is_settled_before_anything_else_is_asked() -> None:
     dedup, caps = Dedup(first=False), Caps("capped")
-    found = await _verdict(_job(expire_at=NOW - timedelta(seconds=1)), None, opted_out=True, dedup=dedup, caps=caps)
+    expired = _job(expire_at=datetime.now(UTC) - timedelta(seconds=1))
+    found = await _verdict(expired, None, opted_out=True, dedup=dedup, caps=caps)
     assert found == suppression.Settle(S.DELIVERY_STATE_EXPIRED, "expire_at passed before routing")
     assert dedup.asked == caps.asked == []
 
@@ -166,9 +167,9 @@ async def test_a_capped_delivery_is_suppressed_with_the_caps_reason_before_quiet
 
 
 async def test_quiet_hours_hold_until_the_window_ends_after_counting_in_both_logs() -> None:
-    dedup, caps = Dedup(), Caps()
-    found = await _verdict(_job(), _user(quiet=_quiet_now()), dedup=dedup, caps=caps)
-    end = (NOW + timedelta(hours=1)).replace(second=0, microsecond=0)
+    dedup, caps, now = Dedup(), Caps(), datetime.now(UTC)
+    found = await _verdict(_job(), _user(quiet=_quiet_now(now)), dedup=dedup, caps=caps)
+    end = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
     assert found == suppression.Hold(end, f"quiet hours: held until {end.strftime('%H:%M')} UTC")
     assert dedup.asked == caps.asked == ["d1"]
 
@@ -189,8 +190,9 @@ async def test_quiet_hours_need_a_known_time_zone_and_spare_critical() -> None:
 
 
 async def test_a_delivery_whose_quiet_hours_end_after_its_expiry_expires() -> None:
-    found = await _verdict(_job(expire_at=NOW + timedelta(minutes=5)), _user(quiet=_quiet_now()))
-    end = (NOW + timedelta(hours=1)).replace(second=0, microsecond=0)
+    now = datetime.now(UTC)
+    found = await _verdict(_job(expire_at=now + timedelta(minutes=5)), _user(quiet=_quiet_now(now)))
+    end = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
     assert found == suppression.Settle(
         S.DELIVERY_STATE_EXPIRED, f"quiet hours until {end.strftime('%H:%M')} UTC end after expire_at"
     )
