@@ -54,7 +54,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             )
             state_counts = [
                 pb.DeliveryStateCount(state=common_pb2.DeliveryState.ValueType(state), count=n)
-                for state, n in sorted(counts.tuples())
+                for state, n in sorted(counts.all())
             ]
             found = await search.find(session, None, filters, page, oldest_first=True)
             history = await _histories(session, found[: page.size])
