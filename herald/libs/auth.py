@@ -113,7 +113,11 @@ class AppKeys:
         keys = cls(await bus.key_value(BUCKET), bus)
         ready = asyncio.Event()
         keys._listener = asyncio.create_task(keys._forget_changed(ready), name="app-key-changes")
-        await ready.wait()
+        listening = asyncio.create_task(ready.wait())
+        await asyncio.wait((keys._listener, listening), return_when=asyncio.FIRST_COMPLETED)
+        if keys._listener.done():  # it could not subscribe: the binary fails to start, as on any outage at start
+            listening.cancel()
+            keys._listener.result()
         return keys
 
     async def publish(self, hashed_key: str, app: AppIdentity) -> None:

@@ -132,7 +132,12 @@ async def test_an_id_not_issued_to_the_app_is_not_found(herald: Herald, sink: We
     """A message without an idempotency key has no row: its id alone says whose it is, and a forged one fails."""
     app, message_id, path, _ = await _scheduled(herald, sink, 30)
     last = message_id[-1]
-    forged = [message_id[:-1] + ("0" if last != "0" else "1"), "msg_x", message_id[:-8] + message_id[4:12]]
+    forged = [
+        message_id[:-1] + ("0" if last != "0" else "1"),
+        "msg_x",
+        message_id[:-8] + message_id[4:12],
+        message_id[:-1] + "é",  # the right length, not ASCII
+    ]
     for made_up in forged:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=made_up), metadata=app)

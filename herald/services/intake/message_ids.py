@@ -48,7 +48,8 @@ class MessageIds:
     def issued_to(self, message_id: str, app_id: str) -> bool:
         """Whether intake issued `message_id` to the app `app_id`."""
         base, tag = message_id[:-TAG_CHARS], message_id[-TAG_CHARS:]
-        return len(message_id) == ID_CHARS and hmac.compare_digest(tag, self._tag(base, app_id))
+        # As bytes: compare_digest refuses a str that is not ASCII, and a caller may send any id.
+        return len(message_id) == ID_CHARS and hmac.compare_digest(tag.encode(), self._tag(base, app_id).encode())
 
     def _tag(self, base: str, app_id: str) -> str:
         mac = hashlib.blake2b(f"{base} {app_id}".encode(), key=self._secret, digest_size=TAG_BYTES).digest()

@@ -55,6 +55,8 @@ class _Send:
     carrier: str = ""
     due: datetime | None = None
     opens: bool = False
+    # What the batch's transaction failed with, so every send of the batch fails as it did (an outage stays one).
+    error: Exception | None = None
 
 
 class Digests:
@@ -75,11 +77,15 @@ class Digests:
         # runs go together in the next.
         async with self._writing[job.category]:
             if batch := self._waiting.pop(job.category, []):
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except Exception as e:
+                    for written in batch:
+                        written.error = e
+        if send.error is not None:
+            raise send.error
         if send.due is None:
-            raise RuntimeError(
-                "the transaction collecting this send failed (its error is the batch writer's) or was interrupted"
-            )
+            raise RuntimeError("the transaction collecting this send was interrupted")
         if send.opens:
             collection = work_pb2.DigestCollection(
                 digest_id=send.carrier, job=job, template=message.template, due_time=to_timestamp(send.due)
@@ -131,7 +137,7 @@ class Digests:
                 ).returning(Digest.digest_id, Digest.due_time, Digest.items, Digest.listed, Digest.listed_bytes)
             )
         ).one()
-        digest_id, due, position, listed, listed_bytes = row.tuple()
+        digest_id, due, position, listed, listed_bytes = row
         items = []
         for send in sends:
             size = len(json.dumps(send.values).encode())

@@ -44,8 +44,11 @@ def send(
 ) -> message_service_pb2.SendResponse:
     """Send, retrying what RETRYABLE names up to `attempts` times: after herald's RetryInfo delay when it gives one,
     else after a delay that doubles from `first_delay`. Any other error, or the last one, is raised as it came."""
-    if not request.idempotency_key:
-        request.idempotency_key = str(uuid.uuid4())
+    if not request.idempotency_key:  # on a copy: the caller may send its request again, as a new message
+        keyed = message_service_pb2.SendRequest()
+        keyed.CopyFrom(request)
+        keyed.idempotency_key = str(uuid.uuid4())
+        request = keyed
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
