@@ -103,13 +103,12 @@ class Router:
         if len(batch.messages) == 1 and failed:
             raise failed[0][1]
         # One message's failure must not hold up the rest of its batch: the batch is acked, and each message that
-        # failed goes back on its own (one at a time, so each is a group of one, named by its id), to be retried
-        # alone.
+        # failed goes back on its own (one at a time, so each is a group of one, named by its id and part: two parts
+        # of one audience requeued within the dedupe window must not be taken for one), to be retried alone.
         for message, error in failed:
             log.warning("routing failed; requeued alone", message_id=message.message_id, error=repr(error))
-            await self._bus.publish_grouped(
-                incoming.subject, (message.SerializeToString(), message.message_id), each_traced=True
-            )
+            requeued = (message.SerializeToString(), f"{message.message_id}.{message.part}")
+            await self._bus.publish_grouped(incoming.subject, requeued, each_traced=True)
 
     async def _accepted(self, message: work_pb2.AcceptedMessage, incoming: Incoming) -> None:
         """Route one message of a batch, in its own call's trace (a batch may group several calls')."""
