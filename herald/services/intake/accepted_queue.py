@@ -10,7 +10,7 @@ from typing import Any
 
 from herald.v1 import message_service_pb2 as pb
 from prometheus_client import Counter as PromCounter
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from herald.internal.v1 import work_pb2
@@ -97,7 +97,7 @@ class AcceptedQueue:
                 return None
             except IntegrityError:
                 pass
-            key = (tables.Message.app_id == row["app_id"]) & (tables.Message.idempotency_key == row["idempotency_key"])
+            key = _with_key(row["app_id"], row["idempotency_key"])
             async with self._db.session.begin() as session:
                 existing = await session.scalar(select(tables.Message).where(key))
                 if existing is not None and existing.create_time > now() - IDEMPOTENCY_WINDOW:
@@ -141,10 +141,13 @@ class AcceptedQueue:
     async def keyed(self, app_id: str, key: str) -> Row | None:
         """The app's message with this idempotency key, while the key's window lasts."""
         async with self._db.session() as session:
-            found = await session.scalar(
-                select(tables.Message).where(tables.Message.app_id == app_id, tables.Message.idempotency_key == key)
-            )
+            found = await session.scalar(select(tables.Message).where(_with_key(app_id, key)))
         return as_row(found) if found is not None and found.create_time > now() - IDEMPOTENCY_WINDOW else None
+
+
+def _with_key(app_id: str, key: str) -> ColumnElement[bool]:
+    """The app's message with this idempotency key (one at most: the key is unique per app)."""
+    return (tables.Message.app_id == app_id) & (tables.Message.idempotency_key == key)
 
 
 async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
