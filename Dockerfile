@@ -27,7 +27,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Numeric uid so runAsNonRoot can be verified by the kubelet without /etc/passwd.
 USER 10001:10001
-EXPOSE 50051 50052 50053 50054
+EXPOSE 50051 50052 50053 50054 50063 8080
 # Exec form: the binary is PID 1 and receives SIGTERM directly (it installs its
 # own handler for graceful shutdown).
 CMD ["herald-intake"]

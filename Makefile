@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TEST_WORKERS ?= 6
 STAMP := $(VENV)/.installed
 # herald-client's lowest protobuf (clients/python/pyproject.toml), which its stubs must import with.
 CLIENT_LOWEST_PROTOBUF := $(shell sed -n 's/.*"protobuf>=\([0-9.]*\),.*/\1/p' clients/python/pyproject.toml)
@@ -34,10 +35,12 @@ lint: $(STAMP)
 	$(BIN)/buf lint
 
 # pytest exits 5 when it collects no test; make fails on it like on any other non-zero code.
+# The suite runs on TEST_WORKERS processes (pytest-xdist): most of its time is spent waiting on meshes of its own
+# (timers, restarts, outages), so more workers than cores finish it sooner; the slow tests go first (tests/conftest.py).
 # tests/deploy/test_monitoring.py runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
 test: lint api-check
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The API for other languages' teams, with Debian's protoc (grpcio-tools' has only the Python generator):
 # - protoc's built-in Java, C#, PHP, Ruby and Objective-C generators take every proto, with the well-known types from

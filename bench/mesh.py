@@ -121,8 +121,11 @@ class Bench:
 
 
 @asynccontextmanager
-async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> AsyncIterator[Bench]:
-    """The bundled nats-server, the four binaries (SQLite unless HERALD_DATABASE_URL is set) and a sink;
+async def running(
+    dedicated_critical: bool = False, bulk_niceness: int = 0, gateway: bool = False
+) -> AsyncIterator[Bench]:
+    """The bundled nats-server, the four binaries (SQLite unless HERALD_DATABASE_URL is set), herald-gateway with
+    `gateway`, and a sink;
     with `dedicated_critical`, one more router and adapters process take the critical pipeline, which the
     first ones leave to them (HERALD_PIPELINES). `bulk_niceness` lowers the CPU priority of the processes that
     carry only bulk work (router and adapters for notification and marketing, feedback) below that of every
@@ -137,6 +140,7 @@ async def running(dedicated_critical: bool = False, bulk_niceness: int = 0) -> A
                 "HERALD_DATABASE_URL": os.environ.get("HERALD_DATABASE_URL", ""),
                 "HERALD_PIPELINES": "notification,marketing" if dedicated_critical else "",
             },
+            gateway=gateway,
         )
         critical = {}
         if dedicated_critical:

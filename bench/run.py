@@ -6,7 +6,9 @@ and the webhook sink (bench/sink.py), each an OS process of its own, then measur
 2. SendBatch: --messages messages, 100 entries per call, --batch-callers concurrent callers;
 3. Send: --send-messages messages, one per call, --send-callers concurrent callers;
 4. Send to a topic: one Send to a topic of --topic-subscribers users (each in the directory, with the sink as
-   their webhook address), fanned out by the router; its delivered rate is set beside SendBatch's.
+   their webhook address), fanned out by the router; its delivered rate is set beside SendBatch's;
+5. Send over HTTP: --http-messages messages, one JSON Send per call to herald-gateway (Connect), from
+   --send-callers concurrent callers on as many keep-alive HTTP/1.1 connections (aiohttp).
 Every message is one a team would send: to its own user, drawn from --users ids the directory does not know
 (so routing looks each up and finds nothing), at the webhook address given in the request, with variables of
 its own. Per phase: accepted msg/s (until every call was answered), the p50/p99 latency of one call,
@@ -26,7 +28,9 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
+import aiohttp
 import nats
+from google.protobuf import json_format
 from herald.v1 import (
     common_pb2,
     directory_service_pb2,
@@ -53,7 +57,7 @@ PIPELINE = (
     ("HERALD_EVENTS", "feedback-events"),
 )
 # Whose CPU each phase reads: the binaries, the broker, the sink, and this process (the callers).
-PROCESSES = (*SERVICES, "nats-server", "sink", "callers")
+PROCESSES = (*SERVICES, "gateway", "nats-server", "sink", "callers")
 
 Figures = dict[str, float]
 
@@ -134,7 +138,7 @@ async def phase(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Figures]:
-    async with running() as bench:
+    async with running(gateway=True) as bench:
         cpu = Cpu(bench)
         ceiling = await jetstream_ceiling(bench.mesh.nats_url, CEILING, 512, 256)
         result = {"ceiling": {"accepted": ceiling} | cpu.per_message(CEILING)}
@@ -162,6 +166,21 @@ async def run(args: argparse.Namespace) -> dict[str, Figures]:
         send = functools.partial(bench.messages.Send, to_topic, metadata=bench.app)
         result["topic"] = await phase(bench, "/topic", args.topic_subscribers, [send], 1)
         result["topic"]["of_batch"] = result["topic"]["delivered"] / result["batch"]["delivered"]
+
+        messages = requests(template_id, bench.sink.url("/http"), args.users, args.http_messages)
+        bodies = [json_format.MessageToJson(m, indent=None).encode() for m in messages]
+        headers = {"content-type": "application/json", "authorization": bench.app[0][1]}
+        connector = aiohttp.TCPConnector(limit=args.send_callers)
+        async with aiohttp.ClientSession(bench.mesh.gateway_url, connector=connector, headers=headers) as http:
+
+            async def post(body: bytes) -> None:
+                async with http.post("/herald.v1.MessageService/Send", data=body) as reply:
+                    if reply.status != 200:
+                        raise RuntimeError(f"the gateway refused a Send: {reply.status} {await reply.text()}")
+                    await reply.read()
+
+            posts = (functools.partial(post, body) for body in bodies)
+            result["http"] = await phase(bench, "/http", len(bodies), posts, args.send_callers)
     return result
 
 
@@ -207,6 +226,7 @@ def table(result: dict[str, Figures], args: argparse.Namespace) -> str:
         "batch": f"SendBatch of {BATCH} ({args.batch_callers} callers)",
         "send": f"Send ({args.send_callers} callers)",
         "topic": f"Send to a topic of {args.topic_subscribers:,} subscribers",
+        "http": f"Send as JSON through herald-gateway ({args.send_callers} callers)",
     }
     for key, label in labels.items():
         row = result[key]
@@ -231,6 +251,7 @@ def main() -> None:
     parser.add_argument("--send-callers", type=int, default=64)
     parser.add_argument("--users", type=int, default=5000, help="size of the pool of recipients' user ids")
     parser.add_argument("--topic-subscribers", type=int, default=20_000, help="subscribers of the topic sent to")
+    parser.add_argument("--http-messages", type=int, default=10_000, help="messages through herald-gateway")
     parser.add_argument("--runs", type=int, default=3, help="each with a fresh mesh; then the median of each figure")
     args = parser.parse_args()
     print(

@@ -42,11 +42,19 @@ async def main() -> int:
         "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{ports.RECEIPTS}",
     }
     addrs = {s: os.environ.get(var) or DEFAULT_ADDRS[s] for s, var in ADDR_VARS.items()}
+    addrs["gateway"] = os.environ.get("HERALD_GATEWAY_ADDR") or f"127.0.0.1:{ports.GATEWAY}"
     metrics_addrs = {
         s: os.environ.get(f"HERALD_{s.upper()}_METRICS_ADDR") or f"127.0.0.1:{port}"
         for s, port in ports.METRICS.items()
     }
-    mesh = Mesh(data_dir, env=env, addrs=addrs, nats_url=os.environ.get("HERALD_NATS_URL"), metrics_addrs=metrics_addrs)
+    mesh = Mesh(
+        data_dir,
+        env=env,
+        addrs=addrs,
+        nats_url=os.environ.get("HERALD_NATS_URL"),
+        metrics_addrs=metrics_addrs,
+        gateway=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,8 +68,9 @@ async def main() -> int:
     print(f"nats      {mesh.nats_url}")
     for service in SERVICES:
         print(f"{service:<9} {mesh.addr(service)}")
+    print(f"gateway   {mesh.gateway_url}")
     print(f"receipts  {mesh.receipts_url('<account>')}")
-    print("metrics   " + "  ".join(f"{s} {mesh.metrics_url(s)}" for s in SERVICES))
+    print("metrics   " + "  ".join(f"{s} {mesh.metrics_url(s)}" for s in mesh.binaries))
     print(f"logs      {data_dir / 'logs'}")
     if "HERALD_ADMIN_TOKEN" not in os.environ:
         print(f"admin token in {data_dir / 'admin-token'}")

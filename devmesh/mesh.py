@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -29,6 +30,11 @@ CONSUMER_NICENESS = 10
 
 # Every port free_port has handed out in this process.
 _handed_out: set[int] = set()
+# pytest-xdist's workers run side by side: each takes only ports of its own (worker gwN those with
+# port // 2 % count == N: the kernel hands out ports of one parity to bind), so two workers never hand out one
+# port in the moment between probe and bind.
+_WORKER_COUNT = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_WORKER_SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 
 
 def free_port() -> int:
@@ -39,7 +45,7 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port: int = s.getsockname()[1]
-        if port not in _handed_out:
+        if port // 2 % _WORKER_COUNT == _WORKER_SLOT and port not in _handed_out:
             _handed_out.add(port)
             return port
 
@@ -117,7 +123,8 @@ class Binary:
     ) -> None:
         self.service = service
         self.addr = addr
-        self.env = {**env, "HERALD_GRPC_ADDR": addr, "HERALD_METRICS_ADDR": metrics_addr or f"127.0.0.1:{free_port()}"}
+        listen = "HERALD_GATEWAY_ADDR" if service == "gateway" else "HERALD_GRPC_ADDR"
+        self.env = {**env, listen: addr, "HERALD_METRICS_ADDR": metrics_addr or f"127.0.0.1:{free_port()}"}
         if service == "adapters":
             # Each adapters process (a replica too) needs a port of its own for providers' delivery receipts.
             self.env["HERALD_RECEIPTS_ADDR"] = receipts_addr or f"127.0.0.1:{free_port()}"
@@ -141,7 +148,7 @@ class Binary:
         self.proc = subprocess.Popen(
             [_bin(f"herald-{self.service}")], env=self.env, stdout=log, stderr=log, start_new_session=True
         )
-        if self.service != "intake":
+        if self.service not in ("intake", "gateway"):  # the two that answer callers
             lower_priority(self.proc.pid, CONSUMER_NICENESS)
 
     @property
@@ -149,6 +156,9 @@ class Binary:
         return self.proc is not None and self.proc.poll() is None
 
     async def wait_healthy(self, timeout: float = 60.0) -> None:
+        if self.service == "gateway":
+            await self._wait_ready(timeout)
+            return
         deadline = asyncio.get_running_loop().time() + timeout
         async with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -161,6 +171,22 @@ class Binary:
                         return
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"herald-{self.service} not healthy after {timeout}s; see {self.log_path}")
+                await asyncio.sleep(0.1)
+
+    async def _wait_ready(self, timeout: float) -> None:
+        """For the gateway, which speaks HTTP only: its /readyz."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        url = f"http://{self.env['HERALD_METRICS_ADDR']}/readyz"
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if not self.running:
+                    raise RuntimeError(f"herald-{self.service} exited; see {self.log_path}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(url) as reply:
+                        if reply.status == 200:
+                            return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"herald-{self.service} not ready after {timeout}s; see {self.log_path}")
                 await asyncio.sleep(0.1)
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
@@ -198,14 +224,17 @@ class Mesh:
         addrs: Mapping[str, str] | None = None,
         nats_url: str | None = None,
         metrics_addrs: Mapping[str, str] | None = None,
+        gateway: bool = False,
     ) -> None:
+        """`gateway`: also herald-gateway, the HTTP edge in front of the four."""
         self.data_dir = data_dir
         self.nats = None if nats_url else NatsServer(data_dir / "nats")
         base = {**os.environ, **(env or {}), "HERALD_DATA_DIR": str(data_dir)}
         base["HERALD_NATS_URL"] = self.nats.url if self.nats else str(nats_url)
-        chosen = {s: (addrs or {}).get(s) or f"127.0.0.1:{free_port()}" for s in SERVICES}
-        # The router asks intake about apps and templates (Explain).
-        base["HERALD_INTAKE_ADDR"] = chosen["intake"]
+        services = (*SERVICES, "gateway") if gateway else SERVICES
+        chosen = {s: (addrs or {}).get(s) or f"127.0.0.1:{free_port()}" for s in services}
+        # The router asks intake about apps and templates (Explain); the gateway forwards to all four.
+        base.update({f"HERALD_{s.upper()}_ADDR": chosen[s] for s in SERVICES})
         self.binaries = {
             s: Binary(
                 s,
@@ -215,7 +244,7 @@ class Mesh:
                 base.get("HERALD_RECEIPTS_ADDR"),
                 (metrics_addrs or {}).get(s),
             )
-            for s in SERVICES
+            for s in services
         }
 
     @property
@@ -227,6 +256,10 @@ class Mesh:
 
     def channel(self, service: str) -> grpc.aio.Channel:
         return self.binaries[service].channel()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.binaries['gateway'].http_scheme}://{self.addr('gateway')}"
 
     def metrics_url(self, service: str) -> str:
         return f"http://{self.binaries[service].env['HERALD_METRICS_ADDR']}/metrics"

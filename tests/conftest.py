@@ -34,6 +34,8 @@ PROVIDER_ENV = {
     "HERALD_PROVIDER_TEST_SECRET": secrets.token_urlsafe(16),
     "HERALD_PROVIDER_TEST_APNS_KEY": pem(APNS_KEY),
 }
+# The one browser origin the tests' gateways let call the API (CORS).
+GATEWAY_ORIGIN = "http://console.test"
 # The production schedules wait minutes to hours; tests keep their shape (a few retries, growing) in seconds.
 RETRY_BACKOFF = {
     "HERALD_RETRY_BACKOFF_CRITICAL": "0.5,0.5,1",
@@ -44,9 +46,14 @@ RETRY_BACKOFF = {
 
 @asynccontextmanager
 async def running_mesh(
-    data_dir: Path, backend: str, env: Mapping[str, str] | None = None, nats_url: str | None = None
+    data_dir: Path,
+    backend: str,
+    env: Mapping[str, str] | None = None,
+    nats_url: str | None = None,
+    gateway: bool = False,
 ) -> AsyncIterator[tuple[Mesh, Herald]]:
-    """The four binaries, and their own nats-server unless `nats_url` names one (or a cluster's, comma-separated)."""
+    """The four binaries, and their own nats-server unless `nats_url` names one (or a cluster's, comma-separated);
+    with `gateway`, herald-gateway in front of them, which lets the browsers of GATEWAY_ORIGIN call it."""
     with database_env(backend) as db_env:
         mesh = Mesh(
             data_dir,
@@ -61,9 +68,11 @@ async def running_mesh(
                 **RETRY_BACKOFF,
                 **PROVIDER_ENV,
                 **db_env,
+                "HERALD_GATEWAY_CORS_ORIGINS": GATEWAY_ORIGIN,
                 **(env or {}),
             },
             nats_url=nats_url,
+            gateway=gateway,
         )
         try:
             await mesh.start()
@@ -76,13 +85,19 @@ async def running_mesh(
             await mesh.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: `make test` runs the suite on several workers (pytest-xdist), which take tests in
+    this order, so the minutes-long ones run beside the rest instead of after them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", params=backends())
 async def shared_mesh(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[Mesh, Herald]]:
     """One mesh per database backend for the tests that do not stop or reconfigure processes:
     every test using it runs on SQLite, and on PostgreSQL where HERALD_TEST_DATABASE_URL is set."""
-    async with running_mesh(tmp_path_factory.mktemp(f"mesh-{request.param}"), request.param) as running:
+    async with running_mesh(tmp_path_factory.mktemp(f"mesh-{request.param}"), request.param, gateway=True) as running:
         yield running
 
 

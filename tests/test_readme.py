@@ -82,6 +82,40 @@ async def test_python_sample_sends_and_prints_the_message(python_sample: Sample,
     assert json.loads(request.body) == {"text": "Order A-17 shipped"}
 
 
+async def test_the_curl_quick_start_sends_over_http_and_reads_the_status(
+    shared_mesh: tuple[Mesh, Herald], sink: WebhookSink, tmp_path: Path
+) -> None:
+    """The README's curl lines, run by bash as they stand (in a folder holding the admin token where `make up`
+    writes it), against the mesh's herald-gateway: all JSON, no stub, no herald code on the caller's side."""
+    mesh, _ = shared_mesh
+    path = f"/readme-http/{uuid.uuid4().hex[:8]}"
+    script = replaced(
+        code_block("Over HTTP, with curl", "sh"), "GATEWAY=http://127.0.0.1:8080", f"GATEWAY={mesh.gateway_url}"
+    )
+    script = replaced(script, "https://hooks.example.com/herald", sink.url(path))
+    (tmp_path / ".herald").mkdir()
+    (tmp_path / ".herald" / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    run = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", script, cwd=tmp_path, stdout=PIPE, stderr=PIPE
+    )
+    printed, errors = await asyncio.wait_for(run.communicate(), 90)
+    assert run.returncode == 0, (printed.decode(), errors.decode())
+    # What curl printed: the template CreateTemplate made, then GetMessage's answer.
+    decoder, answers, at = json.JSONDecoder(), [], 0
+    text = printed.decode().strip()
+    while at < len(text):
+        answer, at = decoder.raw_decode(text, at)
+        answers.append(answer)
+        at += len(text[at:]) - len(text[at:].lstrip())
+    template, message = answers
+    assert (template["templateId"], template["version"]) == ("welcome", 1)
+    assert message["messageId"].startswith("msg_")
+    assert message["templateId"] == "welcome"
+    [request] = await sink.wait_for(path)
+    assert json.loads(request.body) == {"text": "Welcome, Ada"}
+    assert request.headers["Idempotency-Key"].startswith(f"{message['messageId']}.")
+
+
 async def test_the_quoted_error_is_what_intake_answers(python_sample: Sample, herald: Herald) -> None:
     [errors] = [p for p in section("Sending a message").split("\n\n") if p.startswith("Errors are precise")]
     quoted = re.search(r'`variables`:\s*"([^"]+)"', errors)

@@ -43,13 +43,24 @@ def child(metric: MetricWrapperBase, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-async def serve(
-    addr: str, bus: Consumers, ready: Callable[[], bool], refreshers: Sequence[Callable[[], Awaitable[None]]] = ()
-) -> web.AppRunner:
-    async def metrics(_: web.Request) -> web.Response:
+def consumer_lag(bus: Consumers) -> Callable[[], Awaitable[None]]:
+    """A refresher for `serve`: the lag of each of this process's durable consumers, read from JetStream."""
+
+    async def refresh() -> None:
         for name, (pending, unacked) in (await bus.consumer_lag()).items():
             CONSUMER_PENDING.labels(name).set(pending)
             CONSUMER_UNACKED.labels(name).set(unacked)
+
+    return refresh
+
+
+async def serve(
+    addr: str,
+    ready: Callable[[], bool],
+    refreshers: Sequence[Callable[[], Awaitable[None]]] = (),
+    not_ready: str = "NATS or the database does not answer",
+) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
         for refresh in refreshers:
             await refresh()
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -60,7 +71,7 @@ async def serve(
     async def readyz(_: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: NATS or the database does not answer\n")
+        return web.Response(status=503, text=f"not ready: {not_ready}\n")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

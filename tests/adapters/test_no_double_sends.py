@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from herald.v1 import admin_service_pb2, common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
@@ -22,6 +23,9 @@ from tests.conftest import PROVIDER_ENV, running_mesh
 from tests.helpers.client import all_final
 from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 S = common_pb2
 MESSAGES = 100

@@ -7,16 +7,18 @@ from dataclasses import dataclass
 
 import aiohttp
 import grpc
+import httpx
 import pytest
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
 from herald.v1 import routing_service_pb2 as routing_pb
 
-from devmesh.mesh import SERVICES, Mesh
+from devmesh.mesh import Mesh
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV, running_mesh
+from tests.gateway.connect import call
 from tests.helpers.client import Herald, Metadata, all_final, rpc_error
 from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
@@ -47,7 +49,7 @@ async def mixed_run(tmp_path_factory: pytest.TempPathFactory, sink: WebhookSink)
     twilio = FakeTwilio(account_sid="AC" + "3" * 32, auth_token=PROVIDER_ENV["HERALD_PROVIDER_TEST_SECRET"])
     await twilio.start()
     try:
-        async with running_mesh(tmp_path_factory.mktemp("golden"), default_backend()) as (mesh, herald):
+        async with running_mesh(tmp_path_factory.mktemp("golden"), default_backend(), gateway=True) as (mesh, herald):
             account = f"twilio-{uuid.uuid4().hex[:6]}"
             await herald.providers.CreateProviderAccount(
                 pb.CreateProviderAccountRequest(
@@ -100,6 +102,13 @@ async def mixed_run(tmp_path_factory: pytest.TempPathFactory, sink: WebhookSink)
             assert refused, "a burst over the limit is refused in part"
             for message_id in accepted:
                 await herald.wait_message(limited, message_id, all_final)
+            # Over HTTP: one GetMessage, and one Send the gateway itself refuses (JSON that does not fit).
+            key = app[0][1].removeprefix("Bearer ")
+            async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30) as http:
+                got = await call(http, "herald.v1.StatusService/GetMessage", {"messageId": sent[0]}, key)
+                assert got.status == 200
+                unfit = await call(http, "herald.v1.MessageService/Send", {"templateId": 7}, key)
+                assert unfit.status == 400
 
             yield MixedRun(
                 metrics=await _scrape_all(mesh),
@@ -122,7 +131,7 @@ async def _send(herald: Herald, app: Metadata, template: str, addresses: dict[st
 async def _scrape_all(mesh: Mesh) -> dict[str, str]:
     texts = {}
     async with aiohttp.ClientSession() as http:
-        for service in SERVICES:
+        for service in mesh.binaries:
             async with http.get(mesh.metrics_url(service)) as reply:
                 assert reply.status == 200
                 texts[service] = await reply.text()

@@ -15,7 +15,7 @@ from tests.helpers.metrics import samples, total
 RETRIES = 3
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", [*SERVICES, "gateway"])
 def test_metrics_pass_promtool(mixed_run: MixedRun, service: str) -> None:
     checked = subprocess.run(
         [promtool(), "check", "metrics"], input=mixed_run.metrics[service], capture_output=True, text=True, check=False
@@ -46,6 +46,18 @@ def test_every_binary_counts_its_rpcs_by_method_and_code(mixed_run: MixedRun) ->
         found = samples(mixed_run.metrics[service])
         assert total(found, "grpc_server_handled_total", grpc_method=method, grpc_code="OK") >= 1, service
         assert total(found, "grpc_server_handling_seconds_count", grpc_method=method) >= 1, service
+
+
+def test_the_gateway_counts_its_calls_by_procedure_and_code(mixed_run: MixedRun) -> None:
+    gateway = samples(mixed_run.metrics["gateway"])
+    get = {"procedure": "herald.v1.StatusService/GetMessage"}
+    send = {"procedure": "herald.v1.MessageService/Send"}
+    assert total(gateway, "herald_gateway_requests_handled_total", **get, code="ok") == 1
+    assert total(gateway, "herald_gateway_requests_handled_total", **send, code="invalid_argument") == 1
+    assert total(gateway, "herald_gateway_requests_handled_total") == 2
+    assert total(gateway, "herald_gateway_requests_started_total") == 2
+    assert total(gateway, "herald_gateway_handling_seconds_count", **get) == 1
+    assert total(gateway, "herald_gateway_requests_in_flight") == 0
 
 
 def test_intake_counts_messages_accepted_by_app_and_category_and_refused_by_reason(mixed_run: MixedRun) -> None:

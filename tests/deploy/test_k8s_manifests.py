@@ -21,12 +21,19 @@ HERALD_PORTS = {
     "herald-router": 50052,
     "herald-adapters": 50053,
     "herald-feedback": 50054,
+    "herald-gateway": ports.GATEWAY,
 }
+# The variable each binary's listen address is set with: the gateway serves HTTP, the others gRPC.
+LISTEN_VARIABLE = {
+    name: "HERALD_GATEWAY_ADDR" if name == "herald-gateway" else "HERALD_GRPC_ADDR" for name in HERALD_PORTS
+}
+# The gateway holds no NATS connection, so no NATS credentials.
+NATS_CLIENTS = set(HERALD_PORTS) - {"herald-gateway"}
 # What each probe of a herald container asks its metrics port (herald/libs/metrics.py).
 PROBES = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
 SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "DATABASE_URL")
 # Scaled by a HorizontalPodAutoscaler (their -critical twins may be too).
-AUTOSCALED = ("herald-intake", "herald-router", "herald-adapters")
+AUTOSCALED = ("herald-intake", "herald-router", "herald-adapters", "herald-gateway")
 # The optional Secret whose keys are the HERALD_PROVIDER_* variables provider accounts name.
 PROVIDER_SECRET = {"secretRef": {"name": "herald-providers", "optional": True}}
 # Who a NetworkPolicy lets in, as an ingress rule's `from`: None = any source, outside the cluster too.
@@ -35,8 +42,15 @@ ANYWHERE: Sources = None
 CLUSTER: Sources = [{"namespaceSelector": {}}]
 HERALD_PODS: Sources = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "herald"}}}]
 NATS_PODS: Sources = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}]
-# Each herald Service port: callers and providers' receipts come from anywhere, the rest from inside the cluster.
-SERVICE_PORT_SOURCES = {50051: ANYWHERE, 50052: CLUSTER, 50053: ANYWHERE, 50063: ANYWHERE, 50054: CLUSTER}
+# Each herald Service port: the HTTP edge and providers' receipts from anywhere, gRPC from inside the cluster.
+SERVICE_PORT_SOURCES = {
+    ports.GATEWAY: ANYWHERE,
+    50051: CLUSTER,
+    50052: CLUSTER,
+    50053: CLUSTER,
+    ports.RECEIPTS: ANYWHERE,
+    50054: CLUSTER,
+}
 # The third-party pods' ports: (workload, port) -> the sources of every rule opening it; [] = only the kubelet.
 THIRD_PARTY_PORT_SOURCES: dict[tuple[str, int], list[Sources]] = {
     ("nats", 4222): [HERALD_PODS],
@@ -123,7 +137,7 @@ def test_herald_deployment(deploy: dict[str, Any]) -> None:
     (name,) = container["command"]
     port = HERALD_PORTS[name]
     env = _env(deploy)
-    assert env["HERALD_GRPC_ADDR"] == f"0.0.0.0:{port}"
+    assert env[LISTEN_VARIABLE[name]] == f"0.0.0.0:{port}"
     # Prometheus finds /metrics through the pod's annotations.
     metrics = ports.METRICS[name.removeprefix("herald-")]
     assert env["HERALD_METRICS_ADDR"] == f"0.0.0.0:{metrics}"
@@ -203,6 +217,8 @@ def test_tls_files_come_from_secrets() -> None:
     for deploy in DEPLOYMENTS:
         mounts = _secret_mounts(deploy)
         for variable, (secret, key) in files.items():
+            if "NATS" in variable and _binary(deploy) not in NATS_CLIENTS:
+                continue
             path = Path(config[variable])
             assert (mounts.get(str(path.parent)), path.name) == (secret, key), (_id(deploy), variable)
     [nats] = [doc for _, doc in RESOURCES if _id(doc) == "StatefulSet/nats"]

@@ -28,6 +28,9 @@ from tests.helpers.nats_cluster import NatsCluster
 from tests.helpers.tcp_proxy import TcpProxy
 from tests.helpers.webhook_sink import WebhookSink
 
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 S = common_pb2
 CHUNKS = 10
 PER_CHUNK = 100

@@ -9,17 +9,23 @@ import uuid
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from devmesh.mesh import SERVICES, Mesh, free_port
 from tests.conftest import running_mesh
+from tests.gateway.connect import call
 from tests.helpers.client import Herald
 from tests.helpers.databases import default_backend
 from tests.helpers.metrics import scrape
 from tests.helpers.webhook_sink import WebhookSink
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 # The repo root, where `make up` runs the launcher: devmesh is not installed, it is found from here.
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,8 +174,9 @@ def _clean_env() -> dict[str, str]:
 async def test_a_send_answered_unavailable_while_the_broker_is_down_is_never_delivered(
     tmp_path: Path, sink: WebhookSink
 ) -> None:
-    """UNAVAILABLE tells the caller to retry; had the message gone out later anyway, a retry would send it twice."""
-    async with running_mesh(tmp_path, default_backend()) as (mesh, herald):
+    """UNAVAILABLE tells the caller to retry; had the message gone out later anyway, a retry would send it twice.
+    Over HTTP the same: 503 unavailable from herald-gateway, while the broker is down and while intake is."""
+    async with running_mesh(tmp_path, default_backend(), gateway=True) as (mesh, herald):
         assert mesh.nats is not None
         _, app = await herald.create_app()
         template = await herald.create_template({"webhook": "{}"})
@@ -180,10 +187,15 @@ async def test_a_send_answered_unavailable_while_the_broker_is_down_is_never_del
         await herald.send(app, request)  # warms intake's caches of the app and the template
         await sink.wait_for(path)
         await mesh.nats.stop()
-        for _ in range(5):
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await herald.messages.Send(request, metadata=app)
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        key = app[0][1].removeprefix("Bearer ")
+        over_http = json_format.MessageToDict(request)
+        async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30) as http:
+            for _ in range(5):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await herald.messages.Send(request, metadata=app)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                answer = await call(http, "herald.v1.MessageService/Send", over_http, key)
+                assert (answer.status, answer.code) == (503, "unavailable")
         await mesh.nats.start()
         async with asyncio.timeout(30):  # as a caller would: retry until intake is back on the bus
             while True:
@@ -198,3 +210,8 @@ async def test_a_send_answered_unavailable_while_the_broker_is_down_is_never_del
         assert hits[-1].headers["Herald-Message-Id"] == after
         await asyncio.sleep(3)
         assert len(sink.for_path(path)) == 2, "a Send answered UNAVAILABLE went out after all"
+        await mesh.binaries["intake"].stop()
+        async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30) as http:
+            answer = await call(http, "herald.v1.MessageService/Send", over_http, key)
+        assert (answer.status, answer.code) == (503, "unavailable")
+        assert answer.body["message"] == "herald-intake is unavailable; retry later"

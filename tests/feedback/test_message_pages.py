@@ -15,6 +15,9 @@ from devmesh.mesh import Mesh
 from tests.helpers.client import Herald, Metadata, bad_fields, rpc_error
 from tests.helpers.status_events import accepted, publish, status_event
 
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 S = common_pb2
 AUDIENCE = 50_000
 # Delivery n ends in STATES[n % 5] and goes out on CHANNELS[n % 2].

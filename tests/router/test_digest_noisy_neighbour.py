@@ -7,12 +7,16 @@ import time
 import uuid
 from collections.abc import Callable
 
+import pytest
 from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from tests.helpers.client import Herald, Metadata, all_final
 from tests.helpers.webhook_sink import WebhookSink
 from tests.router.digest import digest_template, inbox
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 S = common_pb2
 BATCH = 250

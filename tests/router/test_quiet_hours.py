@@ -14,6 +14,9 @@ from tests.helpers.client import Herald, Metadata, all_final, bearer
 from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
 
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 S = common_pb2
 
 

@@ -9,6 +9,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 
@@ -16,6 +17,9 @@ from tests.conftest import running_mesh
 from tests.helpers.client import all_final
 from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 MESSAGES = 60
 RECIPIENTS = 3

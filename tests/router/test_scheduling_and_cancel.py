@@ -13,6 +13,9 @@ from herald.v1 import message_service_pb2 as msg
 from tests.helpers.client import Herald, Metadata, all_final
 from tests.helpers.webhook_sink import WebhookSink
 
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 S = common_pb2
 
 

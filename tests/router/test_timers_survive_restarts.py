@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import pytest
 from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
@@ -21,6 +22,9 @@ from tests.helpers.databases import default_backend
 from tests.helpers.webhook_sink import WebhookSink
 from tests.router.digest import comment, digest_template, inbox
 from tests.router.escalation import escalating_template, read_inbox, sms_account, sms_arrival, user_with_phone
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 S = common_pb2
 ESCALATE_AFTER, DIGEST_WINDOW, SEND_AFTER = 25, 28, 35

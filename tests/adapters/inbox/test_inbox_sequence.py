@@ -9,6 +9,7 @@ import time
 import uuid
 
 import grpc
+import pytest
 from herald.v1 import common_pb2, inbox_service_pb2, inbox_service_pb2_grpc
 
 from devmesh.mesh import Mesh
@@ -18,6 +19,9 @@ from tests.adapters.inbox.timeline import inbox_app, send, sync_all, wait_for_it
 from tests.helpers.client import Herald
 from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
 from tests.helpers.replicas import extra_replica
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 S = common_pb2
 ITEMS = 10_000

@@ -4,6 +4,7 @@ unread count as its badge; a user with a live Subscribe stream gets none, nor do
 import asyncio
 import uuid
 
+import pytest
 from herald.v1 import common_pb2, directory_service_pb2, inbox_service_pb2
 from herald.v1 import message_service_pb2 as msg
 
@@ -12,6 +13,9 @@ from tests.adapters.channels.apns.fake_apns import FakeApns
 from tests.adapters.inbox.timeline import wait_for_items
 from tests.adapters.push import apns_account, pushes_to
 from tests.helpers.client import Herald, all_final
+
+# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 S = common_pb2
 

@@ -150,6 +150,7 @@ async def test_frequency_limit_is_rate_limited(wecom: FakeWecomApp, session: aio
 @pytest.mark.parametrize(
     ("corp_id", "secret", "said"),
     [(CORP_ID, "wrong-secret", "errcode 40001"), ("ww-wrong", CORP_SECRET, "errcode 40013")],
+    ids=["wrong secret", "wrong corp id"],
 )
 async def test_refused_corp_credentials_are_bad_credentials(
     wecom: FakeWecomApp, session: aiohttp.ClientSession, corp_id: str, secret: str, said: str
