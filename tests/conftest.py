@@ -86,9 +86,15 @@ async def running_mesh(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first: `make test` runs the suite on several workers (pytest-xdist), which take tests in
-    this order, so the minutes-long ones run beside the rest instead of after them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow tests first, the slowest (`slow(minutes=...)`) before the others: `make test` runs the suite on
+    several workers (pytest-xdist), which take tests two at a time in this order, so the minutes-long ones run
+    beside the rest instead of after them."""
+
+    def minutes(item: pytest.Item) -> float:
+        slow = item.get_closest_marker("slow")
+        return float(slow.kwargs.get("minutes", 1)) if slow else 0.0
+
+    items.sort(key=minutes, reverse=True)
 
 
 @pytest.fixture(scope="session", params=backends())

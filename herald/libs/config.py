@@ -106,6 +106,12 @@ def pipelines(env: Mapping[str, str]) -> tuple[common_pb2.Category.ValueType, ..
     return tuple(categories.BY_NAME[n] for n in chosen) or categories.KNOWN
 
 
+def allowed_hosts(env: Mapping[str, str]) -> frozenset[str]:
+    """HERALD_WEBHOOK_ALLOWED_HOSTS: private or loopback hosts that outgoing webhooks (a channel's, an app's status
+    webhook) may reach all the same (herald/libs/ssrf.py)."""
+    return frozenset(h.strip().lower() for h in env.get("HERALD_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip())
+
+
 def retention_check_seconds(env: Mapping[str, str]) -> float:
     """How often intake and feedback purge what they no longer keep (herald/services/*/retention.py)."""
     return number(env, "HERALD_RETENTION_CHECK_SECONDS", "3600", float, 0.1)

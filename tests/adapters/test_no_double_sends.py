@@ -36,6 +36,7 @@ CHUNKS = 8
 KILL_POINTS = [MESSAGES * RECIPIENTS * k // CHUNKS for k in range(1, 6)]
 
 
+@pytest.mark.slow(minutes=1.5)
 async def test_sigkill_during_5000_deliveries_loses_none_and_repeats_only_under_the_same_key(
     tmp_path: Path, sink: WebhookSink
 ) -> None:

@@ -3,7 +3,7 @@ an IP before the call, a name as the HTTP client resolves it to connect."""
 
 import pytest
 
-from herald.services.adapters import ssrf
+from herald.libs import ssrf
 
 
 @pytest.mark.parametrize(

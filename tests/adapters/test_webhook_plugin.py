@@ -11,8 +11,7 @@ import aiohttp
 import pytest
 
 from herald.internal.v1 import work_pb2
-from herald.libs import channels
-from herald.services.adapters import ssrf
+from herald.libs import channels, ssrf
 from herald.services.adapters.channels.base import Account, DeliveryError, Failure
 from herald.services.adapters.channels.webhook import Webhook
 from tests.conftest import WEBHOOK_SECRET

@@ -140,6 +140,7 @@ async def test_the_broker_killed_and_restarted_mid_flow_loses_nothing(tmp_path: 
     await asyncio.gather(*restarts)
 
 
+@pytest.mark.slow(minutes=1.5)
 async def test_each_binary_stopped_and_restarted_mid_flow_loses_nothing(tmp_path: Path, sink: WebhookSink) -> None:
     order = ["intake", "router", "adapters", "feedback"]
 
@@ -152,6 +153,7 @@ async def test_each_binary_stopped_and_restarted_mid_flow_loses_nothing(tmp_path
     await _through(tmp_path, sink, restart, [2, 4, 6, 8])
 
 
+@pytest.mark.slow(minutes=1.5)
 async def test_the_stream_leader_of_a_three_node_cluster_killed_mid_flow_loses_nothing(
     tmp_path: Path, sink: WebhookSink
 ) -> None:
@@ -279,6 +281,7 @@ async def _probes(http: aiohttp.ClientSession, mesh: Mesh, probe: str) -> dict[s
     return answers
 
 
+@pytest.mark.slow(minutes=3)
 @NEEDS_POSTGRES
 async def test_a_three_minute_database_outage_restarts_nothing_and_the_mesh_serves_soon_after(
     tmp_path: Path, sink: WebhookSink

@@ -30,6 +30,8 @@ from herald.services.adapters.inbox.writer import InboxWriter
 from herald.services.adapters.provider_service import ProviderService
 from herald.services.adapters.receipts import MAX_BODY, Receipts
 from herald.services.adapters.settings import AdaptersSettings
+from herald.services.adapters.status_webhooks import CONSUMER as STATUS_WEBHOOKS
+from herald.services.adapters.status_webhooks import StatusWebhookPoster
 from herald.services.adapters.tracking import Tracker
 
 log = structlog.get_logger()
@@ -102,6 +104,9 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
     await rt.bus.consume(
         subjects.EVENTS_STREAM, "adapters-erasures", subjects.USER_ERASED, each(partial(erasure.forget, rt.db))
     )
+    poster = await StatusWebhookPoster.open(rt.bus, settings.webhook_allowed_hosts)
+    rt.on_stop.append(poster.close)
+    await rt.bus.consume(subjects.EVENTS_STREAM, STATUS_WEBHOOKS, subjects.DELIVERY_EVENTS, each(poster.handle))
     return [
         inbox_service_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,
         provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,

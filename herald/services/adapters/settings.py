@@ -36,9 +36,8 @@ class AdaptersSettings:
         secret = env.get("HERALD_WEBHOOK_SIGNING_SECRET", "")
         if not secret:
             raise ValueError(f"HERALD_WEBHOOK_SIGNING_SECRET: expected a secret to sign webhooks with, got {secret!r}")
-        hosts = env.get("HERALD_WEBHOOK_ALLOWED_HOSTS", "")
         return cls(
-            webhook_allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            webhook_allowed_hosts=config.allowed_hosts(env),
             webhook_signing_secret=secret,
             pipelines=config.pipelines(env),
             retry_backoff={

@@ -1,4 +1,4 @@
-"""AdminService: apps, their keys, and templates. Every call needs the admin token."""
+"""AdminService: apps, their keys, their status webhooks, and templates. Every call needs the admin token."""
 
 from datetime import timedelta
 
@@ -13,17 +13,20 @@ from herald.libs.errors import InvalidArgument
 from herald.libs.timeutil import duration_field, to_timestamp
 from herald.services.intake import tables
 from herald.services.intake.apps import AppRegistry
+from herald.services.intake.status_webhooks import StatusWebhooks
 from herald.services.intake.templates import TemplateStore, preview
 
 DEFAULT_GRACE = timedelta(hours=24)
 MAX_RETENTION_DAYS = 3650
 MAX_GRACE = timedelta(days=30)
+MAX_SECRET_GRACE = timedelta(days=7)
 
 
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, apps: AppRegistry, templates: TemplateStore, admin_token: str) -> None:
+    def __init__(self, apps: AppRegistry, templates: TemplateStore, webhooks: StatusWebhooks, admin_token: str) -> None:
         self._apps = apps
         self._templates = templates
+        self._webhooks = webhooks
         self._admin_token = admin_token
 
     async def CreateApp(self, request: pb.CreateAppRequest, context: grpc.aio.ServicerContext) -> pb.CreateAppResponse:
@@ -75,15 +78,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         self, request: pb.RotateAppKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateAppKeyResponse:
         require_admin(context, self._admin_token)
-        bad: dict[str, str] = {}
-        grace = duration_field(request, "grace_period", bad)
-        if grace is None:
-            grace = DEFAULT_GRACE
-        if not bad and (grace < timedelta(0) or grace > MAX_GRACE):
-            bad["grace_period"] = "between 0 and 30 days"
-        if bad:
-            raise InvalidArgument(bad)
-        api_key, expire = await self._apps.rotate(request.app_id, grace)
+        api_key, expire = await self._apps.rotate(request.app_id, _grace(request, MAX_GRACE))
         return pb.RotateAppKeyResponse(api_key=api_key, previous_keys_expire_time=to_timestamp(expire))
 
     async def SetContentRetention(
@@ -95,6 +90,43 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         if bad:
             raise InvalidArgument(bad)
         return app_pb(await self._apps.set_retention(request.app_id, request.content_retention_days))
+
+    async def SetStatusWebhook(
+        self, request: pb.SetStatusWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetStatusWebhookResponse:
+        require_admin(context, self._admin_token)
+        webhook = request.webhook
+        bad: dict[str, str] = {}
+        if not webhook.app_id:
+            bad["webhook.app_id"] = "required"
+        known = set(common_pb2.DeliveryState.values()) - {common_pb2.DELIVERY_STATE_UNSPECIFIED}
+        for i, state in enumerate(webhook.states):
+            if state not in known:
+                bad[f"webhook.states[{i}]"] = "a DeliveryState other than DELIVERY_STATE_UNSPECIFIED"
+        if bad:
+            raise InvalidArgument(bad)
+        row, secret = await self._webhooks.set(webhook.app_id, webhook.url, list(webhook.states))
+        return pb.SetStatusWebhookResponse(webhook=webhook_pb(row), secret=secret)
+
+    async def GetStatusWebhook(
+        self, request: pb.GetStatusWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StatusWebhook:
+        require_admin(context, self._admin_token)
+        return webhook_pb(await self._webhooks.get(request.app_id))
+
+    async def DeleteStatusWebhook(
+        self, request: pb.DeleteStatusWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteStatusWebhookResponse:
+        require_admin(context, self._admin_token)
+        await self._webhooks.delete(request.app_id)
+        return pb.DeleteStatusWebhookResponse()
+
+    async def RotateStatusWebhookSecret(
+        self, request: pb.RotateStatusWebhookSecretRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateStatusWebhookSecretResponse:
+        require_admin(context, self._admin_token)
+        secret, expire = await self._webhooks.rotate(request.app_id, _grace(request, MAX_SECRET_GRACE))
+        return pb.RotateStatusWebhookSecretResponse(secret=secret, previous_secrets_expire_time=to_timestamp(expire))
 
     async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
         require_admin(context, self._admin_token)
@@ -129,9 +161,31 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
 
 
+def _grace(request: pb.RotateAppKeyRequest | pb.RotateStatusWebhookSecretRequest, most: timedelta) -> timedelta:
+    """The request's grace_period: unset = DEFAULT_GRACE, else between 0 and `most`."""
+    bad: dict[str, str] = {}
+    grace = duration_field(request, "grace_period", bad)
+    if grace is None:
+        grace = DEFAULT_GRACE
+    if not bad and (grace < timedelta(0) or grace > most):
+        bad["grace_period"] = f"between 0 and {most.days} days"
+    if bad:
+        raise InvalidArgument(bad)
+    return grace
+
+
 def _check_retention(days: int, bad: dict[str, str]) -> None:
     if not 0 <= days <= MAX_RETENTION_DAYS:
         bad["content_retention_days"] = f"between 0 (forever) and {MAX_RETENTION_DAYS}"
+
+
+def webhook_pb(row: tables.StatusWebhook) -> pb.StatusWebhook:
+    return pb.StatusWebhook(
+        app_id=row.app_id,
+        url=row.url,
+        states=[common_pb2.DeliveryState.ValueType(s) for s in row.states],
+        update_time=to_timestamp(row.update_time),
+    )
 
 
 def app_pb(row: tables.App) -> pb.App:

@@ -17,6 +17,7 @@ from herald.services.intake.message_ids import MessageIds
 from herald.services.intake.messages import MessageService
 from herald.services.intake.settings import IntakeSettings
 from herald.services.intake.shedding import MarketingShedder
+from herald.services.intake.status_webhooks import StatusWebhooks
 from herald.services.intake.templates import TemplateStore
 
 
@@ -26,8 +27,9 @@ async def setup(rt: runtime.Runtime, settings: IntakeSettings, server: TracedSer
     await apps.publish_all()
     templates = TemplateStore(rt.db)
     limiter = await RateLimiter.open(rt.bus)
+    webhooks = await StatusWebhooks.open(rt.db, rt.bus, apps, settings.webhook_allowed_hosts)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(apps, templates, rt.settings.admin_token), server
+        AdminService(apps, templates, webhooks, rt.settings.admin_token), server
     )
     ledger, ids = await DispatchLedger.open(rt.bus), await MessageIds.open(rt.bus)
     shedder = MarketingShedder(rt.bus.js, settings.marketing_backlog_limit)

@@ -97,3 +97,17 @@ class MessagePart(Base):
     message_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     part: Mapped[int] = mapped_column(Integer, primary_key=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StatusWebhook(Base):
+    """Where an app receives its messages' status events (herald/services/intake/status_webhooks.py). The
+    secrets are kept as they are: the adapters sign with them, so they cannot be hashed."""
+
+    __tablename__ = "intake_status_webhooks"
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # herald.v1.DeliveryState values; empty = every state.
+    states: Mapped[list[int]] = mapped_column(JSON)
+    # [[secret, expire unix seconds or 0], ...], the newest first.
+    secrets: Mapped[list[Any]] = mapped_column(JSON)
+    update_time: Mapped[datetime]

@@ -43,6 +43,193 @@ OFFLINE_PUSH_DISABLED: OfflinePush.ValueType  # 2
 Global___OfflinePush: _TypeAlias = OfflinePush  # noqa: Y015
 
 @_typing.final
+class StatusWebhook(_message.Message):
+    """StatusWebhook is where an app receives its messages' status events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    url: _builtins.str
+    """An http(s) URL on a public host (or one of HERALD_WEBHOOK_ALLOWED_HOSTS)."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.DeliveryState.ValueType]:
+        """The states whose events are posted; empty = every state."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        states: _abc.Iterable[_common_pb2.DeliveryState.ValueType] | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "states", b"states", "update_time", b"update_time", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusWebhook: _TypeAlias = StatusWebhook  # noqa: Y015
+
+@_typing.final
+class SetStatusWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> Global___StatusWebhook: ...
+    def __init__(
+        self,
+        *,
+        webhook: Global___StatusWebhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetStatusWebhookRequest: _TypeAlias = SetStatusWebhookRequest  # noqa: Y015
+
+@_typing.final
+class SetStatusWebhookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """The signing secret ("whsec_" + base64), when this call created the
+    webhook; empty when it replaced one (the secret stays).
+    """
+    @_builtins.property
+    def webhook(self) -> Global___StatusWebhook: ...
+    def __init__(
+        self,
+        *,
+        webhook: Global___StatusWebhook | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetStatusWebhookResponse: _TypeAlias = SetStatusWebhookResponse  # noqa: Y015
+
+@_typing.final
+class GetStatusWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusWebhookRequest: _TypeAlias = GetStatusWebhookRequest  # noqa: Y015
+
+@_typing.final
+class DeleteStatusWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteStatusWebhookRequest: _TypeAlias = DeleteStatusWebhookRequest  # noqa: Y015
+
+@_typing.final
+class DeleteStatusWebhookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteStatusWebhookResponse: _TypeAlias = DeleteStatusWebhookResponse  # noqa: Y015
+
+@_typing.final
+class RotateStatusWebhookSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    @_builtins.property
+    def grace_period(self) -> _duration_pb2.Duration:
+        """How long the webhook's current secrets keep signing; unset = 24 hours, 0
+        allowed (drop them now), at most 7 days.
+        """
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        grace_period: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grace_period", b"grace_period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "grace_period", b"grace_period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateStatusWebhookSecretRequest: _TypeAlias = RotateStatusWebhookSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateStatusWebhookSecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRETS_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """The new secret, shown once."""
+    @_builtins.property
+    def previous_secrets_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the secrets the webhook had before stop signing."""
+
+    def __init__(
+        self,
+        *,
+        secret: _builtins.str = ...,
+        previous_secrets_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous_secrets_expire_time", b"previous_secrets_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_secrets_expire_time", b"previous_secrets_expire_time", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateStatusWebhookSecretResponse: _TypeAlias = RotateStatusWebhookSecretResponse  # noqa: Y015
+
+@_typing.final
 class App(_message.Message):
     """App is a calling system: a service of another team that sends messages."""
 

@@ -101,6 +101,26 @@ class AdminServiceStub:
                 request_serializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateResponse.FromString,
                 _registered_method=True)
+        self.SetStatusWebhook = channel.unary_unary(
+                '/herald.v1.AdminService/SetStatusWebhook',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.SetStatusWebhookRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.SetStatusWebhookResponse.FromString,
+                _registered_method=True)
+        self.GetStatusWebhook = channel.unary_unary(
+                '/herald.v1.AdminService/GetStatusWebhook',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.GetStatusWebhookRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.StatusWebhook.FromString,
+                _registered_method=True)
+        self.DeleteStatusWebhook = channel.unary_unary(
+                '/herald.v1.AdminService/DeleteStatusWebhook',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.DeleteStatusWebhookRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.DeleteStatusWebhookResponse.FromString,
+                _registered_method=True)
+        self.RotateStatusWebhookSecret = channel.unary_unary(
+                '/herald.v1.AdminService/RotateStatusWebhookSecret',
+                request_serializer=herald_dot_v1_dot_admin__service__pb2.RotateStatusWebhookSecretRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_admin__service__pb2.RotateStatusWebhookSecretResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -204,6 +224,39 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetStatusWebhook(self, request, context):
+        """Has herald POST the status events of the app's own messages (the ones
+        herald.event.delivery.* carries) to a URL of the app's, signed as the
+        Standard Webhooks spec says (webhook-id, webhook-timestamp,
+        webhook-signature) and retried with growing delays while the URL fails.
+        Replaces the app's status webhook if it has one, keeping its secret; the
+        secret is returned only by the call that creates the webhook.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatusWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStatusWebhook(self, request, context):
+        """Stops the posts; events already being retried are dropped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateStatusWebhookSecret(self, request, context):
+        """Issues a new signing secret. For the grace period every POST carries a
+        signature by each secret, so receivers can roll the new one out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +324,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.PreviewTemplate,
                     request_deserializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateRequest.FromString,
                     response_serializer=herald_dot_v1_dot_admin__service__pb2.PreviewTemplateResponse.SerializeToString,
+            ),
+            'SetStatusWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetStatusWebhook,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.SetStatusWebhookRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.SetStatusWebhookResponse.SerializeToString,
+            ),
+            'GetStatusWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatusWebhook,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.GetStatusWebhookRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.StatusWebhook.SerializeToString,
+            ),
+            'DeleteStatusWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStatusWebhook,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.DeleteStatusWebhookRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.DeleteStatusWebhookResponse.SerializeToString,
+            ),
+            'RotateStatusWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateStatusWebhookSecret,
+                    request_deserializer=herald_dot_v1_dot_admin__service__pb2.RotateStatusWebhookSecretRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_admin__service__pb2.RotateStatusWebhookSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -626,6 +699,114 @@ class AdminService:
             '/herald.v1.AdminService/PreviewTemplate',
             herald_dot_v1_dot_admin__service__pb2.PreviewTemplateRequest.SerializeToString,
             herald_dot_v1_dot_admin__service__pb2.PreviewTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetStatusWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/SetStatusWebhook',
+            herald_dot_v1_dot_admin__service__pb2.SetStatusWebhookRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.SetStatusWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatusWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/GetStatusWebhook',
+            herald_dot_v1_dot_admin__service__pb2.GetStatusWebhookRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.StatusWebhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStatusWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/DeleteStatusWebhook',
+            herald_dot_v1_dot_admin__service__pb2.DeleteStatusWebhookRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.DeleteStatusWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateStatusWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.AdminService/RotateStatusWebhookSecret',
+            herald_dot_v1_dot_admin__service__pb2.RotateStatusWebhookSecretRequest.SerializeToString,
+            herald_dot_v1_dot_admin__service__pb2.RotateStatusWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,21 @@ class AdminServiceStub:
     """
     PreviewTemplate: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.PreviewTemplateRequest, _admin_service_pb2.PreviewTemplateResponse]
     """Renders a template with sample variables, as a recipient would get it."""
+    SetStatusWebhook: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.SetStatusWebhookRequest, _admin_service_pb2.SetStatusWebhookResponse]
+    """Has herald POST the status events of the app's own messages (the ones
+    herald.event.delivery.* carries) to a URL of the app's, signed as the
+    Standard Webhooks spec says (webhook-id, webhook-timestamp,
+    webhook-signature) and retried with growing delays while the URL fails.
+    Replaces the app's status webhook if it has one, keeping its secret; the
+    secret is returned only by the call that creates the webhook.
+    """
+    GetStatusWebhook: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetStatusWebhookRequest, _admin_service_pb2.StatusWebhook]
+    DeleteStatusWebhook: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteStatusWebhookRequest, _admin_service_pb2.DeleteStatusWebhookResponse]
+    """Stops the posts; events already being retried are dropped."""
+    RotateStatusWebhookSecret: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RotateStatusWebhookSecretRequest, _admin_service_pb2.RotateStatusWebhookSecretResponse]
+    """Issues a new signing secret. For the grace period every POST carries a
+    signature by each secret, so receivers can roll the new one out.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -117,6 +132,21 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     PreviewTemplate: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.PreviewTemplateRequest, _admin_service_pb2.PreviewTemplateResponse]  # type: ignore[assignment]
     """Renders a template with sample variables, as a recipient would get it."""
+    SetStatusWebhook: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.SetStatusWebhookRequest, _admin_service_pb2.SetStatusWebhookResponse]  # type: ignore[assignment]
+    """Has herald POST the status events of the app's own messages (the ones
+    herald.event.delivery.* carries) to a URL of the app's, signed as the
+    Standard Webhooks spec says (webhook-id, webhook-timestamp,
+    webhook-signature) and retried with growing delays while the URL fails.
+    Replaces the app's status webhook if it has one, keeping its secret; the
+    secret is returned only by the call that creates the webhook.
+    """
+    GetStatusWebhook: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetStatusWebhookRequest, _admin_service_pb2.StatusWebhook]  # type: ignore[assignment]
+    DeleteStatusWebhook: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteStatusWebhookRequest, _admin_service_pb2.DeleteStatusWebhookResponse]  # type: ignore[assignment]
+    """Stops the posts; events already being retried are dropped."""
+    RotateStatusWebhookSecret: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RotateStatusWebhookSecretRequest, _admin_service_pb2.RotateStatusWebhookSecretResponse]  # type: ignore[assignment]
+    """Issues a new signing secret. For the grace period every POST carries a
+    signature by each secret, so receivers can roll the new one out.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService manages the apps that may send and the templates they send.
@@ -237,5 +267,44 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.PreviewTemplateResponse, _abc.Awaitable[_admin_service_pb2.PreviewTemplateResponse]]:
         """Renders a template with sample variables, as a recipient would get it."""
+
+    @_abc_1.abstractmethod
+    def SetStatusWebhook(
+        self,
+        request: _admin_service_pb2.SetStatusWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.SetStatusWebhookResponse, _abc.Awaitable[_admin_service_pb2.SetStatusWebhookResponse]]:
+        """Has herald POST the status events of the app's own messages (the ones
+        herald.event.delivery.* carries) to a URL of the app's, signed as the
+        Standard Webhooks spec says (webhook-id, webhook-timestamp,
+        webhook-signature) and retried with growing delays while the URL fails.
+        Replaces the app's status webhook if it has one, keeping its secret; the
+        secret is returned only by the call that creates the webhook.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStatusWebhook(
+        self,
+        request: _admin_service_pb2.GetStatusWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.StatusWebhook, _abc.Awaitable[_admin_service_pb2.StatusWebhook]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteStatusWebhook(
+        self,
+        request: _admin_service_pb2.DeleteStatusWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.DeleteStatusWebhookResponse, _abc.Awaitable[_admin_service_pb2.DeleteStatusWebhookResponse]]:
+        """Stops the posts; events already being retried are dropped."""
+
+    @_abc_1.abstractmethod
+    def RotateStatusWebhookSecret(
+        self,
+        request: _admin_service_pb2.RotateStatusWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RotateStatusWebhookSecretResponse, _abc.Awaitable[_admin_service_pb2.RotateStatusWebhookSecretResponse]]:
+        """Issues a new signing secret. For the grace period every POST carries a
+        signature by each secret, so receivers can roll the new one out.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

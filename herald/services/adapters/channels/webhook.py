@@ -16,7 +16,7 @@ import time
 import aiohttp
 
 from herald.internal.v1 import work_pb2
-from herald.services.adapters import ssrf
+from herald.libs import ssrf
 from herald.services.adapters.channels import http
 from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
 from herald.services.adapters.settings import AdaptersSettings
