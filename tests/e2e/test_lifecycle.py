@@ -119,8 +119,8 @@ def _launcher_env(data_dir: Path) -> dict[str, str]:
     """Every address `make up` binds, on ports of its own."""
     return {
         "HERALD_DATA_DIR": str(data_dir),
-        **{f"HERALD_{s.upper()}_ADDR": f"127.0.0.1:{free_port()}" for s in SERVICES},
-        **{f"HERALD_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{free_port()}" for s in SERVICES},
+        **{f"HERALD_{s.upper()}_ADDR": f"127.0.0.1:{free_port()}" for s in (*SERVICES, "gateway")},
+        **{f"HERALD_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{free_port()}" for s in (*SERVICES, "gateway")},
         "HERALD_RECEIPTS_ADDR": f"127.0.0.1:{free_port()}",
     }
 
@@ -145,8 +145,8 @@ async def _launch(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, list
 
 
 async def test_two_make_up_meshes_run_side_by_side_and_stop_on_sigterm(tmp_path: Path) -> None:
-    """Every address the launcher binds - gRPC, metrics, receipts - follows its variable, and it prints them, so
-    two meshes share a host; neither prints a secret, and SIGTERM stops each cleanly."""
+    """Every address the launcher binds - gRPC, the gateway's, metrics, receipts - follows its variable, and it
+    prints them, so two meshes share a host; neither prints a secret, and SIGTERM stops each cleanly."""
     envs = [_launcher_env(tmp_path / name / ".herald") for name in ("one", "two")]
     launched = await asyncio.gather(*(_launch(env) for env in envs))
     try:
@@ -159,6 +159,8 @@ async def test_two_make_up_meshes_run_side_by_side_and_stop_on_sigterm(tmp_path:
                 assert metrics in printed
                 assert await scrape(metrics), f"{service}'s metrics answer where the launcher said"
             assert env["HERALD_RECEIPTS_ADDR"] in printed
+            assert f"gateway   http://{env['HERALD_GATEWAY_ADDR']}" in printed
+            assert await scrape(f"http://{env['HERALD_GATEWAY_METRICS_ADDR']}/metrics")
             secret = (Path(env["HERALD_DATA_DIR"]) / "admin-token").read_text()
             assert secret not in printed, "the launcher must not print secrets"
     finally:
