@@ -65,6 +65,8 @@ async def running_mesh(
                 "HERALD_TRACKING_SECRET": TRACKING_SECRET,
                 # Retention purges hourly in production; tests see it act within a second.
                 "HERALD_RETENTION_CHECK_SECONDS": "1",
+                # Several workers' meshes share the test server's 100 connections.
+                "HERALD_DATABASE_POOL_SIZE": "2",
                 **RETRY_BACKOFF,
                 **PROVIDER_ENV,
                 **db_env,

@@ -27,6 +27,9 @@ class Settings:
     grpc_addr: str
     nats_url: str
     database_url: str
+    # PostgreSQL connections this binary keeps open: size it so that every replica's fit the server's
+    # max_connections (each may open herald.libs.store.BURST_CONNECTIONS more for a moment).
+    database_pool_size: int
     data_dir: Path
     admin_token: str
     # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
@@ -50,6 +53,7 @@ class Settings:
             grpc_addr=env.get("HERALD_GRPC_ADDR") or ports.grpc_addr(service),
             nats_url=env.get("HERALD_NATS_URL") or "nats://127.0.0.1:4222",
             database_url=normalize_database_url(env.get("HERALD_DATABASE_URL", ""), data_dir, service),
+            database_pool_size=number(env, "HERALD_DATABASE_POOL_SIZE", "10", int, 1),
             data_dir=data_dir,
             admin_token=env.get("HERALD_ADMIN_TOKEN", ""),
             stream_replicas=number(env, "HERALD_STREAM_REPLICAS", "1", int, 1),

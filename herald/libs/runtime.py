@@ -113,7 +113,7 @@ async def _serve(settings: Settings, setup: Callable[[Runtime, TracedServer], Aw
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    db = await Database.open(settings.database_url, settings.service)
+    db = await Database.open(settings.database_url, settings.service, settings.database_pool_size)
     bus = await Bus.connect(
         settings.nats_url,
         f"herald-{settings.service}",

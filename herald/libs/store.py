@@ -65,15 +65,21 @@ def _json_value(value: object) -> str:
     raise TypeError(f"{type(value).__name__} cannot be stored through insert_rows")
 
 
+# PostgreSQL connections each binary keeps open (HERALD_DATABASE_POOL_SIZE), and how many more a burst may open.
+POOL_SIZE = 10
+BURST_CONNECTIONS = 10
+
+
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, url: str, service: str) -> "Database":
-        """Connect and bring the service's tables up to date."""
-        db = cls(_create_engine(url))
+    async def open(cls, url: str, service: str, pool_size: int = POOL_SIZE) -> "Database":
+        """Connect and bring the service's tables up to date. `pool_size`: the PostgreSQL connections kept open
+        (as many more are opened for a burst, and closed after it)."""
+        db = cls(_create_engine(url, pool_size))
         async with db.engine.begin() as conn:
             await conn.run_sync(_upgrade, service)
         return db
@@ -146,11 +152,13 @@ class Database:
         await self.engine.dispose()
 
 
-def _create_engine(url: str) -> AsyncEngine:
+def _create_engine(url: str, pool_size: int) -> AsyncEngine:
     # hide_parameters: a database error's text, which is logged, must not carry the statement's values -
     # rendered content, addresses, tokens.
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=BURST_CONNECTIONS, pool_pre_ping=True, hide_parameters=True
+        )
     # One connection: SQLite has one writer at a time anyway, and queueing in the pool is far
     # cheaper than several connections polling the file lock (its busy handler sleeps).
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True)

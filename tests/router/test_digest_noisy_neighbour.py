@@ -15,8 +15,8 @@ from tests.helpers.client import Herald, Metadata, all_final
 from tests.helpers.webhook_sink import WebhookSink
 from tests.router.digest import digest_template, inbox
 
-# Whole meshes started, killed or kept waiting: run first, beside the rest (tests/conftest.py).
-pytestmark = pytest.mark.slow
+# They time another app's Send against a digest's load: run alone, after the rest (Makefile, `make test`).
+pytestmark = pytest.mark.serial
 
 S = common_pb2
 BATCH = 250
