@@ -36,14 +36,14 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collects no test; make fails on it like on any other non-zero code.
 # The suite runs on TEST_WORKERS processes (pytest-xdist): most of its time is spent waiting on meshes of its own
-# (timers, restarts, outages), so more workers than cores finish it sooner. Each worker takes two tests at a time,
-# the slow ones first (tests/conftest.py), so no worker is handed a queue of them at the start.
+# (timers, restarts, outages), so more workers than cores finish it sooner. Workers take a few tests at a time, the
+# slow ones first (tests/conftest.py); the tests of one costly module-wide set-up (marked xdist_group) share a worker.
 # The tests that time herald under a load of their own (marked serial) run alone afterwards, as they measure herald,
 # not the other workers' meshes.
 # tests/deploy/test_monitoring.py runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
 test: lint api-check
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
-	$(BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 2 -m "not serial"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial"
 	$(BIN)/pytest -m serial
 
 # The API for other languages' teams, with Debian's protoc (grpcio-tools' has only the Python generator):

@@ -11,6 +11,9 @@ from tests.deploy.conftest import BURST, MixedRun
 from tests.deploy.test_monitoring import promtool
 from tests.helpers.metrics import samples, total
 
+# The package's mixed run and rendered manifests are set up once per worker: its tests share one.
+pytestmark = pytest.mark.xdist_group("deploy")
+
 # Notifications retry 3 times in the test mesh (tests/conftest.py, RETRY_BACKOFF), then are dead-lettered.
 RETRIES = 3
 

@@ -11,6 +11,9 @@ import yaml
 from herald.libs import categories, ports
 from herald.libs.bus import MIN_SERVER_VERSION
 
+# The package's mixed run and rendered manifests are set up once per worker: its tests share one.
+pytestmark = pytest.mark.xdist_group("deploy")
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
 KUSTOMIZATION = "kustomization.yaml"

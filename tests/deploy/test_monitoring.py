@@ -21,6 +21,9 @@ from herald.services.adapters.attempt import FINAL
 from herald.services.adapters.channels.base import Failure
 from tests.deploy.conftest import MixedRun
 
+# The package's mixed run and rendered manifests are set up once per worker: its tests share one.
+pytestmark = pytest.mark.xdist_group("deploy")
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
 MONITORING = K8S_DIR / "monitoring"

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import pytest
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 
@@ -15,6 +16,9 @@ from tests.helpers.client import retry_delay
 from tests.helpers.databases import default_backend
 from tests.helpers.metrics import scrape, total
 from tests.helpers.webhook_sink import WebhookSink
+
+# It times a backlog draining through a router of lower CPU priority: run alone, after the rest (Makefile).
+pytestmark = pytest.mark.serial
 
 LIMIT = 40
 S = common_pb2

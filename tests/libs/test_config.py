@@ -18,6 +18,9 @@ from herald.services.feedback.settings import FeedbackSettings
 from herald.services.intake.settings import IntakeSettings
 from herald.services.router.settings import RouterSettings
 
+# One set-up starts every binary with each bad value: its tests share a worker (Makefile, `make test`).
+pytestmark = pytest.mark.xdist_group("config-refusals")
+
 # Far more than the second or two a binary takes to import and refuse, even ten at once on a busy machine; a
 # binary that went on to connect to NATS (none runs here) would not print one line and stop.
 EXIT_WITHIN = 60.0
