@@ -7,6 +7,7 @@ three start herald the same way.
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,24 +31,38 @@ CONSUMER_NICENESS = 10
 
 # Every port free_port has handed out in this process.
 _handed_out: set[int] = set()
-# pytest-xdist's workers run side by side: each takes only ports of its own (worker gwN those with
-# port // 2 % count == N: the kernel hands out ports of one parity to bind), so two workers never hand out one
-# port in the moment between probe and bind.
+# pytest-xdist's workers run side by side: each hands out only its own ports (worker gwN those with
+# port % count == N), so two workers never hand out one port.
 _WORKER_COUNT = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 _WORKER_SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+LOWEST_PORT = 10_000
+
+
+def _below_ephemeral() -> int:
+    """The first port the kernel may give an outgoing connection or a bind to port 0."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now, and never one handed out before: the kernel may offer a port
-    again as soon as its probe socket closes, and two addresses of one binary (gRPC, receipts) must not collide
-    before either is bound."""
+    """A loopback port nothing listens on now, never one handed out before, and below the kernel's ephemeral
+    range: between this probe and the binary's own bind, no outgoing connection or bind(0) anywhere on the machine
+    can be given it (with the suite's many connections on several workers, one was), and two addresses of one
+    binary (gRPC, receipts) never collide."""
+    highest = _below_ephemeral()
     while True:
+        port = random.randrange(LOWEST_PORT + _WORKER_SLOT, highest, _WORKER_COUNT)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port // 2 % _WORKER_COUNT == _WORKER_SLOT and port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def _bin(name: str) -> str:
