@@ -63,17 +63,11 @@ class StatusWebhooks:
 
     async def get(self, app_id: str) -> tables.StatusWebhook:
         async with self._db.session() as session:
-            row = await session.get(tables.StatusWebhook, app_id)
-        if row is None:
-            raise NotFound(f"app '{app_id[:64]}' has no status webhook")
-        return row
+            return _found(await session.get(tables.StatusWebhook, app_id), app_id)
 
     async def delete(self, app_id: str) -> None:
         async with self._db.session.begin() as session:
-            row = await session.get(tables.StatusWebhook, app_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"app '{app_id[:64]}' has no status webhook")
-            await session.delete(row)
+            await session.delete(_found(await session.get(tables.StatusWebhook, app_id, with_for_update=True), app_id))
         await self._kv.delete(app_id)
 
     async def rotate(self, app_id: str, grace: timedelta) -> tuple[str, datetime]:
@@ -83,9 +77,7 @@ class StatusWebhooks:
         until, clock = expire.timestamp(), time.time()
         secret = new_secret()
         async with self._db.session.begin() as session:
-            row = await session.get(tables.StatusWebhook, app_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"app '{app_id[:64]}' has no status webhook")
+            row = _found(await session.get(tables.StatusWebhook, app_id, with_for_update=True), app_id)
             kept = [[value, min(e, until) if e else until] for value, e in row.secrets]
             row.secrets = [[secret, 0.0], *[s for s in kept if s[1] > clock]]
             row.update_time = now()
@@ -110,3 +102,9 @@ class StatusWebhooks:
     async def _publish(self, row: tables.StatusWebhook) -> None:
         config = StatusWebhookConfig(row.url, frozenset(row.states), tuple(Secret(v, e) for v, e in row.secrets))
         await self._kv.put(row.app_id, config.encode())
+
+
+def _found(row: tables.StatusWebhook | None, app_id: str) -> tables.StatusWebhook:
+    if row is None:
+        raise NotFound(f"app '{app_id[:64]}' has no status webhook")
+    return row
