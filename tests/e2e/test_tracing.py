@@ -60,7 +60,7 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
     assert services == {"herald-intake", "herald-router", "herald-adapters", "herald-feedback"}
     [hit] = sink.for_path("/traced")
     assert hit.headers["traceparent"].split("-")[1] == trace_id, "the provider call must carry the trace"
-    assert any(name == "POST webhook" for t, _, name in receiver.spans if t == trace_id)
+    await receiver.wait_for_span(trace_id, "POST webhook")
 
     [send] = [s for _, s in receiver.exported if s.trace_id.hex() == trace_id and s.name.endswith("/Send")]
     assert send.kind == trace_pb2.Span.SPAN_KIND_SERVER
@@ -83,8 +83,13 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
     assert ("herald-intake", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
     assert ("herald-router", trace_pb2.Span.SPAN_KIND_CONSUMER, "process") in kinds
     assert ("herald-router", trace_pb2.Span.SPAN_KIND_PRODUCER, "send") in kinds
+    async with asyncio.timeout(30):
+        while not _consumed(receiver, "herald-adapters", trace_id, reply.message_id):
+            await asyncio.sleep(0.1)
     delivering = [
-        s for service, s in spans if service == "herald-adapters" and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
+        s
+        for service, s in receiver.exported
+        if service == "herald-adapters" and s.trace_id.hex() == trace_id and s.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
     ]
     assert any(_attributes(s).get("herald.message_id") == reply.message_id for s in delivering)
     assert any(_attributes(s).get("herald.delivery_id", "").startswith(reply.message_id) for s in delivering)

@@ -49,6 +49,12 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                 await asyncio.sleep(0.1)
         return self.services_in(trace_id)
 
+    async def wait_for_span(self, trace_id: str, name: str, timeout: float = 30) -> None:
+        """Each process exports its spans in batches of its own: one span of a service says nothing of the rest."""
+        async with asyncio.timeout(timeout):
+            while not any(t == trace_id and n == name for t, _, n in self.spans):
+                await asyncio.sleep(0.1)
+
 
 def sampled_trace(trace_id: str) -> tuple[tuple[str, str], ...]:
     """gRPC metadata: a caller's traceparent asking for the trace to be recorded."""
