@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_WORKERS ?= 6
 STAMP := $(VENV)/.installed
+# herald's browser code and the Buf CLI come from the npm registry, at the versions web/package-lock.json fixes.
+WEB_STAMP := web/node_modules/.installed
+WEB_BUILT := web/dist/.built
+BUF := web/node_modules/.bin/buf
 # herald-client's lowest protobuf (clients/python/pyproject.toml), which its stubs must import with.
 CLIENT_LOWEST_PROTOBUF := $(shell sed -n 's/.*"protobuf>=\([0-9.]*\),.*/\1/p' clients/python/pyproject.toml)
 
-.PHONY: install up test lint api-check proto bench clean lock
+.PHONY: install web up test lint api-check proto bench clean lock
 
 # requirements.lock pins every package herald, its extras and its tools may install (made by `make lock`); installs
 # take it as constraints, so an image gets only the extras it asks for, at the locked versions.
@@ -22,17 +26,34 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml requirements.lock
 		protobuf==$(CLIENT_LOWEST_PROTOBUF) grpcio grpcio-status
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) $(WEB_STAMP)
+
+# npm with the machine's Node.js (Debian's where it has none); no package's install script runs.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; } >/dev/null
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The TypeScript stubs of herald.v1 (protoc-gen-es), type-checked, and the example inbox page bundled by esbuild into
+# web/dist/inbox-example (docs/http.md; tests/gateway/test_browser_inbox.py opens it in chromium).
+$(WEB_BUILT): $(WEB_STAMP) web/buf.gen.yaml web/tsconfig.json $(wildcard protos/herald/v1/*.proto web/inbox-example/*)
+	cd web && node_modules/.bin/buf generate && node_modules/.bin/tsc -p . && \
+		node_modules/.bin/esbuild inbox-example/main.ts --bundle --format=esm --target=es2022 --log-level=warning \
+		--outfile=dist/inbox-example/main.js
+	cp web/inbox-example/index.html web/dist/inbox-example/
+	touch $@
+
+web: $(WEB_BUILT)
 
 # The mesh on this machine: bundled nats-server, embedded SQLite, the four binaries. Ctrl-C stops it.
 up: $(STAMP)
 	$(BIN)/python -m devmesh.launcher
 
-lint: $(STAMP)
+lint: $(STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/buf lint
+	$(BUF) lint
 
 # pytest exits 5 when it collects no test; make fails on it like on any other non-zero code.
 # The suite runs on TEST_WORKERS processes (pytest-xdist): most of its time is spent waiting on meshes of its own
@@ -41,8 +62,9 @@ lint: $(STAMP)
 # The tests that time herald under a load of their own (marked serial) run alone afterwards, as they measure herald,
 # not the other workers' meshes.
 # tests/deploy/test_monitoring.py runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
-test: lint api-check
+test: lint api-check web
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial"
 	$(BIN)/pytest -m serial
 
@@ -54,7 +76,7 @@ test: lint api-check
 #   generated code had names to keep before them. A clone without a previous commit skips it. herald.internal.v1
 #   (the work items the services hand each other) is not API and is not checked; the commit that moved those items
 #   out of herald.v1 (its parent still has DeliveryJob there) may delete them from the two files they left.
-api-check: $(STAMP)
+api-check: $(STAMP) $(WEB_STAMP)
 	@command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler; } >/dev/null
 	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && mkdir "$$out/java" "$$out/csharp" "$$out/php" "$$out/ruby" "$$out/objc" && \
 	wkt=$$($(BIN)/python -c 'import grpc_tools, pathlib; print(pathlib.Path(grpc_tools.__file__).parent / "_proto")') && \
@@ -63,10 +85,10 @@ api-check: $(STAMP)
 	test "$$(ls "$$out"/java/com/herald/v1/*Proto.java | wc -l)" -eq "$$(ls protos/herald/v1/*.proto | wc -l)" && \
 	! grep -L '^namespace Herald.V1 {' "$$out"/csharp/*.cs | grep . || { echo "api-check: protoc failed or ignored the language options"; exit 1; }
 	@if ! git rev-parse -q --verify HEAD~1 >/dev/null; then echo "api-check: no previous commit, buf breaking skipped"; \
-	elif git grep -q "message DeliveryJob" HEAD~1 -- protos/herald/v1; then $(BIN)/buf breaking --against '.git#ref=HEAD~1' \
+	elif git grep -q "message DeliveryJob" HEAD~1 -- protos/herald/v1; then $(BUF) breaking --against '.git#ref=HEAD~1' \
 		--config '{"version":"v2","modules":[{"path":"protos"}],"breaking":{"use":["FILE"],"ignore":["protos/herald/internal"],"ignore_only":{"MESSAGE_NO_DELETE":["protos/herald/v1/events.proto","protos/herald/v1/dead_letter_service.proto"]}}}'; \
-	elif git grep -q go_package HEAD~1 -- protos; then $(BIN)/buf breaking --against '.git#ref=HEAD~1'; \
-	else $(BIN)/buf breaking --against '.git#ref=HEAD~1' \
+	elif git grep -q go_package HEAD~1 -- protos; then $(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else $(BUF) breaking --against '.git#ref=HEAD~1' \
 		--config '{"version":"v2","modules":[{"path":"protos"}],"breaking":{"use":["WIRE_JSON"]}}'; fi
 
 # Regenerate the stubs (clients/python/herald/v1, herald/internal) from protos/ (tests/test_protos.py checks them).
@@ -86,4 +108,4 @@ lock: $(STAMP)
 		--universal --python-version 3.11 --no-emit-package herald-client --no-header --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache web/node_modules web/gen web/dist

@@ -4,14 +4,14 @@ the mesh."""
 
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
-from devmesh.mesh import Mesh
+from devmesh.mesh import Mesh, free_port
 from herald.libs.config import normalize_database_url
 from herald.tools.heraldctl.main import cli
 from tests.adapters.channels.apns.conftest import BUNDLE_ID, KEY_ID, TEAM_ID, p8_key, pem
@@ -34,8 +34,10 @@ PROVIDER_ENV = {
     "HERALD_PROVIDER_TEST_SECRET": secrets.token_urlsafe(16),
     "HERALD_PROVIDER_TEST_APNS_KEY": pem(APNS_KEY),
 }
-# The one browser origin the tests' gateways let call the API (CORS).
+# The browser origins the tests' gateways let call the API (CORS): one no test serves a page from, and the
+# loopback address this worker serves its pages from (tests/gateway/test_browser_inbox.py).
 GATEWAY_ORIGIN = "http://console.test"
+PAGE_ORIGIN = f"http://127.0.0.1:{free_port()}"
 # The production schedules wait minutes to hours; tests keep their shape (a few retries, growing) in seconds.
 RETRY_BACKOFF = {
     "HERALD_RETRY_BACKOFF_CRITICAL": "0.5,0.5,1",
@@ -53,7 +55,7 @@ async def running_mesh(
     gateway: bool = False,
 ) -> AsyncIterator[tuple[Mesh, Herald]]:
     """The four binaries, and their own nats-server unless `nats_url` names one (or a cluster's, comma-separated);
-    with `gateway`, herald-gateway in front of them, which lets the browsers of GATEWAY_ORIGIN call it."""
+    with `gateway`, herald-gateway in front of them, which lets pages of GATEWAY_ORIGIN and PAGE_ORIGIN call it."""
     with database_env(backend) as db_env:
         mesh = Mesh(
             data_dir,
@@ -70,7 +72,7 @@ async def running_mesh(
                 **RETRY_BACKOFF,
                 **PROVIDER_ENV,
                 **db_env,
-                "HERALD_GATEWAY_CORS_ORIGINS": GATEWAY_ORIGIN,
+                "HERALD_GATEWAY_CORS_ORIGINS": f"{GATEWAY_ORIGIN},{PAGE_ORIGIN}",
                 **(env or {}),
             },
             nats_url=nats_url,
@@ -87,26 +89,70 @@ async def running_mesh(
             await mesh.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first, the slowest (`slow(minutes=...)`) before the others: `make test` runs the suite on
     several workers (pytest-xdist), which take tests two at a time in this order, so the minutes-long ones run
-    beside the rest instead of after them."""
+    beside the rest instead of after them. And the tests that share a module's or a package's set-up go to one
+    worker together (an `xdist_group`), or each worker that takes one of them would set it up again."""
 
     def minutes(item: pytest.Item) -> float:
         slow = item.get_closest_marker("slow")
         return float(slow.kwargs.get("minutes", 1)) if slow else 0.0
 
     items.sort(key=minutes, reverse=True)
+    for item in items:
+        if not item.get_closest_marker("xdist_group") and (group := _shared_set_up(item)):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shared_set_up(item: pytest.Item) -> str | None:
+    """The module or package whose fixture the test shares, with the parameters that make its instance (the
+    backend, mostly); None for a test whose set-ups are its own or the whole session's."""
+    definitions = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    scopes = {name: defs[-1].scope for name, defs in definitions.items() if defs}
+    if not {"module", "package", "class"} & set(scopes.values()):
+        return None
+    params = getattr(item, "callspec", None)
+    shared = sorted(
+        f"{name}={value}" for name, value in (params.params.items() if params else ()) if scopes.get(name) != "function"
+    )
+    packages = [defs[-1].baseid for defs in definitions.values() if defs and defs[-1].scope == "package"]
+    return ",".join([min(packages, default=item.nodeid.split("::")[0]), *shared])
+
+
+class SharedMeshes:
+    """Each backend's shared mesh, started when a test first asks for it and kept to the end of the session. A
+    worker runs tests of both backends in turn; a session fixture parametrized by backend is torn down at each
+    turn, and its mesh would be started again each time."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._running: dict[str, tuple[Mesh, Herald]] = {}
+        self._stack = AsyncExitStack()
+
+    async def get(self, backend: str) -> tuple[Mesh, Herald]:
+        if backend not in self._running:
+            started = running_mesh(self._root / f"mesh-{backend}", backend, gateway=True)
+            self._running[backend] = await self._stack.enter_async_context(started)
+        return self._running[backend]
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+@pytest.fixture(scope="session")
+async def shared_meshes(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedMeshes]:
+    meshes = SharedMeshes(tmp_path_factory.mktemp("shared"))
+    yield meshes
+    await meshes.aclose()
 
 
 @pytest.fixture(scope="session", params=backends())
-async def shared_mesh(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[Mesh, Herald]]:
+async def shared_mesh(request: pytest.FixtureRequest, shared_meshes: SharedMeshes) -> tuple[Mesh, Herald]:
     """One mesh per database backend for the tests that do not stop or reconfigure processes:
     every test using it runs on SQLite, and on PostgreSQL where HERALD_TEST_DATABASE_URL is set."""
-    async with running_mesh(tmp_path_factory.mktemp(f"mesh-{request.param}"), request.param, gateway=True) as running:
-        yield running
+    return await shared_meshes.get(request.param)
 
 
 @pytest.fixture(params=backends())

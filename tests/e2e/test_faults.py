@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import httpx
 import pytest
 from herald.v1 import common_pb2
 from herald.v1 import directory_service_pb2 as directory
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 from devmesh.mesh import Mesh
 from herald.libs.bus import OUTAGE_RETRY_DELAY
 from tests.conftest import running_mesh
+from tests.gateway.connect import call
 from tests.helpers.client import Herald, Metadata, all_final, rpc_error
 from tests.helpers.databases import TEST_URL, default_backend, fresh_postgres
 from tests.helpers.metrics import scrape, total
@@ -215,13 +217,15 @@ async def test_a_database_that_refuses_connections_for_a_while_loses_nothing(tmp
 @NEEDS_POSTGRES
 async def test_while_the_directory_cannot_be_read_nothing_is_sent_blind(tmp_path: Path, sink: WebhookSink) -> None:
     """Messages to a user whose address only the directory knows wait out the database's outage in the router,
-    critical ones too (docs/decisions.md: sent blind, they would ignore a removed address or an opt-out); once the
-    directory can be read, each reaches the directory's address once."""
+    critical ones too (docs/decisions.md: sent blind, they would ignore a removed address or an opt-out), and a
+    status asked over HTTP meanwhile is 503; once the directory can be read, each reaches the directory's address
+    once."""
     path = f"/directory-{uuid.uuid4().hex[:8]}"
     user_id = f"u-{uuid.uuid4().hex[:8]}"
     async with (
         _postgres_behind_a_proxy() as (proxy, proxied),
-        running_mesh(tmp_path, default_backend(), {"HERALD_DATABASE_URL": proxied}) as (mesh, herald),
+        running_mesh(tmp_path, default_backend(), {"HERALD_DATABASE_URL": proxied}, gateway=True) as (mesh, herald),
+        httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30) as http,
     ):
         await herald.directory.UpsertUser(
             directory.UpsertUserRequest(user=directory.User(user_id=user_id, addresses={"webhook": sink.url(path)})),
@@ -253,6 +257,9 @@ async def test_while_the_directory_cannot_be_read_nothing_is_sent_blind(tmp_path
                 await asyncio.sleep(0.2)
         await asyncio.sleep(3 * OUTAGE_RETRY_DELAY)  # and tried them, and again
         assert sink.for_path(path) == [], "nothing is sent while the directory cannot be read"
+        key = app[0][1].removeprefix("Bearer ")
+        answer = await call(http, "herald.v1.StatusService/GetMessage", {"messageId": min(message_ids)}, key)
+        assert (answer.status, answer.code) == (503, "unavailable"), "over HTTP too: retry once the database is back"
 
         await proxy.accept()
         await sink.wait_for(path, len(message_ids), timeout=120)

@@ -1,9 +1,8 @@
-"""A third party's client: `buf curl` (the Buf CLI, reading the protos) calls Send and GetMessage through
-herald-gateway with JSON, knowing nothing of herald but its schema."""
+"""A third party's client: `buf curl` (the Buf CLI from npm's @bufbuild/buf, reading the protos) calls Send and
+GetMessage through herald-gateway with JSON, knowing nothing of herald but its schema."""
 
 import asyncio
 import json
-import sys
 import uuid
 from asyncio.subprocess import PIPE
 from pathlib import Path
@@ -12,8 +11,9 @@ from devmesh.mesh import Mesh
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 
-PROTOS = Path(__file__).resolve().parents[2] / "protos"
-BUF = Path(sys.executable).parent / "buf"
+ROOT = Path(__file__).resolve().parents[2]
+PROTOS = ROOT / "protos"
+BUF = ROOT / "web" / "node_modules" / ".bin" / "buf"  # `make install`
 
 
 async def buf_curl(url: str, key: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
