@@ -65,8 +65,9 @@ async def running_mesh(
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                 "HERALD_INBOX_TOKEN_SECRET": INBOX_TOKEN_SECRET,
                 "HERALD_TRACKING_SECRET": TRACKING_SECRET,
-                # Retention purges hourly in production; tests see it act within a second.
-                "HERALD_RETENTION_CHECK_SECONDS": "1",
+                # Retention purges hourly in production; tests see it act within seconds (each round costs an idle
+                # mesh CPU, and the suite keeps a dozen meshes up at once).
+                "HERALD_RETENTION_CHECK_SECONDS": "5",
                 # Several workers' meshes share the test server's 100 connections.
                 "HERALD_DATABASE_POOL_SIZE": "2",
                 **RETRY_BACKOFF,

@@ -15,9 +15,6 @@ from tests.helpers.client import Herald, Metadata, all_final
 from tests.helpers.webhook_sink import WebhookSink
 from tests.router.digest import digest_template, inbox
 
-# They time another app's Send against a digest's load: run alone, after the rest (Makefile, `make test`).
-pytestmark = pytest.mark.serial
-
 S = common_pb2
 BATCH = 250
 # GetMessage calls in flight at once while the test reads what became of every send.
@@ -69,6 +66,8 @@ def _collected(message: status_service_pb2.Message) -> bool:
     return len(message.deliveries) == 1 and message.deliveries[0].reason.startswith("digest: ")
 
 
+# It times another app's Send against a digest's load: run alone, after the rest (Makefile, `make test`).
+@pytest.mark.serial
 async def test_a_thousand_large_digest_sends_leave_another_apps_send_delivered_at_once(
     herald: Herald, sink: WebhookSink
 ) -> None:

@@ -27,7 +27,8 @@ from tests.router.escalation import escalating_template, read_inbox, sms_account
 pytestmark = pytest.mark.slow
 
 S = common_pb2
-ESCALATE_AFTER, DIGEST_WINDOW, SEND_AFTER = 25, 28, 35
+# Far enough ahead that a SIGKILL and restart of everything fits before the first of them on a busy machine.
+ESCALATE_AFTER, DIGEST_WINDOW, SEND_AFTER = 45, 48, 55
 
 
 async def test_schedules_escalations_and_digests_survive_a_restart_of_everything(

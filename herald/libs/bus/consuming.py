@@ -83,6 +83,8 @@ class Consumer:
         self._linger = linger
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # While the task waits in a fetch, with no message in hand.
+        self._waiting = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
@@ -91,10 +93,14 @@ class Consumer:
         return await self._source.lag()
 
     async def stop(self) -> None:
-        """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns."""
+        """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns. A fetch
+        still waiting is cancelled rather than waited out (an idle fetch waits seconds: see nats_bus.FETCH_WAIT);
+        a message it was handed in that instant is not acked, and the broker redelivers it after its ack wait."""
         self._stopping.set()
         if self._task is not None:
-            await self._task
+            if self._waiting:
+                self._task.cancel()
+            await asyncio.wait([self._task])
             self._task = None
             with contextlib.suppress(Exception):
                 await self._source.close()
@@ -103,12 +109,15 @@ class Consumer:
         RANK.set(self._rank)  # this task's own context, inherited by everything the handler starts
         while not self._stopping.is_set():
             await self._precedence.turn()
+            self._waiting = True
             try:
                 delivered = await self._source.fetch(self._batch)
             except Exception as e:  # connection blips: the client reconnects by itself
                 log.warning("fetch failed", consumer=self.name, error=repr(e))
                 await asyncio.sleep(0.5)
                 continue
+            finally:
+                self._waiting = False
             if not delivered:
                 continue
             with self._precedence.holding(self._rank):

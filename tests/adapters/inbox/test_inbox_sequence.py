@@ -89,6 +89,8 @@ async def test_a_device_back_with_its_cursor_gets_exactly_what_it_missed_in_orde
     stream.cancel()
 
 
+# It times herald's latency: run alone, after the rest (Makefile, `make test`).
+@pytest.mark.serial
 async def test_a_live_subscriber_on_another_process_sees_a_new_item_within_100_ms(
     shared_mesh: tuple[Mesh, Herald],
 ) -> None:
