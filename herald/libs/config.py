@@ -12,6 +12,7 @@ from typing import TypeVar
 from herald.v1 import common_pb2
 
 from herald.libs import categories, ports, tls
+from herald.libs.oidc import OidcSettings
 
 # A message a stage failed on for a reason other than an outage (herald/libs/bus/consuming.py, Broken): the delay
 # before each retry; once they are spent it is dead-lettered. About 18 minutes in all, so a failure that only looked
@@ -32,6 +33,8 @@ class Settings:
     database_pool_size: int
     data_dir: Path
     admin_token: str
+    # Operators' sign-in (herald/libs/oidc.py); None = the admin token only.
+    oidc: OidcSettings | None
     # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
     stream_replicas: int
     # The delays before each retry of a message a stage failed on for a reason other than an outage, before it is
@@ -56,6 +59,7 @@ class Settings:
             database_pool_size=number(env, "HERALD_DATABASE_POOL_SIZE", "10", int, 1),
             data_dir=data_dir,
             admin_token=env.get("HERALD_ADMIN_TOKEN", ""),
+            oidc=OidcSettings.from_env(env),
             stream_replicas=number(env, "HERALD_STREAM_REPLICAS", "1", int, 1),
             stage_retry_backoff=delays(env, "HERALD_STAGE_RETRY_BACKOFF") or STAGE_RETRY_BACKOFF,
             metrics_addr=env.get("HERALD_METRICS_ADDR") or f"127.0.0.1:{ports.METRICS[service]}",

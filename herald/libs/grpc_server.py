@@ -13,6 +13,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from herald.libs import metrics, telemetry
+from herald.libs.callers import CURRENT_OPERATOR, Gate
 from herald.libs.errors import TRANSIENT, CannotStart, HeraldError, InvalidArgument, cannot_listen
 
 log = structlog.get_logger()
@@ -94,36 +95,39 @@ async def _checked(requests: AsyncIterator[Any], method: str) -> AsyncIterator[A
 class TracedServer:
     """What a binary's setup registers its services on (the generated `add_*Servicer_to_server` call these two
     methods): each method's handler is wrapped once, here, to continue the caller's trace (W3C `traceparent`
-    metadata) and turn HeraldError into a rich status. A request that does not parse is INVALID_ARGUMENT. Anything
-    else a handler raises is a bug: it is logged with its trace id and answered INTERNAL, and the process stays up.
+    metadata), pass the gate (an operator's roles, herald/libs/callers.py) and turn HeraldError into a rich status.
+    A request that does not parse is INVALID_ARGUMENT. Anything else a handler raises is a bug: it is logged with
+    its trace id and answered INTERNAL, and the process stays up.
 
     Wrapping at registration rather than in a grpc.aio interceptor spares every call the interceptor machinery
     and a handler built afresh for it: a tenth of intake's CPU per Send.
     """
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, gate: Gate) -> None:
         self._server = server
+        self._gate = gate
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers([_TracedGeneric(handler) for handler in handlers])
+        self._server.add_generic_rpc_handlers([_TracedGeneric(handler, self._gate) for handler in handlers])
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        traced_handlers = {name: traced(handler, f"{service}/{name}") for name, handler in handlers.items()}
+        traced_handlers = {name: traced(handler, f"{service}/{name}", self._gate) for name, handler in handlers.items()}
         self._server.add_registered_method_handlers(service, traced_handlers)
 
 
 class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
     """A generic handler's methods, each wrapped the first time it is asked for."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, gate: Gate) -> None:
         self._inner = inner
+        self._gate = gate
         self._traced: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = details.method
         if method not in self._traced:
             handler = self._inner.service(details)
-            self._traced[method] = traced(handler, method.lstrip("/")) if handler is not None else None
+            self._traced[method] = traced(handler, method.lstrip("/"), self._gate) if handler is not None else None
         return self._traced[method]
 
 
@@ -144,7 +148,7 @@ class _Instruments:
         self.seconds.observe(seconds)
 
 
-def traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate) -> grpc.RpcMethodHandler:
     """`handler` continuing the caller's trace, with herald's errors as statuses, counted and timed (see
     TracedServer)."""
     codec = {
@@ -174,6 +178,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
             instruments.started.inc()
             with span(context) as current:
                 try:
+                    CURRENT_OPERATOR.set(await gate.admit(method, context))
                     if handler.request_streaming:
                         request = _checked(request, method)
                     else:
@@ -198,6 +203,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
             instruments.started.inc()
             with span(context) as current:
                 try:
+                    CURRENT_OPERATOR.set(await gate.admit(method, context))
                     await _refuse_undecodable(request, context, method)
                     async for item in inner_stream(request, context):
                         yield item

@@ -18,9 +18,11 @@ from grpc_health.v1._async import HealthServicer
 
 from herald.libs import grpc_server, metrics, reflection, telemetry
 from herald.libs.bus import Bus
+from herald.libs.callers import Gate
 from herald.libs.config import Settings
 from herald.libs.errors import TRANSIENT, CannotStart
 from herald.libs.grpc_server import TracedServer
+from herald.libs.oidc import OidcVerifier
 from herald.libs.store import Database
 
 log = structlog.get_logger()
@@ -132,7 +134,8 @@ async def _serve(settings: Settings, setup: Callable[[Runtime, TracedServer], Aw
     readiness = Readiness()
     rt.on_scrape.append(metrics.consumer_lag(bus))
     metrics_server = await metrics.serve(settings.metrics_addr, lambda: readiness.ready, rt.on_scrape)
-    names = await setup(rt, TracedServer(server))
+    gate = Gate(settings.admin_token, OidcVerifier(settings.oidc) if settings.oidc else None)
+    names = await setup(rt, TracedServer(server, gate))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])

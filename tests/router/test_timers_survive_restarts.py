@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 S = common_pb2
 # Far enough ahead that a SIGKILL and restart of everything fits before the first of them on a busy machine.
 ESCALATE_AFTER, DIGEST_WINDOW, SEND_AFTER = 45, 48, 55
+# Never early; at most this many seconds late, the router and adapters sharing two busy cores with other tests.
+LATE = 5
 
 
 async def test_schedules_escalations_and_digests_survive_a_restart_of_everything(
@@ -79,12 +81,12 @@ async def test_schedules_escalations_and_digests_survive_a_restart_of_everything
 
         async def sms_on_time() -> None:
             arrived = await sms_arrival(twilio, ignorer_phone, timeout=ESCALATE_AFTER + 60)
-            assert started + ESCALATE_AFTER - 2 <= arrived <= started + ESCALATE_AFTER + 2, arrived - started
+            assert started + ESCALATE_AFTER - 2 <= arrived <= started + ESCALATE_AFTER + LATE, arrived - started
 
         async def webhook_on_time() -> None:
             [hit] = await sink.wait_for(path, timeout=120)
             arrived = datetime.now(UTC)
-            assert send_at - timedelta(seconds=2) <= arrived <= send_at + timedelta(seconds=2), (send_at, arrived)
+            assert send_at - timedelta(seconds=2) <= arrived <= send_at + timedelta(seconds=LATE), (send_at, arrived)
             assert hit.signature_ok
 
         async def one_digest() -> None:

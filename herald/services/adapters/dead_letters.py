@@ -25,8 +25,8 @@ from prometheus_client import Gauge
 
 from herald.internal.v1 import work_pb2
 from herald.libs import categories, channels, storable, subjects
-from herald.libs.auth import require_admin
 from herald.libs.bus import Bus
+from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument
 from herald.libs.timeutil import to_timestamp
 
@@ -64,14 +64,13 @@ async def count_waiting(bus: Bus) -> None:
 
 
 class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
-    def __init__(self, bus: Bus, admin_token: str) -> None:
+    def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._admin_token = admin_token
 
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         bad = _problems(request.category, request.channel) | _paging_problems(request.page_size, request.page_token)
         if bad:
             raise InvalidArgument(bad)
@@ -82,7 +81,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     async def ReplayDeadLetters(
         self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLettersResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         bad = _problems(request.category, request.channel) | _sequence_problems(request.sequences)
         if bad:
             raise InvalidArgument(bad)
@@ -128,7 +127,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     async def ListUnprocessedMessages(
         self, request: pb.ListUnprocessedMessagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListUnprocessedMessagesResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         bad = _consumer_problems(request.consumer) | _paging_problems(request.page_size, request.page_token)
         if bad:
             raise InvalidArgument(bad)
@@ -139,7 +138,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     async def ReplayUnprocessedMessages(
         self, request: pb.ReplayUnprocessedMessagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayUnprocessedMessagesResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         bad = _consumer_problems(request.consumer) | _sequence_problems(request.sequences)
         if bad:
             raise InvalidArgument(bad)

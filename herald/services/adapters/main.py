@@ -70,11 +70,9 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
     rt.on_stop.append(stop)
     rt.on_scrape.append(partial(dead_letters.count_waiting, rt.bus))
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
-        ProviderService(rt.db, accounts, registered, rt.settings.admin_token), server
+        ProviderService(rt.db, accounts, registered), server
     )
-    dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
-        dead_letters.DeadLetterService(rt.bus, rt.settings.admin_token), server
-    )
+    dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(dead_letters.DeadLetterService(rt.bus), server)
     inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
         InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(settings.inbox_token_secret)), server
     )

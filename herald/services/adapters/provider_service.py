@@ -13,7 +13,7 @@ from herald.v1 import provider_service_pb2_grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.libs.auth import require_admin
+from herald.libs.callers import require_operator
 from herald.libs.errors import AlreadyExists, InvalidArgument, NotFound
 from herald.libs.store import Database
 from herald.libs.timeutil import now, to_timestamp
@@ -40,18 +40,15 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
-    def __init__(
-        self, db: Database, accounts: Accounts, plugins: Mapping[str, type[Provider]], admin_token: str
-    ) -> None:
+    def __init__(self, db: Database, accounts: Accounts, plugins: Mapping[str, type[Provider]]) -> None:
         self._db = db
         self._accounts = accounts
         self._plugins = plugins
-        self._admin_token = admin_token
 
     async def CreateProviderAccount(
         self, request: pb.CreateProviderAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.ProviderAccount:
-        require_admin(context, self._admin_token)
+        require_operator()
         account = request.account
         bad = self._problems(account, MUTABLE)
         if not _NAME.match(account.name):
@@ -77,14 +74,14 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
     async def GetProviderAccount(
         self, request: pb.GetProviderAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.ProviderAccount:
-        require_admin(context, self._admin_token)
+        require_operator()
         async with self._db.session() as session:
             return _account_pb(await _get(session, request.name))
 
     async def ListProviderAccounts(
         self, request: pb.ListProviderAccountsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListProviderAccountsResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         query = select(tables.ProviderAccount).order_by(tables.ProviderAccount.name)
         if request.channel:
             query = query.where(tables.ProviderAccount.channel == request.channel)
@@ -94,7 +91,7 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
     async def UpdateProviderAccount(
         self, request: pb.UpdateProviderAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.ProviderAccount:
-        require_admin(context, self._admin_token)
+        require_operator()
         paths = tuple(request.update_mask.paths) or MUTABLE
         bad = {f"update_mask.paths[{p}]": f"one of: {', '.join(MUTABLE)}" for p in paths if p not in MUTABLE}
         bad |= self._problems(request.account, paths)
@@ -110,7 +107,7 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
     async def DeleteProviderAccount(
         self, request: pb.DeleteProviderAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteProviderAccountResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         async with self._db.session.begin() as session:
             await session.delete(await _get(session, request.name))
         await self._changed()

@@ -22,9 +22,7 @@ LINGER = 0.05
 
 async def setup(rt: runtime.Runtime, settings: FeedbackSettings, server: TracedServer) -> list[str]:
     keys = await AppKeys.open(rt.bus)
-    status_service_pb2_grpc.add_StatusServiceServicer_to_server(
-        StatusService(rt.db, keys, rt.settings.admin_token), server
-    )
+    status_service_pb2_grpc.add_StatusServiceServicer_to_server(StatusService(rt.db, keys), server)
     erasures = Erasures(rt.db)
     await erasures.refresh()
     rt.every(erasure.REFRESH, erasures.refresh, "erasures")

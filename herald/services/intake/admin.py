@@ -8,7 +8,7 @@ from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import admin_service_pb2_grpc, common_pb2
 
 from herald.libs import categories, channels, quiet_hours
-from herald.libs.auth import require_admin
+from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument
 from herald.libs.timeutil import duration_field, to_timestamp
 from herald.services.intake import tables
@@ -23,14 +23,13 @@ MAX_SECRET_GRACE = timedelta(days=7)
 
 
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, apps: AppRegistry, templates: TemplateStore, webhooks: StatusWebhooks, admin_token: str) -> None:
+    def __init__(self, apps: AppRegistry, templates: TemplateStore, webhooks: StatusWebhooks) -> None:
         self._apps = apps
         self._templates = templates
         self._webhooks = webhooks
-        self._admin_token = admin_token
 
     async def CreateApp(self, request: pb.CreateAppRequest, context: grpc.aio.ServicerContext) -> pb.CreateAppResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         bad: dict[str, str] = {}
         if not request.name.strip() or len(request.name) > 200:
             bad["name"] = "required, at most 200 characters"
@@ -58,33 +57,33 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         return pb.CreateAppResponse(app=app_pb(app), api_key=api_key)
 
     async def GetApp(self, request: pb.GetAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
-        require_admin(context, self._admin_token)
+        require_operator()
         return app_pb(await self._apps.get(request.app_id))
 
     async def ListApps(self, request: pb.ListAppsRequest, context: grpc.aio.ServicerContext) -> pb.ListAppsResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         apps, token = await self._apps.list(request.page_size, request.page_token)
         return pb.ListAppsResponse(apps=[app_pb(a) for a in apps], next_page_token=token)
 
     async def DisableApp(self, request: pb.DisableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
-        require_admin(context, self._admin_token)
+        require_operator()
         return app_pb(await self._apps.set_disabled(request.app_id, True))
 
     async def EnableApp(self, request: pb.EnableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
-        require_admin(context, self._admin_token)
+        require_operator()
         return app_pb(await self._apps.set_disabled(request.app_id, False))
 
     async def RotateAppKey(
         self, request: pb.RotateAppKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateAppKeyResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         api_key, expire = await self._apps.rotate(request.app_id, _grace(request, MAX_GRACE))
         return pb.RotateAppKeyResponse(api_key=api_key, previous_keys_expire_time=to_timestamp(expire))
 
     async def SetContentRetention(
         self, request: pb.SetContentRetentionRequest, context: grpc.aio.ServicerContext
     ) -> pb.App:
-        require_admin(context, self._admin_token)
+        require_operator()
         bad: dict[str, str] = {}
         _check_retention(request.content_retention_days, bad)
         if bad:
@@ -94,7 +93,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     async def SetStatusWebhook(
         self, request: pb.SetStatusWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetStatusWebhookResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         webhook = request.webhook
         bad: dict[str, str] = {}
         if not webhook.app_id:
@@ -111,52 +110,52 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     async def GetStatusWebhook(
         self, request: pb.GetStatusWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.StatusWebhook:
-        require_admin(context, self._admin_token)
+        require_operator()
         return webhook_pb(await self._webhooks.get(request.app_id))
 
     async def DeleteStatusWebhook(
         self, request: pb.DeleteStatusWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteStatusWebhookResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         await self._webhooks.delete(request.app_id)
         return pb.DeleteStatusWebhookResponse()
 
     async def RotateStatusWebhookSecret(
         self, request: pb.RotateStatusWebhookSecretRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateStatusWebhookSecretResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         secret, expire = await self._webhooks.rotate(request.app_id, _grace(request, MAX_SECRET_GRACE))
         return pb.RotateStatusWebhookSecretResponse(secret=secret, previous_secrets_expire_time=to_timestamp(expire))
 
     async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
-        require_admin(context, self._admin_token)
+        require_operator()
         return await self._templates.create(request.template)
 
     async def UpdateTemplate(self, request: pb.UpdateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
-        require_admin(context, self._admin_token)
+        require_operator()
         return await self._templates.update(request.template)
 
     async def GetTemplate(self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
-        require_admin(context, self._admin_token)
+        require_operator()
         return await self._templates.get(request.template_id, request.version)
 
     async def ListTemplates(
         self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTemplatesResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         templates, token = await self._templates.list(request.page_size, request.page_token, request.show_archived)
         return pb.ListTemplatesResponse(templates=templates, next_page_token=token)
 
     async def ArchiveTemplate(
         self, request: pb.ArchiveTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.Template:
-        require_admin(context, self._admin_token)
+        require_operator()
         return await self._templates.archive(request.template_id)
 
     async def PreviewTemplate(
         self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewTemplateResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         template = await self._templates.get(request.template_id, request.version)
         return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
 

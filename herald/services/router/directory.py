@@ -10,8 +10,8 @@ from herald.v1 import directory_service_pb2 as pb
 from sqlalchemy import delete, select
 
 from herald.libs import channels, quiet_hours, storable, subjects
-from herald.libs.auth import require_admin
 from herald.libs.bus import Bus, Incoming
+from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument, NotFound
 from herald.libs.ids import new_id
 from herald.libs.store import Database
@@ -22,19 +22,18 @@ MAX_IMPORT_CHUNK = 1000
 
 
 class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
-    def __init__(self, db: Database, bus: Bus, admin_token: str) -> None:
+    def __init__(self, db: Database, bus: Bus) -> None:
         self._db = db
         self._bus = bus
-        self._admin_token = admin_token
 
     async def UpsertUser(self, request: pb.UpsertUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
-        require_admin(context, self._admin_token)
+        require_operator()
         _validate_user(request.user, "user")
         await self._upsert([request.user])
         return request.user
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
-        require_admin(context, self._admin_token)
+        require_operator()
         async with self._db.session() as session:
             row = await session.get(tables.User, request.user_id)
             preferences = list(
@@ -62,7 +61,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteUserResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         if not request.user_id:
             raise InvalidArgument({"user_id": "required"})
         async with self._db.session.begin() as session:
@@ -82,7 +81,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
     async def ImportUsers(
         self, requests: AsyncIterator[pb.ImportUsersRequest], context: grpc.aio.ServicerContext
     ) -> pb.ImportUsersResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         imported = 0
         async for request in requests:
             if len(request.users) > MAX_IMPORT_CHUNK:
@@ -96,7 +95,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
     async def SetPreference(
         self, request: pb.SetPreferenceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetPreferenceResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         _validate_preference(request)
         changed = now()
         async with self._db.session.begin() as session:

@@ -30,15 +30,13 @@ from herald.services.router.topic_service import TopicService
 
 
 async def setup(rt: runtime.Runtime, settings: RouterSettings, server: TracedServer) -> list[str]:
-    directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
-        DirectoryService(rt.db, rt.bus, rt.settings.admin_token), server
-    )
+    directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryService(rt.db, rt.bus), server)
     dedup = await ContentDedup.open(rt.bus, settings.dedup_window_seconds)
     caps = await FrequencyCaps.open(rt.db, rt.bus)
     intake = IntakeClient(settings.intake_addr, rt.settings.admin_token, rt.settings.client_tls)
     rt.on_stop.append(intake.close)
     routing_service_pb2_grpc.add_RoutingServiceServicer_to_server(
-        RoutingService(rt.db, caps, Explainer(rt.db, caps, intake), rt.settings.admin_token), server
+        RoutingService(rt.db, caps, Explainer(rt.db, caps, intake)), server
     )
     topic_service_pb2_grpc.add_TopicServiceServicer_to_server(
         TopicService(rt.db, rt.bus, await AppKeys.open(rt.bus), await TopicRegistry.open(rt.bus)), server

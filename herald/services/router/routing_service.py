@@ -8,7 +8,7 @@ from herald.v1 import routing_service_pb2 as pb
 from sqlalchemy import delete, select
 
 from herald.libs import categories, channels
-from herald.libs.auth import require_admin
+from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument, NotFound
 from herald.libs.ids import new_id
 from herald.libs.store import Database
@@ -19,16 +19,15 @@ from herald.services.router.frequency import MAX_WINDOW, FrequencyCaps
 
 
 class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, db: Database, caps: FrequencyCaps, explainer: Explainer, admin_token: str) -> None:
+    def __init__(self, db: Database, caps: FrequencyCaps, explainer: Explainer) -> None:
         self._db = db
         self._caps = caps
         self._explainer = explainer
-        self._admin_token = admin_token
 
     async def CreateFrequencyRule(
         self, request: pb.CreateFrequencyRuleRequest, context: grpc.aio.ServicerContext
     ) -> pb.FrequencyRule:
-        require_admin(context, self._admin_token)
+        require_operator()
         rule = request.rule
         bad: dict[str, str] = {}
         window = duration_field(rule, "window", bad, "rule.window") or timedelta(0)
@@ -61,7 +60,7 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
     async def ListFrequencyRules(
         self, request: pb.ListFrequencyRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListFrequencyRulesResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         async with self._db.session() as session:
             rows = await session.scalars(select(tables.FrequencyRule).order_by(tables.FrequencyRule.rule_id))
             return pb.ListFrequencyRulesResponse(rules=[_rule_pb(r) for r in rows])
@@ -69,7 +68,7 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
     async def DeleteFrequencyRule(
         self, request: pb.DeleteFrequencyRuleRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteFrequencyRuleResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         async with self._db.session.begin() as session:
             result = await session.execute(
                 delete(tables.FrequencyRule).where(tables.FrequencyRule.rule_id == request.rule_id)
@@ -82,7 +81,7 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
     async def ExplainRouting(
         self, request: pb.ExplainRoutingRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExplainRoutingResponse:
-        require_admin(context, self._admin_token)
+        require_operator()
         return await self._explainer.explain(request)
 
 

@@ -51,15 +51,20 @@ class Target:
     router: str
     adapters: str
     feedback: str
-    admin_token: str
+    # An operator's credential: a signed-in operator's token, or the admin token.
+    operator_token: str
     api_key: str
     # None: plaintext, as `make up` serves.
     tls: ClientTls | None = None
 
     def admin(self) -> Metadata:
-        if not self.admin_token:
-            fail("no admin token: set HERALD_ADMIN_TOKEN (or run where `make up` wrote .herald/admin-token)", 2)
-        return (("authorization", f"Bearer {self.admin_token}"),)
+        if not self.operator_token:
+            fail(
+                "no operator credentials: set HERALD_TOKEN (or HERALD_TOKEN_FILE) to your sign-in token, or "
+                "HERALD_ADMIN_TOKEN (`make up` writes it to .herald/admin-token)",
+                2,
+            )
+        return (("authorization", f"Bearer {self.operator_token}"),)
 
     def app_or_admin(self) -> Metadata:
         """For calls either may make: the app's key when HERALD_API_KEY is set, else the admin token."""
@@ -84,18 +89,27 @@ class Target:
 
 def endpoints(intake: str, router: str, adapters: str, feedback: str) -> Target:
     """Where herald's services listen (the endpoint options every command takes; an empty one falls back to its
-    variable, then to `make up`'s address), with the credentials of the environment."""
+    variable, then to `make up`'s address), with the credentials of the environment: an operator's token from
+    HERALD_TOKEN or the file HERALD_TOKEN_FILE names (where a company's login tool leaves it), else the admin
+    token."""
     env = os.environ
-    token = env.get("HERALD_ADMIN_TOKEN", "")
-    token_file = Path(env.get("HERALD_DATA_DIR", ".herald")) / "admin-token"
-    if not token and token_file.exists():
-        token = token_file.read_text().strip()
+    token = env.get("HERALD_TOKEN", "").strip()
+    if not token and (named := env.get("HERALD_TOKEN_FILE", "")):
+        try:
+            token = Path(named).read_text().strip()
+        except OSError as e:
+            fail(f"HERALD_TOKEN_FILE: cannot read {named}: {e.strerror}", 2)
+    if not token:
+        token = env.get("HERALD_ADMIN_TOKEN", "")
+        admin_file = Path(env.get("HERALD_DATA_DIR", ".herald")) / "admin-token"
+        if not token and admin_file.exists():
+            token = admin_file.read_text().strip()
     return Target(
         intake=intake or env.get("HERALD_INTAKE_ADDR", DEFAULT_INTAKE),
         router=router or env.get("HERALD_ROUTER_ADDR", DEFAULT_ROUTER),
         adapters=adapters or env.get("HERALD_ADAPTERS_ADDR", DEFAULT_ADAPTERS),
         feedback=feedback or env.get("HERALD_FEEDBACK_ADDR", DEFAULT_FEEDBACK),
-        admin_token=token,
+        operator_token=token,
         api_key=env.get("HERALD_API_KEY", ""),
     )
 

@@ -27,7 +27,9 @@ if _version_not_supported:
 
 class AdminServiceStub:
     """AdminService manages the apps that may send and the templates they send.
-    Every call needs the admin token: `authorization: Bearer <HERALD_ADMIN_TOKEN>`.
+    Every call needs an operator's credentials: `authorization: Bearer <token>`
+    with a signed-in operator's JWT or HERALD_ADMIN_TOKEN; docs/access.md lists
+    the roles each call takes.
     """
 
     def __init__(self, channel):
@@ -125,7 +127,9 @@ class AdminServiceStub:
 
 class AdminServiceServicer:
     """AdminService manages the apps that may send and the templates they send.
-    Every call needs the admin token: `authorization: Bearer <HERALD_ADMIN_TOKEN>`.
+    Every call needs an operator's credentials: `authorization: Bearer <token>`
+    with a signed-in operator's JWT or HERALD_ADMIN_TOKEN; docs/access.md lists
+    the roles each call takes.
     """
 
     def CreateApp(self, request, context):
@@ -355,7 +359,9 @@ def add_AdminServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
     """AdminService manages the apps that may send and the templates they send.
-    Every call needs the admin token: `authorization: Bearer <HERALD_ADMIN_TOKEN>`.
+    Every call needs an operator's credentials: `authorization: Bearer <token>`
+    with a signed-in operator's JWT or HERALD_ADMIN_TOKEN; docs/access.md lists
+    the roles each call takes.
     """
 
     @staticmethod

@@ -28,7 +28,9 @@ GRPC_VERSION: str
 
 class AdminServiceStub:
     """AdminService manages the apps that may send and the templates they send.
-    Every call needs the admin token: `authorization: Bearer <HERALD_ADMIN_TOKEN>`.
+    Every call needs an operator's credentials: `authorization: Bearer <token>`
+    with a signed-in operator's JWT or HERALD_ADMIN_TOKEN; docs/access.md lists
+    the roles each call takes.
     """
 
     @_typing.overload
@@ -91,7 +93,9 @@ class AdminServiceStub:
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
     """AdminService manages the apps that may send and the templates they send.
-    Every call needs the admin token: `authorization: Bearer <HERALD_ADMIN_TOKEN>`.
+    Every call needs an operator's credentials: `authorization: Bearer <token>`
+    with a signed-in operator's JWT or HERALD_ADMIN_TOKEN; docs/access.md lists
+    the roles each call takes.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -150,7 +154,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService manages the apps that may send and the templates they send.
-    Every call needs the admin token: `authorization: Bearer <HERALD_ADMIN_TOKEN>`.
+    Every call needs an operator's credentials: `authorization: Bearer <token>`
+    with a signed-in operator's JWT or HERALD_ADMIN_TOKEN; docs/access.md lists
+    the roles each call takes.
     """
 
     @_abc_1.abstractmethod

@@ -28,7 +28,8 @@ if _version_not_supported:
 class DeadLetterServiceStub:
     """DeadLetterService: deliveries that failed after their last retry wait in the
     HERALD_DEAD_LETTERS stream until an operator replays them (e.g. after fixing
-    a provider's credentials). Served by herald-adapters; admin token.
+    a provider's credentials). Served by herald-adapters; operators
+    (docs/access.md).
     """
 
     def __init__(self, channel):
@@ -62,7 +63,8 @@ class DeadLetterServiceStub:
 class DeadLetterServiceServicer:
     """DeadLetterService: deliveries that failed after their last retry wait in the
     HERALD_DEAD_LETTERS stream until an operator replays them (e.g. after fixing
-    a provider's credentials). Served by herald-adapters; admin token.
+    a provider's credentials). Served by herald-adapters; operators
+    (docs/access.md).
     """
 
     def ListDeadLetters(self, request, context):
@@ -132,7 +134,8 @@ def add_DeadLetterServiceServicer_to_server(servicer, server):
 class DeadLetterService:
     """DeadLetterService: deliveries that failed after their last retry wait in the
     HERALD_DEAD_LETTERS stream until an operator replays them (e.g. after fixing
-    a provider's credentials). Served by herald-adapters; admin token.
+    a provider's credentials). Served by herald-adapters; operators
+    (docs/access.md).
     """
 
     @staticmethod

@@ -29,7 +29,8 @@ GRPC_VERSION: str
 class DeadLetterServiceStub:
     """DeadLetterService: deliveries that failed after their last retry wait in the
     HERALD_DEAD_LETTERS stream until an operator replays them (e.g. after fixing
-    a provider's credentials). Served by herald-adapters; admin token.
+    a provider's credentials). Served by herald-adapters; operators
+    (docs/access.md).
     """
 
     @_typing.overload
@@ -57,7 +58,8 @@ class DeadLetterServiceStub:
 class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     """DeadLetterService: deliveries that failed after their last retry wait in the
     HERALD_DEAD_LETTERS stream until an operator replays them (e.g. after fixing
-    a provider's credentials). Served by herald-adapters; admin token.
+    a provider's credentials). Served by herald-adapters; operators
+    (docs/access.md).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -81,7 +83,8 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
 class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
     """DeadLetterService: deliveries that failed after their last retry wait in the
     HERALD_DEAD_LETTERS stream until an operator replays them (e.g. after fixing
-    a provider's credentials). Served by herald-adapters; admin token.
+    a provider's credentials). Served by herald-adapters; operators
+    (docs/access.md).
     """
 
     @_abc_1.abstractmethod

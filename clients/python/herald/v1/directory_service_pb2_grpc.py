@@ -27,7 +27,7 @@ if _version_not_supported:
 
 class DirectoryServiceStub:
     """DirectoryService keeps the users herald can reach and their preferences.
-    Every call needs the admin token.
+    Every call needs an operator's credentials (docs/access.md).
     """
 
     def __init__(self, channel):
@@ -65,7 +65,7 @@ class DirectoryServiceStub:
 
 class DirectoryServiceServicer:
     """DirectoryService keeps the users herald can reach and their preferences.
-    Every call needs the admin token.
+    Every call needs an operator's credentials (docs/access.md).
     """
 
     def UpsertUser(self, request, context):
@@ -144,7 +144,7 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class DirectoryService:
     """DirectoryService keeps the users herald can reach and their preferences.
-    Every call needs the admin token.
+    Every call needs an operator's credentials (docs/access.md).
     """
 
     @staticmethod

@@ -28,7 +28,7 @@ GRPC_VERSION: str
 
 class DirectoryServiceStub:
     """DirectoryService keeps the users herald can reach and their preferences.
-    Every call needs the admin token.
+    Every call needs an operator's credentials (docs/access.md).
     """
 
     @_typing.overload
@@ -54,7 +54,7 @@ class DirectoryServiceStub:
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """DirectoryService keeps the users herald can reach and their preferences.
-    Every call needs the admin token.
+    Every call needs an operator's credentials (docs/access.md).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -76,7 +76,7 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """DirectoryService keeps the users herald can reach and their preferences.
-    Every call needs the admin token.
+    Every call needs an operator's credentials (docs/access.md).
     """
 
     @_abc_1.abstractmethod

@@ -28,7 +28,7 @@ if _version_not_supported:
 class ProviderServiceStub:
     """ProviderService manages the accounts herald delivers through (a Twilio
     account, an SMTP relay, an APNs key, ...). Served by herald-adapters; every
-    call needs the admin token. Credentials are never stored or returned: an
+    call needs an operator's credentials (docs/access.md). Credentials are never stored or returned: an
     account names the environment variables (Kubernetes Secrets) that hold them.
     """
 
@@ -68,7 +68,7 @@ class ProviderServiceStub:
 class ProviderServiceServicer:
     """ProviderService manages the accounts herald delivers through (a Twilio
     account, an SMTP relay, an APNs key, ...). Served by herald-adapters; every
-    call needs the admin token. Credentials are never stored or returned: an
+    call needs an operator's credentials (docs/access.md). Credentials are never stored or returned: an
     account names the environment variables (Kubernetes Secrets) that hold them.
     """
 
@@ -141,7 +141,7 @@ def add_ProviderServiceServicer_to_server(servicer, server):
 class ProviderService:
     """ProviderService manages the accounts herald delivers through (a Twilio
     account, an SMTP relay, an APNs key, ...). Served by herald-adapters; every
-    call needs the admin token. Credentials are never stored or returned: an
+    call needs an operator's credentials (docs/access.md). Credentials are never stored or returned: an
     account names the environment variables (Kubernetes Secrets) that hold them.
     """
 

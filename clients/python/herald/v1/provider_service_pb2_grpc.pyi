@@ -29,7 +29,7 @@ GRPC_VERSION: str
 class ProviderServiceStub:
     """ProviderService manages the accounts herald delivers through (a Twilio
     account, an SMTP relay, an APNs key, ...). Served by herald-adapters; every
-    call needs the admin token. Credentials are never stored or returned: an
+    call needs an operator's credentials (docs/access.md). Credentials are never stored or returned: an
     account names the environment variables (Kubernetes Secrets) that hold them.
     """
 
@@ -47,7 +47,7 @@ class ProviderServiceStub:
 class ProviderServiceAsyncStub(ProviderServiceStub):
     """ProviderService manages the accounts herald delivers through (a Twilio
     account, an SMTP relay, an APNs key, ...). Served by herald-adapters; every
-    call needs the admin token. Credentials are never stored or returned: an
+    call needs an operator's credentials (docs/access.md). Credentials are never stored or returned: an
     account names the environment variables (Kubernetes Secrets) that hold them.
     """
 
@@ -61,7 +61,7 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     """ProviderService manages the accounts herald delivers through (a Twilio
     account, an SMTP relay, an APNs key, ...). Served by herald-adapters; every
-    call needs the admin token. Credentials are never stored or returned: an
+    call needs an operator's credentials (docs/access.md). Credentials are never stored or returned: an
     account names the environment variables (Kubernetes Secrets) that hold them.
     """
 

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class RoutingServiceStub:
     """RoutingService manages the rules the router applies to every delivery.
-    Served by herald-router; every call needs the admin token.
+    Served by herald-router; every call needs an operator's credentials
+    (docs/access.md).
     """
 
     def __init__(self, channel):
@@ -60,7 +61,8 @@ class RoutingServiceStub:
 
 class RoutingServiceServicer:
     """RoutingService manages the rules the router applies to every delivery.
-    Served by herald-router; every call needs the admin token.
+    Served by herald-router; every call needs an operator's credentials
+    (docs/access.md).
     """
 
     def CreateFrequencyRule(self, request, context):
@@ -125,7 +127,8 @@ def add_RoutingServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RoutingService:
     """RoutingService manages the rules the router applies to every delivery.
-    Served by herald-router; every call needs the admin token.
+    Served by herald-router; every call needs an operator's credentials
+    (docs/access.md).
     """
 
     @staticmethod

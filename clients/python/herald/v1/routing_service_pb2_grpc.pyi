@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class RoutingServiceStub:
     """RoutingService manages the rules the router applies to every delivery.
-    Served by herald-router; every call needs the admin token.
+    Served by herald-router; every call needs an operator's credentials
+    (docs/access.md).
     """
 
     @_typing.overload
@@ -49,7 +50,8 @@ class RoutingServiceStub:
 @_typing.type_check_only
 class RoutingServiceAsyncStub(RoutingServiceStub):
     """RoutingService manages the rules the router applies to every delivery.
-    Served by herald-router; every call needs the admin token.
+    Served by herald-router; every call needs an operator's credentials
+    (docs/access.md).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -66,7 +68,8 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
 
 class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
     """RoutingService manages the rules the router applies to every delivery.
-    Served by herald-router; every call needs the admin token.
+    Served by herald-router; every call needs an operator's credentials
+    (docs/access.md).
     """
 
     @_abc_1.abstractmethod

@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class StatusServiceStub:
     """StatusService answers "what happened to message X" and "how did our sends
-    do". Every call needs an app's API key, and an app sees only its own
-    messages; GetStats also takes the admin token, which sees every app.
+    do". An app's API key sees only its own messages; a signed-in operator with
+    herald.support reads any app's messages and deliveries, one with
+    herald.analyst any app's statistics and exports (docs/access.md).
     """
 
     def __init__(self, channel):
@@ -66,8 +67,9 @@ class StatusServiceStub:
 
 class StatusServiceServicer:
     """StatusService answers "what happened to message X" and "how did our sends
-    do". Every call needs an app's API key, and an app sees only its own
-    messages; GetStats also takes the admin token, which sees every app.
+    do". An app's API key sees only its own messages; a signed-in operator with
+    herald.support reads any app's messages and deliveries, one with
+    herald.analyst any app's statistics and exports (docs/access.md).
     """
 
     def GetMessage(self, request, context):
@@ -109,7 +111,7 @@ class StatusServiceServicer:
         """Streams the raw status events of a time range as one CSV or Parquet file,
         for the data platform: the chunks' data, concatenated in order, is the
         file. Oldest first. Rendered content is not exported. Takes an app key
-        (its own events) or the admin token (every app's, or app_id's).
+        (its own events) or an analyst's credentials (every app's, or app_id's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,8 +155,9 @@ def add_StatusServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class StatusService:
     """StatusService answers "what happened to message X" and "how did our sends
-    do". Every call needs an app's API key, and an app sees only its own
-    messages; GetStats also takes the admin token, which sees every app.
+    do". An app's API key sees only its own messages; a signed-in operator with
+    herald.support reads any app's messages and deliveries, one with
+    herald.analyst any app's statistics and exports (docs/access.md).
     """
 
     @staticmethod

@@ -28,8 +28,9 @@ GRPC_VERSION: str
 
 class StatusServiceStub:
     """StatusService answers "what happened to message X" and "how did our sends
-    do". Every call needs an app's API key, and an app sees only its own
-    messages; GetStats also takes the admin token, which sees every app.
+    do". An app's API key sees only its own messages; a signed-in operator with
+    herald.support reads any app's messages and deliveries, one with
+    herald.analyst any app's statistics and exports (docs/access.md).
     """
 
     @_typing.overload
@@ -59,14 +60,15 @@ class StatusServiceStub:
     """Streams the raw status events of a time range as one CSV or Parquet file,
     for the data platform: the chunks' data, concatenated in order, is the
     file. Oldest first. Rendered content is not exported. Takes an app key
-    (its own events) or the admin token (every app's, or app_id's).
+    (its own events) or an analyst's credentials (every app's, or app_id's).
     """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
     """StatusService answers "what happened to message X" and "how did our sends
-    do". Every call needs an app's API key, and an app sees only its own
-    messages; GetStats also takes the admin token, which sees every app.
+    do". An app's API key sees only its own messages; a signed-in operator with
+    herald.support reads any app's messages and deliveries, one with
+    herald.analyst any app's statistics and exports (docs/access.md).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -93,13 +95,14 @@ class StatusServiceAsyncStub(StatusServiceStub):
     """Streams the raw status events of a time range as one CSV or Parquet file,
     for the data platform: the chunks' data, concatenated in order, is the
     file. Oldest first. Rendered content is not exported. Takes an app key
-    (its own events) or the admin token (every app's, or app_id's).
+    (its own events) or an analyst's credentials (every app's, or app_id's).
     """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     """StatusService answers "what happened to message X" and "how did our sends
-    do". Every call needs an app's API key, and an app sees only its own
-    messages; GetStats also takes the admin token, which sees every app.
+    do". An app's API key sees only its own messages; a signed-in operator with
+    herald.support reads any app's messages and deliveries, one with
+    herald.analyst any app's statistics and exports (docs/access.md).
     """
 
     @_abc_1.abstractmethod
@@ -154,7 +157,7 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the raw status events of a time range as one CSV or Parquet file,
         for the data platform: the chunks' data, concatenated in order, is the
         file. Oldest first. Rendered content is not exported. Takes an app key
-        (its own events) or the admin token (every app's, or app_id's).
+        (its own events) or an analyst's credentials (every app's, or app_id's).
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

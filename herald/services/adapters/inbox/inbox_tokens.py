@@ -12,9 +12,9 @@ import json
 import time
 from dataclasses import dataclass
 
+from herald.libs.callers import INBOX_TOKEN_PREFIX
 from herald.services.adapters.signing import Malformed, Signer, Unsigned
 
-PREFIX = "hit_"
 DEFAULT_TTL = 3600
 MAX_TTL = 24 * 3600
 
@@ -46,11 +46,11 @@ class InboxTokens:
         working."""
         expires = int(time.time()) + ttl
         claims = json.dumps({"app": app_id, "user": user_id, "key": key_hash, "exp": expires}, separators=(",", ":"))
-        return f"{PREFIX}{self._signer.sign(claims.encode())}", expires
+        return f"{INBOX_TOKEN_PREFIX}{self._signer.sign(claims.encode())}", expires
 
     def verify(self, token: str) -> Grant:
         try:
-            claims = json.loads(self._signer.verify(token.removeprefix(PREFIX)))
+            claims = json.loads(self._signer.verify(token.removeprefix(INBOX_TOKEN_PREFIX)))
         except Malformed:
             raise BadToken("malformed inbox token") from None
         except Unsigned:

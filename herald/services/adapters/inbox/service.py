@@ -12,11 +12,12 @@ from herald.internal.v1 import work_pb2
 from herald.libs import events, storable
 from herald.libs.auth import AppKeys, bearer_token, key_hash
 from herald.libs.bus import Bus
+from herald.libs.callers import INBOX_TOKEN_PREFIX
 from herald.libs.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
 from herald.libs.store import Database
 from herald.libs.timeutil import duration_field, now, to_timestamp
 from herald.services.adapters.inbox import notices, timeline_store
-from herald.services.adapters.inbox.inbox_tokens import DEFAULT_TTL, MAX_TTL, PREFIX, BadToken, InboxTokens
+from herald.services.adapters.inbox.inbox_tokens import DEFAULT_TTL, MAX_TTL, BadToken, InboxTokens
 from herald.services.adapters.inbox.timeline_store import Item, Owner
 from herald.services.adapters.inbox.writer import PROVIDER
 
@@ -109,7 +110,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
     async def CreateInboxToken(
         self, request: pb.CreateInboxTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateInboxTokenResponse:
-        if bearer_token(context).startswith(PREFIX):
+        if bearer_token(context).startswith(INBOX_TOKEN_PREFIX):
             raise PermissionDenied("an inbox token cannot mint inbox tokens; call with the app's API key")
         app = await self._keys.authenticate(context)
         if not self._tokens.enabled:
@@ -127,7 +128,7 @@ class InboxService(inbox_service_pb2_grpc.InboxServiceServicer):
     async def _owner(self, context: grpc.aio.ServicerContext, user_id: str) -> Owner:
         """Whose inbox the caller may read: the token's user, or any user of the key's app."""
         token = bearer_token(context)
-        if token.startswith(PREFIX):
+        if token.startswith(INBOX_TOKEN_PREFIX):
             if not self._tokens.enabled:
                 raise Unauthenticated("inbox tokens are off on this server")
             try:

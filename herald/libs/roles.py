@@ -1,0 +1,136 @@
+"""Who may call what: every RPC of herald.v1 with the operator roles that may call it and whether an app's API key
+(or, for the inbox, an inbox token) may. This table is the one place access is decided for people; each binary's
+gRPC layer enforces it before a handler runs (herald/libs/callers.py), and docs/access.md is generated from it
+(`python -m herald.libs.roles`).
+
+An app's key keeps its own scope, which the handlers check: its own messages, topics and statistics. `herald.admin`
+may call every RPC an operator may; the RPCs only apps call (Send, the inbox) act as an app and take an app's key.
+"""
+
+from dataclasses import dataclass
+
+ADMIN = "herald.admin"
+OPERATOR = "herald.operator"
+AUTHOR = "herald.author"
+SUPPORT = "herald.support"
+ANALYST = "herald.analyst"
+ROLES = (ADMIN, OPERATOR, AUTHOR, SUPPORT, ANALYST)
+
+
+@dataclass(frozen=True)
+class Rule:
+    # Operator roles that may call it: herald.admin and the others named.
+    roles: frozenset[str]
+    # Whether an app's API key may call it (within the app's own scope).
+    apps: bool
+    # Whether it changes state: each call leaves an audit record.
+    changes: bool
+
+
+def _reads(*roles: str, apps: bool = False) -> Rule:
+    return Rule(frozenset((ADMIN, *roles)), apps, changes=False)
+
+
+def _writes(*roles: str, apps: bool = False) -> Rule:
+    return Rule(frozenset((ADMIN, *roles)), apps, changes=True)
+
+
+# The RPCs that act as an app: no operator role calls them.
+_APP_ONLY_READ = Rule(frozenset(), apps=True, changes=False)
+_APP_ONLY_WRITE = Rule(frozenset(), apps=True, changes=True)
+
+RULES: dict[str, Rule] = {
+    # Apps and their keys, retention, status webhooks: operators.
+    "herald.v1.AdminService/CreateApp": _writes(OPERATOR),
+    "herald.v1.AdminService/GetApp": _reads(OPERATOR, SUPPORT, ANALYST, AUTHOR),
+    "herald.v1.AdminService/ListApps": _reads(OPERATOR, SUPPORT, ANALYST, AUTHOR),
+    "herald.v1.AdminService/DisableApp": _writes(OPERATOR),
+    "herald.v1.AdminService/EnableApp": _writes(OPERATOR),
+    "herald.v1.AdminService/RotateAppKey": _writes(OPERATOR),
+    "herald.v1.AdminService/SetContentRetention": _writes(OPERATOR),
+    "herald.v1.AdminService/SetStatusWebhook": _writes(OPERATOR),
+    "herald.v1.AdminService/GetStatusWebhook": _reads(OPERATOR),
+    "herald.v1.AdminService/DeleteStatusWebhook": _writes(OPERATOR),
+    "herald.v1.AdminService/RotateStatusWebhookSecret": _writes(OPERATOR),
+    # Templates: authors write them; support reads what was sent.
+    "herald.v1.AdminService/CreateTemplate": _writes(AUTHOR),
+    "herald.v1.AdminService/UpdateTemplate": _writes(AUTHOR),
+    "herald.v1.AdminService/GetTemplate": _reads(AUTHOR, SUPPORT, OPERATOR),
+    "herald.v1.AdminService/ListTemplates": _reads(AUTHOR, SUPPORT, OPERATOR),
+    "herald.v1.AdminService/ArchiveTemplate": _writes(AUTHOR),
+    "herald.v1.AdminService/PreviewTemplate": _reads(AUTHOR),
+    # Dead letters and unprocessed messages: operators replay them.
+    "herald.v1.DeadLetterService/ListDeadLetters": _reads(OPERATOR),
+    "herald.v1.DeadLetterService/ReplayDeadLetters": _writes(OPERATOR),
+    "herald.v1.DeadLetterService/ListUnprocessedMessages": _reads(OPERATOR),
+    "herald.v1.DeadLetterService/ReplayUnprocessedMessages": _writes(OPERATOR),
+    # The directory: operators keep it; support looks a user up.
+    "herald.v1.DirectoryService/UpsertUser": _writes(OPERATOR),
+    "herald.v1.DirectoryService/GetUser": _reads(OPERATOR, SUPPORT),
+    "herald.v1.DirectoryService/DeleteUser": _writes(OPERATOR),
+    "herald.v1.DirectoryService/ImportUsers": _writes(OPERATOR),
+    "herald.v1.DirectoryService/SetPreference": _writes(OPERATOR),
+    # A user's inbox: the app's back end (its key) and the user's devices (an inbox token).
+    "herald.v1.InboxService/Sync": _APP_ONLY_READ,
+    "herald.v1.InboxService/Subscribe": _APP_ONLY_READ,
+    "herald.v1.InboxService/MarkRead": _APP_ONLY_WRITE,
+    "herald.v1.InboxService/GetUnreadCount": _APP_ONLY_READ,
+    "herald.v1.InboxService/DeleteItems": _APP_ONLY_WRITE,
+    "herald.v1.InboxService/CreateInboxToken": _APP_ONLY_READ,
+    # Sending: apps.
+    "herald.v1.MessageService/Send": _APP_ONLY_WRITE,
+    "herald.v1.MessageService/SendBatch": _APP_ONLY_WRITE,
+    "herald.v1.MessageService/SendAudience": _APP_ONLY_WRITE,
+    "herald.v1.MessageService/CancelMessage": _APP_ONLY_WRITE,
+    # Provider accounts: operators (support does not read credential references).
+    "herald.v1.ProviderService/CreateProviderAccount": _writes(OPERATOR),
+    "herald.v1.ProviderService/GetProviderAccount": _reads(OPERATOR),
+    "herald.v1.ProviderService/ListProviderAccounts": _reads(OPERATOR),
+    "herald.v1.ProviderService/UpdateProviderAccount": _writes(OPERATOR),
+    "herald.v1.ProviderService/DeleteProviderAccount": _writes(OPERATOR),
+    # Routing rules: operators; why a user would or would not get a message: support too.
+    "herald.v1.RoutingService/CreateFrequencyRule": _writes(OPERATOR),
+    "herald.v1.RoutingService/ListFrequencyRules": _reads(OPERATOR, SUPPORT),
+    "herald.v1.RoutingService/DeleteFrequencyRule": _writes(OPERATOR),
+    "herald.v1.RoutingService/ExplainRouting": _reads(OPERATOR, SUPPORT),
+    # What happened to a message: the app, and support for any app; the numbers: the app, and analysts.
+    "herald.v1.StatusService/GetMessage": _reads(SUPPORT, apps=True),
+    "herald.v1.StatusService/ListDeliveries": _reads(SUPPORT, apps=True),
+    "herald.v1.StatusService/SearchDeliveries": _reads(SUPPORT, apps=True),
+    "herald.v1.StatusService/GetStats": _reads(ANALYST, apps=True),
+    "herald.v1.StatusService/ExportEvents": _reads(ANALYST, apps=True),
+    # Topics: each app's own, through its key.
+    "herald.v1.TopicService/CreateTopic": _APP_ONLY_WRITE,
+    "herald.v1.TopicService/GetTopic": _APP_ONLY_READ,
+    "herald.v1.TopicService/ListTopics": _APP_ONLY_READ,
+    "herald.v1.TopicService/DeleteTopic": _APP_ONLY_WRITE,
+    "herald.v1.TopicService/AddSubscribers": _APP_ONLY_WRITE,
+    "herald.v1.TopicService/RemoveSubscribers": _APP_ONLY_WRITE,
+    "herald.v1.TopicService/ListSubscribers": _APP_ONLY_READ,
+}
+
+
+def markdown() -> str:
+    """docs/access.md: the table as people read it."""
+    lines = [
+        "# Who may call what",
+        "",
+        "Generated from `herald/libs/roles.py` by `python -m herald.libs.roles > docs/access.md`; a test keeps the",
+        "two the same. Operators sign in through the company's OpenID Connect provider and hold roles (the JWT's",
+        "roles claim); `HERALD_ADMIN_TOKEN` is `herald.admin`. An app's API key reaches only its own app's data.",
+        "A call the caller's credentials do not allow is `PERMISSION_DENIED`; a bad, expired or foreign token",
+        "`UNAUTHENTICATED`. *Changes state* marks the calls the audit trail is to record.",
+        "",
+        "| RPC | " + " | ".join(f"`{role}`" for role in ROLES) + " | app key | changes state |",
+        "|---|" + "---|" * (len(ROLES) + 2),
+    ]
+    for method, rule in RULES.items():
+        marks = ["yes" if role in rule.roles else "" for role in ROLES]
+        lines.append(
+            f"| `{method}` | " + " | ".join([*marks, "yes" if rule.apps else "", "yes" if rule.changes else ""]) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
