@@ -61,7 +61,7 @@ lint: $(STAMP) $(WEB_STAMP)
 # slow ones first (tests/conftest.py); the tests of one costly module-wide set-up (marked xdist_group) share a worker.
 # The tests that time herald under a load of their own (marked serial) run alone afterwards, as they measure herald,
 # not the other workers' meshes.
-# tests/deploy/test_monitoring.py runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
+# tests/deploy/ runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
 test: lint api-check web
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null

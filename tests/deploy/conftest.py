@@ -1,14 +1,19 @@
-"""A mixed run on a mesh of its own, scraped: what the golden-signal, dashboard and alert tests read."""
+"""A mixed run on a mesh of its own, scraped: what the golden-signal, dashboard and alert tests read; and the
+manifests as `kubectl apply -k deploy/k8s` renders them."""
 
 import asyncio
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import grpc
 import httpx
 import pytest
+import yaml
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as pb
@@ -18,6 +23,7 @@ from devmesh.mesh import Mesh
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV, running_mesh
+from tests.deploy.manifests import K8S_DIR
 from tests.gateway.connect import call
 from tests.helpers.client import Herald, Metadata, all_final, rpc_error
 from tests.helpers.databases import default_backend
@@ -136,3 +142,15 @@ async def _scrape_all(mesh: Mesh) -> dict[str, str]:
                 assert reply.status == 200
                 texts[service] = await reply.text()
     return texts
+
+
+@pytest.fixture(scope="package")
+def rendered() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/k8s` applies."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(K8S_DIR)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]

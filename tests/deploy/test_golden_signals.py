@@ -8,7 +8,7 @@ import pytest
 from devmesh.mesh import SERVICES
 from herald.libs import categories
 from tests.deploy.conftest import BURST, MixedRun
-from tests.deploy.test_monitoring import promtool
+from tests.deploy.monitoring import promtool
 from tests.helpers.metrics import samples, total
 
 # The package's mixed run and rendered manifests are set up once per worker: its tests share one.
