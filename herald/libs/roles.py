@@ -99,14 +99,14 @@ RULES: dict[str, Rule] = {
     "herald.v1.StatusService/SearchDeliveries": _reads(SUPPORT, apps=True),
     "herald.v1.StatusService/GetStats": _reads(ANALYST, apps=True),
     "herald.v1.StatusService/ExportEvents": _reads(ANALYST, apps=True),
-    # Topics: each app's own, through its key.
-    "herald.v1.TopicService/CreateTopic": _APP_ONLY_WRITE,
-    "herald.v1.TopicService/GetTopic": _APP_ONLY_READ,
-    "herald.v1.TopicService/ListTopics": _APP_ONLY_READ,
-    "herald.v1.TopicService/DeleteTopic": _APP_ONLY_WRITE,
-    "herald.v1.TopicService/AddSubscribers": _APP_ONLY_WRITE,
-    "herald.v1.TopicService/RemoveSubscribers": _APP_ONLY_WRITE,
-    "herald.v1.TopicService/ListSubscribers": _APP_ONLY_READ,
+    # Topics: each app's own through its key; an operator names the app.
+    "herald.v1.TopicService/CreateTopic": _writes(OPERATOR, apps=True),
+    "herald.v1.TopicService/GetTopic": _reads(OPERATOR, apps=True),
+    "herald.v1.TopicService/ListTopics": _reads(OPERATOR, apps=True),
+    "herald.v1.TopicService/DeleteTopic": _writes(OPERATOR, apps=True),
+    "herald.v1.TopicService/AddSubscribers": _writes(OPERATOR, apps=True),
+    "herald.v1.TopicService/RemoveSubscribers": _writes(OPERATOR, apps=True),
+    "herald.v1.TopicService/ListSubscribers": _reads(OPERATOR, apps=True),
 }
 
 

@@ -13,6 +13,7 @@ import grpc
 import pytest
 from herald.v1 import admin_service_pb2, status_service_pb2
 from herald.v1 import message_service_pb2 as msg
+from herald.v1 import topic_service_pb2 as topic_pb2
 from typer.testing import CliRunner
 
 from devmesh.mesh import Mesh
@@ -21,7 +22,7 @@ from herald.libs.roles import OPERATOR, ROLES, RULES, SUPPORT
 from herald.services.gateway.procedures import Procedure, procedures
 from herald.tools.heraldctl.main import cli
 from tests.conftest import running_mesh
-from tests.helpers.client import Herald, all_final
+from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
 from tests.helpers.databases import default_backend
 from tests.helpers.oidc_provider import AUDIENCE, OidcProvider, SigningKey
 from tests.helpers.webhook_sink import WebhookSink
@@ -168,3 +169,28 @@ async def test_heraldctl_signs_in_with_a_token_from_the_environment_or_a_file(
     assert "ops-made" in runner.invoke(cli, ["apps", "list"], env=support).output
     refused = runner.invoke(cli, ["apps", "create", "support-made"], env=support)
     assert refused.exit_code == 1 and "PERMISSION_DENIED" in refused.output
+
+
+async def test_an_operator_manages_an_apps_topics_by_naming_the_app(signed_in: SignedIn) -> None:
+    provider, _, herald = signed_in
+    app_id, app = await herald.create_app()
+    other_id, _ = await herald.create_app()
+    operator = (("authorization", f"Bearer {provider.token([OPERATOR])}"),)
+    topic = topic_pb2.Topic(topic_key="launch", name="Launch news")
+    await herald.topics.CreateTopic(topic_pb2.CreateTopicRequest(topic=topic, app_id=app_id), metadata=operator)
+
+    async def chunks() -> AsyncIterator[topic_pb2.AddSubscribersRequest]:
+        yield topic_pb2.AddSubscribersRequest(app_id=app_id, topic_key="launch", user_ids=["u1", "u2"])
+        yield topic_pb2.AddSubscribersRequest(user_ids=["u3"])
+
+    added = await herald.topics.AddSubscribers(chunks(), metadata=operator)
+    assert (added.added_count, added.subscriber_count) == (3, 3)
+    seen_by_app = await herald.topics.ListSubscribers(
+        topic_pb2.ListSubscribersRequest(topic_key="launch"), metadata=app
+    )
+    assert list(seen_by_app.user_ids) == ["u1", "u2", "u3"], "the app's own topic, made by an operator"
+
+    unnamed = await rpc_error(herald.topics.ListTopics(topic_pb2.ListTopicsRequest(), metadata=operator))
+    assert unnamed.code() == grpc.StatusCode.INVALID_ARGUMENT and "app_id" in bad_fields(unnamed)
+    foreign = await rpc_error(herald.topics.ListTopics(topic_pb2.ListTopicsRequest(app_id=other_id), metadata=app))
+    assert foreign.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -23,6 +23,9 @@ from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
 SUBSCRIBERS = 20_000
+# The fan-out takes this machine ten seconds and more: a send queued behind it would wait that long; one beside it
+# arrives within a few seconds even while the suite's other workers share the two cores.
+BESIDE_WITHIN = 5.0
 CHUNK = 1000
 
 
@@ -101,7 +104,7 @@ async def _send_to_a_topic_of_twenty_thousand(herald: Herald, sink: WebhookSink)
     )
     await sink.wait_for(path, timeout=120)
     waited = time.monotonic() - started
-    assert waited < 2, f"another app's send waited {waited:.1f}s behind the topic's fan-out"
+    assert waited < BESIDE_WITHIN, f"another app's send waited {waited:.1f}s behind the topic's fan-out"
     subscribed = SUBSCRIBERS - len(left)
     await herald.wait_message(app, message_id, lambda m: _settled(m, subscribed), timeout=300)
     deliveries = await _deliveries(herald, app, message_id)

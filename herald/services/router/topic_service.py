@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald.libs import pagination, storable, subjects
 from herald.libs.auth import AppKeys
 from herald.libs.bus import Bus
-from herald.libs.errors import AlreadyExists, InvalidArgument, NotFound
+from herald.libs.callers import operator
+from herald.libs.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from herald.libs.ids import CHOSEN_KEY, CHOSEN_KEY_RULE, new_id
 from herald.libs.store import Database
 from herald.libs.timeutil import now, to_timestamp
@@ -41,46 +42,44 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
         self._registry = registry
 
     async def CreateTopic(self, request: pb.CreateTopicRequest, context: grpc.aio.ServicerContext) -> pb.Topic:
-        app = await self._keys.authenticate(context)
+        app_id = await self._scope(context, request.app_id)
         bad = _key_problem(request.topic.topic_key, "topic.topic_key")
         if len(request.topic.name) > 200:
             bad["topic.name"] = "at most 200 characters"
         bad.update(storable.nul_refusals(request.topic, "topic."))
         if bad:
             raise InvalidArgument(bad)
-        row = tables.Topic(
-            app_id=app.app_id, topic_key=request.topic.topic_key, name=request.topic.name, create_time=now()
-        )
+        row = tables.Topic(app_id=app_id, topic_key=request.topic.topic_key, name=request.topic.name, create_time=now())
         try:
             async with self._db.session.begin() as session:
                 session.add(row)
         except IntegrityError as e:
             raise AlreadyExists(f"topic '{row.topic_key}' already exists") from e
-        await self._registry.register(app.app_id, row.topic_key)
+        await self._registry.register(app_id, row.topic_key)
         return _topic(row, 0)
 
     async def GetTopic(self, request: pb.GetTopicRequest, context: grpc.aio.ServicerContext) -> pb.Topic:
-        app = await self._keys.authenticate(context)
-        row = await self._row(app.app_id, request.topic_key)
-        return _topic(row, (await self._counts(app.app_id, [row.topic_key]))[row.topic_key])
+        app_id = await self._scope(context, request.app_id)
+        row = await self._row(app_id, request.topic_key)
+        return _topic(row, (await self._counts(app_id, [row.topic_key]))[row.topic_key])
 
     async def ListTopics(
         self, request: pb.ListTopicsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTopicsResponse:
-        app = await self._keys.authenticate(context)
+        app_id = await self._scope(context, request.app_id)
         size = pagination.page_size(request.page_size)
         after = pagination.decode(request.page_token, lambda key: bool(CHOSEN_KEY.match(key)))
         async with self._db.session() as session:
             rows = list(
                 await session.scalars(
                     select(tables.Topic)
-                    .where(tables.Topic.app_id == app.app_id, tables.Topic.topic_key > after)
+                    .where(tables.Topic.app_id == app_id, tables.Topic.topic_key > after)
                     .order_by(tables.Topic.topic_key)
                     .limit(size + 1)
                 )
             )
         page = rows[:size]
-        counts = await self._counts(app.app_id, [row.topic_key for row in page])
+        counts = await self._counts(app_id, [row.topic_key for row in page])
         topics = [_topic(row, counts[row.topic_key]) for row in page]
         token = pagination.encode(page[-1].topic_key) if len(rows) > size else ""
         return pb.ListTopicsResponse(topics=topics, next_page_token=token)
@@ -88,37 +87,39 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
     async def DeleteTopic(
         self, request: pb.DeleteTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteTopicResponse:
-        app = await self._keys.authenticate(context)
-        row = await self._row(app.app_id, request.topic_key)
-        await self._registry.forget(app.app_id, row.topic_key)  # first: no new Send reaches a half-deleted topic
+        app_id = await self._scope(context, request.app_id)
+        row = await self._row(app_id, request.topic_key)
+        await self._registry.forget(app_id, row.topic_key)  # first: no new Send reaches a half-deleted topic
         async with self._db.session.begin() as session:
-            await session.execute(delete(T).where(T.app_id == app.app_id, T.topic_key == row.topic_key))
+            await session.execute(delete(T).where(T.app_id == app_id, T.topic_key == row.topic_key))
             await session.execute(
-                delete(tables.Topic).where(tables.Topic.app_id == app.app_id, tables.Topic.topic_key == row.topic_key)
+                delete(tables.Topic).where(tables.Topic.app_id == app_id, tables.Topic.topic_key == row.topic_key)
             )
         return pb.DeleteTopicResponse(topic_key=row.topic_key)
 
     async def AddSubscribers(
         self, requests: AsyncIterator[pb.AddSubscribersRequest], context: grpc.aio.ServicerContext
     ) -> pb.AddSubscribersResponse:
-        app = await self._keys.authenticate(context)
-        added, topic_key = await self._bulk(app.app_id, requests, self._subscribe, subjects.TOPIC_SUBSCRIBED)
-        count = (await self._counts(app.app_id, [topic_key]))[topic_key]
+        added, app_id, topic_key = await self._bulk(context, requests, self._subscribe, subjects.TOPIC_SUBSCRIBED)
+        count = (await self._counts(app_id, [topic_key]))[topic_key]
         return pb.AddSubscribersResponse(added_count=added, subscriber_count=count)
 
     async def RemoveSubscribers(
         self, requests: AsyncIterator[pb.RemoveSubscribersRequest], context: grpc.aio.ServicerContext
     ) -> pb.RemoveSubscribersResponse:
-        app = await self._keys.authenticate(context)
-        removed, topic_key = await self._bulk(app.app_id, requests, _unsubscribe, subjects.TOPIC_UNSUBSCRIBED)
-        count = (await self._counts(app.app_id, [topic_key]))[topic_key]
+        removed, app_id, topic_key = await self._bulk(context, requests, _unsubscribe, subjects.TOPIC_UNSUBSCRIBED)
+        count = (await self._counts(app_id, [topic_key]))[topic_key]
         return pb.RemoveSubscribersResponse(removed_count=removed, subscriber_count=count)
 
-    async def _bulk(self, app_id: str, requests: AsyncIterator[Chunk], change: Change, subject: str) -> tuple[int, str]:
+    async def _bulk(
+        self, context: grpc.aio.ServicerContext, requests: AsyncIterator[Chunk], change: Change, subject: str
+    ) -> tuple[int, str, str]:
         """Apply `change` to each chunk of a stream in a transaction of its own and announce the users it changed;
-        returns how many it changed in all, and the topic."""
-        changed, topic_key = 0, ""
+        returns how many it changed in all, the app and the topic (both named by the first chunk)."""
+        key_app = await self._key_app(context)
+        changed, app_id, topic_key = 0, "", ""
         async for request in requests:
+            app_id = app_id or await self._app_id(key_app, request.app_id)
             topic_key = await self._chunk_topic(app_id, topic_key, request.topic_key)
             user_ids = _user_ids(request.user_ids)
             async with self._db.session.begin() as session:
@@ -127,7 +128,28 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
             await self._announce(subject, app_id, topic_key, done)
         if not topic_key:
             raise InvalidArgument({"topic_key": "required in the first message"})
-        return changed, topic_key
+        return changed, app_id, topic_key
+
+    async def _scope(self, context: grpc.aio.ServicerContext, requested: str) -> str:
+        return await self._app_id(await self._key_app(context), requested)
+
+    async def _key_app(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The app of the caller's key; None for an operator, who names the app in each request."""
+        if operator() is not None:
+            return None
+        return (await self._keys.authenticate(context)).app_id
+
+    async def _app_id(self, key_app: str | None, requested: str) -> str:
+        """The app whose topics a call is about: the key's own, or the one an operator names."""
+        if key_app is not None:
+            if requested and requested != key_app:
+                raise PermissionDenied(f"app {key_app} may not manage the topics of app '{requested[:64]}'")
+            return key_app
+        if not requested:
+            raise InvalidArgument({"app_id": "required for an operator: the app whose topics these are"})
+        if requested not in await self._keys.apps():
+            raise NotFound(f"app '{requested[:64]}' not found")
+        return requested
 
     async def _subscribe(self, session: AsyncSession, app_id: str, topic_key: str, user_ids: list[str]) -> list[str]:
         """Subscribe the users; returns those who were not subscribed yet."""
@@ -138,11 +160,11 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
     async def ListSubscribers(
         self, request: pb.ListSubscribersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSubscribersResponse:
-        app = await self._keys.authenticate(context)
-        row = await self._row(app.app_id, request.topic_key)
+        app_id = await self._scope(context, request.app_id)
+        row = await self._row(app_id, request.topic_key)
         size = pagination.page_size(request.page_size, default=1000, most=10_000)
         after = pagination.decode(request.page_token, lambda key: 0 < len(key) <= MAX_USER_ID_CHARS)
-        user_ids = await subscribers(self._db, app.app_id, row.topic_key, after, size + 1)
+        user_ids = await subscribers(self._db, app_id, row.topic_key, after, size + 1)
         token = pagination.encode(user_ids[size - 1]) if len(user_ids) > size else ""
         return pb.ListSubscribersResponse(user_ids=user_ids[:size], next_page_token=token)
 

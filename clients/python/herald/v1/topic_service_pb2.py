@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/topic_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x05Topic\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10subscriber_count\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"5\n\x12\x43reateTopicRequest\x12\x1f\n\x05topic\x18\x01 \x01(\x0b\x32\x10.herald.v1.Topic\"$\n\x0fGetTopicRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\":\n\x11ListTopicsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x12ListTopicsResponse\x12 \n\x06topics\x18\x01 \x03(\x0b\x32\x10.herald.v1.Topic\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12\x44\x65leteTopicRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\"(\n\x13\x44\x65leteTopicResponse\x12\x11\n\ttopic_key\x18\x01 \x01(\t\"<\n\x15\x41\x64\x64SubscribersRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\"G\n\x16\x41\x64\x64SubscribersResponse\x12\x13\n\x0b\x61\x64\x64\x65\x64_count\x18\x01 \x01(\x03\x12\x18\n\x10subscriber_count\x18\x02 \x01(\x03\"?\n\x18RemoveSubscribersRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\"L\n\x19RemoveSubscribersResponse\x12\x15\n\rremoved_count\x18\x01 \x01(\x03\x12\x18\n\x10subscriber_count\x18\x02 \x01(\x03\"R\n\x16ListSubscribersRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"D\n\x17ListSubscribersResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb6\x04\n\x0cTopicService\x12>\n\x0b\x43reateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x10.herald.v1.Topic\x12\x38\n\x08GetTopic\x12\x1a.herald.v1.GetTopicRequest\x1a\x10.herald.v1.Topic\x12I\n\nListTopics\x12\x1c.herald.v1.ListTopicsRequest\x1a\x1d.herald.v1.ListTopicsResponse\x12L\n\x0b\x44\x65leteTopic\x12\x1d.herald.v1.DeleteTopicRequest\x1a\x1e.herald.v1.DeleteTopicResponse\x12W\n\x0e\x41\x64\x64Subscribers\x12 .herald.v1.AddSubscribersRequest\x1a!.herald.v1.AddSubscribersResponse(\x01\x12`\n\x11RemoveSubscribers\x12#.herald.v1.RemoveSubscribersRequest\x1a$.herald.v1.RemoveSubscribersResponse(\x01\x12X\n\x0fListSubscribers\x12!.herald.v1.ListSubscribersRequest\x1a\".herald.v1.ListSubscribersResponseB\x84\x01\n\rcom.herald.v1B\x11TopicServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/v1/topic_service.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x05Topic\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10subscriber_count\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x12\x43reateTopicRequest\x12\x1f\n\x05topic\x18\x01 \x01(\x0b\x32\x10.herald.v1.Topic\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"4\n\x0fGetTopicRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"J\n\x11ListTopicsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\"O\n\x12ListTopicsResponse\x12 \n\x06topics\x18\x01 \x03(\x0b\x32\x10.herald.v1.Topic\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"7\n\x12\x44\x65leteTopicRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"(\n\x13\x44\x65leteTopicResponse\x12\x11\n\ttopic_key\x18\x01 \x01(\t\"L\n\x15\x41\x64\x64SubscribersRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\"G\n\x16\x41\x64\x64SubscribersResponse\x12\x13\n\x0b\x61\x64\x64\x65\x64_count\x18\x01 \x01(\x03\x12\x18\n\x10subscriber_count\x18\x02 \x01(\x03\"O\n\x18RemoveSubscribersRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\"L\n\x19RemoveSubscribersResponse\x12\x15\n\rremoved_count\x18\x01 \x01(\x03\x12\x18\n\x10subscriber_count\x18\x02 \x01(\x03\"b\n\x16ListSubscribersRequest\x12\x11\n\ttopic_key\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\"D\n\x17ListSubscribersResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb6\x04\n\x0cTopicService\x12>\n\x0b\x43reateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x10.herald.v1.Topic\x12\x38\n\x08GetTopic\x12\x1a.herald.v1.GetTopicRequest\x1a\x10.herald.v1.Topic\x12I\n\nListTopics\x12\x1c.herald.v1.ListTopicsRequest\x1a\x1d.herald.v1.ListTopicsResponse\x12L\n\x0b\x44\x65leteTopic\x12\x1d.herald.v1.DeleteTopicRequest\x1a\x1e.herald.v1.DeleteTopicResponse\x12W\n\x0e\x41\x64\x64Subscribers\x12 .herald.v1.AddSubscribersRequest\x1a!.herald.v1.AddSubscribersResponse(\x01\x12`\n\x11RemoveSubscribers\x12#.herald.v1.RemoveSubscribersRequest\x1a$.herald.v1.RemoveSubscribersResponse(\x01\x12X\n\x0fListSubscribers\x12!.herald.v1.ListSubscribersRequest\x1a\".herald.v1.ListSubscribersResponseB\x84\x01\n\rcom.herald.v1B\x11TopicServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOPIC']._serialized_start=77
   _globals['_TOPIC']._serialized_end=192
   _globals['_CREATETOPICREQUEST']._serialized_start=194
-  _globals['_CREATETOPICREQUEST']._serialized_end=247
-  _globals['_GETTOPICREQUEST']._serialized_start=249
-  _globals['_GETTOPICREQUEST']._serialized_end=285
-  _globals['_LISTTOPICSREQUEST']._serialized_start=287
-  _globals['_LISTTOPICSREQUEST']._serialized_end=345
-  _globals['_LISTTOPICSRESPONSE']._serialized_start=347
-  _globals['_LISTTOPICSRESPONSE']._serialized_end=426
-  _globals['_DELETETOPICREQUEST']._serialized_start=428
-  _globals['_DELETETOPICREQUEST']._serialized_end=467
-  _globals['_DELETETOPICRESPONSE']._serialized_start=469
-  _globals['_DELETETOPICRESPONSE']._serialized_end=509
-  _globals['_ADDSUBSCRIBERSREQUEST']._serialized_start=511
-  _globals['_ADDSUBSCRIBERSREQUEST']._serialized_end=571
-  _globals['_ADDSUBSCRIBERSRESPONSE']._serialized_start=573
-  _globals['_ADDSUBSCRIBERSRESPONSE']._serialized_end=644
-  _globals['_REMOVESUBSCRIBERSREQUEST']._serialized_start=646
-  _globals['_REMOVESUBSCRIBERSREQUEST']._serialized_end=709
-  _globals['_REMOVESUBSCRIBERSRESPONSE']._serialized_start=711
-  _globals['_REMOVESUBSCRIBERSRESPONSE']._serialized_end=787
-  _globals['_LISTSUBSCRIBERSREQUEST']._serialized_start=789
-  _globals['_LISTSUBSCRIBERSREQUEST']._serialized_end=871
-  _globals['_LISTSUBSCRIBERSRESPONSE']._serialized_start=873
-  _globals['_LISTSUBSCRIBERSRESPONSE']._serialized_end=941
-  _globals['_TOPICSERVICE']._serialized_start=944
-  _globals['_TOPICSERVICE']._serialized_end=1510
+  _globals['_CREATETOPICREQUEST']._serialized_end=263
+  _globals['_GETTOPICREQUEST']._serialized_start=265
+  _globals['_GETTOPICREQUEST']._serialized_end=317
+  _globals['_LISTTOPICSREQUEST']._serialized_start=319
+  _globals['_LISTTOPICSREQUEST']._serialized_end=393
+  _globals['_LISTTOPICSRESPONSE']._serialized_start=395
+  _globals['_LISTTOPICSRESPONSE']._serialized_end=474
+  _globals['_DELETETOPICREQUEST']._serialized_start=476
+  _globals['_DELETETOPICREQUEST']._serialized_end=531
+  _globals['_DELETETOPICRESPONSE']._serialized_start=533
+  _globals['_DELETETOPICRESPONSE']._serialized_end=573
+  _globals['_ADDSUBSCRIBERSREQUEST']._serialized_start=575
+  _globals['_ADDSUBSCRIBERSREQUEST']._serialized_end=651
+  _globals['_ADDSUBSCRIBERSRESPONSE']._serialized_start=653
+  _globals['_ADDSUBSCRIBERSRESPONSE']._serialized_end=724
+  _globals['_REMOVESUBSCRIBERSREQUEST']._serialized_start=726
+  _globals['_REMOVESUBSCRIBERSREQUEST']._serialized_end=805
+  _globals['_REMOVESUBSCRIBERSRESPONSE']._serialized_start=807
+  _globals['_REMOVESUBSCRIBERSRESPONSE']._serialized_end=883
+  _globals['_LISTSUBSCRIBERSREQUEST']._serialized_start=885
+  _globals['_LISTSUBSCRIBERSREQUEST']._serialized_end=983
+  _globals['_LISTSUBSCRIBERSRESPONSE']._serialized_start=985
+  _globals['_LISTSUBSCRIBERSRESPONSE']._serialized_end=1053
+  _globals['_TOPICSERVICE']._serialized_start=1056
+  _globals['_TOPICSERVICE']._serialized_end=1622
 # @@protoc_insertion_point(module_scope)

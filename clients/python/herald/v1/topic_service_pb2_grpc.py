@@ -28,8 +28,8 @@ if _version_not_supported:
 class TopicServiceStub:
     """TopicService manages an app's topics and who subscribes to them; a Send
     with `topic` goes to every subscriber, each through their own preferences.
-    Served by herald-router; every call needs the app's API key, and an app sees
-    only its own topics.
+    Served by herald-router; an app's API key sees only its own topics, and an
+    operator (herald.operator, docs/access.md) names the app in each request.
     """
 
     def __init__(self, channel):
@@ -78,8 +78,8 @@ class TopicServiceStub:
 class TopicServiceServicer:
     """TopicService manages an app's topics and who subscribes to them; a Send
     with `topic` goes to every subscriber, each through their own preferences.
-    Served by herald-router; every call needs the app's API key, and an app sees
-    only its own topics.
+    Served by herald-router; an app's API key sees only its own topics, and an
+    operator (herald.operator, docs/access.md) names the app in each request.
     """
 
     def CreateTopic(self, request, context):
@@ -181,8 +181,8 @@ def add_TopicServiceServicer_to_server(servicer, server):
 class TopicService:
     """TopicService manages an app's topics and who subscribes to them; a Send
     with `topic` goes to every subscriber, each through their own preferences.
-    Served by herald-router; every call needs the app's API key, and an app sees
-    only its own topics.
+    Served by herald-router; an app's API key sees only its own topics, and an
+    operator (herald.operator, docs/access.md) names the app in each request.
     """
 
     @staticmethod

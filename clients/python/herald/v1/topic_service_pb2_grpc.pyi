@@ -29,8 +29,8 @@ GRPC_VERSION: str
 class TopicServiceStub:
     """TopicService manages an app's topics and who subscribes to them; a Send
     with `topic` goes to every subscriber, each through their own preferences.
-    Served by herald-router; every call needs the app's API key, and an app sees
-    only its own topics.
+    Served by herald-router; an app's API key sees only its own topics, and an
+    operator (herald.operator, docs/access.md) names the app in each request.
     """
 
     @_typing.overload
@@ -59,8 +59,8 @@ class TopicServiceStub:
 class TopicServiceAsyncStub(TopicServiceStub):
     """TopicService manages an app's topics and who subscribes to them; a Send
     with `topic` goes to every subscriber, each through their own preferences.
-    Served by herald-router; every call needs the app's API key, and an app sees
-    only its own topics.
+    Served by herald-router; an app's API key sees only its own topics, and an
+    operator (herald.operator, docs/access.md) names the app in each request.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -85,8 +85,8 @@ class TopicServiceAsyncStub(TopicServiceStub):
 class TopicServiceServicer(metaclass=_abc_1.ABCMeta):
     """TopicService manages an app's topics and who subscribes to them; a Send
     with `topic` goes to every subscriber, each through their own preferences.
-    Served by herald-router; every call needs the app's API key, and an app sees
-    only its own topics.
+    Served by herald-router; an app's API key sees only its own topics, and an
+    operator (herald.operator, docs/access.md) names the app in each request.
     """
 
     @_abc_1.abstractmethod
