@@ -1,9 +1,8 @@
-"""Bearer-token authentication shared by every gRPC service.
+"""Apps' bearer credentials, shared by every gRPC service (operators' are herald/libs/callers.py's).
 
-The admin token comes from HERALD_ADMIN_TOKEN. App API keys are created by
-intake, which publishes each key's SHA-256 (never the key) with the app's
-identity into the NATS KV bucket `herald_app_keys`; every service resolves a key
-there, so no service reads intake's tables. An API key is 256 random bits, so a
+App API keys are created by intake, which publishes each key's SHA-256 (never
+the key) with the app's identity into the NATS KV bucket `herald_app_keys`; every
+service resolves a key there, so no service reads intake's tables. An API key is 256 random bits, so a
 plain SHA-256 is a safe way to store it (no password stretching needed).
 
 Each process caches what it resolved for CACHE_SECONDS, so a Send costs no round
@@ -14,7 +13,6 @@ once. The cache's age bounds only a notice a process missed while disconnected.
 
 import asyncio
 import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -80,19 +78,6 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str:
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
             return value[len("Bearer ") :].strip()
     raise Unauthenticated("missing credentials: send metadata 'authorization: Bearer <token>'")
-
-
-def require_admin(context: grpc.aio.ServicerContext, admin_token: str) -> None:
-    if not admin_token:
-        raise Unauthenticated("the admin API is disabled: HERALD_ADMIN_TOKEN is not set")
-    if not is_admin(context, admin_token):
-        raise Unauthenticated("invalid admin token")
-
-
-def is_admin(context: grpc.aio.ServicerContext, admin_token: str) -> bool:
-    """For RPCs an app key or the admin token may call: whether the caller holds the admin token."""
-    token = bearer_token(context)
-    return bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
 
 
 class AppKeys:
