@@ -50,7 +50,11 @@ function show(item: InboxItem): void {
     const read = document.createElement("button");
     read.textContent = "Mark read";
     read.setAttribute("aria-label", `Mark "${item.title || item.body}" read`);
-    read.addEventListener("click", () => markRead(item.seq));
+    read.addEventListener("click", () => {
+      markRead(item.seq).catch((error) => {
+        state.textContent = `Could not mark it read: ${ConnectError.from(error).rawMessage}`;
+      });
+    });
     row.append(read);
   }
   const count = [...items.values()].filter((i) => !i.read && !i.deleted).length;
