@@ -45,10 +45,10 @@ class Gate:
             token = bearer_token(context)
         except Unauthenticated:
             return None
-        if token.startswith((KEY_PREFIX, INBOX_TOKEN_PREFIX)):
-            return None
         if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token):
             caller = OperatorCaller(ADMIN_TOKEN_ACTOR, frozenset({ADMIN}))
+        elif token.startswith((KEY_PREFIX, INBOX_TOKEN_PREFIX)):
+            return None
         elif self._oidc is not None:
             signed_in = await self._oidc.verify(token)
             caller = OperatorCaller(signed_in.subject, signed_in.roles)
