@@ -6,29 +6,21 @@ a call without credentials, which the handler refuses as before."""
 
 import hmac
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 import grpc
 
 from herald.libs.auth import KEY_PREFIX, bearer_token
 from herald.libs.errors import PermissionDenied, Unauthenticated
 from herald.libs.oidc import OidcVerifier
-from herald.libs.roles import ADMIN, RULES
+from herald.libs.roles import ADMIN, RULES, Operator
 
 ADMIN_TOKEN_ACTOR = "admin-token"  # noqa: S105 - a name in the audit trail, not the token
 # Inbox tokens (herald/services/adapters/inbox/inbox_tokens.py) are an app's credential for one user.
 INBOX_TOKEN_PREFIX = "hit_"  # noqa: S105
 
 
-@dataclass(frozen=True)
-class OperatorCaller:
-    # Who, for the audit trail: the JWT's subject, or "admin-token".
-    actor: str
-    roles: frozenset[str]
-
-
 # The operator making the current call; None when an app's key (or nothing) is the credential.
-CURRENT_OPERATOR: ContextVar[OperatorCaller | None] = ContextVar("operator", default=None)
+CURRENT_OPERATOR: ContextVar[Operator | None] = ContextVar("operator", default=None)
 
 
 class Gate:
@@ -36,7 +28,7 @@ class Gate:
         self._admin_token = admin_token.encode()
         self._oidc = oidc
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext) -> OperatorCaller | None:
+    async def admit(self, method: str, context: grpc.aio.ServicerContext) -> Operator | None:
         """The operator calling `method`, if an operator is, once the table lets one of their roles call it."""
         rule = RULES.get(method)
         if rule is None:  # not herald's API: health, reflection
@@ -46,12 +38,11 @@ class Gate:
         except Unauthenticated:
             return None
         if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token):
-            caller = OperatorCaller(ADMIN_TOKEN_ACTOR, frozenset({ADMIN}))
+            caller = Operator(ADMIN_TOKEN_ACTOR, frozenset({ADMIN}))
         elif token.startswith((KEY_PREFIX, INBOX_TOKEN_PREFIX)):
             return None
         elif self._oidc is not None:
-            signed_in = await self._oidc.verify(token)
-            caller = OperatorCaller(signed_in.subject, signed_in.roles)
+            caller = await self._oidc.verify(token)
         else:
             return None  # neither: the handler answers it as the unknown key it is
         if not caller.roles & rule.roles:
@@ -62,11 +53,11 @@ class Gate:
         return caller
 
 
-def operator() -> OperatorCaller | None:
+def operator() -> Operator | None:
     return CURRENT_OPERATOR.get()
 
 
-def require_operator() -> OperatorCaller:
+def require_operator() -> Operator:
     """For RPCs only operators call: the gate has checked the caller's roles; anyone else is refused here."""
     caller = CURRENT_OPERATOR.get()
     if caller is None:

@@ -12,14 +12,44 @@ from typing import TypeVar
 from herald.v1 import common_pb2
 
 from herald.libs import categories, ports, tls
-from herald.libs.oidc import OidcSettings
 
 # A message a stage failed on for a reason other than an outage (herald/libs/bus/consuming.py, Broken): the delay
 # before each retry; once they are spent it is dead-lettered. About 18 minutes in all, so a failure that only looked
 # deterministic (a dependency's odd error) still has time to clear.
 STAGE_RETRY_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0)
 
+# PostgreSQL connections each binary keeps open unless HERALD_DATABASE_POOL_SIZE says otherwise.
+DEFAULT_POOL_SIZE = 10
+
 N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    issuer: str
+    audience: str
+    # Where the issuer publishes its keys; empty = the jwks_uri of its discovery document.
+    jwks_url: str
+    # The claim holding the operator's roles: a list of strings, or one space-separated string.
+    roles_claim: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "OidcSettings | None":
+        """None when HERALD_OIDC_ISSUER is unset: operators then have only the admin token."""
+        issuer = env.get("HERALD_OIDC_ISSUER", "").strip()
+        if not issuer:
+            return None
+        audience = env.get("HERALD_OIDC_AUDIENCE", "").strip()
+        if not audience:
+            raise ValueError(
+                "HERALD_OIDC_AUDIENCE: required with HERALD_OIDC_ISSUER (the client id herald's tokens name)"
+            )
+        return cls(
+            issuer=issuer,
+            audience=audience,
+            jwks_url=env.get("HERALD_OIDC_JWKS_URL", "").strip(),
+            roles_claim=env.get("HERALD_OIDC_ROLES_CLAIM", "").strip() or "roles",
+        )
 
 
 @dataclass(frozen=True)
@@ -33,7 +63,7 @@ class Settings:
     database_pool_size: int
     data_dir: Path
     admin_token: str
-    # Operators' sign-in (herald/libs/oidc.py); None = the admin token only.
+    # Operators' sign-in (herald/libs/oidc.py verifies their tokens); None = the admin token only.
     oidc: OidcSettings | None
     # JetStream replicas for herald's streams: 1 for one server, 3 in the Kubernetes cluster.
     stream_replicas: int
@@ -56,7 +86,7 @@ class Settings:
             grpc_addr=env.get("HERALD_GRPC_ADDR") or ports.grpc_addr(service),
             nats_url=env.get("HERALD_NATS_URL") or "nats://127.0.0.1:4222",
             database_url=normalize_database_url(env.get("HERALD_DATABASE_URL", ""), data_dir, service),
-            database_pool_size=number(env, "HERALD_DATABASE_POOL_SIZE", "10", int, 1),
+            database_pool_size=number(env, "HERALD_DATABASE_POOL_SIZE", str(DEFAULT_POOL_SIZE), int, 1),
             data_dir=data_dir,
             admin_token=env.get("HERALD_ADMIN_TOKEN", ""),
             oidc=OidcSettings.from_env(env),

@@ -6,15 +6,14 @@ herald into a client hammering the provider."""
 
 import asyncio
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import jwt
 
+from herald.libs.config import OidcSettings
 from herald.libs.errors import Unauthenticated, Unavailable
-from herald.libs.roles import ROLES
+from herald.libs.roles import ROLES, Operator
 
 # Signature algorithms herald accepts: asymmetric only, so a token cannot be forged with a shared secret (nor with
 # "none"); RS256 is what providers use by default.
@@ -24,42 +23,6 @@ LEEWAY_SECONDS = 30
 # The least time between two fetches of the keys that an unknown key id causes.
 REFETCH_SECONDS = 10.0
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5)
-
-
-@dataclass(frozen=True)
-class OidcSettings:
-    issuer: str
-    audience: str
-    # Where the issuer publishes its keys; empty = the jwks_uri of its discovery document.
-    jwks_url: str
-    # The claim holding the operator's roles: a list of strings, or one space-separated string.
-    roles_claim: str
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "OidcSettings | None":
-        """None when HERALD_OIDC_ISSUER is unset: operators then have only the admin token."""
-        issuer = env.get("HERALD_OIDC_ISSUER", "").strip()
-        if not issuer:
-            return None
-        audience = env.get("HERALD_OIDC_AUDIENCE", "").strip()
-        if not audience:
-            raise ValueError(
-                "HERALD_OIDC_AUDIENCE: required with HERALD_OIDC_ISSUER (the client id herald's tokens name)"
-            )
-        return cls(
-            issuer=issuer,
-            audience=audience,
-            jwks_url=env.get("HERALD_OIDC_JWKS_URL", "").strip(),
-            roles_claim=env.get("HERALD_OIDC_ROLES_CLAIM", "").strip() or "roles",
-        )
-
-
-@dataclass(frozen=True)
-class Operator:
-    """A signed-in person: the token's subject and the herald roles it grants."""
-
-    subject: str
-    roles: frozenset[str]
 
 
 class OidcVerifier:

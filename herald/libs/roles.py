@@ -18,6 +18,14 @@ ROLES = (ADMIN, OPERATOR, AUTHOR, SUPPORT, ANALYST)
 
 
 @dataclass(frozen=True)
+class Operator:
+    """A person calling herald: who (a signed-in operator's JWT subject, or "admin-token") and their roles."""
+
+    actor: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Rule:
     # Operator roles that may call it: herald.admin and the others named.
     roles: frozenset[str]

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
+from herald.libs.config import DEFAULT_POOL_SIZE
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 # Rows one purge transaction deletes: a first purge over millions of rows never holds one huge transaction.
 PURGE_SLICE = 1000
@@ -65,8 +67,7 @@ def _json_value(value: object) -> str:
     raise TypeError(f"{type(value).__name__} cannot be stored through insert_rows")
 
 
-# PostgreSQL connections each binary keeps open (HERALD_DATABASE_POOL_SIZE), and how many more a burst may open.
-POOL_SIZE = 10
+# How many PostgreSQL connections a burst may open beyond the pool (HERALD_DATABASE_POOL_SIZE).
 BURST_CONNECTIONS = 10
 
 
@@ -76,7 +77,7 @@ class Database:
         self.session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, url: str, service: str, pool_size: int = POOL_SIZE) -> "Database":
+    async def open(cls, url: str, service: str, pool_size: int = DEFAULT_POOL_SIZE) -> "Database":
         """Connect and bring the service's tables up to date. `pool_size`: the PostgreSQL connections kept open
         (as many more are opened for a burst, and closed after it)."""
         db = cls(_create_engine(url, pool_size))

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 import jwt
 import pytest
 
+from herald.libs.config import OidcSettings
 from herald.libs.errors import Unauthenticated
-from herald.libs.oidc import OidcSettings, OidcVerifier
+from herald.libs.oidc import OidcVerifier
 from herald.libs.roles import ANALYST, SUPPORT
 from tests.helpers.oidc_provider import AUDIENCE, OidcProvider
 
@@ -30,8 +31,8 @@ async def test_roles_come_as_a_list_or_a_string_and_unknown_ones_are_dropped(pro
     verifier = OidcVerifier(OidcSettings(provider.issuer, AUDIENCE, "", "groups"))
     listed = await verifier.verify(provider.token([], groups=[SUPPORT, "finance"]))
     spaced = await verifier.verify(provider.token([], subject="bo", groups=f"{ANALYST} {SUPPORT}"))
-    assert (listed.subject, listed.roles) == ("ann@example.com", frozenset({SUPPORT}))
-    assert (spaced.subject, spaced.roles) == ("bo", frozenset({ANALYST, SUPPORT}))
+    assert (listed.actor, listed.roles) == ("ann@example.com", frozenset({SUPPORT}))
+    assert (spaced.actor, spaced.roles) == ("bo", frozenset({ANALYST, SUPPORT}))
     assert provider.jwks_fetches == 1, "the keys are fetched once, from the discovery document's jwks_uri"
 
 

@@ -34,7 +34,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
     async def GetMessage(self, request: pb.GetMessageRequest, context: grpc.aio.ServicerContext) -> pb.Message:
         """The counts by state cover the whole message; the deliveries are one page, so a campaign of a million
         recipients answers as quickly as a single Send."""
-        app_id = await self._reader(context)
+        app_id = await self._scope("", context)
         bad: dict[str, str] = {}
         if not request.message_id:
             bad["message_id"] = "required"
@@ -74,7 +74,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
     async def ListDeliveries(
         self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeliveriesResponse:
-        app_id = await self._reader(context)
+        app_id = await self._scope("", context)
         bad: dict[str, str] = {}
         if not 0 < len(request.user_id) <= 200:
             bad["user_id"] = "required, at most 200 characters"
@@ -91,7 +91,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
     async def SearchDeliveries(
         self, request: pb.SearchDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchDeliveriesResponse:
-        app_id = await self._reader(context)
+        app_id = await self._scope("", context)
         bad: dict[str, str] = {}
         page = search.page_of(request.page_size, request.page_token, bad)
         if len(search.words(request.query)) > search.MAX_QUERY_WORDS:
@@ -156,16 +156,9 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         async for data in export.export(self._db, export.Range(start, end, app_id), request.format):
             yield pb.ExportEventsResponse(data=data)
 
-    async def _reader(self, context: grpc.aio.ServicerContext) -> str | None:
-        """The app whose messages the caller may read: the key's own, or every app's (None) for support, whose
-        role the gate has checked (herald/libs/roles.py)."""
-        if operator() is not None:
-            return None
-        return (await self._keys.authenticate(context)).app_id
-
     async def _scope(self, app_id: str, context: grpc.aio.ServicerContext) -> str | None:
-        """The app whose statistics or events the caller may read: an operator's choice (None = every app), or
-        the key's own app."""
+        """The app whose messages, statistics or events the caller may read: an operator's choice (None = every
+        app; the gate has checked the operator's roles), or the key's own app."""
         if operator() is not None:
             return app_id or None
         app = await self._keys.authenticate(context)
