@@ -16,6 +16,7 @@ import hashlib
 import json
 import secrets
 import time
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -29,6 +30,9 @@ from herald.libs.errors import PermissionDenied, Unauthenticated
 KEY_PREFIX = "hk_"
 BUCKET = "herald_app_keys"
 CACHE_SECONDS = 5.0
+
+# The app whose key the current call authenticated with ("" if none did): the audit trail's actor.
+CALLING_APP: ContextVar[str] = ContextVar("calling_app", default="")
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,9 @@ class AppKeys:
         return found
 
     async def authenticate(self, context: grpc.aio.ServicerContext) -> AppIdentity:
-        return await self.check(key_hash(bearer_token(context)))
+        app = await self.check(key_hash(bearer_token(context)))
+        CALLING_APP.set(app.app_id)
+        return app
 
     async def check(self, hashed_key: str) -> AppIdentity:
         """The app of the key with this hash, if the key still works and the app is enabled."""

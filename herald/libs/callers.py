@@ -28,29 +28,31 @@ class Gate:
         self._admin_token = admin_token.encode()
         self._oidc = oidc
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext) -> Operator | None:
-        """The operator calling `method`, if an operator is, once the table lets one of their roles call it."""
+    async def admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        """Make the operator calling `method`, if an operator is, the call's CURRENT_OPERATOR, and refuse the call
+        unless the table lets one of their roles make it (the audit trail then records who was refused)."""
+        CURRENT_OPERATOR.set(None)
         rule = RULES.get(method)
         if rule is None:  # not herald's API: health, reflection
-            return None
+            return
         try:
             token = bearer_token(context)
         except Unauthenticated:
-            return None
+            return
         if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token):
             caller = Operator(ADMIN_TOKEN_ACTOR, frozenset({ADMIN}))
         elif token.startswith((KEY_PREFIX, INBOX_TOKEN_PREFIX)):
-            return None
+            return
         elif self._oidc is not None:
             caller = await self._oidc.verify(token)
         else:
-            return None  # neither: the handler answers it as the unknown key it is
+            return  # neither: the handler answers it as the unknown key it is
+        CURRENT_OPERATOR.set(caller)
         if not caller.roles & rule.roles:
             if not rule.roles:
                 raise PermissionDenied(f"{method} acts as an app: call it with the app's API key")
             needed = ", ".join(sorted(rule.roles))
             raise PermissionDenied(f"{caller.actor} may not call {method}: it needs one of the roles {needed}")
-        return caller
 
 
 def operator() -> Operator | None:

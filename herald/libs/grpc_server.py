@@ -12,9 +12,11 @@ import structlog
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-from herald.libs import metrics, telemetry
-from herald.libs.callers import CURRENT_OPERATOR, Gate
+from herald.libs import audit, metrics, telemetry
+from herald.libs.audit import AuditTrail
+from herald.libs.callers import Gate
 from herald.libs.errors import TRANSIENT, CannotStart, HeraldError, InvalidArgument, cannot_listen
+from herald.libs.roles import RULES
 
 log = structlog.get_logger()
 
@@ -84,18 +86,26 @@ async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext, m
         )
 
 
-async def _checked(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
-    """A client stream whose every message parsed; one that did not ends the call with INVALID_ARGUMENT."""
+def _decoded(request: Any) -> Any:
+    return None if isinstance(request, _Undecodable) else request
+
+
+async def _checked(requests: AsyncIterator[Any], method: str, change: audit.Change | None) -> AsyncIterator[Any]:
+    """A client stream whose every message parsed; one that did not ends the call with INVALID_ARGUMENT. The
+    first is kept for the audit record (`change`), which takes its target from it."""
     async for request in requests:
         if isinstance(request, _Undecodable):
             raise InvalidArgument({"request": f"a streamed message is not a valid {method.rsplit('/', 1)[-1]}Request"})
+        if change is not None and change.first is None:
+            change.first = request
         yield request
 
 
 class TracedServer:
     """What a binary's setup registers its services on (the generated `add_*Servicer_to_server` call these two
     methods): each method's handler is wrapped once, here, to continue the caller's trace (W3C `traceparent`
-    metadata), pass the gate (an operator's roles, herald/libs/callers.py) and turn HeraldError into a rich status.
+    metadata), pass the gate (an operator's roles, herald/libs/callers.py), leave its audit record if it changes
+    state (herald/libs/audit.py) and turn HeraldError into a rich status.
     A request that does not parse is INVALID_ARGUMENT. Anything else a handler raises is a bug: it is logged with
     its trace id and answered INTERNAL, and the process stays up.
 
@@ -103,31 +113,39 @@ class TracedServer:
     and a handler built afresh for it: a tenth of intake's CPU per Send.
     """
 
-    def __init__(self, server: grpc.aio.Server, gate: Gate) -> None:
+    def __init__(self, server: grpc.aio.Server, gate: Gate, trail: AuditTrail) -> None:
         self._server = server
         self._gate = gate
+        self._trail = trail
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers([_TracedGeneric(handler, self._gate) for handler in handlers])
+        self._server.add_generic_rpc_handlers(
+            [_TracedGeneric(handler, self._gate, self._trail) for handler in handlers]
+        )
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        traced_handlers = {name: traced(handler, f"{service}/{name}", self._gate) for name, handler in handlers.items()}
+        traced_handlers = {
+            name: traced(handler, f"{service}/{name}", self._gate, self._trail) for name, handler in handlers.items()
+        }
         self._server.add_registered_method_handlers(service, traced_handlers)
 
 
 class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
     """A generic handler's methods, each wrapped the first time it is asked for."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, gate: Gate) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, gate: Gate, trail: AuditTrail) -> None:
         self._inner = inner
         self._gate = gate
+        self._trail = trail
         self._traced: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = details.method
         if method not in self._traced:
             handler = self._inner.service(details)
-            self._traced[method] = traced(handler, method.lstrip("/"), self._gate) if handler is not None else None
+            self._traced[method] = (
+                traced(handler, method.lstrip("/"), self._gate, self._trail) if handler is not None else None
+            )
         return self._traced[method]
 
 
@@ -148,7 +166,7 @@ class _Instruments:
         self.seconds.observe(seconds)
 
 
-def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate) -> grpc.RpcMethodHandler:
+def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: AuditTrail) -> grpc.RpcMethodHandler:
     """`handler` continuing the caller's trace, with herald's errors as statuses, counted and timed (see
     TracedServer)."""
     codec = {
@@ -157,6 +175,8 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate) -> grpc.RpcM
     }
     kind = "client_stream" if handler.request_streaming else "server_stream" if handler.response_streaming else "unary"
     instruments = _Instruments(method, kind)
+    rule = RULES.get(method)
+    audited = rule if rule is not None and rule.audited else None
 
     def span(context: grpc.aio.ServicerContext) -> AbstractContextManager[trace.Span]:
         """The call's server span. A status the caller caused (INVALID_ARGUMENT, NOT_FOUND, ...) leaves it
@@ -177,14 +197,21 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate) -> grpc.RpcM
             started = time.perf_counter()
             instruments.started.inc()
             with span(context) as current:
+                change = audit.begin() if audited else None
+                unary = None if handler.request_streaming else request
                 try:
-                    CURRENT_OPERATOR.set(await gate.admit(method, context))
+                    await gate.admit(method, context)
                     if handler.request_streaming:
-                        request = _checked(request, method)
+                        request = _checked(request, method, change)
                     else:
                         await _refuse_undecodable(request, context, method)
-                    return await inner(request, context)
+                    response = await inner(request, context)
+                    if audited and change:
+                        await trail.record(method, audited, change, unary, response, None, context)
+                    return response
                 except Exception as e:
+                    if audited and change:
+                        await trail.record(method, audited, change, _decoded(unary), None, e, context)
                     await _abort(context, current, method, e)
                 finally:
                     instruments.handled(context, time.perf_counter() - started)
@@ -203,7 +230,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate) -> grpc.RpcM
             instruments.started.inc()
             with span(context) as current:
                 try:
-                    CURRENT_OPERATOR.set(await gate.admit(method, context))
+                    await gate.admit(method, context)
                     await _refuse_undecodable(request, context, method)
                     async for item in inner_stream(request, context):
                         yield item

@@ -31,75 +31,89 @@ class Rule:
     roles: frozenset[str]
     # Whether an app's API key may call it (within the app's own scope).
     apps: bool
-    # Whether it changes state: each call leaves an audit record.
-    changes: bool
+    # Whether each call leaves an audit record (herald/libs/audit.py): every call that changes state, except the
+    # message traffic (Send, SendBatch, the inbox's reads and deletes), which the messages and the inbox record.
+    audited: bool
+    # The audit record's target: {field.path}s of the request (else of the response) in a resource name.
+    target: str = ""
 
 
 def _reads(*roles: str, apps: bool = False) -> Rule:
-    return Rule(frozenset((ADMIN, *roles)), apps, changes=False)
+    return Rule(frozenset((ADMIN, *roles)), apps, audited=False)
 
 
-def _writes(*roles: str, apps: bool = False) -> Rule:
-    return Rule(frozenset((ADMIN, *roles)), apps, changes=True)
+def _writes(*roles: str, target: str, apps: bool = False) -> Rule:
+    return Rule(frozenset((ADMIN, *roles)), apps, audited=True, target=target)
 
 
-# The RPCs that act as an app: no operator role calls them.
-_APP_ONLY_READ = Rule(frozenset(), apps=True, changes=False)
-_APP_ONLY_WRITE = Rule(frozenset(), apps=True, changes=True)
+# The RPCs that act as an app: no operator role calls them. The message traffic's changes are not audited.
+_APP_ONLY = Rule(frozenset(), apps=True, audited=False)
+
+
+def _app_writes(target: str) -> Rule:
+    return Rule(frozenset(), apps=True, audited=True, target=target)
+
+
+_APP = "apps/{app_id}"
+_TEMPLATE = "templates/{template.template_id}"
+_ACCOUNT = "provider-accounts/{account.name}"
+_TOPIC = "apps/{app_id}/topics/{topic_key}"
 
 RULES: dict[str, Rule] = {
     # Apps and their keys, retention, status webhooks: operators.
-    "herald.v1.AdminService/CreateApp": _writes(OPERATOR),
+    "herald.v1.AdminService/CreateApp": _writes(OPERATOR, target="apps/{app.app_id}"),
     "herald.v1.AdminService/GetApp": _reads(OPERATOR, SUPPORT, ANALYST, AUTHOR),
     "herald.v1.AdminService/ListApps": _reads(OPERATOR, SUPPORT, ANALYST, AUTHOR),
-    "herald.v1.AdminService/DisableApp": _writes(OPERATOR),
-    "herald.v1.AdminService/EnableApp": _writes(OPERATOR),
-    "herald.v1.AdminService/RotateAppKey": _writes(OPERATOR),
-    "herald.v1.AdminService/SetContentRetention": _writes(OPERATOR),
-    "herald.v1.AdminService/SetStatusWebhook": _writes(OPERATOR),
+    "herald.v1.AdminService/DisableApp": _writes(OPERATOR, target=_APP),
+    "herald.v1.AdminService/EnableApp": _writes(OPERATOR, target=_APP),
+    "herald.v1.AdminService/RotateAppKey": _writes(OPERATOR, target=_APP),
+    "herald.v1.AdminService/SetContentRetention": _writes(OPERATOR, target=_APP),
+    "herald.v1.AdminService/SetStatusWebhook": _writes(OPERATOR, target="apps/{webhook.app_id}/status-webhook"),
     "herald.v1.AdminService/GetStatusWebhook": _reads(OPERATOR),
-    "herald.v1.AdminService/DeleteStatusWebhook": _writes(OPERATOR),
-    "herald.v1.AdminService/RotateStatusWebhookSecret": _writes(OPERATOR),
+    "herald.v1.AdminService/DeleteStatusWebhook": _writes(OPERATOR, target=_APP + "/status-webhook"),
+    "herald.v1.AdminService/RotateStatusWebhookSecret": _writes(OPERATOR, target=_APP + "/status-webhook"),
     # Templates: authors write them; support reads what was sent.
-    "herald.v1.AdminService/CreateTemplate": _writes(AUTHOR),
-    "herald.v1.AdminService/UpdateTemplate": _writes(AUTHOR),
+    "herald.v1.AdminService/CreateTemplate": _writes(AUTHOR, target=_TEMPLATE),
+    "herald.v1.AdminService/UpdateTemplate": _writes(AUTHOR, target=_TEMPLATE),
     "herald.v1.AdminService/GetTemplate": _reads(AUTHOR, SUPPORT, OPERATOR),
     "herald.v1.AdminService/ListTemplates": _reads(AUTHOR, SUPPORT, OPERATOR),
-    "herald.v1.AdminService/ArchiveTemplate": _writes(AUTHOR),
+    "herald.v1.AdminService/ArchiveTemplate": _writes(AUTHOR, target="templates/{template_id}"),
     "herald.v1.AdminService/PreviewTemplate": _reads(AUTHOR),
     # Dead letters and unprocessed messages: operators replay them.
     "herald.v1.DeadLetterService/ListDeadLetters": _reads(OPERATOR),
-    "herald.v1.DeadLetterService/ReplayDeadLetters": _writes(OPERATOR),
+    "herald.v1.DeadLetterService/ReplayDeadLetters": _writes(OPERATOR, target="dead-letters"),
     "herald.v1.DeadLetterService/ListUnprocessedMessages": _reads(OPERATOR),
-    "herald.v1.DeadLetterService/ReplayUnprocessedMessages": _writes(OPERATOR),
+    "herald.v1.DeadLetterService/ReplayUnprocessedMessages": _writes(
+        OPERATOR, target="unprocessed-messages/{consumer}"
+    ),
     # The directory: operators keep it; support looks a user up.
-    "herald.v1.DirectoryService/UpsertUser": _writes(OPERATOR),
+    "herald.v1.DirectoryService/UpsertUser": _writes(OPERATOR, target="users/{user.user_id}"),
     "herald.v1.DirectoryService/GetUser": _reads(OPERATOR, SUPPORT),
-    "herald.v1.DirectoryService/DeleteUser": _writes(OPERATOR),
-    "herald.v1.DirectoryService/ImportUsers": _writes(OPERATOR),
-    "herald.v1.DirectoryService/SetPreference": _writes(OPERATOR),
+    "herald.v1.DirectoryService/DeleteUser": _writes(OPERATOR, target="users/{user_id}"),
+    "herald.v1.DirectoryService/ImportUsers": _writes(OPERATOR, target="users"),
+    "herald.v1.DirectoryService/SetPreference": _writes(OPERATOR, target="users/{user_id}/preferences"),
     # A user's inbox: the app's back end (its key) and the user's devices (an inbox token).
-    "herald.v1.InboxService/Sync": _APP_ONLY_READ,
-    "herald.v1.InboxService/Subscribe": _APP_ONLY_READ,
-    "herald.v1.InboxService/MarkRead": _APP_ONLY_WRITE,
-    "herald.v1.InboxService/GetUnreadCount": _APP_ONLY_READ,
-    "herald.v1.InboxService/DeleteItems": _APP_ONLY_WRITE,
-    "herald.v1.InboxService/CreateInboxToken": _APP_ONLY_READ,
+    "herald.v1.InboxService/Sync": _APP_ONLY,
+    "herald.v1.InboxService/Subscribe": _APP_ONLY,
+    "herald.v1.InboxService/MarkRead": _APP_ONLY,
+    "herald.v1.InboxService/GetUnreadCount": _APP_ONLY,
+    "herald.v1.InboxService/DeleteItems": _APP_ONLY,
+    "herald.v1.InboxService/CreateInboxToken": _APP_ONLY,
     # Sending: apps.
-    "herald.v1.MessageService/Send": _APP_ONLY_WRITE,
-    "herald.v1.MessageService/SendBatch": _APP_ONLY_WRITE,
-    "herald.v1.MessageService/SendAudience": _APP_ONLY_WRITE,
-    "herald.v1.MessageService/CancelMessage": _APP_ONLY_WRITE,
+    "herald.v1.MessageService/Send": _APP_ONLY,
+    "herald.v1.MessageService/SendBatch": _APP_ONLY,
+    "herald.v1.MessageService/SendAudience": _app_writes("messages/{message_id}"),
+    "herald.v1.MessageService/CancelMessage": _app_writes("messages/{message_id}"),
     # Provider accounts: operators (support does not read credential references).
-    "herald.v1.ProviderService/CreateProviderAccount": _writes(OPERATOR),
+    "herald.v1.ProviderService/CreateProviderAccount": _writes(OPERATOR, target=_ACCOUNT),
     "herald.v1.ProviderService/GetProviderAccount": _reads(OPERATOR),
     "herald.v1.ProviderService/ListProviderAccounts": _reads(OPERATOR),
-    "herald.v1.ProviderService/UpdateProviderAccount": _writes(OPERATOR),
-    "herald.v1.ProviderService/DeleteProviderAccount": _writes(OPERATOR),
+    "herald.v1.ProviderService/UpdateProviderAccount": _writes(OPERATOR, target=_ACCOUNT),
+    "herald.v1.ProviderService/DeleteProviderAccount": _writes(OPERATOR, target="provider-accounts/{name}"),
     # Routing rules: operators; why a user would or would not get a message: support too.
-    "herald.v1.RoutingService/CreateFrequencyRule": _writes(OPERATOR),
+    "herald.v1.RoutingService/CreateFrequencyRule": _writes(OPERATOR, target="frequency-rules/{rule_id}"),
     "herald.v1.RoutingService/ListFrequencyRules": _reads(OPERATOR, SUPPORT),
-    "herald.v1.RoutingService/DeleteFrequencyRule": _writes(OPERATOR),
+    "herald.v1.RoutingService/DeleteFrequencyRule": _writes(OPERATOR, target="frequency-rules/{rule_id}"),
     "herald.v1.RoutingService/ExplainRouting": _reads(OPERATOR, SUPPORT),
     # What happened to a message: the app, and support for any app; the numbers: the app, and analysts.
     "herald.v1.StatusService/GetMessage": _reads(SUPPORT, apps=True),
@@ -108,13 +122,15 @@ RULES: dict[str, Rule] = {
     "herald.v1.StatusService/GetStats": _reads(ANALYST, apps=True),
     "herald.v1.StatusService/ExportEvents": _reads(ANALYST, apps=True),
     # Topics: each app's own through its key; an operator names the app.
-    "herald.v1.TopicService/CreateTopic": _writes(OPERATOR, apps=True),
+    "herald.v1.TopicService/CreateTopic": _writes(OPERATOR, apps=True, target="apps/{app_id}/topics/{topic.topic_key}"),
     "herald.v1.TopicService/GetTopic": _reads(OPERATOR, apps=True),
     "herald.v1.TopicService/ListTopics": _reads(OPERATOR, apps=True),
-    "herald.v1.TopicService/DeleteTopic": _writes(OPERATOR, apps=True),
-    "herald.v1.TopicService/AddSubscribers": _writes(OPERATOR, apps=True),
-    "herald.v1.TopicService/RemoveSubscribers": _writes(OPERATOR, apps=True),
+    "herald.v1.TopicService/DeleteTopic": _writes(OPERATOR, apps=True, target=_TOPIC),
+    "herald.v1.TopicService/AddSubscribers": _writes(OPERATOR, apps=True, target=_TOPIC),
+    "herald.v1.TopicService/RemoveSubscribers": _writes(OPERATOR, apps=True, target=_TOPIC),
     "herald.v1.TopicService/ListSubscribers": _reads(OPERATOR, apps=True),
+    # Who changed what: admins, operators and support.
+    "herald.v1.AuditService/ListAuditEvents": _reads(OPERATOR, SUPPORT),
 }
 
 
@@ -127,15 +143,19 @@ def markdown() -> str:
         "two the same. Operators sign in through the company's OpenID Connect provider and hold roles (the JWT's",
         "roles claim); `HERALD_ADMIN_TOKEN` is `herald.admin`. An app's API key reaches only its own app's data.",
         "A call the caller's credentials do not allow is `PERMISSION_DENIED`; a bad, expired or foreign token",
-        "`UNAUTHENTICATED`. *Changes state* marks the calls the audit trail is to record.",
+        "`UNAUTHENTICATED`. *Audited*: each call leaves one record in the audit trail",
+        "(`AuditService.ListAuditEvents`), with its target; Send, SendBatch and the inbox's MarkRead and DeleteItems",
+        "change state too, but are recorded by the messages and the inbox themselves, at their volume.",
         "",
-        "| RPC | " + " | ".join(f"`{role}`" for role in ROLES) + " | app key | changes state |",
+        "| RPC | " + " | ".join(f"`{role}`" for role in ROLES) + " | app key | audited (target) |",
         "|---|" + "---|" * (len(ROLES) + 2),
     ]
     for method, rule in RULES.items():
         marks = ["yes" if role in rule.roles else "" for role in ROLES]
         lines.append(
-            f"| `{method}` | " + " | ".join([*marks, "yes" if rule.apps else "", "yes" if rule.changes else ""]) + " |"
+            f"| `{method}` | "
+            + " | ".join([*marks, "yes" if rule.apps else "", f"`{rule.target}`" if rule.audited else ""])
+            + " |"
         )
     return "\n".join(lines) + "\n"
 

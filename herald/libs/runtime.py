@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from herald.libs import grpc_server, metrics, reflection, telemetry
+from herald.libs.audit import AuditTrail
 from herald.libs.bus import Bus
 from herald.libs.callers import Gate
 from herald.libs.config import Settings
@@ -135,7 +136,9 @@ async def _serve(settings: Settings, setup: Callable[[Runtime, TracedServer], Aw
     rt.on_scrape.append(metrics.consumer_lag(bus))
     metrics_server = await metrics.serve(settings.metrics_addr, lambda: readiness.ready, rt.on_scrape)
     gate = Gate(settings.admin_token, OidcVerifier(settings.oidc) if settings.oidc else None)
-    names = await setup(rt, TracedServer(server, gate))
+    trail = AuditTrail(bus, settings.service)
+    rt.on_stop.append(trail.close)
+    names = await setup(rt, TracedServer(server, gate, trail))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])

@@ -30,6 +30,8 @@ TOPIC_UNSUBSCRIBED = "herald.event.topic.unsubscribed"
 ADDRESS_DEAD = "herald.event.address.dead"
 # router -> every service (and other teams): a user erased from the directory (UserErasedEvent).
 USER_ERASED = "herald.event.user.erased"
+# every binary -> feedback, the security team: one call that changed (or tried to change) state (AuditEvent).
+AUDIT = "herald.event.audit"
 
 
 def message_accepted(category: int) -> str:

@@ -16,31 +16,16 @@ from herald.v1 import message_service_pb2 as msg
 from herald.v1 import topic_service_pb2 as topic_pb2
 from typer.testing import CliRunner
 
-from devmesh.mesh import Mesh
 from herald.libs.oidc import REFETCH_SECONDS
 from herald.libs.roles import OPERATOR, ROLES, RULES, SUPPORT
 from herald.services.gateway.procedures import Procedure, procedures
 from herald.tools.heraldctl.main import cli
-from tests.conftest import running_mesh
-from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
-from tests.helpers.databases import default_backend
-from tests.helpers.oidc_provider import AUDIENCE, OidcProvider, SigningKey
+from tests.e2e.conftest import SignedIn
+from tests.helpers.client import all_final, bad_fields, rpc_error
+from tests.helpers.oidc_provider import SigningKey
 from tests.helpers.webhook_sink import WebhookSink
 
-SignedIn = tuple[OidcProvider, Mesh, Herald]
 REFUSED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
-
-
-@pytest.fixture(scope="module")
-async def signed_in(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SignedIn]:
-    provider = OidcProvider()
-    await provider.start()
-    env = {"HERALD_OIDC_ISSUER": provider.issuer, "HERALD_OIDC_AUDIENCE": AUDIENCE}
-    try:
-        async with running_mesh(tmp_path_factory.mktemp("oidc"), default_backend(), env) as (mesh, herald):
-            yield provider, mesh, herald
-    finally:
-        await provider.stop()
 
 
 async def _call(channel: grpc.aio.Channel, procedure: Procedure, token: str) -> grpc.StatusCode:

@@ -15,6 +15,7 @@ from herald.v1 import events_pb2, status_service_pb2, status_service_pb2_grpc
 
 from herald.internal.v1 import work_pb2
 from herald.libs import grpc_server, subjects
+from herald.libs.audit import AuditTrail
 from herald.libs.auth import AppIdentity, AppKeys, key_hash, new_api_key
 from herald.libs.callers import Gate
 from herald.libs.grpc_server import TracedServer
@@ -106,7 +107,7 @@ async def feedback_stage(database_url: str, *, started: bool = True) -> AsyncIte
             erasures = Erasures(db)
             await erasures.refresh()
             status_service_pb2_grpc.add_StatusServiceServicer_to_server(
-                StatusService(db, keys), TracedServer(server, Gate(ADMIN_TOKEN, None))
+                StatusService(db, keys), TracedServer(server, Gate(ADMIN_TOKEN, None), AuditTrail(bus, "feedback"))
             )
             port = server.add_insecure_port("127.0.0.1:0")
             await server.start()

@@ -49,6 +49,9 @@ class Herald:
         self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self._channels["adapters"])
         self.inbox = inbox_service_pb2_grpc.InboxServiceStub(self._channels["adapters"])
 
+    def channel(self, binary: str) -> grpc.aio.Channel:
+        return self._channels[binary]
+
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))
 

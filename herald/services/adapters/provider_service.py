@@ -13,6 +13,7 @@ from herald.v1 import provider_service_pb2_grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald.libs import audit
 from herald.libs.callers import require_operator
 from herald.libs.errors import AlreadyExists, InvalidArgument, NotFound
 from herald.libs.store import Database
@@ -99,17 +100,22 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
             raise InvalidArgument(bad)
         async with self._db.session.begin() as session:
             row = await _get(session, request.account.name)
+            before = _account_pb(row)
             _apply(row, request.account, paths)
             row.update_time = now()
         await self._changed()
-        return _account_pb(row)
+        after = _account_pb(row)
+        audit.changed(before=before, after=after)
+        return after
 
     async def DeleteProviderAccount(
         self, request: pb.DeleteProviderAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteProviderAccountResponse:
         require_operator()
         async with self._db.session.begin() as session:
-            await session.delete(await _get(session, request.name))
+            row = await _get(session, request.name)
+            await session.delete(row)
+        audit.changed(before=_account_pb(row))
         await self._changed()
         return pb.DeleteProviderAccountResponse(name=request.name)
 

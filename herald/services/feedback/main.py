@@ -1,12 +1,14 @@
 """herald-feedback entry point."""
 
-from herald.v1 import status_service_pb2, status_service_pb2_grpc
+from herald.v1 import audit_service_pb2, audit_service_pb2_grpc, status_service_pb2, status_service_pb2_grpc
 
 from herald.libs import runtime, subjects
 from herald.libs.auth import AppKeys
 from herald.libs.bus import each
 from herald.libs.grpc_server import TracedServer
 from herald.services.feedback import erasure
+from herald.services.feedback.audit_log import AuditLog
+from herald.services.feedback.audit_service import AuditService
 from herald.services.feedback.erasure import Erasures
 from herald.services.feedback.retention import Retention
 from herald.services.feedback.settings import FeedbackSettings
@@ -23,6 +25,7 @@ LINGER = 0.05
 async def setup(rt: runtime.Runtime, settings: FeedbackSettings, server: TracedServer) -> list[str]:
     keys = await AppKeys.open(rt.bus)
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(StatusService(rt.db, keys), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(rt.db), server)
     erasures = Erasures(rt.db)
     await erasures.refresh()
     rt.every(erasure.REFRESH, erasures.refresh, "erasures")
@@ -40,8 +43,14 @@ async def setup(rt: runtime.Runtime, settings: FeedbackSettings, server: TracedS
         batch=BATCH,
     )
     await rt.bus.consume(subjects.EVENTS_STREAM, "feedback-erasures", subjects.USER_ERASED, each(erasures.forget))
+    audit_log = AuditLog(rt.db, settings.audit_retention_days)
+    await rt.bus.consume(subjects.EVENTS_STREAM, "feedback-audit", subjects.AUDIT, audit_log.on_records, batch=BATCH)
     rt.every(settings.retention_check_seconds, Retention(rt.db, keys).purge, "retention")
-    return [status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
+    rt.every(settings.retention_check_seconds, audit_log.purge, "audit-retention")
+    return [
+        status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
+        audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    ]
 
 
 def main() -> None:

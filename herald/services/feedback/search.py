@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from google.protobuf.message import Message
 from sqlalchemy import Select, and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald.libs.timeutil import timestamp_field
 from herald.services.feedback import tables
 
 DEFAULT_PAGE_SIZE = 50
@@ -71,6 +73,15 @@ def page_of(
         except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
             bad["page_token"] = "not a next_page_token of this list"  # noqa: S105 (a message, not a secret)
     return Page(page_size or default, after)
+
+
+def time_range(request: Message, bad: dict[str, str]) -> tuple[datetime | None, datetime | None]:
+    """The request's start_time and end_time (each optional, the end after the start); problems go into `bad`."""
+    start = timestamp_field(request, "start_time", bad)
+    end = timestamp_field(request, "end_time", bad)
+    if start is not None and end is not None and end <= start:
+        bad["end_time"] = "must be after start_time"
+    return start, end
 
 
 def words(query: str) -> list[str]:
@@ -140,4 +151,9 @@ def _matching(query: Select[tables.Delivery], terms: list[str], dialect: str) ->
 
 
 def _token(last: tables.Delivery) -> str:
-    return base64.urlsafe_b64encode(json.dumps([last.create_time.isoformat(), last.delivery_id]).encode()).decode()
+    return token(last.create_time, last.delivery_id)
+
+
+def token(when: datetime, key: str) -> str:
+    """The next_page_token after the row with this time and key (page_of reads it)."""
+    return base64.urlsafe_b64encode(json.dumps([when.isoformat(), key]).encode()).decode()

@@ -96,10 +96,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
         page = search.page_of(request.page_size, request.page_token, bad)
         if len(search.words(request.query)) > search.MAX_QUERY_WORDS:
             bad["query"] = f"at most {search.MAX_QUERY_WORDS} words"
-        start = timestamp_field(request, "start_time", bad)
-        end = timestamp_field(request, "end_time", bad)
-        if start is not None and end is not None and end <= start:
-            bad["end_time"] = "must be after start_time"
+        start, end = search.time_range(request, bad)
         if bad:
             raise InvalidArgument(bad)
         filters = search.Filters(

@@ -87,3 +87,22 @@ class Stat(Base):
     latency_bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
     deliveries: Mapped[int] = mapped_column(BigInteger)
     cost_micros: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditRecord(Base):
+    """One call that changed (or tried to change) state, from herald.event.audit. Append-only: a trigger
+    (migration 0007) refuses every UPDATE; only the retention purge deletes, past HERALD_AUDIT_RETENTION_DAYS."""
+
+    __tablename__ = "feedback_audit_events"
+    __table_args__ = (
+        Index("ix_feedback_audit_events_time", "occur_time", "event_id"),
+        Index("ix_feedback_audit_events_actor", "actor", "occur_time"),
+        Index("ix_feedback_audit_events_target", "target", "occur_time"),
+    )
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    occur_time: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(400))
+    # The whole herald.v1.AuditEvent, as its JSON.
+    record: Mapped[str] = mapped_column(Text)

@@ -9,6 +9,7 @@ from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from herald.v1 import (
     admin_service_pb2,
+    audit_service_pb2,
     dead_letter_service_pb2,
     directory_service_pb2,
     inbox_service_pb2,
@@ -30,6 +31,7 @@ BINARY_OF: dict[FileDescriptor, str] = {
     provider_service_pb2.DESCRIPTOR: "adapters",
     dead_letter_service_pb2.DESCRIPTOR: "adapters",
     status_service_pb2.DESCRIPTOR: "feedback",
+    audit_service_pb2.DESCRIPTOR: "feedback",
 }
 
 

@@ -1,15 +1,16 @@
 """AdminService: apps, their keys, their status webhooks, and templates. Every call needs the admin token."""
 
 from datetime import timedelta
+from typing import TypeVar
 
 import grpc
 from google.protobuf import json_format
 from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import admin_service_pb2_grpc, common_pb2
 
-from herald.libs import categories, channels, quiet_hours
+from herald.libs import audit, categories, channels, quiet_hours
 from herald.libs.callers import require_operator
-from herald.libs.errors import InvalidArgument
+from herald.libs.errors import InvalidArgument, NotFound
 from herald.libs.timeutil import duration_field, to_timestamp
 from herald.services.intake import tables
 from herald.services.intake.apps import AppRegistry
@@ -17,6 +18,7 @@ from herald.services.intake.status_webhooks import StatusWebhooks
 from herald.services.intake.templates import TemplateStore, preview
 
 DEFAULT_GRACE = timedelta(hours=24)
+M = TypeVar("M", pb.App, pb.Template)
 MAX_RETENTION_DAYS = 3650
 MAX_GRACE = timedelta(days=30)
 MAX_SECRET_GRACE = timedelta(days=7)
@@ -67,11 +69,13 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def DisableApp(self, request: pb.DisableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
         require_operator()
-        return app_pb(await self._apps.set_disabled(request.app_id, True))
+        before = app_pb(await self._apps.get(request.app_id))
+        return _changed(before, app_pb(await self._apps.set_disabled(request.app_id, True)))
 
     async def EnableApp(self, request: pb.EnableAppRequest, context: grpc.aio.ServicerContext) -> pb.App:
         require_operator()
-        return app_pb(await self._apps.set_disabled(request.app_id, False))
+        before = app_pb(await self._apps.get(request.app_id))
+        return _changed(before, app_pb(await self._apps.set_disabled(request.app_id, False)))
 
     async def RotateAppKey(
         self, request: pb.RotateAppKeyRequest, context: grpc.aio.ServicerContext
@@ -88,7 +92,8 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         _check_retention(request.content_retention_days, bad)
         if bad:
             raise InvalidArgument(bad)
-        return app_pb(await self._apps.set_retention(request.app_id, request.content_retention_days))
+        before = app_pb(await self._apps.get(request.app_id))
+        return _changed(before, app_pb(await self._apps.set_retention(request.app_id, request.content_retention_days)))
 
     async def SetStatusWebhook(
         self, request: pb.SetStatusWebhookRequest, context: grpc.aio.ServicerContext
@@ -104,7 +109,12 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
                 bad[f"webhook.states[{i}]"] = "a DeliveryState other than DELIVERY_STATE_UNSPECIFIED"
         if bad:
             raise InvalidArgument(bad)
+        try:
+            before: pb.StatusWebhook | None = webhook_pb(await self._webhooks.get(webhook.app_id))
+        except NotFound:
+            before = None
         row, secret = await self._webhooks.set(webhook.app_id, webhook.url, list(webhook.states))
+        audit.changed(before=before, after=webhook_pb(row))
         return pb.SetStatusWebhookResponse(webhook=webhook_pb(row), secret=secret)
 
     async def GetStatusWebhook(
@@ -117,7 +127,9 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         self, request: pb.DeleteStatusWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteStatusWebhookResponse:
         require_operator()
+        before = webhook_pb(await self._webhooks.get(request.app_id))
         await self._webhooks.delete(request.app_id)
+        audit.changed(before=before)
         return pb.DeleteStatusWebhookResponse()
 
     async def RotateStatusWebhookSecret(
@@ -133,7 +145,8 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def UpdateTemplate(self, request: pb.UpdateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
         require_operator()
-        return await self._templates.update(request.template)
+        before = await self._current_template(request.template.template_id)
+        return _changed(before, await self._templates.update(request.template))
 
     async def GetTemplate(self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
         require_operator()
@@ -150,7 +163,15 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         self, request: pb.ArchiveTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.Template:
         require_operator()
-        return await self._templates.archive(request.template_id)
+        before = await self._current_template(request.template_id)
+        return _changed(before, await self._templates.archive(request.template_id))
+
+    async def _current_template(self, template_id: str) -> pb.Template | None:
+        """What an update or archive replaces, for the audit record; the call itself says what is wrong with it."""
+        try:
+            return await self._templates.get(template_id)
+        except NotFound:
+            return None
 
     async def PreviewTemplate(
         self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext
@@ -158,6 +179,12 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         require_operator()
         template = await self._templates.get(request.template_id, request.version)
         return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
+
+
+def _changed(before: M | None, after: M) -> M:
+    """`after`, the call's answer, once the audit record knows what it replaced."""
+    audit.changed(before=before, after=after)
+    return after
 
 
 def _grace(request: pb.RotateAppKeyRequest | pb.RotateStatusWebhookSecretRequest, most: timedelta) -> timedelta:

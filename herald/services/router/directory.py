@@ -9,7 +9,7 @@ from herald.v1 import common_pb2, directory_service_pb2_grpc, events_pb2
 from herald.v1 import directory_service_pb2 as pb
 from sqlalchemy import delete, select
 
-from herald.libs import channels, quiet_hours, storable, subjects
+from herald.libs import audit, channels, quiet_hours, storable, subjects
 from herald.libs.bus import Bus, Incoming
 from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument, NotFound
@@ -29,7 +29,12 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
     async def UpsertUser(self, request: pb.UpsertUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         require_operator()
         _validate_user(request.user, "user")
+        try:
+            before: pb.User | None = await self.GetUser(pb.GetUserRequest(user_id=request.user.user_id), context)
+        except NotFound:
+            before = None
         await self._upsert([request.user])
+        audit.changed(before=before, after=await self.GetUser(pb.GetUserRequest(user_id=request.user.user_id), context))
         return request.user
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
@@ -76,6 +81,7 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
             event_id=new_id("erase"), user_id=request.user_id, occur_time=to_timestamp(now())
         )
         await self._bus.publish(subjects.USER_ERASED, erased.SerializeToString(), msg_id=erased.event_id)
+        audit.changed()  # the record names the user id, and keeps nothing else of an erased user
         return pb.DeleteUserResponse(user_id=request.user_id)
 
     async def ImportUsers(

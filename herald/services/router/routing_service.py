@@ -5,9 +5,9 @@ from datetime import timedelta
 import grpc
 from herald.v1 import common_pb2, routing_service_pb2_grpc
 from herald.v1 import routing_service_pb2 as pb
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from herald.libs import categories, channels
+from herald.libs import audit, categories, channels
 from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument, NotFound
 from herald.libs.ids import new_id
@@ -70,11 +70,11 @@ class RoutingService(routing_service_pb2_grpc.RoutingServiceServicer):
     ) -> pb.DeleteFrequencyRuleResponse:
         require_operator()
         async with self._db.session.begin() as session:
-            result = await session.execute(
-                delete(tables.FrequencyRule).where(tables.FrequencyRule.rule_id == request.rule_id)
-            )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise NotFound(f"frequency rule '{request.rule_id[:64]}' not found")
+            row = await session.get(tables.FrequencyRule, request.rule_id)
+            if row is None:
+                raise NotFound(f"frequency rule '{request.rule_id[:64]}' not found")
+            await session.delete(row)
+        audit.changed(before=_rule_pb(row))
         self._caps.forget_rules()
         return pb.DeleteFrequencyRuleResponse(rule_id=request.rule_id)
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.libs import pagination, storable, subjects
+from herald.libs import audit, pagination, storable, subjects
 from herald.libs.auth import AppKeys
 from herald.libs.bus import Bus
 from herald.libs.callers import operator
@@ -89,6 +89,7 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
     ) -> pb.DeleteTopicResponse:
         app_id = await self._scope(context, request.app_id)
         row = await self._row(app_id, request.topic_key)
+        audit.changed(before=_topic(row, (await self._counts(app_id, [row.topic_key]))[row.topic_key]))
         await self._registry.forget(app_id, row.topic_key)  # first: no new Send reaches a half-deleted topic
         async with self._db.session.begin() as session:
             await session.execute(delete(T).where(T.app_id == app_id, T.topic_key == row.topic_key))

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from herald.v1 import common_pb2 as _common_pb2
@@ -294,3 +295,86 @@ class DeliveryEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryEvent: _TypeAlias = DeliveryEvent  # noqa: Y015
+
+@_typing.final
+class AuditEvent(_message.Message):
+    """AuditEvent: one call that changed (or tried to change) herald's state
+    (herald.event.audit): who, what, on which target, when, how it ended and
+    what changed. Secrets are redacted ("[redacted]") and personal addresses
+    masked. AuditService.ListAuditEvents lists them (docs/access.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    OUTCOME_MESSAGE_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    actor: _builtins.str
+    """A signed-in operator's JWT subject, "admin-token", or "app:<app_id>"."""
+    action: _builtins.str
+    """The full RPC name, e.g. "herald.v1.AdminService/DisableApp"."""
+    target: _builtins.str
+    """What the call acted on, e.g. "apps/app_1", "templates/login-code",
+    "provider-accounts/twilio-main"; "" when it acts on no one thing.
+    """
+    outcome: _builtins.str
+    """The call's gRPC status code name, e.g. "OK", "PERMISSION_DENIED"."""
+    outcome_message: _builtins.str
+    """The status message of a call that did not succeed."""
+    service: _builtins.str
+    """The binary that served the call, e.g. "intake"."""
+    trace_id: _builtins.str
+    """The call's trace (W3C trace id, hex), to find it in Jaeger."""
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The operator's herald roles; empty for an app."""
+
+    @_builtins.property
+    def request(self) -> _struct_pb2.Struct:
+        """The request as JSON (a client stream's: omitted), redacted."""
+
+    @_builtins.property
+    def before(self) -> _struct_pb2.Struct:
+        """The target before and after the call, as JSON, redacted; unset when it
+        did not exist (before a create, after a delete) or the call failed.
+        """
+
+    @_builtins.property
+    def after(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        action: _builtins.str = ...,
+        target: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        outcome_message: _builtins.str = ...,
+        request: _struct_pb2.Struct | None = ...,
+        before: _struct_pb2.Struct | None = ...,
+        after: _struct_pb2.Struct | None = ...,
+        service: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "occur_time", b"occur_time", "request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "after", b"after", "before", b"before", "event_id", b"event_id", "occur_time", b"occur_time", "outcome", b"outcome", "outcome_message", b"outcome_message", "request", b"request", "roles", b"roles", "service", b"service", "target", b"target", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015

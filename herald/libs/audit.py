@@ -1,0 +1,212 @@
+"""The audit trail's writing side: every call of an RPC roles.py marks `audited` leaves one AuditEvent on
+herald.event.audit, published by the binary that served it (herald/libs/grpc_server.py calls `AuditTrail.record`
+once the handler has answered, whatever the outcome); herald-feedback keeps them (herald/services/feedback/audit.py).
+
+A handler says what it changed with `changed(before=..., after=...)` where it holds the old state; otherwise the
+record's `after` is the call's response. Secrets are redacted and personal addresses masked before anything leaves
+the process: the record names what changed, never a key, a secret, a token or a whole address.
+"""
+
+import asyncio
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+from herald.v1 import events_pb2
+from opentelemetry import trace
+
+from herald.libs import subjects
+from herald.libs.auth import CALLING_APP
+from herald.libs.bus import Publisher
+from herald.libs.callers import CURRENT_OPERATOR
+from herald.libs.errors import TRANSIENT, HeraldError
+from herald.libs.masking import mask
+from herald.libs.roles import Rule
+from herald.libs.timeutil import now, to_timestamp
+
+log = structlog.get_logger()
+
+REDACTED = "[redacted]"
+# Fields whose values are credentials, wherever they appear: an app's key, a webhook's signing secret, an inbox
+# token, a provider account's credential references.
+SECRET_FIELDS = frozenset({"api_key", "secret", "token", "credentials", "password"})
+# Maps of channel -> address (a recipient's, a directory user's): e-mail and phone masked, the rest (device tokens,
+# webhook URLs, chat ids) redacted.
+ADDRESS_FIELDS = frozenset({"addresses"})
+# How often records the bus could not take are offered again.
+RETRY_SECONDS = 1.0
+_FIELD = re.compile(r"\{([a-z_.]+)\}")
+
+
+@dataclass
+class Change:
+    """What the current audited call changed, filled in by its handler (`changed`) and by the gRPC layer."""
+
+    before: Message | None = None
+    after: Message | None = None
+    noted: bool = False
+    # A client stream's first message: where its target is named.
+    first: Message | None = None
+
+
+CURRENT_CHANGE: ContextVar[Change | None] = ContextVar("audit_change", default=None)
+
+
+def begin() -> Change:
+    change = Change()
+    CURRENT_CHANGE.set(change)
+    CALLING_APP.set("")
+    return change
+
+
+def changed(*, before: Message | None = None, after: Message | None = None) -> None:
+    """The target before and after this call, as the handler knows them (after unset: it is gone, or the
+    response says nothing more). Outside an audited call this does nothing."""
+    change = CURRENT_CHANGE.get()
+    if change is not None:
+        change.before, change.after, change.noted = before, after, True
+
+
+def redacted(message: Message) -> struct_pb2.Struct:
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    struct = struct_pb2.Struct()
+    struct.update(_redact(data))
+    return struct
+
+
+def _redact(value: Any, field: str = "") -> Any:
+    if field in SECRET_FIELDS:
+        return {k: REDACTED for k in value} if isinstance(value, dict) else REDACTED
+    if field in ADDRESS_FIELDS and isinstance(value, dict):
+        return {channel: _masked_address(address) for channel, address in value.items()}
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, field) for v in value]
+    return value
+
+
+def _masked_address(address: str) -> str:
+    masked = mask(address)
+    return masked if masked != address else REDACTED
+
+
+def target(rule: Rule, request: Message | None, response: Message | None, app_id: str) -> str:
+    """The rule's target pattern with each {field.path} taken from the request, else the response; an app's own
+    calls name no app_id, so {app_id} is then the caller's."""
+
+    def value(match: re.Match[str]) -> str:
+        path = match.group(1)
+        for source in (request, response):
+            if (found := _field(source, path)) != "":
+                return found
+        return app_id if path == "app_id" else ""
+
+    return _FIELD.sub(value, rule.target)
+
+
+def _field(message: Message | None, path: str) -> str:
+    for name in path.split("."):
+        if message is None or name not in message.DESCRIPTOR.fields_by_name:
+            return ""
+        message = getattr(message, name)
+    return str(message)
+
+
+def outcome(error: BaseException | None, context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """The status code name and message the caller gets for `error` (herald/libs/grpc_server.py's mapping)."""
+    if error is None:
+        return "OK", ""
+    if isinstance(error, HeraldError):
+        return error.code.name, error.message
+    if isinstance(error, grpc.aio.AbortError):  # the handler aborted the call itself
+        code = context.code()
+        return (code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"), context.details() or ""
+    if isinstance(error, TRANSIENT):
+        return grpc.StatusCode.UNAVAILABLE.name, "herald could not reach its database or message bus"
+    return grpc.StatusCode.INTERNAL.name, "internal error"
+
+
+class AuditTrail:
+    """Publishes a binary's audit records. A record the bus cannot take (NATS away) is kept and offered again
+    every RETRY_SECONDS under the same id (JetStream drops a repeat), so an outage delays records but loses none
+    unless the process ends before NATS is back; `close` makes a last attempt and says how many it could not
+    publish."""
+
+    def __init__(self, bus: Publisher, service: str) -> None:
+        self._bus = bus
+        self._service = service
+        self._held: list[events_pb2.AuditEvent] = []
+        self._retrying: asyncio.Task[None] | None = None
+
+    async def record(
+        self,
+        method: str,
+        rule: Rule,
+        change: Change,
+        request: Message | None,
+        response: Message | None,
+        error: BaseException | None,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        operator = CURRENT_OPERATOR.get()
+        app_id = CALLING_APP.get()
+        if operator is None and not app_id:
+            return  # nobody we know: a call without credentials, or with a key that is not one
+        code, message = outcome(error, context)
+        event = events_pb2.AuditEvent(
+            event_id=str(uuid.uuid4()),
+            occur_time=to_timestamp(now()),
+            actor=operator.actor if operator else f"app:{app_id}",
+            roles=sorted(operator.roles) if operator else [],
+            action=method,
+            target=target(rule, change.first or request, response, app_id),
+            outcome=code,
+            outcome_message=message,
+            service=self._service,
+            trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
+        )
+        if request is not None:
+            event.request.CopyFrom(redacted(request))
+        if error is None:
+            after = change.after if change.noted else response
+            if change.before is not None:
+                event.before.CopyFrom(redacted(change.before))
+            if after is not None:
+                event.after.CopyFrom(redacted(after))
+        await self._publish(event)
+
+    async def _publish(self, event: events_pb2.AuditEvent) -> None:
+        try:
+            await self._bus.publish(subjects.AUDIT, event.SerializeToString(), msg_id=event.event_id)
+        except TRANSIENT as e:
+            log.warning("audit record held until NATS takes it", action=event.action, error=repr(e))
+            self._held.append(event)
+            if self._retrying is None or self._retrying.done():
+                self._retrying = asyncio.create_task(self._retry(), name="audit-retry")
+
+    async def _retry(self) -> None:
+        while self._held:
+            await asyncio.sleep(RETRY_SECONDS)
+            await self._offer_held()
+
+    async def _offer_held(self) -> None:
+        while self._held:
+            try:
+                await self._bus.publish(subjects.AUDIT, self._held[0].SerializeToString(), self._held[0].event_id)
+            except TRANSIENT:
+                return
+            self._held.pop(0)
+
+    async def close(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+        await self._offer_held()
+        if self._held:
+            log.error("audit records lost: NATS did not take them before shutdown", records=len(self._held))
