@@ -72,13 +72,13 @@ RULES: dict[str, Rule] = {
     "herald.v1.AdminService/GetStatusWebhook": _reads(OPERATOR),
     "herald.v1.AdminService/DeleteStatusWebhook": _writes(OPERATOR, target=_APP + "/status-webhook"),
     "herald.v1.AdminService/RotateStatusWebhookSecret": _writes(OPERATOR, target=_APP + "/status-webhook"),
-    # Templates: authors write them; support reads what was sent.
-    "herald.v1.AdminService/CreateTemplate": _writes(AUTHOR, target=_TEMPLATE),
-    "herald.v1.AdminService/UpdateTemplate": _writes(AUTHOR, target=_TEMPLATE),
-    "herald.v1.AdminService/GetTemplate": _reads(AUTHOR, SUPPORT, OPERATOR),
-    "herald.v1.AdminService/ListTemplates": _reads(AUTHOR, SUPPORT, OPERATOR),
-    "herald.v1.AdminService/ArchiveTemplate": _writes(AUTHOR, target="templates/{template_id}"),
-    "herald.v1.AdminService/PreviewTemplate": _reads(AUTHOR),
+    # Templates: authors write the company's, an app its own (template_owners.py); support reads what was sent.
+    "herald.v1.AdminService/CreateTemplate": _writes(AUTHOR, apps=True, target=_TEMPLATE),
+    "herald.v1.AdminService/UpdateTemplate": _writes(AUTHOR, apps=True, target=_TEMPLATE),
+    "herald.v1.AdminService/GetTemplate": _reads(AUTHOR, SUPPORT, OPERATOR, apps=True),
+    "herald.v1.AdminService/ListTemplates": _reads(AUTHOR, SUPPORT, OPERATOR, apps=True),
+    "herald.v1.AdminService/ArchiveTemplate": _writes(AUTHOR, apps=True, target="templates/{template_id}"),
+    "herald.v1.AdminService/PreviewTemplate": _reads(AUTHOR, apps=True),
     # Dead letters and unprocessed messages: operators replay them.
     "herald.v1.DeadLetterService/ListDeadLetters": _reads(OPERATOR),
     "herald.v1.DeadLetterService/ReplayDeadLetters": _writes(OPERATOR, target="dead-letters"),

@@ -9,6 +9,7 @@ from herald.v1 import message_service_pb2 as pb
 from herald.internal.v1 import work_pb2
 from herald.libs.auth import AppIdentity
 from herald.libs.errors import InvalidArgument, NotFound, ResourceExhausted
+from herald.services.intake import template_owners
 from herald.services.intake.common_part import CommonPart
 from herald.services.intake.validation import check_shape, choose_channels, render_check
 
@@ -56,6 +57,7 @@ class Acceptance:
         if request.topic and not await self._topics.exists(app.app_id, request.topic):
             raise NotFound(f"topic '{request.topic}' not found (TopicService.CreateTopic makes one)")
         template = await self._templates.latest_for_sending(request.template_id)
+        template_owners.check_sender(template, app.app_id)
         app.check_category(template.category)
         self._shedder.check(template.category)
         chosen = choose_channels(request, template, app)

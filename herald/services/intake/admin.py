@@ -9,10 +9,11 @@ from herald.v1 import admin_service_pb2 as pb
 from herald.v1 import admin_service_pb2_grpc, common_pb2
 
 from herald.libs import audit, categories, channels, quiet_hours
-from herald.libs.callers import require_operator
+from herald.libs.auth import AppKeys
+from herald.libs.callers import operator, require_operator
 from herald.libs.errors import InvalidArgument, NotFound
 from herald.libs.timeutil import duration_field, to_timestamp
-from herald.services.intake import tables
+from herald.services.intake import tables, template_owners
 from herald.services.intake.apps import AppRegistry
 from herald.services.intake.status_webhooks import StatusWebhooks
 from herald.services.intake.templates import TemplateStore, preview
@@ -25,8 +26,9 @@ MAX_SECRET_GRACE = timedelta(days=7)
 
 
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, apps: AppRegistry, templates: TemplateStore, webhooks: StatusWebhooks) -> None:
+    def __init__(self, apps: AppRegistry, templates: TemplateStore, webhooks: StatusWebhooks, keys: AppKeys) -> None:
         self._apps = apps
+        self._keys = keys
         self._templates = templates
         self._webhooks = webhooks
 
@@ -140,31 +142,61 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         return pb.RotateStatusWebhookSecretResponse(secret=secret, previous_secrets_expire_time=to_timestamp(expire))
 
     async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
-        require_operator()
-        return await self._templates.create(request.template)
+        app_id = await self._template_caller(context)
+        await self._check_shares(request.template)
+        return await self._templates.create(request.template, app_id or "")
 
     async def UpdateTemplate(self, request: pb.UpdateTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
-        require_operator()
+        app_id = await self._template_caller(context)
+        await self._check_shares(request.template)
         before = await self._current_template(request.template.template_id)
-        return _changed(before, await self._templates.update(request.template))
+        return _changed(before, await self._templates.update(request.template, app_id))
 
     async def GetTemplate(self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext) -> pb.Template:
-        require_operator()
-        return await self._templates.get(request.template_id, request.version)
+        return await self._readable_template(request.template_id, request.version, context)
 
     async def ListTemplates(
         self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTemplatesResponse:
-        require_operator()
-        templates, token = await self._templates.list(request.page_size, request.page_token, request.show_archived)
+        app_id = await self._template_caller(context)
+        templates, token = await self._templates.list(
+            request.page_size, request.page_token, request.show_archived, app_id
+        )
         return pb.ListTemplatesResponse(templates=templates, next_page_token=token)
 
     async def ArchiveTemplate(
         self, request: pb.ArchiveTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.Template:
-        require_operator()
+        app_id = await self._template_caller(context)
         before = await self._current_template(request.template_id)
-        return _changed(before, await self._templates.archive(request.template_id))
+        return _changed(before, await self._templates.archive(request.template_id, app_id))
+
+    async def _template_caller(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The app whose key calls; None for an operator (the gate has checked their roles)."""
+        if operator() is not None:
+            return None
+        return (await self._keys.authenticate(context)).app_id
+
+    async def _readable_template(
+        self, template_id: str, version: int, context: grpc.aio.ServicerContext
+    ) -> pb.Template:
+        """An app reads what it may send (template_owners.check_sender); an operator any template."""
+        app_id = await self._template_caller(context)
+        template = await self._templates.get(template_id, version)
+        if app_id is not None:
+            template_owners.check_sender(template, app_id)
+        return template
+
+    async def _check_shares(self, template: pb.Template) -> None:
+        """Each app a template is shared with exists (a mistyped id would share it with nobody, silently)."""
+        bad: dict[str, str] = {}
+        for i, app_id in enumerate(template.shared_with_app_ids):
+            try:
+                await self._apps.get(app_id)
+            except NotFound:
+                bad[f"template.shared_with_app_ids[{i}]"] = f"no app '{app_id[:40]}'"
+        if bad:
+            raise InvalidArgument(bad)
 
     async def _current_template(self, template_id: str) -> pb.Template | None:
         """What an update or archive replaces, for the audit record; the call itself says what is wrong with it."""
@@ -176,8 +208,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     async def PreviewTemplate(
         self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewTemplateResponse:
-        require_operator()
-        template = await self._templates.get(request.template_id, request.version)
+        template = await self._readable_template(request.template_id, request.version, context)
         return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
 
 

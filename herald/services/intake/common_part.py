@@ -26,6 +26,7 @@ class CommonPart:
         key = (template.template_id, template.version)
         if (encoded := self._encoded.get(key)) is None:
             common = work_pb2.AcceptedMessage(app_id=self._app.app_id, template=template)
+            del common.template.shared_with_app_ids[:]  # who else may send it is no part of what is sent
             common.create_time.CopyFrom(self._create_time)
             common.traceparent = self._traceparent
             common.content_retention_days = self._app.content_retention_days

@@ -28,7 +28,7 @@ async def setup(rt: runtime.Runtime, settings: IntakeSettings, server: TracedSer
     templates = TemplateStore(rt.db)
     limiter = await RateLimiter.open(rt.bus)
     webhooks = await StatusWebhooks.open(rt.db, rt.bus, apps, settings.webhook_allowed_hosts)
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(apps, templates, webhooks), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(apps, templates, webhooks, keys), server)
     ledger, ids = await DispatchLedger.open(rt.bus), await MessageIds.open(rt.bus)
     shedder = MarketingShedder(rt.bus.js, settings.marketing_backlog_limit)
     shedder.start()

@@ -61,6 +61,16 @@ class Template(Base):
     create_time: Mapped[datetime]
     # Set on every version of an archived template.
     archive_time: Mapped[datetime | None]
+    # The app whose key created it (every version the same); "" = the company's.
+    owner_app_id: Mapped[str] = mapped_column(String(40), default="")
+
+
+class TemplateShare(Base):
+    """An app, other than the owner, that may send an app's template: the sharing in force, not per version."""
+
+    __tablename__ = "intake_template_shares"
+    template_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
 
 
 class Message(Base):

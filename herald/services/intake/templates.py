@@ -17,7 +17,7 @@ from herald.libs import categories, channels, ids, pagination, templating
 from herald.libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from herald.libs.store import Database
 from herald.libs.timeutil import duration_field, now, to_timestamp
-from herald.services.intake import tables
+from herald.services.intake import tables, template_owners
 
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -37,31 +37,39 @@ class TemplateStore:
         self._latest: dict[str, tuple[float, pb.Template]] = {}
         self._loading: dict[str, asyncio.Future[pb.Template]] = {}
 
-    async def create(self, template: pb.Template) -> pb.Template:
+    async def create(self, template: pb.Template, owner_app_id: str) -> pb.Template:
+        """`owner_app_id`: the app whose key creates it, "" for the company (an operator or an author)."""
         validate(template)
-        row = _row(template, version=1)
+        row = _row(template, version=1, owner_app_id=owner_app_id)
+        shares = template_owners.shared_with(template, owner_app_id)
         try:
             async with self._db.session.begin() as session:
                 session.add(row)
+                await session.flush()
+                await template_owners.replace_shares(session, row.template_id, shares)
         except IntegrityError as e:
             raise AlreadyExists(
                 f"template '{template.template_id}' already exists; UpdateTemplate adds a version"
             ) from e
-        return template_pb(row)
+        return template_pb(row, shares)
 
-    async def update(self, template: pb.Template) -> pb.Template:
+    async def update(self, template: pb.Template, app_id: str | None) -> pb.Template:
+        """`app_id`: the app whose key calls, which must own it; None for an operator or author."""
         validate(template)
         try:
             async with self._db.session.begin() as session:
                 current = await self._latest_row(session, template.template_id)
+                template_owners.check_owner(current, app_id)
                 if current.archive_time is not None:
                     raise FailedPrecondition(f"template '{template.template_id}' is archived")
-                row = _row(template, version=current.version + 1)
+                row = _row(template, version=current.version + 1, owner_app_id=current.owner_app_id)
+                shares = template_owners.shared_with(template, current.owner_app_id)
                 session.add(row)
+                await template_owners.replace_shares(session, row.template_id, shares)
         except IntegrityError as e:  # another update took this version number a moment ago
             raise FailedPrecondition(f"template '{template.template_id}' changed meanwhile; update again") from e
         self._latest.pop(template.template_id, None)
-        return template_pb(row)
+        return template_pb(row, shares)
 
     async def _reload(self, template_id: str) -> pb.Template:
         """One read for all the Sends that find the cached version stale at once, not one each."""
@@ -85,7 +93,8 @@ class TemplateStore:
                     raise NotFound(f"template '{template_id[:64]}' has no version {version}")
             else:
                 row = await self._latest_row(session, template_id)
-        return template_pb(row)
+            shares = await template_owners.shares_of(session, [template_id])
+        return template_pb(row, shares[template_id])
 
     async def latest_for_sending(self, template_id: str) -> pb.Template:
         cached = self._latest.get(template_id)
@@ -94,7 +103,10 @@ class TemplateStore:
             raise FailedPrecondition(f"template '{template_id}' is archived")
         return template
 
-    async def list(self, size: int, token: str, show_archived: bool) -> tuple[list[pb.Template], str]:
+    async def list(
+        self, size: int, token: str, show_archived: bool, app_id: str | None
+    ) -> tuple[list[pb.Template], str]:
+        """`app_id`: only the templates that app may send; None: every one (an operator or author)."""
         size = pagination.page_size(size)
         after = pagination.decode(token, lambda key: bool(ids.CHOSEN_KEY.match(key)))
         latest = (
@@ -114,15 +126,21 @@ class TemplateStore:
         )
         if not show_archived:
             query = query.where(tables.Template.archive_time.is_(None))
+        if app_id is not None:
+            query = query.where(template_owners.visible_to(app_id))
         async with self._db.session() as session:
             rows = list(await session.scalars(query))
+            shares = await template_owners.shares_of(session, [r.template_id for r in rows[:size]])
         more = len(rows) > size
         rows = rows[:size]
-        return [template_pb(r) for r in rows], pagination.encode(rows[-1].template_id) if more else ""
+        return [template_pb(r, shares[r.template_id]) for r in rows], pagination.encode(
+            rows[-1].template_id
+        ) if more else ""
 
-    async def archive(self, template_id: str) -> pb.Template:
+    async def archive(self, template_id: str, app_id: str | None) -> pb.Template:
         async with self._db.session.begin() as session:
             current = await self._latest_row(session, template_id)
+            template_owners.check_owner(current, app_id)
             if current.archive_time is None:
                 await session.execute(
                     update(tables.Template).where(tables.Template.template_id == template_id).values(archive_time=now())
@@ -157,7 +175,7 @@ def preview(template: pb.Template, values: dict[str, str], locale: str) -> list[
     return rendered
 
 
-def template_pb(row: tables.Template) -> pb.Template:
+def template_pb(row: tables.Template, shared_with: list[str]) -> pb.Template:
     contents = [json_format.ParseDict(c, common_pb2.ChannelContent()) for c in row.contents]
     template = pb.Template(
         template_id=row.template_id,
@@ -171,6 +189,8 @@ def template_pb(row: tables.Template) -> pb.Template:
         escalation=[json_format.ParseDict(s, pb.EscalationStep()) for s in row.escalation],
         track_opens=row.track_opens,
         track_clicks=row.track_clicks,
+        owner_app_id=row.owner_app_id,
+        shared_with_app_ids=shared_with,
     )
     if row.digest:
         template.digest.CopyFrom(json_format.ParseDict(row.digest, pb.Digest()))
@@ -219,6 +239,7 @@ def validate(template: pb.Template) -> None:
         elif channel in template.fallback_channels[:i]:
             bad[f"template.fallback_channels[{i}]"] = f"channel '{channel}' appears twice"
     _validate_reach(template, {c for c, _ in seen}, bad)
+    template_owners.share_problems(template, bad)
     if bad:
         raise InvalidArgument(bad)
 
@@ -268,7 +289,7 @@ def _seconds(message: Message, field: str, bad: dict[str, str], where: str) -> f
     return None if where in bad else length.total_seconds() if length is not None else 0.0
 
 
-def _row(template: pb.Template, version: int) -> tables.Template:
+def _row(template: pb.Template, version: int, owner_app_id: str) -> tables.Template:
     return tables.Template(
         template_id=template.template_id,
         version=version,
@@ -284,4 +305,5 @@ def _row(template: pb.Template, version: int) -> tables.Template:
         track_opens=template.track_opens,
         track_clicks=template.track_clicks,
         create_time=now(),
+        owner_app_id=owner_app_id,
     )

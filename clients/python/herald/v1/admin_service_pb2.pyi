@@ -560,6 +560,8 @@ class Template(_message.Message):
     DIGEST_FIELD_NUMBER: _builtins.int
     TRACK_OPENS_FIELD_NUMBER: _builtins.int
     TRACK_CLICKS_FIELD_NUMBER: _builtins.int
+    OWNER_APP_ID_FIELD_NUMBER: _builtins.int
+    SHARED_WITH_APP_IDS_FIELD_NUMBER: _builtins.int
     template_id: _builtins.str
     """Caller-chosen id, e.g. "login-code": lower case letters, digits, '-' and '_'."""
     category: _common_pb2.Category.ValueType
@@ -581,6 +583,11 @@ class Template(_message.Message):
     track_clicks: _builtins.bool
     """E-mail: send the HTML's http(s) links through herald's tracking
     endpoint, signed, so that following one records CLICKED and redirects.
+    """
+    owner_app_id: _builtins.str
+    """Output only: the app whose API key created the template, which alone
+    (with operators and authors) may change it; "" = the company's, created
+    by an operator or author, which every app may send.
     """
     @_builtins.property
     def contents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChannelContent]: ...
@@ -621,6 +628,13 @@ class Template(_message.Message):
         variables) and `count`. Not allowed for critical templates.
         """
 
+    @_builtins.property
+    def shared_with_app_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The other apps that may send an app's template (and read it); at most
+        100. Replaced by each UpdateTemplate; empty = the owner alone. Ignored on
+        the company's templates.
+        """
+
     def __init__(
         self,
         *,
@@ -638,10 +652,12 @@ class Template(_message.Message):
         digest: Global___Digest | None = ...,
         track_opens: _builtins.bool = ...,
         track_clicks: _builtins.bool = ...,
+        owner_app_id: _builtins.str = ...,
+        shared_with_app_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "create_time", b"create_time", "digest", b"digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "digest", b"digest", "escalation", b"escalation", "fallback_channels", b"fallback_channels", "offline_push", b"offline_push", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "category", b"category", "contents", b"contents", "create_time", b"create_time", "description", b"description", "digest", b"digest", "escalation", b"escalation", "fallback_channels", b"fallback_channels", "offline_push", b"offline_push", "owner_app_id", b"owner_app_id", "shared_with_app_ids", b"shared_with_app_ids", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
