@@ -101,6 +101,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.feedback
 	$(BIN)/python -m bench.priority
 	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.operators
 
 # Re-resolve requirements.lock after a change to pyproject.toml's dependencies (newest versions that fit).
 lock: $(STAMP)

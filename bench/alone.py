@@ -6,7 +6,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,8 @@ class Stage:
 
 
 @asynccontextmanager
-async def alone(service: str) -> AsyncIterator[Stage]:
-    """nats-server and herald-`service` (SQLite unless HERALD_DATABASE_URL is set), healthy."""
+async def alone(service: str, env: Mapping[str, str] | None = None) -> AsyncIterator[Stage]:
+    """nats-server and herald-`service` (SQLite unless HERALD_DATABASE_URL is set), healthy, with `env` added."""
     with tempfile.TemporaryDirectory(prefix=f"herald-bench-{service}-") as tmp:
         mesh = Mesh(
             Path(tmp),
@@ -37,6 +37,7 @@ async def alone(service: str) -> AsyncIterator[Stage]:
                 "HERALD_WEBHOOK_SIGNING_SECRET": "bench-signing-secret",
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                 "HERALD_DATABASE_URL": os.environ.get("HERALD_DATABASE_URL", ""),
+                **(env or {}),
             },
         )
         binary = mesh.binaries[service]

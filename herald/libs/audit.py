@@ -74,8 +74,13 @@ def changed(*, before: Message | None = None, after: Message | None = None) -> N
 
 
 def redacted(message: Message) -> struct_pb2.Struct:
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """The message as JSON, secrets redacted. A message JSON cannot hold (a Duration whose nanos contradict its
+    seconds: a request refused for it) is recorded as that, not dropped."""
     struct = struct_pb2.Struct()
+    try:
+        data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    except json_format.Error as e:
+        data = {"unrepresentable": str(e)}
     struct.update(_redact(data))
     return struct
 
