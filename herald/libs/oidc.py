@@ -2,7 +2,8 @@
 token) as `authorization: Bearer <jwt>` and verifies it against the issuer's published keys (its JWKS), its
 issuer, audience and expiry. The keys are cached; a token signed with a key id the cache lacks (the provider
 rotated its keys) fetches them again, at most every REFETCH_SECONDS, so a flood of forged key ids cannot turn
-herald into a client hammering the provider."""
+herald into a client hammering the provider. A verified token is remembered for up to VERIFIED_SECONDS (never past
+its expiry), so a console or heraldctl making call after call with one token pays for its signature once."""
 
 import asyncio
 import time
@@ -23,6 +24,9 @@ LEEWAY_SECONDS = 30
 # The least time between two fetches of the keys that an unknown key id causes.
 REFETCH_SECONDS = 10.0
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5)
+# How long a verified token is taken on trust again, and how many such tokens a process remembers.
+VERIFIED_SECONDS = 60.0
+MAX_VERIFIED = 10_000
 
 
 class OidcVerifier:
@@ -31,8 +35,20 @@ class OidcVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -REFETCH_SECONDS
         self._fetching = asyncio.Lock()
+        self._verified: dict[str, tuple[float, Operator]] = {}
 
     async def verify(self, token: str) -> Operator:
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[0] > time.time():
+            return remembered[1]
+        operator, expires = await self._verify(token)
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified.clear()
+        self._verified[token] = (min(expires, time.time() + VERIFIED_SECONDS), operator)
+        return operator
+
+    async def _verify(self, token: str) -> tuple[Operator, float]:
+        """The token's operator, and until when the token verifies."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -59,7 +75,8 @@ class OidcVerifier:
             raise Unauthenticated("the token was not issued by herald's identity provider") from None
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"the token does not verify: {e}") from None
-        return Operator(str(claims["sub"]), self._roles(claims.get(self._settings.roles_claim)))
+        operator = Operator(str(claims["sub"]), self._roles(claims.get(self._settings.roles_claim)))
+        return operator, float(claims["exp"]) + LEEWAY_SECONDS
 
     @staticmethod
     def _roles(claim: object) -> frozenset[str]:

@@ -1,6 +1,8 @@
 """The JWT verifier on its own: settings refused before anything connects, the roles claim in either form a
 provider writes it, and tokens a forger could make without the provider's key refused."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import jwt
@@ -8,7 +10,7 @@ import pytest
 
 from herald.libs.config import OidcSettings
 from herald.libs.errors import Unauthenticated
-from herald.libs.oidc import OidcVerifier
+from herald.libs.oidc import LEEWAY_SECONDS, OidcVerifier
 from herald.libs.roles import ANALYST, SUPPORT
 from tests.helpers.oidc_provider import AUDIENCE, OidcProvider
 
@@ -46,3 +48,13 @@ async def test_unsigned_and_shared_secret_tokens_are_refused(provider: OidcProvi
     ):
         with pytest.raises(Unauthenticated):
             await verifier.verify(forged)
+
+
+async def test_a_remembered_token_still_stops_working_when_it_expires(provider: OidcProvider) -> None:
+    verifier = OidcVerifier(OidcSettings(provider.issuer, AUDIENCE, "", "roles"))
+    # Expired 28 s ago: within the 30 s of skew allowed for 2 s more.
+    token = provider.token([SUPPORT], exp=int(time.time()) - LEEWAY_SECONDS + 2)
+    assert (await verifier.verify(token)).roles == {SUPPORT}
+    await asyncio.sleep(3)
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.verify(token)
