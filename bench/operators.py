@@ -1,15 +1,16 @@
 """`make bench`: what an operator's signed-in call costs herald-intake beside an app's.
 
 The same RPC, GetTemplate (which an app's key and an operator's token may both call, and which reads one row), is
-called --calls times by --callers concurrent callers, once with an app's API key and once with an operator's JWT
-from an OpenID Connect provider on loopback (tests/helpers/oidc_provider.py: RS256, the provider's keys fetched
-once and cached). Intake runs alone with its nats-server (SQLite unless HERALD_DATABASE_URL is set); its CPU
-milliseconds per call are read from /proc before and after each phase. Each of the --runs starts afresh; the
-median of each figure is printed as markdown."""
+called --calls times by --callers concurrent callers: with an app's API key; with one operator's JWT from an
+OpenID Connect provider on loopback (tests/helpers/oidc_provider.py: RS256, the provider's keys fetched once and
+cached), as a console or heraldctl calls; and with a new JWT on every call, so each is verified (herald remembers
+a verified token for a minute). Intake runs alone with its nats-server (SQLite unless HERALD_DATABASE_URL is
+set); its CPU milliseconds per call are read from /proc before and after each phase. Each of the --runs starts
+afresh; the median of each figure is printed as markdown."""
 
 import argparse
 import asyncio
-import functools
+import secrets
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -27,14 +28,16 @@ Figures = dict[str, float]
 WARM_UP = 200
 
 
-async def _phase(call: Callable[[], Awaitable[object]], calls: int, callers: int, pid: int) -> Figures:
-    remaining = iter(range(calls))
+async def _phase(call: Callable[[str], Awaitable[object]], tokens: list[str], callers: int, pid: int) -> Figures:
+    """`call` with each of `tokens` as its credential, the first WARM_UP unmeasured."""
+    remaining = iter(tokens[WARM_UP:])
 
     async def caller() -> None:
-        for _ in remaining:
-            await call()
+        for token in remaining:
+            await call(token)
 
-    await asyncio.gather(*(call() for _ in range(WARM_UP)))
+    await asyncio.gather(*(call(token) for token in tokens[:WARM_UP]))
+    calls = len(tokens) - WARM_UP
     cpu, began = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - began
@@ -52,26 +55,29 @@ async def run(calls: int, callers: int) -> dict[str, Figures]:
             operator = (("authorization", f"Bearer {ADMIN}"),)
             app = await stub.CreateApp(admin.CreateAppRequest(name="bench"), metadata=operator)
             template = admin.Template(
-                template_id="bench-template",
+                template_id=f"bench-{secrets.token_hex(4)}",
                 category=common_pb2.CATEGORY_NOTIFICATION,
                 contents=[common_pb2.ChannelContent(channel="webhook", body='{"n": "{{ n }}"}')],
             )
             await stub.CreateTemplate(admin.CreateTemplateRequest(template=template), metadata=operator)
             request = admin.GetTemplateRequest(template_id=template.template_id)
+
+            async def get_template(token: str) -> None:
+                await stub.GetTemplate(request, metadata=(("authorization", f"Bearer {token}"),))
+
+            expiry = int(time.time()) + 3600
+            one_token = provider.token([OPERATOR], exp=expiry)
             credentials = {
-                "API key": app.api_key,
-                "operator's JWT (RS256)": provider.token([OPERATOR], exp=int(time.time()) + 3600),
+                "API key": [app.api_key] * (WARM_UP + calls),
+                "an operator's JWT (RS256), the same on every call": [one_token] * (WARM_UP + calls),
+                "a new operator's JWT on every call (each verified)": [
+                    provider.token([OPERATOR], subject=f"operator-{n}", exp=expiry) for n in range(WARM_UP + calls)
+                ],
             }
-            figures = {}
-            for name, credential in credentials.items():
-                metadata = (("authorization", f"Bearer {credential}"),)
-                figures[name] = await _phase(
-                    functools.partial(stub.GetTemplate, request, metadata=metadata),
-                    calls,
-                    callers,
-                    stage.binary.proc.pid,
-                )
-            return figures
+            return {
+                name: await _phase(get_template, tokens, callers, stage.binary.proc.pid)
+                for name, tokens in credentials.items()
+            }
     finally:
         await provider.stop()
 
