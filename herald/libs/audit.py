@@ -140,7 +140,7 @@ def outcome(error: BaseException | None, context: grpc.aio.ServicerContext) -> t
 
 class AuditTrail:
     """Publishes a binary's audit records. A record the bus cannot take (NATS away) is kept and offered again
-    every RETRY_SECONDS under the same id (JetStream drops a repeat), so an outage delays records but loses none
+    every RETRY_SECONDS under the same id (feedback keeps one row per id), so an outage delays records but loses none
     unless the process ends before NATS is back; `close` makes a last attempt and says how many it could not
     publish."""
 
@@ -177,7 +177,7 @@ class AuditTrail:
             service=self._service,
             trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
         )
-        if request is not None:
+        if request is not None and rule.keeps_request:
             event.request.CopyFrom(redacted(request))
         if error is None:
             after = change.after if change.noted else response
@@ -189,12 +189,16 @@ class AuditTrail:
 
     async def _publish(self, event: events_pb2.AuditEvent) -> None:
         try:
-            await self._bus.publish(subjects.AUDIT, event.SerializeToString(), msg_id=event.event_id)
+            await self._send(event)
         except TRANSIENT as e:
             log.warning("audit record held until NATS takes it", action=event.action, error=repr(e))
             self._held.append(event)
             if self._retrying is None or self._retrying.done():
                 self._retrying = asyncio.create_task(self._retry(), name="audit-retry")
+
+    async def _send(self, event: events_pb2.AuditEvent) -> None:
+        """Grouped with the records of concurrent calls (AuditEvents): a Send's record costs no publish of its own."""
+        await self._bus.publish_grouped(subjects.AUDIT, (event.SerializeToString(), event.event_id), each_traced=True)
 
     async def _retry(self) -> None:
         while self._held:
@@ -204,7 +208,7 @@ class AuditTrail:
     async def _offer_held(self) -> None:
         while self._held:
             try:
-                await self._bus.publish(subjects.AUDIT, self._held[0].SerializeToString(), self._held[0].event_id)
+                await self._send(self._held[0])
             except TRANSIENT:
                 return
             self._held.pop(0)

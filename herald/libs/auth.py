@@ -31,7 +31,8 @@ KEY_PREFIX = "hk_"
 BUCKET = "herald_app_keys"
 CACHE_SECONDS = 5.0
 
-# The app whose key the current call authenticated with ("" if none did): the audit trail's actor.
+# The app whose credential (its key, or an inbox token it issued) the current call authenticated with ("" if none
+# did): the audit trail's actor.
 CALLING_APP: ContextVar[str] = ContextVar("calling_app", default="")
 
 
@@ -143,9 +144,7 @@ class AppKeys:
         return found
 
     async def authenticate(self, context: grpc.aio.ServicerContext) -> AppIdentity:
-        app = await self.check(key_hash(bearer_token(context)))
-        CALLING_APP.set(app.app_id)
-        return app
+        return await self.check(key_hash(bearer_token(context)))
 
     async def check(self, hashed_key: str) -> AppIdentity:
         """The app of the key with this hash, if the key still works and the app is enabled."""
@@ -156,6 +155,7 @@ class AppKeys:
             raise Unauthenticated("this API key was rotated out and has expired; use the app's new key")
         if app.disabled:
             raise PermissionDenied(f"app {app.app_id} is disabled")
+        CALLING_APP.set(app.app_id)
         return app
 
     async def _lookup(self, hashed: str) -> AppIdentity | None:

@@ -31,11 +31,13 @@ class Rule:
     roles: frozenset[str]
     # Whether an app's API key may call it (within the app's own scope).
     apps: bool
-    # Whether each call leaves an audit record (herald/libs/audit.py): every call that changes state, except the
-    # message traffic (Send, SendBatch, the inbox's reads and deletes), which the messages and the inbox record.
+    # Whether each call leaves an audit record (herald/libs/audit.py): every call that changes state.
     audited: bool
     # The audit record's target: {field.path}s of the request (else of the response) in a resource name.
     target: str = ""
+    # Whether the record keeps the request: not for the message traffic, whose content is the message's and is kept
+    # only as long as its app allows (content retention), not for the trail's year.
+    keeps_request: bool = True
 
 
 def _reads(*roles: str, apps: bool = False) -> Rule:
@@ -46,8 +48,12 @@ def _writes(*roles: str, target: str, apps: bool = False) -> Rule:
     return Rule(frozenset((ADMIN, *roles)), apps, audited=True, target=target)
 
 
-# The RPCs that act as an app: no operator role calls them. The message traffic's changes are not audited.
+# The RPCs that act as an app: no operator role calls them.
 _APP_ONLY = Rule(frozenset(), apps=True, audited=False)
+
+
+def _traffic(target: str) -> Rule:
+    return Rule(frozenset(), apps=True, audited=True, target=target, keeps_request=False)
 
 
 def _app_writes(target: str) -> Rule:
@@ -58,6 +64,7 @@ _APP = "apps/{app_id}"
 _TEMPLATE = "templates/{template.template_id}"
 _ACCOUNT = "provider-accounts/{account.name}"
 _TOPIC = "apps/{app_id}/topics/{topic_key}"
+_INBOX = "apps/{app_id}/users/{user_id}/inbox"
 
 RULES: dict[str, Rule] = {
     # Apps and their keys, retention, status webhooks: operators.
@@ -95,13 +102,13 @@ RULES: dict[str, Rule] = {
     # A user's inbox: the app's back end (its key) and the user's devices (an inbox token).
     "herald.v1.InboxService/Sync": _APP_ONLY,
     "herald.v1.InboxService/Subscribe": _APP_ONLY,
-    "herald.v1.InboxService/MarkRead": _APP_ONLY,
+    "herald.v1.InboxService/MarkRead": _traffic(_INBOX),
     "herald.v1.InboxService/GetUnreadCount": _APP_ONLY,
-    "herald.v1.InboxService/DeleteItems": _APP_ONLY,
+    "herald.v1.InboxService/DeleteItems": _traffic(_INBOX),
     "herald.v1.InboxService/CreateInboxToken": _APP_ONLY,
     # Sending: apps.
-    "herald.v1.MessageService/Send": _APP_ONLY,
-    "herald.v1.MessageService/SendBatch": _APP_ONLY,
+    "herald.v1.MessageService/Send": _traffic("messages/{message_id}"),
+    "herald.v1.MessageService/SendBatch": _traffic(_APP + "/messages"),
     "herald.v1.MessageService/SendAudience": _app_writes("messages/{message_id}"),
     "herald.v1.MessageService/CancelMessage": _app_writes("messages/{message_id}"),
     # Provider accounts: operators (support does not read credential references).
@@ -144,8 +151,8 @@ def markdown() -> str:
         "roles claim); `HERALD_ADMIN_TOKEN` is `herald.admin`. An app's API key reaches only its own app's data.",
         "A call the caller's credentials do not allow is `PERMISSION_DENIED`; a bad, expired or foreign token",
         "`UNAUTHENTICATED`. *Audited*: each call leaves one record in the audit trail",
-        "(`AuditService.ListAuditEvents`), with its target; Send, SendBatch and the inbox's MarkRead and DeleteItems",
-        "change state too, but are recorded by the messages and the inbox themselves, at their volume.",
+        "(`AuditService.ListAuditEvents`), with its target; the message traffic's (Send, SendBatch, the inbox's",
+        "MarkRead and DeleteItems) without the request, whose content is kept only as long as its app allows.",
         "",
         "| RPC | " + " | ".join(f"`{role}`" for role in ROLES) + " | app key | audited (target) |",
         "|---|" + "---|" * (len(ROLES) + 2),

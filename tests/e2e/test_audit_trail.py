@@ -19,6 +19,7 @@ from herald.v1 import audit_service_pb2_grpc, events_pb2
 from herald.v1 import common_pb2 as common
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import directory_service_pb2 as directory
+from herald.v1 import inbox_service_pb2 as inbox
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as providers
 from herald.v1 import routing_service_pb2 as routing
@@ -178,6 +179,14 @@ async def test_every_change_leaves_one_record_with_its_actor_and_no_secret(
         metadata=as_app,
     )
     await herald.messages.CancelMessage(msg.CancelMessageRequest(message_id=audience.message_id), metadata=as_app)
+    to_sink = msg.Recipient(addresses={"webhook": sink.url("/audit")}, variables={"code": "4242-secret-ish"})
+    sent = await herald.messages.Send(msg.SendRequest(template_id=template_id, recipients=[to_sink]), metadata=as_app)
+    await herald.messages.SendBatch(
+        msg.SendBatchRequest(requests=[msg.SendRequest(template_id=template_id, recipients=[to_sink])]),
+        metadata=as_app,
+    )
+    await herald.inbox.MarkRead(inbox.MarkReadRequest(user_id=user_id, up_to_seq=1), metadata=as_app)
+    await herald.inbox.DeleteItems(inbox.DeleteItemsRequest(user_id=user_id, seqs=[1]), metadata=as_app)
 
     await herald.dead_letters.ReplayDeadLetters(
         dlq.ReplayDeadLettersRequest(category=common.CATEGORY_MARKETING, channel="webhook"), metadata=as_operator
@@ -201,7 +210,8 @@ async def test_every_change_leaves_one_record_with_its_actor_and_no_secret(
         assert by_action[f"herald.v1.AdminService/{action}"].target == f"templates/{template_id}"
     for action in ("MessageService/SendAudience", "MessageService/CancelMessage"):
         assert by_action[f"herald.v1.{action}"].target == f"messages/{audience.message_id}"
-    app_calls = {"SendAudience", "CancelMessage", "CreateTopic", "AddSubscribers"}
+    app_calls = {"SendAudience", "CancelMessage", "CreateTopic", "AddSubscribers", "Send", "SendBatch"}
+    app_calls |= {"MarkRead", "DeleteItems"}
     for record in mine:
         assert record.outcome == "OK", record
         if record.action.rsplit("/", 1)[1] in app_calls:
@@ -209,6 +219,11 @@ async def test_every_change_leaves_one_record_with_its_actor_and_no_secret(
         elif record.action != "herald.v1.AdminService/CreateApp" and record.actor != arthur:
             assert record.actor == olga and list(record.roles) == [OPERATOR]
     assert by_action["herald.v1.TopicService/AddSubscribers"].target == f"apps/{app_id}/topics/{topic_key}"
+    send = by_action["herald.v1.MessageService/Send"]
+    assert send.target == f"messages/{sent.message_id}" and not send.HasField("request"), (
+        "a message's content is its own"
+    )
+    assert by_action["herald.v1.InboxService/MarkRead"].target == f"apps/{app_id}/users/{user_id}/inbox"
 
     updated = by_action["herald.v1.AdminService/UpdateTemplate"]
     assert "description" not in updated.before and updated.after["description"] == "now with a description"
@@ -226,6 +241,7 @@ async def test_every_change_leaves_one_record_with_its_actor_and_no_secret(
         "an operator's token": operator_token,
         "an author's token": author_token,
         "an e-mail address": address,
+        "a message's variables": "4242-secret-ish",
     }
     assert [what for what, secret in secrets.items() if secret in text_of_all] == []
     assert "[redacted]" in json_format.MessageToJson(by_action["herald.v1.AdminService/CreateApp"])

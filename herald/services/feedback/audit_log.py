@@ -32,12 +32,12 @@ class AuditLog:
         rows = []
         for incoming in batch:
             try:
-                event = events_pb2.AuditEvent.FromString(incoming.data)
+                events = events_pb2.AuditEvents.FromString(incoming.data).events
             except DecodeError as e:
                 outcomes.append(Broken.of(e))
                 continue
             outcomes.append(ACK)
-            rows.append(
+            rows += [
                 {
                     "event_id": event.event_id,
                     "occur_time": from_timestamp(event.occur_time) or now(),
@@ -46,7 +46,8 @@ class AuditLog:
                     "target": event.target,
                     "record": json_format.MessageToJson(event, indent=None),
                 }
-            )
+                for event in events
+            ]
         try:
             async with self._db.session.begin() as session:
                 await self._db.insert_rows(session, RECORDS, rows, key=["event_id"])

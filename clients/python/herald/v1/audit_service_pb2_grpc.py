@@ -28,9 +28,9 @@ if _version_not_supported:
 class AuditServiceStub:
     """AuditService: who changed what in herald. Every call that changes state -
     apps and keys, templates, provider accounts, the directory, routing rules,
-    topics, replays, audiences and cancellations - leaves one AuditEvent, on any
-    binary, whatever its outcome; Send, SendBatch and the inbox's own changes
-    are recorded by the messages and the inbox themselves. Append-only: nothing
+    topics, replays, sends and cancellations, inbox items read or deleted -
+    leaves one AuditEvent, on any binary, whatever its outcome (the message
+    traffic's without its content). Append-only: nothing
     changes or deletes a record before HERALD_AUDIT_RETENTION_DAYS. Served by
     herald-feedback; admins, operators and support (docs/access.md).
     """
@@ -51,9 +51,9 @@ class AuditServiceStub:
 class AuditServiceServicer:
     """AuditService: who changed what in herald. Every call that changes state -
     apps and keys, templates, provider accounts, the directory, routing rules,
-    topics, replays, audiences and cancellations - leaves one AuditEvent, on any
-    binary, whatever its outcome; Send, SendBatch and the inbox's own changes
-    are recorded by the messages and the inbox themselves. Append-only: nothing
+    topics, replays, sends and cancellations, inbox items read or deleted -
+    leaves one AuditEvent, on any binary, whatever its outcome (the message
+    traffic's without its content). Append-only: nothing
     changes or deletes a record before HERALD_AUDIT_RETENTION_DAYS. Served by
     herald-feedback; admins, operators and support (docs/access.md).
     """
@@ -84,9 +84,9 @@ def add_AuditServiceServicer_to_server(servicer, server):
 class AuditService:
     """AuditService: who changed what in herald. Every call that changes state -
     apps and keys, templates, provider accounts, the directory, routing rules,
-    topics, replays, audiences and cancellations - leaves one AuditEvent, on any
-    binary, whatever its outcome; Send, SendBatch and the inbox's own changes
-    are recorded by the messages and the inbox themselves. Append-only: nothing
+    topics, replays, sends and cancellations, inbox items read or deleted -
+    leaves one AuditEvent, on any binary, whatever its outcome (the message
+    traffic's without its content). Append-only: nothing
     changes or deletes a record before HERALD_AUDIT_RETENTION_DAYS. Served by
     herald-feedback; admins, operators and support (docs/access.md).
     """

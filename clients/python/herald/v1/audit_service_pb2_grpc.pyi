@@ -29,9 +29,9 @@ GRPC_VERSION: str
 class AuditServiceStub:
     """AuditService: who changed what in herald. Every call that changes state -
     apps and keys, templates, provider accounts, the directory, routing rules,
-    topics, replays, audiences and cancellations - leaves one AuditEvent, on any
-    binary, whatever its outcome; Send, SendBatch and the inbox's own changes
-    are recorded by the messages and the inbox themselves. Append-only: nothing
+    topics, replays, sends and cancellations, inbox items read or deleted -
+    leaves one AuditEvent, on any binary, whatever its outcome (the message
+    traffic's without its content). Append-only: nothing
     changes or deletes a record before HERALD_AUDIT_RETENTION_DAYS. Served by
     herald-feedback; admins, operators and support (docs/access.md).
     """
@@ -47,9 +47,9 @@ class AuditServiceStub:
 class AuditServiceAsyncStub(AuditServiceStub):
     """AuditService: who changed what in herald. Every call that changes state -
     apps and keys, templates, provider accounts, the directory, routing rules,
-    topics, replays, audiences and cancellations - leaves one AuditEvent, on any
-    binary, whatever its outcome; Send, SendBatch and the inbox's own changes
-    are recorded by the messages and the inbox themselves. Append-only: nothing
+    topics, replays, sends and cancellations, inbox items read or deleted -
+    leaves one AuditEvent, on any binary, whatever its outcome (the message
+    traffic's without its content). Append-only: nothing
     changes or deletes a record before HERALD_AUDIT_RETENTION_DAYS. Served by
     herald-feedback; admins, operators and support (docs/access.md).
     """
@@ -61,9 +61,9 @@ class AuditServiceAsyncStub(AuditServiceStub):
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuditService: who changed what in herald. Every call that changes state -
     apps and keys, templates, provider accounts, the directory, routing rules,
-    topics, replays, audiences and cancellations - leaves one AuditEvent, on any
-    binary, whatever its outcome; Send, SendBatch and the inbox's own changes
-    are recorded by the messages and the inbox themselves. Append-only: nothing
+    topics, replays, sends and cancellations, inbox items read or deleted -
+    leaves one AuditEvent, on any binary, whatever its outcome (the message
+    traffic's without its content). Append-only: nothing
     changes or deletes a record before HERALD_AUDIT_RETENTION_DAYS. Served by
     herald-feedback; admins, operators and support (docs/access.md).
     """

@@ -297,6 +297,30 @@ class DeliveryEvent(_message.Message):
 Global___DeliveryEvent: _TypeAlias = DeliveryEvent  # noqa: Y015
 
 @_typing.final
+class AuditEvents(_message.Message):
+    """AuditEvents: the payload on herald.event.audit: the records one binary
+    published together (concurrent calls' records share a publish).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___AuditEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEvents: _TypeAlias = AuditEvents  # noqa: Y015
+
+@_typing.final
 class AuditEvent(_message.Message):
     """AuditEvent: one call that changed (or tried to change) herald's state
     (herald.event.audit): who, what, on which target, when, how it ended and
@@ -344,7 +368,10 @@ class AuditEvent(_message.Message):
 
     @_builtins.property
     def request(self) -> _struct_pb2.Struct:
-        """The request as JSON (a client stream's: omitted), redacted."""
+        """The request as JSON, redacted; omitted for a client stream and for the
+        message traffic (Send, SendBatch, the inbox's MarkRead and DeleteItems),
+        whose content is the message's, kept only as long as its app allows.
+        """
 
     @_builtins.property
     def before(self) -> _struct_pb2.Struct:
