@@ -39,7 +39,7 @@ async def setup(rt: runtime.Runtime, settings: RouterSettings, server: TracedSer
         RoutingService(rt.db, caps, Explainer(rt.db, caps, intake)), server
     )
     topic_service_pb2_grpc.add_TopicServiceServicer_to_server(
-        TopicService(rt.db, rt.bus, await AppKeys.open(rt.bus), await TopicRegistry.open(rt.bus)), server
+        TopicService(rt.db, rt.bus, await AppKeys.open(rt.bus), await TopicRegistry.open(rt.bus), intake), server
     )
     router = Router(rt.db, rt.bus, await DispatchLedger.open(rt.bus), dedup, caps)
     for category in settings.pipelines:

@@ -24,6 +24,7 @@ from herald.libs.store import Database
 from herald.libs.timeutil import now, to_timestamp
 from herald.libs.topics import TopicRegistry
 from herald.services.router import tables
+from herald.services.router.intake_client import IntakeClient
 
 MAX_CHUNK = 1000
 # A message of a bulk change's stream, and what the change does to one (the users it changed).
@@ -35,11 +36,12 @@ SUBSCRIBERS = tables.Base.metadata.tables["router_topic_subscribers"]
 
 
 class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
-    def __init__(self, db: Database, bus: Bus, keys: AppKeys, registry: TopicRegistry) -> None:
+    def __init__(self, db: Database, bus: Bus, keys: AppKeys, registry: TopicRegistry, intake: IntakeClient) -> None:
         self._db = db
         self._bus = bus
         self._keys = keys
         self._registry = registry
+        self._intake = intake
 
     async def CreateTopic(self, request: pb.CreateTopicRequest, context: grpc.aio.ServicerContext) -> pb.Topic:
         app_id = await self._scope(context, request.app_id)
@@ -148,8 +150,7 @@ class TopicService(topic_service_pb2_grpc.TopicServiceServicer):
             return key_app
         if not requested:
             raise InvalidArgument({"app_id": "required for an operator: the app whose topics these are"})
-        if requested not in await self._keys.apps():
-            raise NotFound(f"app '{requested[:64]}' not found")
+        await self._intake.app(requested)  # NOT_FOUND unless intake knows the app
         return requested
 
     async def _subscribe(self, session: AsyncSession, app_id: str, topic_key: str, user_ids: list[str]) -> list[str]:
