@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 WEB_BUILT := web/dist/.built
 BUF := web/node_modules/.bin/buf
+CONSOLE := $(CURDIR)/herald/services/gateway/console
 # herald-client's lowest protobuf (clients/python/pyproject.toml), which its stubs must import with.
 CLIENT_LOWEST_PROTOBUF := $(shell sed -n 's/.*"protobuf>=\([0-9.]*\),.*/\1/p' clients/python/pyproject.toml)
 
@@ -34,19 +35,19 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The TypeScript stubs of herald.v1 (protoc-gen-es), type-checked, and the example inbox page bundled by esbuild into
-# web/dist/inbox-example (docs/http.md; tests/gateway/test_browser_inbox.py opens it in chromium).
-$(WEB_BUILT): $(WEB_STAMP) web/buf.gen.yaml web/tsconfig.json $(wildcard protos/herald/v1/*.proto web/inbox-example/*)
-	cd web && node_modules/.bin/buf generate && node_modules/.bin/tsc -p . && \
-		node_modules/.bin/esbuild inbox-example/main.ts --bundle --format=esm --target=es2022 --log-level=warning \
-		--outfile=dist/inbox-example/main.js
-	cp web/inbox-example/index.html web/dist/inbox-example/
+# The TypeScript stubs of herald.v1 (protoc-gen-es), type-checked, and bundled by esbuild: the example inbox page into
+# web/dist/inbox-example (docs/http.md; tests/gateway/test_browser_inbox.py opens it in chromium), and the console
+# into herald/services/gateway/console, which herald-gateway serves at / and the package ships (not committed).
+$(WEB_BUILT): $(WEB_STAMP) web/buf.gen.yaml web/tsconfig.json $(wildcard protos/herald/v1/*.proto web/inbox-example/*) \
+		$(wildcard web/console/* web/console/pages/*)
+	npm run --prefix web --silent build
+	mkdir -p $(CONSOLE) && cp web/dist/console/* $(CONSOLE)/
 	touch $@
 
 web: $(WEB_BUILT)
 
 # The mesh on this machine: bundled nats-server, embedded SQLite, the four binaries. Ctrl-C stops it.
-up: $(STAMP)
+up: $(STAMP) $(WEB_BUILT)
 	$(BIN)/python -m devmesh.launcher
 
 lint: $(STAMP) $(WEB_STAMP)
@@ -109,4 +110,4 @@ lock: $(STAMP)
 		--universal --python-version 3.11 --no-emit-package herald-client --no-header --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache web/node_modules web/gen web/dist
+	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache web/node_modules web/gen web/dist $(CONSOLE)

@@ -1,5 +1,5 @@
-"""A mesh whose binaries trust a test OpenID Connect provider on loopback, shared by the tests of operators'
-sign-in, roles and audit trail."""
+"""A mesh whose binaries trust a test OpenID Connect provider on loopback, with herald-gateway and its console
+signing operators in there, shared by the tests of operators' sign-in, roles, audit trail and the console."""
 
 from collections.abc import AsyncIterator
 
@@ -12,15 +12,21 @@ from tests.helpers.databases import default_backend
 from tests.helpers.oidc_provider import AUDIENCE, OidcProvider
 
 SignedIn = tuple[OidcProvider, Mesh, Herald]
+CONSOLE_CLIENT = "herald-console"
 
 
 @pytest.fixture(scope="package")
 async def signed_in(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SignedIn]:
     provider = OidcProvider()
     await provider.start()
-    env = {"HERALD_OIDC_ISSUER": provider.issuer, "HERALD_OIDC_AUDIENCE": AUDIENCE}
+    env = {
+        "HERALD_OIDC_ISSUER": provider.issuer,
+        "HERALD_OIDC_AUDIENCE": AUDIENCE,
+        "HERALD_CONSOLE_CLIENT_ID": CONSOLE_CLIENT,
+    }
     try:
-        async with running_mesh(tmp_path_factory.mktemp("oidc"), default_backend(), env) as (mesh, herald):
+        mesh_dir = tmp_path_factory.mktemp("oidc")
+        async with running_mesh(mesh_dir, default_backend(), env, gateway=True) as (mesh, herald):
             yield provider, mesh, herald
     finally:
         await provider.stop()

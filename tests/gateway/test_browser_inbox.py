@@ -14,25 +14,15 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import web
 from herald.v1 import inbox_service_pb2
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from devmesh.mesh import Mesh
 from tests.adapters.inbox.timeline import inbox_app, send
 from tests.conftest import PAGE_ORIGIN
+from tests.helpers.browser import chromium
 from tests.helpers.client import Herald
 
 PAGE = Path(__file__).resolve().parents[2] / "web" / "dist" / "inbox-example"
-# As the machine's notes run it: no sandbox as root, and nothing that reaches past loopback on its own.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 pytestmark = pytest.mark.serial
 
 
@@ -52,10 +42,8 @@ async def page_server() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+    async with chromium() as running:
+        yield running
 
 
 async def test_a_page_syncs_then_shows_a_new_item_within_a_second_of_its_send(

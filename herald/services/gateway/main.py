@@ -24,7 +24,7 @@ async def serve(settings: GatewaySettings) -> None:
     host, _, port = settings.addr.rpartition(":")
     tls = settings.server_tls
     config = uvicorn.Config(
-        application(channels, settings.cors_origins, settings.max_request_bytes),
+        application(channels, settings.cors_origins, settings.max_request_bytes, settings.console),
         host=host,
         port=int(port),
         lifespan="off",

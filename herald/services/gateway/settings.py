@@ -4,6 +4,7 @@ forwards to (the same variables heraldctl and `make up` use) and what its HTTP e
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from herald.libs import config, ports, tls
 
@@ -24,6 +25,8 @@ class GatewaySettings:
     max_request_bytes: int
     server_tls: tls.ServerTls | None
     client_tls: tls.ClientTls | None
+    # What the console's page learns from /console/config.json: how to sign operators in.
+    console: Mapping[str, Any]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "GatewaySettings":
@@ -38,4 +41,21 @@ class GatewaySettings:
             max_request_bytes=config.number(env, "HERALD_GATEWAY_MAX_REQUEST_BYTES", str(MAX_REQUEST_BYTES), int, 1024),
             server_tls=tls.server_from_env(env),
             client_tls=tls.client_from_env(env),
+            console=_console(env),
         )
+
+
+def _console(env: Mapping[str, str]) -> dict[str, Any]:
+    """The console signs operators in at HERALD_OIDC_ISSUER as the public client HERALD_CONSOLE_CLIENT_ID
+    (authorization code with PKCE: no client secret in a browser); without both, with the admin token only."""
+    oidc = config.OidcSettings.from_env(env)
+    client_id = env.get("HERALD_CONSOLE_CLIENT_ID", "").strip()
+    sign_in = None
+    if oidc is not None and client_id:
+        sign_in = {
+            "issuer": oidc.issuer,
+            "clientId": client_id,
+            "scope": env.get("HERALD_CONSOLE_SCOPE", "openid"),
+            "rolesClaim": oidc.roles_claim,
+        }
+    return {"oidc": sign_in}

@@ -1,0 +1,79 @@
+// herald's console: one page served by herald-gateway at /, routed by the URL's fragment.
+import { clients } from "./api.js";
+import { h, status } from "./dom.js";
+import { messagePage } from "./pages/message.js";
+import { signInPage } from "./pages/signin.js";
+import { type ConsoleConfig, current, finishSignIn, may, type Session, signOut } from "./session.js";
+
+interface Page {
+  path: string;
+  title: string;
+  roles: string[];
+  render: (session: Session, argument: string) => HTMLElement;
+}
+
+const PAGES: Page[] = [
+  {
+    path: "messages",
+    title: "Messages",
+    roles: ["herald.support"],
+    render: (session, argument) => messagePage(clients(session), decodeURIComponent(argument)),
+  },
+];
+
+let config: ConsoleConfig;
+
+function route(): void {
+  const session = current();
+  const main = document.getElementById("main") as HTMLElement;
+  const [path, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  status("");
+  if (!session) {
+    navigation(null, "");
+    main.replaceChildren(signInPage(config, () => (location.hash = "#/messages")));
+    document.title = "Sign in - herald console";
+    return;
+  }
+  const offered = PAGES.filter((page) => may(session, ...page.roles));
+  const page = offered.find((p) => p.path === path) ?? offered[0];
+  navigation(session, page?.path ?? "");
+  if (!page) {
+    main.replaceChildren(h("p", {}, "Your roles give you no page of this console."));
+    return;
+  }
+  document.title = `${page.title} - herald console`;
+  main.replaceChildren(page.render(session, rest.join("/")));
+}
+
+function navigation(session: Session | null, active: string): void {
+  const nav = document.getElementById("nav") as HTMLElement;
+  const who = document.getElementById("who") as HTMLElement;
+  nav.replaceChildren(
+    ...(session ? PAGES.filter((page) => may(session, ...page.roles)) : []).map((page) =>
+      h("li", {}, h("a", { href: `#/${page.path}`, ...(page.path === active ? { "aria-current": "page" } : {}) }, page.title)),
+    ),
+  );
+  if (!session) {
+    who.replaceChildren();
+    return;
+  }
+  const out = h("button", { type: "button", class: "secondary" }, "Sign out");
+  out.addEventListener("click", () => {
+    signOut();
+    route();
+  });
+  who.replaceChildren(h("span", {}, `${session.actor} (${session.roles.join(", ") || "no herald role"})`), out);
+}
+
+async function start(): Promise<void> {
+  config = (await (await fetch("/console/config.json")).json()) as ConsoleConfig;
+  try {
+    await finishSignIn(config.oidc);
+  } catch (error) {
+    status(`Sign-in failed: ${(error as Error).message}`);
+  }
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start().catch((error: Error) => status(`The console could not start: ${error.message}`));
