@@ -1,6 +1,8 @@
-"""The console (herald-gateway at /) in a real browser against a real mesh: support signs in through the company's
-identity provider (a test one on loopback, authorization code with PKCE), enters the id of a message just sent,
-and sees its deliveries with their states and reasons; axe-core finds nothing serious on either page.
+"""The console (herald-gateway at /) in a real browser against a real mesh, each person signing in through the
+company's identity provider (a test one on loopback, authorization code with PKCE): support enters the id of a
+message just sent and sees its deliveries with their states and reasons; an author edits a template while its
+preview follows and saves a version, and is offered no replay; an operator replays a dead letter, which is then
+delivered. axe-core finds nothing serious or critical on any page shown.
 
 With HERALD_SCREENSHOTS=<directory>, the message page is saved there (docs/console-message.png is one)."""
 
@@ -9,15 +11,19 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
+from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2
+from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
 from playwright.async_api import Browser, expect
 
-from herald.libs.roles import SUPPORT
+from herald.libs.roles import AUTHOR, OPERATOR, SUPPORT
+from tests.conftest import RETRY_BACKOFF
 from tests.e2e.conftest import SignedIn
 from tests.helpers.browser import chromium, serious_violations
-from tests.helpers.client import all_final
+from tests.helpers.client import all_final, bearer, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
 
 
@@ -88,3 +94,79 @@ async def test_the_console_is_served_with_a_policy_that_keeps_it_to_herald_and_t
         assert "default-src 'self'" in policy and f"connect-src 'self' {provider.issuer}" in policy
         config = await (await page.request.get(f"{mesh.gateway_url}/console/config.json")).json()
         assert config["oidc"]["issuer"] == provider.issuer and config["oidc"]["clientId"] == "herald-console"
+
+
+async def test_an_author_edits_a_template_with_a_live_preview_and_saves_a_version(
+    signed_in: SignedIn, browser: Browser
+) -> None:
+    provider, mesh, herald = signed_in
+    template = await herald.create_template({"webhook": '{"text": "Hello {{ name }}"}'})
+    provider.sign_in_as(f"arthur-{uuid.uuid4().hex[:6]}@example.com", [AUTHOR])
+    context = await browser.new_context(bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(f"{mesh.gateway_url}/")
+    await page.get_by_role("button", name="Sign in with your company account").click()
+    await expect(page.get_by_role("link", name="Templates")).to_be_visible(timeout=15_000)
+    assert await page.get_by_role("link", name="Dead letters").count() == 0, "replaying is an operator's"
+    await page.get_by_role("link", name="Templates").click()
+    await page.get_by_role("link", name=template).click()
+
+    preview = page.locator("#preview")
+    await page.get_by_label("Variables").fill("name=Ada")
+    await expect(preview).to_contain_text('{"text": "Hello Ada"}', timeout=10_000)
+    body = page.get_by_label("Body (webhook)")
+    await body.fill('{"text": "Good morning {{ name }}')
+    await expect(page.locator("#template-contents-0-body-problem")).not_to_be_empty(timeout=10_000)
+    await expect(body).to_have_attribute("aria-invalid", "true")
+    await body.press_sequentially('!"}', delay=20)
+    await expect(preview).to_contain_text('{"text": "Good morning Ada!"}', timeout=10_000)
+    await expect(body).to_have_attribute("aria-invalid", "false")
+    assert await serious_violations(page) == []
+
+    await page.get_by_role("button", name="Save as a new version").click()
+    await expect(page.get_by_role("status")).to_have_text(f"Saved {template} as version 2.", timeout=10_000)
+    saved = await herald.admin_stub.GetTemplate(admin.GetTemplateRequest(template_id=template), metadata=herald.admin)
+    assert saved.version == 2 and saved.contents[0].body == '{"text": "Good morning {{ name }}!"}'
+
+    refused = await rpc_error(
+        herald.dead_letters.ReplayDeadLetters(
+            dlq.ReplayDeadLettersRequest(channel="webhook"), metadata=bearer(provider.token([AUTHOR]))
+        )
+    )
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+    await context.close()
+
+
+async def test_an_operator_replays_a_dead_letter_and_the_message_is_delivered(
+    signed_in: SignedIn, sink: WebhookSink, browser: Browser
+) -> None:
+    provider, mesh, herald = signed_in
+    path = f"/dead-{uuid.uuid4().hex[:8]}"
+    attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
+    sink.answer(path, *[502] * attempts)
+    _, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
+    message_id = await herald.send(app, request)
+    [failed] = (await herald.wait_message(app, message_id, all_final)).deliveries
+    assert failed.state == common_pb2.DELIVERY_STATE_FAILED
+
+    provider.sign_in_as(f"olga-{uuid.uuid4().hex[:6]}@example.com", [OPERATOR])
+    context = await browser.new_context(bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(f"{mesh.gateway_url}/")
+    await page.get_by_role("button", name="Sign in with your company account").click()
+    await page.get_by_role("link", name="Dead letters").click(timeout=15_000)
+    row = page.get_by_role("row").filter(has_text=failed.delivery_id)
+    await expect(row).to_contain_text("502", timeout=15_000)
+    assert await serious_violations(page) == []
+    await row.get_by_role("button", name="Replay").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text(failed.delivery_id)
+    await dialog.get_by_role("button", name="Replay", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text("Replayed 1 dead letter.", timeout=10_000)
+
+    sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT)
+    assert sent.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
+    assert len(sink.for_path(path)) == attempts + 1
+    await context.close()

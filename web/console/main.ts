@@ -1,8 +1,10 @@
 // herald's console: one page served by herald-gateway at /, routed by the URL's fragment.
 import { clients } from "./api.js";
 import { h, status } from "./dom.js";
+import { deadLettersPage } from "./pages/deadletters.js";
 import { messagePage } from "./pages/message.js";
 import { signInPage } from "./pages/signin.js";
+import { templatesPage } from "./pages/templates.js";
 import { type ConsoleConfig, current, finishSignIn, may, type Session, signOut } from "./session.js";
 
 interface Page {
@@ -18,6 +20,19 @@ const PAGES: Page[] = [
     title: "Messages",
     roles: ["herald.support"],
     render: (session, argument) => messagePage(clients(session), decodeURIComponent(argument)),
+  },
+  {
+    path: "templates",
+    title: "Templates",
+    roles: ["herald.author", "herald.support", "herald.operator"],
+    render: (session, argument) =>
+      templatesPage(clients(session), decodeURIComponent(argument), may(session, "herald.author")),
+  },
+  {
+    path: "dead-letters",
+    title: "Dead letters",
+    roles: ["herald.operator"],
+    render: (session) => deadLettersPage(clients(session)),
   },
 ];
 

@@ -16,7 +16,7 @@ from herald.libs.timeutil import duration_field, to_timestamp
 from herald.services.intake import tables, template_owners
 from herald.services.intake.apps import AppRegistry
 from herald.services.intake.status_webhooks import StatusWebhooks
-from herald.services.intake.templates import TemplateStore, preview
+from herald.services.intake.templates import TemplateStore, draft, preview
 
 DEFAULT_GRACE = timedelta(hours=24)
 M = TypeVar("M", pb.App, pb.Template)
@@ -208,7 +208,11 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     async def PreviewTemplate(
         self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewTemplateResponse:
-        template = await self._readable_template(request.template_id, request.version, context)
+        if request.HasField("template"):
+            await self._template_caller(context)
+            template = draft(request.template)
+        else:
+            template = await self._readable_template(request.template_id, request.version, context)
         return pb.PreviewTemplateResponse(contents=preview(template, dict(request.variables), request.locale))
 
 

@@ -161,6 +161,15 @@ class TemplateStore:
         return row
 
 
+def draft(template: pb.Template) -> pb.Template:
+    """A template not saved, checked as a create checks it, with the variables it needs, to preview."""
+    validate(template)
+    checked = pb.Template()
+    checked.CopyFrom(template)
+    checked.variables[:] = sorted(templating.needed_variables(checked))
+    return checked
+
+
 def preview(template: pb.Template, values: dict[str, str], locale: str) -> list[common_pb2.ChannelContent]:
     """Every channel rendered as a recipient in `locale` would get it."""
     rendered = []

@@ -886,6 +886,7 @@ class PreviewTemplateRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     VARIABLES_FIELD_NUMBER: _builtins.int
     LOCALE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
     template_id: _builtins.str
     version: _builtins.int
     """0 = the latest."""
@@ -893,6 +894,13 @@ class PreviewTemplateRequest(_message.Message):
     """Render for this locale (fallback as for a recipient); "" = the default."""
     @_builtins.property
     def variables(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def template(self) -> Global___Template:
+        """A draft to render instead of a stored version (template_id and version
+        are then ignored): checked as CreateTemplate checks it, never saved. An
+        editor previews what its author is typing.
+        """
+
     def __init__(
         self,
         *,
@@ -900,10 +908,11 @@ class PreviewTemplateRequest(_message.Message):
         version: _builtins.int = ...,
         variables: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         locale: _builtins.str = ...,
+        template: Global___Template | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["locale", b"locale", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locale", b"locale", "template", b"template", "template_id", b"template_id", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
