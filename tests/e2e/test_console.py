@@ -2,13 +2,16 @@
 company's identity provider (a test one on loopback, authorization code with PKCE): support enters the id of a
 message just sent and sees its deliveries with their states and reasons; an author edits a template while its
 preview follows and saves a version, and is offered no replay; an operator replays a dead letter, which is then
-delivered. axe-core finds nothing serious or critical on any page shown.
+delivered; an analyst charts a range of real sends and reads the numbers GetStats gives. axe-core finds nothing
+serious or critical on any page shown.
 
 With HERALD_SCREENSHOTS=<directory>, the message page is saved there (docs/console-message.png is one)."""
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -17,14 +20,23 @@ from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
-from playwright.async_api import Browser, expect
+from herald.v1 import status_service_pb2 as status_pb2
+from playwright.async_api import Browser, Page, expect
 
-from herald.libs.roles import AUTHOR, OPERATOR, SUPPORT
+from herald.libs.roles import ANALYST, AUTHOR, OPERATOR, SUPPORT
+from herald.libs.timeutil import to_timestamp
 from tests.conftest import RETRY_BACKOFF
 from tests.e2e.conftest import SignedIn
 from tests.helpers.browser import chromium, serious_violations
 from tests.helpers.client import all_final, bearer, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
+
+
+def refusals(page: Page) -> list[str]:
+    """The errors the page logs from now on (a Content Security Policy refusal is one)."""
+    logged: list[str] = []
+    page.on("console", lambda message: logged.append(message.text) if message.type == "error" else None)
+    return logged
 
 
 @pytest.fixture
@@ -170,3 +182,59 @@ async def test_an_operator_replays_a_dead_letter_and_the_message_is_delivered(
     assert sent.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
     assert len(sink.for_path(path)) == attempts + 1
     await context.close()
+
+
+async def test_the_statistics_page_charts_real_sends_with_the_numbers_getstats_gives(
+    signed_in: SignedIn, sink: WebhookSink, browser: Browser
+) -> None:
+    provider, mesh, herald = signed_in
+    app_id, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    run = uuid.uuid4().hex[:8]
+    sink.answer(f"/stats-gone-{run}", *[410] * 2)
+    for path in ("ok", "ok", "ok", "gone", "gone"):
+        recipient = msg.Recipient(addresses={"webhook": sink.url(f"/stats-{path}-{run}")})
+        message_id = await herald.send(app, msg.SendRequest(template_id=template, recipients=[recipient]))
+        await herald.wait_message(app, message_id, all_final)
+    now = datetime.now(UTC)
+    asked = status_pb2.GetStatsRequest(
+        start_time=to_timestamp(now - timedelta(hours=24)),
+        end_time=to_timestamp(now + timedelta(hours=1)),
+        interval=status_pb2.STATS_INTERVAL_HOUR,
+        app_id=app_id,
+    )
+    async with asyncio.timeout(30):
+        while True:
+            stats = await herald.status.GetStats(asked, metadata=app)
+            if sum(r.sent + r.failed for r in stats.rows) >= 5:
+                break
+            await asyncio.sleep(0.2)
+
+    provider.sign_in_as(f"ana-{run}@example.com", [ANALYST])
+    for bypass_csp in (False, True):  # the page as served (its policy in force), then with axe-core added
+        context = await browser.new_context(bypass_csp=bypass_csp)
+        page = await context.new_page()
+        problems = refusals(page)
+        await page.goto(f"{mesh.gateway_url}/")
+        await page.get_by_role("button", name="Sign in with your company account").click()
+        await page.get_by_role("link", name="Statistics").click(timeout=15_000)
+        await page.get_by_label("App (empty: every app)").fill(app_id)
+        await page.get_by_role("button", name="Show").click()
+        table = page.get_by_role("table", name="Statistics")
+        await expect(table.get_by_role("row")).to_have_count(len(stats.rows) + 1, timeout=15_000)
+        for i, row in enumerate(stats.rows):
+            shown = table.get_by_role("row").nth(i + 1)
+            for state in ("sent", "delivered", "read", "failed", "suppressed"):
+                await expect(shown.locator(f"[data-state={state}]")).to_have_text(str(getattr(row, state)))
+        drawn = await page.evaluate(
+            "() => { const c = document.querySelector('canvas'); const blank = document.createElement('canvas');"
+            " blank.width = c.width; blank.height = c.height;"
+            " return c.width > 0 && c.toDataURL() !== blank.toDataURL(); }"
+        )
+        assert drawn, "the chart is drawn"
+        if bypass_csp:
+            assert await serious_violations(page) == []
+        else:
+            assert problems == [], "nothing the page's policy refused"
+        await context.close()
+    assert sum(r.sent for r in stats.rows) == 3 and sum(r.failed for r in stats.rows) == 2

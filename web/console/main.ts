@@ -4,6 +4,7 @@ import { h, status } from "./dom.js";
 import { deadLettersPage } from "./pages/deadletters.js";
 import { messagePage } from "./pages/message.js";
 import { signInPage } from "./pages/signin.js";
+import { statisticsPage } from "./pages/statistics.js";
 import { templatesPage } from "./pages/templates.js";
 import { type ConsoleConfig, current, finishSignIn, may, type Session, signOut } from "./session.js";
 
@@ -20,6 +21,12 @@ const PAGES: Page[] = [
     title: "Messages",
     roles: ["herald.support"],
     render: (session, argument) => messagePage(clients(session), decodeURIComponent(argument)),
+  },
+  {
+    path: "statistics",
+    title: "Statistics",
+    roles: ["herald.analyst"],
+    render: (session) => statisticsPage(clients(session)),
   },
   {
     path: "templates",
