@@ -9,6 +9,9 @@ WEB_STAMP := web/node_modules/.installed
 WEB_BUILT := web/dist/.built
 BUF := web/node_modules/.bin/buf
 CONSOLE := $(CURDIR)/herald/services/gateway/console
+# The browser the web pages are tested and measured in: Debian's chromium, driven by Playwright.
+NEED_CHROMIUM := @command -v chromium >/dev/null || { apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null
 # herald-client's lowest protobuf (clients/python/pyproject.toml), which its stubs must import with.
 CLIENT_LOWEST_PROTOBUF := $(shell sed -n 's/.*"protobuf>=\([0-9.]*\),.*/\1/p' clients/python/pyproject.toml)
 
@@ -65,7 +68,7 @@ lint: $(STAMP) $(WEB_STAMP)
 # tests/deploy/ runs promtool on the alerting rules and /metrics: Debian's prometheus package has it.
 test: lint api-check web
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null
+	$(NEED_CHROMIUM)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial"
 	$(BIN)/pytest -m serial
 
@@ -96,13 +99,15 @@ api-check: $(STAMP) $(WEB_STAMP)
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py
 
-bench: $(STAMP)
+bench: $(STAMP) web
+	$(NEED_CHROMIUM)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.adapters
 	$(BIN)/python -m bench.feedback
 	$(BIN)/python -m bench.priority
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.operators
+	$(BIN)/python -m bench.console
 
 # Re-resolve requirements.lock after a change to pyproject.toml's dependencies (newest versions that fit).
 lock: $(STAMP)
