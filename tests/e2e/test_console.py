@@ -2,7 +2,8 @@
 company's identity provider (a test one on loopback, authorization code with PKCE): support enters the id of a
 message just sent and sees its deliveries with their states and reasons; an author edits a template while its
 preview follows and saves a version, and is offered no replay; an operator replays a dead letter, which is then
-delivered; an analyst charts a range of real sends and reads the numbers GetStats gives. axe-core finds nothing
+delivered; an analyst charts a range of real sends and reads the numbers GetStats gives; support looks a user up,
+asks whether they would get a template, and reads the audit trail. axe-core finds nothing
 serious or critical on any page shown.
 
 With HERALD_SCREENSHOTS=<directory>, the message page is saved there (docs/console-message.png is one)."""
@@ -19,6 +20,7 @@ import pytest
 from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
+from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import status_service_pb2 as status_pb2
 from playwright.async_api import Browser, Page, expect
@@ -238,3 +240,50 @@ async def test_the_statistics_page_charts_real_sends_with_the_numbers_getstats_g
             assert problems == [], "nothing the page's policy refused"
         await context.close()
     assert sum(r.sent for r in stats.rows) == 3 and sum(r.failed for r in stats.rows) == 2
+
+
+async def test_support_looks_a_user_up_asks_why_and_reads_the_audit_trail(
+    signed_in: SignedIn, sink: WebhookSink, browser: Browser
+) -> None:
+    provider, mesh, herald = signed_in
+    app_id, app = await herald.create_app()
+    template = await herald.create_template({"webhook": "{}"})
+    user_id = f"cleo-{uuid.uuid4().hex[:8]}"
+    user = directory.User(user_id=user_id, addresses={"webhook": sink.url(f"/{user_id}")})
+    await herald.directory.UpsertUser(directory.UpsertUserRequest(user=user), metadata=herald.admin)
+    await herald.directory.SetPreference(
+        directory.SetPreferenceRequest(user_id=user_id, category=common_pb2.CATEGORY_MARKETING, opted_out=True),
+        metadata=herald.admin,
+    )
+    message_id = await herald.send(
+        app, msg.SendRequest(template_id=template, recipients=[msg.Recipient(user_id=user_id)])
+    )
+    await herald.wait_message(app, message_id, all_final)
+
+    provider.sign_in_as(f"sam-{uuid.uuid4().hex[:6]}@example.com", [SUPPORT])
+    context = await browser.new_context(bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(f"{mesh.gateway_url}/")
+    await page.get_by_role("button", name="Sign in with your company account").click()
+    await page.get_by_role("link", name="Users").click(timeout=15_000)
+    await page.get_by_label("User id").fill(user_id)
+    await page.get_by_role("button", name="Show").click()
+    deliveries = page.get_by_role("table", name="The user's deliveries")
+    await expect(deliveries).to_contain_text(message_id, timeout=15_000)
+    await expect(page.get_by_text("marketing on every channel")).to_be_visible()
+    await page.get_by_label("App", exact=True).fill(app_id)
+    await page.get_by_label("Template", exact=True).fill(template)
+    await page.get_by_role("button", name="Explain").click()
+    verdicts = page.get_by_role("table", name="Would they get it")
+    await expect(verdicts.get_by_role("row").filter(has_text="webhook")).to_contain_text("send", timeout=15_000)
+    assert await serious_violations(page) == []
+
+    await page.get_by_role("link", name="Audit trail").click()
+    await page.get_by_label("Target").fill(f"users/{user_id}")
+    await page.get_by_role("button", name="Show").click()
+    trail = page.get_by_role("table", name="Audit trail")
+    await expect(trail.get_by_role("row").filter(has_text="DirectoryService/UpsertUser")).to_contain_text(
+        "admin-token", timeout=15_000
+    )
+    assert await serious_violations(page) == []
+    await context.close()

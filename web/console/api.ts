@@ -3,7 +3,10 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AdminService } from "../gen/herald/v1/admin_service_pb.js";
+import { AuditService } from "../gen/herald/v1/audit_service_pb.js";
 import { DeadLetterService } from "../gen/herald/v1/dead_letter_service_pb.js";
+import { DirectoryService } from "../gen/herald/v1/directory_service_pb.js";
+import { RoutingService } from "../gen/herald/v1/routing_service_pb.js";
 import { StatusService } from "../gen/herald/v1/status_service_pb.js";
 import type { Session } from "./session.js";
 
@@ -15,7 +18,10 @@ export function clients(session: Session) {
   const transport = createConnectTransport({ baseUrl: location.origin, interceptors: [bearer] });
   return {
     admin: createClient(AdminService, transport),
+    audit: createClient(AuditService, transport),
     deadLetters: createClient(DeadLetterService, transport),
+    directory: createClient(DirectoryService, transport),
+    routing: createClient(RoutingService, transport),
     status: createClient(StatusService, transport),
   };
 }

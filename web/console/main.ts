@@ -1,11 +1,13 @@
 // herald's console: one page served by herald-gateway at /, routed by the URL's fragment.
 import { clients } from "./api.js";
 import { h, status } from "./dom.js";
+import { auditPage } from "./pages/audit.js";
 import { deadLettersPage } from "./pages/deadletters.js";
 import { messagePage } from "./pages/message.js";
 import { signInPage } from "./pages/signin.js";
 import { statisticsPage } from "./pages/statistics.js";
 import { templatesPage } from "./pages/templates.js";
+import { usersPage } from "./pages/users.js";
 import { type ConsoleConfig, current, finishSignIn, may, type Session, signOut } from "./session.js";
 
 interface Page {
@@ -21,6 +23,12 @@ const PAGES: Page[] = [
     title: "Messages",
     roles: ["herald.support"],
     render: (session, argument) => messagePage(clients(session), decodeURIComponent(argument)),
+  },
+  {
+    path: "users",
+    title: "Users",
+    roles: ["herald.support", "herald.operator"],
+    render: (session, argument) => usersPage(clients(session), decodeURIComponent(argument)),
   },
   {
     path: "statistics",
@@ -40,6 +48,12 @@ const PAGES: Page[] = [
     title: "Dead letters",
     roles: ["herald.operator"],
     render: (session) => deadLettersPage(clients(session)),
+  },
+  {
+    path: "audit",
+    title: "Audit trail",
+    roles: ["herald.operator", "herald.support"],
+    render: (session) => auditPage(clients(session)),
   },
 ];
 
