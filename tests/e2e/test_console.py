@@ -141,6 +141,19 @@ async def test_an_author_edits_a_template_with_a_live_preview_and_saves_a_versio
     await expect(page.get_by_role("status")).to_have_text(f"Saved {template} as version 2.", timeout=10_000)
     saved = await herald.admin_stub.GetTemplate(admin.GetTemplateRequest(template_id=template), metadata=herald.admin)
     assert saved.version == 2 and saved.contents[0].body == '{"text": "Good morning {{ name }}!"}'
+    await page.get_by_label("Compare version 2 with").select_option("1")
+    await expect(page.locator("pre.diff del")).to_contain_text('{"text": "Hello {{ name }}"}')
+    await expect(page.locator("pre.diff ins")).to_contain_text('{"text": "Good morning {{ name }}!"}')
+    assert await serious_violations(page) == []
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Archive…").click()
+    await expect(page.get_by_role("status")).to_have_text(f"{template} is archived.", timeout=10_000)
+
+    created = f"console-{uuid.uuid4().hex[:6]}"
+    await page.get_by_role("link", name="Templates").click()
+    await page.get_by_label("New template's id").fill(created)
+    await page.get_by_role("button", name="Create template").click()
+    await expect(page.get_by_role("heading", name=f"{created}, version 1")).to_be_visible(timeout=10_000)
 
     refused = await rpc_error(
         herald.dead_letters.ReplayDeadLetters(
@@ -286,4 +299,41 @@ async def test_support_looks_a_user_up_asks_why_and_reads_the_audit_trail(
         "admin-token", timeout=15_000
     )
     assert await serious_violations(page) == []
+    await context.close()
+
+
+async def test_an_operator_creates_an_app_rotates_its_key_and_disables_it(
+    signed_in: SignedIn, browser: Browser
+) -> None:
+    provider, mesh, herald = signed_in
+    name = f"console-app-{uuid.uuid4().hex[:6]}"
+    provider.sign_in_as(f"olga-{uuid.uuid4().hex[:6]}@example.com", [OPERATOR])
+    context = await browser.new_context(bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(f"{mesh.gateway_url}/")
+    await page.get_by_role("button", name="Sign in with your company account").click()
+    await page.get_by_role("link", name="Apps").click(timeout=15_000)
+    await page.get_by_label("New app's name").fill(name)
+    await page.get_by_label("Channels it may send on").fill("webhook")
+    await page.get_by_role("button", name="Create app").click()
+    first_key = await page.locator("#new-key").text_content(timeout=10_000)
+    assert first_key and first_key.startswith("hk_")
+    await page.get_by_role("button", name="I have copied it").click()
+    row = page.get_by_role("row").filter(has_text=name)
+    await expect(row).to_contain_text("enabled")
+    assert await serious_violations(page) == []
+
+    await row.get_by_role("button", name=f"Rotate key of {name}").click()
+    await page.get_by_label("Hours the current key keeps working").fill("0")
+    await page.get_by_role("button", name="Confirm").click()
+    second_key = await page.locator("#new-key").text_content(timeout=10_000)
+    assert second_key and second_key.startswith("hk_") and second_key != first_key
+    await page.get_by_role("button", name="I have copied it").click()
+    await row.get_by_role("button", name=f"Disable {name}").click()
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(row).to_contain_text("disabled", timeout=10_000)
+
+    app_id = (await row.get_by_role("cell").first.text_content()) or ""
+    shown = await herald.admin_stub.GetApp(admin.GetAppRequest(app_id=app_id), metadata=herald.admin)
+    assert shown.name == name and shown.disabled
     await context.close()

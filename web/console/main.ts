@@ -1,6 +1,7 @@
 // herald's console: one page served by herald-gateway at /, routed by the URL's fragment.
 import { clients } from "./api.js";
 import { h, status } from "./dom.js";
+import { appsPage } from "./pages/apps.js";
 import { auditPage } from "./pages/audit.js";
 import { deadLettersPage } from "./pages/deadletters.js";
 import { messagePage } from "./pages/message.js";
@@ -48,6 +49,12 @@ const PAGES: Page[] = [
     title: "Dead letters",
     roles: ["herald.operator"],
     render: (session) => deadLettersPage(clients(session)),
+  },
+  {
+    path: "apps",
+    title: "Apps",
+    roles: ["herald.operator"],
+    render: (session) => appsPage(clients(session)),
   },
   {
     path: "audit",

@@ -4,6 +4,7 @@ import { clone, create } from "@bufbuild/protobuf";
 import { type Template, TemplateSchema } from "../../gen/herald/v1/admin_service_pb.js";
 import { Category } from "../../gen/herald/v1/common_pb.js";
 import { type Clients, fieldProblems, why } from "../api.js";
+import { lineDiff } from "../diff.js";
 import { h, status, time } from "../dom.js";
 
 const PREVIEW_DELAY_MS = 250;
@@ -12,13 +13,13 @@ export function templatesPage(api: Clients, templateId: string, mayEdit: boolean
   const section = h("section", { "aria-labelledby": "templates-title" }, h("h1", { id: "templates-title" }, "Templates"));
   const body = h("div", {}, h("p", {}, "Loading…"));
   section.append(body);
-  (templateId ? editor(api, templateId, mayEdit, body) : list(api, body)).catch((error) =>
+  (templateId ? editor(api, templateId, mayEdit, body) : list(api, body, mayEdit)).catch((error) =>
     body.replaceChildren(h("p", { class: "error", role: "alert" }, why(error))),
   );
   return section;
 }
 
-async function list(api: Clients, into: HTMLElement): Promise<void> {
+async function list(api: Clients, into: HTMLElement, mayEdit: boolean): Promise<void> {
   const { templates } = await api.admin.listTemplates({ pageSize: 1000 });
   const rows = templates.map((t) =>
     h(
@@ -33,12 +34,83 @@ async function list(api: Clients, into: HTMLElement): Promise<void> {
     ),
   );
   into.replaceChildren(
+    mayEdit ? creation(api) : "",
     h(
       "table",
       { "aria-label": "Templates" },
       h("thead", {}, h("tr", {}, ...["Template", "Category", "Version", "Channels", "Owner", "Last version"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, ...rows),
     ),
+  );
+}
+
+function creation(api: Clients): HTMLElement {
+  const id = h("input", { id: "new-template-id", required: "", size: "24" }) as HTMLInputElement;
+  const category = h(
+    "select",
+    { id: "new-template-category" },
+    ...[["NOTIFICATION", "notification"], ["MARKETING", "marketing"], ["CRITICAL", "critical"]].map(([value, text]) => h("option", { value }, text)),
+  ) as HTMLSelectElement;
+  const channel = h("input", { id: "new-template-channel", required: "", size: "12", value: "email" }) as HTMLInputElement;
+  const problem = h("p", { class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "inline", "aria-label": "Create a template" },
+    h("label", { for: "new-template-id" }, "New template's id", id),
+    h("label", { for: "new-template-category" }, "Category", category),
+    h("label", { for: "new-template-channel" }, "First channel", channel),
+    h("button", { type: "submit" }, "Create template"),
+    problem,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api.admin.createTemplate({
+        template: {
+          templateId: id.value.trim(),
+          category: Category[category.value as keyof typeof Category],
+          contents: [{ channel: channel.value.trim(), subject: channel.value.trim() === "email" ? "Subject" : "", body: "Write here" }],
+        },
+      });
+      location.hash = `#/templates/${encodeURIComponent(id.value.trim())}`;
+    } catch (error) {
+      const problems = fieldProblems(error);
+      problem.textContent = problems.size ? [...problems].map(([f, w]) => `${f}: ${w}`).join("; ") : why(error);
+    }
+  });
+  return form;
+}
+
+function versions(api: Clients, stored: Template): HTMLElement {
+  const choice = h(
+    "select",
+    { id: "compare-version" },
+    h("option", { value: "" }, "choose"),
+    ...Array.from({ length: stored.version - 1 }, (_, i) => h("option", { value: String(i + 1) }, `version ${i + 1}`)),
+  ) as HTMLSelectElement;
+  const shown = h("div", { "aria-live": "polite" });
+  choice.addEventListener("change", async () => {
+    if (!choice.value) return shown.replaceChildren();
+    const older = await api.admin.getTemplate({ templateId: stored.templateId, version: Number(choice.value) });
+    shown.replaceChildren(
+      ...stored.contents.map((content) => {
+        const was = older.contents.find((c) => c.channel === content.channel && c.locale === content.locale);
+        const lines = lineDiff(`${was?.subject ?? ""}\n${was?.body ?? ""}`, `${content.subject}\n${content.body}`);
+        return h(
+          "figure",
+          {},
+          h("figcaption", {}, `${content.channel}${content.locale ? `, ${content.locale}` : ""}: version ${choice.value} → ${stored.version}`),
+          h("pre", { class: "diff" }, ...lines.map(([kind, text]) => h(kind === "added" ? "ins" : kind === "removed" ? "del" : "span", {}, `${kind === "added" ? "+ " : kind === "removed" ? "- " : "  "}${text}\n`))),
+        );
+      }),
+    );
+  });
+  return h(
+    "section",
+    { "aria-labelledby": "versions-title" },
+    h("h2", { id: "versions-title" }, "Versions"),
+    stored.version > 1 ? h("label", { for: "compare-version" }, `Compare version ${stored.version} with`, choice) : h("p", {}, "This is the first version."),
+    shown,
   );
 }
 
@@ -112,6 +184,17 @@ async function editor(api: Clients, templateId: string, mayEdit: boolean, into: 
   }
 
   const save = h("button", { type: "submit" }, "Save as a new version");
+  const archive = h("button", { type: "button", class: "secondary" }, "Archive…");
+  archive.addEventListener("click", async () => {
+    if (!window.confirm(`Archive ${draft.templateId}? Sends naming it are refused from then on; what was sent stays.`)) return;
+    try {
+      const archived = await api.admin.archiveTemplate({ templateId: draft.templateId });
+      status(`${archived.templateId} is archived.`);
+      await editor(api, templateId, mayEdit, into);
+    } catch (error) {
+      status(`Not archived: ${why(error)}`);
+    }
+  });
   const form = h(
     "form",
     { "aria-labelledby": "editor-title" },
@@ -119,7 +202,8 @@ async function editor(api: Clients, templateId: string, mayEdit: boolean, into: 
     h("p", {}, `${(Category[draft.category] ?? "").toLowerCase()}; owner: ${draft.ownerAppId || "the company"}`),
     ...editors,
     general,
-    mayEdit ? h("p", {}, save) : null,
+    stored.archiveTime ? h("p", {}, `Archived ${time(stored.archiveTime.seconds)}.`) : null,
+    mayEdit && !stored.archiveTime ? h("p", {}, save, " ", archive) : null,
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -139,6 +223,6 @@ async function editor(api: Clients, templateId: string, mayEdit: boolean, into: 
     h("label", { for: "locale" }, "Locale (empty: the default)", locale),
     preview,
   );
-  into.replaceChildren(h("div", { class: "editor" }, form, previewing));
+  into.replaceChildren(h("div", { class: "editor" }, form, previewing), versions(api, stored));
   await renderPreview();
 }
