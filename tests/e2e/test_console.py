@@ -196,6 +196,10 @@ async def test_an_operator_replays_a_dead_letter_and_the_message_is_delivered(
     sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT)
     assert sent.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
     assert len(sink.for_path(path)) == attempts + 1
+    await expect(page.get_by_role("heading", name="Unprocessed messages")).to_be_visible()
+    await page.get_by_role("link", name="Providers").click()
+    await expect(page.get_by_role("heading", name="Provider accounts")).to_be_visible()
+    assert await serious_violations(page) == []
     await context.close()
 
 

@@ -6,6 +6,7 @@ import { AdminService } from "../gen/herald/v1/admin_service_pb.js";
 import { AuditService } from "../gen/herald/v1/audit_service_pb.js";
 import { DeadLetterService } from "../gen/herald/v1/dead_letter_service_pb.js";
 import { DirectoryService } from "../gen/herald/v1/directory_service_pb.js";
+import { ProviderService } from "../gen/herald/v1/provider_service_pb.js";
 import { RoutingService } from "../gen/herald/v1/routing_service_pb.js";
 import { StatusService } from "../gen/herald/v1/status_service_pb.js";
 import type { Session } from "./session.js";
@@ -21,6 +22,7 @@ export function clients(session: Session) {
     audit: createClient(AuditService, transport),
     deadLetters: createClient(DeadLetterService, transport),
     directory: createClient(DirectoryService, transport),
+    providers: createClient(ProviderService, transport),
     routing: createClient(RoutingService, transport),
     status: createClient(StatusService, transport),
   };

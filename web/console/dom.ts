@@ -16,3 +16,24 @@ export function time(seconds: bigint | undefined, nanos = 0): string {
   if (seconds === undefined) return "";
   return new Date(Number(seconds) * 1000 + nanos / 1e6).toISOString().replace("T", " ").replace("Z", " UTC");
 }
+
+// Ask before a change: a modal dialog with the change's title and detail, doing `act` on `yes` (its refusal goes
+// to the status line); the focus starts on Cancel.
+export function confirmIn(dialog: HTMLDialogElement, title: string, detail: string | Node, yes: string, act: () => Promise<void>): void {
+  const titleId = `${dialog.id || "dialog"}-title`;
+  const go = h("button", { type: "button" }, yes);
+  const no = h("button", { type: "button", class: "secondary" }, "Cancel");
+  dialog.setAttribute("aria-labelledby", titleId);
+  dialog.replaceChildren(h("h2", { id: titleId }, title), h("p", {}, detail), h("p", {}, go, " ", no));
+  no.addEventListener("click", () => dialog.close());
+  go.addEventListener("click", async () => {
+    dialog.close();
+    try {
+      await act();
+    } catch (error) {
+      status(`Not done: ${(error as Error).message}`);
+    }
+  });
+  dialog.showModal();
+  no.focus();
+}

@@ -5,6 +5,7 @@ import { appsPage } from "./pages/apps.js";
 import { auditPage } from "./pages/audit.js";
 import { deadLettersPage } from "./pages/deadletters.js";
 import { messagePage } from "./pages/message.js";
+import { providersPage } from "./pages/providers.js";
 import { signInPage } from "./pages/signin.js";
 import { statisticsPage } from "./pages/statistics.js";
 import { templatesPage } from "./pages/templates.js";
@@ -49,6 +50,12 @@ const PAGES: Page[] = [
     title: "Dead letters",
     roles: ["herald.operator"],
     render: (session) => deadLettersPage(clients(session)),
+  },
+  {
+    path: "providers",
+    title: "Providers",
+    roles: ["herald.operator"],
+    render: (session) => providersPage(clients(session)),
   },
   {
     path: "apps",

@@ -2,11 +2,11 @@
 // and enable - each change confirmed first, and each in the audit trail.
 import type { App } from "../../gen/herald/v1/admin_service_pb.js";
 import { type Clients, fieldProblems, why } from "../api.js";
-import { h, status, time } from "../dom.js";
+import { confirmIn, h, status, time } from "../dom.js";
 
 export function appsPage(api: Clients): HTMLElement {
   const list = h("div", {}, h("p", {}, "Loading…"));
-  const dialog = h("dialog", { "aria-labelledby": "app-dialog-title" }) as HTMLDialogElement;
+  const dialog = h("dialog", { id: "app-dialog" }) as HTMLDialogElement;
   const refresh = () => void show(api, list, dialog, refresh);
   refresh();
   return h("section", { "aria-labelledby": "apps-title" }, h("h1", { id: "apps-title" }, "Apps and keys"), creation(api, dialog, refresh), list, dialog);
@@ -65,7 +65,7 @@ function row(api: Clients, app: App, dialog: HTMLDialogElement, refresh: () => v
     app.disabled ? "Enable…" : "Disable…",
   );
   toggle.addEventListener("click", () =>
-    confirm(dialog, `${app.disabled ? "Enable" : "Disable"} ${app.name}?`, app.disabled ? "Its keys work again." : "Its keys stop working everywhere within a second; nothing it sent is lost.", async () => {
+    confirmIn(dialog, `${app.disabled ? "Enable" : "Disable"} ${app.name}?`, app.disabled ? "Its keys work again." : "Its keys stop working everywhere within a second; nothing it sent is lost.", "Confirm", async () => {
       await (app.disabled ? api.admin.enableApp({ appId: app.appId }) : api.admin.disableApp({ appId: app.appId }));
       status(`${app.name} is ${app.disabled ? "enabled" : "disabled"}.`);
       refresh();
@@ -86,34 +86,17 @@ function row(api: Clients, app: App, dialog: HTMLDialogElement, refresh: () => v
 
 function confirmRotation(api: Clients, app: App, dialog: HTMLDialogElement, refresh: () => void): void {
   const hours = h("input", { id: "grace-hours", type: "number", min: "0", max: "720", value: "24" }) as HTMLInputElement;
-  confirm(
+  confirmIn(
     dialog,
     `Rotate the key of ${app.name}?`,
     h("label", { for: "grace-hours" }, "Hours the current key keeps working", hours),
+    "Confirm",
     async () => {
       const rotated = await api.admin.rotateAppKey({ appId: app.appId, gracePeriod: { seconds: BigInt(Math.round(Number(hours.value) * 3600)) } });
       showKey(dialog, `A new key for ${app.name}`, rotated.apiKey);
       refresh();
     },
   );
-}
-
-function confirm(dialog: HTMLDialogElement, title: string, detail: string | Node, act: () => Promise<void>): void {
-  const yes = h("button", { type: "button" }, "Confirm");
-  const no = h("button", { type: "button", class: "secondary" }, "Cancel");
-  const problem = h("p", { class: "error", role: "alert" });
-  dialog.replaceChildren(h("h2", { id: "app-dialog-title" }, title), h("p", {}, detail), problem, h("p", {}, yes, " ", no));
-  no.addEventListener("click", () => dialog.close());
-  yes.addEventListener("click", async () => {
-    try {
-      dialog.close();
-      await act();
-    } catch (error) {
-      status(`Not done: ${why(error)}`);
-    }
-  });
-  dialog.showModal();
-  no.focus();
 }
 
 function showKey(dialog: HTMLDialogElement, title: string, key: string): void {
