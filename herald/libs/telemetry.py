@@ -75,6 +75,12 @@ def traceparent(span: trace.Span) -> str:
     return f"00-{found.trace_id:032x}-{found.span_id:016x}-{found.trace_flags:02x}"
 
 
+def trace_id(traceparent: str) -> str:
+    """The trace id (hex) a W3C traceparent names; "" if it is not one."""
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
+
+
 def link_to(traceparent: str, attributes: Mapping[str, str]) -> None:
     """Link the current span to the span a stored `traceparent` names (none: nothing to link to)."""
     linked = trace.get_current_span(propagate.extract({"traceparent": traceparent})).get_span_context()

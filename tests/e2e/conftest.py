@@ -13,6 +13,8 @@ from tests.helpers.oidc_provider import AUDIENCE, OidcProvider
 
 SignedIn = tuple[OidcProvider, Mesh, Herald]
 CONSOLE_CLIENT = "herald-console"
+# Only linked to, never reached.
+JAEGER_UI = "http://127.0.0.1:16686"
 
 
 @pytest.fixture(scope="package")
@@ -23,6 +25,7 @@ async def signed_in(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[S
         "HERALD_OIDC_ISSUER": provider.issuer,
         "HERALD_OIDC_AUDIENCE": AUDIENCE,
         "HERALD_CONSOLE_CLIENT_ID": CONSOLE_CLIENT,
+        "HERALD_CONSOLE_JAEGER_URL": JAEGER_UI,
     }
     try:
         mesh_dir = tmp_path_factory.mktemp("oidc")

@@ -28,7 +28,7 @@ from playwright.async_api import Browser, Page, expect
 from herald.libs.roles import ANALYST, AUTHOR, OPERATOR, SUPPORT
 from herald.libs.timeutil import to_timestamp
 from tests.conftest import RETRY_BACKOFF
-from tests.e2e.conftest import SignedIn
+from tests.e2e.conftest import JAEGER_UI, SignedIn
 from tests.helpers.browser import chromium, serious_violations
 from tests.helpers.client import all_final, bearer, rpc_error
 from tests.helpers.webhook_sink import WebhookSink
@@ -87,6 +87,9 @@ async def test_support_signs_in_and_sees_what_happened_to_a_message(
     await expect(bob).to_contain_text("failed")
     await expect(bob).to_contain_text(failed.reason)
     await expect(page.get_by_text(f"{template} (version 1)")).to_be_visible()
+    assert final.trace_id, "the message keeps its Send's trace id"
+    trace = page.get_by_role("link", name=f"{final.trace_id} in Jaeger")
+    await expect(trace).to_have_attribute("href", f"{JAEGER_UI}/trace/{final.trace_id}")
     await bob.get_by_text("steps").click()
     await expect(bob.get_by_role("listitem").first).to_contain_text("pending")
     assert await serious_violations(page) == []

@@ -24,7 +24,7 @@ const PAGES: Page[] = [
     path: "messages",
     title: "Messages",
     roles: ["herald.support"],
-    render: (session, argument) => messagePage(clients(session), decodeURIComponent(argument)),
+    render: (session, argument) => messagePage(clients(session), decodeURIComponent(argument), config.jaegerUrl),
   },
   {
     path: "users",

@@ -3,6 +3,8 @@
 // roles read here only decide what the console offers.
 export interface ConsoleConfig {
   oidc: { issuer: string; clientId: string; scope: string; rolesClaim: string } | null;
+  // Jaeger's UI, for links to a message's trace; "" = no links.
+  jaegerUrl: string;
 }
 
 export interface Session {

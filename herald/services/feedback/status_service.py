@@ -69,6 +69,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             next_page_token=token,
             delivery_count=sum(c.count for c in state_counts),
             delivery_state_counts=state_counts,
+            trace_id=message.trace_id,
         )
 
     async def ListDeliveries(

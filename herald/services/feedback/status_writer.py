@@ -22,6 +22,7 @@ from herald.internal.v1 import work_pb2
 from herald.libs import subjects
 from herald.libs.bus import ACK, Incoming, Outcome
 from herald.libs.store import Database
+from herald.libs.telemetry import trace_id
 from herald.libs.timeutil import from_timestamp, now
 from herald.services.feedback import stats, status_fold, tables, unprocessed
 from herald.services.feedback.erasure import Erasures
@@ -192,6 +193,7 @@ def _message_row(message: work_pb2.AcceptedMessage) -> dict[str, Any]:
         "template_version": message.template.version,
         "category": message.template.category,
         "create_time": from_timestamp(message.create_time) or now(),
+        "trace_id": trace_id(message.traceparent),
     }
 
 

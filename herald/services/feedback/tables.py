@@ -20,6 +20,8 @@ class Message(Base):
     template_version: Mapped[int] = mapped_column(Integer)
     category: Mapped[int] = mapped_column(Integer)
     create_time: Mapped[datetime]
+    # The sending call's W3C trace id (hex), "" without one.
+    trace_id: Mapped[str] = mapped_column(String(32), default="")
 
 
 class Delivery(Base):

@@ -25,7 +25,7 @@ class GatewaySettings:
     max_request_bytes: int
     server_tls: tls.ServerTls | None
     client_tls: tls.ClientTls | None
-    # What the console's page learns from /console/config.json: how to sign operators in.
+    # What the console's page learns from /console/config.json: how to sign operators in, where traces are.
     console: Mapping[str, Any]
 
     @classmethod
@@ -58,4 +58,4 @@ def _console(env: Mapping[str, str]) -> dict[str, Any]:
             "scope": env.get("HERALD_CONSOLE_SCOPE", "openid"),
             "rolesClaim": oidc.roles_claim,
         }
-    return {"oidc": sign_in}
+    return {"oidc": sign_in, "jaegerUrl": env.get("HERALD_CONSOLE_JAEGER_URL", "").rstrip("/")}

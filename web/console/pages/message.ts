@@ -11,7 +11,7 @@ function stateName(state: DeliveryState): string {
   return (DeliveryState[state] ?? String(state)).toLowerCase();
 }
 
-export function messagePage(api: Clients, messageId: string): HTMLElement {
+export function messagePage(api: Clients, messageId: string, jaegerUrl: string): HTMLElement {
   const input = h("input", { id: "message-id", name: "message-id", value: messageId, required: "", size: "44" }) as HTMLInputElement;
   const form = h(
     "form",
@@ -26,12 +26,12 @@ export function messagePage(api: Clients, messageId: string): HTMLElement {
   const result = h("div", { id: "message", "aria-live": "polite" });
   if (messageId) {
     result.append(h("p", {}, "Loading…"));
-    show(api, messageId, result);
+    show(api, messageId, jaegerUrl, result);
   }
   return h("section", { "aria-labelledby": "messages-title" }, h("h1", { id: "messages-title" }, "Messages"), form, result);
 }
 
-async function show(api: Clients, messageId: string, into: HTMLElement): Promise<void> {
+async function show(api: Clients, messageId: string, jaegerUrl: string, into: HTMLElement): Promise<void> {
   try {
     let page = await api.status.getMessage({ messageId, pageSize: PAGE });
     const deliveries = [...page.deliveries];
@@ -39,13 +39,13 @@ async function show(api: Clients, messageId: string, into: HTMLElement): Promise
       page = await api.status.getMessage({ messageId, pageSize: PAGE, pageToken: page.nextPageToken });
       deliveries.push(...page.deliveries);
     }
-    into.replaceChildren(...timeline(page, deliveries));
+    into.replaceChildren(...timeline(page, deliveries, jaegerUrl));
   } catch (error) {
     into.replaceChildren(h("p", { class: "error", role: "alert" }, ConnectError.from(error).rawMessage));
   }
 }
 
-function timeline(message: Message, deliveries: Delivery[]): Node[] {
+function timeline(message: Message, deliveries: Delivery[], jaegerUrl: string): Node[] {
   const counts = message.deliveryStateCounts.map((c) => `${stateName(c.state)} ${c.count}`).join(", ");
   const facts = h(
     "dl",
@@ -55,6 +55,8 @@ function timeline(message: Message, deliveries: Delivery[]): Node[] {
     h("dt", {}, "Category"), h("dd", {}, (Category[message.category] ?? "").toLowerCase()),
     h("dt", {}, "Accepted"), h("dd", {}, time(message.createTime?.seconds, message.createTime?.nanos)),
     h("dt", {}, "Deliveries"), h("dd", {}, `${message.deliveryCount}${counts ? `: ${counts}` : ""}`),
+    h("dt", {}, "Trace"),
+    h("dd", {}, message.traceId && jaegerUrl ? h("a", { href: `${jaegerUrl}/trace/${message.traceId}` }, `${message.traceId} in Jaeger`) : message.traceId || "none"),
   );
   const rows = deliveries.map((d) =>
     h(

@@ -601,6 +601,7 @@ class Message(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     DELIVERY_COUNT_FIELD_NUMBER: _builtins.int
     DELIVERY_STATE_COUNTS_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     template_id: _builtins.str
     template_version: _builtins.int
@@ -609,6 +610,10 @@ class Message(_message.Message):
     """"" when deliveries holds the last page."""
     delivery_count: _builtins.int
     """How many deliveries the message has in all."""
+    trace_id: _builtins.str
+    """The W3C trace id of the call that sent it (hex; "" if it came without
+    one): its trace in Jaeger shows every service the message went through.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When intake accepted it."""
@@ -633,10 +638,11 @@ class Message(_message.Message):
         next_page_token: _builtins.str = ...,
         delivery_count: _builtins.int = ...,
         delivery_state_counts: _abc.Iterable[Global___DeliveryStateCount] | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "deliveries", b"deliveries", "delivery_count", b"delivery_count", "delivery_state_counts", b"delivery_state_counts", "message_id", b"message_id", "next_page_token", b"next_page_token", "template_id", b"template_id", "template_version", b"template_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "deliveries", b"deliveries", "delivery_count", b"delivery_count", "delivery_state_counts", b"delivery_state_counts", "message_id", b"message_id", "next_page_token", b"next_page_token", "template_id", b"template_id", "template_version", b"template_version", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
