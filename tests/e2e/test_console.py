@@ -23,6 +23,7 @@ from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import status_service_pb2 as status_pb2
+from herald.v1 import topic_service_pb2 as topic_pb2
 from playwright.async_api import Browser, Page, expect
 
 from herald.libs.roles import ANALYST, AUTHOR, OPERATOR, SUPPORT
@@ -343,4 +344,37 @@ async def test_an_operator_creates_an_app_rotates_its_key_and_disables_it(
     app_id = (await row.get_by_role("cell").first.text_content()) or ""
     shown = await herald.admin_stub.GetApp(admin.GetAppRequest(app_id=app_id), metadata=herald.admin)
     assert shown.name == name and shown.disabled
+    await context.close()
+
+
+async def test_an_operator_imports_a_topics_subscribers_from_a_csv_file(
+    signed_in: SignedIn, browser: Browser, tmp_path: Path
+) -> None:
+    provider, mesh, herald = signed_in
+    app_id, app = await herald.create_app()
+    topic = f"launch-{uuid.uuid4().hex[:6]}"
+    await herald.topics.CreateTopic(topic_pb2.CreateTopicRequest(topic=topic_pb2.Topic(topic_key=topic)), metadata=app)
+    users = [f"reader-{n}" for n in range(2500)]
+    csv = tmp_path / "subscribers.csv"
+    csv.write_text("user_id,name\n" + "".join(f"{u},Reader {n}\n" for n, u in enumerate(users)))
+
+    provider.sign_in_as(f"olga-{uuid.uuid4().hex[:6]}@example.com", [OPERATOR])
+    context = await browser.new_context(bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(f"{mesh.gateway_url}/")
+    await page.get_by_role("button", name="Sign in with your company account").click()
+    await page.get_by_role("link", name="Topics").click(timeout=15_000)
+    await page.get_by_label("App", exact=True).fill(app_id)
+    await page.get_by_role("button", name="Show its topics").click()
+    await expect(page.get_by_role("table", name="Topics")).to_contain_text(topic, timeout=10_000)
+    await page.get_by_label("Topic", exact=True).fill(topic)
+    await page.get_by_label("CSV file").set_input_files(csv)
+    await page.get_by_role("button", name="Import").click()
+    await expect(page.locator("#import-said")).to_have_text("2500 of 2500 imported", timeout=30_000)
+    await expect(page.get_by_role("status")).to_contain_text("2500 newly subscribed")
+    assert await page.locator("#import-progress").get_attribute("value") == "2500"
+    assert await serious_violations(page) == []
+
+    listed = await herald.topics.GetTopic(topic_pb2.GetTopicRequest(topic_key=topic), metadata=app)
+    assert listed.subscriber_count == len(users)
     await context.close()

@@ -147,11 +147,12 @@ async def test_concurrent_sends_each_keep_their_own_trace_through_the_router(tra
                 await asyncio.sleep(0.1)
 
     # Calls without trace context start a trace each, not one they share.
-    plain = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url("/own")})])
+    own = f"/own-{secrets.token_hex(4)}"
+    plain = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(own)})])
     untraced = await asyncio.gather(*(herald.messages.Send(plain, metadata=app) for _ in range(5)))
     for reply in untraced:
         await herald.wait_message(app, reply.message_id, all_final)
-    assert len({hit.headers["traceparent"].split("-")[1] for hit in sink.for_path("/own")}) == 5
+    assert len({hit.headers["traceparent"].split("-")[1] for hit in sink.for_path(own)}) == 5
 
 
 async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(traced: Traced, twilio: FakeTwilio) -> None:

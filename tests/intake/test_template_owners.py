@@ -30,7 +30,8 @@ async def test_an_apps_template_goes_out_for_another_app_only_once_shared(herald
         admin.CreateTemplateRequest(template=_template(template_id)), metadata=owner
     )
     assert made.owner_app_id == owner_id and list(made.shared_with_app_ids) == []
-    send = msg.SendRequest(template_id=template_id, recipients=[msg.Recipient(addresses={"webhook": sink.url("/own")})])
+    path = f"/owned-{template_id}"
+    send = msg.SendRequest(template_id=template_id, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
 
     await herald.wait_message(owner, await herald.send(owner, send), all_final)
     refused = await rpc_error(herald.messages.Send(send, metadata=other))

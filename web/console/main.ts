@@ -9,6 +9,7 @@ import { providersPage } from "./pages/providers.js";
 import { signInPage } from "./pages/signin.js";
 import { statisticsPage } from "./pages/statistics.js";
 import { templatesPage } from "./pages/templates.js";
+import { topicsPage } from "./pages/topics.js";
 import { usersPage } from "./pages/users.js";
 import { type ConsoleConfig, current, finishSignIn, may, type Session, signOut } from "./session.js";
 
@@ -56,6 +57,12 @@ const PAGES: Page[] = [
     title: "Providers",
     roles: ["herald.operator"],
     render: (session) => providersPage(clients(session)),
+  },
+  {
+    path: "topics",
+    title: "Topics",
+    roles: ["herald.operator"],
+    render: (session, argument) => topicsPage(clients(session), session, decodeURIComponent(argument)),
   },
   {
     path: "apps",
