@@ -14,6 +14,7 @@ from herald.libs.timeutil import to_timestamp
 from tests.adapters.stage import adapters_stage
 from tests.conftest import RETRY_BACKOFF
 from tests.helpers.client import Herald, all_final, bad_fields, rpc_error
+from tests.helpers.dead_letters import ATTEMPTS, dead_lettered
 from tests.helpers.webhook_sink import WebhookSink
 
 S = common_pb2
@@ -22,14 +23,8 @@ S = common_pb2
 async def test_after_the_last_retry_the_delivery_is_dead_lettered_and_a_replay_sends_it(
     herald: Herald, sink: WebhookSink
 ) -> None:
-    path = f"/dead/{uuid.uuid4().hex[:8]}"
-    attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
-    sink.answer(path, *[502] * attempts)
-    _, app = await herald.create_app()
-    template = await herald.create_template({"webhook": "{}"})
-    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
-    message_id = await herald.send(app, request)
-    [delivery] = (await herald.wait_message(app, message_id, all_final)).deliveries
+    dead = await dead_lettered(herald, sink)
+    app, message_id, delivery, path, attempts = dead.app, dead.message_id, dead.delivery, dead.path, ATTEMPTS
     assert delivery.state == S.DELIVERY_STATE_FAILED
     assert delivery.reason == f"gave up after {attempts} attempts: webhook endpoint answered HTTP 502"
     assert len(sink.for_path(path)) == attempts

@@ -28,10 +28,10 @@ from playwright.async_api import Browser, Page, expect
 
 from herald.libs.roles import ANALYST, AUTHOR, OPERATOR, SUPPORT
 from herald.libs.timeutil import to_timestamp
-from tests.conftest import RETRY_BACKOFF
 from tests.e2e.conftest import JAEGER_UI, SignedIn
 from tests.helpers.browser import chromium, serious_violations
 from tests.helpers.client import all_final, bearer, rpc_error
+from tests.helpers.dead_letters import ATTEMPTS, dead_lettered
 from tests.helpers.webhook_sink import WebhookSink
 
 
@@ -40,6 +40,15 @@ def refusals(page: Page) -> list[str]:
     logged: list[str] = []
     page.on("console", lambda message: logged.append(message.text) if message.type == "error" else None)
     return logged
+
+
+async def signed_in_page(browser: Browser, gateway_url: str, bypass_csp: bool = True) -> Page:
+    """A new page signed in to the console through the identity provider, as whoever it signs in next."""
+    context = await browser.new_context(bypass_csp=bypass_csp)
+    page = await context.new_page()
+    await page.goto(f"{gateway_url}/")
+    await page.get_by_role("button", name="Sign in with your company account").click()
+    return page
 
 
 @pytest.fixture
@@ -120,10 +129,8 @@ async def test_an_author_edits_a_template_with_a_live_preview_and_saves_a_versio
     provider, mesh, herald = signed_in
     template = await herald.create_template({"webhook": '{"text": "Hello {{ name }}"}'})
     provider.sign_in_as(f"arthur-{uuid.uuid4().hex[:6]}@example.com", [AUTHOR])
-    context = await browser.new_context(bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(f"{mesh.gateway_url}/")
-    await page.get_by_role("button", name="Sign in with your company account").click()
+    page = await signed_in_page(browser, mesh.gateway_url)
+    context = page.context
     await expect(page.get_by_role("link", name="Templates")).to_be_visible(timeout=15_000)
     assert await page.get_by_role("link", name="Dead letters").count() == 0, "replaying is an operator's"
     await page.get_by_role("link", name="Templates").click()
@@ -172,21 +179,13 @@ async def test_an_operator_replays_a_dead_letter_and_the_message_is_delivered(
     signed_in: SignedIn, sink: WebhookSink, browser: Browser
 ) -> None:
     provider, mesh, herald = signed_in
-    path = f"/dead-{uuid.uuid4().hex[:8]}"
-    attempts = len(RETRY_BACKOFF["HERALD_RETRY_BACKOFF_NOTIFICATION"].split(",")) + 1
-    sink.answer(path, *[502] * attempts)
-    _, app = await herald.create_app()
-    template = await herald.create_template({"webhook": "{}"})
-    request = msg.SendRequest(template_id=template, recipients=[msg.Recipient(addresses={"webhook": sink.url(path)})])
-    message_id = await herald.send(app, request)
-    [failed] = (await herald.wait_message(app, message_id, all_final)).deliveries
+    dead = await dead_lettered(herald, sink)
+    failed = dead.delivery
     assert failed.state == common_pb2.DELIVERY_STATE_FAILED
 
     provider.sign_in_as(f"olga-{uuid.uuid4().hex[:6]}@example.com", [OPERATOR])
-    context = await browser.new_context(bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(f"{mesh.gateway_url}/")
-    await page.get_by_role("button", name="Sign in with your company account").click()
+    page = await signed_in_page(browser, mesh.gateway_url)
+    context = page.context
     await page.get_by_role("link", name="Dead letters").click(timeout=15_000)
     row = page.get_by_role("row").filter(has_text=failed.delivery_id)
     await expect(row).to_contain_text("502", timeout=15_000)
@@ -197,9 +196,11 @@ async def test_an_operator_replays_a_dead_letter_and_the_message_is_delivered(
     await dialog.get_by_role("button", name="Replay", exact=True).click()
     await expect(page.get_by_role("status")).to_have_text("Replayed 1 dead letter.", timeout=10_000)
 
-    sent = await herald.wait_message(app, message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT)
+    sent = await herald.wait_message(
+        dead.app, dead.message_id, lambda m: m.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
+    )
     assert sent.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
-    assert len(sink.for_path(path)) == attempts + 1
+    assert len(sink.for_path(dead.path)) == ATTEMPTS + 1
     await expect(page.get_by_role("heading", name="Unprocessed messages")).to_be_visible()
     await page.get_by_role("link", name="Providers").click()
     await expect(page.get_by_role("heading", name="Provider accounts")).to_be_visible()
@@ -235,11 +236,9 @@ async def test_the_statistics_page_charts_real_sends_with_the_numbers_getstats_g
 
     provider.sign_in_as(f"ana-{run}@example.com", [ANALYST])
     for bypass_csp in (False, True):  # the page as served (its policy in force), then with axe-core added
-        context = await browser.new_context(bypass_csp=bypass_csp)
-        page = await context.new_page()
+        page = await signed_in_page(browser, mesh.gateway_url, bypass_csp)
+        context = page.context
         problems = refusals(page)
-        await page.goto(f"{mesh.gateway_url}/")
-        await page.get_by_role("button", name="Sign in with your company account").click()
         await page.get_by_role("link", name="Statistics").click(timeout=15_000)
         await page.get_by_label("App (empty: every app)").fill(app_id)
         await page.get_by_role("button", name="Show").click()
@@ -282,10 +281,8 @@ async def test_support_looks_a_user_up_asks_why_and_reads_the_audit_trail(
     await herald.wait_message(app, message_id, all_final)
 
     provider.sign_in_as(f"sam-{uuid.uuid4().hex[:6]}@example.com", [SUPPORT])
-    context = await browser.new_context(bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(f"{mesh.gateway_url}/")
-    await page.get_by_role("button", name="Sign in with your company account").click()
+    page = await signed_in_page(browser, mesh.gateway_url)
+    context = page.context
     await page.get_by_role("link", name="Users").click(timeout=15_000)
     await page.get_by_label("User id").fill(user_id)
     await page.get_by_role("button", name="Show").click()
@@ -316,10 +313,8 @@ async def test_an_operator_creates_an_app_rotates_its_key_and_disables_it(
     provider, mesh, herald = signed_in
     name = f"console-app-{uuid.uuid4().hex[:6]}"
     provider.sign_in_as(f"olga-{uuid.uuid4().hex[:6]}@example.com", [OPERATOR])
-    context = await browser.new_context(bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(f"{mesh.gateway_url}/")
-    await page.get_by_role("button", name="Sign in with your company account").click()
+    page = await signed_in_page(browser, mesh.gateway_url)
+    context = page.context
     await page.get_by_role("link", name="Apps").click(timeout=15_000)
     await page.get_by_label("New app's name").fill(name)
     await page.get_by_label("Channels it may send on").fill("webhook")
@@ -359,10 +354,8 @@ async def test_an_operator_imports_a_topics_subscribers_from_a_csv_file(
     csv.write_text("user_id,name\n" + "".join(f"{u},Reader {n}\n" for n, u in enumerate(users)))
 
     provider.sign_in_as(f"olga-{uuid.uuid4().hex[:6]}@example.com", [OPERATOR])
-    context = await browser.new_context(bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(f"{mesh.gateway_url}/")
-    await page.get_by_role("button", name="Sign in with your company account").click()
+    page = await signed_in_page(browser, mesh.gateway_url)
+    context = page.context
     await page.get_by_role("link", name="Topics").click(timeout=15_000)
     await page.get_by_label("App", exact=True).fill(app_id)
     await page.get_by_role("button", name="Show its topics").click()
