@@ -72,6 +72,10 @@ async def test_sms_moves_to_the_secondary_while_the_primary_fails_and_returns_af
     later = [(await herald.wait_message(app, m, all_final)).deliveries[0] for m in more]
     assert {(d.state, d.provider) for d in later} == {(S.DELIVERY_STATE_SENT, secondary)}
     assert len(twilio.received) - calls_before <= 2
+    tripped = await herald.providers.GetProviderAccount(
+        pb.GetProviderAccountRequest(name=primary), metadata=herald.admin
+    )
+    assert tripped.circuit_state in (pb.CIRCUIT_STATE_OPEN, pb.CIRCUIT_STATE_HALF_OPEN), "operators see it tripped"
 
     twilio.outage = False
     async with asyncio.timeout(30):
@@ -82,3 +86,5 @@ async def test_sms_moves_to_the_secondary_while_the_primary_fails_and_returns_af
                 break
             await asyncio.sleep(0.5)
     assert delivery.state == S.DELIVERY_STATE_SENT
+    back = await herald.providers.GetProviderAccount(pb.GetProviderAccountRequest(name=primary), metadata=herald.admin)
+    assert back.circuit_state == pb.CIRCUIT_STATE_CLOSED

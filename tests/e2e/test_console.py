@@ -22,6 +22,7 @@ from herald.v1 import common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
+from herald.v1 import provider_service_pb2 as providers_pb2
 from herald.v1 import status_service_pb2 as status_pb2
 from herald.v1 import topic_service_pb2 as topic_pb2
 from playwright.async_api import Browser, Page, expect
@@ -202,8 +203,15 @@ async def test_an_operator_replays_a_dead_letter_and_the_message_is_delivered(
     assert sent.deliveries[0].state == common_pb2.DELIVERY_STATE_SENT
     assert len(sink.for_path(dead.path)) == ATTEMPTS + 1
     await expect(page.get_by_role("heading", name="Unprocessed messages")).to_be_visible()
+    account = f"slack-{uuid.uuid4().hex[:6]}"
+    await herald.providers.CreateProviderAccount(
+        providers_pb2.CreateProviderAccountRequest(
+            account=providers_pb2.ProviderAccount(name=account, provider="slack_webhook", endpoint="http://127.0.0.1:9")
+        ),
+        metadata=herald.admin,
+    )
     await page.get_by_role("link", name="Providers").click()
-    await expect(page.get_by_role("heading", name="Provider accounts")).to_be_visible()
+    await expect(page.get_by_role("row").filter(has_text=account)).to_contain_text("closed", timeout=10_000)
     assert await serious_violations(page) == []
     await context.close()
 

@@ -77,7 +77,7 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
     ) -> pb.ProviderAccount:
         require_operator()
         async with self._db.session() as session:
-            return _account_pb(await _get(session, request.name))
+            return self._as_seen(await _get(session, request.name))
 
     async def ListProviderAccounts(
         self, request: pb.ListProviderAccountsRequest, context: grpc.aio.ServicerContext
@@ -87,7 +87,7 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
         if request.channel:
             query = query.where(tables.ProviderAccount.channel == request.channel)
         async with self._db.session() as session:
-            return pb.ListProviderAccountsResponse(accounts=[_account_pb(r) for r in await session.scalars(query)])
+            return pb.ListProviderAccountsResponse(accounts=[self._as_seen(r) for r in await session.scalars(query)])
 
     async def UpdateProviderAccount(
         self, request: pb.UpdateProviderAccountRequest, context: grpc.aio.ServicerContext
@@ -118,6 +118,14 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
         audit.changed(before=_account_pb(row))
         await self._changed()
         return pb.DeleteProviderAccountResponse(name=request.name)
+
+    def _as_seen(self, row: tables.ProviderAccount) -> pb.ProviderAccount:
+        """The account, with its circuit breaker as this process sees it."""
+        account = _account_pb(row)
+        route = self._accounts.named(row.name)
+        if route is not None and route.breaker is not None:
+            account.circuit_state = _CIRCUIT[route.breaker.state]
+        return account
 
     async def _changed(self) -> None:
         await self._accounts.changed()
@@ -174,6 +182,13 @@ def _apply(row: tables.ProviderAccount, account: pb.ProviderAccount, paths: tupl
     for path in paths:
         setattr(row, path, values[path])
     row.update_time = now()
+
+
+_CIRCUIT = {
+    "closed": pb.CIRCUIT_STATE_CLOSED,
+    "open": pb.CIRCUIT_STATE_OPEN,
+    "half_open": pb.CIRCUIT_STATE_HALF_OPEN,
+}
 
 
 def _account_pb(row: tables.ProviderAccount) -> pb.ProviderAccount:

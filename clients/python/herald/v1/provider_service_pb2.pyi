@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CircuitState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CircuitStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CircuitState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CIRCUIT_STATE_UNSPECIFIED: _CircuitState.ValueType  # 0
+    """The account has no breaker (its provider has no shared endpoint, e.g.
+    webhooks), or this process has not loaded it yet.
+    """
+    CIRCUIT_STATE_CLOSED: _CircuitState.ValueType  # 1
+    """Taking traffic."""
+    CIRCUIT_STATE_OPEN: _CircuitState.ValueType  # 2
+    """Taking none after repeated failures: its deliveries go to the next account."""
+    CIRCUIT_STATE_HALF_OPEN: _CircuitState.ValueType  # 3
+    """Cooled down: one probe call decides whether it is back."""
+
+class CircuitState(_CircuitState, metaclass=_CircuitStateEnumTypeWrapper):
+    """CircuitState is a provider account's circuit breaker."""
+
+CIRCUIT_STATE_UNSPECIFIED: CircuitState.ValueType  # 0
+"""The account has no breaker (its provider has no shared endpoint, e.g.
+webhooks), or this process has not loaded it yet.
+"""
+CIRCUIT_STATE_CLOSED: CircuitState.ValueType  # 1
+"""Taking traffic."""
+CIRCUIT_STATE_OPEN: CircuitState.ValueType  # 2
+"""Taking none after repeated failures: its deliveries go to the next account."""
+CIRCUIT_STATE_HALF_OPEN: CircuitState.ValueType  # 3
+"""Cooled down: one probe call decides whether it is back."""
+Global___CircuitState: _TypeAlias = CircuitState  # noqa: Y015
 
 @_typing.final
 class ProviderAccount(_message.Message):
@@ -79,6 +112,7 @@ class ProviderAccount(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_MICROS_FIELD_NUMBER: _builtins.int
     CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    CIRCUIT_STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Lower-case id chosen by the operator, e.g. "twilio-main". Shown as the
     provider of every attempt made through this account.
@@ -112,6 +146,10 @@ class ProviderAccount(_message.Message):
     """
     currency_code: _builtins.str
     """ISO 4217 code of unit_price_micros, e.g. "USD" or "CNY"."""
+    circuit_state: Global___CircuitState.ValueType
+    """Output only: the account's circuit breaker as the herald-adapters process
+    that answered sees it (each process keeps its own).
+    """
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Non-secret settings the plug-in reads, e.g. {"account_sid": "AC…", "from": "+1…"}."""
@@ -145,10 +183,11 @@ class ProviderAccount(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         unit_price_micros: _builtins.int = ...,
         currency_code: _builtins.str = ...,
+        circuit_state: Global___CircuitState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "credentials", b"credentials", "currency_code", b"currency_code", "disabled", b"disabled", "endpoint", b"endpoint", "name", b"name", "priority", b"priority", "provider", b"provider", "rate_limit_per_second", b"rate_limit_per_second", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "unit_price_micros", b"unit_price_micros", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "circuit_state", b"circuit_state", "create_time", b"create_time", "credentials", b"credentials", "currency_code", b"currency_code", "disabled", b"disabled", "endpoint", b"endpoint", "name", b"name", "priority", b"priority", "provider", b"provider", "rate_limit_per_second", b"rate_limit_per_second", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "unit_price_micros", b"unit_price_micros", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
