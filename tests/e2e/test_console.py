@@ -308,9 +308,9 @@ async def test_support_looks_a_user_up_asks_why_and_reads_the_audit_trail(
     await page.get_by_label("Target").fill(f"users/{user_id}")
     await page.get_by_role("button", name="Show").click()
     trail = page.get_by_role("table", name="Audit trail")
-    await expect(trail.get_by_role("row").filter(has_text="DirectoryService/UpsertUser")).to_contain_text(
-        "admin-token", timeout=15_000
-    )
+    upserted = trail.get_by_role("row").filter(has_text="DirectoryService/UpsertUser").filter(has_text=user_id)
+    await expect(upserted).to_contain_text("admin-token", timeout=15_000)
+    await expect(trail.get_by_role("row")).to_have_count(2)  # the header and UpsertUser: only this target
     assert await serious_violations(page) == []
     await context.close()
 

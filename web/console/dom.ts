@@ -8,6 +8,22 @@ export function h(tag: string, attributes: Record<string, string> = {}, ...child
   return element;
 }
 
+// Wraps a loader so that only the latest call's answer (or refusal) is shown: an earlier, slower one - the page's
+// first load, a preview of what the author typed before - comes back as undefined, no longer wanted.
+export function latestOnly<A extends unknown[], T>(load: (...args: A) => Promise<T>): (...args: A) => Promise<T | undefined> {
+  let latest = 0;
+  return async (...args: A) => {
+    const mine = ++latest;
+    try {
+      const answer = await load(...args);
+      return mine === latest ? answer : undefined;
+    } catch (error) {
+      if (mine === latest) throw error;
+      return undefined;
+    }
+  };
+}
+
 export function status(text: string): void {
   (document.getElementById("status") as HTMLElement).textContent = text;
 }

@@ -1,6 +1,6 @@
 // The audit trail: who changed what, newest first, filtered by actor, action or target.
 import { type Clients, why } from "../api.js";
-import { h, time } from "../dom.js";
+import { h, latestOnly, time } from "../dom.js";
 
 export function auditPage(api: Clients): HTMLElement {
   const inputs = {
@@ -17,14 +17,19 @@ export function auditPage(api: Clients): HTMLElement {
     h("button", { type: "submit" }, "Show"),
   );
   const result = h("div", { "aria-live": "polite" });
+  const list = latestOnly(() =>
+    api.audit.listAuditEvents({
+      actor: inputs.actor.value.trim(),
+      action: inputs.action.value.trim(),
+      target: inputs.target.value.trim(),
+      pageSize: 200,
+    }),
+  );
   const load = async () => {
     try {
-      const { auditEvents } = await api.audit.listAuditEvents({
-        actor: inputs.actor.value.trim(),
-        action: inputs.action.value.trim(),
-        target: inputs.target.value.trim(),
-        pageSize: 200,
-      });
+      const answer = await list();
+      if (!answer) return;
+      const { auditEvents } = answer;
       result.replaceChildren(
         h(
           "table",

@@ -5,7 +5,7 @@ import { type Template, TemplateSchema } from "../../gen/herald/v1/admin_service
 import { Category } from "../../gen/herald/v1/common_pb.js";
 import { type Clients, fieldProblems, why } from "../api.js";
 import { lineDiff } from "../diff.js";
-import { h, status, time } from "../dom.js";
+import { h, latestOnly, status, time } from "../dom.js";
 
 const PREVIEW_DELAY_MS = 250;
 
@@ -168,12 +168,18 @@ async function editor(api: Clients, templateId: string, mayEdit: boolean, into: 
     general.textContent = error && problems.size === 0 ? why(error) : elsewhere.join("; ");
   }
 
+  const render = latestOnly((values: Record<string, string>) =>
+    api.admin.previewTemplate({ template: draft, variables: values, locale: locale.value.trim() }),
+  );
+
   async function renderPreview(): Promise<void> {
     const values = Object.fromEntries(
       variables.value.split("\n").filter((line) => line.includes("=")).map((line) => [line.slice(0, line.indexOf("=")).trim(), line.slice(line.indexOf("=") + 1)]),
     );
     try {
-      const { contents } = await api.admin.previewTemplate({ template: draft, variables: values, locale: locale.value.trim() });
+      const answer = await render(values);
+      if (!answer) return;
+      const { contents } = answer;
       showProblems(new Map(), null);
       preview.replaceChildren(
         ...contents.map((c) => h("article", { class: "rendered" }, h("h3", {}, c.channel), c.subject ? h("p", {}, h("strong", {}, c.subject)) : null, h("pre", {}, c.body))),
