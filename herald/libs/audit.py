@@ -48,6 +48,7 @@ _FIELD = re.compile(r"\{([a-z_.]+)\}")
 class Change:
     """What the current audited call changed, filled in by its handler (`changed`) and by the gRPC layer."""
 
+    rule: Rule
     before: Message | None = None
     after: Message | None = None
     noted: bool = False
@@ -58,8 +59,8 @@ class Change:
 CURRENT_CHANGE: ContextVar[Change | None] = ContextVar("audit_change", default=None)
 
 
-def begin() -> Change:
-    change = Change()
+def begin(rule: Rule) -> Change:
+    change = Change(rule)
     CURRENT_CHANGE.set(change)
     CALLING_APP.set("")
     return change
@@ -153,7 +154,6 @@ class AuditTrail:
     async def record(
         self,
         method: str,
-        rule: Rule,
         change: Change,
         request: Message | None,
         response: Message | None,
@@ -171,13 +171,13 @@ class AuditTrail:
             actor=operator.actor if operator else f"app:{app_id}",
             roles=sorted(operator.roles) if operator else [],
             action=method,
-            target=target(rule, change.first or request, response, app_id),
+            target=target(change.rule, change.first or request, response, app_id),
             outcome=code,
             outcome_message=message,
             service=self._service,
             trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
         )
-        if request is not None and rule.keeps_request:
+        if request is not None and change.rule.keeps_request:
             event.request.CopyFrom(redacted(request))
         if error is None:
             after = change.after if change.noted else response

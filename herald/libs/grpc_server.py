@@ -176,7 +176,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: Audit
     kind = "client_stream" if handler.request_streaming else "server_stream" if handler.response_streaming else "unary"
     instruments = _Instruments(method, kind)
     rule = RULES.get(method)
-    audited = rule if rule is not None and rule.audited else None
+    audited = rule if rule is not None and rule.audited else None  # each call leaves an audit record
 
     def span(context: grpc.aio.ServicerContext) -> AbstractContextManager[trace.Span]:
         """The call's server span. A status the caller caused (INVALID_ARGUMENT, NOT_FOUND, ...) leaves it
@@ -197,7 +197,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: Audit
             started = time.perf_counter()
             instruments.started.inc()
             with span(context) as current:
-                change = audit.begin() if audited else None
+                change = audit.begin(audited) if audited else None
                 unary = None if handler.request_streaming else request
                 try:
                     await gate.admit(method, context)
@@ -206,12 +206,12 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: Audit
                     else:
                         await _refuse_undecodable(request, context, method)
                     response = await inner(request, context)
-                    if audited and change:
-                        await trail.record(method, audited, change, unary, response, None, context)
+                    if change:
+                        await trail.record(method, change, unary, response, None, context)
                     return response
                 except Exception as e:
-                    if audited and change:
-                        await trail.record(method, audited, change, _decoded(unary), None, e, context)
+                    if change:
+                        await trail.record(method, change, _decoded(unary), None, e, context)
                     await _abort(context, current, method, e)
                 finally:
                     instruments.handled(context, time.perf_counter() - started)
