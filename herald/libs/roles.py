@@ -35,9 +35,10 @@ class Rule:
     audited: bool
     # The audit record's target: {field.path}s of the request (else of the response) in a resource name.
     target: str = ""
-    # Whether the record keeps the request: not for the message traffic, whose content is the message's and is kept
-    # only as long as its app allows (content retention), not for the trail's year.
-    keeps_request: bool = True
+    # The message traffic (Send, SendBatch, the inbox's MarkRead and DeleteItems): its record keeps no request - the
+    # content is the message's, kept only as long as its app allows, not for the trail's year - and the call does not
+    # wait for the record's publish: the message itself is durable before the call answers.
+    traffic: bool = False
 
 
 def _reads(*roles: str, apps: bool = False) -> Rule:
@@ -53,7 +54,7 @@ _APP_ONLY = Rule(frozenset(), apps=True, audited=False)
 
 
 def _traffic(target: str) -> Rule:
-    return Rule(frozenset(), apps=True, audited=True, target=target, keeps_request=False)
+    return Rule(frozenset(), apps=True, audited=True, target=target, traffic=True)
 
 
 def _app_writes(target: str) -> Rule:
