@@ -261,6 +261,19 @@ async def test_a_refused_change_is_recorded_and_only_the_right_roles_list_the_tr
     assert record.action == "herald.v1.AdminService/CreateApp" and record.outcome == "PERMISSION_DENIED"
     assert list(record.roles) == [ANALYST]
 
+    # A request no column can hold is refused, and still recorded.
+    olga = f"olga-{uuid.uuid4().hex[:6]}@example.com"
+    app_id, _ = await herald.create_app()
+    hostile = await rpc_error(
+        herald.topics.DeleteTopic(
+            topics.DeleteTopicRequest(topic_key="news\x00" + "x" * 500, app_id=app_id),
+            metadata=bearer(provider.token([OPERATOR], subject=olga)),
+        )
+    )
+    assert hostile.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [kept] = await _records(herald, herald.admin, (olga,), since, 1)
+    assert kept.outcome == "INVALID_ARGUMENT" and kept.target.startswith(f"apps/{app_id}/topics/news")
+
     stub = audit_service_pb2_grpc.AuditServiceStub(herald.channel("feedback"))
     denied = await rpc_error(
         stub.ListAuditEvents(audit_pb.ListAuditEventsRequest(), metadata=bearer(provider.token([AUTHOR])))

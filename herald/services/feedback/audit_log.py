@@ -22,6 +22,12 @@ A = tables.AuditRecord
 RECORDS = tables.Base.metadata.tables[A.__tablename__]
 
 
+def _column(text: str, most: int) -> str:
+    """What a filter column can hold: a refused request's target may carry what no column takes (a NUL, a
+    thousand characters); the record itself keeps it, as JSON."""
+    return text.replace("\x00", "")[:most]
+
+
 class AuditLog:
     def __init__(self, db: Database, retention_days: int) -> None:
         self._db = db
@@ -41,9 +47,9 @@ class AuditLog:
                 {
                     "event_id": event.event_id,
                     "occur_time": from_timestamp(event.occur_time) or now(),
-                    "actor": event.actor,
-                    "action": event.action,
-                    "target": event.target,
+                    "actor": _column(event.actor, 200),
+                    "action": _column(event.action, 200),
+                    "target": _column(event.target, 400),
                     "record": json_format.MessageToJson(event, indent=None),
                 }
                 for event in events
