@@ -11,7 +11,7 @@ from herald.v1 import events_pb2
 from sqlalchemy import select
 
 from herald.libs.bus import Incoming
-from herald.libs.bus.handlers import ACK, Broken, Outcome, failed
+from herald.libs.bus.handlers import ACK, Broken, Outcome
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
 from herald.services.feedback import tables
@@ -54,11 +54,8 @@ class AuditLog:
                 }
                 for event in events
             ]
-        try:
-            async with self._db.session.begin() as session:
-                await self._db.insert_rows(session, RECORDS, rows, key=["event_id"])
-        except Exception as e:
-            return [failed(e, batch, consumer="feedback-audit")] * len(batch)
+        async with self._db.session.begin() as session:  # a failure: the bus retries, one message at a time
+            await self._db.insert_rows(session, RECORDS, rows, key=["event_id"])
         return outcomes
 
     async def purge(self) -> int:

@@ -22,6 +22,8 @@ class Console:
         self._api = api
         self._config = json.dumps(config).encode()
         self._directory = directory
+        # Each file as first read: the build does not change under a running gateway.
+        self._files: dict[str, bytes] = {}
         issuer = (config.get("oidc") or {}).get("issuer", "")
         identity = f"{urlsplit(issuer).scheme}://{urlsplit(issuer).netloc}" if issuer else ""
         self._policy = (
@@ -44,11 +46,13 @@ class Console:
             await self._api(scope, receive, send)
 
     async def _file(self, send: Send, scope: Scope, name: str) -> None:
-        try:
-            body = (self._directory / name).read_bytes()
-        except FileNotFoundError:
-            await self._answer(send, scope, 503, "text/plain; charset=utf-8", NOT_BUILT)
-            return
+        body = self._files.get(name)
+        if body is None:
+            try:
+                body = self._files[name] = (self._directory / name).read_bytes()
+            except FileNotFoundError:
+                await self._answer(send, scope, 503, "text/plain; charset=utf-8", NOT_BUILT)
+                return
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         await self._answer(send, scope, 200, f"{kind}; charset=utf-8" if kind.startswith("text/") else kind, body)
 

@@ -29,12 +29,14 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
     async def UpsertUser(self, request: pb.UpsertUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         require_operator()
         _validate_user(request.user, "user")
+        before: pb.User | None = None
         try:
-            before: pb.User | None = await self.GetUser(pb.GetUserRequest(user_id=request.user.user_id), context)
+            before = await self.GetUser(pb.GetUserRequest(user_id=request.user.user_id), context)
+            before.ClearField("preferences")  # an upsert leaves them as they are
         except NotFound:
-            before = None
+            pass
         await self._upsert([request.user])
-        audit.changed(before=before, after=await self.GetUser(pb.GetUserRequest(user_id=request.user.user_id), context))
+        audit.changed(before=before, after=request.user)
         return request.user
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
