@@ -133,9 +133,8 @@ class TemplateStore:
             shares = await template_owners.shares_of(session, [r.template_id for r in rows[:size]])
         more = len(rows) > size
         rows = rows[:size]
-        return [template_pb(r, shares[r.template_id]) for r in rows], pagination.encode(
-            rows[-1].template_id
-        ) if more else ""
+        token = pagination.encode(rows[-1].template_id) if more else ""
+        return [template_pb(r, shares[r.template_id]) for r in rows], token
 
     async def archive(self, template_id: str, app_id: str | None) -> pb.Template:
         async with self._db.session.begin() as session:
