@@ -237,12 +237,14 @@ class AuditTrail:
             await self._offer_held()
 
     async def _offer_held(self) -> None:
-        while self._held:
-            try:
-                await self._send(self._held[0])
-            except TRANSIENT:
-                return
-            self._held.pop(0)
+        """Every held record in one publish, as the traffic's are; still held if NATS is still away."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        try:
+            await self._send(*held)
+        except TRANSIENT:
+            self._held = held + self._held
 
     async def close(self) -> None:
         if self._flushing is not None:

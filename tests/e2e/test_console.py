@@ -135,6 +135,8 @@ async def test_an_author_edits_a_template_with_a_live_preview_and_saves_a_versio
     await expect(page.get_by_role("link", name="Templates")).to_be_visible(timeout=15_000)
     assert await page.get_by_role("link", name="Dead letters").count() == 0, "replaying is an operator's"
     await page.get_by_role("link", name="Templates").click()
+    await expect(page.get_by_role("table", name="Templates")).to_contain_text(template, timeout=10_000)
+    assert await serious_violations(page) == []
     await page.get_by_role("link", name=template).click()
 
     preview = page.locator("#preview")
