@@ -25,10 +25,12 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from herald.v1 import admin_service_pb2 as herald_dot_v1_dot_admin__service__pb2
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
+from herald.v1 import events_pb2 as herald_dot_v1_dot_events__pb2
 from herald.v1 import message_service_pb2 as herald_dot_v1_dot_message__service__pb2
+from herald.v1 import suppression_service_pb2 as herald_dot_v1_dot_suppression__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/internal/v1/work.proto\x12\x12herald.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/v1/admin_service.proto\x1a\x16herald/v1/common.proto\x1a\x1fherald/v1/message_service.proto\"F\n\rAcceptedBatch\x12\x35\n\x08messages\x18\x01 \x03(\x0b\x32#.herald.internal.v1.AcceptedMessage\"\xce\x04\n\x0f\x41\x63\x63\x65ptedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12%\n\x08template\x18\x03 \x01(\x0b\x32\x13.herald.v1.Template\x12(\n\nrecipients\x18\x04 \x03(\x0b\x32\x14.herald.v1.Recipient\x12\x45\n\tvariables\x18\x05 \x03(\x0b\x32\x32.herald.internal.v1.AcceptedMessage.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12+\n\x07send_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04part\x18\n \x01(\x05\x12\x18\n\x10recipient_offset\x18\x0b \x01(\x05\x12*\n\x0bquiet_hours\x18\x0c \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12\r\n\x05topic\x18\x0e \x01(\t\x12\x16\n\x0e\x63hannels_named\x18\x0f \x01(\x08\x12\x1e\n\x16\x63ontent_retention_days\x18\x10 \x01(\x05\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x05\n\x0b\x44\x65liveryJob\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\x12-\n\texpire_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thtml_body\x18\x0c \x01(\t\x12\x37\n\x04\x64\x61ta\x18\r \x03(\x0b\x32).herald.internal.v1.DeliveryJob.DataEntry\x12\x0e\n\x06locale\x18\x0e \x01(\t\x12\x31\n\x08\x66\x61llback\x18\x0f \x03(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12*\n\x0bquiet_hours\x18\x10 \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x0e\n\x06replay\x18\x11 \x01(\x05\x12-\n\x04wake\x18\x12 \x01(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12\r\n\x05\x62\x61\x64ge\x18\x13 \x01(\x05\x12\x0f\n\x07stop_on\x18\x14 \x03(\t\x12\x13\n\x0btrack_opens\x18\x15 \x01(\x08\x12\x14\n\x0ctrack_clicks\x18\x16 \x01(\x08\x12\x15\n\rclick_origins\x18\x17 \x03(\t\x12\x1e\n\x16\x63ontent_retention_days\x18\x18 \x01(\x05\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd7\x01\n\x10\x44igestCollection\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x13.herald.v1.Template\x12-\n\x05items\x18\x03 \x03(\x0b\x32\x1e.herald.internal.v1.DigestItem\x12,\n\x08\x64ue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdigest_id\x18\x05 \x01(\t\"\xda\x01\n\nDigestItem\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12@\n\tvariables\x18\x03 \x03(\x0b\x32-.herald.internal.v1.DigestItem.VariablesEntry\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x01\n\x10\x44\x65\x61\x64LetterRecord\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\tdead_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dherald/internal/v1/work.proto\x12\x12herald.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/v1/admin_service.proto\x1a\x16herald/v1/common.proto\x1a\x16herald/v1/events.proto\x1a\x1fherald/v1/message_service.proto\x1a#herald/v1/suppression_service.proto\"F\n\rAcceptedBatch\x12\x35\n\x08messages\x18\x01 \x03(\x0b\x32#.herald.internal.v1.AcceptedMessage\"\xce\x04\n\x0f\x41\x63\x63\x65ptedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12%\n\x08template\x18\x03 \x01(\x0b\x32\x13.herald.v1.Template\x12(\n\nrecipients\x18\x04 \x03(\x0b\x32\x14.herald.v1.Recipient\x12\x45\n\tvariables\x18\x05 \x03(\x0b\x32\x32.herald.internal.v1.AcceptedMessage.VariablesEntry\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12+\n\x07send_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texpire_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04part\x18\n \x01(\x05\x12\x18\n\x10recipient_offset\x18\x0b \x01(\x05\x12*\n\x0bquiet_hours\x18\x0c \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12\r\n\x05topic\x18\x0e \x01(\t\x12\x16\n\x0e\x63hannels_named\x18\x0f \x01(\x08\x12\x1e\n\x16\x63ontent_retention_days\x18\x10 \x01(\x05\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xca\x05\n\x0b\x44\x65liveryJob\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\x12-\n\texpire_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thtml_body\x18\x0c \x01(\t\x12\x37\n\x04\x64\x61ta\x18\r \x03(\x0b\x32).herald.internal.v1.DeliveryJob.DataEntry\x12\x0e\n\x06locale\x18\x0e \x01(\t\x12\x31\n\x08\x66\x61llback\x18\x0f \x03(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12*\n\x0bquiet_hours\x18\x10 \x01(\x0b\x32\x15.herald.v1.QuietHours\x12\x0e\n\x06replay\x18\x11 \x01(\x05\x12-\n\x04wake\x18\x12 \x01(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12\r\n\x05\x62\x61\x64ge\x18\x13 \x01(\x05\x12\x0f\n\x07stop_on\x18\x14 \x03(\t\x12\x13\n\x0btrack_opens\x18\x15 \x01(\x08\x12\x14\n\x0ctrack_clicks\x18\x16 \x01(\x08\x12\x15\n\rclick_origins\x18\x17 \x03(\t\x12\x1e\n\x16\x63ontent_retention_days\x18\x18 \x01(\x05\x12\x1c\n\x14list_unsubscribe_url\x18\x19 \x01(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd7\x01\n\x10\x44igestCollection\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x13.herald.v1.Template\x12-\n\x05items\x18\x03 \x03(\x0b\x32\x1e.herald.internal.v1.DigestItem\x12,\n\x08\x64ue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdigest_id\x18\x05 \x01(\t\"\xda\x01\n\nDigestItem\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12@\n\tvariables\x18\x03 \x03(\x0b\x32-.herald.internal.v1.DigestItem.VariablesEntry\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x01\n\x10\x44\x65\x61\x64LetterRecord\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.herald.internal.v1.DeliveryJob\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\tdead_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x02\n\rConsentReport\x12\x11\n\treport_id\x18\x01 \x01(\t\x12*\n\x08suppress\x18\x02 \x01(\x0b\x32\x16.herald.v1.SuppressionH\x00\x12&\n\x04lift\x18\x03 \x01(\x0b\x32\x16.herald.v1.SuppressionH\x00\x12-\n\x07opt_out\x18\x04 \x01(\x0b\x32\x1a.herald.v1.PreferenceEventH\x00\x12-\n\x0bsoft_bounce\x18\x05 \x01(\x0b\x32\x16.herald.v1.SuppressionH\x00\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06reportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,22 +43,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERYJOB_DATAENTRY']._serialized_options = b'8\001'
   _globals['_DIGESTITEM_VARIABLESENTRY']._loaded_options = None
   _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_options = b'8\001'
-  _globals['_ACCEPTEDBATCH']._serialized_start=174
-  _globals['_ACCEPTEDBATCH']._serialized_end=244
-  _globals['_ACCEPTEDMESSAGE']._serialized_start=247
-  _globals['_ACCEPTEDMESSAGE']._serialized_end=837
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_start=789
-  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_end=837
-  _globals['_DELIVERYJOB']._serialized_start=840
-  _globals['_DELIVERYJOB']._serialized_end=1524
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_start=1481
-  _globals['_DELIVERYJOB_DATAENTRY']._serialized_end=1524
-  _globals['_DIGESTCOLLECTION']._serialized_start=1527
-  _globals['_DIGESTCOLLECTION']._serialized_end=1742
-  _globals['_DIGESTITEM']._serialized_start=1745
-  _globals['_DIGESTITEM']._serialized_end=1963
-  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_start=789
-  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_end=837
-  _globals['_DEADLETTERRECORD']._serialized_start=1966
-  _globals['_DEADLETTERRECORD']._serialized_end=2129
+  _globals['_ACCEPTEDBATCH']._serialized_start=235
+  _globals['_ACCEPTEDBATCH']._serialized_end=305
+  _globals['_ACCEPTEDMESSAGE']._serialized_start=308
+  _globals['_ACCEPTEDMESSAGE']._serialized_end=898
+  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_start=850
+  _globals['_ACCEPTEDMESSAGE_VARIABLESENTRY']._serialized_end=898
+  _globals['_DELIVERYJOB']._serialized_start=901
+  _globals['_DELIVERYJOB']._serialized_end=1615
+  _globals['_DELIVERYJOB_DATAENTRY']._serialized_start=1572
+  _globals['_DELIVERYJOB_DATAENTRY']._serialized_end=1615
+  _globals['_DIGESTCOLLECTION']._serialized_start=1618
+  _globals['_DIGESTCOLLECTION']._serialized_end=1833
+  _globals['_DIGESTITEM']._serialized_start=1836
+  _globals['_DIGESTITEM']._serialized_end=2054
+  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_start=850
+  _globals['_DIGESTITEM_VARIABLESENTRY']._serialized_end=898
+  _globals['_DEADLETTERRECORD']._serialized_start=2057
+  _globals['_DEADLETTERRECORD']._serialized_end=2220
+  _globals['_CONSENTREPORT']._serialized_start=2223
+  _globals['_CONSENTREPORT']._serialized_end=2493
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,9 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from herald.v1 import admin_service_pb2 as _admin_service_pb2
 from herald.v1 import common_pb2 as _common_pb2
+from herald.v1 import events_pb2 as _events_pb2
 from herald.v1 import message_service_pb2 as _message_service_pb2
+from herald.v1 import suppression_service_pb2 as _suppression_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -227,6 +229,7 @@ class DeliveryJob(_message.Message):
     TRACK_CLICKS_FIELD_NUMBER: _builtins.int
     CLICK_ORIGINS_FIELD_NUMBER: _builtins.int
     CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    LIST_UNSUBSCRIBE_URL_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -257,6 +260,11 @@ class DeliveryJob(_message.Message):
     content_retention_days: _builtins.int
     """e-mail: the sending app's content retention in days (0 = forever), the
     most its tracked links work (HERALD_TRACKING_TTL_DAYS otherwise).
+    """
+    list_unsubscribe_url: _builtins.str
+    """e-mail of notification and marketing: herald's one-click unsubscribe URL
+    for this recipient and category (signed), stamped by the adapters as they
+    send; "" when herald's unsubscribe endpoint is not configured.
     """
     @_builtins.property
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -319,10 +327,11 @@ class DeliveryJob(_message.Message):
         track_clicks: _builtins.bool = ...,
         click_origins: _abc.Iterable[_builtins.str] | None = ...,
         content_retention_days: _builtins.int = ...,
+        list_unsubscribe_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "wake", b"wake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "click_origins", b"click_origins", "content_retention_days", b"content_retention_days", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "click_origins", b"click_origins", "content_retention_days", b"content_retention_days", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "list_unsubscribe_url", b"list_unsubscribe_url", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -473,3 +482,64 @@ class DeadLetterRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetterRecord: _TypeAlias = DeadLetterRecord  # noqa: Y015
+
+@_typing.final
+class ConsentReport(_message.Message):
+    """ConsentReport: adapters -> router, on herald.message.consent: what a
+    provider or a recipient said about receiving herald's messages (a bounce, a
+    complaint, a one-click unsubscribe, an SMS STOP or START). The router owns
+    the directory and the suppression list: it records the report, then
+    publishes the public event (SuppressionEvent, PreferenceEvent).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    SUPPRESS_FIELD_NUMBER: _builtins.int
+    LIFT_FIELD_NUMBER: _builtins.int
+    OPT_OUT_FIELD_NUMBER: _builtins.int
+    SOFT_BOUNCE_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    report_id: _builtins.str
+    """Unique per report; a report redelivered changes nothing twice."""
+    @_builtins.property
+    def suppress(self) -> _suppression_service_pb2.Suppression:
+        """Add this address to the suppression list."""
+
+    @_builtins.property
+    def lift(self) -> _suppression_service_pb2.Suppression:
+        """Lift this entry (channel, address, category), but only if its reason is
+        the same (an SMS START lifts a STOP, not an operator's entry).
+        """
+
+    @_builtins.property
+    def opt_out(self) -> _events_pb2.PreferenceEvent:
+        """Opt a known user out of a category on a channel (event_id unused)."""
+
+    @_builtins.property
+    def soft_bounce(self) -> _suppression_service_pb2.Suppression:
+        """One temporary bounce of this address; enough of them within the window
+        suppress it (SUPPRESSION_REASON_SOFT_BOUNCES).
+        """
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        report_id: _builtins.str = ...,
+        suppress: _suppression_service_pb2.Suppression | None = ...,
+        lift: _suppression_service_pb2.Suppression | None = ...,
+        opt_out: _events_pb2.PreferenceEvent | None = ...,
+        soft_bounce: _suppression_service_pb2.Suppression | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lift", b"lift", "occur_time", b"occur_time", "opt_out", b"opt_out", "report", b"report", "soft_bounce", b"soft_bounce", "suppress", b"suppress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lift", b"lift", "occur_time", b"occur_time", "opt_out", b"opt_out", "report", b"report", "report_id", b"report_id", "soft_bounce", b"soft_bounce", "suppress", b"suppress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_report: _TypeAlias = _typing.Literal["suppress", "lift", "opt_out", "soft_bounce"]  # noqa: Y015
+    _WhichOneofArgType_report: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_report) -> _WhichOneofReturnType_report | None: ...
+
+Global___ConsentReport: _TypeAlias = ConsentReport  # noqa: Y015

@@ -69,7 +69,7 @@ class Receipts:
             body=await request.read(),
         )
         try:
-            receipts = route.provider.receipts(callback)
+            receipts = await route.provider.receipts(callback)
         except ReceiptRefused as e:
             log.warning("delivery receipt refused", account=account, reason=str(e))
             RECEIPTS.labels(account, "refused").inc()

@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
+from herald.v1 import suppression_service_pb2 as herald_dot_v1_dot_suppression__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/events.proto\x12\therald.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\xaf\x01\n\x0fPreferenceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\topted_out\x18\x05 \x01(\x08\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x16TopicSubscriptionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x11\n\ttopic_key\x18\x03 \x01(\t\x12\x10\n\x08user_ids\x18\x04 \x03(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0fUserErasedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\x10\x44\x65\x61\x64\x41\x64\x64ressEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x0e\x44\x65liveryEvents\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.herald.v1.DeliveryEvent\"\xb3\x03\n\rDeliveryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x13\n\x0btemplate_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12.\n\noccur_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x0e \x01(\t\x12\x13\n\x0breason_code\x18\x0f \x01(\t\x12\x13\n\x0b\x63ost_micros\x18\x10 \x01(\x03\x12\x15\n\rcurrency_code\x18\x11 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x12 \x01(\x0e\x32\x13.herald.v1.Category\"4\n\x0b\x41uditEvents\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.herald.v1.AuditEvent\"\xd4\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06target\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x17\n\x0foutcome_message\x18\x08 \x01(\t\x12(\n\x07request\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06\x62\x65\x66ore\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05\x61\x66ter\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07service\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\tB~\n\rcom.herald.v1B\x0b\x45ventsProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16herald/v1/events.proto\x12\therald.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\x1a#herald/v1/suppression_service.proto\"\xaf\x01\n\x0fPreferenceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x13.herald.v1.Category\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\topted_out\x18\x05 \x01(\x08\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x01\n\x10SuppressionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12+\n\x0bsuppression\x18\x02 \x01(\x0b\x32\x16.herald.v1.Suppression\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x16TopicSubscriptionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x11\n\ttopic_key\x18\x03 \x01(\t\x12\x10\n\x08user_ids\x18\x04 \x03(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0fUserErasedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\x10\x44\x65\x61\x64\x41\x64\x64ressEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x0e\x44\x65liveryEvents\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.herald.v1.DeliveryEvent\"\xb3\x03\n\rDeliveryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x13\n\x0btemplate_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.herald.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1b\n\x13provider_message_id\x18\x0c \x01(\t\x12.\n\noccur_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x0e \x01(\t\x12\x13\n\x0breason_code\x18\x0f \x01(\t\x12\x13\n\x0b\x63ost_micros\x18\x10 \x01(\x03\x12\x15\n\rcurrency_code\x18\x11 \x01(\t\x12%\n\x08\x63\x61tegory\x18\x12 \x01(\x0e\x32\x13.herald.v1.Category\"4\n\x0b\x41uditEvents\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.herald.v1.AuditEvent\"\xd4\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06target\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x17\n\x0foutcome_message\x18\x08 \x01(\t\x12(\n\x07request\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06\x62\x65\x66ore\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05\x61\x66ter\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07service\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\tB~\n\rcom.herald.v1B\x0b\x45ventsProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +36,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.events_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.herald.v1B\013EventsProtoP\001Z3github.com/example/herald/gen/go/herald/v1;heraldv1\242\002\003HVX\252\002\tHerald.V1\312\002\tHerald\\V1\352\002\nHerald::V1'
-  _globals['_PREFERENCEEVENT']._serialized_start=125
-  _globals['_PREFERENCEEVENT']._serialized_end=300
-  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_start=303
-  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_end=446
-  _globals['_USERERASEDEVENT']._serialized_start=448
-  _globals['_USERERASEDEVENT']._serialized_end=548
-  _globals['_DEADADDRESSEVENT']._serialized_start=551
-  _globals['_DEADADDRESSEVENT']._serialized_end=741
-  _globals['_DELIVERYEVENTS']._serialized_start=743
-  _globals['_DELIVERYEVENTS']._serialized_end=801
-  _globals['_DELIVERYEVENT']._serialized_start=804
-  _globals['_DELIVERYEVENT']._serialized_end=1239
-  _globals['_AUDITEVENTS']._serialized_start=1241
-  _globals['_AUDITEVENTS']._serialized_end=1293
-  _globals['_AUDITEVENT']._serialized_start=1296
-  _globals['_AUDITEVENT']._serialized_end=1636
+  _globals['_PREFERENCEEVENT']._serialized_start=162
+  _globals['_PREFERENCEEVENT']._serialized_end=337
+  _globals['_SUPPRESSIONEVENT']._serialized_start=340
+  _globals['_SUPPRESSIONEVENT']._serialized_end=469
+  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_start=472
+  _globals['_TOPICSUBSCRIPTIONEVENT']._serialized_end=615
+  _globals['_USERERASEDEVENT']._serialized_start=617
+  _globals['_USERERASEDEVENT']._serialized_end=717
+  _globals['_DEADADDRESSEVENT']._serialized_start=720
+  _globals['_DEADADDRESSEVENT']._serialized_end=910
+  _globals['_DELIVERYEVENTS']._serialized_start=912
+  _globals['_DELIVERYEVENTS']._serialized_end=970
+  _globals['_DELIVERYEVENT']._serialized_start=973
+  _globals['_DELIVERYEVENT']._serialized_end=1408
+  _globals['_AUDITEVENTS']._serialized_start=1410
+  _globals['_AUDITEVENTS']._serialized_end=1462
+  _globals['_AUDITEVENT']._serialized_start=1465
+  _globals['_AUDITEVENT']._serialized_end=1805
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from herald.v1 import common_pb2 as _common_pb2
+from herald.v1 import suppression_service_pb2 as _suppression_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -64,6 +65,38 @@ class PreferenceEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreferenceEvent: _TypeAlias = PreferenceEvent  # noqa: Y015
+
+@_typing.final
+class SuppressionEvent(_message.Message):
+    """SuppressionEvent: an address added to (herald.event.suppression.added) or
+    removed from (herald.event.suppression.removed) the suppression list, by a
+    provider's bounce report, a reader, an SMS reply or an operator.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    SUPPRESSION_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    @_builtins.property
+    def suppression(self) -> _suppression_service_pb2.Suppression: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        suppression: _suppression_service_pb2.Suppression | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "suppression", b"suppression"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occur_time", b"occur_time", "suppression", b"suppression"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuppressionEvent: _TypeAlias = SuppressionEvent  # noqa: Y015
 
 @_typing.final
 class TopicSubscriptionEvent(_message.Message):

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from herald.v1 import common_pb2 as herald_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n herald/v1/provider_service.proto\x12\therald.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x04\n\x0fProviderAccount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12:\n\x08settings\x18\x05 \x03(\x0b\x32(.herald.v1.ProviderAccount.SettingsEntry\x12@\n\x0b\x63redentials\x18\x06 \x03(\x0b\x32+.herald.v1.ProviderAccount.CredentialsEntry\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x0e\n\x06weight\x18\x08 \x01(\x05\x12\x1d\n\x15rate_limit_per_second\x18\t \x01(\x01\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x10\n\x08\x64isabled\x18\x0b \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11unit_price_micros\x18\x0e \x01(\x03\x12\x15\n\rcurrency_code\x18\x0f \x01(\t\x12.\n\rcircuit_state\x18\x10 \x01(\x0e\x32\x17.herald.v1.CircuitState\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x43redentialsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x1c\x43reateProviderAccountRequest\x12+\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1a.herald.v1.ProviderAccount\")\n\x19GetProviderAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\".\n\x1bListProviderAccountsRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\"L\n\x1cListProviderAccountsResponse\x12,\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1a.herald.v1.ProviderAccount\"|\n\x1cUpdateProviderAccountRequest\x12+\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1a.herald.v1.ProviderAccount\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\",\n\x1c\x44\x65leteProviderAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"-\n\x1d\x44\x65leteProviderAccountResponse\x12\x0c\n\x04name\x18\x01 \x01(\t*|\n\x0c\x43ircuitState\x12\x1d\n\x19\x43IRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43IRCUIT_STATE_CLOSED\x10\x01\x12\x16\n\x12\x43IRCUIT_STATE_OPEN\x10\x02\x12\x1b\n\x17\x43IRCUIT_STATE_HALF_OPEN\x10\x03\x32\xfa\x03\n\x0fProviderService\x12\\\n\x15\x43reateProviderAccount\x12\'.herald.v1.CreateProviderAccountRequest\x1a\x1a.herald.v1.ProviderAccount\x12V\n\x12GetProviderAccount\x12$.herald.v1.GetProviderAccountRequest\x1a\x1a.herald.v1.ProviderAccount\x12g\n\x14ListProviderAccounts\x12&.herald.v1.ListProviderAccountsRequest\x1a\'.herald.v1.ListProviderAccountsResponse\x12\\\n\x15UpdateProviderAccount\x12\'.herald.v1.UpdateProviderAccountRequest\x1a\x1a.herald.v1.ProviderAccount\x12j\n\x15\x44\x65leteProviderAccount\x12\'.herald.v1.DeleteProviderAccountRequest\x1a(.herald.v1.DeleteProviderAccountResponseB\x87\x01\n\rcom.herald.v1B\x14ProviderServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n herald/v1/provider_service.proto\x12\therald.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/common.proto\"\x90\x05\n\x0fProviderAccount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12:\n\x08settings\x18\x05 \x03(\x0b\x32(.herald.v1.ProviderAccount.SettingsEntry\x12@\n\x0b\x63redentials\x18\x06 \x03(\x0b\x32+.herald.v1.ProviderAccount.CredentialsEntry\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x0e\n\x06weight\x18\x08 \x01(\x05\x12\x1d\n\x15rate_limit_per_second\x18\t \x01(\x01\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x10\n\x08\x64isabled\x18\x0b \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11unit_price_micros\x18\x0e \x01(\x03\x12\x15\n\rcurrency_code\x18\x0f \x01(\t\x12.\n\rcircuit_state\x18\x10 \x01(\x0e\x32\x17.herald.v1.CircuitState\x12\'\n\ncategories\x18\x11 \x03(\x0e\x32\x13.herald.v1.Category\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x43redentialsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x1c\x43reateProviderAccountRequest\x12+\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1a.herald.v1.ProviderAccount\")\n\x19GetProviderAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\".\n\x1bListProviderAccountsRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\"L\n\x1cListProviderAccountsResponse\x12,\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1a.herald.v1.ProviderAccount\"|\n\x1cUpdateProviderAccountRequest\x12+\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1a.herald.v1.ProviderAccount\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\",\n\x1c\x44\x65leteProviderAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"-\n\x1d\x44\x65leteProviderAccountResponse\x12\x0c\n\x04name\x18\x01 \x01(\t*|\n\x0c\x43ircuitState\x12\x1d\n\x19\x43IRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43IRCUIT_STATE_CLOSED\x10\x01\x12\x16\n\x12\x43IRCUIT_STATE_OPEN\x10\x02\x12\x1b\n\x17\x43IRCUIT_STATE_HALF_OPEN\x10\x03\x32\xfa\x03\n\x0fProviderService\x12\\\n\x15\x43reateProviderAccount\x12\'.herald.v1.CreateProviderAccountRequest\x1a\x1a.herald.v1.ProviderAccount\x12V\n\x12GetProviderAccount\x12$.herald.v1.GetProviderAccountRequest\x1a\x1a.herald.v1.ProviderAccount\x12g\n\x14ListProviderAccounts\x12&.herald.v1.ListProviderAccountsRequest\x1a\'.herald.v1.ListProviderAccountsResponse\x12\\\n\x15UpdateProviderAccount\x12\'.herald.v1.UpdateProviderAccountRequest\x1a\x1a.herald.v1.ProviderAccount\x12j\n\x15\x44\x65leteProviderAccount\x12\'.herald.v1.DeleteProviderAccountRequest\x1a(.herald.v1.DeleteProviderAccountResponseB\x87\x01\n\rcom.herald.v1B\x14ProviderServiceProtoP\x01Z3github.com/example/herald/gen/go/herald/v1;heraldv1\xa2\x02\x03HVX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xea\x02\nHerald::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,28 +39,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVIDERACCOUNT_SETTINGSENTRY']._serialized_options = b'8\001'
   _globals['_PROVIDERACCOUNT_CREDENTIALSENTRY']._loaded_options = None
   _globals['_PROVIDERACCOUNT_CREDENTIALSENTRY']._serialized_options = b'8\001'
-  _globals['_CIRCUITSTATE']._serialized_start=1197
-  _globals['_CIRCUITSTATE']._serialized_end=1321
-  _globals['_PROVIDERACCOUNT']._serialized_start=115
-  _globals['_PROVIDERACCOUNT']._serialized_end=730
-  _globals['_PROVIDERACCOUNT_SETTINGSENTRY']._serialized_start=631
-  _globals['_PROVIDERACCOUNT_SETTINGSENTRY']._serialized_end=678
-  _globals['_PROVIDERACCOUNT_CREDENTIALSENTRY']._serialized_start=680
-  _globals['_PROVIDERACCOUNT_CREDENTIALSENTRY']._serialized_end=730
-  _globals['_CREATEPROVIDERACCOUNTREQUEST']._serialized_start=732
-  _globals['_CREATEPROVIDERACCOUNTREQUEST']._serialized_end=807
-  _globals['_GETPROVIDERACCOUNTREQUEST']._serialized_start=809
-  _globals['_GETPROVIDERACCOUNTREQUEST']._serialized_end=850
-  _globals['_LISTPROVIDERACCOUNTSREQUEST']._serialized_start=852
-  _globals['_LISTPROVIDERACCOUNTSREQUEST']._serialized_end=898
-  _globals['_LISTPROVIDERACCOUNTSRESPONSE']._serialized_start=900
-  _globals['_LISTPROVIDERACCOUNTSRESPONSE']._serialized_end=976
-  _globals['_UPDATEPROVIDERACCOUNTREQUEST']._serialized_start=978
-  _globals['_UPDATEPROVIDERACCOUNTREQUEST']._serialized_end=1102
-  _globals['_DELETEPROVIDERACCOUNTREQUEST']._serialized_start=1104
-  _globals['_DELETEPROVIDERACCOUNTREQUEST']._serialized_end=1148
-  _globals['_DELETEPROVIDERACCOUNTRESPONSE']._serialized_start=1150
-  _globals['_DELETEPROVIDERACCOUNTRESPONSE']._serialized_end=1195
-  _globals['_PROVIDERSERVICE']._serialized_start=1324
-  _globals['_PROVIDERSERVICE']._serialized_end=1830
+  _globals['_CIRCUITSTATE']._serialized_start=1262
+  _globals['_CIRCUITSTATE']._serialized_end=1386
+  _globals['_PROVIDERACCOUNT']._serialized_start=139
+  _globals['_PROVIDERACCOUNT']._serialized_end=795
+  _globals['_PROVIDERACCOUNT_SETTINGSENTRY']._serialized_start=696
+  _globals['_PROVIDERACCOUNT_SETTINGSENTRY']._serialized_end=743
+  _globals['_PROVIDERACCOUNT_CREDENTIALSENTRY']._serialized_start=745
+  _globals['_PROVIDERACCOUNT_CREDENTIALSENTRY']._serialized_end=795
+  _globals['_CREATEPROVIDERACCOUNTREQUEST']._serialized_start=797
+  _globals['_CREATEPROVIDERACCOUNTREQUEST']._serialized_end=872
+  _globals['_GETPROVIDERACCOUNTREQUEST']._serialized_start=874
+  _globals['_GETPROVIDERACCOUNTREQUEST']._serialized_end=915
+  _globals['_LISTPROVIDERACCOUNTSREQUEST']._serialized_start=917
+  _globals['_LISTPROVIDERACCOUNTSREQUEST']._serialized_end=963
+  _globals['_LISTPROVIDERACCOUNTSRESPONSE']._serialized_start=965
+  _globals['_LISTPROVIDERACCOUNTSRESPONSE']._serialized_end=1041
+  _globals['_UPDATEPROVIDERACCOUNTREQUEST']._serialized_start=1043
+  _globals['_UPDATEPROVIDERACCOUNTREQUEST']._serialized_end=1167
+  _globals['_DELETEPROVIDERACCOUNTREQUEST']._serialized_start=1169
+  _globals['_DELETEPROVIDERACCOUNTREQUEST']._serialized_end=1213
+  _globals['_DELETEPROVIDERACCOUNTRESPONSE']._serialized_start=1215
+  _globals['_DELETEPROVIDERACCOUNTRESPONSE']._serialized_end=1260
+  _globals['_PROVIDERSERVICE']._serialized_start=1389
+  _globals['_PROVIDERSERVICE']._serialized_end=1895
 # @@protoc_insertion_point(module_scope)

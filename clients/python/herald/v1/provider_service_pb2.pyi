@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from herald.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -113,6 +114,7 @@ class ProviderAccount(_message.Message):
     UNIT_PRICE_MICROS_FIELD_NUMBER: _builtins.int
     CURRENCY_CODE_FIELD_NUMBER: _builtins.int
     CIRCUIT_STATE_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Lower-case id chosen by the operator, e.g. "twilio-main". Shown as the
     provider of every attempt made through this account.
@@ -165,6 +167,15 @@ class ProviderAccount(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Category.ValueType]:
+        """The categories this account may carry; empty = every category. An
+        account reserved for CATEGORY_CRITICAL never carries marketing, so a
+        campaign cannot use up the rate limit or the sender reputation that
+        one-time codes need; failover chooses only among the accounts allowed
+        for a delivery's category.
+        """
+
     def __init__(
         self,
         *,
@@ -184,10 +195,11 @@ class ProviderAccount(_message.Message):
         unit_price_micros: _builtins.int = ...,
         currency_code: _builtins.str = ...,
         circuit_state: Global___CircuitState.ValueType = ...,
+        categories: _abc.Iterable[_common_pb2.Category.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "circuit_state", b"circuit_state", "create_time", b"create_time", "credentials", b"credentials", "currency_code", b"currency_code", "disabled", b"disabled", "endpoint", b"endpoint", "name", b"name", "priority", b"priority", "provider", b"provider", "rate_limit_per_second", b"rate_limit_per_second", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "unit_price_micros", b"unit_price_micros", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "channel", b"channel", "circuit_state", b"circuit_state", "create_time", b"create_time", "credentials", b"credentials", "currency_code", b"currency_code", "disabled", b"disabled", "endpoint", b"endpoint", "name", b"name", "priority", b"priority", "provider", b"provider", "rate_limit_per_second", b"rate_limit_per_second", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "unit_price_micros", b"unit_price_micros", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

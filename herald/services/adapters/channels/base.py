@@ -56,13 +56,36 @@ class Callback:
     body: bytes
 
 
+class AddressReport(enum.Enum):
+    """What a report says of the address itself, beyond this one delivery (e-mail providers' feedback)."""
+
+    # The mailbox does not exist: never send there again.
+    HARD_BOUNCE = "hard_bounce"
+    # Refused for now (mailbox full, greylisted): counted; enough of them suppress the address.
+    SOFT_BOUNCE = "soft_bounce"
+    # The reader marked the mail as spam: they want no more marketing.
+    COMPLAINT = "complaint"
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What the provider reported for one message it had taken: it reached the handset, or it never will."""
 
     provider_message_id: str
-    delivered: bool
+    # None when the report changes no delivery's state (a complaint about a mail already delivered).
+    delivered: bool | None
     reason: str = ""
+    address_report: AddressReport | None = None
+    # The address the report is about, as the provider names it (the bounced recipient); "" = the delivery's.
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class InboundText:
+    """A text a recipient sent to one of the account's numbers (an SMS reply such as STOP)."""
+
+    sender: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -134,10 +157,19 @@ class Provider:
         """Deliver once; raise DeliveryError when the provider refuses or cannot be reached."""
         raise NotImplementedError
 
-    def receipts(self, callback: Callback) -> Receipts:
+    async def receipts(self, callback: Callback) -> Receipts:
         """Verify and read a delivery report the provider posted; raise ReceiptRefused if it is not authentic.
         Providers that report delivery override this."""
         raise ReceiptRefused(f"{self.account.provider} does not post delivery reports")
+
+    def inbound(self, callback: Callback) -> InboundText:
+        """Verify and read a text a recipient sent (the provider's inbound-message webhook); raise
+        ReceiptRefused if it is not authentic. SMS providers that forward replies override this."""
+        raise ReceiptRefused(f"{self.account.provider} does not forward replies")
+
+    def reply(self, text: str) -> Receipts:
+        """The answer to an inbound webhook that makes the provider text `text` back ("" = no reply)."""
+        raise ReceiptRefused(f"{self.account.provider} does not forward replies")
 
     async def close(self) -> None:
         """Release connections the provider holds beyond the shared HTTP session."""

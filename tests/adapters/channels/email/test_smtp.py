@@ -8,9 +8,9 @@ import pytest
 from herald.v1 import common_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.services.adapters.channels import email as email_channel
+from herald.services.adapters.channels.email import smtp as email_channel
 from herald.services.adapters.channels.base import Account, DeliveryError, Failure
-from herald.services.adapters.channels.email import Smtp
+from herald.services.adapters.channels.email.smtp import Smtp
 from tests.adapters.channels.email.fake_smtp import PASSWORD, USERNAME, FakeSmtp
 
 SETTINGS = {
@@ -64,6 +64,7 @@ def job(
     delivery_id: str = "01JB6Q3M5Z8X9K2R4T7V1W3Y5A.1",
     address: str = "alice@example.org",
     html_body: str = "<p>Your code is <b>424242</b>.</p>",
+    list_unsubscribe_url: str = "",
 ) -> work_pb2.DeliveryJob:
     return work_pb2.DeliveryJob(
         delivery_id=delivery_id,
@@ -75,6 +76,7 @@ def job(
         subject="Your sign-in code\n",
         body="Your code is 424242.",
         html_body=html_body,
+        list_unsubscribe_url=list_unsubscribe_url,
     )
 
 
@@ -85,7 +87,7 @@ async def refused(smtp: Smtp, delivery: work_pb2.DeliveryJob | None = None) -> D
 
 
 async def test_sends_multipart_message_after_starttls_and_login(provider: MakeProvider, relay: FakeSmtp) -> None:
-    sent = await provider().send(job())
+    sent = await provider().send(job(common_pb2.CATEGORY_CRITICAL))
 
     [received] = relay.received
     assert received.tls and received.login == USERNAME
@@ -100,7 +102,7 @@ async def test_sends_multipart_message_after_starttls_and_login(provider: MakePr
     text, html = message.get_body(("plain",)), message.get_body(("html",))
     assert text is not None and text.get_content().strip() == "Your code is 424242."
     assert html is not None and html.get_content().strip() == "<p>Your code is <b>424242</b>.</p>"
-    assert "List-Unsubscribe" not in message and "List-Unsubscribe-Post" not in message
+    assert "List-Unsubscribe" not in message and "List-Unsubscribe-Post" not in message, "critical mail: none"
 
 
 async def test_text_only_delivery_is_a_single_part(provider: MakeProvider, relay: FakeSmtp) -> None:
@@ -158,6 +160,21 @@ async def test_marketing_carries_one_click_unsubscribe(provider: MakeProvider, r
         "<mailto:unsubscribe@example.com?subject=01JB6Q3M5Z8X9K2R4T7V1W3Y5A.1>"
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize("category", [common_pb2.CATEGORY_MARKETING, common_pb2.CATEGORY_NOTIFICATION])
+async def test_herald_s_own_signed_unsubscribe_url_is_used_unless_the_account_names_its_own(
+    provider: MakeProvider, relay: FakeSmtp, category: common_pb2.Category.ValueType
+) -> None:
+    own = "https://herald.example/v1/unsubscribe/signed.token"
+    settings = {k: v for k, v in SETTINGS.items() if k != "unsubscribe_url"}
+    await provider(settings=settings).send(job(category, list_unsubscribe_url=own))
+    await provider().send(job(category, list_unsubscribe_url=own))
+
+    ours, accounts = (r.message for r in relay.received)
+    assert ours["List-Unsubscribe"] == f"<{own}>"
+    assert accounts["List-Unsubscribe"].startswith("<https://example.com/unsubscribe?user=user%2F7")
+    assert ours["List-Unsubscribe-Post"] == accounts["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 async def test_marketing_without_unsubscribe_url_is_refused(provider: MakeProvider, relay: FakeSmtp) -> None:

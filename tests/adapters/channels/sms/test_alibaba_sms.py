@@ -247,7 +247,7 @@ async def test_sms_reports_are_read_when_the_address_carries_the_accounts_token(
     alibaba: FakeAlibaba, http_session: aiohttp.ClientSession
 ) -> None:
     account = replace(_account(alibaba), secrets={**_account(alibaba).secrets, "receipt_token": "t0ken"})
-    receipts = AlibabaSms(account, http_session).receipts(
+    receipts = await AlibabaSms(account, http_session).receipts(
         _report(
             "t0ken",
             {"biz_id": "900^0", "success": True, "err_code": "DELIVERED", "err_msg": "用户接收成功"},
@@ -267,4 +267,4 @@ async def test_sms_reports_without_the_token_are_refused(
 ) -> None:
     account = replace(_account(alibaba), secrets={**_account(alibaba).secrets, "receipt_token": "t0ken"})
     with pytest.raises(ReceiptRefused):
-        AlibabaSms(account, http_session).receipts(_report(token, {"biz_id": "900^0", "success": True}))
+        await AlibabaSms(account, http_session).receipts(_report(token, {"biz_id": "900^0", "success": True}))

@@ -186,7 +186,7 @@ async def test_status_callbacks_report_only_final_states(
 ) -> None:
     account = _account(twilio, settings={**SENDER, "status_callback_url": "https://herald.example/v1/receipts/t"})
     provider = Twilio(account, http_session)
-    assert provider.receipts(_status_callback(account, status, error_code)).reports == expected
+    assert (await provider.receipts(_status_callback(account, status, error_code))).reports == expected
 
 
 async def test_a_status_callback_signed_with_another_token_is_refused(
@@ -195,4 +195,4 @@ async def test_a_status_callback_signed_with_another_token_is_refused(
     account = _account(twilio, settings={**SENDER, "status_callback_url": "https://herald.example/v1/receipts/t"})
     provider = Twilio(account, http_session)
     with pytest.raises(ReceiptRefused):
-        provider.receipts(_status_callback(account, "delivered", token="someone-elses-token"))
+        await provider.receipts(_status_callback(account, "delivered", token="someone-elses-token"))

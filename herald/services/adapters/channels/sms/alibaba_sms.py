@@ -143,7 +143,7 @@ class AlibabaSms(Provider):
             return Sent(provider_message_id=str(answer.get("BizId", "")))
         raise self._error(response, answer)
 
-    def receipts(self, callback: Callback) -> Receipts:
+    async def receipts(self, callback: Callback) -> Receipts:
         token = self.account.secrets.get("receipt_token", "")
         if not token or not hmac.compare_digest(callback.query.get("token", "").encode(), token.encode()):
             raise ReceiptRefused("the receipt address's token does not match the account's receipt_token")

@@ -88,7 +88,7 @@ class Twilio(Provider):
             return Sent(provider_message_id=str(answer.get("sid", "")))
         raise self._error(response, answer)
 
-    def receipts(self, callback: Callback) -> Receipts:
+    async def receipts(self, callback: Callback) -> Receipts:
         url = self.account.settings.get("status_callback_url", "")
         token = self.account.secrets.get("auth_token", "")
         if not url or not token:

@@ -7,9 +7,7 @@ id (receivers that de-duplicate on it drop the copy) and a bounce can be matched
 is not a relay-side de-duplication, hence not `idempotent`: a timeout after DATA may hide an accepted
 message.
 
-Marketing mail carries RFC 8058 one-click unsubscribe (`List-Unsubscribe` + `List-Unsubscribe-Post`),
-which Gmail and Yahoo require of bulk senders; an account without an `unsubscribe_url` refuses marketing
-rather than send mail those receivers block or bin.
+The message itself (headers, one-click unsubscribe) is composed in mime.py, as for every e-mail provider.
 
 One connection per account, used by one send at a time: a connection costs several round trips (TCP,
 STARTTLS, EHLO twice, AUTH) that a send would otherwise pay every time.
@@ -19,23 +17,18 @@ import asyncio
 import re
 import ssl
 import time
-from datetime import UTC, datetime
-from email import errors as email_errors
-from email import policy
-from email.headerregistry import Address, AddressHeader
-from email.message import EmailMessage
-from email.utils import format_datetime
-from urllib.parse import quote, urlsplit
+from email.headerregistry import Address
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
-from herald.v1 import common_pb2
 from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
 from herald.libs import telemetry
 from herald.libs.masking import mask
 from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
+from herald.services.adapters.channels.email import mime
 
 # There is no public SMTP relay: an account must name its own as "host:port".
 DEFAULT_ENDPOINT = ""
@@ -57,9 +50,8 @@ _tracer = telemetry.tracer("herald.providers")
 class Smtp(Provider):
     """Settings: `from` (the sender, e.g. "Herald <noreply@example.com>"), `starttls` ("required", the
     default, or "none" for a relay on the same host), `tls_ca_file` (a CA bundle that replaces the system
-    trust store, for a relay with a private CA), `username`, `unsubscribe_url` (https template, needed for
-    marketing) and `unsubscribe_mailto` (optional mailto: template); both templates take {user_id} and
-    {delivery_id}. Secret: `password`."""
+    trust store, for a relay with a private CA), `username`, and mime.py's unsubscribe settings. Secret:
+    `password`."""
 
     channel = "email"
 
@@ -71,9 +63,9 @@ class Smtp(Provider):
 
     async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         account = self.account
-        sender = _sender(account)
-        recipient = _recipient(job.address)
-        message = _compose(account, job, sender, recipient)
+        sender = mime.sender(account)
+        recipient = mime.recipient(job.address)
+        message = mime.compose(account, job, sender, recipient)
         async with self._lock:
             with _tracer.start_as_current_span(f"SMTP {account.provider}", kind=trace.SpanKind.CLIENT) as span:
                 span.set_attribute("herald.provider_account", account.name)
@@ -169,69 +161,6 @@ def _relay(account: Account) -> tuple[str, int]:
             Failure.BAD_CREDENTIALS,
         )
     return parts.hostname, port
-
-
-def _sender(account: Account) -> Address:
-    value = account.setting("from")
-    header = policy.default.header_factory("From", value)
-    if not header.defects and isinstance(header, AddressHeader) and len(header.addresses) == 1:
-        sender = header.addresses[0]
-        if sender.domain:
-            return sender
-    raise DeliveryError(
-        f"account {account.name} 'from' setting {value!r} is not one address like 'Herald <noreply@example.com>'",
-        Failure.BAD_CREDENTIALS,
-    )
-
-
-def _recipient(address: str) -> Address:
-    """Exactly one mailbox: a list or a header smuggled into the address must not add recipients."""
-    try:
-        return Address(addr_spec=address)
-    except (ValueError, IndexError, email_errors.HeaderParseError) as e:
-        raise DeliveryError(f"{mask(address)!r} is not one e-mail address: {e}", Failure.PERMANENT) from e
-
-
-def _compose(account: Account, job: work_pb2.DeliveryJob, sender: Address, recipient: Address) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient
-    # A header cannot hold a line break; a template's stray newline must not cost the delivery.
-    message["Subject"] = " ".join(job.subject.split())
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = f"<{job.delivery_id}@{sender.domain}>"
-    if job.category == common_pb2.CATEGORY_MARKETING:
-        message["List-Unsubscribe"] = _unsubscribe(account, job)
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(job.body)
-    if job.html_body:
-        message.add_alternative(job.html_body, subtype="html")
-    return message
-
-
-def _unsubscribe(account: Account, job: work_pb2.DeliveryJob) -> str:
-    """RFC 8058 needs one https URI the receiver POSTs to; a mailto: is a fallback for older clients."""
-    url = account.settings.get("unsubscribe_url", "")
-    if not url.startswith("https://"):
-        raise DeliveryError(
-            f"account {account.name} has no https 'unsubscribe_url' setting, "
-            "which marketing mail needs for one-click unsubscribe (RFC 8058; Gmail and Yahoo block bulk mail "
-            "without it)",
-            Failure.PERMANENT,
-        )
-    uris = [url]
-    mailto = account.settings.get("unsubscribe_mailto", "")
-    if mailto:
-        uris.append(mailto if mailto.startswith("mailto:") else f"mailto:{mailto}")
-    values = {"user_id": quote(job.user_id, safe=""), "delivery_id": quote(job.delivery_id, safe="")}
-    try:
-        return ", ".join(f"<{uri.format_map(values)}>" for uri in uris)
-    except (KeyError, IndexError, ValueError) as e:
-        raise DeliveryError(
-            f"account {account.name} unsubscribe template is invalid ({e!r}): "
-            "only {user_id} and {delivery_id} may be used",
-            Failure.PERMANENT,
-        ) from e
 
 
 def _refused(
