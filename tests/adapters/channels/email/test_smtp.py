@@ -8,8 +8,8 @@ import pytest
 from herald.v1 import common_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.services.adapters.channels.email import smtp as email_channel
 from herald.services.adapters.channels.base import Account, DeliveryError, Failure
+from herald.services.adapters.channels.email import smtp as email_channel
 from herald.services.adapters.channels.email.smtp import Smtp
 from tests.adapters.channels.email.fake_smtp import PASSWORD, USERNAME, FakeSmtp
 
