@@ -37,9 +37,9 @@ REDACTED = "[redacted]"
 # Fields whose values are credentials, wherever they appear: an app's key, a webhook's signing secret, an inbox
 # token, a provider account's credential references.
 SECRET_FIELDS = frozenset({"api_key", "secret", "token", "credentials", "password"})
-# Maps of channel -> address (a recipient's, a directory user's): e-mail and phone masked, the rest (device tokens,
-# webhook URLs, chat ids) redacted.
-ADDRESS_FIELDS = frozenset({"addresses"})
+# Maps of channel -> address (a recipient's, a directory user's) and single addresses (a suppression's): e-mail and
+# phone masked, the rest (device tokens, webhook URLs, chat ids) redacted.
+ADDRESS_FIELDS = frozenset({"addresses", "address"})
 # How often records the bus could not take are offered again.
 RETRY_SECONDS = 1.0
 # How long the message traffic's records gather before they are published together.
@@ -94,6 +94,8 @@ def _redact(value: Any, field: str = "") -> Any:
         return {k: REDACTED for k in value} if isinstance(value, dict) else REDACTED
     if field in ADDRESS_FIELDS and isinstance(value, dict):
         return {channel: _masked_address(address) for channel, address in value.items()}
+    if field in ADDRESS_FIELDS and isinstance(value, str):
+        return _masked_address(value)
     if isinstance(value, dict):
         return {k: _redact(v, k) for k, v in value.items()}
     if isinstance(value, list):

@@ -100,6 +100,11 @@ RULES: dict[str, Rule] = {
     "herald.v1.DirectoryService/DeleteUser": _writes(OPERATOR, target="users/{user_id}"),
     "herald.v1.DirectoryService/ImportUsers": _writes(OPERATOR, target="users"),
     "herald.v1.DirectoryService/SetPreference": _writes(OPERATOR, target="users/{user_id}/preferences"),
+    # The suppression list: operators correct it; support looks an address up. The target names the channel, not
+    # the address (the record's address is masked).
+    "herald.v1.SuppressionService/ListSuppressions": _reads(OPERATOR, SUPPORT),
+    "herald.v1.SuppressionService/CreateSuppression": _writes(OPERATOR, target="suppressions/{suppression.channel}"),
+    "herald.v1.SuppressionService/DeleteSuppression": _writes(OPERATOR, target="suppressions/{channel}"),
     # A user's inbox: the app's back end (its key) and the user's devices (an inbox token).
     "herald.v1.InboxService/Sync": _APP_ONLY,
     "herald.v1.InboxService/Subscribe": _APP_ONLY,

@@ -28,6 +28,11 @@ TOPIC_SUBSCRIBED = "herald.event.topic.subscribed"
 TOPIC_UNSUBSCRIBED = "herald.event.topic.unsubscribed"
 # adapters -> router, the member system: a provider said an address no longer exists (DeadAddressEvent).
 ADDRESS_DEAD = "herald.event.address.dead"
+# router -> the member system: an address added to or removed from the suppression list (SuppressionEvent).
+SUPPRESSION_ADDED = "herald.event.suppression.added"
+SUPPRESSION_REMOVED = "herald.event.suppression.removed"
+# adapters -> router: a bounce, complaint, one-click unsubscribe or SMS STOP/START to record (ConsentReport).
+CONSENT = "herald.message.consent"
 # router -> every service (and other teams): a user erased from the directory (UserErasedEvent).
 USER_ERASED = "herald.event.user.erased"
 # every binary -> feedback, the security team: one call that changed (or tried to change) state (AuditEvent).

@@ -22,13 +22,16 @@ from herald.libs.bus import Incoming, each
 from herald.libs.dispatch import DispatchLedger
 from herald.libs.store import Database
 from herald.services.router import tables
+from herald.services.router.consent import ConsentRecorder
 from herald.services.router.consumers import Router
 from herald.services.router.dedup import ContentDedup
 from herald.services.router.frequency import FrequencyCaps
+from herald.services.router.suppression_list import SuppressionList
 from tests.helpers.memory_bus import MemoryBus
 
 # Generous: two cores shared with other tests.
 WAIT = 10.0
+SOFT_BOUNCE_LIMIT = 3
 T = TypeVar("T")
 
 
@@ -38,6 +41,7 @@ class RouterStage:
     db: Database
     caps: FrequencyCaps
     ledger: DispatchLedger
+    suppressions: SuppressionList
     events: list[events_pb2.DeliveryEvent] = field(default_factory=list)
     jobs: list[work_pb2.DeliveryJob] = field(default_factory=list)
 
@@ -105,14 +109,14 @@ class RouterStage:
 
     async def settled(self, message_id: str, count: int = 1) -> list[events_pb2.DeliveryEvent]:
         """The message's delivery events once `count` of its deliveries have one, in the order published."""
-        mine = await self._wait(lambda: [e for e in self.events if e.message_id == message_id], count)
+        mine = await self.wait_for(lambda: [e for e in self.events if e.message_id == message_id], count)
         return mine
 
     async def queued(self, message_id: str, count: int = 1) -> list[work_pb2.DeliveryJob]:
         """The delivery jobs queued for the message's deliveries (for the adapters), once there are `count`."""
-        return await self._wait(lambda: [j for j in self.jobs if j.message_id == message_id], count)
+        return await self.wait_for(lambda: [j for j in self.jobs if j.message_id == message_id], count)
 
-    async def _wait(self, found: Callable[[], list[T]], count: int) -> list[T]:
+    async def wait_for(self, found: Callable[[], list[T]], count: int) -> list[T]:
         deadline = time.monotonic() + WAIT
         while len(now := found()) < count:
             assert time.monotonic() < deadline, f"{len(now)} of {count} after {WAIT}s: {now}"
@@ -130,14 +134,17 @@ async def router_stage(database_url: str, dedup_window: float = 0.0) -> AsyncIte
         caps = await FrequencyCaps.open(db, bus)
         dedup = await ContentDedup.open(bus, dedup_window)
         ledger = await DispatchLedger.open(bus)
-        router = Router(db, bus, ledger, dedup, caps)
-        stage = RouterStage(bus, db, caps, ledger)
+        suppressions = SuppressionList(db, bus)
+        router = Router(db, bus, ledger, suppressions, dedup, caps)
+        stage = RouterStage(bus, db, caps, ledger, suppressions)
         for category in categories.PIPELINES:
             for stream, durable, subject, handler in router.subscriptions(category):
                 await bus.consume(stream, durable, subject, each(handler))
         await bus.consume(
             subjects.MESSAGES_STREAM, "router-cancel", subjects.MESSAGE_CANCELLED, each(router.on_cancelled)
         )
+        consent = ConsentRecorder(db, bus, suppressions, SOFT_BOUNCE_LIMIT, window_days=7)
+        await bus.consume(subjects.MESSAGES_STREAM, "router-consent", subjects.CONSENT, each(consent.handle))
 
         async def event(incoming: Incoming) -> None:
             stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)

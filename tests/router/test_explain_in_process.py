@@ -35,7 +35,10 @@ def _explainer(stage: RouterStage, channels: list[str], fallback: list[str], all
         fallback_channels=fallback,
     )
     return Explainer(
-        stage.db, stage.caps, Intake(admin_service_pb2.App(app_id="app_1", allowed_channels=allowed), template)
+        stage.db,
+        stage.suppressions,
+        stage.caps,
+        Intake(admin_service_pb2.App(app_id="app_1", allowed_channels=allowed), template),
     )
 
 

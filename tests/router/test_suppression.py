@@ -30,6 +30,11 @@ class Dedup:
         return self.answer
 
 
+class Unsuppressed:
+    async def reason(self, job: work_pb2.DeliveryJob) -> str:
+        return ""
+
+
 class Caps:
     def __init__(self, refusal: str = "") -> None:
         self.refusal = refusal
@@ -90,7 +95,9 @@ async def _verdict(
 ) -> suppression.Verdict | None:
     preferences = {"u1": {(int(job.category), ""): True}} if opted_out else {}
     recipients = Recipients({"u1": user} if user else {}, preferences)
-    return await suppression.verdict(job, suppression.Facts(recipients, dedup or Dedup(), caps or Caps()))
+    return await suppression.verdict(
+        job, suppression.Facts(recipients, Unsuppressed(), dedup or Dedup(), caps or Caps())
+    )
 
 
 def test_the_rules_are_asked_in_routings_order_with_their_reason_codes() -> None:
@@ -98,6 +105,7 @@ def test_the_rules_are_asked_in_routings_order_with_their_reason_codes() -> None
         ("expired", ""),
         ("opted out", "opted_out"),
         ("no address", "no_address"),
+        ("address on the suppression list", "suppressed"),
         ("duplicate content", "duplicate"),
         ("frequency cap", "frequency_cap"),
         ("quiet hours", ""),

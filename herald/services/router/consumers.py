@@ -48,11 +48,17 @@ Handler = Callable[[Incoming], Awaitable[None]]
 
 class Router:
     def __init__(
-        self, db: Database, bus: RoutingBus, ledger: DispatchLedger, dedup: suppression.Dedup, caps: suppression.Caps
+        self,
+        db: Database,
+        bus: RoutingBus,
+        ledger: DispatchLedger,
+        suppressions: suppression.Suppressions,
+        dedup: suppression.Dedup,
+        caps: suppression.Caps,
     ) -> None:
         self._bus = bus
         self._recipients = RecipientsReader(db)
-        self._settler = Settler(bus, dedup, caps)
+        self._settler = Settler(bus, suppressions, dedup, caps)
         self._escalations = Escalations(bus, ledger, self._recipients, self._settler)
         self._digests = DigestRouting(digests.Digests(db, bus), self._recipients, self._settler)
         self._dispatcher = Dispatcher(

@@ -10,7 +10,7 @@ from herald.v1 import directory_service_pb2 as pb
 from sqlalchemy import delete, select
 
 from herald.libs import audit, channels, quiet_hours, storable, subjects
-from herald.libs.bus import Bus, Incoming
+from herald.libs.bus import Bus, Incoming, Publisher
 from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument, NotFound
 from herald.libs.ids import new_id
@@ -105,25 +105,18 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
     ) -> pb.SetPreferenceResponse:
         require_operator()
         _validate_preference(request)
-        changed = now()
-        async with self._db.session.begin() as session:
-            key = (request.user_id, request.category, request.channel)
-            row = await session.get(tables.Preference, key, with_for_update=True)
-            if row is None:
-                row = tables.Preference(user_id=request.user_id, category=request.category, channel=request.channel)
-                session.add(row)
-            row.opted_out = request.opted_out
-            row.update_time = changed
-        event = events_pb2.PreferenceEvent(
-            event_id=new_id("pref"),
-            user_id=request.user_id,
-            category=request.category,
-            channel=request.channel,
-            opted_out=request.opted_out,
-            occur_time=to_timestamp(changed),
+        await set_preference(
+            self._db,
+            self._bus,
+            events_pb2.PreferenceEvent(
+                event_id=new_id("pref"),
+                user_id=request.user_id,
+                category=request.category,
+                channel=request.channel,
+                opted_out=request.opted_out,
+                occur_time=to_timestamp(now()),
+            ),
         )
-        subject = subjects.UNSUBSCRIBED if request.opted_out else subjects.SUBSCRIBED
-        await self._bus.publish(subject, event.SerializeToString(), msg_id=event.event_id)
         return pb.SetPreferenceResponse(
             user_id=request.user_id, category=request.category, channel=request.channel, opted_out=request.opted_out
         )
@@ -145,6 +138,20 @@ class DirectoryService(directory_service_pb2_grpc.DirectoryServiceServicer):
                 row.quiet_hours = json_format.MessageToDict(user.quiet_hours) if user.HasField("quiet_hours") else None
                 row.preferred_channel = user.preferred_channel
                 row.update_time = now()
+
+
+async def set_preference(db: Database, bus: Publisher, change: events_pb2.PreferenceEvent) -> None:
+    """Record the opt-out (or opt-in), then publish it for the member system; a repeated event id publishes once."""
+    async with db.session.begin() as session:
+        key = (change.user_id, change.category, change.channel)
+        row = await session.get(tables.Preference, key, with_for_update=True)
+        if row is None:
+            row = tables.Preference(user_id=change.user_id, category=change.category, channel=change.channel)
+            session.add(row)
+        row.opted_out = change.opted_out
+        row.update_time = from_timestamp(change.occur_time) or now()
+    subject = subjects.UNSUBSCRIBED if change.opted_out else subjects.SUBSCRIBED
+    await bus.publish(subject, change.SerializeToString(), msg_id=change.event_id)
 
 
 async def mark_dead(db: Database, incoming: Incoming) -> None:

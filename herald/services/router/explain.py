@@ -19,6 +19,7 @@ from herald.libs.timeutil import to_timestamp
 from herald.services.router import jobs
 from herald.services.router.frequency import FrequencyCaps
 from herald.services.router.recipients import Recipients
+from herald.services.router.suppression import Suppressions
 
 Verdict = pb.ChannelVerdict
 
@@ -32,8 +33,9 @@ class AppsAndTemplates(Protocol):
 
 
 class Explainer:
-    def __init__(self, db: Database, caps: FrequencyCaps, intake: AppsAndTemplates) -> None:
+    def __init__(self, db: Database, suppressions: Suppressions, caps: FrequencyCaps, intake: AppsAndTemplates) -> None:
         self._db = db
+        self._suppressions = suppressions
         self._caps = caps
         self._intake = intake
 
@@ -108,6 +110,7 @@ class Explainer:
             _app_refusal(app, template, channel)
             or recipients.opted_out(job)
             or recipients.no_address(job)
+            or await self._suppressions.reason(job)
             or await self._caps.headroom(job)
         ):
             verdict.outcome, verdict.reason = Verdict.OUTCOME_BLOCKED, blocked

@@ -4,7 +4,6 @@ The same questions decide a real delivery (routing) and answer a support
 engineer's "why" (explain), so both ask them here.
 """
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +15,7 @@ from herald.libs import quiet_hours
 from herald.libs.store import Database
 from herald.libs.timeutil import now
 from herald.services.router import preferences, tables
+from herald.services.router.batched_reads import BatchedReader
 from herald.services.router.directory import load_users
 
 
@@ -63,39 +63,13 @@ class Recipients:
 
 
 class RecipientsReader:
-    """Recipients for the router's consumers, read a fetched batch at a time.
-
-    The handlers of one batch start together (libs.bus.each), and each asks for its own message's users before
-    anything else. What they ask for in the same turn of the event loop is read together: one query for the users
-    and one for their preferences per batch, instead of two per message.
-    """
+    """Recipients for the router's consumers, read a fetched batch at a time (batched_reads.py): one query for the
+    users and one for their preferences per batch, instead of two per message."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._asked: set[str] = set()
-        self._answer: asyncio.Future[Recipients] | None = None
-        self._reads: set[asyncio.Task[None]] = set()
+        self._reader = BatchedReader[str, Recipients](lambda user_ids: Recipients.load(db, user_ids))
 
     async def load(self, user_ids: set[str]) -> Recipients:
         if not user_ids:
             return Recipients({}, {})
-        if self._answer is None:
-            self._answer = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._read)
-        self._asked |= user_ids
-        # Shielded: a waiter that is cancelled must not cancel the read the others wait for.
-        return await asyncio.shield(self._answer)
-
-    def _read(self) -> None:
-        asked, answer = self._asked, self._answer
-        self._asked, self._answer = set(), None
-        assert answer is not None
-        read = asyncio.create_task(self._fill(asked, answer))
-        self._reads.add(read)
-        read.add_done_callback(self._reads.discard)
-
-    async def _fill(self, user_ids: set[str], answer: asyncio.Future[Recipients]) -> None:
-        try:
-            answer.set_result(await Recipients.load(self._db, user_ids))
-        except Exception as e:
-            answer.set_exception(e)
+        return await self._reader.load(user_ids)

@@ -29,8 +29,15 @@ class RoutingBus(Publisher, Schedules, Protocol):
 
 
 class Settler:
-    def __init__(self, bus: RoutingBus, dedup: suppression.Dedup, caps: suppression.Caps) -> None:
+    def __init__(
+        self,
+        bus: RoutingBus,
+        suppressions: suppression.Suppressions,
+        dedup: suppression.Dedup,
+        caps: suppression.Caps,
+    ) -> None:
         self._bus = bus
+        self._suppressions = suppressions
         self._dedup = dedup
         self._caps = caps
         # Each category publishes within its own bound, so a flood of one never waits in front of another.
@@ -38,7 +45,7 @@ class Settler:
 
     async def route(self, job: work_pb2.DeliveryJob, recipients: Recipients) -> None:
         """Settle one delivery, or, when its channel cannot be used, go on to the next of its chain."""
-        facts = suppression.Facts(recipients, self._dedup, self._caps)
+        facts = suppression.Facts(recipients, self._suppressions, self._dedup, self._caps)
         while isinstance(found := await suppression.verdict(job, facts), suppression.Unusable):
             if not job.fallback:
                 await self.announce(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code)

@@ -1,8 +1,9 @@
 """Whether a delivery goes out now: the router's rules, asked in order, the first that objects deciding.
 
-The order is the behaviour: an expired delivery is settled before anything is counted; opt-outs and missing
-addresses leave the channel unusable (the next of its chain is tried) before the dedup and frequency logs count
-the delivery; quiet hours are asked last, so a held delivery has already claimed its place in both logs.
+The order is the behaviour: an expired delivery is settled before anything is counted; opt-outs, missing
+addresses and suppressed ones leave the channel unusable (the next of its chain is tried) before the dedup and
+frequency logs count the delivery; quiet hours are asked last, so a held delivery has already claimed its place in
+both logs.
 """
 
 from collections.abc import Awaitable, Callable
@@ -57,11 +58,17 @@ class Caps(Protocol):
     async def admit(self, job: work_pb2.DeliveryJob) -> str: ...
 
 
+class Suppressions(Protocol):
+    async def reason(self, job: work_pb2.DeliveryJob) -> str: ...
+
+
 @dataclass(frozen=True)
 class Facts:
-    """What the rules ask about: the recipients, and the logs that count deliveries (asking them counts)."""
+    """What the rules ask about: the recipients, the suppression list, and the logs that count deliveries (asking
+    them counts)."""
 
     recipients: Recipients
+    suppressions: Suppressions
     dedup: Dedup
     caps: Caps
 
@@ -90,6 +97,10 @@ async def _no_address(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None
     return Unusable("no_address", why) if (why := facts.recipients.no_address(job)) else None
 
 
+async def _suppressed(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
+    return Unusable("suppressed", why) if (why := await facts.suppressions.reason(job)) else None
+
+
 async def _duplicate(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
     if await facts.dedup.first(job):
         return None
@@ -115,6 +126,7 @@ RULES: tuple[Rule, ...] = (
     Rule("expired", "", _expired),
     Rule("opted out", "opted_out", _opted_out),
     Rule("no address (none given, or the directory's reported dead)", "no_address", _no_address),
+    Rule("address on the suppression list", "suppressed", _suppressed),
     Rule("duplicate content", "duplicate", _duplicate),
     Rule("frequency cap", "frequency_cap", _frequency_cap),
     Rule("quiet hours", "", _quiet_hours),

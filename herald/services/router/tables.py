@@ -121,3 +121,32 @@ class DigestItem(Base):
     # The send's variables; None past the digest's bounds: counted and carried, not listed.
     variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
     create_time: Mapped[datetime]
+
+
+class Suppression(Base):
+    """An address herald does not send to on one channel (herald.v1.Suppression): for every category (0) or one."""
+
+    __tablename__ = "router_suppressions"
+    # The list, newest first (SuppressionService.ListSuppressions).
+    __table_args__ = (Index("ix_router_suppressions_time", "create_time"),)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # suppression_list.normal(): e-mail addresses lower-cased.
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    category: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # herald.v1.SuppressionReason value
+    reason: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(String(1000))
+    create_time: Mapped[datetime]
+
+
+class SoftBounce(Base):
+    """One temporary bounce a provider reported; enough of one address's within the window suppress it."""
+
+    __tablename__ = "router_soft_bounces"
+    __table_args__ = (Index("ix_router_soft_bounces_address", "channel", "address"),)
+    # The ConsentReport's id: a redelivered report counts once.
+    report_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(320))
+    occur_time: Mapped[datetime]

@@ -5,6 +5,7 @@ import aiohttp
 import pytest
 import trustme
 
+from tests.adapters.channels.email.fake_sendgrid import FakeSendGrid
 from tests.adapters.channels.email.fake_smtp import PASSWORD, USERNAME, FakeSmtp, write_ca
 
 
@@ -30,3 +31,11 @@ async def relay(ca: trustme.CA) -> AsyncIterator[FakeSmtp]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def sendgrid() -> AsyncIterator[FakeSendGrid]:
+    fake = FakeSendGrid(api_key="SG.sendgrid-key-for-tests")
+    await fake.start()
+    yield fake
+    await fake.stop()
