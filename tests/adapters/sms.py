@@ -14,15 +14,13 @@ S = common_pb2
 PHONE = "+8613800138000"
 
 
-async def sms_template(herald: Herald) -> str:
+async def sms_template(herald: Herald, category: common_pb2.Category.ValueType = S.CATEGORY_CRITICAL) -> str:
     template_id = f"t-{uuid.uuid4().hex[:10]}"
     content = S.ChannelContent(channel="sms", body="Your code is {{ code }}", data={"template_code": "SMS_CODE"})
     content.data["code"] = "{{ code }}"
     await herald.admin_stub.CreateTemplate(
         admin_service_pb2.CreateTemplateRequest(
-            template=admin_service_pb2.Template(
-                template_id=template_id, category=S.CATEGORY_CRITICAL, contents=[content]
-            )
+            template=admin_service_pb2.Template(template_id=template_id, category=category, contents=[content])
         ),
         metadata=herald.admin,
     )

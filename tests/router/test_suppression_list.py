@@ -3,8 +3,8 @@
 the events the member system gets."""
 
 import uuid
-from collections.abc import Callable
 
+from google.protobuf.message import Message
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import suppression_service_pb2 as sup
@@ -19,14 +19,15 @@ S = common_pb2
 R = sup.SuppressionReason
 
 
-async def _report(stage: RouterStage, fill: Callable[[work_pb2.ConsentReport], None], report_id: str = "") -> str:
-    """Publish a ConsentReport as the adapters do; its id."""
-    report = work_pb2.ConsentReport(
-        report_id=report_id or f"rep_{uuid.uuid4().hex[:12]}", occur_time=to_timestamp(now())
+async def _report(stage: RouterStage, report_id: str = "", **report: Message) -> str:
+    """Publish a ConsentReport as the adapters do (`report`: its one field, e.g. suppress=...); its id."""
+    made = work_pb2.ConsentReport(
+        report_id=report_id or f"rep_{uuid.uuid4().hex[:12]}",
+        occur_time=to_timestamp(now()),
+        **report,  # type: ignore[arg-type]
     )
-    fill(report)
-    await stage.bus.publish(subjects.CONSENT, report.SerializeToString(), msg_id=report.report_id)
-    return report.report_id
+    await stage.bus.publish(subjects.CONSENT, made.SerializeToString(), msg_id=made.report_id)
+    return made.report_id
 
 
 def _entry(channel: str, address: str, reason: int, category: int = 0) -> sup.Suppression:
@@ -63,9 +64,7 @@ async def _outcome(
 async def test_a_hard_bounce_suppresses_the_address_for_every_category_and_is_published(database_url: str) -> None:
     async with router_stage(database_url) as stage:
         added = await _collect(stage, subjects.SUPPRESSION_ADDED)
-        await _report(
-            stage, lambda r: r.suppress.CopyFrom(_entry("email", "Gone@Example.org", R.SUPPRESSION_REASON_HARD_BOUNCE))
-        )
+        await _report(stage, suppress=_entry("email", "Gone@Example.org", R.SUPPRESSION_REASON_HARD_BOUNCE))
         await stage.wait_for(lambda: added, 1)
 
         for category in (S.CATEGORY_CRITICAL, S.CATEGORY_MARKETING):
@@ -97,7 +96,7 @@ async def test_an_entry_for_one_category_leaves_the_others(database_url: str) ->
     async with router_stage(database_url) as stage:
         added = await _collect(stage, subjects.SUPPRESSION_ADDED)
         entry = _entry("email", "a@example.org", R.SUPPRESSION_REASON_COMPLAINT, S.CATEGORY_MARKETING)
-        await _report(stage, lambda r: r.suppress.CopyFrom(entry))
+        await _report(stage, suppress=entry)
         await stage.wait_for(lambda: added, 1)
         assert (await _outcome(stage, "a@example.org", S.CATEGORY_MARKETING)).reason_code == "suppressed"
         assert (await _outcome(stage, "a@example.org")).state == S.DELIVERY_STATE_PENDING
@@ -107,13 +106,13 @@ async def test_soft_bounces_suppress_at_the_limit_and_a_redelivered_report_count
     async with router_stage(database_url) as stage:
         added = await _collect(stage, subjects.SUPPRESSION_ADDED)
         bounce = _entry("email", "full@example.org", R.SUPPRESSION_REASON_UNSPECIFIED)
-        first = await _report(stage, lambda r: r.soft_bounce.CopyFrom(bounce))
+        first = await _report(stage, soft_bounce=bounce)
         for _ in range(SOFT_BOUNCE_LIMIT):  # the same report, redelivered: still one bounce
-            await _report(stage, lambda r: r.soft_bounce.CopyFrom(bounce), report_id=first + "x")
+            await _report(stage, soft_bounce=(bounce), report_id=first + "x")
         for _ in range(SOFT_BOUNCE_LIMIT - 3):
-            await _report(stage, lambda r: r.soft_bounce.CopyFrom(bounce))
+            await _report(stage, soft_bounce=bounce)
         assert (await _outcome(stage, "full@example.org")).state == S.DELIVERY_STATE_PENDING
-        await _report(stage, lambda r: r.soft_bounce.CopyFrom(bounce))
+        await _report(stage, soft_bounce=bounce)
         [event] = [events_pb2.SuppressionEvent.FromString(d) for d in await stage.wait_for(lambda: added, 1)]
         assert event.suppression.reason == R.SUPPRESSION_REASON_SOFT_BOUNCES
         assert (await _outcome(stage, "full@example.org")).reason_code == "suppressed"
@@ -125,7 +124,7 @@ async def test_start_lifts_a_stop_but_not_an_operators_entry(database_url: str) 
         await stage.suppressions.add(_entry("sms", "+15550002222", R.SUPPRESSION_REASON_SMS_STOP), "ev-stop")
         await stage.suppressions.add(_entry("sms", "+15550003333", R.SUPPRESSION_REASON_MANUAL), "ev-manual")
         for phone in ("+15550002222", "+15550003333"):
-            await _report(stage, lambda r, p=phone: r.lift.CopyFrom(_entry("sms", p, R.SUPPRESSION_REASON_SMS_STOP)))
+            await _report(stage, lift=_entry("sms", phone, R.SUPPRESSION_REASON_SMS_STOP))
         [lifted] = [events_pb2.SuppressionEvent.FromString(d) for d in await stage.wait_for(lambda: removed, 1)]
         assert lifted.suppression.address == "+15550002222"
         job = work_pb2.DeliveryJob(channel="sms", address="+15550003333", category=S.CATEGORY_NOTIFICATION)
@@ -139,7 +138,7 @@ async def test_a_known_users_complaint_opts_them_out_of_marketing_email(database
         change = events_pb2.PreferenceEvent(
             user_id=user, category=S.CATEGORY_MARKETING, channel="email", opted_out=True
         )
-        report_id = await _report(stage, lambda r: r.opt_out.CopyFrom(change))
+        report_id = await _report(stage, opt_out=change)
         [event] = [events_pb2.PreferenceEvent.FromString(d) for d in await stage.wait_for(lambda: opted, 1)]
         assert (event.event_id, event.user_id, event.opted_out) == (report_id, user, True)
 

@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 from sqlalchemy import select
 
-from herald.libs import subjects
+from herald.libs import categories, subjects
 from herald.libs.bus.interfaces import Notices
 from herald.libs.store import Database
 from herald.services.adapters import tables
@@ -53,6 +53,8 @@ class Route:
     breaker: CircuitBreaker | None
     # Calls per second this account may take from all adapters processes together; 0 = no limit.
     rate: float = 0.0
+    # The categories it may carry; empty = every category.
+    categories: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,22 @@ class Accounts:
         """The account's unit price now; a price changes the route of no delivery, so it is kept apart."""
         return self._prices.get(name, Price())
 
-    def choose(self, channel: str, address: str) -> Route:
-        """The account for the next call: the best priority with a closed (or probing) circuit, by weight among
-        equals. Raises a retryable DeliveryError when every account's circuit is open, a permanent one when the
-        channel has no account at all."""
-        candidates = [r for r in self._routes.values() if r.provider.channel == channel and r.provider.accepts(address)]
+    def choose(self, channel: str, address: str, category: int) -> Route:
+        """The account for the next call among those allowed the category: the best priority with a closed (or
+        probing) circuit, by weight among equals. Raises a retryable DeliveryError when every account's circuit is
+        open, a permanent one when the channel has no account for the category at all."""
+        candidates = [
+            r
+            for r in self._routes.values()
+            if r.provider.channel == channel
+            and (not r.categories or category in r.categories)
+            and r.provider.accepts(address)
+        ]
         if not candidates:
-            raise DeliveryError(f"no {channel} provider account is configured", Failure.PERMANENT)
+            reason = f"no {channel} provider account is configured"
+            if any(r.provider.channel == channel for r in self._routes.values()):
+                reason = f"no {channel} provider account may carry {categories.name(category)} messages"
+            raise DeliveryError(reason, Failure.PERMANENT)
         for priority in sorted({r.priority for r in candidates}):
             group = [r for r in candidates if r.priority == priority and (not r.breaker or r.breaker.state != "open")]
             while group:
@@ -166,7 +177,9 @@ class Accounts:
             secrets=secrets,
             timeout=row.timeout_seconds or DEFAULT_TIMEOUT,
         )
-        return self._ready(account, row.priority, row.weight or 1, row.rate_limit_per_second)
+        route = self._ready(account, row.priority, row.weight or 1, row.rate_limit_per_second)
+        route.categories = frozenset(row.categories)
+        return route
 
     def _builtin(self, account: Account) -> Route:
         return self._ready(account, priority=0, weight=1, rate=0.0)
@@ -193,4 +206,5 @@ def _config(row: tables.ProviderAccount) -> tuple[object, ...]:
         row.weight,
         row.rate_limit_per_second,
         row.timeout_seconds,
+        sorted(row.categories),
     )

@@ -109,7 +109,7 @@ class Deliverer:
             attempt.outcome = ended
             return
         try:
-            route = self._accounts.choose(job.channel, job.address)
+            route = self._accounts.choose(job.channel, job.address, job.category)
         except DeliveryError as e:  # no account to try: an operator can add one and replay the dead letter
             _log_failure(job, attempts + 1, e)
             attempt.outcome = retry_policy.no_account(

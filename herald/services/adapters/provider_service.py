@@ -8,12 +8,12 @@ import re
 from collections.abc import Mapping
 
 import grpc
+from herald.v1 import common_pb2, provider_service_pb2_grpc
 from herald.v1 import provider_service_pb2 as pb
-from herald.v1 import provider_service_pb2_grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.libs import audit
+from herald.libs import audit, categories
 from herald.libs.callers import require_operator
 from herald.libs.errors import AlreadyExists, InvalidArgument, NotFound
 from herald.libs.store import Database
@@ -36,6 +36,7 @@ MUTABLE = (
     "disabled",
     "unit_price_micros",
     "currency_code",
+    "categories",
 )
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -146,6 +147,10 @@ class ProviderService(provider_service_pb2_grpc.ProviderServiceServicer):
                 or (not account.currency_code and not account.unit_price_micros),
                 "an ISO 4217 code such as USD, required with a unit price",
             ),
+            "categories": (
+                all(c in categories.KNOWN for c in account.categories),
+                "CATEGORY_CRITICAL, CATEGORY_NOTIFICATION or CATEGORY_MARKETING; none = every category",
+            ),
         }
         for path, (ok, why) in checks.items():
             if path in paths and not ok:
@@ -178,6 +183,7 @@ def _apply(row: tables.ProviderAccount, account: pb.ProviderAccount, paths: tupl
         "disabled": account.disabled,
         "unit_price_micros": account.unit_price_micros,
         "currency_code": account.currency_code,
+        "categories": sorted(set(account.categories)),
     }
     for path in paths:
         setattr(row, path, values[path])
@@ -206,6 +212,7 @@ def _account_pb(row: tables.ProviderAccount) -> pb.ProviderAccount:
         disabled=row.disabled,
         unit_price_micros=row.unit_price_micros,
         currency_code=row.currency_code,
+        categories=[common_pb2.Category.ValueType(c) for c in row.categories],
         create_time=to_timestamp(row.create_time),
         update_time=to_timestamp(row.update_time),
     )

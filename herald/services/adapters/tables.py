@@ -100,6 +100,8 @@ class ProviderAccount(Base):
     update_time: Mapped[datetime]
     unit_price_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     currency_code: Mapped[str] = mapped_column(String(3), default="")
+    # herald.v1.Category values the account may carry; [] = every category.
+    categories: Mapped[list[int]] = mapped_column(JSON, default=list)
 
 
 class InboxCounter(Base):

@@ -3,7 +3,7 @@ and signs Event Webhook posts with a key of its own as SendGrid does."""
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,6 @@ from herald.services.adapters.channels.base import (
     Receipt,
     ReceiptRefused,
 )
-from herald.services.adapters.channels.email import sendgrid as sendgrid_channel
 from herald.services.adapters.channels.email.sendgrid import SendGrid
 from tests.adapters.channels.email.fake_sendgrid import EventPost, FakeSendGrid, new_key
 
@@ -338,7 +337,7 @@ async def test_sendgrids_own_signed_example_is_accepted(
         "lSI8eNEc6wEA3F+g=="
     )
     provider = SendGrid(_account(sendgrid, settings={"from": "a@example.com", "event_webhook_public_key": key}), http)
-    monkeypatch.setattr(sendgrid_channel.time, "time", lambda: 1600112502.0 + 60)
+    monkeypatch.setattr(time, "time", lambda: 1600112502.0 + 60)
 
     receipts = await provider.receipts(Callback(query={}, headers=headers, body=body))
 
@@ -376,39 +375,45 @@ def _without(post: EventPost, header: str) -> EventPost:
     return EventPost({k: v for k, v in post.headers.items() if k != header}, post.body)
 
 
+Forge = Callable[[FakeSendGrid, list[dict[str, Any]]], EventPost]
+NO_MATCH = "Signature does not match"
+NOT_NOW = "not within ten minutes of now"
+MISSING = "signature or timestamp header is missing"
+
+
+def _garbled(post: EventPost) -> EventPost:
+    return EventPost({**post.headers, "X-Twilio-Email-Event-Webhook-Signature": "not base64!"}, post.body)
+
+
 @pytest.mark.parametrize(
-    "forge",
+    ("forge", "refusal"),
     [
-        pytest.param(lambda fake, events: fake.post(events, signed_with=new_key()), id="signed-by-another-key"),
-        pytest.param(lambda fake, events: _tampered(fake.post(events)), id="tampered-body"),
-        pytest.param(lambda fake, events: fake.post(events, timestamp=int(time.time()) - 601), id="stale"),
-        pytest.param(lambda fake, events: fake.post(events, timestamp=int(time.time()) + 601), id="from-the-future"),
+        pytest.param(lambda fake, events: fake.post(events, signed_with=new_key()), NO_MATCH, id="another-key"),
+        pytest.param(lambda fake, events: _tampered(fake.post(events)), NO_MATCH, id="tampered-body"),
+        pytest.param(lambda fake, events: _garbled(fake.post(events)), NO_MATCH, id="garbled-signature"),
+        pytest.param(lambda fake, events: fake.post(events, timestamp=int(time.time()) - 601), NOT_NOW, id="stale"),
+        pytest.param(lambda fake, events: fake.post(events, timestamp=int(time.time()) + 601), NOT_NOW, id="future"),
         pytest.param(
             lambda fake, events: _without(fake.post(events), "X-Twilio-Email-Event-Webhook-Signature"),
+            MISSING,
             id="no-signature",
         ),
         pytest.param(
             lambda fake, events: _without(fake.post(events), "X-Twilio-Email-Event-Webhook-Timestamp"),
+            MISSING,
             id="no-timestamp",
         ),
-        pytest.param(
-            lambda fake, events: EventPost(
-                {**fake.post(events).headers, "X-Twilio-Email-Event-Webhook-Signature": "not base64!"},
-                fake.post(events).body,
-            ),
-            id="garbled-signature",
-        ),
-        pytest.param(lambda fake, events: fake.signed(b"[{not json"), id="signed-but-not-json"),
-        pytest.param(lambda fake, events: fake.signed(b'{"event": "delivered"}'), id="signed-but-not-an-array"),
+        pytest.param(lambda fake, events: fake.signed(b"[{not json"), "not JSON", id="signed-but-not-json"),
+        pytest.param(lambda fake, events: fake.signed(b'{"event": "delivered"}'), "not an array", id="not-an-array"),
     ],
 )
 async def test_forged_or_malformed_posts_are_refused(
-    sendgrid: FakeSendGrid, http: aiohttp.ClientSession, forge: Any
+    sendgrid: FakeSendGrid, http: aiohttp.ClientSession, forge: Forge, refusal: str
 ) -> None:
     provider, message_id = await _sent(sendgrid, http)
-    post: EventPost = forge(sendgrid, [sendgrid.event(message_id, "bounce", **BOUNCED)])
+    post = forge(sendgrid, [sendgrid.event(message_id, "bounce", **BOUNCED)])
 
-    with pytest.raises(ReceiptRefused):
+    with pytest.raises(ReceiptRefused, match=refusal):
         await provider.receipts(post.callback())
 
 
@@ -420,5 +425,5 @@ async def test_without_a_usable_verification_key_every_post_is_refused(
     provider = SendGrid(_account(sendgrid, settings={"from": "a@example.com", "event_webhook_public_key": key}), http)
     _, message_id = await _sent(sendgrid, http)
 
-    with pytest.raises(ReceiptRefused):
+    with pytest.raises(ReceiptRefused, match="event_webhook_public_key"):
         await provider.receipts(sendgrid.post([sendgrid.event(message_id, "delivered")]).callback())

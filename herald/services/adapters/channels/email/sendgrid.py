@@ -13,8 +13,8 @@ Delivery reports: the Signed Event Webhook (https://www.twilio.com/docs/sendgrid
 getting-started-event-webhook-security-features) POSTs a JSON array of events, signed with ECDSA P-256/SHA-256
 over the `X-Twilio-Email-Event-Webhook-Timestamp` header followed by the raw body; the signature (base64 DER) is in
 `X-Twilio-Email-Event-Webhook-Signature`. The account's `event_webhook_public_key` setting is the verification
-key SendGrid shows (base64 DER SubjectPublicKeyInfo). A signed request older than ten minutes is refused as a
-replay.
+key SendGrid shows (base64 DER SubjectPublicKeyInfo). A request whose timestamp is more than ten minutes from
+now is refused as a replay. Bounces, blocks, drops and spam reports also report on the address (AddressReport).
 
 Settings: `from` (the sender, a verified Sender Identity), `event_webhook_public_key`, and mime.py's unsubscribe
 settings (`unsubscribe_url`, `unsubscribe_mailto`). Secret: `api_key`.
