@@ -39,6 +39,7 @@ async def main() -> int:
         ),
         "HERALD_INBOX_TOKEN_SECRET": local_secret(data_dir, "HERALD_INBOX_TOKEN_SECRET", "inbox-token-secret"),
         "HERALD_TRACKING_SECRET": local_secret(data_dir, "HERALD_TRACKING_SECRET", "tracking-secret"),
+        "HERALD_UNSUBSCRIBE_SECRET": local_secret(data_dir, "HERALD_UNSUBSCRIBE_SECRET", "unsubscribe-secret"),
         "HERALD_RECEIPTS_ADDR": os.environ.get("HERALD_RECEIPTS_ADDR") or f"127.0.0.1:{ports.RECEIPTS}",
     }
     addrs = {s: os.environ.get(var) or DEFAULT_ADDRS[s] for s, var in ADDR_VARS.items()}

@@ -26,6 +26,7 @@ ADMIN_TOKEN = secrets.token_urlsafe(16)
 WEBHOOK_SECRET = secrets.token_urlsafe(16)
 INBOX_TOKEN_SECRET = secrets.token_urlsafe(16)
 TRACKING_SECRET = secrets.token_urlsafe(16)
+UNSUBSCRIBE_SECRET = secrets.token_urlsafe(16)
 # The .p8 key APNs accounts in tests sign with; the fake APNs holds its public half.
 APNS_KEY = p8_key()
 # Credentials the provider accounts in tests reference (ProviderAccount.credentials); the fakes expect them.
@@ -65,6 +66,7 @@ async def running_mesh(
                 "HERALD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                 "HERALD_INBOX_TOKEN_SECRET": INBOX_TOKEN_SECRET,
                 "HERALD_TRACKING_SECRET": TRACKING_SECRET,
+                "HERALD_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
                 # Retention purges hourly in production; tests see it act within seconds (each round costs an idle
                 # mesh CPU, and the suite keeps a dozen meshes up at once).
                 "HERALD_RETENTION_CHECK_SECONDS": "5",

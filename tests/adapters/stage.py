@@ -21,10 +21,12 @@ from herald.libs.rate_limit import RateLimiter
 from herald.libs.store import Database
 from herald.services.adapters.accounts import Accounts, plugins
 from herald.services.adapters.attempt import FINAL
+from herald.services.adapters.consent import ConsentReporter
 from herald.services.adapters.deliverer import Deliverer
 from herald.services.adapters.main import MAX_PENDING
 from herald.services.adapters.settings import AdaptersSettings
 from herald.services.adapters.tracking import Tracker
+from herald.services.adapters.unsubscribe import Unsubscriber
 from tests.conftest import RETRY_BACKOFF, WEBHOOK_SECRET
 from tests.helpers.memory_bus import MemoryBus
 
@@ -95,7 +97,8 @@ async def adapters_stage(database_url: str, **env: str) -> AsyncIterator[Adapter
             await accounts.reload()
             tracker = Tracker(db, bus, "", "", settings.tracking_ttl_days)
             limiter = await RateLimiter.open(bus)
-            deliverer = Deliverer(db, bus, accounts, settings.retry_backoff, limiter, tracker)
+            unsubscriber = Unsubscriber(ConsentReporter(bus), "", "")
+            deliverer = Deliverer(db, bus, accounts, settings.retry_backoff, limiter, tracker, unsubscriber)
             stage = AdaptersStage(bus, db)
             for channel in (c for c in channels.KNOWN if c != "inbox"):  # the inbox writer is a stage of its own
                 for category in settings.pipelines:

@@ -45,6 +45,7 @@ ADAPTERS_SECRETS = {
     "HERALD_WEBHOOK_SIGNING_SECRET": "webhook-signing-secret-value",
     "HERALD_INBOX_TOKEN_SECRET": "inbox-token-secret-value",
     "HERALD_TRACKING_SECRET": "tracking-secret-value",
+    "HERALD_UNSUBSCRIBE_SECRET": "unsubscribe-secret-value",
 }
 
 

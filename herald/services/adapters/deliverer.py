@@ -41,6 +41,7 @@ from herald.services.adapters.accounts import Accounts, Price
 from herald.services.adapters.attempt import FINAL, Attempt, Call, Result, S
 from herald.services.adapters.channels.base import DeliveryError, Failure
 from herald.services.adapters.tracking import Tracker
+from herald.services.adapters.unsubscribe import Unsubscriber
 
 log = structlog.get_logger()
 
@@ -57,8 +58,10 @@ class Deliverer:
         backoff: Mapping[common_pb2.Category.ValueType, retry_policy.Backoff],
         limiter: RateLimiter,
         tracker: Tracker,
+        unsubscriber: Unsubscriber,
     ) -> None:
         self._tracker = tracker
+        self._unsubscriber = unsubscriber
         self._db = db
         self._bus = bus
         self._accounts = accounts
@@ -151,7 +154,7 @@ class Deliverer:
         with attempt.incoming.active():
             started = time.perf_counter()
             try:
-                sent = await route.provider.send(self._tracker.instrument(job))
+                sent = await route.provider.send(self._unsubscriber.stamp(self._tracker.instrument(job)))
             except DeliveryError as e:
                 error = e
             except Exception:  # a bug in a provider plug-in: retry it like an outage, and say so

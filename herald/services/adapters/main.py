@@ -22,6 +22,7 @@ from herald.libs.grpc_server import TracedServer
 from herald.libs.rate_limit import RateLimiter
 from herald.services.adapters import dead_letters, erasure
 from herald.services.adapters.accounts import Accounts, plugins
+from herald.services.adapters.consent import ConsentReporter
 from herald.services.adapters.deliverer import Deliverer
 from herald.services.adapters.inbox.inbox_tokens import InboxTokens
 from herald.services.adapters.inbox.service import InboxService
@@ -30,9 +31,11 @@ from herald.services.adapters.inbox.writer import InboxWriter
 from herald.services.adapters.provider_service import ProviderService
 from herald.services.adapters.receipts import MAX_BODY, Receipts
 from herald.services.adapters.settings import AdaptersSettings
+from herald.services.adapters.sms_replies import SmsReplies
 from herald.services.adapters.status_webhooks import CONSUMER as STATUS_WEBHOOKS
 from herald.services.adapters.status_webhooks import StatusWebhookPoster
 from herald.services.adapters.tracking import Tracker
+from herald.services.adapters.unsubscribe import Unsubscriber
 
 log = structlog.get_logger()
 
@@ -50,16 +53,21 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
     accounts = Accounts(rt.db, rt.bus, http, settings, registered)
     await accounts.reload()
     refresher = asyncio.create_task(accounts.refresh_forever(), name="provider-accounts")
-    receipts = Receipts(rt.db, rt.bus, accounts)
+    consent = ConsentReporter(rt.bus)
+    receipts = Receipts(rt.db, rt.bus, accounts, consent)
     tracker = Tracker(rt.db, rt.bus, settings.tracking_url, settings.tracking_secret, settings.tracking_ttl_days)
-    # One HTTP endpoint for what comes from outside: providers' delivery receipts, readers' opens and clicks.
+    unsubscriber = Unsubscriber(consent, settings.tracking_url, settings.unsubscribe_secret)
+    # One HTTP endpoint for what comes from outside: providers' delivery receipts and recipients' SMS replies,
+    # readers' opens, clicks and unsubscribes.
     endpoint = web.Application(client_max_size=MAX_BODY)
-    endpoint.add_routes([*receipts.routes(), *tracker.routes()])
+    endpoint.add_routes(
+        [*receipts.routes(), *SmsReplies(accounts, consent).routes(), *tracker.routes(), *unsubscriber.routes()]
+    )
     server_tls = rt.settings.server_tls
     runner = await http_server.serve(
         endpoint, settings.receipts_addr, server_tls.http_context() if server_tls else None
     )
-    log.info("receiving delivery receipts, opens and clicks", addr=settings.receipts_addr)
+    log.info("receiving delivery receipts, replies, opens, clicks and unsubscribes", addr=settings.receipts_addr)
 
     async def stop() -> None:
         await runner.cleanup()
@@ -76,7 +84,9 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
     inbox_service_pb2_grpc.add_InboxServiceServicer_to_server(
         InboxService(rt.db, rt.bus, await AppKeys.open(rt.bus), InboxTokens(settings.inbox_token_secret)), server
     )
-    deliverer = Deliverer(rt.db, rt.bus, accounts, settings.retry_backoff, await RateLimiter.open(rt.bus), tracker)
+    deliverer = Deliverer(
+        rt.db, rt.bus, accounts, settings.retry_backoff, await RateLimiter.open(rt.bus), tracker, unsubscriber
+    )
     waker = Waker(rt.db, rt.bus)
     inbox = InboxWriter(rt.db, rt.bus, waker)
     for channel in channels.KNOWN:

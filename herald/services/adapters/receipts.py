@@ -6,6 +6,11 @@ which the delivery records map back to a delivery; a DELIVERED or FAILED status 
 JetStream holds it does the provider get its 200 - an answer it does not get makes it post again. Providers
 repeat reports; the event id (delivery, state, attempt) makes a repeat change nothing.
 
+E-mail providers also report on the address (AddressReport): a hard bounce puts it on the suppression list, a
+soft bounce counts towards that, a complaint opts the delivery's user out of marketing e-mail (or, for a delivery
+to a bare address, suppresses the address for marketing) - each a ConsentReport for the router (consent.py), sent
+before the provider's 200 as well.
+
 Each request is an HTTP server span of its own trace (the provider sends no trace context), linked to the trace of
 every delivery it reports on, so that Jaeger leads from a delivery's trace to its receipt and back.
 """
@@ -13,16 +18,19 @@ every delivery it reports on, so that Jaeger leads from a delivery's trace to it
 import structlog
 from aiohttp import web
 from herald.v1 import common_pb2
+from herald.v1 import suppression_service_pb2 as R
 from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy import select
 
+from herald.internal.v1 import work_pb2
 from herald.libs import events, telemetry
 from herald.libs.bus import Bus
 from herald.libs.store import Database
 from herald.services.adapters import tables
 from herald.services.adapters.accounts import Accounts
-from herald.services.adapters.channels.base import Callback, Receipt, ReceiptRefused
+from herald.services.adapters.channels.base import AddressReport, Callback, DeliveryError, Receipt, ReceiptRefused
+from herald.services.adapters.consent import ConsentReporter
 
 log = structlog.get_logger()
 tracer = telemetry.tracer(__name__)
@@ -35,16 +43,18 @@ MAX_BODY = 1024 * 1024
 # series.
 RECEIPTS = Counter(
     "herald_receipts_total",
-    "Delivery receipts by provider account and outcome: delivered, failed, unknown, refused.",
+    "Delivery receipts by provider account and outcome: delivered, failed, unknown, refused; and the reports on "
+    "addresses: hard_bounce, soft_bounce, complaint.",
     ["account", "outcome"],
 )
 
 
 class Receipts:
-    def __init__(self, db: Database, bus: Bus, accounts: Accounts) -> None:
+    def __init__(self, db: Database, bus: Bus, accounts: Accounts, consent: ConsentReporter) -> None:
         self._db = db
         self._bus = bus
         self._accounts = accounts
+        self._consent = consent
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(ROUTE, self._traced)]
@@ -63,28 +73,26 @@ class Receipts:
             log.warning("delivery receipt refused", account=account[:64], reason="no such provider account")
             RECEIPTS.labels("", "refused").inc()
             return web.Response(status=403, text="not authentic")
-        callback = Callback(
-            query=dict(request.query),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=await request.read(),
-        )
         try:
-            receipts = await route.provider.receipts(callback)
+            receipts = await route.provider.receipts(await callback_of(request))
         except ReceiptRefused as e:
             log.warning("delivery receipt refused", account=account, reason=str(e))
             RECEIPTS.labels(account, "refused").inc()
             return web.Response(status=403, text="not authentic")
-        await self._record(account, receipts.reports)
+        except DeliveryError as e:  # what verifying needs (a signing certificate) could not be fetched: post again
+            log.warning("delivery receipt not read", account=account, reason=str(e))
+            return web.Response(status=503, text="try again")
+        await self._record(account, route.provider.channel, receipts.reports)
         return web.Response(text=receipts.answer, content_type=receipts.content_type)
 
-    async def _record(self, account: str, reports: list[Receipt]) -> None:
+    async def _record(self, account: str, channel: str, reports: list[Receipt]) -> None:
         if not reports:
             return
         async with self._db.session() as session:
             rows = await session.scalars(
                 select(tables.Delivery).where(
                     tables.Delivery.provider == account,
-                    tables.Delivery.provider_message_id.in_({r.provider_message_id for r in reports}),
+                    tables.Delivery.provider_message_id.in_({r.provider_message_id for r in reports} - {""}),
                 )
             )
             records = {r.provider_message_id: r for r in rows}
@@ -97,6 +105,10 @@ class Receipts:
                 await session.execute(tables.reached(delivered))
         for report in reports:
             record = records.get(report.provider_message_id)
+            if report.address_report is not None:
+                await self._address_reported(account, channel, report, record.job() if record else None)
+            if report.delivered is None:
+                continue
             if record is None:
                 # Not sent by herald through this account (or by a record already purged): nothing to update.
                 log.info(
@@ -119,3 +131,41 @@ class Receipts:
                 ),
             )
             RECEIPTS.labels(account, events.state_name(state)).inc()
+
+    async def _address_reported(
+        self, account: str, channel: str, report: Receipt, job: work_pb2.DeliveryJob | None
+    ) -> None:
+        kind = report.address_report
+        address = report.address or (job.address if job else "")
+        if kind is None or not address:
+            return
+        RECEIPTS.labels(account, kind.value).inc()
+        key = f"{account}\n{report.provider_message_id}\n{kind.value}"
+        match kind:
+            case AddressReport.HARD_BOUNCE:
+                await self._consent.suppress(
+                    key, channel, address, R.SUPPRESSION_REASON_HARD_BOUNCE, account, report.reason
+                )
+            case AddressReport.SOFT_BOUNCE:
+                await self._consent.soft_bounce(key, channel, address, account, report.reason)
+            case AddressReport.COMPLAINT if job is not None and job.user_id:
+                await self._consent.opt_out(key, job.user_id, common_pb2.CATEGORY_MARKETING, channel)
+            case AddressReport.COMPLAINT:
+                await self._consent.suppress(
+                    key,
+                    channel,
+                    address,
+                    R.SUPPRESSION_REASON_COMPLAINT,
+                    account,
+                    report.reason,
+                    common_pb2.CATEGORY_MARKETING,
+                )
+
+
+async def callback_of(request: web.Request) -> Callback:
+    """A provider's POST as its plug-in reads it."""
+    return Callback(
+        query=dict(request.query),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=await request.read(),
+    )

@@ -24,12 +24,16 @@ class AdaptersSettings:
     # verify); "" = no inbox tokens, only app API keys.
     inbox_token_secret: str
     # The public address of herald-adapters' HTTP endpoint (HERALD_RECEIPTS_ADDR behind your ingress), for the
-    # tracked links and open pixels of e-mail, and the keys that sign them (comma-separated: the first signs, all
-    # verify); tracking is off while either is "".
+    # tracked links, open pixels and unsubscribe links of e-mail, and the keys that sign tracked links
+    # (comma-separated: the first signs, all verify); tracking is off while either is "".
     tracking_url: str
     tracking_secret: str
     # How many days a tracked link or open pixel works, at most the app's content retention.
     tracking_ttl_days: int
+    # Keys that sign herald's one-click unsubscribe links (comma-separated: the first signs, all verify), served at
+    # tracking_url; herald's unsubscribe endpoint is off while either is "" (marketing mail then needs an account's
+    # own unsubscribe_url).
+    unsubscribe_secret: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "AdaptersSettings":
@@ -50,4 +54,5 @@ class AdaptersSettings:
             tracking_url=env.get("HERALD_TRACKING_URL", ""),
             tracking_secret=env.get("HERALD_TRACKING_SECRET", ""),
             tracking_ttl_days=config.number(env, "HERALD_TRACKING_TTL_DAYS", "30", int, 1),
+            unsubscribe_secret=env.get("HERALD_UNSUBSCRIBE_SECRET", ""),
         )

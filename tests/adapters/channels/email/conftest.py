@@ -6,6 +6,7 @@ import pytest
 import trustme
 
 from tests.adapters.channels.email.fake_sendgrid import FakeSendGrid
+from tests.adapters.channels.email.fake_ses import FakeSes
 from tests.adapters.channels.email.fake_smtp import PASSWORD, USERNAME, FakeSmtp, write_ca
 
 
@@ -36,6 +37,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def sendgrid() -> AsyncIterator[FakeSendGrid]:
     fake = FakeSendGrid(api_key="SG.sendgrid-key-for-tests")
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def ses() -> AsyncIterator[FakeSes]:
+    fake = FakeSes(access_key_id="AKIDEXAMPLE", secret_access_key="ses-secret-for-tests")
     await fake.start()
     yield fake
     await fake.stop()

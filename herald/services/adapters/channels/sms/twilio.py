@@ -9,6 +9,10 @@ status changes there (form-encoded, signed in X-Twilio-Signature: Base64(HMAC-SH
 parameter's name and value, sorted by name))). That URL is herald's `/v1/receipts/<account>` as the provider
 reaches it; Twilio signs the URL it was given, so herald checks against the same setting.
 
+Replies: with the account's `inbound_url` setting (herald's `/v1/inbound/<account>`, set as the number's or the
+Messaging Service's incoming-message webhook), the texts recipients send arrive signed the same way (From, Body);
+herald answers with TwiML, whose <Message> Twilio texts back (sms_replies.py reads STOP, START and HELP).
+
 Not idempotent: the Messages API takes no idempotency key (Twilio's I-Twilio-Idempotency-Token travels only
 the other way, on the webhooks Twilio sends), so calling twice sends two texts.
 """
@@ -18,6 +22,7 @@ import hashlib
 import hmac
 from typing import Any
 from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
 
 from herald.internal.v1 import work_pb2
 from herald.libs.masking import mask
@@ -26,6 +31,7 @@ from herald.services.adapters.channels.base import (
     Callback,
     DeliveryError,
     Failure,
+    InboundText,
     Provider,
     Receipt,
     ReceiptRefused,
@@ -89,15 +95,7 @@ class Twilio(Provider):
         raise self._error(response, answer)
 
     async def receipts(self, callback: Callback) -> Receipts:
-        url = self.account.settings.get("status_callback_url", "")
-        token = self.account.secrets.get("auth_token", "")
-        if not url or not token:
-            raise ReceiptRefused(f"account {self.account.name} has no status_callback_url or auth_token")
-        params = parse_qsl(callback.body.decode(errors="replace"), keep_blank_values=True)
-        given = callback.headers.get("x-twilio-signature", "")
-        if not hmac.compare_digest(given.encode(), signature(token, url, params).encode()):
-            raise ReceiptRefused("X-Twilio-Signature does not match")
-        form = dict(params)
+        form = self._signed_form(callback, "status_callback_url")
         status = form.get("MessageStatus", "")
         if not form.get("MessageSid") or status not in _RECEIPT_DELIVERED:
             return Receipts([])
@@ -108,6 +106,30 @@ class Twilio(Provider):
             meaning = f" ({_UNDELIVERED[code]})" if code in _UNDELIVERED else ""
             reason = f"{self.account.name}: Twilio reported the message {status}, error {code or 'none'}{meaning}"
         return Receipts([Receipt(form["MessageSid"], delivered, reason)])
+
+    def inbound(self, callback: Callback) -> InboundText:
+        form = self._signed_form(callback, "inbound_url")
+        if not form.get("From"):
+            raise ReceiptRefused("an inbound message without From")
+        return InboundText(sender=form["From"], text=form.get("Body", ""))
+
+    def reply(self, text: str) -> Receipts:
+        """TwiML: Twilio texts each <Message> back to the sender; an empty <Response/> sends nothing."""
+        said = f"<Message>{escape(text)}</Message>" if text else ""
+        return Receipts([], f'<?xml version="1.0" encoding="UTF-8"?><Response>{said}</Response>', "text/xml")
+
+    def _signed_form(self, callback: Callback, url_setting: str) -> dict[str, str]:
+        """The form Twilio posted to the URL in `url_setting`, once its X-Twilio-Signature is checked: Twilio signs
+        the URL it was given, so herald checks against the same setting."""
+        url = self.account.settings.get(url_setting, "")
+        token = self.account.secrets.get("auth_token", "")
+        if not url or not token:
+            raise ReceiptRefused(f"account {self.account.name} has no {url_setting} or auth_token")
+        params = parse_qsl(callback.body.decode(errors="replace"), keep_blank_values=True)
+        given = callback.headers.get("x-twilio-signature", "")
+        if not hmac.compare_digest(given.encode(), signature(token, url, params).encode()):
+            raise ReceiptRefused("X-Twilio-Signature does not match")
+        return dict(params)
 
     def _sender(self) -> dict[str, str]:
         """A Messaging Service picks the sender itself; a plain number is sent as From. Either will do."""
