@@ -281,8 +281,15 @@ class Mesh:
 
     def receipts_url(self, account: str) -> str:
         """Where a provider posts delivery receipts for `account`, on the (first) adapters process."""
+        return self._adapters_url(f"/v1/receipts/{account}")
+
+    def inbound_url(self, account: str) -> str:
+        """Where a provider posts the texts recipients send to `account`'s numbers (SMS STOP, START, HELP)."""
+        return self._adapters_url(f"/v1/inbound/{account}")
+
+    def _adapters_url(self, path: str) -> str:
         adapters = self.binaries["adapters"]
-        return f"{adapters.http_scheme}://{adapters.env['HERALD_RECEIPTS_ADDR']}/v1/receipts/{account}"
+        return f"{adapters.http_scheme}://{adapters.env['HERALD_RECEIPTS_ADDR']}{path}"
 
     async def start(self) -> None:
         if self.nats:

@@ -23,6 +23,7 @@ from herald.v1 import inbox_service_pb2 as inbox
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import provider_service_pb2 as providers
 from herald.v1 import routing_service_pb2 as routing
+from herald.v1 import suppression_service_pb2 as suppression
 from herald.v1 import topic_service_pb2 as topics
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -156,6 +157,13 @@ async def test_every_change_leaves_one_record_with_its_actor_and_no_secret(
         _stream(directory.ImportUsersRequest(users=[directory.User(user_id=f"{user_id}-2")])), metadata=as_operator
     )
     await herald.directory.DeleteUser(directory.DeleteUserRequest(user_id=user_id), metadata=as_operator)
+    entry = suppression.Suppression(channel="email", address=address, detail="asked by phone")
+    await herald.suppressions.CreateSuppression(
+        suppression.CreateSuppressionRequest(suppression=entry), metadata=as_operator
+    )
+    await herald.suppressions.DeleteSuppression(
+        suppression.DeleteSuppressionRequest(channel="email", address=address), metadata=as_operator
+    )
 
     topic_key = f"news-{run}"
     await herald.topics.CreateTopic(topics.CreateTopicRequest(topic=topics.Topic(topic_key=topic_key)), metadata=as_app)

@@ -21,6 +21,7 @@ from herald.v1 import (
     routing_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
+    suppression_service_pb2_grpc,
     topic_service_pb2_grpc,
 )
 
@@ -44,6 +45,7 @@ class Herald:
         self.directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channels["router"])
         self.routing = routing_service_pb2_grpc.RoutingServiceStub(self._channels["router"])
         self.topics = topic_service_pb2_grpc.TopicServiceStub(self._channels["router"])
+        self.suppressions = suppression_service_pb2_grpc.SuppressionServiceStub(self._channels["router"])
         self.status = status_service_pb2_grpc.StatusServiceStub(self._channels["feedback"])
         self.providers = provider_service_pb2_grpc.ProviderServiceStub(self._channels["adapters"])
         self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self._channels["adapters"])

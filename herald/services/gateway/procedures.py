@@ -17,6 +17,7 @@ from herald.v1 import (
     provider_service_pb2,
     routing_service_pb2,
     status_service_pb2,
+    suppression_service_pb2,
     topic_service_pb2,
 )
 
@@ -27,6 +28,7 @@ BINARY_OF: dict[FileDescriptor, str] = {
     directory_service_pb2.DESCRIPTOR: "router",
     routing_service_pb2.DESCRIPTOR: "router",
     topic_service_pb2.DESCRIPTOR: "router",
+    suppression_service_pb2.DESCRIPTOR: "router",
     inbox_service_pb2.DESCRIPTOR: "adapters",
     provider_service_pb2.DESCRIPTOR: "adapters",
     dead_letter_service_pb2.DESCRIPTOR: "adapters",

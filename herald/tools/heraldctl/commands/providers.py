@@ -12,7 +12,8 @@ from herald.v1 import provider_service_pb2 as prov
 from herald.v1 import provider_service_pb2_grpc
 from rich.table import Table
 
-from herald.tools.heraldctl.arguments import Json, parse_pairs
+from herald.libs import categories
+from herald.tools.heraldctl.arguments import Json, parse_category, parse_pairs
 from herald.tools.heraldctl.connection import USAGE, Target, call, fail
 from herald.tools.heraldctl.output import listing, out, print_json, show, when
 
@@ -37,6 +38,14 @@ Credentials = Annotated[
         f"auth_token={CREDENTIAL_PREFIX}TWILIO_TOKEN (repeat); never the secret itself",
     ),
 ]
+Categories = Annotated[
+    list[str],
+    typer.Option(
+        "--category",
+        help="reserve the account for this category: critical, notification or marketing (repeat); none = every "
+        "category",
+    ),
+]
 # What each field means; create shows herald's default, update changes only what is given.
 ACCOUNT_HELP = {
     "endpoint": "the provider's base URL (host:port for SMTP); empty = its public one",
@@ -55,7 +64,8 @@ def _changed(field: str) -> Any:
 
 def _accounts_table(accounts: list[prov.ProviderAccount]) -> None:
     table = Table(
-        "account", "provider", "channel", "priority", "weight", "rate/s", "timeout", "unit price", "disabled",
+        "account", "provider", "channel", "categories", "priority", "weight", "rate/s", "timeout", "unit price",
+        "disabled",
         "credentials (env)", "settings", "endpoint", "updated",
     )  # fmt: skip
     for a in accounts:
@@ -63,6 +73,7 @@ def _accounts_table(accounts: list[prov.ProviderAccount]) -> None:
             a.name,
             a.provider,
             a.channel,
+            ", ".join(categories.name(c) for c in a.categories) or "every",
             str(a.priority),
             str(a.weight or 1),
             f"{a.rate_limit_per_second:g}" if a.rate_limit_per_second else "no limit",
@@ -150,6 +161,7 @@ def providers_create(
     unit_price: Annotated[str, typer.Option(help=ACCOUNT_HELP["unit_price"])] = "0",
     currency: Annotated[str, typer.Option(help=ACCOUNT_HELP["currency"])] = "",
     disabled: Annotated[bool, typer.Option("--disabled", help="create it taking no traffic yet")] = False,
+    category: Categories = [],  # noqa: B006
 ) -> None:
     """Add an account herald delivers through; every adapters process starts using it within seconds."""
     target: Target = ctx.obj
@@ -166,6 +178,7 @@ def providers_create(
         unit_price_micros=_micros(unit_price),
         currency_code=currency,
         disabled=disabled,
+        categories=[parse_category(c) for c in category],
     )
     with target.channel(target.adapters) as ch:
         created = call(
@@ -192,6 +205,8 @@ def providers_update(
     disabled: Annotated[
         bool | None, typer.Option("--disable/--enable", help="stop or resume its traffic", show_default=False)
     ] = None,
+    category: Categories = [],  # noqa: B006
+    every_category: Annotated[bool, typer.Option(help="let it carry every category again")] = False,
 ) -> None:
     """Change what the options give and nothing else; --setting and --credential add or replace one key each."""
     target: Target = ctx.obj
@@ -210,6 +225,9 @@ def providers_update(
         if value is not None:
             setattr(account, path, value)
             paths.append(path)
+    if category or every_category:
+        account.categories.extend(parse_category(c) for c in category)
+        paths.append("categories")
     settings, credentials = parse_pairs(setting, "--setting"), _credentials(credential)
     if not (paths or settings or credentials or unset_setting or unset_credential):
         fail("nothing to change: give at least one option (see --help)", USAGE)

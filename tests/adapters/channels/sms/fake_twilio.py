@@ -118,6 +118,30 @@ class FakeTwilio(FakeHttpProvider[Received]):
         }
         if error_code:
             form["ErrorCode"] = error_code
+        answered, _ = await self._post_signed(url, form, signed_with)
+        return answered
+
+    async def text(self, url: str, sender: str, body: str, *, signed_with: str = "") -> tuple[int, str]:
+        """POST what Twilio posts to a number's incoming-message webhook when `sender` texts `body` to it; the
+        receiver's HTTP status and answer (TwiML)."""
+        form = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "Body": body,
+            "From": sender,
+            "FromCountry": "US",
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "SmsMessageSid": "SM" + secrets.token_hex(16),
+            "SmsStatus": "received",
+            "To": "+15005550006",
+        }
+        return await self._post_signed(url, form, signed_with)
+
+    async def _post_signed(self, url: str, form: dict[str, str], signed_with: str) -> tuple[int, str]:
+        """POST `form` signed as Twilio signs its webhooks (X-Twilio-Signature); `signed_with` signs with another
+        token, as a forger would."""
         signed = url + "".join(name + form[name] for name in sorted(form))
         key = (signed_with or self.auth_token).encode()
         signature = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha1).digest()).decode()
@@ -125,7 +149,7 @@ class FakeTwilio(FakeHttpProvider[Received]):
             aiohttp.ClientSession() as session,
             session.post(url, data=form, headers={"X-Twilio-Signature": signature}) as answer,
         ):
-            return answer.status
+            return answer.status, await answer.text()
 
     def _authenticated(self, request: web.Request, sid: str) -> bool:
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
