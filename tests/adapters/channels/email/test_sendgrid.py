@@ -4,6 +4,7 @@ and signs Event Webhook posts with a key of its own as SendGrid does."""
 import json
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -11,20 +12,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from herald.v1 import common_pb2
 
-from herald.internal.v1 import work_pb2
 from herald.services.adapters.channels.base import (
     Account,
     AddressReport,
     Callback,
-    DeliveryError,
     Failure,
     Receipt,
     ReceiptRefused,
 )
 from herald.services.adapters.channels.email.sendgrid import SendGrid
 from tests.adapters.channels.email.fake_sendgrid import EventPost, FakeSendGrid, new_key
+from tests.adapters.channels.email.mail import TO, email_job, refusal
 
-TO = "alice@example.org"
 UNSUBSCRIBE = "https://herald.example/v1/unsubscribe/tok3n"
 
 
@@ -43,31 +42,7 @@ def _account(
     )
 
 
-def _job(
-    category: common_pb2.Category.ValueType = common_pb2.CATEGORY_NOTIFICATION,
-    *,
-    address: str = TO,
-    html_body: str = "<p>Your code is <b>424242</b>.</p>",
-    list_unsubscribe_url: str = UNSUBSCRIBE,
-) -> work_pb2.DeliveryJob:
-    return work_pb2.DeliveryJob(
-        delivery_id="01JB6Q3M5Z8X9K2R4T7V1W3Y5A.1",
-        message_id="01JB6Q3M5Z8X9K2R4T7V1W3Y5A",
-        category=category,
-        user_id="user/7",
-        channel="email",
-        address=address,
-        subject="Your sign-in code\n",
-        body="Your code is 424242.",
-        html_body=html_body,
-        list_unsubscribe_url=list_unsubscribe_url,
-    )
-
-
-async def _refusal(provider: SendGrid, job: work_pb2.DeliveryJob | None = None) -> DeliveryError:
-    with pytest.raises(DeliveryError) as caught:
-        await provider.send(job or _job())
-    return caught.value
+_job = partial(email_job, list_unsubscribe_url=UNSUBSCRIBE)
 
 
 async def test_sends_the_mail_and_returns_the_x_message_id(sendgrid: FakeSendGrid, http: aiohttp.ClientSession) -> None:
@@ -133,7 +108,7 @@ async def test_marketing_mail_without_any_unsubscribe_url_is_refused_before_call
 ) -> None:
     job = _job(common_pb2.CATEGORY_MARKETING, list_unsubscribe_url="")
 
-    error = await _refusal(SendGrid(_account(sendgrid), http), job)
+    error = await refusal(SendGrid(_account(sendgrid), http), job)
 
     assert error.failure is Failure.PERMANENT
     assert sendgrid.received == []
@@ -146,7 +121,7 @@ async def test_text_only_mail_has_one_content_block(sendgrid: FakeSendGrid, http
 
 
 async def test_a_wrong_api_key_is_bad_credentials(sendgrid: FakeSendGrid, http: aiohttp.ClientSession) -> None:
-    error = await _refusal(SendGrid(_account(sendgrid, api_key="SG.not-the-key"), http))
+    error = await refusal(SendGrid(_account(sendgrid, api_key="SG.not-the-key"), http))
 
     assert error.failure is Failure.BAD_CREDENTIALS
     assert error.reason == (
@@ -157,7 +132,7 @@ async def test_a_wrong_api_key_is_bad_credentials(sendgrid: FakeSendGrid, http: 
 async def test_an_account_without_a_sender_is_refused_before_calling(
     sendgrid: FakeSendGrid, http: aiohttp.ClientSession
 ) -> None:
-    error = await _refusal(SendGrid(_account(sendgrid, settings={}), http))
+    error = await refusal(SendGrid(_account(sendgrid, settings={}), http))
 
     assert error.failure is Failure.BAD_CREDENTIALS and "'from'" in error.reason
     assert sendgrid.received == []
@@ -168,7 +143,7 @@ async def test_too_many_requests_is_rate_limited_until_the_reset(
 ) -> None:
     sendgrid.rate_limited = True
 
-    error = await _refusal(SendGrid(_account(sendgrid), http))
+    error = await refusal(SendGrid(_account(sendgrid), http))
 
     assert error.failure is Failure.RATE_LIMITED
     assert error.reason == "sendgrid-main answered HTTP 429: too many requests"
@@ -176,7 +151,7 @@ async def test_too_many_requests_is_rate_limited_until_the_reset(
 
 
 async def test_an_address_sendgrid_refuses_is_permanent(sendgrid: FakeSendGrid, http: aiohttp.ClientSession) -> None:
-    error = await _refusal(SendGrid(_account(sendgrid), http), _job(address="alice@localhost"))
+    error = await refusal(SendGrid(_account(sendgrid), http), _job(address="alice@localhost"))
 
     assert error.failure is Failure.PERMANENT
     assert error.reason.startswith("sendgrid-main answered HTTP 400: Does not contain a valid address.")
@@ -186,7 +161,7 @@ async def test_an_address_sendgrid_refuses_is_permanent(sendgrid: FakeSendGrid, 
 async def test_an_outage_is_retryable(sendgrid: FakeSendGrid, http: aiohttp.ClientSession) -> None:
     sendgrid.outage = True
 
-    error = await _refusal(SendGrid(_account(sendgrid), http))
+    error = await refusal(SendGrid(_account(sendgrid), http))
 
     assert error.failure is Failure.RETRYABLE
 

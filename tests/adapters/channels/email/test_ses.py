@@ -4,18 +4,17 @@ local SNS that signs notifications as SNS does."""
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import partial
 
 import aiohttp
 import pytest
 import yarl
 from herald.v1 import common_pb2
 
-from herald.internal.v1 import work_pb2
 from herald.services.adapters.channels.base import (
     Account,
     AddressReport,
     Callback,
-    DeliveryError,
     Failure,
     Receipt,
     ReceiptRefused,
@@ -23,8 +22,8 @@ from herald.services.adapters.channels.base import (
 from herald.services.adapters.channels.email import sigv4
 from herald.services.adapters.channels.email.ses import Ses, sns_url_trusted
 from tests.adapters.channels.email.fake_ses import SIGNATURE_MISMATCH, FakeSes, Form
+from tests.adapters.channels.email.mail import TO, email_job, refusal
 
-TO = "alice@example.org"
 SETTINGS = {"from": "Herald <noreply@example.com>", "region": "us-east-1"}
 
 
@@ -52,29 +51,7 @@ def _provider(
     return Ses(account, http)
 
 
-def _job(
-    category: common_pb2.Category.ValueType = common_pb2.CATEGORY_NOTIFICATION,
-    *,
-    address: str = TO,
-    list_unsubscribe_url: str = "https://herald.example/v1/unsubscribe/signed-token",
-) -> work_pb2.DeliveryJob:
-    return work_pb2.DeliveryJob(
-        delivery_id="01JB6Q3M5Z8X9K2R4T7V1W3Y5A.1",
-        category=category,
-        user_id="user/7",
-        channel="email",
-        address=address,
-        subject="Your sign-in code",
-        body="Your code is 424242.",
-        html_body="<p>Your code is <b>424242</b>.</p>",
-        list_unsubscribe_url=list_unsubscribe_url,
-    )
-
-
-async def _refusal(provider: Ses, job: work_pb2.DeliveryJob | None = None) -> DeliveryError:
-    with pytest.raises(DeliveryError) as caught:
-        await provider.send(job or _job())
-    return caught.value
+_job = partial(email_job, list_unsubscribe_url="https://herald.example/v1/unsubscribe/signed-token")
 
 
 def _callback(fake: FakeSes, envelope: dict[str, str]) -> Callback:
@@ -121,13 +98,13 @@ async def test_critical_mail_carries_no_unsubscribe_and_no_configuration_set(
 
 
 async def test_a_wrong_secret_or_no_region_is_bad_credentials(ses: FakeSes, http: aiohttp.ClientSession) -> None:
-    error = await _refusal(_provider(ses, http, secret="not-the-secret"))
+    error = await refusal(_provider(ses, http, secret="not-the-secret"))
 
     assert error.failure is Failure.BAD_CREDENTIALS
     assert "HTTP 403" in error.reason and "SignatureDoesNotMatch" in error.reason
     assert SIGNATURE_MISMATCH in error.reason and "not-the-secret" not in error.reason
     assert ses.received == []
-    no_region = await _refusal(_provider(ses, http, settings={"region": ""}))
+    no_region = await refusal(_provider(ses, http, settings={"region": ""}))
     assert no_region.failure is Failure.BAD_CREDENTIALS and "'region'" in no_region.reason
 
 
@@ -145,7 +122,7 @@ async def test_ses_errors_are_classified_by_their_type(
 ) -> None:
     setattr(ses, flag, True)
 
-    error = await _refusal(_provider(ses, http))
+    error = await refusal(_provider(ses, http))
 
     assert error.failure is failure
     assert error.reason.startswith("ses-main answered HTTP") and said in error.reason
@@ -154,7 +131,7 @@ async def test_ses_errors_are_classified_by_their_type(
 async def test_a_rejected_recipient_is_permanent_and_masked(ses: FakeSes, http: aiohttp.ClientSession) -> None:
     ses.verified = {"noreply@example.com"}
 
-    error = await _refusal(_provider(ses, http))
+    error = await refusal(_provider(ses, http))
 
     assert error.failure is Failure.PERMANENT
     assert "MessageRejected: Email address is not verified" in error.reason
@@ -164,7 +141,7 @@ async def test_a_rejected_recipient_is_permanent_and_masked(ses: FakeSes, http: 
 async def test_an_unverified_sender_is_bad_credentials(ses: FakeSes, http: aiohttp.ClientSession) -> None:
     ses.verified = {TO}
 
-    error = await _refusal(_provider(ses, http))
+    error = await refusal(_provider(ses, http))
 
     assert error.failure is Failure.BAD_CREDENTIALS
     assert "MessageRejected" in error.reason and "noreply@example.com" not in error.reason

@@ -7,11 +7,11 @@ import aiohttp
 import pytest
 from herald.v1 import common_pb2
 
-from herald.internal.v1 import work_pb2
-from herald.services.adapters.channels.base import Account, DeliveryError, Failure
+from herald.services.adapters.channels.base import Account, Failure
 from herald.services.adapters.channels.email import smtp as email_channel
 from herald.services.adapters.channels.email.smtp import Smtp
 from tests.adapters.channels.email.fake_smtp import PASSWORD, USERNAME, FakeSmtp
+from tests.adapters.channels.email.mail import email_job, refusal
 
 SETTINGS = {
     "from": "Herald <noreply@example.com>",
@@ -58,36 +58,8 @@ async def provider(relay: FakeSmtp, ca_file: Path, http: aiohttp.ClientSession) 
         await smtp.close()
 
 
-def job(
-    category: common_pb2.Category.ValueType = common_pb2.CATEGORY_NOTIFICATION,
-    *,
-    delivery_id: str = "01JB6Q3M5Z8X9K2R4T7V1W3Y5A.1",
-    address: str = "alice@example.org",
-    html_body: str = "<p>Your code is <b>424242</b>.</p>",
-    list_unsubscribe_url: str = "",
-) -> work_pb2.DeliveryJob:
-    return work_pb2.DeliveryJob(
-        delivery_id=delivery_id,
-        message_id=delivery_id.split(".")[0],
-        category=category,
-        user_id="user/7",
-        channel="email",
-        address=address,
-        subject="Your sign-in code\n",
-        body="Your code is 424242.",
-        html_body=html_body,
-        list_unsubscribe_url=list_unsubscribe_url,
-    )
-
-
-async def refused(smtp: Smtp, delivery: work_pb2.DeliveryJob | None = None) -> DeliveryError:
-    with pytest.raises(DeliveryError) as caught:
-        await smtp.send(delivery or job())
-    return caught.value
-
-
 async def test_sends_multipart_message_after_starttls_and_login(provider: MakeProvider, relay: FakeSmtp) -> None:
-    sent = await provider().send(job(common_pb2.CATEGORY_CRITICAL))
+    sent = await provider().send(email_job(common_pb2.CATEGORY_CRITICAL))
 
     [received] = relay.received
     assert received.tls and received.login == USERNAME
@@ -106,7 +78,7 @@ async def test_sends_multipart_message_after_starttls_and_login(provider: MakePr
 
 
 async def test_text_only_delivery_is_a_single_part(provider: MakeProvider, relay: FakeSmtp) -> None:
-    await provider().send(job(html_body=""))
+    await provider().send(email_job(html_body=""))
 
     assert relay.received[0].message.get_content_type() == "text/plain"
 
@@ -115,9 +87,9 @@ async def test_message_id_is_stable_per_delivery_and_the_session_is_reused(
     provider: MakeProvider, relay: FakeSmtp
 ) -> None:
     smtp = provider()
-    first = await smtp.send(job())
-    again = await smtp.send(job())
-    other = await smtp.send(job(delivery_id="01JB6Q3M5Z8X9K2R4T7V1W3Y5A.2"))
+    first = await smtp.send(email_job())
+    again = await smtp.send(email_job())
+    other = await smtp.send(email_job(delivery_id="01JB6Q3M5Z8X9K2R4T7V1W3Y5A.2"))
 
     assert first == again != other
     assert [r.message["Message-ID"] for r in relay.received] == [
@@ -130,11 +102,11 @@ async def test_message_id_is_stable_per_delivery_and_the_session_is_reused(
 
 async def test_reconnects_after_the_relay_drops_the_session(provider: MakeProvider, relay: FakeSmtp) -> None:
     smtp = provider()
-    await smtp.send(job())
+    await smtp.send(email_job())
     relay.drop_sessions()
     await asyncio.sleep(0.2)
 
-    await smtp.send(job())
+    await smtp.send(email_job())
 
     assert len(relay.received) == 2 and relay.connections == 2
 
@@ -144,15 +116,15 @@ async def test_an_idle_session_is_replaced(
 ) -> None:
     monkeypatch.setattr(email_channel, "_MAX_IDLE", 0.0)
     smtp = provider()
-    await smtp.send(job())
-    await smtp.send(job())
+    await smtp.send(email_job())
+    await smtp.send(email_job())
 
     assert len(relay.received) == 2 and relay.connections == 2
 
 
 async def test_marketing_carries_one_click_unsubscribe(provider: MakeProvider, relay: FakeSmtp) -> None:
     settings = {**SETTINGS, "unsubscribe_mailto": "mailto:unsubscribe@example.com?subject={delivery_id}"}
-    await provider(settings=settings).send(job(common_pb2.CATEGORY_MARKETING))
+    await provider(settings=settings).send(email_job(common_pb2.CATEGORY_MARKETING))
 
     message = relay.received[0].message
     assert message["List-Unsubscribe"] == (
@@ -168,8 +140,8 @@ async def test_herald_s_own_signed_unsubscribe_url_is_used_unless_the_account_na
 ) -> None:
     own = "https://herald.example/v1/unsubscribe/signed.token"
     settings = {k: v for k, v in SETTINGS.items() if k != "unsubscribe_url"}
-    await provider(settings=settings).send(job(category, list_unsubscribe_url=own))
-    await provider().send(job(category, list_unsubscribe_url=own))
+    await provider(settings=settings).send(email_job(category, list_unsubscribe_url=own))
+    await provider().send(email_job(category, list_unsubscribe_url=own))
 
     ours, accounts = (r.message for r in relay.received)
     assert ours["List-Unsubscribe"] == f"<{own}>"
@@ -180,7 +152,7 @@ async def test_herald_s_own_signed_unsubscribe_url_is_used_unless_the_account_na
 async def test_marketing_without_unsubscribe_url_is_refused(provider: MakeProvider, relay: FakeSmtp) -> None:
     settings = {k: v for k, v in SETTINGS.items() if k != "unsubscribe_url"}
 
-    error = await refused(provider(settings=settings), job(common_pb2.CATEGORY_MARKETING))
+    error = await refusal(provider(settings=settings), email_job(common_pb2.CATEGORY_MARKETING))
 
     assert error.failure is Failure.PERMANENT and "unsubscribe_url" in error.reason
     assert relay.received == [] and relay.connections == 0
@@ -189,7 +161,7 @@ async def test_marketing_without_unsubscribe_url_is_refused(provider: MakeProvid
 async def test_relay_down_is_retryable(provider: MakeProvider, relay: FakeSmtp) -> None:
     await relay.stop()
 
-    error = await refused(provider())
+    error = await refusal(provider())
 
     assert error.failure is Failure.RETRYABLE and "relay-main unreachable" in error.reason
 
@@ -205,7 +177,7 @@ async def test_relay_down_is_retryable(provider: MakeProvider, relay: FakeSmtp) 
 async def test_deferrals_are_retryable(provider: MakeProvider, relay: FakeSmtp, stage: str, reply: str) -> None:
     relay.replies[stage] = reply
 
-    error = await refused(provider())
+    error = await refusal(provider())
 
     assert error.failure is Failure.RETRYABLE and reply in error.reason
 
@@ -214,11 +186,11 @@ async def test_slow_relay_times_out_and_the_next_send_reconnects(provider: MakeP
     smtp = provider(timeout=0.3)
     relay.delay = 1.0
 
-    error = await refused(smtp)
+    error = await refusal(smtp)
 
     assert error.failure is Failure.RETRYABLE and "timed out after 0.3s" in error.reason
     relay.delay = 0.0
-    await smtp.send(job())
+    await smtp.send(email_job())
     assert relay.connections == 2
 
 
@@ -234,13 +206,13 @@ async def test_slow_relay_times_out_and_the_next_send_reconnects(provider: MakeP
 async def test_throttling_is_rate_limited(provider: MakeProvider, relay: FakeSmtp, stage: str, reply: str) -> None:
     relay.replies[stage] = reply
 
-    error = await refused(provider())
+    error = await refusal(provider())
 
     assert error.failure is Failure.RATE_LIMITED and reply in error.reason
 
 
 async def test_wrong_password_is_bad_credentials(provider: MakeProvider, relay: FakeSmtp) -> None:
-    error = await refused(provider(password="wrong"))
+    error = await refusal(provider(password="wrong"))
 
     assert error.failure is Failure.BAD_CREDENTIALS
     assert error.reason == "relay-main refused the login of user 'herald': 535 5.7.8 Authentication credentials invalid"
@@ -263,7 +235,7 @@ async def test_wrong_password_is_bad_credentials(provider: MakeProvider, relay: 
 async def test_account_misconfiguration_is_bad_credentials(
     provider: MakeProvider, relay: FakeSmtp, change: dict[str, str], words: str
 ) -> None:
-    error = await refused(provider(settings={**SETTINGS, **change}))
+    error = await refusal(provider(settings={**SETTINGS, **change}))
 
     assert error.failure is Failure.BAD_CREDENTIALS and words in error.reason
     assert relay.received == []
@@ -272,7 +244,7 @@ async def test_account_misconfiguration_is_bad_credentials(
 @pytest.mark.parametrize("endpoint", ["", "smtp.example.com", "127.0.0.1:notaport"])
 async def test_an_account_must_name_its_relay(provider: MakeProvider, endpoint: str) -> None:
     # An empty endpoint means "the provider's public endpoint", and SMTP has none.
-    error = await refused(provider(endpoint=endpoint))
+    error = await refusal(provider(endpoint=endpoint))
 
     assert error.failure is Failure.BAD_CREDENTIALS and "must name its relay" in error.reason
 
@@ -283,14 +255,14 @@ async def test_unknown_mailbox_is_a_dead_address_and_the_session_survives(
     smtp = provider()
     relay.replies["RCPT"] = "550 5.1.1 <alice@example.org>: Recipient address rejected: User unknown"
 
-    error = await refused(smtp)
+    error = await refusal(smtp)
 
     assert error.failure is Failure.DEAD_ADDRESS
     assert error.reason == (
         "relay-main refused the recipient: 550 5.1.1 <a***@example.org>: Recipient address rejected: User unknown"
     )
     relay.replies.clear()
-    await smtp.send(job())
+    await smtp.send(email_job())
     assert relay.connections == 1
 
 
@@ -311,7 +283,7 @@ async def test_unknown_mailbox_is_a_dead_address_and_the_session_survives(
 async def test_refusals(provider: MakeProvider, relay: FakeSmtp, stage: str, reply: str, failure: Failure) -> None:
     relay.replies[stage] = reply
 
-    error = await refused(provider())
+    error = await refusal(provider())
 
     assert error.failure is failure
     assert reply[:9] in error.reason and error.reason.endswith(reply.rsplit(": ", 1)[-1])
@@ -321,7 +293,7 @@ async def test_refusals(provider: MakeProvider, relay: FakeSmtp, stage: str, rep
 async def test_malformed_address_is_permanent_and_never_sent(
     provider: MakeProvider, relay: FakeSmtp, address: str
 ) -> None:
-    error = await refused(provider(), job(address=address))
+    error = await refusal(provider(), email_job(address=address))
 
     assert error.failure is Failure.PERMANENT and "is not one e-mail address" in error.reason
     assert relay.connections == 0

@@ -196,3 +196,35 @@ async def test_a_status_callback_signed_with_another_token_is_refused(
     provider = Twilio(account, http_session)
     with pytest.raises(ReceiptRefused):
         await provider.receipts(_status_callback(account, "delivered", token="someone-elses-token"))
+
+
+def test_signatures_match_the_vectors_of_twilios_own_request_validator() -> None:
+    """twilio-python's RequestValidator tests (tests/unit/test_request_validator.py): token 12345, its URL and
+    parameters, and a parameter repeated."""
+    uri = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    params = [
+        ("CallSid", "CA1234567890ABCDE"),
+        ("Digits", "1234"),
+        ("From", "+14158675309"),
+        ("To", "+18005551212"),
+        ("Caller", "+14158675309"),
+    ]
+    assert signature("12345", uri, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    repeated = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
+    assert signature("12345", uri, repeated) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+async def test_a_reply_is_read_once_its_signature_holds_and_answered_in_twiml(
+    twilio: FakeTwilio, http_session: aiohttp.ClientSession
+) -> None:
+    account = _account(twilio, settings={**SENDER, "inbound_url": "https://herald.example/v1/inbound/t"})
+    provider = Twilio(account, http_session)
+    params = [("From", "+15550001111"), ("Body", "STOP"), ("MessageSid", "SM1")]
+    signed = signature(account.secrets["auth_token"], account.settings["inbound_url"], params)
+    text = provider.inbound(Callback(query={}, headers={"x-twilio-signature": signed}, body=urlencode(params).encode()))
+    assert (text.sender, text.text) == ("+15550001111", "STOP")
+    with pytest.raises(ReceiptRefused):
+        provider.inbound(Callback(query={}, headers={"x-twilio-signature": "forged"}, body=urlencode(params).encode()))
+    answer = provider.reply("Rates <apply> & more")
+    assert answer.content_type == "text/xml"
+    assert answer.answer.endswith("<Response><Message>Rates &lt;apply&gt; &amp; more</Message></Response>")
