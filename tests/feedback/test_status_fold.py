@@ -108,3 +108,30 @@ def test_each_delivery_counts_once_per_state_it_reaches_with_its_latency_from_qu
     again = stats.Tally()
     status_fold.fold({"msg_01.0": sent_row}, [event(S.DELIVERY_STATE_SENT, 9, attempt=3)], again)
     assert not again.deliveries, "the record's counted bits carry across batches"
+
+
+def test_the_batch_moves_each_message_s_state_counts_by_what_changed() -> None:
+    """GetMessage's counts are these moves added up; a delivery counts in exactly one state at any time."""
+    first = status_fold.fold(
+        {},
+        [event(S.DELIVERY_STATE_PENDING, 1, delivery_id=f"msg_01.{n}") for n in range(3)]
+        + [event(S.DELIVERY_STATE_SENT, 2, delivery_id="msg_01.0")],
+        stats.Tally(),
+    )
+    assert first.moves == {("msg_01", S.DELIVERY_STATE_PENDING): 2, ("msg_01", S.DELIVERY_STATE_SENT): 1}
+    known = {row["delivery_id"]: row for row in first.created}
+    later = status_fold.fold(
+        known,
+        [
+            event(S.DELIVERY_STATE_DELIVERED, 3, delivery_id="msg_01.0"),
+            event(S.DELIVERY_STATE_FAILED, 3, delivery_id="msg_01.1"),
+            event(S.DELIVERY_STATE_PENDING, 0, delivery_id="msg_01.2"),  # late and lower: no move
+        ],
+        stats.Tally(),
+    )
+    assert later.moves == {
+        ("msg_01", S.DELIVERY_STATE_SENT): -1,
+        ("msg_01", S.DELIVERY_STATE_DELIVERED): 1,
+        ("msg_01", S.DELIVERY_STATE_PENDING): -1,
+        ("msg_01", S.DELIVERY_STATE_FAILED): 1,
+    }

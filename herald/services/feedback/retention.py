@@ -43,5 +43,5 @@ class Retention:
         messages = select(M.message_id).where(
             M.app_id == app_id, M.create_time < cutoff, ~exists().where(D.message_id == M.message_id)
         )
-        await self._db.purge(messages, M.message_id)
+        await self._db.purge(messages, tables.MessageState.message_id, M.message_id)
         return purged

@@ -6,6 +6,7 @@ kept once known. Each delivery counts once per state it reaches in the statistic
 `counted` bits). The caller drops repeated events (by event id) before folding.
 """
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,8 @@ class Folded:
     created: list[Row]
     # Known deliveries that changed, in key order: the primary key and the changed columns, for a bulk UPDATE.
     changes: list[Row]
+    # What the batch moved between states, per (message, state): deliveries in minus deliveries out.
+    moves: dict[tuple[str, int], int]
 
 
 def fold(
@@ -55,7 +58,14 @@ def fold(
             delivery = created[event.delivery_id] = new_delivery(event, occurred)
         apply(delivery, event, occurred, tally)
     changes = [_changes(known[key], row) for key, row in sorted(folded.items())]
-    return Folded(list(created.values()), [c for c in changes if len(c) > 1])
+    moves: Counter[tuple[str, int]] = Counter()
+    for key, row in folded.items():
+        if row["state"] != known[key]["state"]:
+            moves[(row["message_id"], known[key]["state"])] -= 1
+            moves[(row["message_id"], row["state"])] += 1
+    for row in created.values():
+        moves[(row["message_id"], row["state"])] += 1
+    return Folded(list(created.values()), [c for c in changes if len(c) > 1], {k: n for k, n in moves.items() if n})
 
 
 def apply(delivery: Row, event: events_pb2.DeliveryEvent, occurred: datetime, tally: stats.Tally) -> None:

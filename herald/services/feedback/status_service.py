@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import grpc
 from herald.v1 import common_pb2, status_service_pb2_grpc
 from herald.v1 import status_service_pb2 as pb
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.libs.auth import AppKeys
@@ -23,7 +23,7 @@ MESSAGE_PAGE_SIZE = 100
 MAX_MESSAGE_PAGE_SIZE = 1000
 MAX_STATS_RANGE = timedelta(days=400)
 MAX_EXPORT_RANGE = timedelta(days=31)
-D = tables.Delivery
+D, MS = tables.Delivery, tables.MessageState
 
 
 class StatusService(status_service_pb2_grpc.StatusServiceServicer):
@@ -50,7 +50,7 @@ class StatusService(status_service_pb2_grpc.StatusServiceServicer):
             if message is None or app_id not in (None, message.app_id):
                 raise NotFound(f"message '{request.message_id[:64]}' not found")
             counts = await session.execute(
-                select(D.state, func.count()).where(D.message_id == message.message_id).group_by(D.state)
+                select(MS.state, MS.deliveries).where(MS.message_id == message.message_id, MS.deliveries > 0)
             )
             state_counts = [
                 pb.DeliveryStateCount(state=common_pb2.DeliveryState.ValueType(state), count=n)

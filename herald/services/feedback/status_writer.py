@@ -54,12 +54,14 @@ REJECTED_MESSAGES = Counter(
 # What no row can hold, however often it is redelivered: undecodable, an impossible time, too long for a column.
 UNRECORDABLE = (DecodeError, ValueError, DataError)
 D = tables.Delivery
-MESSAGES, EVENTS, DELIVERIES = (
-    tables.Base.metadata.tables[name] for name in ("feedback_messages", "feedback_events", "feedback_deliveries")
+MESSAGES, EVENTS, DELIVERIES, MESSAGE_STATES = (
+    tables.Base.metadata.tables[name]
+    for name in ("feedback_messages", "feedback_events", "feedback_deliveries", "feedback_message_states")
 )
-# What folding reads of a known delivery; all but the first two may change.
+# What folding reads of a known delivery; all but the first three may change.
 FOLDED = (
     D.delivery_id,
+    D.message_id,
     D.app_id,
     D.channel,
     D.template_id,
@@ -136,6 +138,9 @@ class StatusWriter:
         await self._db.insert_rows(session, DELIVERIES, folded.created)
         if folded.changes:
             await session.execute(update(D), folded.changes)
+        # In key order, as the statistics, so two replicas' batches cannot deadlock on a campaign's rows.
+        moves = [{"message_id": m, "state": s, "deliveries": n} for (m, s), n in sorted(folded.moves.items())]
+        await self._db.insert_rows(session, MESSAGE_STATES, moves, key=["message_id", "state"], add=["deliveries"])
         await tally.save(session, self._db)
 
 

@@ -53,6 +53,16 @@ class Delivery(Base):
     queued_time: Mapped[datetime | None]
 
 
+class MessageState(Base):
+    """How many of a message's deliveries are in each state now, moved as events fold (status_fold.py), so that
+    GetMessage's counts are a few rows at any audience size."""
+
+    __tablename__ = "feedback_message_states"
+    message_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deliveries: Mapped[int] = mapped_column(BigInteger)
+
+
 class Event(Base):
     __tablename__ = "feedback_events"
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
