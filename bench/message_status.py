@@ -15,6 +15,7 @@ import time
 
 import grpc
 import nats
+import psycopg
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2, status_service_pb2, status_service_pb2_grpc
 
 from bench.alone import alone, backend, drained
@@ -86,9 +87,26 @@ async def run(recipients: int) -> tuple[float, float, float]:
         await _publish(stage.nats_url, {campaign: recipients, single: 1})
         await drained(stage.nats_url, [("HERALD_MESSAGES", "feedback-messages"), ("HERALD_EVENTS", "feedback-events")])
         folded = time.perf_counter() - began
-        large = await _timed(stage.binary.addr, campaign, recipients)
-        small = await _timed(stage.binary.addr, single, 1)
+        try:
+            large = await _timed(stage.binary.addr, campaign, recipients)
+            small = await _timed(stage.binary.addr, single, 1)
+        finally:
+            _forget(stage.binary.env.get("HERALD_DATABASE_URL", ""), run_id)
     return folded, statistics.median(large) * 1000, statistics.median(small) * 1000
+
+
+def _forget(database_url: str, run_id: str) -> None:
+    """PostgreSQL's database outlives the run (SQLite's is in a temporary directory): its rows go."""
+    if not database_url:
+        return
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        for table, column in (
+            ("feedback_events", "delivery_id"),
+            ("feedback_deliveries", "message_id"),
+            ("feedback_message_states", "message_id"),
+            ("feedback_messages", "message_id"),
+        ):
+            conn.execute(f"DELETE FROM {table} WHERE {column} LIKE %s", (f"msg_%{run_id}%",))  # noqa: S608
 
 
 def main() -> None:
