@@ -3,7 +3,7 @@ one of a single delivery.
 
 Only the bundled nats-server and one herald-feedback process run (HERALD_DATABASE_URL selects PostgreSQL; unset,
 the embedded SQLite). Both messages are published as intake publishes them, then their deliveries' SENT events as the
-adapters publish them (a thousand a publish); the real feedback folds them, and once its consumers are drained each
+adapters publish them (a hundred a publish); the real feedback folds them, and once its consumers are drained each
 message is asked for RUNS times over gRPC with an operator's credential. The answer must count every delivery.
 """
 
@@ -22,11 +22,13 @@ from bench.alone import alone, backend, drained
 from bench.mesh import ADMIN
 from herald.internal.v1 import work_pb2
 from herald.libs import events, subjects
+from herald.libs.bus.grouping import MAX_GROUP_RECORDS
 from herald.libs.timeutil import now, to_timestamp
 
 RECIPIENTS = 1_000_000
 RUNS = 21
-GROUP = 1000
+# As herald groups them (herald/libs/bus/grouping.py: MAX_GROUP_RECORDS).
+GROUP = MAX_GROUP_RECORDS
 SENT = common_pb2.DELIVERY_STATE_SENT
 
 

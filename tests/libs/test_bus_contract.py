@@ -16,6 +16,7 @@ from devmesh.mesh import NatsServer
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
 from herald.libs.bus import ACK, Bus, Incoming, MessageBus, Outcome, ScheduleChanged
+from herald.libs.bus.grouping import MAX_GROUP_RECORDS
 from herald.libs.errors import TRANSIENT
 from tests.helpers.memory_bus import MemoryBus
 
@@ -171,6 +172,16 @@ async def test_records_that_carry_their_own_trace_share_publishes_across_traces(
 async def test_records_of_different_traces_never_share_a_publish_otherwise(bus: MessageBus) -> None:
     groups = await _published(bus, 20, each_traced=False)
     assert sorted(groups) == sorted([f"m{n}"] for n in range(20))
+
+
+async def test_a_large_group_is_split_so_a_consumers_batch_stays_small_in_work(bus: MessageBus) -> None:
+    """A page of a campaign's events in one call: at most MAX_GROUP_RECORDS a message, every record once."""
+    records = [(work_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString(), f"m{n}") for n in range(250)]
+    await bus.publish_grouped(SUBJECT, *records, each_traced=True)
+    found = await _collect(bus, subjects.MESSAGES_STREAM, "contract-split", SUBJECT)
+    await _until(lambda: sum(len(work_pb2.AcceptedBatch.FromString(i.data).messages) for i in found) >= 250)
+    sizes = [len(work_pb2.AcceptedBatch.FromString(i.data).messages) for i in found]
+    assert sum(sizes) == 250 and max(sizes) <= MAX_GROUP_RECORDS, sizes
 
 
 async def test_a_publish_no_stream_takes_fails_as_an_outage_at_once(bus: MessageBus) -> None:

@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 from herald.libs import telemetry
 from herald.libs.bus.consuming import Consumer, Source
-from herald.libs.bus.grouping import MAX_GROUP_BYTES, Group, GroupKey, group_id, grouped
+from herald.libs.bus.grouping import MAX_GROUP_BYTES, MAX_GROUP_RECORDS, Group, GroupKey, group_id, grouped
 from herald.libs.bus.handlers import BatchHandler
 from herald.libs.bus.precedence import Precedence
 from herald.libs.bus.schedules import WRONG_LAST_SEQUENCE, ScheduleChanged, schedule_headers
@@ -102,7 +102,7 @@ class BusCore(ABC):
         parts: list[list[tuple[bytes, str]]] = [[]]
         size = 0
         for record, record_id in group.records:
-            if parts[-1] and size + len(record) > MAX_GROUP_BYTES:
+            if parts[-1] and (size + len(record) > MAX_GROUP_BYTES or len(parts[-1]) >= MAX_GROUP_RECORDS):
                 parts.append([])
                 size = 0
             parts[-1].append((record, record_id))

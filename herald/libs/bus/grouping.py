@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 # What one grouped publish may weigh: NATS carries 1 MiB, and no single record is allowed over 512 KiB.
 MAX_GROUP_BYTES = 768 * 1024
+# And how many records it may hold: a consumer takes a batch of messages, all handled within the ack wait (30 s),
+# so a message must stay small in work too - feedback's 500 messages of a campaign's status events were a million
+# events to fold in one go, and never acknowledged in time.
+MAX_GROUP_RECORDS = 100
 
 
 def grouped(records: Iterable[bytes]) -> bytes:

@@ -5,7 +5,8 @@ kept HERALD_AUDIT_RETENTION_DAYS, apart from any app's content retention.
 The records of successful Sends and SendBatches are written here from the accepted messages themselves
 (`traffic_rows`, in the transaction that records them): intake publishes none for them, so a Send costs intake
 no record (issue 30), and none is lost, as the message is durable before its call answers. A Send's record is its
-message's; a SendBatch's is one per call and category (a call's messages of one category travel together).
+message's; a SendBatch's is one per call, category and publish (a call's messages of one category travel together,
+at most MAX_GROUP_RECORDS a publish).
 """
 
 import uuid
