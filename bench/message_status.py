@@ -89,12 +89,23 @@ async def run(recipients: int) -> tuple[float, float, float]:
         await _publish(stage.nats_url, {campaign: recipients, single: 1})
         await drained(stage.nats_url, [("HERALD_MESSAGES", "feedback-messages"), ("HERALD_EVENTS", "feedback-events")])
         folded = time.perf_counter() - began
+        database_url = stage.binary.env.get("HERALD_DATABASE_URL", "")
+        _analyze(database_url)
         try:
             large = await _timed(stage.binary.addr, campaign, recipients)
             small = await _timed(stage.binary.addr, single, 1)
         finally:
-            _forget(stage.binary.env.get("HERALD_DATABASE_URL", ""), run_id)
+            _forget(database_url, run_id)
     return folded, statistics.median(large) * 1000, statistics.median(small) * 1000
+
+
+def _analyze(database_url: str) -> None:
+    """What autovacuum does within a minute or two of a million new rows (as bench/search.py does): the planner
+    must know the table is no longer small."""
+    if database_url:
+        with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+            for table in ("feedback_deliveries", "feedback_events", "feedback_message_states"):
+                conn.execute(f"ANALYZE {table}")
 
 
 def _forget(database_url: str, run_id: str) -> None:
