@@ -104,6 +104,7 @@ bench: $(STAMP) web
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.adapters
 	$(BIN)/python -m bench.feedback
+	$(BIN)/python -m bench.message_status
 	$(BIN)/python -m bench.priority
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.operators

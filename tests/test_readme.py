@@ -257,6 +257,12 @@ async def test_every_heraldctl_line_of_the_readme_works(
                 assert re.fullmatch(r"replayed \d+\n", output), output
             case ["dlq", "replay", *sequences]:
                 assert output == f"replayed {len(sequences)}\n", output
+            case ["suppressions", "list", *_]:
+                assert "reason" in output and "source" in output, output
+            case ["suppressions", "add", channel, address, *_]:
+                assert output == f"suppressed {channel} {address} for every category\n", output
+            case ["suppressions", "remove", channel, address]:
+                assert output == f"{channel} {address} is no longer suppressed for every category\n", output
             case _:
                 raise AssertionError(f"the README shows `heraldctl {shlex.join(argv)}`: say what it should print")
 
