@@ -172,8 +172,6 @@ class AuditTrail:
         app_id = CALLING_APP.get()
         if operator is None and not app_id:
             return  # nobody we know: a call without credentials, or with a key that is not one
-        if error is None and change.rule.recorded_from_messages:
-            return  # herald-feedback writes it from the messages the call accepted
         code, message = outcome(error, context)
         event = events_pb2.AuditEvent(
             event_id=str(uuid.uuid4()),

@@ -39,9 +39,6 @@ class Rule:
     # content is the message's, kept only as long as its app allows, not for the trail's year - and the call does not
     # wait for the record's publish: the message itself is durable before the call answers.
     traffic: bool = False
-    # Its successful calls' records are written by herald-feedback from the messages they accepted
-    # (AcceptedMessage.accepted_by); the serving binary records only the calls that fail.
-    recorded_from_messages: bool = False
 
 
 def _reads(*roles: str, apps: bool = False) -> Rule:
@@ -56,8 +53,8 @@ def _writes(*roles: str, target: str, apps: bool = False) -> Rule:
 _APP_ONLY = Rule(frozenset(), apps=True, audited=False)
 
 
-def _traffic(target: str, *, from_messages: bool = False) -> Rule:
-    return Rule(frozenset(), apps=True, audited=True, target=target, traffic=True, recorded_from_messages=from_messages)
+def _traffic(target: str) -> Rule:
+    return Rule(frozenset(), apps=True, audited=True, target=target, traffic=True)
 
 
 def _app_writes(target: str) -> Rule:
@@ -116,8 +113,8 @@ RULES: dict[str, Rule] = {
     "herald.v1.InboxService/DeleteItems": _traffic(_INBOX),
     "herald.v1.InboxService/CreateInboxToken": _APP_ONLY,
     # Sending: apps.
-    "herald.v1.MessageService/Send": _traffic("messages/{message_id}", from_messages=True),
-    "herald.v1.MessageService/SendBatch": _traffic(_APP + "/messages", from_messages=True),
+    "herald.v1.MessageService/Send": _traffic("messages/{message_id}"),
+    "herald.v1.MessageService/SendBatch": _traffic(_APP + "/messages"),
     "herald.v1.MessageService/SendAudience": _app_writes("messages/{message_id}"),
     "herald.v1.MessageService/CancelMessage": _app_writes("messages/{message_id}"),
     # Provider accounts: operators (support does not read credential references).

@@ -102,7 +102,6 @@ class AcceptedMessage(_message.Message):
     TOPIC_FIELD_NUMBER: _builtins.int
     CHANNELS_NAMED_FIELD_NUMBER: _builtins.int
     CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
-    ACCEPTED_BY_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     app_id: _builtins.str
     part: _builtins.int
@@ -126,12 +125,6 @@ class AcceptedMessage(_message.Message):
     content_retention_days: _builtins.int
     """The sending app's content retention in days (0 = forever): its e-mails'
     tracked links stop working by then.
-    """
-    accepted_by: _builtins.str
-    """The call that accepted it, "herald.v1.MessageService/Send" or
-    ".../SendBatch"; "" for an audience's or a topic's part. herald-feedback
-    writes that call's audit record from it (herald/services/feedback/
-    audit_log.py), so a Send costs intake no record of its own.
     """
     @_builtins.property
     def template(self) -> _admin_service_pb2.Template:
@@ -174,11 +167,10 @@ class AcceptedMessage(_message.Message):
         topic: _builtins.str = ...,
         channels_named: _builtins.bool = ...,
         content_retention_days: _builtins.int = ...,
-        accepted_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "send_at", b"send_at", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "app_id", b"app_id", "channels", b"channels", "channels_named", b"channels_named", "content_retention_days", b"content_retention_days", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "topic", b"topic", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "channels", b"channels", "channels_named", b"channels_named", "content_retention_days", b"content_retention_days", "create_time", b"create_time", "expire_at", b"expire_at", "message_id", b"message_id", "part", b"part", "quiet_hours", b"quiet_hours", "recipient_offset", b"recipient_offset", "recipients", b"recipients", "send_at", b"send_at", "template", b"template", "topic", b"topic", "traceparent", b"traceparent", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ from herald.libs.bus import ACK, Incoming, Outcome
 from herald.libs.store import Database
 from herald.libs.telemetry import trace_id
 from herald.libs.timeutil import from_timestamp, now
-from herald.services.feedback import audit_log, stats, status_fold, tables, unprocessed
+from herald.services.feedback import stats, status_fold, tables, unprocessed
 from herald.services.feedback.erasure import Erasures
 
 log = structlog.get_logger()
@@ -54,7 +54,6 @@ REJECTED_MESSAGES = Counter(
 # What no row can hold, however often it is redelivered: undecodable, an impossible time, too long for a column.
 UNRECORDABLE = (DecodeError, ValueError, DataError)
 D = tables.Delivery
-AUDIT = audit_log.RECORDS
 MESSAGES, EVENTS, DELIVERIES, MESSAGE_STATES = (
     tables.Base.metadata.tables[name]
     for name in ("feedback_messages", "feedback_events", "feedback_deliveries", "feedback_message_states")
@@ -105,7 +104,6 @@ class StatusWriter:
         rows = [_message_row(messages[key]) for key in sorted(messages)]
         async with self._db.session.begin() as session:
             await self._db.insert_rows(session, MESSAGES, rows, key=["message_id"])
-            await self._db.insert_rows(session, AUDIT, audit_log.traffic_rows(accepted), key=["event_id"])
         return ACK
 
     async def _record_events(self, received: list[events_pb2.DeliveryEvent]) -> Delay:

@@ -34,9 +34,6 @@ REFUSED = PromCounter(
     "or load_shed.",
     ("reason",),
 )
-# The calls whose audit records herald-feedback writes from the messages they accepted (AcceptedMessage.accepted_by).
-SEND = "herald.v1.MessageService/Send"
-SEND_BATCH = "herald.v1.MessageService/SendBatch"
 
 
 class MessageService(message_service_pb2_grpc.MessageServiceServicer):
@@ -63,7 +60,6 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
         try:
             app = await self._keys.authenticate(context)
             accepted = await self._acceptance.prepare(app, request, CommonPart(app))
-            accepted.accepted_by = SEND
             if request.dry_run:
                 return pb.SendResponse()
             _, over = await self._acceptance.admit(app, 1)
@@ -94,7 +90,6 @@ class MessageService(message_service_pb2_grpc.MessageServiceServicer):
                 result.error.CopyFrom(_send_error(e))
                 continue
             result.response.SetInParent()
-            accepted.accepted_by = SEND_BATCH
             if not entry.dry_run:
                 ready.append((i, accepted, entry.idempotency_key))
         granted, over = await self._acceptance.admit(app, len(ready))
