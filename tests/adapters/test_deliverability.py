@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 import trustme
 from herald.v1 import common_pb2, directory_service_pb2
 from herald.v1 import message_service_pb2 as msg
@@ -122,6 +123,7 @@ async def test_a_complaint_sendgrid_reports_opts_the_user_out_of_marketing_email
         await sendgrid.stop()
 
 
+@pytest.mark.serial  # it times herald (the opt-out within a second of the click): run alone, after the rest
 async def test_one_click_unsubscribe_opts_the_user_out_at_once_and_links_cannot_be_forged(
     herald: Herald, tmp_path: Path
 ) -> None:

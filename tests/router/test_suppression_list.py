@@ -2,17 +2,20 @@
 (tests/router/stage.py): what a bounce, a complaint, an unsubscribe or an SMS STOP does to the next delivery, and
 the events the member system gets."""
 
+import asyncio
 import uuid
 
 from google.protobuf.message import Message
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 from herald.v1 import suppression_service_pb2 as sup
+from sqlalchemy import func, select
 
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
 from herald.libs.bus import Incoming, each
 from herald.libs.timeutil import now, to_timestamp
+from herald.services.router import tables
 from tests.router.stage import SOFT_BOUNCE_LIMIT, RouterStage, message, router_stage
 
 S = common_pb2
@@ -106,16 +109,33 @@ async def test_soft_bounces_suppress_at_the_limit_and_a_redelivered_report_count
     async with router_stage(database_url) as stage:
         added = await _collect(stage, subjects.SUPPRESSION_ADDED)
         bounce = _entry("email", "full@example.org", R.SUPPRESSION_REASON_UNSPECIFIED)
-        first = await _report(stage, soft_bounce=bounce)
-        for _ in range(SOFT_BOUNCE_LIMIT):  # the same report, redelivered: still one bounce
-            await _report(stage, soft_bounce=(bounce), report_id=first + "x")
-        for _ in range(SOFT_BOUNCE_LIMIT - 3):
+        first = work_pb2.ConsentReport(report_id="rep_first", soft_bounce=bounce, occur_time=to_timestamp(now()))
+        for n in range(SOFT_BOUNCE_LIMIT):  # one report, redelivered after the broker's duplicate window
+            await stage.bus.publish(subjects.CONSENT, first.SerializeToString(), msg_id=f"delivery-{n}")
+        for _ in range(SOFT_BOUNCE_LIMIT - 2):
             await _report(stage, soft_bounce=bounce)
+        counted = await _until_counted(stage, SOFT_BOUNCE_LIMIT - 1)
+        assert counted == SOFT_BOUNCE_LIMIT - 1 and not added, "one short of the limit: counted, not suppressed"
         assert (await _outcome(stage, "full@example.org")).state == S.DELIVERY_STATE_PENDING
         await _report(stage, soft_bounce=bounce)
         [event] = [events_pb2.SuppressionEvent.FromString(d) for d in await stage.wait_for(lambda: added, 1)]
         assert event.suppression.reason == R.SUPPRESSION_REASON_SOFT_BOUNCES
         assert (await _outcome(stage, "full@example.org")).reason_code == "suppressed"
+
+
+async def _until_counted(stage: RouterStage, count: int) -> int:
+    """The soft bounces the router has recorded once `count` are (and a moment more, for any extra)."""
+
+    async def recorded() -> int:
+        async with stage.db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(tables.SoftBounce)) or 0)
+
+    for _ in range(500):
+        if await recorded() >= count:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    return await recorded()
 
 
 async def test_start_lifts_a_stop_but_not_an_operators_entry(database_url: str) -> None:

@@ -18,7 +18,6 @@ from herald.libs.bus.interfaces import Publisher
 from herald.libs.timeutil import now, to_timestamp
 
 R = suppression_service_pb2.SuppressionReason
-S = common_pb2
 
 
 class ConsentReporter:

@@ -19,7 +19,7 @@ account's own topic (any AWS customer can make SNS post to any URL); the certifi
 sns.<topic's region>.amazonaws.com; the signature holds under that certificate (fetched once per URL, over TLS).
 A SubscriptionConfirmation that passes is confirmed by GETting its SubscribeURL (on the same host rule).
 An SNS that cannot be reached while checking is an outage, not a forgery: that DeliveryError goes up, the
-endpoint answers 500 and SNS posts again later.
+endpoint answers 503 and SNS posts again later.
 
 Settings: `region`, `access_key_id`, `from`, `configuration_set` (optional), `sns_topic_arn` (needed for
 notifications), `sns_certificate_url_prefix` (tests only: a URL prefix that replaces the SNS host rule), and
