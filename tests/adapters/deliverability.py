@@ -54,6 +54,13 @@ async def user_with(herald: Herald, channel: str, address: str) -> str:
     return user_id
 
 
+async def mail_sender(herald: Herald, address: str) -> tuple[Metadata, dict[int, str], str]:
+    """An app that sends e-mail, its templates by category, and a directory user at `address`: its key, the
+    templates and the user id."""
+    _, app = await herald.create_app(("email",))
+    return app, await email_templates(herald), await user_with(herald, "email", address)
+
+
 async def delivered(
     herald: Herald, app: Metadata, template: str, recipient: msg.Recipient
 ) -> status_service_pb2.Delivery:

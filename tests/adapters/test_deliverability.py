@@ -27,8 +27,8 @@ from tests.adapters.deliverability import (
     account_name,
     delivered,
     email_templates,
+    mail_sender,
     only_account,
-    user_with,
 )
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV
@@ -102,9 +102,7 @@ async def test_a_complaint_sendgrid_reports_opts_the_user_out_of_marketing_email
     )
     try:
         async with only_account(herald, account):
-            _, app = await herald.create_app(("email",))
-            templates = await email_templates(herald)
-            user_id = await user_with(herald, "email", "reader@example.org")
+            app, templates, user_id = await mail_sender(herald, "reader@example.org")
             reader = msg.Recipient(user_id=user_id)
             first = await delivered(herald, app, templates[S.CATEGORY_MARKETING], reader)
             assert first.state == SENT, first.reason
@@ -139,9 +137,7 @@ async def test_one_click_unsubscribe_opts_the_user_out_at_once_and_links_cannot_
     )
     try:
         async with only_account(herald, account):
-            _, app = await herald.create_app(("email",))
-            templates = await email_templates(herald)
-            user_id = await user_with(herald, "email", "reader@example.org")
+            app, templates, user_id = await mail_sender(herald, "reader@example.org")
             reader = msg.Recipient(user_id=user_id)
             for category in (S.CATEGORY_MARKETING, S.CATEGORY_NOTIFICATION, S.CATEGORY_CRITICAL):
                 assert (await delivered(herald, app, templates[category], reader)).state == SENT
