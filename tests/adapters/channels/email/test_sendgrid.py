@@ -166,11 +166,6 @@ async def test_an_outage_is_retryable(sendgrid: FakeSendGrid, http: aiohttp.Clie
     assert error.failure is Failure.RETRYABLE
 
 
-def test_sendgrid_does_not_deduplicate() -> None:
-    assert SendGrid.channel == "email"
-    assert SendGrid.idempotent is False
-
-
 async def _sent(sendgrid: FakeSendGrid, http: aiohttp.ClientSession) -> tuple[SendGrid, str]:
     provider = SendGrid(_account(sendgrid), http)
     return provider, (await provider.send(_job())).provider_message_id

@@ -147,11 +147,6 @@ async def test_an_unverified_sender_is_bad_credentials(ses: FakeSes, http: aioht
     assert "MessageRejected" in error.reason and "noreply@example.com" not in error.reason
 
 
-def test_ses_does_not_deduplicate() -> None:
-    assert Ses.channel == "email"
-    assert Ses.idempotent is False
-
-
 # SigV4, against AWS's own test suite (aws-sig-v4-test-suite: get-vanilla, get-vanilla-query-order-key-case,
 # post-vanilla).
 
