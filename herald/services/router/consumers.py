@@ -106,15 +106,20 @@ class Router:
         if stopped := [e for e in outcomes if isinstance(e, BaseException) and not isinstance(e, Exception)]:
             raise stopped[0]  # cancelled: the batch is redelivered whole
         failed = [(m, e) for m, e in zip(batch.messages, outcomes, strict=True) if isinstance(e, Exception)]
-        if len(batch.messages) == 1 and failed:
+        if failed and len(failed) == len(batch.messages):
+            # All of it (an outage, most likely): the batch is retried whole, after the bus's delay.
             raise failed[0][1]
         # One message's failure must not hold up the rest of its batch: the batch is acked, and each message that
-        # failed goes back on its own (one at a time, so each is a group of one, named by its id and part: two parts
-        # of one audience requeued within the dedupe window must not be taken for one), to be retried alone.
+        # failed goes back on its own (one at a time, so each is a group of one), to be retried alone. Its id names
+        # the message, its part (two parts of one audience are two messages) and this batch's place in the stream:
+        # a redelivery of this batch requeues nothing twice, while a message requeued again from a later batch is
+        # not taken for a duplicate and dropped.
         for message, error in failed:
             log.warning("routing failed; requeued alone", message_id=message.message_id, error=repr(error))
-            requeued = (message.SerializeToString(), f"{message.message_id}.{message.part}")
-            await self._bus.publish_grouped(incoming.subject, requeued, each_traced=True)
+            record_id = f"{message.message_id}.{message.part}.{incoming.sequence}"
+            await self._bus.publish_grouped(
+                incoming.subject, (message.SerializeToString(), record_id), each_traced=True
+            )
 
     async def _accepted(self, message: work_pb2.AcceptedMessage, incoming: Incoming) -> None:
         """Route one message of a batch, in its own call's trace (a batch may group several calls')."""
