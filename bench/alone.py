@@ -108,5 +108,10 @@ async def drained(nats_url: str, consumers: Iterable[tuple[str, str]]) -> None:
         await nc.close()
 
 
+def libpq_url(database_url: str) -> str:
+    """herald's SQLAlchemy URL of PostgreSQL as psycopg connects to it directly."""
+    return database_url.replace("postgresql+psycopg", "postgresql")
+
+
 def backend() -> str:
     return "PostgreSQL" if os.environ.get("HERALD_DATABASE_URL") else "SQLite"

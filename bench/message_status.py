@@ -18,7 +18,7 @@ import nats
 import psycopg
 from herald.v1 import admin_service_pb2, common_pb2, events_pb2, status_service_pb2, status_service_pb2_grpc
 
-from bench.alone import alone, backend, drained
+from bench.alone import alone, backend, drained, libpq_url
 from bench.mesh import ADMIN
 from herald.internal.v1 import work_pb2
 from herald.libs import events, subjects
@@ -103,7 +103,7 @@ def _analyze(database_url: str) -> None:
     """What autovacuum does within a minute or two of a million new rows (as bench/search.py does): the planner
     must know the table is no longer small."""
     if database_url:
-        with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
             for table in ("feedback_deliveries", "feedback_events", "feedback_message_states"):
                 conn.execute(f"ANALYZE {table}")
 
@@ -112,7 +112,7 @@ def _forget(database_url: str, run_id: str) -> None:
     """PostgreSQL's database outlives the run (SQLite's is in a temporary directory): its rows go."""
     if not database_url:
         return
-    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         for table, column in (
             ("feedback_events", "delivery_id"),
             ("feedback_deliveries", "message_id"),

@@ -16,7 +16,7 @@ import psycopg
 from google.protobuf import timestamp_pb2
 from herald.v1 import status_service_pb2, status_service_pb2_grpc
 
-from bench.alone import backend
+from bench.alone import backend, libpq_url
 from bench.mesh import running
 
 ROWS = 1_000_000
@@ -28,7 +28,7 @@ SEARCHES = 7
 async def run(rows: int) -> list[float]:
     """Seconds each search took."""
     async with running() as bench:
-        url = bench.mesh.binaries["feedback"].env["HERALD_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+        url = libpq_url(bench.mesh.binaries["feedback"].env["HERALD_DATABASE_URL"])
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 """

@@ -1,34 +1,18 @@
-"""E-mail and SMS accounts on the fake providers for the deliverability tests, each the only account of its channel
-while a test runs, set up to report bounces, complaints and replies to herald."""
+"""What the deliverability tests share: names for accounts on the fake providers, e-mail templates for every category,
+a directory user, and one send's final delivery."""
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from herald.v1 import admin_service_pb2 as admin
 from herald.v1 import common_pb2, status_service_pb2
 from herald.v1 import directory_service_pb2 as directory
 from herald.v1 import message_service_pb2 as msg
-from herald.v1 import provider_service_pb2 as pb
 
 from tests.helpers.client import Herald, Metadata, all_final
 
 S = common_pb2
 # The variable the test mesh holds every fake provider's credential in (tests/conftest.py, PROVIDER_ENV).
 CREDENTIAL = "HERALD_PROVIDER_TEST_SECRET"
-
-
-@asynccontextmanager
-async def only_account(herald: Herald, account: pb.ProviderAccount) -> AsyncIterator[str]:
-    await herald.providers.CreateProviderAccount(
-        pb.CreateProviderAccountRequest(account=account), metadata=herald.admin
-    )
-    try:
-        yield account.name
-    finally:
-        await herald.providers.DeleteProviderAccount(
-            pb.DeleteProviderAccountRequest(name=account.name), metadata=herald.admin
-        )
 
 
 def account_name(provider: str) -> str:

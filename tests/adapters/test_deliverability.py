@@ -28,7 +28,6 @@ from tests.adapters.deliverability import (
     delivered,
     email_templates,
     mail_sender,
-    only_account,
 )
 from tests.adapters.sms import PHONE, sms_template, twilio_account
 from tests.conftest import PROVIDER_ENV
@@ -64,7 +63,7 @@ async def test_a_hard_bounce_reported_through_sns_suppresses_the_address(
         credentials={"secret_access_key": CREDENTIAL},
     )
     try:
-        async with only_account(herald, account):
+        async with herald.provider_accounts(account):
             _, app = await herald.create_app(("email",))
             template = (await email_templates(herald))[S.CATEGORY_NOTIFICATION]
             gone = msg.Recipient(addresses={"email": "Gone.Reader@example.org"})
@@ -101,7 +100,7 @@ async def test_a_complaint_sendgrid_reports_opts_the_user_out_of_marketing_email
         credentials={"api_key": CREDENTIAL},
     )
     try:
-        async with only_account(herald, account):
+        async with herald.provider_accounts(account):
             app, templates, user_id = await mail_sender(herald, "reader@example.org")
             reader = msg.Recipient(user_id=user_id)
             first = await delivered(herald, app, templates[S.CATEGORY_MARKETING], reader)
@@ -136,7 +135,7 @@ async def test_one_click_unsubscribe_opts_the_user_out_at_once_and_links_cannot_
         credentials={"password": CREDENTIAL},
     )
     try:
-        async with only_account(herald, account):
+        async with herald.provider_accounts(account):
             app, templates, user_id = await mail_sender(herald, "reader@example.org")
             reader = msg.Recipient(user_id=user_id)
             for category in (S.CATEGORY_MARKETING, S.CATEGORY_NOTIFICATION, S.CATEGORY_CRITICAL):
@@ -177,7 +176,7 @@ async def test_stop_suppresses_the_phone_until_start_and_help_is_answered(
     mesh, herald = shared_mesh
     name = account_name("twilio")
     account = twilio_account(name, twilio, inbound_url=mesh.inbound_url(name), help_text="Shop alerts. Reply STOP")
-    async with only_account(herald, account):
+    async with herald.provider_accounts(account):
         _, app = await herald.create_app(("sms",))
         template = await sms_template(herald, S.CATEGORY_NOTIFICATION)
         phone = msg.Recipient(addresses={"sms": PHONE})

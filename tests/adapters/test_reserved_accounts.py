@@ -42,20 +42,14 @@ async def test_critical_sms_uses_only_its_reserved_account_and_marketing_never_d
     reserved.categories[:] = [S.CATEGORY_CRITICAL]
     bulk.categories[:] = [S.CATEGORY_NOTIFICATION, S.CATEGORY_MARKETING]
     reserved.priority, bulk.priority = 1, 0  # the bulk account is preferred wherever it is allowed
-    for account in (reserved, bulk):
-        created = await herald.providers.CreateProviderAccount(
-            pb.CreateProviderAccountRequest(account=account), metadata=herald.admin
+    async with herald.provider_accounts(reserved, bulk):
+        got = await herald.providers.GetProviderAccount(
+            pb.GetProviderAccountRequest(name=reserved.name), metadata=herald.admin
         )
-        assert list(created.categories) == list(account.categories)
-    try:
+        assert list(got.categories) == [S.CATEGORY_CRITICAL]
         _, app = await herald.create_app(("sms",))
         critical = await _through(herald, app, await sms_template(herald, S.CATEGORY_CRITICAL))
         marketing = await _through(herald, app, await sms_template(herald, S.CATEGORY_MARKETING))
-    finally:
-        for account in (reserved, bulk):
-            await herald.providers.DeleteProviderAccount(
-                pb.DeleteProviderAccountRequest(name=account.name), metadata=herald.admin
-            )
     assert critical == {reserved.name: EACH}, critical
     assert marketing == {bulk.name: EACH}, marketing
 

@@ -7,7 +7,6 @@ from collections import Counter
 
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
-from herald.v1 import provider_service_pb2 as pb
 
 from tests.adapters.channels.sms.fake_twilio import FakeTwilio
 from tests.adapters.sms import PHONE, sms_template, twilio_account
@@ -21,11 +20,7 @@ async def test_two_accounts_of_equal_priority_share_sms_three_to_one(herald: Her
     suffix = uuid.uuid4().hex[:6]
     heavy, light = twilio_account(f"twilio-heavy-{suffix}", twilio), twilio_account(f"twilio-light-{suffix}", twilio)
     heavy.weight, light.weight = 3, 1
-    for account in (heavy, light):
-        await herald.providers.CreateProviderAccount(
-            pb.CreateProviderAccountRequest(account=account), metadata=herald.admin
-        )
-    try:
+    async with herald.provider_accounts(heavy, light):
         _, app = await herald.create_app(("sms",))
         template = await sms_template(herald)
         sends = [
@@ -45,11 +40,6 @@ async def test_two_accounts_of_equal_priority_share_sms_three_to_one(herald: Her
             [delivery] = (await herald.wait_message(app, message_id, all_final, timeout=120)).deliveries
             assert delivery.state == common_pb2.DELIVERY_STATE_SENT, delivery.reason
             through[delivery.provider] += 1
-    finally:
-        for account in (heavy, light):
-            await herald.providers.DeleteProviderAccount(
-                pb.DeleteProviderAccountRequest(name=account.name), metadata=herald.admin
-            )
     assert through[heavy.name] + through[light.name] == SENDS, through
     assert abs(through[heavy.name] / SENDS - 0.75) <= 0.05, through
     assert abs(through[light.name] / SENDS - 0.25) <= 0.05, through

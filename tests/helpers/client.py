@@ -2,7 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
@@ -17,6 +18,7 @@ from herald.v1 import (
     inbox_service_pb2_grpc,
     message_service_pb2,
     message_service_pb2_grpc,
+    provider_service_pb2,
     provider_service_pb2_grpc,
     routing_service_pb2_grpc,
     status_service_pb2,
@@ -50,6 +52,21 @@ class Herald:
         self.providers = provider_service_pb2_grpc.ProviderServiceStub(self._channels["adapters"])
         self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self._channels["adapters"])
         self.inbox = inbox_service_pb2_grpc.InboxServiceStub(self._channels["adapters"])
+
+    @asynccontextmanager
+    async def provider_accounts(self, *accounts: provider_service_pb2.ProviderAccount) -> AsyncIterator[None]:
+        """The accounts configured while the block runs (every adapters process uses them at once), then gone."""
+        made = []
+        try:
+            for account in accounts:
+                request = provider_service_pb2.CreateProviderAccountRequest(account=account)
+                await self.providers.CreateProviderAccount(request, metadata=self.admin)
+                made.append(account.name)
+            yield
+        finally:
+            for name in made:
+                delete = provider_service_pb2.DeleteProviderAccountRequest(name=name)
+                await self.providers.DeleteProviderAccount(delete, metadata=self.admin)
 
     def channel(self, binary: str) -> grpc.aio.Channel:
         return self._channels[binary]

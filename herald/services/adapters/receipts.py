@@ -17,8 +17,7 @@ every delivery it reports on, so that Jaeger leads from a delivery's trace to it
 
 import structlog
 from aiohttp import web
-from herald.v1 import common_pb2
-from herald.v1 import suppression_service_pb2 as R
+from herald.v1 import common_pb2, suppression_service_pb2
 from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy import select
@@ -144,7 +143,12 @@ class Receipts:
         match kind:
             case AddressReport.HARD_BOUNCE:
                 await self._consent.suppress(
-                    key, channel, address, R.SUPPRESSION_REASON_HARD_BOUNCE, account, report.reason
+                    key,
+                    channel,
+                    address,
+                    suppression_service_pb2.SUPPRESSION_REASON_HARD_BOUNCE,
+                    account,
+                    report.reason,
                 )
             case AddressReport.SOFT_BOUNCE:
                 await self._consent.soft_bounce(key, channel, address, account, report.reason)
@@ -155,7 +159,7 @@ class Receipts:
                     key,
                     channel,
                     address,
-                    R.SUPPRESSION_REASON_COMPLAINT,
+                    suppression_service_pb2.SUPPRESSION_REASON_COMPLAINT,
                     account,
                     report.reason,
                     common_pb2.CATEGORY_MARKETING,

@@ -20,6 +20,7 @@ from herald.services.router.directory import set_preference
 from herald.services.router.suppression_list import SuppressionList, normal
 
 R = suppression_service_pb2.SuppressionReason
+SOFT_BOUNCES = tables.Base.metadata.tables[tables.SoftBounce.__tablename__]
 
 
 class ConsentRecorder:
@@ -55,13 +56,12 @@ class ConsentRecorder:
         """Count it; the bounce that reaches the limit within the window suppresses the address."""
         channel, address = bounce.channel, normal(bounce.channel, bounce.address)
         of_address = (tables.SoftBounce.channel == channel, tables.SoftBounce.address == address)
+        row = {"report_id": report_id, "channel": channel, "address": address, "occur_time": when}
         async with self._db.session.begin() as session:
-            if await session.get(tables.SoftBounce, report_id) is None:
-                session.add(tables.SoftBounce(report_id=report_id, channel=channel, address=address, occur_time=when))
+            await self._db.insert_rows(session, SOFT_BOUNCES, [row], key=["report_id"])  # a repeat counts once
             await session.execute(
                 delete(tables.SoftBounce).where(*of_address, tables.SoftBounce.occur_time < now() - self._window)
             )
-            await session.flush()
             counted = await session.scalar(select(func.count()).select_from(tables.SoftBounce).where(*of_address))
         if (counted or 0) >= self._limit:
             entry = suppression_service_pb2.Suppression()

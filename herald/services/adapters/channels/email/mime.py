@@ -75,8 +75,7 @@ def list_unsubscribe(account: Account, job: work_pb2.DeliveryJob) -> dict[str, s
         raise DeliveryError(
             f"account {account.name} 'unsubscribe_url' must be an https URL (RFC 8058)", Failure.BAD_CREDENTIALS
         )
-    uris = [own or job.list_unsubscribe_url]
-    if not uris[0]:
+    if not (own or job.list_unsubscribe_url):
         if job.category == common_pb2.CATEGORY_MARKETING:
             raise DeliveryError(
                 f"account {account.name} has no 'unsubscribe_url' and herald's unsubscribe endpoint is off "
@@ -85,13 +84,14 @@ def list_unsubscribe(account: Account, job: work_pb2.DeliveryJob) -> dict[str, s
                 Failure.PERMANENT,
             )
         return {}
+    # The account's templates are filled in; herald's own URL is complete as it is.
+    templates = [own] if own else []
     mailto = account.settings.get("unsubscribe_mailto", "")
     if mailto:
-        uris.append(mailto if mailto.startswith("mailto:") else f"mailto:{mailto}")
+        templates.append(mailto if mailto.startswith("mailto:") else f"mailto:{mailto}")
     values = {"user_id": quote(job.user_id, safe=""), "delivery_id": quote(job.delivery_id, safe="")}
     try:
-        # herald's own URL is complete: only the account's templates are filled in.
-        filled = [uri if uri == job.list_unsubscribe_url else uri.format_map(values) for uri in uris]
+        filled = ([] if own else [job.list_unsubscribe_url]) + [uri.format_map(values) for uri in templates]
     except (KeyError, IndexError, ValueError) as e:
         raise DeliveryError(
             f"account {account.name} unsubscribe template is invalid ({e!r}): "
