@@ -191,6 +191,27 @@ def test_a_json_body_that_does_not_render_to_json_is_an_error() -> None:
     assert templating.sample_problem("webhook", "body", "{{ x }} is not JSON", digest=False) is None
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["Hello {{ name }}, order {{ n }}.", "{{ name }}{{ name }}", "<p>{{ name }}</p>\n", '{"t": "{{ name }}"}', "x"],
+)
+@pytest.mark.parametrize("kind", [templating.TEXT, templating.HTML, templating.JSON])
+@pytest.mark.parametrize("value", ["a\"b<c>&'d", "line\nnext\u0001", "ünï 中文", "", 12, ["a", {"b": 1}]])
+def test_a_template_that_only_puts_variables_in_renders_as_jinja_would(source: str, kind: str, value: object) -> None:
+    """Such templates are rendered without Jinja (most are of this kind, and Jinja's cost per render was a tenth
+    of routing's): the result is the same, character for character, escaping included."""
+    values = {"name": value, "n": 7}
+    assert templating.render(source, values, kind) == templating._render(templating._compile(source, kind), values)
+
+
+def test_a_template_that_only_puts_variables_in_fails_as_jinja_would() -> None:
+    with pytest.raises(templating.TemplateError, match="missing variable: 'n' is undefined"):
+        templating.render("{{ name }} {{ n }}", {"name": "x"})
+    with pytest.raises(templating.TemplateError, match="limit"):
+        templating.render("{{ name }}{{ name }}", {"name": "x" * (templating.MAX_OUTPUT_CHARS // 2 + 1)})
+    assert templating.render("{{ range }}", {"range": "given"}) == "given"  # a variable shadows a global
+
+
 def test_link_origins_are_the_hosts_the_author_wrote() -> None:
     source = (
         '<a href="https://Shop.example.com/o/{{ id }}">o</a><a class="{{ c }}" href="http://b.example:8080/">b</a>'

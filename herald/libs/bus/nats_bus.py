@@ -22,11 +22,11 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
 
 from herald.libs import subjects
 from herald.libs.bus.consuming import Delivered, Source
 from herald.libs.bus.core import BusCore
+from herald.libs.bus.key_value import AckedKeyValue
 from herald.libs.bus.pubacks import PubAcks
 from herald.libs.bus.schedules import Scheduled
 from herald.libs.bus.streams import DUPLICATE_WINDOW, STREAMS
@@ -203,7 +203,7 @@ class Bus(BusCore):
         """Withdraw the schedules under `pattern` (wildcards allowed)."""
         await self.js.purge_stream(subjects.SCHEDULES_STREAM, subject=pattern)
 
-    async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> KeyValue:
+    async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> AckedKeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""
         try:
             kv = await self.js.key_value(bucket)
@@ -213,7 +213,7 @@ class Bus(BusCore):
                 KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
             )
         await self._leader_of(f"KV_{bucket}")
-        return kv
+        return AckedKeyValue(kv, self._acks)
 
     async def _leader_of(self, stream: str) -> None:
         """Wait (a little) until a replicated stream has a leader: a bucket just created in a cluster answers

@@ -39,8 +39,8 @@ class PubAcks:
         await self._nc.subscribe(f"{prefix}*", cb=self._answered)
         self._prefix = prefix
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        """Publish and wait for the stream's PubAck (PUBACK_TIMEOUT at most)."""
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> bytes:
+        """Publish and wait for the stream's PubAck (PUBACK_TIMEOUT at most); returns it (JSON)."""
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         answer = self._waiting[token] = loop.create_future()
@@ -57,6 +57,8 @@ class PubAcks:
             found = json.loads(reply.data)
             if "error" in found:
                 raise APIError.from_error(found["error"])
+        data: bytes = reply.data
+        return data
 
     async def _answered(self, msg: Msg) -> None:
         answer = self._waiting.get(msg.subject[len(self._prefix) :])
