@@ -4,7 +4,7 @@ written with each outcome; and the escalation stop checks (was an earlier delive
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from herald.services.adapters.attempt import Attempt, Result, S
 
 # Beyond the call's own timeout, how long an in-flight mark is trusted before it counts as a crash.
 IN_FLIGHT_MARGIN = timedelta(seconds=5)
+DELIVERIES = tables.Base.metadata.tables["adapters_deliveries"]
 
 
 async def load(db: Database, delivery_ids: Iterable[str]) -> dict[str, tables.Delivery]:
@@ -73,7 +74,7 @@ async def store(db: Database, attempts: list[Attempt]) -> None:
     if first:
         try:
             async with db.session.begin() as session:
-                await session.execute(insert(tables.Delivery), [_first_record(a) for a in first])
+                await db.insert_rows(session, DELIVERIES, [_first_record(a) for a in first])
                 await _update(session, [a for a in attempts if a.record is not None or a.marks_in_flight])
             return
         except IntegrityError:
