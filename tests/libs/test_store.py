@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
 from devmesh.mesh import SERVICES, free_port
@@ -61,6 +61,44 @@ async def test_datetimes_come_back_aware_in_utc(database_url: str) -> None:
         assert row is not None
         assert row.create_time == when and row.create_time.tzinfo is not None
         assert row.create_time.astimezone(UTC).hour == 12
+    finally:
+        await db.close()
+
+
+async def test_rows_written_in_bulk_read_and_compare_as_rows_written_one_by_one(database_url: str) -> None:
+    """insert_rows and update_rows send rows as one JSON document: their times must be stored as the ORM stores
+    them (SQLite compares stored times as text), and read back the same."""
+    db = await Database.open(database_url, "feedback")
+    table = feedback_tables.Base.metadata.tables["feedback_messages"]
+    base = datetime(2026, 5, 1, 20, 30, tzinfo=timezone(timedelta(hours=8)))
+    times = {f"msg_t{n}": base + timedelta(microseconds=n * 250_000) for n in range(6)}
+    row = {"app_id": "app_t", "template_id": "t", "template_version": 1, "category": 1, "trace_id": ""}
+    try:
+        for n in (0, 2, 4):
+            await _store_message(db, f"msg_t{n}", times[f"msg_t{n}"])
+        bulk = [row | {"message_id": m, "create_time": times[m]} for m in ("msg_t1", "msg_t3", "msg_t5")]
+        async with db.session.begin() as session:
+            assert await db.insert_rows(session, table, bulk, key=["message_id"], returning="message_id") == [
+                "msg_t1",
+                "msg_t3",
+                "msg_t5",
+            ]
+        async with db.session() as session:
+            rows = await session.scalars(
+                select(feedback_tables.Message)
+                .where(feedback_tables.Message.create_time > times["msg_t1"])
+                .order_by(feedback_tables.Message.create_time)
+            )
+            assert [(r.message_id, r.create_time) for r in rows] == [(m, times[m]) for m in sorted(times)][2:]
+        later = times["msg_t0"] + timedelta(days=1)
+        async with db.session.begin() as session:
+            changes = [{"message_id": m, "create_time": later, "template_version": 2} for m in ("msg_t0", "msg_t1")]
+            await db.update_rows(session, table, changes, key="message_id")
+        async with db.session() as session:
+            rows = await session.scalars(
+                select(feedback_tables.Message).where(feedback_tables.Message.create_time == later)
+            )
+            assert sorted((r.message_id, r.template_version) for r in rows) == [("msg_t0", 2), ("msg_t1", 2)]
     finally:
         await db.close()
 

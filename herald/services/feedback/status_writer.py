@@ -15,7 +15,7 @@ import structlog
 from google.protobuf.message import DecodeError
 from herald.v1 import events_pb2
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from herald.internal.v1 import work_pb2
@@ -136,8 +136,7 @@ class StatusWriter:
         )
         folded = status_fold.fold({row.delivery_id: row._asdict() for row in found}, fresh, tally)
         await self._db.insert_rows(session, DELIVERIES, folded.created)
-        if folded.changes:
-            await session.execute(update(D), folded.changes)
+        await self._db.update_rows(session, DELIVERIES, folded.changes, key="delivery_id")
         # In key order, as the statistics, so two replicas' batches cannot deadlock on a campaign's rows.
         moves = [{"message_id": m, "state": s, "deliveries": n} for (m, s), n in sorted(folded.moves.items())]
         await self._db.insert_rows(session, MESSAGE_STATES, moves, key=["message_id", "state"], add=["deliveries"])

@@ -1,6 +1,7 @@
 """One way for provider plug-ins to make an HTTP call: the account's timeout, a client span, and transport
 failures classified, so each plug-in only reads the provider's answer."""
 
+import contextlib
 import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -78,7 +79,11 @@ async def call(
 
 def client_span(account: Account, method: str, url: str) -> AbstractContextManager[trace.Span]:
     """The CLIENT span of one provider call, with OpenTelemetry's HTTP attributes. `url.full` leaves out the user
-    info, query and fragment: tokens and signatures travel there."""
+    info, query and fragment: tokens and signatures travel there. In a trace no one records, none: the trace's
+    context still goes out on the request."""
+    current = trace.get_current_span()
+    if telemetry.unrecorded(current.get_span_context()):
+        return contextlib.nullcontext(current)
     parsed = yarl.URL(url)
     return _tracer.start_as_current_span(
         f"{method} {account.provider}",
