@@ -6,7 +6,7 @@ import json
 import pytest
 from herald.v1 import common_pb2
 
-from herald.libs import templating
+from herald.libs import template_sandbox, templating
 
 
 def test_renders_variables() -> None:
@@ -208,7 +208,7 @@ def test_a_template_that_only_puts_variables_in_fails_as_jinja_would() -> None:
     with pytest.raises(templating.TemplateError, match="missing variable: 'n' is undefined"):
         templating.render("{{ name }} {{ n }}", {"name": "x"})
     with pytest.raises(templating.TemplateError, match="limit"):
-        templating.render("{{ name }}{{ name }}", {"name": "x" * (templating.MAX_OUTPUT_CHARS // 2 + 1)})
+        templating.render("{{ name }}{{ name }}", {"name": "x" * (template_sandbox.MAX_OUTPUT_CHARS // 2 + 1)})
     assert templating.render("{{ range }}", {"range": "given"}) == "given"  # a variable shadows a global
 
 
