@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from devmesh.mesh import SERVICES, Mesh
+from devmesh.mesh import SERVICES, Mesh, keep_free
 from herald.libs import ports
 
 ADDR_VARS = {s: f"HERALD_{s.upper()}_ADDR" for s in SERVICES}
@@ -48,6 +48,7 @@ async def main() -> int:
         s: os.environ.get(f"HERALD_{s.upper()}_METRICS_ADDR") or f"127.0.0.1:{port}"
         for s, port in ports.METRICS.items()
     }
+    keep_free(env["HERALD_RECEIPTS_ADDR"], *addrs.values(), *metrics_addrs.values())
     mesh = Mesh(
         data_dir,
         env=env,

@@ -65,6 +65,12 @@ def free_port() -> int:
         return port
 
 
+def keep_free(*addrs: str) -> None:
+    """Ports that `host:port` addresses already name, for binaries yet to bind them: free_port never hands them out
+    (a launcher's NATS server took one a binary was about to bind)."""
+    _handed_out.update(int(addr.rpartition(":")[2]) for addr in addrs if addr.rpartition(":")[2].isdigit())
+
+
 def _bin(name: str) -> str:
     """A console script installed beside this interpreter (the venv), else on PATH."""
     local = Path(sys.executable).parent / name
