@@ -150,8 +150,10 @@ async def test_two_make_up_meshes_run_side_by_side_and_stop_on_sigterm(tmp_path:
     envs = [_launcher_env(tmp_path / name / ".herald") for name in ("one", "two")]
     # One after the other: a launcher's NATS server takes a free port, which may be one the other's binaries were
     # about to bind. Side by side is what is tested: both run at once from then on.
-    launched = [await _launch(env) for env in envs]
+    launched: list[tuple[asyncio.subprocess.Process, list[str]]] = []
     try:
+        for env in envs:
+            launched.append(await _launch(env))
         for env, (_, lines) in zip(envs, launched, strict=True):
             printed = "\n".join(lines)
             for service in SERVICES:
