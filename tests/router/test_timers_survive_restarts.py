@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 S = common_pb2
 # Far enough ahead that a SIGKILL and restart of everything fits before the first of them on a busy machine.
-ESCALATE_AFTER, DIGEST_WINDOW, SEND_AFTER = 45, 48, 55
+ESCALATE_AFTER, DIGEST_WINDOW, SEND_AFTER = 60, 63, 70
 # Never early; at most this many seconds late, the router and adapters sharing two busy cores with other tests.
 LATE = 5
 
