@@ -43,21 +43,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+def _json_rows(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """Where the JSON parameter `:rows` is read as a table `r` - json_to_recordset() on PostgreSQL, json_each() on
+    SQLite - and the expression of each column of `r`. Only the table's own column names go into the text (table.c
+    refuses others)."""
+    names = [table.c[c].name for c in columns]
+    if dialect.name == "postgresql":
+        types = ", ".join(f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in names)
+        return f"json_to_recordset(CAST(:rows AS json)) AS r({types})", {name: f"r.{name}" for name in names}
+    return "json_each(:rows) AS r", {name: f"json_extract(r.value, '$.{name}')" for name in names}
+
+
 @functools.cache
 def _json_insert(
     dialect: Dialect, table: Table, columns: tuple[str, ...], key: tuple[str, ...], add: tuple[str, ...], returning: str
 ) -> TextClause:
-    """The INSERT for Database.insert_rows, written once per table and shape (it runs for every batch). Only the
-    table's own column names go into the text (table.c refuses others); the rows are one JSON parameter, read by
-    json_to_recordset() on PostgreSQL and json_each() on SQLite (whose parser needs the WHERE before ON CONFLICT)."""
-    names = ", ".join(table.c[c].name for c in columns)
-    if dialect.name == "postgresql":
-        types = ", ".join(f"{table.c[c].name} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
-        rows = f"SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"  # noqa: S608
-    else:
-        values = ", ".join(f"json_extract(value, '$.{table.c[c].name}')" for c in columns)
-        rows = f"SELECT {values} FROM json_each(:rows) WHERE true"  # noqa: S608
-    sql = f"INSERT INTO {table.name} ({names}) {rows}"
+    """The INSERT for Database.insert_rows, written once per table and shape (it runs for every batch). SQLite's
+    parser needs the WHERE before an ON CONFLICT."""
+    source, value = _json_rows(dialect, table, columns)
+    sql = f"INSERT INTO {table.name} ({', '.join(value)}) SELECT {', '.join(value.values())} FROM {source} WHERE true"  # noqa: S608
     if key:
         sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
         sql += f" ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {sets}" if add else "NOTHING")
@@ -66,24 +70,18 @@ def _json_insert(
     return text(sql)
 
 
-# SQLAlchemy's storage format for SQLite DATETIME is "%Y-%m-%d %H:%M:%S.%f": an ISO time with a space, cut before
-# the offset (isoformat writes it twice as fast as strftime).
-SQLITE_DATETIME_LENGTH = len("2026-01-01 00:00:00.000000")
-
-
 @functools.cache
 def _json_update(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str) -> TextClause:
     """The UPDATE for Database.update_rows, as _json_insert: each row's `columns` set on the row of its `key`."""
-    if dialect.name == "postgresql":
-        types = ", ".join(f"{table.c[c].name} {table.c[c].type.compile(dialect=dialect)}" for c in (key, *columns))
-        sets = ", ".join(f"{table.c[c].name} = r.{table.c[c].name}" for c in columns)
-        rows = f"json_to_recordset(CAST(:rows AS json)) AS r({types})"
-        match = f"r.{table.c[key].name}"
-    else:
-        sets = ", ".join(f"{table.c[c].name} = json_extract(r.value, '$.{table.c[c].name}')" for c in columns)
-        rows = "json_each(:rows) AS r"
-        match = f"json_extract(r.value, '$.{table.c[key].name}')"
-    return text(f"UPDATE {table.name} SET {sets} FROM {rows} WHERE {table.name}.{table.c[key].name} = {match}")  # noqa: S608
+    source, value = _json_rows(dialect, table, (key, *columns))
+    sets = ", ".join(f"{name} = {value[name]}" for name in (table.c[c].name for c in columns))
+    match = table.c[key].name
+    return text(f"UPDATE {table.name} SET {sets} FROM {source} WHERE {table.name}.{match} = {value[match]}")  # noqa: S608
+
+
+# SQLAlchemy's storage format for SQLite DATETIME is "%Y-%m-%d %H:%M:%S.%f": an ISO time with a space, cut before
+# the offset (isoformat writes it twice as fast as strftime).
+SQLITE_DATETIME_LENGTH = len("2026-01-01 00:00:00.000000")
 
 
 def _json_value(value: object) -> str:
@@ -144,8 +142,7 @@ class Database:
         if not rows:
             return []
         statement = _json_insert(self.engine.dialect, table, tuple(rows[0]), tuple(key), tuple(add), returning)
-        encode = _sqlite_json_value if self.is_sqlite else _json_value
-        result = await session.execute(statement, {"rows": json.dumps(rows, default=encode)})
+        result = await session.execute(statement, {"rows": self._json(rows)})
         return list(result.scalars()) if returning else []
 
     async def update_rows(self, session: AsyncSession, table: Table, rows: list[dict[str, Any]], *, key: str) -> None:
@@ -155,10 +152,13 @@ class Database:
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             shapes.setdefault(tuple(c for c in row if c != key), []).append(row)
-        encode = _sqlite_json_value if self.is_sqlite else _json_value
         for columns, alike in shapes.items():
             statement = _json_update(self.engine.dialect, table, columns, key)
-            await session.execute(statement, {"rows": json.dumps(alike, default=encode)})
+            await session.execute(statement, {"rows": self._json(alike)})
+
+    def _json(self, rows: list[dict[str, Any]]) -> str:
+        """The rows as the JSON document _json_rows reads, times written as this backend stores them."""
+        return json.dumps(rows, default=_sqlite_json_value if self.is_sqlite else _json_value)
 
     async def purge(self, victims: Select[Any], *by_key: InstrumentedAttribute[Any]) -> int:
         """Delete the rows whose keys `victims` selects, PURGE_SLICE at a time, from the table of each `by_key`
