@@ -11,10 +11,12 @@ import sqlalchemy.exc
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from devmesh.mesh import NatsServer
-from herald.libs import subjects, telemetry
-from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace
+from herald.libs import subjects
+from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace, tracing
 
 BACKOFF = (0.1, 0.1)
 SUBJECT = "herald.message.test"
@@ -92,14 +94,16 @@ def test_a_record_of_another_trace_is_worked_on_in_that_trace() -> None:
             assert span is incoming.span and trace.get_current_span() is incoming.span
 
 
-def test_work_in_a_trace_nobody_records_stays_in_the_callers_trace() -> None:
-    """Without a collector and with a caller that did not sample, a consumer's work carries the caller's trace
-    context on (its log lines name the caller's trace) instead of starting a span no one records; a sampled
-    trace, or none, gets a span of its own."""
-    unsampled = trace.SpanContext(0xD, 0x5, is_remote=True, trace_flags=trace.TraceFlags(0))
-    assert telemetry.unrecorded(unsampled)
-    incoming = Incoming(SUBJECT, b"", {}, 1, trace.NonRecordingSpan(unsampled), 1)
+def test_work_in_a_trace_nobody_records_stays_in_the_callers_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a collector (the SDK's sampler as telemetry.setup makes it then) and with a caller that did not
+    sample, a consumer's work carries the caller's trace context on (its log lines name the caller's trace)
+    instead of starting a span no one records; a sampled trace gets a span of its own."""
+    sdk = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    monkeypatch.setattr(tracing, "_tracer", sdk.get_tracer("test"))
+    incoming = Incoming(SUBJECT, b"", {}, 1, trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), 1)
     with in_own_trace(incoming, f"00-{0xE:032x}-{0x6:016x}-00") as span:
         assert (span.get_span_context().trace_id, span.get_span_context().span_id) == (0xE, 0x6)
-    sampled = trace.SpanContext(0xD, 0x5, is_remote=True, trace_flags=trace.TraceFlags(1))
-    assert not telemetry.unrecorded(sampled) and not telemetry.unrecorded(trace.INVALID_SPAN_CONTEXT)
+        assert not span.is_recording()
+    with in_own_trace(incoming, f"00-{0xE:032x}-{0x6:016x}-01") as span:
+        assert span.get_span_context().trace_id == 0xE and span.get_span_context().span_id != 0x6
+        assert span.is_recording()
