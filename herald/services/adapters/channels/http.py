@@ -79,10 +79,10 @@ async def call(
 
 def client_span(account: Account, method: str, url: str) -> AbstractContextManager[trace.Span]:
     """The CLIENT span of one provider call, with OpenTelemetry's HTTP attributes. `url.full` leaves out the user
-    info, query and fragment: tokens and signatures travel there. In a trace no one records, none: the trace's
-    context still goes out on the request."""
+    info, query and fragment: tokens and signatures travel there. Within a span no one records, none (as
+    bus.tracing.producing): a child would not be recorded either, and the trace's context still goes out."""
     current = trace.get_current_span()
-    if telemetry.unrecorded(current.get_span_context()):
+    if not current.is_recording():
         return contextlib.nullcontext(current)
     parsed = yarl.URL(url)
     return _tracer.start_as_current_span(
