@@ -6,13 +6,13 @@ the four services can share one PostgreSQL database without sharing a table.
 """
 
 import functools
-import json
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, MetaData, Select, Table, TextClause, delete, event, text
@@ -84,12 +84,6 @@ def _json_update(dialect: Dialect, table: Table, columns: tuple[str, ...], key: 
 SQLITE_DATETIME_LENGTH = len("2026-01-01 00:00:00.000000")
 
 
-def _json_value(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} cannot be stored through insert_rows")
-
-
 def _sqlite_json_value(value: object) -> str:
     """A datetime as SQLAlchemy stores one in SQLite (UTC, always with microseconds), so that the text compares
     and reads back the same whichever way the row was written."""
@@ -136,8 +130,8 @@ class Database:
         `key`: on a conflict over these columns skip the row, or, with `add`, add the row's values of those columns
         to the stored ones; no key = a conflict raises IntegrityError. The rows travel as one JSON document
         (_json_insert): the statement's text - which a driver parses on every call unless it is short - stays the
-        same size however many rows there are, and encoding the rows is one json.dumps, not SQLAlchemy's and the
-        driver's work per value (on SQLite that was a third of feedback's CPU).
+        same size however many rows there are, and encoding the rows is one call of a JSON encoder, not SQLAlchemy's
+        and the driver's work per value (on SQLite that was a third of feedback's CPU).
         """
         if not rows:
             return []
@@ -157,8 +151,11 @@ class Database:
             await session.execute(statement, {"rows": self._json(alike)})
 
     def _json(self, rows: list[dict[str, Any]]) -> str:
-        """The rows as the JSON document _json_rows reads, times written as this backend stores them."""
-        return json.dumps(rows, default=_sqlite_json_value if self.is_sqlite else _json_value)
+        """The rows as the JSON document _json_rows reads, times written as this backend stores them (orjson: the
+        standard library's encoder was an eighth of feedback's CPU)."""
+        if self.is_sqlite:
+            return orjson.dumps(rows, default=_sqlite_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+        return orjson.dumps(rows).decode()
 
     async def purge(self, victims: Select[Any], *by_key: InstrumentedAttribute[Any]) -> int:
         """Delete the rows whose keys `victims` selects, PURGE_SLICE at a time, from the table of each `by_key`
