@@ -3,12 +3,14 @@
 The end-to-end numbers (bench/run.py) share two cores among five processes. This one runs only the bundled
 nats-server, one herald-adapters process and the sink: the adapters process is paused (SIGSTOP) while
 DeliveryJobs are published onto herald.delivery.notification.webhook as the router would publish them, then
-resumed, and timed until the sink has every webhook. Each delivery still takes the whole path - plan, in-flight
+resumed, and timed until the sink has every webhook. The router groups a routed batch's jobs (libs/delivery_jobs.py),
+so they are published GROUP at a time. Each delivery still takes the whole path - plan, in-flight
 mark, signed POST, outcome record, status event, ack - against the real broker and database.
 """
 
 import argparse
 import asyncio
+import functools
 import secrets
 from collections.abc import Awaitable, Callable
 
@@ -19,17 +21,21 @@ from bench.alone import alone, backend, measure
 from bench.mesh import Sink
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
+from herald.libs.bus.grouping import RECORDS_HEADER, grouped
 
 JOBS = 20_000
+# Jobs per published message: the router's groups are a routed batch's jobs of one channel (at most its category's
+# publishing concurrency, 64 for notifications).
+GROUP = 50
 
 
 def job_publisher(url: str) -> Callable[[JetStreamContext, int], Awaitable[object]]:
-    """Publishes the n-th DeliveryJob as the router would: a webhook to the sink, its body numbered n."""
+    """Publishes the n-th group of DeliveryJobs as the router would: webhooks to the sink, each body numbered."""
     subject = subjects.delivery_job(common_pb2.CATEGORY_NOTIFICATION, "webhook")
     run = secrets.token_hex(4)  # a database kept from an earlier run must not know these deliveries
 
-    async def publish(js: JetStreamContext, n: int) -> object:
-        job = work_pb2.DeliveryJob(
+    def job(n: int) -> bytes:
+        return work_pb2.DeliveryJob(
             delivery_id=f"msg_bench{run}{n:08d}.0",
             message_id=f"msg_bench{run}{n:08d}",
             app_id="bench",
@@ -38,8 +44,12 @@ def job_publisher(url: str) -> Callable[[JetStreamContext, int], Awaitable[objec
             channel="webhook",
             address=url,
             body=f'{{"n": "{n}"}}',
-        )
-        return await js.publish(subject, job.SerializeToString(), headers={"Nats-Msg-Id": job.delivery_id})
+        ).SerializeToString()
+
+    async def publish(js: JetStreamContext, n: int) -> object:
+        jobs = [job(n * GROUP + k) for k in range(GROUP)]
+        headers = {"Nats-Msg-Id": f"bench{run}.{n}", RECORDS_HEADER: str(GROUP)}
+        return await js.publish(subject, grouped(jobs), headers=headers)
 
     return publish
 
@@ -51,7 +61,9 @@ async def run(jobs: int) -> tuple[float, float]:
         await sink.start()
         async with alone("adapters") as stage:
             url = sink.url("/adapters")
-            return await measure(stage, jobs, job_publisher(url), lambda: sink.wait_count("/adapters", jobs))
+            groups = jobs // GROUP
+            finished = functools.partial(sink.wait_count, "/adapters", groups * GROUP)
+            return await measure(stage, groups, job_publisher(url), finished, GROUP)
     finally:
         await sink.stop()
 

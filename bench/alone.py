@@ -82,14 +82,16 @@ async def measure(
     count: int,
     publish: Callable[[JetStreamContext, int], Awaitable[object]],
     finished: Callable[[], Awaitable[object]],
+    records_each: int = 1,
 ) -> tuple[float, float]:
-    """Queue `count` messages while the binary is paused, resume it and time it until `finished()` returns:
-    messages per second, and the binary's CPU milliseconds per message."""
+    """Queue `count` messages of `records_each` records while the binary is paused, resume it and time it until
+    `finished()` returns: records per second, and the binary's CPU milliseconds per record."""
     cpu = await queue_while_paused(stage, count, publish)
     started = time.perf_counter()
-    await asyncio.wait_for(finished(), timeout=max(300, count / 20))
-    per_second = count / (time.perf_counter() - started)
-    return per_second, (cpu_seconds(stage.binary.proc.pid if stage.binary.proc else 0) - cpu) * 1000 / count
+    records = count * records_each
+    await asyncio.wait_for(finished(), timeout=max(300, records / 20))
+    per_second = records / (time.perf_counter() - started)
+    return per_second, (cpu_seconds(stage.binary.proc.pid if stage.binary.proc else 0) - cpu) * 1000 / records
 
 
 async def drained(nats_url: str, consumers: Iterable[tuple[str, str]]) -> None:

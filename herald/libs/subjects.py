@@ -117,7 +117,7 @@ def schedules(message_id: str) -> str:
 
 
 def delivery_job(category: int, channel: str) -> str:
-    """router -> adapters: one DeliveryJob for one channel."""
+    """router -> adapters: delivery jobs for one channel (libs/delivery_jobs.py)."""
     return f"herald.delivery.{categories.name(category)}.{channel}"
 
 

@@ -15,7 +15,7 @@ import aiohttp
 from herald.v1 import common_pb2, events_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.libs import categories, channels, subjects
+from herald.libs import categories, channels, delivery_jobs, subjects
 from herald.libs.bus import Incoming, each
 from herald.libs.rate_limit import RateLimiter
 from herald.libs.store import Database
@@ -55,9 +55,7 @@ class AdaptersStage:
             **{"category": common_pb2.CATEGORY_NOTIFICATION} | fields,
         )
         job.message_id = job.delivery_id.split(".")[0]
-        await self.bus.publish(
-            subjects.delivery_job(job.category, job.channel), job.SerializeToString(), job.delivery_id
-        )
+        await delivery_jobs.queue(self.bus, job)
         return job.delivery_id
 
     async def outcome(self, delivery_id: str) -> list[events_pb2.DeliveryEvent]:
@@ -111,6 +109,7 @@ async def adapters_stage(database_url: str, **env: str) -> AsyncIterator[Adapter
                         batch=pipeline.batch,
                         rank=pipeline.rank,
                         max_pending=MAX_PENDING,
+                        of_records=True,
                     )
 
             async def event(incoming: Incoming) -> None:

@@ -2,6 +2,7 @@
 waits in the dead-letter stream until an operator replays it (on the mesh: DeadLetterService end to end). Critical
 codes stop retrying at expire_at (in one process: tests/adapters/stage.py)."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ from herald.v1 import common_pb2
 from herald.v1 import dead_letter_service_pb2 as dlq
 from herald.v1 import message_service_pb2 as msg
 
+from herald.libs import subjects
 from herald.libs.timeutil import to_timestamp
 from tests.adapters.stage import adapters_stage
 from tests.conftest import RETRY_BACKOFF
@@ -107,6 +109,28 @@ async def test_a_critical_code_retries_fast_and_expires_instead_of_failing(
     assert expired.reason.endswith("failed: webhook endpoint answered HTTP 503")
     assert expired.attempt >= 2, "critical retries quickly within its expire_at"
     assert adapters.dead_letters == [], "an expired delivery is not dead-lettered"
+
+
+async def test_jobs_queued_together_are_each_retried_on_their_own_schedule(
+    database_url: str, sink: WebhookSink
+) -> None:
+    """The router queues a routed batch's jobs as one message, which comes back when its soonest retry is due: the
+    job the receiver took is not sent again, and a job told to wait longer (Retry-After) is not called early."""
+    run = uuid.uuid4().hex[:8]
+    taken, flaky, slow = (f"/together/{run}/{name}" for name in ("taken", "flaky", "slow"))
+    sink.answer(flaky, 503)
+    sink.answer(slow, (503, {"Retry-After": "3"}))
+    async with adapters_stage(database_url) as adapters:
+        ids = await asyncio.gather(*(adapters.send("webhook", sink.url(path)) for path in (taken, flaky, slow)))
+        queued = await adapters.bus.subject_counts(subjects.DELIVERIES_STREAM)
+        outcomes = [await adapters.outcome(delivery_id) for delivery_id in ids]
+    assert queued == {subjects.delivery_job(S.CATEGORY_NOTIFICATION, "webhook"): 1}, "the three jobs in one message"
+    assert [events[-1].state for events in outcomes] == [S.DELIVERY_STATE_SENT] * 3
+    assert [len(sink.for_path(path)) for path in (taken, flaky, slow)] == [1, 2, 2]
+    retrying, sent = outcomes[2][-2:]
+    assert retrying.reason == "attempt 1 failed: webhook endpoint answered HTTP 503; retrying in 3s"
+    waited = sent.occur_time.ToDatetime() - retrying.occur_time.ToDatetime()
+    assert waited >= timedelta(seconds=2.9), f"called again after {waited}, not when the message first came back"
 
 
 async def test_dead_letter_requests_are_checked(herald: Herald) -> None:

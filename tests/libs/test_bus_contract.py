@@ -184,6 +184,26 @@ async def test_a_large_group_is_split_so_a_consumers_batch_stays_small_in_work(b
     assert sum(sizes) == 250 and max(sizes) <= MAX_GROUP_RECORDS, sizes
 
 
+async def test_a_consumer_counting_records_is_handed_about_its_batch_of_records(bus: MessageBus) -> None:
+    """Grouped messages hold many records: a consumer whose batch counts records (the adapters': the calls in
+    flight at once) asks for as many messages as fill it: one group of 8 at a time for a batch of 8; after the
+    last group one message, a single record, and then the other seven singles at once."""
+    for n in range(3):
+        group = [(work_pb2.AcceptedMessage(message_id=f"g{n}.{k}").SerializeToString(), f"g{n}.{k}") for k in range(8)]
+        await bus.publish_grouped(SUBJECT, *group, each_traced=True)
+    for n in range(8):
+        await bus.publish(SUBJECT, work_pb2.AcceptedBatch().SerializeToString(), msg_id=f"s{n}")
+    batches: list[int] = []
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        batches.append(len(batch))
+        return [ACK] * len(batch)
+
+    await bus.consume(subjects.MESSAGES_STREAM, "contract-records", SUBJECT, handler, batch=8, of_records=True)
+    await _until(lambda: sum(batches) >= 11)
+    assert batches == [1, 1, 1, 1, 7]
+
+
 async def test_a_publish_no_stream_takes_fails_as_an_outage_at_once(bus: MessageBus) -> None:
     """A subject outside every stream (a stream deleted under a running mesh) is an outage to wait out, answered
     at once rather than after the PubAck timeout."""

@@ -17,7 +17,7 @@ from herald.v1 import admin_service_pb2, common_pb2, events_pb2
 from herald.v1 import message_service_pb2 as msg
 
 from herald.internal.v1 import work_pb2
-from herald.libs import categories, subjects
+from herald.libs import categories, delivery_jobs, subjects
 from herald.libs.bus import Incoming, each
 from herald.libs.dispatch import DispatchLedger
 from herald.libs.store import Database
@@ -150,7 +150,7 @@ async def router_stage(database_url: str, dedup_window: float = 0.0) -> AsyncIte
             stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)
 
         async def job(incoming: Incoming) -> None:
-            stage.jobs.append(work_pb2.DeliveryJob.FromString(incoming.data))
+            stage.jobs.extend(delivery_jobs.read(incoming.data, incoming.headers))
 
         await bus.consume(subjects.EVENTS_STREAM, "test-events", subjects.DELIVERY_EVENTS, each(event))
         await bus.consume(subjects.DELIVERIES_STREAM, "test-jobs", "herald.delivery.>", each(job))

@@ -177,8 +177,35 @@ class AcceptedMessage(_message.Message):
 Global___AcceptedMessage: _TypeAlias = AcceptedMessage  # noqa: Y015
 
 @_typing.final
+class DeliveryJobs(_message.Message):
+    """DeliveryJobs: router -> adapters, on herald.delivery.<category>.<channel>:
+    the jobs of that channel one step queued together (a routed batch's, in
+    one trace), each settled on its own. A message with the Herald-Records header
+    (libs/bus/grouping.py) carries these; one stored before jobs were grouped
+    is a DeliveryJob alone.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryJob]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___DeliveryJob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryJobs: _TypeAlias = DeliveryJobs  # noqa: Y015
+
+@_typing.final
 class DeliveryJob(_message.Message):
-    """DeliveryJob: router -> adapters, on herald.delivery.<category>.<channel>;
+    """DeliveryJob: one delivery's job, in DeliveryJobs;
     adapters -> router, on herald.message.fallback.<category>, when it failed for
     good and `fallback` names what to try next.
     """

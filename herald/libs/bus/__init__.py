@@ -16,7 +16,7 @@ subject, consumer and the error, on herald.unprocessed.<consumer> in
 HERALD_DEAD_LETTERS - and acked, so one bad message never holds a stage for
 ever and is never dropped silently.
 
-Many small records (delivery events, accepted messages) travel grouped: the
+Many small records (accepted messages, delivery jobs and events) travel grouped: the
 ones published on the same subject and in the same trace, in the same turn of
 the event loop or while the previous such group awaits its PubAck, go out as
 one message whose field 1 repeats them (`publish_grouped`), so a batch of work

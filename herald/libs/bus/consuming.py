@@ -11,6 +11,7 @@ import structlog
 from prometheus_client import Counter
 
 from herald.libs import subjects, telemetry
+from herald.libs.bus.grouping import RECORDS_HEADER
 from herald.libs.bus.handlers import ACK, BatchHandler, Broken, Incoming, Outcome, failed
 from herald.libs.bus.precedence import RANK, Precedence
 from herald.libs.bus.tracing import process_span
@@ -71,6 +72,8 @@ class Consumer:
         precedence: Precedence,
         retry_backoff: tuple[float, ...],
         linger: float,
+        *,
+        of_records: bool = False,
     ) -> None:
         self.name = name
         self._store = store
@@ -81,6 +84,13 @@ class Consumer:
         self._precedence = precedence
         self._retry_backoff = retry_backoff
         self._linger = linger
+        # Messages the next fetch asks for. Counting records (grouped messages hold many: Herald-Records), a fetch
+        # asks for as many messages as the last batch's records per message let `batch` records fill, starting at
+        # one: a batch's records are what a handler has in hand at once - the calls a SIGKILL may cut short, the
+        # work that must end within the ack wait. (Right after a run of single records, one fetch may still get
+        # more: it learns from each batch.)
+        self._of_records = of_records
+        self._fetching = 1 if of_records else batch
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # While the task waits in a fetch, with no message in hand.
@@ -111,7 +121,8 @@ class Consumer:
             await self._precedence.turn()
             self._waiting = True
             try:
-                delivered = await self._source.fetch(self._batch)
+                asked = self._fetching
+                delivered = await self._source.fetch(asked)
             except Exception as e:  # connection blips: the client reconnects by itself
                 log.warning("fetch failed", consumer=self.name, error=repr(e))
                 await asyncio.sleep(0.5)
@@ -122,7 +133,10 @@ class Consumer:
                 continue
             with self._precedence.holding(self._rank):
                 await self._handle(delivered)
-            if self._linger and len(delivered) < self._batch:
+            if self._of_records:
+                records = sum(_records(d) for d in delivered)
+                self._fetching = max(1, min(self._batch, self._batch * len(delivered) // records))
+            if self._linger and len(delivered) < asked:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._linger)
 
@@ -187,3 +201,9 @@ class Consumer:
         return Incoming(
             delivered.subject, delivered.data, delivered.headers, delivered.delivery_count, span, delivered.sequence
         )
+
+
+def _records(delivered: Delivered) -> int:
+    """How many records a message holds: a group says so (RECORDS_HEADER); anything else is one."""
+    count = delivered.headers.get(RECORDS_HEADER, "1")
+    return max(1, int(count)) if count.isdigit() else 1

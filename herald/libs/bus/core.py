@@ -12,7 +12,15 @@ from opentelemetry import trace
 
 from herald.libs import telemetry
 from herald.libs.bus.consuming import Consumer, Source
-from herald.libs.bus.grouping import MAX_GROUP_BYTES, MAX_GROUP_RECORDS, Group, GroupKey, group_id, grouped
+from herald.libs.bus.grouping import (
+    MAX_GROUP_BYTES,
+    MAX_GROUP_RECORDS,
+    RECORDS_HEADER,
+    Group,
+    GroupKey,
+    group_id,
+    grouped,
+)
 from herald.libs.bus.handlers import BatchHandler
 from herald.libs.bus.precedence import Precedence
 from herald.libs.bus.schedules import WRONG_LAST_SEQUENCE, ScheduleChanged, schedule_headers
@@ -110,7 +118,11 @@ class BusCore(ABC):
         try:
             await asyncio.gather(
                 *(
-                    self._publish(subject, grouped(r for r, _ in part), {"Nats-Msg-Id": group_id(part)})
+                    self._publish(
+                        subject,
+                        grouped(r for r, _ in part),
+                        {"Nats-Msg-Id": group_id(part), RECORDS_HEADER: str(len(part))},
+                    )
                     for part in parts
                 )
             )
@@ -159,10 +171,12 @@ class BusCore(ABC):
         rank: int = 0,
         max_pending: int = 1000,
         linger: float = 0.0,
+        of_records: bool = False,
     ) -> "Consumer":
         """A durable pull consumer handing `handler` batches of up to `batch` messages. `linger`: after a batch
         smaller than that, wait this long before fetching again, so the next gathers more - for a handler whose
-        cost is per batch (a transaction) more than per message, at that much more delay."""
+        cost is per batch (a transaction) more than per message, at that much more delay. `of_records`: `batch`
+        counts the records of grouped messages instead (consuming.Consumer)."""
         source = await self._pull(
             stream,
             durable,
@@ -172,7 +186,16 @@ class BusCore(ABC):
             max_ack_pending=max(max_pending, batch * 4),
         )
         consumer = Consumer(
-            self._store, durable, source, handler, batch, rank, self._precedence, self._retry_backoff, linger
+            self._store,
+            durable,
+            source,
+            handler,
+            batch,
+            rank,
+            self._precedence,
+            self._retry_backoff,
+            linger,
+            of_records=of_records,
         )
         consumer.start()
         self._consumers.append(consumer)

@@ -34,6 +34,10 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+# The header of every grouped message: how many records it holds. It tells a group from a message of a subject that
+# carried single records before its publishers grouped them (delivery jobs).
+RECORDS_HEADER = "Herald-Records"
+
 # Records are grouped by subject and trace id; None: any trace (records that carry their own).
 GroupKey = tuple[str, int | None]
 

@@ -38,6 +38,7 @@ class Consumers(Protocol):
         rank: int = 0,
         max_pending: int = 1000,
         linger: float = 0.0,
+        of_records: bool = False,
     ) -> Consumer:
         """A durable consumer handing `handler` batches, settling each message with its outcome."""
 

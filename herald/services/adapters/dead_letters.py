@@ -24,7 +24,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Gauge
 
 from herald.internal.v1 import work_pb2
-from herald.libs import categories, channels, storable, subjects
+from herald.libs import categories, channels, delivery_jobs, storable, subjects
 from herald.libs.bus import Bus
 from herald.libs.callers import require_operator
 from herald.libs.errors import InvalidArgument
@@ -192,11 +192,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     async def _put_back(self, sequence: int, record: work_pb2.DeadLetterRecord) -> None:
         job = record.job
         job.replay += 1
-        await self._bus.publish(
-            subjects.delivery_job(job.category, job.channel),
-            job.SerializeToString(),
-            msg_id=f"{job.delivery_id}.replay.{job.replay}",
-        )
+        await delivery_jobs.queue(self._bus, job, f"{job.delivery_id}.replay.{job.replay}")
         await self._bus.js.delete_msg(STREAM, sequence)
 
 

@@ -1,7 +1,7 @@
 """The adapters' consumer: one durable consumer per category and channel, so neither a slow channel nor a
 flood of marketing stalls anything else.
 
-For each fetched batch:
+Jobs come grouped (libs/delivery_jobs.py): a fetched batch is many messages of many jobs each. For each batch:
 1. Read the delivery records. A job whose record is final re-publishes that outcome (same event id) and is
    acked: the provider is not called again.
 2. Plan each job. A record still marked in flight past its deadline means a process died during the provider
@@ -13,7 +13,9 @@ For each fetched batch:
    Calls to providers that de-duplicate on our key are not marked; a crash leads to the same call again.
 4. Call the providers concurrently.
 5. Record every outcome in one transaction, then publish the status events, dead letters and fallbacks, then
-   ack, or nak with the retry delay (JetStream holds the job until then).
+   ack each message whose jobs are all settled. A message with a job to retry is nak'ed with that job's delay
+   (JetStream holds it until then); when it comes back, its jobs settled meanwhile find their outcome on record,
+   and a job whose own retry is not due yet (a longer delay than its neighbour's) waits again (retry_policy.due).
 
 Each job is one `Attempt` (attempt.py) from step 1 to 5. What an outcome is without the provider's say, or after
 a failed call, is the retry policy (retry_policy.py); the SQL is in delivery_records.py, what follows an outcome
@@ -29,7 +31,7 @@ import structlog
 from herald.v1 import common_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.libs import telemetry
+from herald.libs import delivery_jobs, telemetry
 from herald.libs.bus import ACK, Incoming, Outcome
 from herald.libs.bus.interfaces import Publisher
 from herald.libs.masking import mask
@@ -69,19 +71,19 @@ class Deliverer:
         self._limiter = limiter
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
-        jobs = [work_pb2.DeliveryJob.FromString(i.data) for i in batch]
-        records = await delivery_records.load(self._db, (j.delivery_id for j in jobs))
-        first = {j.delivery_id: n for n, j in reversed(list(enumerate(jobs)))}
-        # Where each delivery's trace is, for the receipts that come long after (receipts.py links to it).
-        attempts = [
-            Attempt(i, j, records.get(j.delivery_id), telemetry.traceparent(i.span))
-            for n, (i, j) in enumerate(zip(batch, jobs, strict=True))
-            if first[j.delivery_id] == n
-        ]
-        for a in attempts:  # so that ops find a delivery's trace in Jaeger from its ids
-            a.incoming.span.set_attributes(
-                {"herald.message_id": a.job.message_id, "herald.delivery_id": a.job.delivery_id}
-            )
+        held = [delivery_jobs.read(i.data, i.headers) for i in batch]
+        records = await delivery_records.load(self._db, (j.delivery_id for jobs in held for j in jobs))
+        # A job repeated within the batch is settled by its first copy. Each job's traceparent is kept for the
+        # receipts that come long after (receipts.py links to it).
+        by_delivery: dict[str, Attempt] = {}
+        for incoming, jobs in zip(batch, held, strict=True):
+            _name_in_trace(incoming, jobs)
+            for j in jobs:
+                if j.delivery_id not in by_delivery:
+                    by_delivery[j.delivery_id] = Attempt(
+                        incoming, j, records.get(j.delivery_id), telemetry.traceparent(incoming.span)
+                    )
+        attempts = list(by_delivery.values())
         stopped = await delivery_records.stopped(self._db, [a for a in attempts if a.job.stop_on])
         for a in attempts:
             await self._plan(a, stopped.get(a.job.delivery_id, ""))
@@ -92,9 +94,10 @@ class Deliverer:
         for a in fresh:
             delivery_metrics.count(a)
         await asyncio.gather(*(outcome_publisher.publish(self._bus, a, self._price(a.result)) for a in attempts))
-        retry = {a.job.delivery_id: a.result.retry_in for a in attempts}
-        # A job repeated within the batch is settled by its first copy.
-        return [retry[j.delivery_id] if first[j.delivery_id] == n else ACK for n, j in enumerate(jobs)]
+        return [
+            _settled([a for j in jobs if (a := by_delivery[j.delivery_id]).incoming is incoming])
+            for incoming, jobs in zip(batch, held, strict=True)
+        ]
 
     async def _plan(self, attempt: Attempt, stop: str) -> None:
         """Settle the attempt at once, or plan its call."""
@@ -105,6 +108,9 @@ class Deliverer:
                 return
             if record.sending_until is not None:
                 self._resume(attempt, record.sending_until)
+                return
+            if (waiting := retry_policy.not_due(record, now())) is not None:
+                attempt.outcome = waiting
                 return
         attempts = record.attempts if record else 0
         cycle_start = retry_policy.cycle_start(job, record)
@@ -179,6 +185,26 @@ class Deliverer:
 
     def _price(self, result: Result) -> Price:
         return self._accounts.price(result.provider) if result.state == S.DELIVERY_STATE_SENT else Price()
+
+
+def _name_in_trace(incoming: Incoming, jobs: list[work_pb2.DeliveryJob]) -> None:
+    """So that ops find a delivery's trace in Jaeger from its ids: a message's span names its delivery, or the
+    message its jobs all belong to (a group of one message's recipients)."""
+    if len(jobs) == 1:
+        incoming.span.set_attributes(
+            {"herald.message_id": jobs[0].message_id, "herald.delivery_id": jobs[0].delivery_id}
+        )
+        return
+    incoming.span.set_attribute("messaging.batch.message_count", len(jobs))
+    if len(messages := {j.message_id for j in jobs}) == 1:
+        incoming.span.set_attribute("herald.message_id", messages.pop())
+
+
+def _settled(attempts: list[Attempt]) -> Outcome:
+    """A message's outcome from its jobs' (those it carried first): acked once none is left to retry, else
+    redelivered when the soonest retry is due."""
+    waits = [a.result.retry_in for a in attempts if a.result.retry_in is not None]
+    return min(waits) if waits else ACK
 
 
 def _log_failure(job: work_pb2.DeliveryJob, attempt: int, error: DeliveryError) -> None:

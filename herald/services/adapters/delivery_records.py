@@ -119,6 +119,7 @@ def _outcome(result: Result) -> dict[str, object]:
         "address_dead": result.address_dead,
         "may_fall_back": result.may_fall_back,
         "sending_until": None,
+        "retry_time": None if result.retry_in is None else now() + timedelta(seconds=result.retry_in),
         "update_time": now(),
     }
 

@@ -100,6 +100,7 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
                 batch=pipeline.batch,
                 rank=pipeline.rank,
                 max_pending=MAX_PENDING,
+                of_records=True,  # jobs come grouped: a batch is `batch` jobs, the calls in flight at once
             )
     for category in settings.pipelines:
         await rt.bus.consume(

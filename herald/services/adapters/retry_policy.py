@@ -49,9 +49,19 @@ def on_record(record: tables.Delivery) -> Result:
 
 def in_flight(record: tables.Delivery, sending_until: datetime, at: datetime) -> Result | None:
     """A call still under way elsewhere: the job waits until its mark runs out. None once it has."""
-    if sending_until <= at:
+    return _waiting(record, sending_until, at)
+
+
+def not_due(record: tables.Delivery, at: datetime) -> Result | None:
+    """A job whose group came back for another job's retry before its own is due: it waits until then. None once
+    it is due (or none is set)."""
+    return None if record.retry_time is None else _waiting(record, record.retry_time, at)
+
+
+def _waiting(record: tables.Delivery, until: datetime, at: datetime) -> Result | None:
+    if until <= at:
         return None
-    return Result(S.DELIVERY_STATE_PENDING, record.attempts, retry_in=(sending_until - at).total_seconds(), new=False)
+    return Result(S.DELIVERY_STATE_PENDING, record.attempts, retry_in=(until - at).total_seconds(), new=False)
 
 
 def unknown_outcome(record: tables.Delivery) -> Result:

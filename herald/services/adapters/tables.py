@@ -45,6 +45,9 @@ class Delivery(Base):
     # Set, before the provider is called, to when that call must have ended; cleared with its outcome. A record
     # found with it in the past means the process died mid-call and the provider may have taken the delivery.
     sending_until: Mapped[datetime | None]
+    # Set with an outcome to retry: when the next attempt is due. A job comes back with its group when the group's
+    # soonest retry is due; one whose own is later waits again (retry_policy.not_due).
+    retry_time: Mapped[datetime | None]
     # DeliveryJob.replay of the cycle this record describes, and `attempts` when that cycle began: a replay from
     # the dead letters gets a fresh retry budget while attempts keep counting (event ids stay unique).
     replay: Mapped[int] = mapped_column(Integer, default=0)

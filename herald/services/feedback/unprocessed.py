@@ -8,7 +8,7 @@ from google.protobuf.message import DecodeError
 from herald.v1 import common_pb2, events_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.libs import events
+from herald.libs import delivery_jobs, events
 from herald.libs.bus import Incoming
 from herald.libs.ids import delivery_id
 
@@ -17,7 +17,7 @@ log = structlog.get_logger()
 # What each work subject carries, by its prefix.
 ACCEPTED = "herald.message.accepted."  # messages not yet routed (AcceptedBatch)
 DUE = "herald.schedule.due."  # a scheduled message whose time came (AcceptedMessage)
-JOBS = ("herald.delivery.", "herald.schedule.release.")  # one delivery's job (DeliveryJob)
+JOBS = ("herald.delivery.", "herald.schedule.release.")  # deliveries' jobs (libs/delivery_jobs.py)
 FALLBACK = "herald.message.fallback."  # a job going on to the next channel of its chain: that one was given up
 
 
@@ -36,7 +36,8 @@ def failed_events(incoming: Incoming) -> list[events_pb2.DeliveryEvent]:
         elif subject.startswith(DUE):
             messages = [work_pb2.AcceptedMessage.FromString(incoming.data)]
         elif subject.startswith(JOBS):
-            return [_failed(work_pb2.DeliveryJob.FromString(incoming.data), incoming.sequence, reason)]
+            jobs = delivery_jobs.read(incoming.data, incoming.headers)
+            return [_failed(job, incoming.sequence, reason) for job in jobs]
         elif subject.startswith(FALLBACK):
             chain = work_pb2.DeliveryJob.FromString(incoming.data).fallback
             return [_failed(chain[0], incoming.sequence, reason)] if chain else []

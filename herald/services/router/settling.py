@@ -9,7 +9,7 @@ from herald.v1 import common_pb2
 from prometheus_client import Counter
 
 from herald.internal.v1 import work_pb2
-from herald.libs import categories, events, metrics, subjects
+from herald.libs import categories, delivery_jobs, events, metrics, subjects
 from herald.libs.bus import Publisher, Schedules
 from herald.services.router import jobs, suppression
 from herald.services.router.recipients import Recipients
@@ -71,9 +71,7 @@ class Settler:
         # PENDING goes first so feedback never sees a delivery's outcome before it exists.
         await self.announce(job, S.DELIVERY_STATE_PENDING, "")
         async with self._publishing[job.category]:
-            await self._bus.publish(
-                subjects.delivery_job(job.category, job.channel), job.SerializeToString(), job.delivery_id
-            )
+            await delivery_jobs.queue(self._bus, job)
 
     async def announce(
         self,

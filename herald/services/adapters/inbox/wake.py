@@ -16,7 +16,7 @@ from datetime import timedelta
 from herald.v1 import common_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.libs import events, subjects
+from herald.libs import delivery_jobs, events, subjects
 from herald.libs.bus import Bus, Incoming, ScheduleChanged
 from herald.libs.store import Database
 from herald.libs.timeutil import now
@@ -58,6 +58,4 @@ class Waker:
         push = job.wake
         push.badge = unread
         await events.publish(self._bus, events.event(push, common_pb2.DELIVERY_STATE_PENDING))
-        await self._bus.publish(
-            subjects.delivery_job(push.category, push.channel), push.SerializeToString(), push.delivery_id
-        )
+        await delivery_jobs.queue(self._bus, push)

@@ -10,7 +10,7 @@ from herald.v1 import common_pb2
 from sqlalchemy.exc import IntegrityError
 
 from herald.internal.v1 import work_pb2
-from herald.libs import events
+from herald.libs import delivery_jobs, events
 from herald.libs.bus import ACK, Bus, Incoming, Outcome
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
@@ -29,7 +29,8 @@ class InboxWriter:
         self._waker = waker
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
-        jobs = [work_pb2.DeliveryJob.FromString(i.data) for i in batch]
+        pairs = [(i, j) for i in batch for j in delivery_jobs.read(i.data, i.headers)]
+        jobs = [j for _, j in pairs]
         try:
             async with self._db.session.begin() as session:
                 known = await timeline_store.stored(session, (j.delivery_id for j in jobs))
@@ -39,7 +40,6 @@ class InboxWriter:
         except IntegrityError:
             return [CONFLICT_RETRY] * len(batch)
         stored_at = {item.delivery_id: item.create_time for items in appended.values() for item in items}
-        pairs = zip(batch, jobs, strict=True)
         await asyncio.gather(
             *(self._announce(i, j, j.delivery_id in expired, stored_at.get(j.delivery_id)) for i, j in pairs)
         )

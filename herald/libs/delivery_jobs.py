@@ -1,0 +1,26 @@
+"""Delivery jobs on the bus: queued grouped, as events are (a routed batch's jobs of one channel and trace are one
+message), and read back by whoever handles that subject - the adapters, feedback's count of what was given up."""
+
+from collections.abc import Mapping
+
+from herald.internal.v1 import work_pb2
+from herald.libs import subjects
+from herald.libs.bus import Publisher
+from herald.libs.bus.grouping import RECORDS_HEADER
+
+
+async def queue(bus: Publisher, job: work_pb2.DeliveryJob, record_id: str = "") -> None:
+    """Queue `job` for its channel's adapter, grouped with the jobs of that channel queued in this trace meanwhile;
+    durable once this returns. Its record id is the delivery id unless `record_id` says otherwise (a replay): the
+    same job queued again (a redelivered message) is dropped, or recognised by the adapters' record of it."""
+    await bus.publish_grouped(
+        subjects.delivery_job(job.category, job.channel), (job.SerializeToString(), record_id or job.delivery_id)
+    )
+
+
+def read(data: bytes, headers: Mapping[str, str]) -> list[work_pb2.DeliveryJob]:
+    """The jobs a message on a delivery subject carries: a group (DeliveryJobs), or one job alone - as one queued
+    before jobs were grouped was, and as a held delivery's schedule still is."""
+    if RECORDS_HEADER in headers:
+        return list(work_pb2.DeliveryJobs.FromString(data).jobs)
+    return [work_pb2.DeliveryJob.FromString(data)]
