@@ -1,20 +1,27 @@
-"""Delivery jobs on the bus: queued grouped, as events are (a routed batch's jobs of one channel and trace are one
-message), and read back by whoever handles that subject - the adapters, feedback's count of what was given up."""
+"""Delivery jobs on the bus: queued grouped, as accepted messages are (the jobs of one channel queued meanwhile, in
+any trace, are one message), and read back by whoever handles that subject - the adapters, feedback's count of
+what was given up."""
 
 from collections.abc import Mapping
 
+from opentelemetry import trace
+
 from herald.internal.v1 import work_pb2
-from herald.libs import subjects
+from herald.libs import subjects, telemetry
 from herald.libs.bus import Publisher
 from herald.libs.bus.grouping import RECORDS_HEADER
 
 
 async def queue(bus: Publisher, job: work_pb2.DeliveryJob, record_id: str = "") -> None:
-    """Queue `job` for its channel's adapter, grouped with the jobs of that channel queued in this trace meanwhile;
-    durable once this returns. Its record id is the delivery id unless `record_id` says otherwise (a replay): the
-    same job queued again (a redelivered message) is dropped, or recognised by the adapters' record of it."""
+    """Queue `job` for its channel's adapter, grouped with the other jobs of that channel queued meanwhile (of
+    concurrent Sends too: the job carries its trace); durable once this returns. Its record id is the delivery id
+    unless `record_id` says otherwise (a replay): the same job queued again (a redelivered message) is dropped, or
+    recognised by the adapters' record of it."""
+    job.traceparent = telemetry.traceparent(trace.get_current_span())
     await bus.publish_grouped(
-        subjects.delivery_job(job.category, job.channel), (job.SerializeToString(), record_id or job.delivery_id)
+        subjects.delivery_job(job.category, job.channel),
+        (job.SerializeToString(), record_id or job.delivery_id),
+        each_traced=True,
     )
 
 

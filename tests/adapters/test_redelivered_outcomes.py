@@ -34,13 +34,15 @@ async def test_the_record_keeps_what_must_follow_the_outcome(database_url: str, 
             delivery_id="msg_01.0", message_id="msg_01", channel="sms", address="+1555", category=S.CATEGORY_CRITICAL
         )
         traceparent = f"00-{'a1' * 16}-{'b2' * 8}-01"
+        context = trace.SpanContext(int("a1" * 16, 16), int("b2" * 8, 16), True, trace.TraceFlags(1))
+        span = trace.NonRecordingSpan(context)  # the span the job was worked in
         incoming = Incoming("herald.delivery", job.SerializeToString(), {}, 1, trace.INVALID_SPAN, 1)
         record = None
         if not first:  # an earlier attempt left a record: this outcome is written through it
             retrying = Result(S.DELIVERY_STATE_PENDING, 1, "twilio-us", reason="retrying in 1s", retry_in=1.0)
-            await delivery_records.store(db, [Attempt(incoming, job, None, traceparent, outcome=retrying)])
+            await delivery_records.store(db, [Attempt(incoming, job, None, span, outcome=retrying)])
             [record] = (await delivery_records.load(db, [job.delivery_id])).values()
-        await delivery_records.store(db, [Attempt(incoming, job, record, traceparent, outcome=outcome)])
+        await delivery_records.store(db, [Attempt(incoming, job, record, span, outcome=outcome)])
         [record] = (await delivery_records.load(db, [job.delivery_id])).values()
         # What a receipt long after needs: the delivery's category for its event, its trace for its span's link.
         assert (record.category, record.traceparent) == (S.CATEGORY_CRITICAL, traceparent)

@@ -2,15 +2,19 @@
 person). In one process (tests/adapters/stage.py), except the JSON body, which crosses the router's templating
 and so runs on the mesh."""
 
+import asyncio
 import json
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
+from opentelemetry import trace
 
+from herald.libs import subjects, telemetry
 from herald.libs.timeutil import to_timestamp
-from tests.adapters.stage import adapters_stage
+from tests.adapters.stage import AdaptersStage, adapters_stage
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -31,6 +35,29 @@ async def test_retryable_error_is_retried_then_sent(database_url: str, sink: Web
     assert len(sink.for_path(path)) == 2
     retry = [e for e in events if e.state == S.DELIVERY_STATE_PENDING and e.attempt == 1]
     assert retry and "HTTP 503" in retry[0].reason and "retrying" in retry[0].reason
+
+
+async def test_jobs_of_concurrent_sends_share_a_message_and_each_call_continues_its_own_trace(
+    database_url: str, sink: WebhookSink
+) -> None:
+    """Jobs the router queues at once for Sends of different traces travel as one message; each webhook call still
+    carries its own Send's trace, so the receiver's logs and herald's join up message by message."""
+    paths = [_path() for _ in range(3)]
+    trace_ids = [secrets.randbits(128) for _ in paths]
+
+    async def routed(adapters: AdaptersStage, path: str, trace_id: int) -> str:
+        routing = trace.SpanContext(trace_id, secrets.randbits(64), is_remote=True, trace_flags=trace.TraceFlags(0))
+        with trace.use_span(trace.NonRecordingSpan(routing)):
+            return await adapters.send("webhook", sink.url(path))
+
+    async with adapters_stage(database_url) as adapters:
+        ids = await asyncio.gather(*(routed(adapters, p, t) for p, t in zip(paths, trace_ids, strict=True)))
+        queued = await adapters.bus.subject_counts(subjects.DELIVERIES_STREAM)
+        outcomes = [await adapters.outcome(delivery_id) for delivery_id in ids]
+    assert sum(queued.values()) == 1, "the three jobs in one message"
+    assert [events[-1].state for events in outcomes] == [S.DELIVERY_STATE_SENT] * 3
+    carried = [telemetry.trace_id(sink.for_path(p)[0].headers.get("traceparent", "")) for p in paths]
+    assert carried == [format(t, "032x") for t in trace_ids]
 
 
 async def test_permanent_error_fails_with_the_endpoints_answer(database_url: str, sink: WebhookSink) -> None:

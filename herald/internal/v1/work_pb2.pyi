@@ -179,8 +179,8 @@ Global___AcceptedMessage: _TypeAlias = AcceptedMessage  # noqa: Y015
 @_typing.final
 class DeliveryJobs(_message.Message):
     """DeliveryJobs: router -> adapters, on herald.delivery.<category>.<channel>:
-    the jobs of that channel one step queued together (a routed batch's, in
-    one trace), each settled on its own. A message with the Herald-Records header
+    the jobs of that channel one step queued together (a routed batch's, of
+    concurrent Sends too: each job carries its trace), each settled on its own. A message with the Herald-Records header
     (libs/bus/grouping.py) carries these; one stored before jobs were grouped
     is a DeliveryJob alone.
     """
@@ -257,6 +257,7 @@ class DeliveryJob(_message.Message):
     CLICK_ORIGINS_FIELD_NUMBER: _builtins.int
     CONTENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     LIST_UNSUBSCRIBE_URL_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """"<message_id>.<n>": stable across redeliveries, so it de-duplicates."""
     message_id: _builtins.str
@@ -292,6 +293,11 @@ class DeliveryJob(_message.Message):
     """e-mail of notification and marketing: herald's one-click unsubscribe URL
     for this recipient and category (signed), stamped by the adapters as they
     send; "" when herald's unsubscribe endpoint is not configured.
+    """
+    traceparent: _builtins.str
+    """The W3C traceparent of the routing that queued it: jobs of several traces
+    (concurrent Sends) share a DeliveryJobs message, and each is delivered in
+    its own trace. "" in a job queued before jobs carried it.
     """
     @_builtins.property
     def expire_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -355,10 +361,11 @@ class DeliveryJob(_message.Message):
         click_origins: _abc.Iterable[_builtins.str] | None = ...,
         content_retention_days: _builtins.int = ...,
         list_unsubscribe_url: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_at", b"expire_at", "quiet_hours", b"quiet_hours", "wake", b"wake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "click_origins", b"click_origins", "content_retention_days", b"content_retention_days", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "list_unsubscribe_url", b"list_unsubscribe_url", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app_id", b"app_id", "badge", b"badge", "body", b"body", "category", b"category", "channel", b"channel", "click_origins", b"click_origins", "content_retention_days", b"content_retention_days", "data", b"data", "delivery_id", b"delivery_id", "expire_at", b"expire_at", "fallback", b"fallback", "html_body", b"html_body", "list_unsubscribe_url", b"list_unsubscribe_url", "locale", b"locale", "message_id", b"message_id", "quiet_hours", b"quiet_hours", "replay", b"replay", "stop_on", b"stop_on", "subject", b"subject", "template_id", b"template_id", "traceparent", b"traceparent", "track_clicks", b"track_clicks", "track_opens", b"track_opens", "user_id", b"user_id", "wake", b"wake"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

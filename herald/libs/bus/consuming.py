@@ -84,11 +84,11 @@ class Consumer:
         self._precedence = precedence
         self._retry_backoff = retry_backoff
         self._linger = linger
-        # Messages the next fetch asks for. Counting records (grouped messages hold many: Herald-Records), a fetch
-        # asks for as many messages as the last batch's records per message let `batch` records fill, starting at
-        # one: a batch's records are what a handler has in hand at once - the calls a SIGKILL may cut short, the
-        # work that must end within the ack wait. (Right after a run of single records, one fetch may still get
-        # more: it learns from each batch.)
+        # Messages the next fetch asks for. Counting records (grouped messages hold many: Herald-Records), a batch
+        # is at most `batch` records (or one message that holds more): what a handler has in hand at once - the
+        # calls a SIGKILL may cut short, the work that must end within the ack wait. A fetch asks for as many
+        # messages as the last batch's records per message let a batch fill, starting at one; a fetch that brought
+        # more (right after a run of single records) is handed over a batch at a time.
         self._of_records = of_records
         self._fetching = 1 if of_records else batch
         self._stopping = asyncio.Event()
@@ -132,13 +132,30 @@ class Consumer:
             if not delivered:
                 continue
             with self._precedence.holding(self._rank):
-                await self._handle(delivered)
+                for batch in self._batches(delivered):
+                    await self._handle(batch)
             if self._of_records:
                 records = sum(_records(d) for d in delivered)
                 self._fetching = max(1, min(self._batch, self._batch * len(delivered) // records))
             if self._linger and len(delivered) < asked:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._linger)
+
+    def _batches(self, delivered: list[Delivered]) -> list[list[Delivered]]:
+        """What was fetched, as the batches the handler gets: all of it, or, counting records, consecutive runs of
+        at most `batch` records each."""
+        if not self._of_records:
+            return [delivered]
+        batches: list[list[Delivered]] = [[]]
+        records = 0
+        for one in delivered:
+            weight = _records(one)
+            if batches[-1] and records + weight > self._batch:
+                batches.append([])
+                records = 0
+            batches[-1].append(one)
+            records += weight
+        return batches
 
     async def _handle(self, delivered: list[Delivered]) -> None:
         batch = [self._incoming(d) for d in delivered]

@@ -1,11 +1,14 @@
 """What the deliverer carries for each job of a batch: one `Attempt`, from the job's record through the call
 planned (`Call`) to its outcome (`Result`), so every step reads and fills the same object."""
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from herald.v1 import common_pb2
+from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
+from herald.libs import telemetry
 from herald.libs.bus import Incoming
 from herald.services.adapters import tables
 from herald.services.adapters.accounts import Route
@@ -54,10 +57,19 @@ class Attempt:
     job: work_pb2.DeliveryJob
     # The delivery's record when the batch was read; None for a first attempt.
     record: tables.Delivery | None
-    # The W3C traceparent the job is handled in, kept on the record for receipts that come long after.
-    traceparent: str
+    # Where the job is worked on: its message's span, or one of its own trace (bus.record_span).
+    span: trace.Span
     call: Call | None = None
     outcome: Result | None = None
+
+    def active(self) -> AbstractContextManager[trace.Span]:
+        """The job's span as the current one: what its provider call and its outcome's publishes continue."""
+        return trace.use_span(self.span, end_on_exit=False)
+
+    @property
+    def traceparent(self) -> str:
+        """Where the job's trace is, kept on its record for the receipts that come long after."""
+        return telemetry.traceparent(self.span)
 
     @property
     def result(self) -> Result:

@@ -31,8 +31,8 @@ import structlog
 from herald.v1 import common_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.libs import delivery_jobs, telemetry
-from herald.libs.bus import ACK, Incoming, Outcome
+from herald.libs import delivery_jobs
+from herald.libs.bus import ACK, Incoming, Outcome, record_span
 from herald.libs.bus.interfaces import Publisher
 from herald.libs.masking import mask
 from herald.libs.rate_limit import RateLimiter
@@ -73,17 +73,28 @@ class Deliverer:
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
         held = [delivery_jobs.read(i.data, i.headers) for i in batch]
         records = await delivery_records.load(self._db, (j.delivery_id for jobs in held for j in jobs))
-        # A job repeated within the batch is settled by its first copy. Each job's traceparent is kept for the
-        # receipts that come long after (receipts.py links to it).
+        # A job repeated within the batch is settled by its first copy; each is worked on in its own trace.
         by_delivery: dict[str, Attempt] = {}
         for incoming, jobs in zip(batch, held, strict=True):
-            _name_in_trace(incoming, jobs)
             for j in jobs:
                 if j.delivery_id not in by_delivery:
-                    by_delivery[j.delivery_id] = Attempt(
-                        incoming, j, records.get(j.delivery_id), telemetry.traceparent(incoming.span)
-                    )
+                    span = record_span(incoming, j.traceparent)
+                    by_delivery[j.delivery_id] = Attempt(incoming, j, records.get(j.delivery_id), span)
         attempts = list(by_delivery.values())
+        _name_in_traces(attempts)
+        try:
+            await self._deliver(attempts)
+        finally:
+            for a in attempts:
+                if a.span is not a.incoming.span:
+                    a.span.end()
+        return [
+            _settled([a for j in jobs if (a := by_delivery[j.delivery_id]).incoming is incoming])
+            for incoming, jobs in zip(batch, held, strict=True)
+        ]
+
+    async def _deliver(self, attempts: list[Attempt]) -> None:
+        """Steps 2 to 5 of the module's docstring, but the acks."""
         stopped = await delivery_records.stopped(self._db, [a for a in attempts if a.job.stop_on])
         for a in attempts:
             await self._plan(a, stopped.get(a.job.delivery_id, ""))
@@ -94,10 +105,6 @@ class Deliverer:
         for a in fresh:
             delivery_metrics.count(a)
         await asyncio.gather(*(outcome_publisher.publish(self._bus, a, self._price(a.result)) for a in attempts))
-        return [
-            _settled([a for j in jobs if (a := by_delivery[j.delivery_id]).incoming is incoming])
-            for incoming, jobs in zip(batch, held, strict=True)
-        ]
 
     async def _plan(self, attempt: Attempt, stop: str) -> None:
         """Settle the attempt at once, or plan its call."""
@@ -157,7 +164,7 @@ class Deliverer:
         job, route = attempt.job, call.route
         if call.wait:
             await asyncio.sleep(call.wait)
-        with attempt.incoming.active():
+        with attempt.active():
             started = time.perf_counter()
             try:
                 sent = await route.provider.send(self._unsubscriber.stamp(self._tracker.instrument(job)))
@@ -187,17 +194,21 @@ class Deliverer:
         return self._accounts.price(result.provider) if result.state == S.DELIVERY_STATE_SENT else Price()
 
 
-def _name_in_trace(incoming: Incoming, jobs: list[work_pb2.DeliveryJob]) -> None:
-    """So that ops find a delivery's trace in Jaeger from its ids: a message's span names its delivery, or the
-    message its jobs all belong to (a group of one message's recipients)."""
-    if len(jobs) == 1:
-        incoming.span.set_attributes(
-            {"herald.message_id": jobs[0].message_id, "herald.delivery_id": jobs[0].delivery_id}
-        )
-        return
-    incoming.span.set_attribute("messaging.batch.message_count", len(jobs))
-    if len(messages := {j.message_id for j in jobs}) == 1:
-        incoming.span.set_attribute("herald.message_id", messages.pop())
+def _name_in_traces(attempts: list[Attempt]) -> None:
+    """So that ops find a delivery's trace in Jaeger from its ids: each recorded span names the delivery worked on
+    in it, or, for several, the message they all belong to (one message's recipients)."""
+    by_span: dict[int, list[Attempt]] = {}
+    for a in attempts:
+        if a.span.is_recording():
+            by_span.setdefault(id(a.span), []).append(a)
+    for together in by_span.values():
+        span, jobs = together[0].span, [a.job for a in together]
+        if len(jobs) == 1:
+            span.set_attributes({"herald.message_id": jobs[0].message_id, "herald.delivery_id": jobs[0].delivery_id})
+            continue
+        span.set_attribute("messaging.batch.message_count", len(jobs))
+        if len(messages := {j.message_id for j in jobs}) == 1:
+            span.set_attribute("herald.message_id", messages.pop())
 
 
 def _settled(attempts: list[Attempt]) -> Outcome:

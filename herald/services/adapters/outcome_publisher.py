@@ -18,7 +18,7 @@ async def publish(bus: Publisher, attempt: Attempt, price: Price) -> None:
     job, result = attempt.job, attempt.result
     if not result.new and result.state not in FINAL:
         return
-    with attempt.incoming.active():
+    with attempt.active():
         await events.publish(
             bus,
             events.event(
