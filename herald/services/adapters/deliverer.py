@@ -15,7 +15,7 @@ Jobs come grouped (libs/delivery_jobs.py): a fetched batch is many messages of m
 5. Record every outcome in one transaction, then publish the status events, dead letters and fallbacks, then
    ack each message whose jobs are all settled. A message with a job to retry is nak'ed with that job's delay
    (JetStream holds it until then); when it comes back, its jobs settled meanwhile find their outcome on record,
-   and a job whose own retry is not due yet (a longer delay than its neighbour's) waits again (retry_policy.due).
+   and a job whose own retry is not due yet (a longer delay than its neighbour's) waits again (retry_policy.not_due).
 
 Each job is one `Attempt` (attempt.py) from step 1 to 5. What an outcome is without the provider's say, or after
 a failed call, is the retry policy (retry_policy.py); the SQL is in delivery_records.py, what follows an outcome

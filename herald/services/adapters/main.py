@@ -43,7 +43,8 @@ log = structlog.get_logger()
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=120.0, connect=5.0)
 # Connections kept open to providers, shared by every channel.
 HTTP_CONNECTIONS = 256
-# Jobs waiting for a retry stay pending on their consumer; this many may wait before it stops fetching new ones.
+# Messages with a job waiting for its retry stay pending on their consumer; this many may wait before it stops
+# fetching new ones.
 MAX_PENDING = 20_000
 
 
