@@ -12,6 +12,7 @@ from herald.v1 import common_pb2
 from herald.v1 import message_service_pb2 as msg
 from opentelemetry import trace
 
+from herald.internal.v1 import work_pb2
 from herald.libs import subjects, telemetry
 from herald.libs.timeutil import to_timestamp
 from tests.adapters.stage import AdaptersStage, adapters_stage
@@ -58,6 +59,29 @@ async def test_jobs_of_concurrent_sends_share_a_message_and_each_call_continues_
     assert [events[-1].state for events in outcomes] == [S.DELIVERY_STATE_SENT] * 3
     carried = [telemetry.trace_id(sink.for_path(p)[0].headers.get("traceparent", "")) for p in paths]
     assert carried == [format(t, "032x") for t in trace_ids]
+
+
+async def test_a_job_queued_before_jobs_were_grouped_is_still_delivered(database_url: str, sink: WebhookSink) -> None:
+    """A job stored alone, as the router queued jobs before they travelled grouped (no Herald-Records header),
+    is delivered like any other after an upgrade."""
+    path = _path()
+    message_id = f"msg_{uuid.uuid4().hex[:16]}"
+    job = work_pb2.DeliveryJob(
+        delivery_id=f"{message_id}.0",
+        message_id=message_id,
+        app_id="app_1",
+        template_id="t",
+        category=S.CATEGORY_NOTIFICATION,
+        channel="webhook",
+        address=sink.url(path),
+        body="{}",
+    )
+    async with adapters_stage(database_url) as adapters:
+        subject = subjects.delivery_job(job.category, job.channel)
+        await adapters.bus.publish(subject, job.SerializeToString(), job.delivery_id)
+        events = await adapters.outcome(job.delivery_id)
+    assert events[-1].state == S.DELIVERY_STATE_SENT
+    assert len(sink.for_path(path)) == 1
 
 
 async def test_permanent_error_fails_with_the_endpoints_answer(database_url: str, sink: WebhookSink) -> None:
