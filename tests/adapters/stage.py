@@ -15,7 +15,7 @@ import aiohttp
 from herald.v1 import common_pb2, events_pb2
 
 from herald.internal.v1 import work_pb2
-from herald.libs import categories, channels, delivery_jobs, subjects
+from herald.libs import channels, delivery_jobs, subjects
 from herald.libs.bus import Incoming, each
 from herald.libs.rate_limit import RateLimiter
 from herald.libs.store import Database
@@ -23,7 +23,7 @@ from herald.services.adapters.accounts import Accounts, plugins
 from herald.services.adapters.attempt import FINAL
 from herald.services.adapters.consent import ConsentReporter
 from herald.services.adapters.deliverer import Deliverer
-from herald.services.adapters.main import MAX_PENDING
+from herald.services.adapters.main import consume_jobs
 from herald.services.adapters.settings import AdaptersSettings
 from herald.services.adapters.tracking import Tracker
 from herald.services.adapters.unsubscribe import Unsubscriber
@@ -98,19 +98,9 @@ async def adapters_stage(database_url: str, **env: str) -> AsyncIterator[Adapter
             unsubscriber = Unsubscriber(ConsentReporter(bus), "", "")
             deliverer = Deliverer(db, bus, accounts, settings.retry_backoff, limiter, tracker, unsubscriber)
             stage = AdaptersStage(bus, db)
-            for channel in (c for c in channels.KNOWN if c != "inbox"):  # the inbox writer is a stage of its own
-                for category in settings.pipelines:
-                    pipeline = categories.PIPELINES[category]
-                    await bus.consume(
-                        subjects.DELIVERIES_STREAM,
-                        f"adapters-{categories.name(category)}-{channel}",
-                        subjects.delivery_job(category, channel),
-                        deliverer.handle,
-                        batch=pipeline.batch,
-                        rank=pipeline.rank,
-                        max_pending=MAX_PENDING,
-                        of_records=True,
-                    )
+            # The inbox writer is a stage of its own.
+            handlers = {c: deliverer.handle for c in channels.KNOWN if c != "inbox"}
+            await consume_jobs(bus, settings.pipelines, handlers)
 
             async def event(incoming: Incoming) -> None:
                 stage.events.extend(events_pb2.DeliveryEvents.FromString(incoming.data).events)

@@ -1,12 +1,14 @@
 """herald-adapters entry point."""
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from functools import partial
 
 import aiohttp
 import structlog
 from aiohttp import web
 from herald.v1 import (
+    common_pb2,
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
     inbox_service_pb2,
@@ -17,7 +19,7 @@ from herald.v1 import (
 
 from herald.libs import categories, channels, http_server, runtime, subjects
 from herald.libs.auth import AppKeys
-from herald.libs.bus import each
+from herald.libs.bus import BatchHandler, Consumers, each
 from herald.libs.grpc_server import TracedServer
 from herald.libs.rate_limit import RateLimiter
 from herald.services.adapters import dead_letters, erasure
@@ -90,19 +92,9 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
     )
     waker = Waker(rt.db, rt.bus)
     inbox = InboxWriter(rt.db, rt.bus, waker)
-    for channel in channels.KNOWN:
-        for category in settings.pipelines:
-            pipeline = categories.PIPELINES[category]
-            await rt.bus.consume(
-                subjects.DELIVERIES_STREAM,
-                f"adapters-{categories.name(category)}-{channel}",
-                subjects.delivery_job(category, channel),
-                inbox.handle if channel == "inbox" else deliverer.handle,
-                batch=pipeline.batch,
-                rank=pipeline.rank,
-                max_pending=MAX_PENDING,
-                of_records=True,  # jobs come grouped: a batch is `batch` jobs, the calls in flight at once
-            )
+    await consume_jobs(
+        rt.bus, settings.pipelines, {c: inbox.handle if c == "inbox" else deliverer.handle for c in channels.KNOWN}
+    )
     for category in settings.pipelines:
         await rt.bus.consume(
             subjects.SCHEDULES_STREAM,
@@ -122,6 +114,26 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
         provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
         dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
     ]
+
+
+async def consume_jobs(
+    bus: Consumers, pipelines: Iterable[common_pb2.Category.ValueType], handlers: Mapping[str, BatchHandler]
+) -> None:
+    """A durable consumer of delivery jobs per category of `pipelines` and channel of `handlers`, each handing its
+    batches to its channel's handler."""
+    for channel, handler in handlers.items():
+        for category in pipelines:
+            pipeline = categories.PIPELINES[category]
+            await bus.consume(
+                subjects.DELIVERIES_STREAM,
+                f"adapters-{categories.name(category)}-{channel}",
+                subjects.delivery_job(category, channel),
+                handler,
+                batch=pipeline.batch,
+                rank=pipeline.rank,
+                max_pending=MAX_PENDING,
+                of_records=True,  # jobs come grouped: a batch is `batch` jobs, the calls in flight at once
+            )
 
 
 def main() -> None:
