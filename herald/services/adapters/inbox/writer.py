@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from herald.internal.v1 import work_pb2
 from herald.libs import delivery_jobs, events
-from herald.libs.bus import ACK, Bus, Incoming, Outcome
+from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
 from herald.services.adapters.inbox import notices, timeline_store, wake
@@ -56,7 +56,7 @@ class InboxWriter:
         self, incoming: Incoming, job: work_pb2.DeliveryJob, expired: bool, stored_at: datetime | None
     ) -> None:
         """SENT as of when the item was stored: a device may get it (DELIVERED) before this is published."""
-        with incoming.active():
+        with in_own_trace(incoming, job.traceparent):  # jobs of several Sends share a message
             if expired:
                 await events.publish(
                     self._bus, events.event(job, common_pb2.DELIVERY_STATE_EXPIRED, reason="expire_at passed")
