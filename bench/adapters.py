@@ -21,7 +21,7 @@ from bench.alone import alone, backend, measure
 from bench.mesh import Sink
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
-from herald.libs.bus.grouping import RECORDS_HEADER, grouped
+from herald.libs.bus.grouping import group_headers, grouped
 
 JOBS = 20_000
 # Jobs per published message: the router's groups are a routed batch's jobs of one channel (at most its category's
@@ -34,8 +34,8 @@ def job_publisher(url: str) -> Callable[[JetStreamContext, int], Awaitable[objec
     subject = subjects.delivery_job(common_pb2.CATEGORY_NOTIFICATION, "webhook")
     run = secrets.token_hex(4)  # a database kept from an earlier run must not know these deliveries
 
-    def job(n: int) -> bytes:
-        return work_pb2.DeliveryJob(
+    def job(n: int) -> tuple[bytes, str]:
+        found = work_pb2.DeliveryJob(
             delivery_id=f"msg_bench{run}{n:08d}.0",
             message_id=f"msg_bench{run}{n:08d}",
             app_id="bench",
@@ -44,12 +44,12 @@ def job_publisher(url: str) -> Callable[[JetStreamContext, int], Awaitable[objec
             channel="webhook",
             address=url,
             body=f'{{"n": "{n}"}}',
-        ).SerializeToString()
+        )
+        return found.SerializeToString(), found.delivery_id
 
     async def publish(js: JetStreamContext, n: int) -> object:
         jobs = [job(n * GROUP + k) for k in range(GROUP)]
-        headers = {"Nats-Msg-Id": f"bench{run}.{n}", RECORDS_HEADER: str(GROUP)}
-        return await js.publish(subject, grouped(jobs), headers=headers)
+        return await js.publish(subject, grouped(j for j, _ in jobs), headers=group_headers(jobs))
 
     return publish
 

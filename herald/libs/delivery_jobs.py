@@ -14,9 +14,9 @@ from herald.libs.bus.grouping import RECORDS_HEADER
 
 async def queue(bus: Publisher, job: work_pb2.DeliveryJob, record_id: str = "") -> None:
     """Queue `job` for its channel's adapter, grouped with the other jobs of that channel queued meanwhile (of
-    concurrent Sends too: the job carries its trace); durable once this returns. Its record id is the delivery id
-    unless `record_id` says otherwise (a replay): the same job queued again (a redelivered message) is dropped, or
-    recognised by the adapters' record of it."""
+    concurrent Sends too: `job` is stamped with the current trace first); durable once this returns. Its record id
+    is the delivery id unless `record_id` says otherwise (a replay): the same job queued again (a redelivered
+    message) is dropped, or recognised by the adapters' record of it."""
     job.traceparent = telemetry.traceparent(trace.get_current_span())
     await bus.publish_grouped(
         subjects.delivery_job(job.category, job.channel),

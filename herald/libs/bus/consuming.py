@@ -131,25 +131,24 @@ class Consumer:
                 self._waiting = False
             if not delivered:
                 continue
+            weights = [_records(d) if self._of_records else 1 for d in delivered]
             with self._precedence.holding(self._rank):
-                for batch in self._batches(delivered):
+                for batch in self._batches(delivered, weights):
                     await self._handle(batch)
             if self._of_records:
-                records = sum(_records(d) for d in delivered)
-                self._fetching = max(1, min(self._batch, self._batch * len(delivered) // records))
+                self._fetching = max(1, min(self._batch, self._batch * len(delivered) // sum(weights)))
             if self._linger and len(delivered) < asked:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._linger)
 
-    def _batches(self, delivered: list[Delivered]) -> list[list[Delivered]]:
-        """What was fetched, as the batches the handler gets: all of it, or, counting records, consecutive runs of
-        at most `batch` records each."""
+    def _batches(self, delivered: list[Delivered], weights: list[int]) -> list[list[Delivered]]:
+        """What was fetched, as the batches the handler gets: all of it, or, counting records (`weights`: each
+        message's), consecutive runs of at most `batch` records each."""
         if not self._of_records:
             return [delivered]
         batches: list[list[Delivered]] = [[]]
         records = 0
-        for one in delivered:
-            weight = _records(one)
+        for one, weight in zip(delivered, weights, strict=True):
             if batches[-1] and records + weight > self._batch:
                 batches.append([])
                 records = 0

@@ -12,15 +12,7 @@ from opentelemetry import trace
 
 from herald.libs import telemetry
 from herald.libs.bus.consuming import Consumer, Source
-from herald.libs.bus.grouping import (
-    MAX_GROUP_BYTES,
-    MAX_GROUP_RECORDS,
-    RECORDS_HEADER,
-    Group,
-    GroupKey,
-    group_id,
-    grouped,
-)
+from herald.libs.bus.grouping import MAX_GROUP_BYTES, MAX_GROUP_RECORDS, Group, GroupKey, group_headers, grouped
 from herald.libs.bus.handlers import BatchHandler
 from herald.libs.bus.precedence import Precedence
 from herald.libs.bus.schedules import WRONG_LAST_SEQUENCE, ScheduleChanged, schedule_headers
@@ -117,14 +109,7 @@ class BusCore(ABC):
             size += len(record) + 8
         try:
             await asyncio.gather(
-                *(
-                    self._publish(
-                        subject,
-                        grouped(r for r, _ in part),
-                        {"Nats-Msg-Id": group_id(part), RECORDS_HEADER: str(len(part))},
-                    )
-                    for part in parts
-                )
+                *(self._publish(subject, grouped(r for r, _ in part), group_headers(part)) for part in parts)
             )
         except Exception as e:
             group.done.set_exception(e)

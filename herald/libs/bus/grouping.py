@@ -52,6 +52,11 @@ class Group:
     context: contextvars.Context
 
 
+def group_headers(records: list[tuple[bytes, str]]) -> dict[str, str]:
+    """A grouped message's headers: its Nats-Msg-Id (group_id) and how many records it holds (RECORDS_HEADER)."""
+    return {"Nats-Msg-Id": group_id(records), RECORDS_HEADER: str(len(records))}
+
+
 def group_id(records: list[tuple[bytes, str]]) -> str:
     if len(records) == 1:
         return records[0][1]
