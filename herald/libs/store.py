@@ -16,12 +16,13 @@ import orjson
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, MetaData, Select, Table, TextClause, delete, event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
 from herald.libs.config import DEFAULT_POOL_SIZE
+from herald.libs.sqlite_connection import SqliteConnection
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 # Rows one purge transaction deletes: a first purge over millions of rows never holds one huge transaction.
@@ -192,7 +193,14 @@ def _create_engine(url: str, pool_size: int) -> AsyncEngine:
         )
     # One connection: SQLite has one writer at a time anyway, and queueing in the pool is far
     # cheaper than several connections polling the file lock (its busy handler sleeps).
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True)
+    path = make_url(url).database or ""
+
+    async def connect() -> SqliteConnection:
+        return await SqliteConnection(path).open()
+
+    engine = create_async_engine(
+        url, async_creator=connect, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn: Any, _: Any) -> None:

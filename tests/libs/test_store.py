@@ -6,26 +6,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from devmesh.mesh import SERVICES, free_port
 from herald.libs.config import normalize_database_url
+from herald.libs.sqlite_connection import PREFETCH_ROWS
 from herald.libs.store import Database
 from herald.services.feedback import tables as feedback_tables
 from tests.helpers.databases import TEST_URL, fresh_postgres
 
 
-async def _store_message(db: Database, message_id: str, created: datetime) -> None:
+async def _store_message(db: Database, message_id: str, created: datetime, *more: str) -> None:
+    """Store the message (and `more` after it) in one transaction, one INSERT each."""
     async with db.session.begin() as session:
-        session.add(
-            feedback_tables.Message(
-                message_id=message_id,
-                app_id="app_x",
-                template_id="t",
-                template_version=1,
-                category=1,
-                create_time=created,
+        for each in (message_id, *more):
+            session.add(
+                feedback_tables.Message(
+                    message_id=each,
+                    app_id="app_x",
+                    template_id="t",
+                    template_version=1,
+                    category=1,
+                    create_time=created,
+                )
             )
-        )
+            await session.flush()
 
 
 async def _tables(db: Database) -> set[str]:
@@ -99,6 +104,45 @@ async def test_rows_written_in_bulk_read_and_compare_as_rows_written_one_by_one(
                 select(feedback_tables.Message).where(feedback_tables.Message.create_time == later)
             )
             assert sorted((r.message_id, r.template_version) for r in rows) == [("msg_t0", 2), ("msg_t1", 2)]
+    finally:
+        await db.close()
+
+
+async def test_results_of_any_size_come_back_whole_in_order_read_at_once_or_streamed(database_url: str) -> None:
+    """SQLite's statements bring their first rows back with them (herald/libs/sqlite_connection.py): a longer
+    result is read on, whether whole, streamed a few at a time (yield_per) or left after its first row."""
+    db = await Database.open(database_url, "feedback")
+    table = feedback_tables.Base.metadata.tables["feedback_messages"]
+    count = 3 * PREFETCH_ROWS + 7
+    ids = [f"msg_r{n:04d}" for n in range(count)]
+    row = {"app_id": "app_r", "template_id": "t", "template_version": 1, "category": 1, "trace_id": ""}
+    query = select(feedback_tables.Message.message_id).order_by(feedback_tables.Message.message_id)
+    try:
+        async with db.session.begin() as session:
+            await db.insert_rows(
+                session, table, [row | {"message_id": m, "create_time": datetime.now(UTC)} for m in ids]
+            )
+        async with db.session() as session:
+            assert list(await session.scalars(query)) == ids
+            assert [m async for m in await session.stream_scalars(query.execution_options(yield_per=20))] == ids
+            assert await session.scalar(query) == ids[0]
+            assert len(list(await session.scalars(query.limit(PREFETCH_ROWS)))) == PREFETCH_ROWS
+    finally:
+        await db.close()
+
+
+async def test_a_failed_statement_undoes_its_transaction_and_the_next_one_goes_through(database_url: str) -> None:
+    db = await Database.open(database_url, "feedback")
+    when = datetime.now(UTC)
+    try:
+        await _store_message(db, "msg_f1", when)
+        with pytest.raises(IntegrityError):
+            await _store_message(db, "msg_f2", when, "msg_f1")
+        async with db.session() as session:
+            assert await session.get(feedback_tables.Message, "msg_f2") is None
+        await _store_message(db, "msg_f3", when)
+        async with db.session() as session:
+            assert await session.get(feedback_tables.Message, "msg_f3") is not None
     finally:
         await db.close()
 
