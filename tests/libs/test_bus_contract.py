@@ -123,6 +123,27 @@ async def test_a_message_no_retry_can_handle_is_dead_lettered_after_the_bound(bu
     assert tried == [1, 2, 3], "tried once and after each retry's delay, then never again"
 
 
+async def test_a_message_gets_its_retries_however_often_it_was_redelivered_on_request(bus: MessageBus) -> None:
+    """Naks a handler asks for (a group of delivery jobs waiting for its jobs' retries) are not failures: a message
+    that breaks after more of them than the retries allow still gets every retry before the dead letters."""
+    waits = len(BACKOFF) + 1
+    tried: list[int] = []
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        tried.extend(i.delivery_count for i in batch)
+        if batch[0].delivery_count <= waits:
+            return [0.1] * len(batch)
+        raise ValueError("broke after waiting")
+
+    dead = await _collect(bus, subjects.DEAD_LETTERS_STREAM, "contract-dead", subjects.unprocessed("contract-waits"))
+    await bus.consume(subjects.MESSAGES_STREAM, "contract-waits", SUBJECT, handler)
+    await bus.publish(SUBJECT, b"waited", msg_id="waited")
+    await _until(lambda: bool(dead))
+    await asyncio.sleep(1.0)
+    assert tried == list(range(1, waits + len(BACKOFF) + 2)), "every wait, the first failure and each retry"
+    assert dead[0].headers["Herald-Deliveries"] == str(waits + len(BACKOFF) + 1)
+
+
 async def test_one_bad_message_takes_none_of_its_batch_with_it(bus: MessageBus) -> None:
     handled: list[str] = []
     gate = asyncio.Event()

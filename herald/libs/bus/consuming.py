@@ -3,6 +3,7 @@ outcome - ack, nak with a delay, retries of a Broken message, then the dead lett
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +26,10 @@ UNPROCESSED = Counter(
     "Messages a consumer could not handle after its last retry, dead-lettered on herald.unprocessed.<consumer>.",
     ["consumer"],
 )
+
+
+# How many messages' failures a consumer remembers (see Consumer._failures); past it the oldest are forgotten.
+FAILURES_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None
         # While the task waits in a fetch, with no message in hand.
         self._waiting = False
+        # Failures so far of the messages being retried, by stream sequence. A message's retries count its own
+        # failures, not its deliveries: those include every nak its handler asked for (a group of delivery jobs
+        # waiting for its jobs' retries may come back many times before something breaks). Kept in memory, so a
+        # restart gives a message its retries afresh.
+        self._failures: OrderedDict[int, int] = OrderedDict()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
@@ -182,10 +192,14 @@ class Consumer:
         return outcome
 
     async def _settle(self, delivered: Delivered, incoming: Incoming, outcome: Outcome) -> None:
+        failures = self._failures.pop(delivered.sequence, 0)
         if outcome is ACK or not isinstance(outcome, Broken):
             await delivered.settle(outcome)
-        elif incoming.delivery_count <= len(self._retry_backoff):
-            await delivered.settle(self._retry_backoff[incoming.delivery_count - 1])
+        elif failures < len(self._retry_backoff):
+            self._failures[delivered.sequence] = failures + 1
+            if len(self._failures) > FAILURES_KEPT:
+                self._failures.popitem(last=False)
+            await delivered.settle(self._retry_backoff[failures])
         else:
             await self._dead_letter(incoming, outcome)
             await delivered.settle(ACK)
