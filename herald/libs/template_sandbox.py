@@ -6,8 +6,10 @@ access) with StrictUndefined, so a missing variable is an error rather than a
 blank. Rendering is bounded in work and memory, not only in output: ranges of at
 most MAX_RANGE, loops nested at most MAX_LOOP_DEPTH deep and MAX_ITERATIONS
 iterations in all (loops that print nothing included), no string or list built
-by `*` longer than MAX_OUTPUT_CHARS and no power past MAX_EXPONENT, no width
-past MAX_OUTPUT_CHARS (a padding method or filter, a format's field width);
+by `*`, `+` or `~` longer than MAX_OUTPUT_CHARS and no power past MAX_EXPONENT,
+no width past MAX_OUTPUT_CHARS (a padding method or filter, a format's field
+width), no string longer than that out of a replace, a join or a translate, nor a
+list out of `sum`, each refused before it is built where its size can be told;
 templating checks the output's size and MAX_RENDER_SECONDS as it is produced.
 """
 
@@ -22,9 +24,11 @@ from typing import Any
 
 from jinja2 import StrictUndefined, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.filters import FILTERS
+from jinja2.filters import FILTERS, make_attrgetter
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 MAX_OUTPUT_CHARS = 64 * 1024
 MAX_RANGE = 1000
@@ -65,18 +69,39 @@ def bounded(iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
+def bounded_text(value: Any) -> Any:
+    """What a `~` built: it joins what it is given in one step, so only its result can be checked (each of its
+    parts already was, when a template built it)."""
+    if len(value) > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"'~' would build more than {MAX_OUTPUT_CHARS} characters")
+    return value
+
+
+class _Bounding(NodeTransformer):
+    """Jinja2 compiles a for-loop to a Python loop and `~` to a join, out of the sandbox's reach: every loop walks
+    its iterable through `bounded`, every `~` goes through `bounded_text`, imported by the compiled template
+    itself, so no template name can stand in for them."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _imported("bounded", node.iter)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _imported("bounded_text", node)
+
+
+def _imported(function: str, argument: nodes.Node) -> nodes.Call:
+    return nodes.Call(nodes.ImportedName(f"{__name__}.{function}"), [argument], [], None, None, lineno=argument.lineno)
+
+
 class _Sandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        """Jinja2 compiles a for-loop to a Python loop, out of the sandbox's reach: every loop walks its iterable
-        through `bounded`, imported by the compiled template itself, so no template name can stand in for it."""
-        tree = super()._parse(source, name, filename)
-        for loop in tree.find_all(nodes.For):
-            loop.iter = nodes.Call(
-                nodes.ImportedName(f"{__name__}.bounded"), [loop.iter], [], None, None, lineno=loop.lineno
-            )
-        return tree
+        bounded: nodes.Template = _Bounding().visit(super()._parse(source, name, filename))
+        return bounded
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """`*` and `**` can build a value of any size in one step, before any output is checked."""
@@ -88,6 +113,8 @@ class _Sandbox(SandboxedEnvironment):
                     and len(sequence) * times > MAX_OUTPUT_CHARS
                 ):
                     raise SecurityError(f"'*' would build more than {MAX_OUTPUT_CHARS} items")
+        elif operator == "+" and _sized(left) and _sized(right) and len(left) + len(right) > MAX_OUTPUT_CHARS:
+            raise SecurityError(f"'+' would build more than {MAX_OUTPUT_CHARS} items")
         elif operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"'**' with an exponent over {MAX_EXPONENT}")
         elif operator == "%" and isinstance(left, str):
@@ -96,8 +123,15 @@ class _Sandbox(SandboxedEnvironment):
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         """A str method that pads to a width builds that much before any output is checked."""
-        if isinstance(getattr(obj, "__self__", None), str) and getattr(obj, "__name__", "") in _PADDING:
-            _check_widths(obj.__name__, [*args, *kwargs.values()])
+        text, method = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
+        if isinstance(text, str) and method in _PADDING:
+            _check_widths(method, [*args, *kwargs.values()])
+        elif isinstance(text, str) and method == "replace":
+            _check_replace(text, *args, **kwargs)
+        elif isinstance(text, str) and method == "join" and args:
+            args = (_check_join(args[0], text), *args[1:])
+        elif isinstance(text, str) and method == "translate" and args:
+            _check_translate(text, args[0])
         return super().call(context, obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -144,29 +178,107 @@ def _check_format(template: str) -> bool:
     return from_values
 
 
-def _width_bounded(name: str) -> Callable[..., Any]:
-    """Jinja2's filter `name`, refusing a width over MAX_OUTPUT_CHARS among its arguments."""
+def _sized(value: Any) -> bool:
+    return isinstance(value, str | list | tuple)
+
+
+def _too_long(what: str, length: int) -> None:
+    if length > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"{what} would build more than {MAX_OUTPUT_CHARS} characters")
+
+
+def _check_replace(text: str, old: Any = "", new: Any = "", count: Any = -1) -> None:
+    old, new = str(old), str(new)
+    found = len(text) + 1 if not old else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    _too_long("replace", len(text) + found * (len(new) - len(old)))
+
+
+def _check_join(items: Iterable[Any], separator: str) -> list[Any]:
+    """The items, read once, if joining them stays within MAX_OUTPUT_CHARS."""
+    listed = list(items)
+    _too_long("join", sum(len(str(item)) for item in listed) + len(separator) * max(len(listed) - 1, 0))
+    return listed
+
+
+def _check_translate(text: str, table: Any) -> None:
+    longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1) if isinstance(table, dict) else 1
+    _too_long("translate", len(text) * longest)
+
+
+# What a filter's arguments are checked with: its context argument (an EvalContext, an Environment or None), its
+# value and other arguments, its keyword arguments; it returns the arguments to call the filter with.
+Check = Callable[[Any, list[Any], dict[str, Any]], list[Any]]
+
+
+def _bounded(name: str, check: Check) -> Callable[..., Any]:
+    """Jinja2's filter `name`, its arguments first checked (and possibly replaced) by `check`. The filter's context
+    argument (pass_eval_context, pass_environment), if it takes one, is passed on as it is."""
     jinja_filter = FILTERS[name]
+    passes = getattr(jinja_filter, "jinja_pass_arg", None)
+    skip = 1 if passes is not None else 0
 
-    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_widths(name, [*args, *kwargs.values()])
-        return jinja_filter(value, *args, **kwargs)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        context = args[0] if skip else None
+        return jinja_filter(*args[:skip], *check(context, list(args[skip:]), kwargs), **kwargs)
 
+    if passes is not None:
+        bounded.jinja_pass_arg = passes  # type: ignore[attr-defined]
     return bounded
 
 
-def _printf_bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
-    """Jinja2's `format` filter (printf style), refusing a field width over MAX_OUTPUT_CHARS."""
-    _check_printf(str(value), args)
-    return FILTERS["format"](value, *args, **kwargs)
+def _widths(name: str) -> Check:
+    """No width over MAX_OUTPUT_CHARS among a filter's arguments after its value."""
+
+    def check(context: Any, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+        _check_widths(name, [*args[1:], *kwargs.values()])
+        return args
+
+    return check
+
+
+def _printf(context: Any, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """The `format` filter (printf style): no field width over MAX_OUTPUT_CHARS."""
+    _check_printf(str(args[0]), tuple(args[1:]))
+    return args
+
+
+def _replace(context: Any, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    _check_replace(str(args[0]), *args[1:], **kwargs)
+    return args
+
+
+def _join(context: EvalContext, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """What `join` joins is its items, or their `attribute`: read here, checked, and handed over as the items."""
+    attribute = args.pop(2) if len(args) > 2 else kwargs.pop("attribute", None)
+    items = args[0] if attribute is None else map(make_attrgetter(context.environment, attribute), args[0])
+    args[0] = _check_join(items, str(args[1] if len(args) > 1 else kwargs.get("d", "")))
+    return args
+
+
+def _sum(context: Any, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """`sum` of lists or strings builds one as long as all of them."""
+    args[0] = items = list(args[0])
+    if any(_sized(item) for item in items):
+        _too_long("sum", sum(len(item) for item in items if _sized(item)))
+    return args
 
 
 def sandbox(autoescape: bool, finalize: Callable[[Any], Any] | None = None) -> SandboxedEnvironment:
     env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, finalize=finalize, keep_trailing_newline=True)
     env.globals["range"] = _bounded_range
-    env.filters["format"] = _printf_bounded
-    # The filters that build a string or a list as wide as a number they are given.
-    env.filters.update({name: _width_bounded(name) for name in ("center", "indent", "batch")})
+    # The filters that build a string or a list as wide as a number they are given, or as long as their values
+    # multiplied.
+    env.filters.update({name: _bounded(name, _widths(name)) for name in ("center", "indent", "batch", "slice")})
+    env.filters.update(
+        {
+            "format": _bounded("format", _printf),
+            "replace": _bounded("replace", _replace),
+            "join": _bounded("join", _join),
+            "sum": _bounded("sum", _sum),
+        }
+    )
     return env
 
 

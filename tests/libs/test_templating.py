@@ -59,6 +59,24 @@ def test_output_size_is_bounded_while_rendering() -> None:
         ("{{ '{:>200000000}'.format(1)|length }}", {}, "format with a width"),
         ("{{ '{:{w}}'.format(1, w=200000000)|length }}", {}, "format with a width"),
         ("{{ '{x:{w}}'.format_map({'x': 1, 'w': 200000000})|length }}", {}, "format with a width"),
+        ("{{ [1, 2]|slice(100000)|list|length }}", {}, "slice with a width"),
+        # Doubling a value step by step: each step is small, the value grows without end (as the ones below,
+        # these build only a few hundred thousand characters unbounded, enough to pass the bound).
+        (
+            "{% set ns = namespace(s=s) %}{% for i in range(12) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+            "{{ ns.s|length }}",
+            {"s": "x" * 1000},
+            "'~' would build",
+        ),
+        ("{{ (s * 30000 + s * 30000)|length }}", {"s": "xy"}, "'\\+' would build"),
+        # One step whose result is the product of two values within the bound.
+        ("{{ (s * 3000)|replace('x', s * 100)|length }}", {"s": "x"}, "replace would build"),
+        ("{{ (s * 3000).replace('', s * 100)|length }}", {"s": "x"}, "replace would build"),
+        ("{{ ([s * 1000] * 100)|join|length }}", {"s": "y"}, "join would build"),
+        ("{{ ''.join([s * 1000] * 100)|length }}", {"s": "y"}, "join would build"),
+        ("{{ ([{'a': s * 1000}] * 100)|join(attribute='a')|length }}", {"s": "y"}, "join would build"),
+        ("{{ ([[s] * 1000] * 100)|sum(start=[])|length }}", {"s": "y"}, "sum would build"),
+        ("{{ (s * 1000).translate({120: s * 100})|length }}", {"s": "x"}, "translate would build"),
     ],
 )
 def test_work_and_memory_are_bounded_not_only_output(source: str, values: dict[str, str], says: str) -> None:
@@ -72,6 +90,16 @@ def test_widths_within_the_bounds_render_as_jinja_would() -> None:
         "{{ '%.2f'|format(3.14159) }} {{ 'ab'.center(4, '*') }} {{ '{:{w}}'.format(1, w=3) }} {{ 10 % 3 }}"
     )
     assert templating.render(source, {"n": "x"}) == "00042     ab|  ab  |Order 1234567: x 3.14 *ab*   1 1"
+
+
+def test_joins_and_replacements_within_the_bounds_render_as_jinja_would() -> None:
+    source = (
+        "{{ 'a' ~ b ~ 'c' }} {{ 'ab'|replace('a', 'x') }} {{ 'a-b-c'.replace('-', '+', 1) }} {{ [1, 2]|join(',') }} "
+        "{{ ','.join(['x', 'y']) }} {{ [{'n': 'p'}, {'n': 'q'}]|join('/', attribute='n') }} {{ [1, 2]|sum }} "
+        "{{ [[1], [2]]|sum(start=[]) }} {{ 'abc'.translate({97: 'A'}) }} {{ [1, 2, 3]|slice(2)|list }} {{ b + 'y' }}"
+    )
+    assert templating.render(source, {"b": "B"}) == "aBc xb a+b-c 1,2 x,y p/q 3 [1, 2] Abc [[1, 2], [3]] By"
+    assert templating.render("{{ a ~ b }}", {"a": "<", "b": ">"}, templating.HTML) == "&lt;&gt;"
 
 
 def test_loops_within_the_bounds_render_as_jinja_would() -> None:
