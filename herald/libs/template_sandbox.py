@@ -104,7 +104,8 @@ class _Sandbox(SandboxedEnvironment):
         return bounded
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        """`*` and `**` can build a value of any size in one step, before any output is checked."""
+        """`*` and `**` can build a value of any size in one step, and `+` double one at each step of a loop,
+        before any output is checked."""
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
                 if (
@@ -122,7 +123,8 @@ class _Sandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """A str method that pads to a width builds that much before any output is checked."""
+        """A str method that pads to a width builds that much before any output is checked; replace, join and
+        translate build as much as their text times what they put in."""
         text, method = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
         if isinstance(text, str) and method in _PADDING:
             _check_widths(method, [*args, *kwargs.values()])
@@ -219,13 +221,13 @@ def _bounded(name: str, check: Check) -> Callable[..., Any]:
     passes = getattr(jinja_filter, "jinja_pass_arg", None)
     skip = 1 if passes is not None else 0
 
-    def bounded(*args: Any, **kwargs: Any) -> Any:
+    def checked(*args: Any, **kwargs: Any) -> Any:
         context = args[0] if skip else None
         return jinja_filter(*args[:skip], *check(context, list(args[skip:]), kwargs), **kwargs)
 
     if passes is not None:
-        bounded.jinja_pass_arg = passes  # type: ignore[attr-defined]
-    return bounded
+        checked.jinja_pass_arg = passes  # type: ignore[attr-defined]
+    return checked
 
 
 def _widths(name: str) -> Check:
