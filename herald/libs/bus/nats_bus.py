@@ -180,6 +180,9 @@ class Bus(BusCore):
                 await msg.respond(b"")
 
         subscription = await self.nc.subscribe(subject, cb=on_notice)
+        # The server has the interest once this returns: a notice published after it, by any process on this
+        # server, is heard.
+        await self.nc.flush()
         try:
             yield queue
         finally:

@@ -14,7 +14,7 @@ from herald.v1 import common_pb2, inbox_service_pb2, inbox_service_pb2_grpc
 
 from devmesh.mesh import Mesh
 from herald.libs import subjects
-from herald.services.adapters.inbox.notices import RECHECK
+from herald.services.adapters.inbox.notices import FIRST_RECHECKS, RECHECK
 from tests.adapters.inbox.timeline import inbox_app, send, sync_all, wait_for_items
 from tests.helpers.client import Herald
 from tests.helpers.otlp_receiver import OtlpReceiver, sampled_trace
@@ -106,7 +106,8 @@ async def test_a_live_subscriber_on_another_process_sees_a_new_item_within_100_m
         stub = inbox_service_pb2_grpc.InboxServiceStub(channel)
         stream = stub.Subscribe(inbox_service_pb2.SubscribeRequest(user_id=user_id), metadata=app)
         await stub.GetUnreadCount(inbox_service_pb2.GetUnreadCountRequest(user_id=user_id), metadata=app)
-        await asyncio.sleep(0.5)  # the stream is listening
+        # The stream is listening, and past its first quick re-reads (FIRST_RECHECKS): what it sees now it heard of.
+        await asyncio.sleep(sum(FIRST_RECHECKS) + 0.25)
         lags = []
         for n in range(LIVE_ITEMS):
             await send(herald, app, template, user_id, n, 1)

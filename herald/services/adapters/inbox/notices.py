@@ -1,6 +1,6 @@
 """Live inbox updates across adapters replicas: whoever changes a user's timeline announces the sequences it
 touched on core NATS; each replica's Subscribe streams for that user listen and re-read. Notices are not stored,
-so a stream also re-reads on a timer (RECHECK) in case one was missed."""
+so a stream also re-reads on a timer (RECHECK, sooner while it is new) in case one was missed."""
 
 import asyncio
 import hashlib
@@ -14,6 +14,9 @@ from herald.services.adapters.inbox.timeline_store import Owner
 
 # The longest a stream relies on notices alone before it looks at the timeline itself.
 RECHECK = 5.0
+# A new stream's first re-reads come sooner: until its interest has reached every server of a NATS cluster, a
+# notice published through another server passes it by.
+FIRST_RECHECKS = (0.25, 0.5, 1.0, 2.0)
 
 
 def _subject(owner: Owner) -> str:
@@ -48,12 +51,13 @@ async def watch(bus: Bus, owner: Owner) -> AsyncIterator["Changes"]:
 class Changes:
     def __init__(self, queue: asyncio.Queue[bytes]) -> None:
         self._queue = queue
+        self._waits = iter(FIRST_RECHECKS)
 
     async def next(self) -> set[int]:
-        """Waits up to RECHECK for notices; returns the sequences of changed items among them (new items need no
-        list: the stream reads everything after its cursor anyway)."""
+        """Waits for notices up to the next re-read (FIRST_RECHECKS, then RECHECK); returns the sequences of changed
+        items among them (new items need no list: the stream reads everything after its cursor anyway)."""
         try:
-            notices = [await asyncio.wait_for(self._queue.get(), RECHECK)]
+            notices = [await asyncio.wait_for(self._queue.get(), next(self._waits, RECHECK))]
         except TimeoutError:
             return set()
         while not self._queue.empty():
