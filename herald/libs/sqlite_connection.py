@@ -155,8 +155,9 @@ class SqliteCursor:
 
     def _more(self, count: int) -> list[Any]:
         assert self._cursor is not None
-        rows = self._cursor.fetchmany(max(count, PREFETCH_ROWS))
-        if len(rows) < max(count, PREFETCH_ROWS):
+        asked = max(count, PREFETCH_ROWS)
+        rows = self._cursor.fetchmany(asked)
+        if len(rows) < asked:
             self._cursor.close()
             self._cursor = None
         return rows

@@ -72,8 +72,7 @@ def bounded(iterable: Iterable[Any]) -> Iterator[Any]:
 def bounded_text(value: Any) -> Any:
     """What a `~` built: it joins what it is given in one step, so only its result can be checked (each of its
     parts already was, when a template built it)."""
-    if len(value) > MAX_OUTPUT_CHARS:
-        raise SecurityError(f"'~' would build more than {MAX_OUTPUT_CHARS} characters")
+    _too_long("'~'", len(value))
     return value
 
 
