@@ -1,7 +1,7 @@
 """A web page shows a user's inbox through herald-gateway, in a real browser: web/inbox-example (connect-web, JSON)
 served from a loopback origin the gateway allows, opened in Debian's chromium with an inbox token. It syncs what
-is stored, then a live Subscribe shows a new item within a second of herald storing it, and marking it read there
-reads it on the server.
+is stored, then a live Subscribe shows a new item within a second of its Send, and marking it read there reads it
+on the server.
 
 Marked serial: the second is herald's latency, measured with the machine to itself."""
 
@@ -46,7 +46,7 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-async def test_a_page_syncs_then_shows_a_new_item_within_a_second_of_its_storing(
+async def test_a_page_syncs_then_shows_a_new_item_within_a_second_of_its_send(
     shared_mesh: tuple[Mesh, Herald], page_server: str, browser: Browser
 ) -> None:
     mesh, herald = shared_mesh
@@ -63,15 +63,11 @@ async def test_a_page_syncs_then_shows_a_new_item_within_a_second_of_its_storing
     await expect(page.get_by_role("status")).to_have_text("Up to date", timeout=30_000)
     await expect(item(page, 1)).to_be_visible(timeout=30_000)
 
+    sent = time.monotonic()
     await send(herald, app, template, user, 2, 1)
-    await item(page, 2).wait_for(timeout=10_000)
-    shown = time.time()
-    # Timed from when herald stored the item: the page's live stream is what this test is about. The delivery
-    # pipeline before the inbox sometimes took 3.5-4.6 s in the serial tests' sequence (an open finding, see
-    # docs/decisions.md, "A new inbox stream re-reads sooner"): from the Send, the bound is the wait above.
-    page_of_two = await herald.inbox.Sync(inbox_service_pb2.SyncRequest(user_id=user, after_seq=1), metadata=app)
-    stored = page_of_two.items[0].create_time.ToNanoseconds() / 1e9
-    assert shown - stored < 1.0, f"the new item showed {shown - stored:.2f} s after it was stored"
+    await item(page, 2).wait_for(timeout=5_000)
+    shown = time.monotonic() - sent
+    assert shown < 1.0, f"the new item showed {shown:.2f} s after its Send"
     await expect(page.get_by_role("listitem").first).to_contain_text("item 2")  # newest first
     await expect(page.get_by_label("unread items")).to_have_text("(2)")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
-from nats.js.api import DiscardPolicy, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from devmesh.mesh import NatsServer
 from herald.libs import subjects
 from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace, tracing
+from herald.libs.bus.pulling import END_GRACE, PULL_WAIT, PullRefused, PullSource
 
 BACKOFF = (0.1, 0.1)
 SUBJECT = "herald.message.test"
@@ -107,3 +108,50 @@ def test_work_in_a_trace_nobody_records_stays_in_the_callers_trace(monkeypatch: 
     with in_own_trace(incoming, f"00-{0xE:032x}-{0x6:016x}-01") as span:
         assert span.get_span_context().trace_id == 0xE and span.get_span_context().span_id != 0x6
         assert span.is_recording()
+
+
+async def _pull_source(bus: Bus, durable: str) -> PullSource:
+    config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, filter_subject=SUBJECT)
+    return await PullSource.open(bus.nc, bus.js, subjects.MESSAGES_STREAM, config)
+
+
+async def test_messages_are_handed_over_at_once_when_an_earlier_requests_end_comes_late(bus: Bus) -> None:
+    """The broker's word that a pull request expired can come after the client gave up on it and sent the next.
+    nats-py's fetch took such a late 408 for its new request's end and sent another, which stayed open after the
+    fetch returned with the next message, caught the message after that and held it until it expired: 4.1 s here,
+    and an inbox item shown seconds late in the browser test. Here a late 408 comes while the consumer waits."""
+    source = await _pull_source(bus, "test-late-end")
+    handed: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
+
+    async def consume() -> None:
+        while True:
+            for delivered in await source.fetch(64):
+                await delivered.settle(None)
+                await handed.put((delivered.data, asyncio.get_running_loop().time()))
+
+    consuming = asyncio.create_task(consume())
+    try:
+        await asyncio.sleep(0.3)
+        await bus.nc.publish(source.inbox, b"", headers={"Status": "408", "Description": "Request Timeout"})
+        for n in range(3):
+            await asyncio.sleep(0.3)
+            sent = asyncio.get_running_loop().time()
+            await bus.publish(SUBJECT, f"message {n}".encode(), msg_id=f"late-end-{n}")
+            data, at = await asyncio.wait_for(handed.get(), PULL_WAIT + 2 * END_GRACE)
+            assert data == f"message {n}".encode()
+            assert at - sent < PULL_WAIT / 2, f"message {n} handed over {at - sent:.2f} s after it was stored"
+    finally:
+        consuming.cancel()
+        await source.close()
+
+
+async def test_a_refused_pull_request_is_raised_not_taken_for_an_empty_one(bus: Bus) -> None:
+    """A 409 (here: the consumer deleted while a request waits) is raised, so the Consumer waits before it asks
+    again instead of asking in a tight loop."""
+    source = await _pull_source(bus, "test-refused")
+    fetching = asyncio.create_task(source.fetch(8))
+    await asyncio.sleep(0.3)
+    await bus.js.delete_consumer(subjects.MESSAGES_STREAM, "test-refused")
+    with pytest.raises(PullRefused, match="409"):
+        await asyncio.wait_for(fetching, PULL_WAIT)
+    await source.close()

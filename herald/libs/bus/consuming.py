@@ -49,7 +49,7 @@ class Source(Protocol):
     """Where a Consumer fetches its batches: a durable consumer of the broker."""
 
     async def fetch(self, batch: int) -> list[Delivered]:
-        """Up to `batch` deliveries; none if nothing came within about a second."""
+        """Up to `batch` deliveries, as soon as any came; none if nothing came within a few seconds."""
         ...
 
     async def lag(self) -> tuple[int, int]:
@@ -114,7 +114,7 @@ class Consumer:
 
     async def stop(self) -> None:
         """Stop fetching; the batch in hand finishes (each message acked or nak'ed) before this returns. A fetch
-        still waiting is cancelled rather than waited out (an idle fetch waits seconds: see nats_bus.FETCH_WAIT);
+        still waiting is cancelled rather than waited out (an idle fetch waits seconds: see pulling.PULL_WAIT);
         a message it was handed in that instant is not acked, and the broker redelivers it after its ack wait."""
         self._stopping.set()
         if self._task is not None:

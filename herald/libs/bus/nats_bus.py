@@ -3,7 +3,6 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 import nats
 import nats.errors
@@ -24,10 +23,11 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from herald.libs import subjects
-from herald.libs.bus.consuming import Delivered, Source
+from herald.libs.bus.consuming import Source
 from herald.libs.bus.core import BusCore
 from herald.libs.bus.key_value import AckedKeyValue
 from herald.libs.bus.pubacks import PubAcks
+from herald.libs.bus.pulling import PullSource
 from herald.libs.bus.schedules import Scheduled
 from herald.libs.bus.streams import DUPLICATE_WINDOW, STREAMS
 from herald.libs.config import STAGE_RETRY_BACKOFF
@@ -44,13 +44,6 @@ MIN_SERVER_VERSION = (2, 12)
 
 # How long announce_asking waits for a listener's answer.
 LISTENER_TIMEOUT = 1.0
-
-# How long a pull request waits on an idle consumer before the next is sent. A message that arrives meanwhile is
-# handed over at once whatever this is; a shorter wait only costs an idle pod (and the broker, once per consumer)
-# a request each time: an idle mesh (four binaries, the gateway, the broker) took about 5 % of a core at one second,
-# 3 % at five.
-FETCH_WAIT = 5.0
-
 
 STREAM_SETUP_ATTEMPTS = 3
 
@@ -123,7 +116,7 @@ class Bus(BusCore):
             max_deliver=max_deliver,
             max_ack_pending=max_ack_pending,
         )
-        return _PullSource(await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config))
+        return await PullSource.open(self.nc, self.js, stream, config)
 
     async def ensure_streams(self) -> None:
         """Create or update herald's streams; every binary calls it at start-up, so order does not matter."""
@@ -237,41 +230,3 @@ class Bus(BusCore):
         await self.stop_consumers()
         if not self.nc.is_closed:
             await self.nc.close()
-
-
-class _PullSource:
-    """A JetStream pull subscription as a Consumer's Source."""
-
-    def __init__(self, sub: JetStreamContext.PullSubscription) -> None:
-        self._sub = sub
-
-    async def fetch(self, batch: int) -> list[Delivered]:
-        try:
-            msgs = await self._sub.fetch(batch, timeout=FETCH_WAIT)
-        except (NatsTimeout, TimeoutError):
-            return []
-        return [
-            Delivered(
-                m.subject,
-                m.data,
-                dict(m.headers or {}),
-                m.metadata.num_delivered,
-                m.metadata.sequence.stream,
-                partial(_settle, m),
-            )
-            for m in msgs
-        ]
-
-    async def lag(self) -> tuple[int, int]:
-        info = await self._sub.consumer_info()
-        return info.num_pending or 0, info.num_ack_pending or 0
-
-    async def close(self) -> None:
-        await self._sub.unsubscribe()
-
-
-async def _settle(msg: Msg, delay: float | None) -> None:
-    if delay is None:
-        await msg.ack()
-    else:
-        await msg.nak(delay=delay)
