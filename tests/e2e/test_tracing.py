@@ -156,11 +156,14 @@ async def test_concurrent_sends_each_keep_their_own_trace_through_the_router(tra
 
 
 async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(traced: Traced, twilio: FakeTwilio) -> None:
+    """And a recipient's text back is a server span too: every request from outside is one (adapters/endpoint.py)."""
     receiver, mesh, herald = traced
     account = f"twilio-{uuid.uuid4().hex[:6]}"
     await herald.providers.CreateProviderAccount(
         pb.CreateProviderAccountRequest(
-            account=twilio_account(account, twilio, status_callback_url=mesh.receipts_url(account))
+            account=twilio_account(
+                account, twilio, status_callback_url=mesh.receipts_url(account), inbound_url=mesh.inbound_url(account)
+            )
         ),
         metadata=herald.admin,
     )
@@ -191,6 +194,14 @@ async def test_a_receipt_is_a_server_span_linked_to_the_deliverys_trace(traced: 
     [link] = receipt.links
     assert link.trace_id.hex() == trace_id, "Jaeger leads from the receipt to the delivery's trace"
     assert {a.key: a.value.string_value for a in link.attributes} == {"herald.delivery_id": delivery.delivery_id}
+
+    assert (await twilio.text(mesh.inbound_url(account), PHONE, "HELP"))[0] == 200
+    async with asyncio.timeout(30):
+        while not (replies := [s for _, s in receiver.exported if s.name == "POST /v1/inbound/{account}"]):
+            await asyncio.sleep(0.1)
+    [reply] = replies
+    assert reply.kind == trace_pb2.Span.SPAN_KIND_SERVER
+    assert _int_attributes(reply)["http.response.status_code"] == 200
 
 
 def _consumed(receiver: OtlpReceiver, service: str, trace_id: str, message_id: str = "") -> bool:

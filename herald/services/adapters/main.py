@@ -6,7 +6,6 @@ from functools import partial
 
 import aiohttp
 import structlog
-from aiohttp import web
 from herald.v1 import (
     common_pb2,
     dead_letter_service_pb2,
@@ -26,12 +25,13 @@ from herald.services.adapters import dead_letters, erasure
 from herald.services.adapters.accounts import Accounts, plugins
 from herald.services.adapters.consent import ConsentReporter
 from herald.services.adapters.deliverer import Deliverer
+from herald.services.adapters.endpoint import endpoint as outside_endpoint
 from herald.services.adapters.inbox.inbox_tokens import InboxTokens
 from herald.services.adapters.inbox.service import InboxService
 from herald.services.adapters.inbox.wake import Waker
 from herald.services.adapters.inbox.writer import InboxWriter
 from herald.services.adapters.provider_service import ProviderService
-from herald.services.adapters.receipts import MAX_BODY, Receipts
+from herald.services.adapters.receipts import Receipts
 from herald.services.adapters.settings import AdaptersSettings
 from herald.services.adapters.sms_replies import SmsReplies
 from herald.services.adapters.status_webhooks import CONSUMER as STATUS_WEBHOOKS
@@ -60,10 +60,7 @@ async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedS
     receipts = Receipts(rt.db, rt.bus, accounts, consent)
     tracker = Tracker(rt.db, rt.bus, settings.tracking_url, settings.tracking_secret, settings.tracking_ttl_days)
     unsubscriber = Unsubscriber(consent, settings.tracking_url, settings.unsubscribe_secret)
-    # One HTTP endpoint for what comes from outside: providers' delivery receipts and recipients' SMS replies,
-    # readers' opens, clicks and unsubscribes.
-    endpoint = web.Application(client_max_size=MAX_BODY)
-    endpoint.add_routes(
+    endpoint = outside_endpoint(
         [*receipts.routes(), *SmsReplies(accounts, consent).routes(), *tracker.routes(), *unsubscriber.routes()]
     )
     server_tls = rt.settings.server_tls

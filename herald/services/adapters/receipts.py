@@ -11,14 +11,13 @@ soft bounce counts towards that, a complaint opts the delivery's user out of mar
 to a bare address, suppresses the address for marketing) - each a ConsentReport for the router (consent.py), sent
 before the provider's 200 as well.
 
-Each request is an HTTP server span of its own trace (the provider sends no trace context), linked to the trace of
-every delivery it reports on, so that Jaeger leads from a delivery's trace to its receipt and back.
+Each request's server span (endpoint.py) is linked to the trace of every delivery it reports on, so that Jaeger
+leads from a delivery's trace to its receipt and back.
 """
 
 import structlog
 from aiohttp import web
 from herald.v1 import common_pb2, suppression_service_pb2
-from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy import select
 
@@ -28,15 +27,13 @@ from herald.libs.bus import Bus
 from herald.libs.store import Database
 from herald.services.adapters import tables
 from herald.services.adapters.accounts import Accounts
-from herald.services.adapters.channels.base import AddressReport, Callback, DeliveryError, Receipt, ReceiptRefused
+from herald.services.adapters.channels.base import AddressReport, DeliveryError, Receipt, ReceiptRefused
 from herald.services.adapters.consent import ConsentReporter
+from herald.services.adapters.endpoint import callback_of
 
 log = structlog.get_logger()
-tracer = telemetry.tracer(__name__)
 ROUTE = "/v1/receipts/{account}"
 
-# A batch of reports is a few KiB; anything near this is not a provider's report.
-MAX_BODY = 1024 * 1024
 # Reports by outcome: delivered or failed (recorded), unknown (no delivery of herald's has that provider id), and
 # requests refused as not authentic. `account` is "" for a name that is no account, so a prober cannot grow the
 # series.
@@ -56,14 +53,7 @@ class Receipts:
         self._consent = consent
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post(ROUTE, self._traced)]
-
-    async def _traced(self, request: web.Request) -> web.Response:
-        attributes = {"http.request.method": request.method, "http.route": ROUTE, "url.path": request.path}
-        with tracer.start_as_current_span(f"POST {ROUTE}", kind=trace.SpanKind.SERVER, attributes=attributes) as span:
-            response = await self._post(request)
-            span.set_attribute("http.response.status_code", response.status)
-            return response
+        return [web.post(ROUTE, self._post)]
 
     async def _post(self, request: web.Request) -> web.Response:
         account = request.match_info["account"]
@@ -164,12 +154,3 @@ class Receipts:
                     report.reason,
                     common_pb2.CATEGORY_MARKETING,
                 )
-
-
-async def callback_of(request: web.Request) -> Callback:
-    """A provider's POST as its plug-in reads it."""
-    return Callback(
-        query=dict(request.query),
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=await request.read(),
-    )

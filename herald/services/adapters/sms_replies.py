@@ -21,7 +21,7 @@ from herald.libs.masking import mask
 from herald.services.adapters.accounts import Accounts
 from herald.services.adapters.channels.base import ReceiptRefused
 from herald.services.adapters.consent import ConsentReporter
-from herald.services.adapters.receipts import callback_of
+from herald.services.adapters.endpoint import callback_of
 
 log = structlog.get_logger()
 
