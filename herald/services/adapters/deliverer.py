@@ -167,7 +167,7 @@ class Deliverer:
         with attempt.active():
             started = time.perf_counter()
             try:
-                sent = await route.provider.send(self._unsubscriber.stamp(self._tracker.instrument(job)))
+                sent = await route.provider.send(self._as_sent(job))
             except DeliveryError as e:
                 error = e
             except Exception:  # a bug in a provider plug-in: retry it like an outage, and say so
@@ -189,6 +189,19 @@ class Deliverer:
         return retry_policy.after_failure(
             job, call.cycle_start, call.attempt, route.account.name, error, backoff, now()
         )
+
+    def _as_sent(self, job: work_pb2.DeliveryJob) -> work_pb2.DeliveryJob:
+        """The job as its provider gets it: an e-mail's HTML tracked and its unsubscribe URL added - in one copy,
+        made only when one of them applies."""
+        html, unsubscribe = self._tracker.html(job), self._unsubscriber.url_for(job)
+        if html == job.html_body and not unsubscribe:
+            return job
+        sent = work_pb2.DeliveryJob()
+        sent.CopyFrom(job)
+        sent.html_body = html
+        if unsubscribe:
+            sent.list_unsubscribe_url = unsubscribe
+        return sent
 
     def _price(self, result: Result) -> Price:
         return self._accounts.price(result.provider) if result.state == S.DELIVERY_STATE_SENT else Price()

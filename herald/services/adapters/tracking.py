@@ -63,12 +63,10 @@ class Tracker:
     def enabled(self) -> bool:
         return bool(self._base) and self._signer.enabled
 
-    def instrument(self, job: work_pb2.DeliveryJob) -> work_pb2.DeliveryJob:
-        """The job as it is sent: its HTML with tracked links and the open pixel, as its template asks."""
+    def html(self, job: work_pb2.DeliveryJob) -> str:
+        """The job's HTML as it is sent: with tracked links and the open pixel, as its template asks."""
         if not self.enabled or not job.html_body or not (job.track_opens or job.track_clicks):
-            return job
-        sent = work_pb2.DeliveryJob()
-        sent.CopyFrom(job)
+            return job.html_body
         body = job.html_body
         days = min(self._ttl_days, job.content_retention_days or self._ttl_days)
         expires = int(time.time()) + days * 86400
@@ -86,8 +84,7 @@ class Tracker:
             pixel = f'<img src="{self._url(_OPEN, job.delivery_id, expires, "")}" width="1" height="1" alt="">'
             end = body.lower().rfind("</body>")
             body = body[:end] + pixel + body[end:] if end >= 0 else body + pixel
-        sent.html_body = body
-        return sent
+        return body
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(OPEN_ROUTE, self._opened), web.get(CLICK_ROUTE, self._clicked)]

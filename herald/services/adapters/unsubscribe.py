@@ -1,10 +1,10 @@
 """One-click unsubscribe hosted by herald (RFC 8058), on the adapters' HTTP endpoint beside the receipts.
 
 Every notification and marketing e-mail carries `List-Unsubscribe: <HERALD_TRACKING_URL/v1/unsubscribe/<token>>`
-(stamped here into DeliveryJob.list_unsubscribe_url; the e-mail plug-ins write the headers, mime.py). The token
-names the recipient - the user id, or the bare address when the send named no user - and the category, signed
-under HERALD_UNSUBSCRIBE_SECRET (signing.py), so nobody can unsubscribe someone else by changing an id. It does not
-expire: a reader may unsubscribe from a mail years old.
+(made here, DeliveryJob.list_unsubscribe_url of the job as sent; the e-mail plug-ins write the headers, mime.py).
+The token names the recipient - the user id, or the bare address when the send named no user - and the category,
+signed under HERALD_UNSUBSCRIBE_SECRET (signing.py), so nobody can unsubscribe someone else by changing an id. It
+does not expire: a reader may unsubscribe from a mail years old.
 
 - POST (what Gmail and Yahoo send on "unsubscribe", and what the confirmation page's button sends): the user is
   opted out of that category's e-mail (the router records it and publishes herald.event.unsubscribed), or, for a
@@ -49,14 +49,11 @@ class Unsubscriber:
     def enabled(self) -> bool:
         return bool(self._base) and self._signer.enabled
 
-    def stamp(self, job: work_pb2.DeliveryJob) -> work_pb2.DeliveryJob:
-        """The job with its recipient's unsubscribe URL, for e-mail a reader may unsubscribe from."""
+    def url_for(self, job: work_pb2.DeliveryJob) -> str:
+        """The recipient's unsubscribe URL for e-mail a reader may unsubscribe from; "" for the rest."""
         if not self.enabled or job.channel != _CHANNEL or job.category == common_pb2.CATEGORY_CRITICAL:
-            return job
-        stamped = work_pb2.DeliveryJob()
-        stamped.CopyFrom(job)
-        stamped.list_unsubscribe_url = self.url(job.category, user_id=job.user_id, address=job.address)
-        return stamped
+            return ""
+        return self.url(job.category, user_id=job.user_id, address=job.address)
 
     def url(self, category: int, *, user_id: str = "", address: str = "") -> str:
         kind, recipient = (_USER, user_id) if user_id else (_ADDRESS, address)
