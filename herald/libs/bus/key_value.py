@@ -8,9 +8,10 @@ per paced call (the rate limiter). Reads, watches and the errors are nats-py's.
 import json
 from typing import Any
 
-from nats.js import api
+from nats.js import JetStreamContext, api
+from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue, _is_key_valid
+from nats.js.kv import VALID_KEY_RE, KeyValue
 
 from herald.libs.bus.pubacks import PubAcks
 
@@ -19,8 +20,11 @@ _WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 class AckedKeyValue(KeyValue):
-    def __init__(self, kv: KeyValue, acks: PubAcks) -> None:
-        super().__init__(name=kv._name, stream=kv._stream, pre=kv._pre, js=kv._js, direct=kv._direct)
+    def __init__(self, bucket: str, js: JetStreamContext, direct: bool, acks: PubAcks) -> None:
+        """`direct`: the bucket's stream allows direct gets (its config's allow_direct), as nats-py reads it."""
+        self._subject_prefix = KV_PRE_TEMPLATE.format(bucket=bucket)
+        stream = KV_STREAM_TEMPLATE.format(bucket=bucket)
+        super().__init__(name=bucket, stream=stream, pre=self._subject_prefix, js=js, direct=direct)
         self._acks = acks
 
     async def put(self, key: str, value: bytes, validate_keys: bool = True) -> int:
@@ -48,10 +52,11 @@ class AckedKeyValue(KeyValue):
             raise
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
-        ack: dict[str, Any] = json.loads(await self._acks.publish(f"{self._pre}{key}", value, headers))
+        ack: dict[str, Any] = json.loads(await self._acks.publish(f"{self._subject_prefix}{key}", value, headers))
         return int(ack["seq"])
 
 
 def _check(key: str) -> None:
-    if not _is_key_valid(key):
+    """As nats-py checks a key: its characters, and no dot at either end."""
+    if not VALID_KEY_RE.match(key) or key.startswith(".") or key.endswith("."):
         raise InvalidKeyError(key)

@@ -19,6 +19,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
@@ -202,23 +203,24 @@ class Bus(BusCore):
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> AckedKeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""
         try:
-            kv = await self.js.key_value(bucket)
+            await self.js.key_value(bucket)
         except BucketNotFoundError:
             storage = StorageType.MEMORY if memory else StorageType.FILE
-            kv = await self.js.create_key_value(
+            await self.js.create_key_value(
                 KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
             )
-        await self._leader_of(f"KV_{bucket}")
-        return AckedKeyValue(kv, self._acks)
+        info = await self._leader_of(f"KV_{bucket}")
+        return AckedKeyValue(bucket, self.js, bool(info.config.allow_direct), self._acks)
 
-    async def _leader_of(self, stream: str) -> None:
+    async def _leader_of(self, stream: str) -> StreamInfo:
         """Wait (a little) until a replicated stream has a leader: a bucket just created in a cluster answers
         writes only then, and a binary's first write at start-up must not fail for it ("no response from stream")."""
         for _ in range(LEADER_WAIT_ROUNDS):
             info = await self.js.stream_info(stream)
             if info.cluster is None or info.cluster.leader:
-                return
+                break
             await asyncio.sleep(0.1)
+        return info
 
     async def subject_counts(self, stream: str) -> dict[str, int]:
         """How many messages `stream` holds on each of its subjects."""
