@@ -49,7 +49,8 @@ class Source(Protocol):
     """Where a Consumer fetches its batches: a durable consumer of the broker."""
 
     async def fetch(self, batch: int) -> list[Delivered]:
-        """Up to `batch` deliveries, as soon as any came; none if nothing came within a few seconds."""
+        """Up to `batch` deliveries, as soon as any came; none if nothing came within the source's wait (5 s on
+        NATS, pulling.PULL_WAIT)."""
         ...
 
     async def lag(self) -> tuple[int, int]:
