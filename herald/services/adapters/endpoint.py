@@ -27,13 +27,34 @@ async def _server_span(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"  # a prober's paths make no span names
+    if resource is None:  # no route: a prober's paths make no spans
+        return await handler(request)
+    route = resource.canonical
     attributes = {"http.request.method": request.method, "http.route": route, "url.path": request.path}
-    name = f"{request.method} {route}"
-    with tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER, attributes=attributes) as span:
-        response = await handler(request)
-        span.set_attribute("http.response.status_code", response.status)
+    with tracer.start_as_current_span(
+        f"{request.method} {route}",
+        kind=trace.SpanKind.SERVER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:  # an answer raised (a click's redirect): an error only if the server's
+            _answered(span, e.status)
+            raise
+        except Exception as e:
+            span.record_exception(e)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(e).__name__))
+            raise
+        _answered(span, response.status)
         return response
+
+
+def _answered(span: trace.Span, status: int) -> None:
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(trace.Status(trace.StatusCode.ERROR))
 
 
 async def callback_of(request: web.Request) -> Callback:
