@@ -21,7 +21,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from herald.libs import subjects
 from herald.libs.bus.consuming import Source
@@ -202,14 +202,15 @@ class Bus(BusCore):
 
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> AckedKeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""
+        stream = f"KV_{bucket}"
         try:
-            await self.js.key_value(bucket)
-        except BucketNotFoundError:
+            info = await self._leader_of(stream)
+        except NotFoundError:
             storage = StorageType.MEMORY if memory else StorageType.FILE
             await self.js.create_key_value(
                 KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
             )
-        info = await self._leader_of(f"KV_{bucket}")
+            info = await self._leader_of(stream)
         return AckedKeyValue(bucket, self.js, bool(info.config.allow_direct), self._acks)
 
     async def _leader_of(self, stream: str) -> StreamInfo:
