@@ -43,22 +43,22 @@ def _job(track_opens: bool = False, track_clicks: bool = False, retention: int =
 
 def test_links_and_pixel_are_rewritten_only_as_the_template_asks() -> None:
     tracker = _tracker()
-    both = tracker.html(_job(track_opens=True, track_clicks=True))
+    both = tracker.tracked_html(_job(track_opens=True, track_clicks=True))
     assert both.count(f"{BASE}/v1/t/c/") == 2 and "a.example" not in both and "b.example" not in both
     assert 'href="mailto:help@example.com"' in both and ">A</a>" in both and 'class="b"' in both
     assert both.index(f"{BASE}/v1/t/o/") < both.index("</body>")
-    clicks_only = tracker.html(_job(track_clicks=True))
+    clicks_only = tracker.tracked_html(_job(track_clicks=True))
     assert "/v1/t/o/" not in clicks_only and clicks_only.count("/v1/t/c/") == 2
     untouched = _job()
-    assert tracker.html(untouched) == untouched.html_body
+    assert tracker.tracked_html(untouched) == untouched.html_body
     off = _tracker(key="")
     asked = _job(track_opens=True, track_clicks=True)
-    assert off.html(asked) == asked.html_body
+    assert off.tracked_html(asked) == asked.html_body
 
 
 def test_a_token_verifies_only_as_signed() -> None:
     tracker = _tracker()
-    html = tracker.html(_job(track_opens=True, track_clicks=True))
+    html = tracker.tracked_html(_job(track_opens=True, track_clicks=True))
     click = html.split(f"{BASE}/v1/t/c/")[1].split('"')[0]
     pixel = html.split(f"{BASE}/v1/t/o/")[1].split('"')[0]
     assert tracker._verified(click, "c") == ("msg_1.0", "https://a.example/x?y=1&z=2")  # the HTML entity undone
@@ -75,7 +75,7 @@ def test_a_token_verifies_only_as_signed() -> None:
 def test_only_links_to_hosts_the_author_wrote_are_tracked() -> None:
     job = _job(track_clicks=True)
     job.html_body += '<a href="https://evil.example/x">E</a><a href="https://a.example.evil.example/">F</a>'
-    html = _tracker().html(job)
+    html = _tracker().tracked_html(job)
     assert html.count(f"{BASE}/v1/t/c/") == 2
     assert 'href="https://evil.example/x"' in html and 'href="https://a.example.evil.example/"' in html
 
@@ -85,7 +85,7 @@ def test_a_token_expires_after_the_ttl_or_the_apps_retention(
     ttl_days: int, retention: int, works_for_days: int
 ) -> None:
     tracker = _tracker(ttl_days=ttl_days)
-    html = tracker.html(_job(track_opens=True, track_clicks=True, retention=retention))
+    html = tracker.tracked_html(_job(track_opens=True, track_clicks=True, retention=retention))
     click = html.split(f"{BASE}/v1/t/c/")[1].split('"')[0]
     pixel = html.split(f"{BASE}/v1/t/o/")[1].split('"')[0]
     later = time.time() + works_for_days * 86400
@@ -99,7 +99,7 @@ def test_a_token_expires_after_the_ttl_or_the_apps_retention(
 
 async def test_the_endpoint_answers_an_expired_link_with_a_page_not_a_redirect() -> None:
     tracker = _tracker(ttl_days=1)
-    html = tracker.html(_job(track_opens=True, track_clicks=True))
+    html = tracker.tracked_html(_job(track_opens=True, track_clicks=True))
     click = html.split(f"{BASE}/v1/t/c/")[1].split('"')[0]
     app = web.Application()
     app.add_routes(tracker.routes())

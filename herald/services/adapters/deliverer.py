@@ -193,7 +193,7 @@ class Deliverer:
     def _as_sent(self, job: work_pb2.DeliveryJob) -> work_pb2.DeliveryJob:
         """The job as its provider gets it: an e-mail's HTML tracked and its unsubscribe URL added - in one copy,
         made only when one of them applies."""
-        html, unsubscribe = self._tracker.html(job), self._unsubscriber.url_for(job)
+        html, unsubscribe = self._tracker.tracked_html(job), self._unsubscriber.url_for(job)
         if html == job.html_body and not unsubscribe:
             return job
         sent = work_pb2.DeliveryJob()

@@ -63,7 +63,7 @@ class Tracker:
     def enabled(self) -> bool:
         return bool(self._base) and self._signer.enabled
 
-    def html(self, job: work_pb2.DeliveryJob) -> str:
+    def tracked_html(self, job: work_pb2.DeliveryJob) -> str:
         """The job's HTML as it is sent: with tracked links and the open pixel, as its template asks."""
         if not self.enabled or not job.html_body or not (job.track_opens or job.track_clicks):
             return job.html_body
