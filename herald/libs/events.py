@@ -7,6 +7,7 @@ that runs again after a redelivery publishes the same event id, and feedback
 (primary key) drops the repeat.
 """
 
+from collections.abc import Awaitable
 from datetime import datetime
 
 from herald.v1 import common_pb2, events_pb2
@@ -66,8 +67,9 @@ def event(
     )
 
 
-async def publish(bus: Publisher, published: events_pb2.DeliveryEvent) -> None:
-    """Publish an `event`, grouped with the others of this turn."""
-    await bus.publish_grouped(
+def publish(bus: Publisher, published: events_pb2.DeliveryEvent) -> Awaitable[None]:
+    """Publish an `event`, grouped with the others of this turn: it joins its group now; await the result for it to
+    be durable."""
+    return bus.publish_grouped(
         subjects.delivery_event(state_name(published.state)), (published.SerializeToString(), published.event_id)
     )

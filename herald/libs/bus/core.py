@@ -60,10 +60,14 @@ class BusCore(ABC):
         much before its first publish waits here first."""
         await self._precedence.turn()
 
-    async def publish_grouped(self, subject: str, *records: tuple[bytes, str], each_traced: bool = False) -> None:
-        """Publish each (record, its id) as an element of a group (see the package's docstring); after this returns
-        they are durable. `each_traced`: the records carry their own trace context, so they may share a group with
-        other traces' records; the group's headers continue the trace of whichever publisher came first.
+    def publish_grouped(
+        self, subject: str, *records: tuple[bytes, str], each_traced: bool = False
+    ) -> asyncio.Future[None]:
+        """Publish each (record, its id) as an element of a group (see the package's docstring): they join the group
+        now, and are durable once the future returned is done - so a caller publishing many records at once awaits
+        them together, without a task for each. `each_traced`: the records carry their own trace context, so they
+        may share a group with other traces' records; the group's headers continue the trace of whichever
+        publisher came first.
 
         A group's Nats-Msg-Id is its record's id when it holds one, else a digest of its records' ids: the same
         group published again is dropped by JetStream, while a different grouping of some of the same records
@@ -77,7 +81,7 @@ class BusCore(ABC):
             if key not in self._in_flight:
                 loop.call_soon(self._send_group, key)
         group.records += records
-        await asyncio.shield(group.done)
+        return asyncio.shield(group.done)
 
     def _send_group(self, key: GroupKey) -> None:
         """Send the group gathered under `key`. While it is on its way, later records of the key gather in the

@@ -2,6 +2,7 @@
 and run in a test over the in-memory bus (tests/helpers/memory_bus.py) as it runs over NATS (libs.bus.Bus)."""
 
 import asyncio
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -17,8 +18,9 @@ class Publisher(Protocol):
     async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
         """Durable once this returns; a repeat of `msg_id` within the duplicate window is dropped."""
 
-    async def publish_grouped(self, subject: str, *records: tuple[bytes, str], each_traced: bool = False) -> None:
-        """Each (record, its id) in a group published together with other records of the subject."""
+    def publish_grouped(self, subject: str, *records: tuple[bytes, str], each_traced: bool = False) -> Awaitable[None]:
+        """Each (record, its id) in a group published together with other records of the subject: joined now,
+        durable once the awaitable returned is done."""
 
     async def turn(self) -> None:
         """Return once no higher-ranked batch is in hand in this process."""

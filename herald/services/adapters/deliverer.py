@@ -104,7 +104,9 @@ class Deliverer:
         await delivery_records.store(self._db, fresh)
         for a in fresh:
             delivery_metrics.count(a)
-        await asyncio.gather(*(outcome_publisher.publish(self._bus, a, self._price(a.result)) for a in attempts))
+        await asyncio.gather(
+            *(p for a in attempts for p in outcome_publisher.publish(self._bus, a, self._price(a.result)))
+        )
 
     async def _plan(self, attempt: Attempt, stop: str) -> None:
         """Settle the attempt at once, or plan its call."""
