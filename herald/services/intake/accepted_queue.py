@@ -2,9 +2,8 @@
 key (or an audience) stored first, to claim its key in a row of its own, so a retried Send is answered with the
 message it already made."""
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from herald.libs.bus import Publisher
 from herald.libs.errors import TRANSIENT, Unavailable
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
+from herald.libs.together import together
 from herald.services.intake import tables
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -50,7 +50,7 @@ class AcceptedQueue:
             else:
                 fresh.append((accepted.template.category, payload, accepted.message_id))
                 responses.append(pb.SendResponse(message_id=accepted.message_id))
-        await _all([self._queue(fresh), *(self.publish(stored) for stored in again)])
+        await together([self._queue(fresh), *(self.publish(stored) for stored in again)])
         taken = Counter((accepted.app_id, accepted.template.category) for accepted, _ in items)
         for (app_id, category), count in taken.items():
             metrics.child(ACCEPTED, app_id, categories.name(category)).inc(count)
@@ -71,15 +71,15 @@ class AcceptedQueue:
         Sends'. A SendBatch's messages keep a publish of their own: the router admits a fetched batch whole, and
         batches merged across calls would let a marketing flood hold more of a shared router at once, in front
         of a critical message (p99 behind a flood 60 -> 240 ms when tried)."""
-        together: dict[int, list[tuple[bytes, str]]] = {}
+        by_category: dict[int, list[tuple[bytes, str]]] = {}
         for category, payload, message_id in messages:
-            together.setdefault(category, []).append((payload, message_id))
+            by_category.setdefault(category, []).append((payload, message_id))
         alone = len(messages) == 1
         try:
-            await _all(
+            await together(
                 [
                     self._bus.publish_grouped(subjects.message_accepted(c), *records, each_traced=alone)
-                    for c, records in together.items()
+                    for c, records in by_category.items()
                 ]
             )
         except TRANSIENT as e:
@@ -148,14 +148,6 @@ class AcceptedQueue:
 def _with_key(app_id: str, key: str) -> ColumnElement[bool]:
     """The app's message with this idempotency key (one at most: the key is unique per app)."""
     return (tables.Message.app_id == app_id) & (tables.Message.idempotency_key == key)
-
-
-async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
-    """Await every step, together; a single one (a Send's) directly, spared gather's tasks."""
-    if len(steps) == 1:
-        await steps[0]
-    else:
-        await asyncio.gather(*steps)
 
 
 def row(accepted: work_pb2.AcceptedMessage, payload: bytes, key: str) -> Row:

@@ -4,10 +4,11 @@ end, the digest routed as its first item's delivery while every other item's is 
 from herald.v1 import common_pb2
 
 from herald.internal.v1 import work_pb2
+from herald.libs.together import together
 from herald.services.router import jobs
 from herald.services.router.digests import Digests, ready
 from herald.services.router.recipients import RecipientsReader
-from herald.services.router.settling import Settler, each
+from herald.services.router.settling import Settler
 
 S = common_pb2
 
@@ -39,7 +40,7 @@ class DigestRouting:
             step, carried = ready(collection, items)
             job = step[0]
             reason = f"carried by the digest delivery {job.delivery_id} ({len(items)} items)"
-            await each(self._settler.announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
+            await together(self._settler.announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
             if renderable := await self._settler.renderable([step]):
                 await self._settler.route(renderable[0], await self._recipients.load({job.user_id} - {""}))
         await self._digests.forget(collection)

@@ -13,12 +13,13 @@ from herald.libs import subjects, templating
 from herald.libs.dispatch import Decision, DispatchLedger
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
+from herald.libs.together import together
 from herald.services.router import jobs
 from herald.services.router.digest_routing import DigestRouting
 from herald.services.router.escalation import Escalations
 from herald.services.router.fan_out import fan_out
 from herald.services.router.recipients import Recipients, RecipientsReader
-from herald.services.router.settling import RoutingBus, Settler, each
+from herald.services.router.settling import RoutingBus, Settler
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -54,7 +55,7 @@ class Dispatcher:
             await self.dispatch(message)
 
     async def cancelled(self, message: work_pb2.AcceptedMessage) -> None:
-        await each(
+        await together(
             self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in await self._firsts(message)
         )
 
@@ -65,7 +66,9 @@ class Dispatcher:
             await self.cancelled(message)
             return
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
-        await each(self._settler.announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in await self._firsts(message))
+        await together(
+            self._settler.announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in await self._firsts(message)
+        )
         target = subjects.schedule_due(message.template.category)
         payload = message.SerializeToString()
         await self._bus.schedule(subjects.schedule(message.message_id, message.part), payload, send_at, target)
@@ -75,17 +78,17 @@ class Dispatcher:
         plan = jobs.plan(message, recipients.users)
         if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
             firsts = [c.steps[0][0] for c in plan.chains]
-            await each(self._settler.announce(job, S.DELIVERY_STATE_CANCELLED, CANCELLED) for job in firsts)
+            await together(self._settler.announce(job, S.DELIVERY_STATE_CANCELLED, CANCELLED) for job in firsts)
             return
         if message.topic:
             await fan_out(self._db, self._bus, message)
             return
         if templating.collects_digest(message.template):
-            await each(self._digests.collect(message, chain) for chain in plan.chains)
+            await together(self._digests.collect(message, chain) for chain in plan.chains)
             return
-        await each(self._start(chain.steps, recipients) for chain in plan.chains)
+        await together(self._start(chain.steps, recipients) for chain in plan.chains)
         sent_at = from_timestamp(message.send_at) or from_timestamp(message.create_time) or now()
-        await each(self._escalations.hold(e, sent_at + e.delay) for e in plan.escalations)
+        await together(self._escalations.hold(e, sent_at + e.delay) for e in plan.escalations)
 
     async def _start(self, chain: list[jobs.Step], recipients: Recipients) -> None:
         """Route a chain from its first renderable step; a step that cannot be rendered FAILED on the spot."""

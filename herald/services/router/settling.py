@@ -2,7 +2,6 @@
 quiet hours, settled, or handed to the next channel of its chain - and every state it takes announced."""
 
 import asyncio
-from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
 from herald.v1 import common_pb2
@@ -93,15 +92,3 @@ class Settler:
             if unrenderable:
                 await self.announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
         return [job for job, unrenderable in chain if not unrenderable]
-
-
-async def each(steps: Iterable[Awaitable[None]]) -> None:
-    """Every step, together. One step (a message to one recipient) is awaited as it is: gathering it would make it
-    a task of its own, a few microseconds and a turn of the event loop for nothing."""
-    match list(steps):
-        case []:
-            return
-        case [step]:
-            await step
-        case several:
-            await asyncio.gather(*several)
