@@ -7,23 +7,26 @@ the preferences say.
 """
 
 from herald.v1 import common_pb2
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.libs import categories
-from herald.libs.store import Database
 from herald.services.router import tables
 
 # user -> (category, channel) -> opted out
 Preferences = dict[str, dict[tuple[int, str], bool]]
 
 
-async def load(db: Database, user_ids: set[str]) -> Preferences:
+# Built once, as directory.USERS.
+PREFERENCES = select(tables.Preference).where(tables.Preference.user_id.in_(bindparam("user_ids", expanding=True)))
+
+
+async def load(session: AsyncSession, user_ids: set[str]) -> Preferences:
     if not user_ids:
         return {}
     found: Preferences = {}
-    async with db.session() as session:
-        for row in await session.scalars(select(tables.Preference).where(tables.Preference.user_id.in_(user_ids))):
-            found.setdefault(row.user_id, {})[(row.category, row.channel)] = row.opted_out
+    for row in await session.scalars(PREFERENCES, {"user_ids": list(user_ids)}):
+        found.setdefault(row.user_id, {})[(row.category, row.channel)] = row.opted_out
     return found
 
 

@@ -26,7 +26,8 @@ class Recipients:
 
     @classmethod
     async def load(cls, db: Database, user_ids: set[str]) -> "Recipients":
-        return cls(await load_users(db, user_ids), await preferences.load(db, user_ids))
+        async with db.session() as session:
+            return cls(await load_users(session, user_ids), await preferences.load(session, user_ids))
 
     def opted_out(self, job: work_pb2.DeliveryJob) -> str:
         """Why the user's preferences rule this delivery out; "" when they do not."""

@@ -9,7 +9,7 @@ tried instead. Every change is published (SuppressionEvent) for the member syste
 from datetime import datetime
 
 from herald.v1 import common_pb2, events_pb2, suppression_service_pb2
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_
 
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
@@ -29,6 +29,11 @@ _SAYS: dict[int, str] = {
     R.SUPPRESSION_REASON_MANUAL: "an operator added it",
 }
 Key = tuple[str, str]
+
+# Built once, as directory.USERS: the entries of (channel, address) keys.
+ENTRIES = select(tables.Suppression).where(
+    tuple_(tables.Suppression.channel, tables.Suppression.address).in_(bindparam("keys", expanding=True))
+)
 
 
 def normal(channel: str, address: str) -> str:
@@ -110,11 +115,7 @@ class SuppressionList:
     async def _entries(self, keys: set[Key]) -> dict[Key, list[tables.Suppression]]:
         found: dict[Key, list[tables.Suppression]] = {}
         async with self._db.session() as session:
-            rows = await session.scalars(
-                select(tables.Suppression).where(
-                    tuple_(tables.Suppression.channel, tables.Suppression.address).in_(sorted(keys))
-                )
-            )
+            rows = await session.scalars(ENTRIES, {"keys": sorted(keys)})
             for row in rows:
                 found.setdefault((row.channel, row.address), []).append(row)
         return found
