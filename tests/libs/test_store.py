@@ -71,8 +71,8 @@ async def test_datetimes_come_back_aware_in_utc(database_url: str) -> None:
 
 
 async def test_rows_written_in_bulk_read_and_compare_as_rows_written_one_by_one(database_url: str) -> None:
-    """insert_rows and update_rows send rows as one JSON document: their times must be stored as the ORM stores
-    them (SQLite compares stored times as text), and read back the same."""
+    """insert_rows and update_rows write times themselves (a JSON document on PostgreSQL, bound parameters on SQLite):
+    they must be stored as the ORM stores them (SQLite compares stored times as text), and read back the same."""
     db = await Database.open(database_url, "feedback")
     table = feedback_tables.Base.metadata.tables["feedback_messages"]
     base = datetime(2026, 5, 1, 20, 30, tzinfo=timezone(timedelta(hours=8)))
@@ -104,6 +104,36 @@ async def test_rows_written_in_bulk_read_and_compare_as_rows_written_one_by_one(
                 select(feedback_tables.Message).where(feedback_tables.Message.create_time == later)
             )
             assert sorted((r.message_id, r.template_version) for r in rows) == [("msg_t0", 2), ("msg_t1", 2)]
+    finally:
+        await db.close()
+
+
+async def test_a_bulk_insert_larger_than_one_statement_binds_is_written_and_answered_whole(database_url: str) -> None:
+    """A feedback batch may hold tens of thousands of events, more values than one SQLite statement binds: every row
+    is written, every new one is named in the answer, and inserting them again adds and names none."""
+    db = await Database.open(database_url, "feedback")
+    table = feedback_tables.Base.metadata.tables["feedback_events"]
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    rows = [
+        {
+            "event_id": f"e{n:05d}",
+            "delivery_id": f"d{n}",
+            "state": 1,
+            "attempt": 0,
+            "reason": "",
+            "provider": "",
+            "occur_time": at + timedelta(seconds=n),
+        }
+        for n in range(10_000)
+    ]
+    try:
+        for expected in ([r["event_id"] for r in rows], []):
+            async with db.session.begin() as session:
+                fresh = await db.insert_rows(session, table, rows, key=["event_id"], returning="event_id")
+            assert sorted(fresh) == expected
+        async with db.session() as session:
+            stored = await session.scalars(select(feedback_tables.Event).order_by(feedback_tables.Event.event_id))
+            assert [(e.event_id, e.occur_time) for e in stored] == [(r["event_id"], r["occur_time"]) for r in rows]
     finally:
         await db.close()
 
