@@ -21,8 +21,8 @@ FollowUp = tuple[str, bytes, str]
 def publish(bus: Publisher, attempt: Attempt, price: Price) -> list[Awaitable[None]]:
     """Publish what the attempt's outcome calls for (nothing when it only waits); `price` is a send's cost. The
     status event joins its group at once, as the batch's others do, so a batch's outcomes are awaited together
-    without a task each; the rarer publishes that follow (dead letter, dead address, fallback) go in order, in a
-    task of their own."""
+    without a task each; the rarer publishes that follow (dead letter, dead address, fallback) go after it, in
+    order, in a task of their own."""
     job, result = attempt.job, attempt.result
     if not result.new and result.state not in FINAL:
         return []
@@ -37,10 +37,10 @@ def publish(bus: Publisher, attempt: Attempt, price: Price) -> list[Awaitable[No
             cost_micros=price.micros,
             currency_code=price.currency_code,
         )
-        published = [events.publish(bus, event)]
+        published = events.publish(bus, event)
     if follow_ups := _follow_ups(job, result):
-        published.append(_publish_in_order(bus, attempt, follow_ups))
-    return published
+        return [_after(published, bus, attempt, follow_ups)]
+    return [published]
 
 
 def _follow_ups(job: work_pb2.DeliveryJob, result: Result) -> list[FollowUp]:
@@ -63,7 +63,9 @@ def _follow_ups(job: work_pb2.DeliveryJob, result: Result) -> list[FollowUp]:
     return found
 
 
-async def _publish_in_order(bus: Publisher, attempt: Attempt, follow_ups: list[FollowUp]) -> None:
+async def _after(event: Awaitable[None], bus: Publisher, attempt: Attempt, follow_ups: list[FollowUp]) -> None:
+    """The follow-ups once the status event is durable, in order, as they always went."""
+    await event
     with attempt.active():
         for subject, payload, msg_id in follow_ups:
             await bus.publish(subject, payload, msg_id=msg_id)
