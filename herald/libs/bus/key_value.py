@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from nats.js import JetStreamContext, api
-from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
+from nats.js.client import KV_PRE_TEMPLATE
 from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
 from nats.js.kv import VALID_KEY_RE, KeyValue
 
@@ -20,11 +20,17 @@ _WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 class AckedKeyValue(KeyValue):
-    def __init__(self, bucket: str, js: JetStreamContext, direct: bool, acks: PubAcks) -> None:
-        """`direct`: the bucket's stream allows direct gets (its config's allow_direct), as nats-py reads it."""
+    def __init__(self, bucket: str, stream: api.StreamInfo, js: JetStreamContext, acks: PubAcks) -> None:
+        """`stream`: the bucket's stream as the bus read it; whether it allows direct gets decides how nats-py reads
+        keys."""
         self._subject_prefix = KV_PRE_TEMPLATE.format(bucket=bucket)
-        stream = KV_STREAM_TEMPLATE.format(bucket=bucket)
-        super().__init__(name=bucket, stream=stream, pre=self._subject_prefix, js=js, direct=direct)
+        super().__init__(
+            name=bucket,
+            stream=stream.config.name or "",
+            pre=self._subject_prefix,
+            js=js,
+            direct=bool(stream.config.allow_direct),
+        )
         self._acks = acks
 
     async def put(self, key: str, value: bytes, validate_keys: bool = True) -> int:

@@ -21,6 +21,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
+from nats.js.client import KV_STREAM_TEMPLATE
 from nats.js.errors import BadRequestError, NotFoundError
 
 from herald.libs import subjects
@@ -202,7 +203,7 @@ class Bus(BusCore):
 
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> AckedKeyValue:
         """Open a KV bucket, creating it on first use (every replica may be first)."""
-        stream = f"KV_{bucket}"
+        stream = KV_STREAM_TEMPLATE.format(bucket=bucket)
         try:
             info = await self._leader_of(stream)
         except NotFoundError:
@@ -211,7 +212,7 @@ class Bus(BusCore):
                 KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
             )
             info = await self._leader_of(stream)
-        return AckedKeyValue(bucket, self.js, bool(info.config.allow_direct), self._acks)
+        return AckedKeyValue(bucket, info, self.js, self._acks)
 
     async def _leader_of(self, stream: str) -> StreamInfo:
         """Wait (a little) until a replicated stream has a leader: a bucket just created in a cluster answers
