@@ -1,5 +1,6 @@
 """The store base on both backends: each service migrates its own prefixed tables, repeatably, in one database."""
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from devmesh.mesh import SERVICES, free_port
 from herald.libs.config import normalize_database_url
-from herald.libs.sqlite_connection import PREFETCH_ROWS
-from herald.libs.store import Database
+from herald.libs.sqlite_connection import PREFETCH_ROWS, SqliteConnection
+from herald.libs.store import SQLITE_PARAMETERS, Database
 from herald.services.feedback import tables as feedback_tables
 from tests.helpers.databases import TEST_URL, fresh_postgres
 
@@ -110,8 +111,14 @@ async def test_rows_written_in_bulk_read_and_compare_as_rows_written_one_by_one(
 
 async def test_a_bulk_insert_larger_than_one_statement_binds_is_written_and_answered_whole(database_url: str) -> None:
     """A feedback batch may hold tens of thousands of events, more values than one SQLite statement binds: every row
-    is written, every new one is named in the answer, and inserting them again adds and names none."""
+    is written, every new one is named in the answer, and inserting them again adds and names none. SQLite's bound
+    is set to its default (32,766), which this machine's build raises: one statement for all the rows would fail."""
     db = await Database.open(database_url, "feedback")
+    if db.is_sqlite:
+        async with db.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(raw, SqliteConnection)
+            raw.raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, SQLITE_PARAMETERS)
     table = feedback_tables.Base.metadata.tables["feedback_events"]
     at = datetime(2026, 5, 1, tzinfo=UTC)
     rows = [
