@@ -195,6 +195,35 @@ async def test_records_of_different_traces_never_share_a_publish_otherwise(bus: 
     assert sorted(groups) == sorted([f"m{n}"] for n in range(20))
 
 
+async def _lingering(bus: MessageBus, records: int, spacing: float, linger: float) -> list[list[str]]:
+    """Publish `records` records one at a time, `spacing` seconds apart, each with `linger` (as Sends arrive one
+    per call); then the records of each message the stream holds."""
+
+    async def one(n: int) -> None:
+        await asyncio.sleep(n * spacing)
+        message = work_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString()
+        await bus.publish_grouped(SUBJECT, (message, f"m{n}"), each_traced=True, linger=linger)
+
+    await asyncio.gather(*(one(n) for n in range(records)))
+    found = await _collect(bus, subjects.MESSAGES_STREAM, "contract-lingering", SUBJECT)
+    await _until(lambda: sum(len(work_pb2.AcceptedBatch.FromString(i.data).messages) for i in found) >= records)
+    return [[m.message_id for m in work_pb2.AcceptedBatch.FromString(i.data).messages] for i in found]
+
+
+async def test_records_that_trickle_in_while_the_subject_is_busy_wait_to_share_a_publish(bus: MessageBus) -> None:
+    """Forty records 2 ms apart, lingering 0.2 s: a handful of publishes, not one per record."""
+    groups = await _lingering(bus, 40, 0.002, 0.2)
+    assert sorted(m for group in groups for m in group) == sorted(f"m{n}" for n in range(40)), "each once"
+    assert len(groups) <= 10, [len(g) for g in groups]
+
+
+async def test_a_lone_record_on_a_quiet_subject_does_not_linger(bus: MessageBus) -> None:
+    started = asyncio.get_running_loop().time()
+    groups = await _lingering(bus, 1, 0, 30.0)
+    assert groups == [["m0"]]
+    assert asyncio.get_running_loop().time() - started < WAIT, "published at once, not after its linger"
+
+
 async def test_a_large_group_is_split_so_a_consumers_batch_stays_small_in_work(bus: MessageBus) -> None:
     """A page of a campaign's events in one call: at most MAX_GROUP_RECORDS a message, every record once."""
     records = [(work_pb2.AcceptedMessage(message_id=f"m{n}").SerializeToString(), f"m{n}") for n in range(250)]

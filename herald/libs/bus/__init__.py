@@ -18,9 +18,10 @@ ever and is never dropped silently.
 
 Many small records (accepted messages, delivery jobs and events) travel grouped: the
 ones published on the same subject and in the same trace, in the same turn of
-the event loop or while the previous such group awaits its PubAck, go out as
-one message whose field 1 repeats them (`publish_grouped`), so a batch of work
-costs one publish, not one per record. Records that carry their own trace
+the event loop or while the previous such group awaits its PubAck (or, for a
+publisher that asks, within a short linger), go out as one message whose field
+1 repeats them (`publish_grouped`), so a batch of work costs one publish, not
+one per record. Records that carry their own trace
 context (accepted messages) are grouped across traces too: concurrent Sends
 share a publish.
 

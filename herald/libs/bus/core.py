@@ -31,6 +31,8 @@ class BusCore(ABC):
         self._precedence = Precedence()
         self._groups: dict[GroupKey, Group] = {}
         self._in_flight: set[GroupKey] = set()
+        # When each subject's last group was sent (loop time): whether it is busy (`linger`).
+        self._last_sent: dict[str, float] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
     @property
@@ -61,13 +63,16 @@ class BusCore(ABC):
         await self._precedence.turn()
 
     def publish_grouped(
-        self, subject: str, *records: tuple[bytes, str], each_traced: bool = False
+        self, subject: str, *records: tuple[bytes, str], each_traced: bool = False, linger: float = 0.0
     ) -> asyncio.Future[None]:
         """Publish each (record, its id) as an element of a group (see the package's docstring): they join the group
         now, and are durable once the future returned is done - so a caller publishing many records at once awaits
         them together, without a task for each. `each_traced`: the records carry their own trace context, so they
         may share a group with other traces' records; the group's headers continue the trace of whichever
-        publisher came first.
+        publisher came first. `linger`: while the subject is busy (it was published within that long), a new group
+        waits that long for more records before it goes - for publishers whose records come one per call (a Send),
+        which would otherwise share a publish with few others: each publish costs the process a write, a PubAck
+        to read and the wake-ups between, several times a record's own cost (intake's CPU per Send, docs/benchmarks.md).
 
         A group's Nats-Msg-Id is its record's id when it holds one, else a digest of its records' ids: the same
         group published again is dropped by JetStream, while a different grouping of some of the same records
@@ -77,18 +82,28 @@ class BusCore(ABC):
         group = self._groups.get(key)
         if group is None:
             loop = asyncio.get_running_loop()
-            group = self._groups[key] = Group([], loop.create_future(), contextvars.copy_context())
+            now = loop.time()
+            busy = linger > 0 and now - self._last_sent.get(subject, -linger) < linger
+            group = Group([], loop.create_future(), contextvars.copy_context(), now + linger if busy else now)
+            self._groups[key] = group
             if key not in self._in_flight:
-                loop.call_soon(self._send_group, key)
+                loop.call_at(group.due, self._send_due, key, group)
         group.records += records
         return asyncio.shield(group.done)
 
+    def _send_due(self, key: GroupKey, group: Group) -> None:
+        """Send `group` if it is still the one gathering under `key` and no publish of the key is on its way (that
+        publish sends it when it ends)."""
+        if self._groups.get(key) is group and key not in self._in_flight:
+            self._send_group(key)
+
     def _send_group(self, key: GroupKey) -> None:
         """Send the group gathered under `key`. While it is on its way, later records of the key gather in the
-        next group, sent once this one is acked: one publish of the key in flight at a time, so records that
-        arrive one per turn of the event loop (concurrent Sends) still share publishes under load, and a lone
-        record waits for nobody."""
+        next group, sent once this one is acked (and its linger is over): one publish of the key in flight at a
+        time, so records that arrive one per turn of the event loop (concurrent Sends) still share publishes under
+        load, and a lone record on a quiet subject waits for nobody."""
         group = self._groups.pop(key)
+        self._last_sent[key[0]] = asyncio.get_running_loop().time()
         self._in_flight.add(key)
         task = asyncio.create_task(self._publish_group(key, group), context=group.context)
         self._sending.add(task)
@@ -99,8 +114,8 @@ class BusCore(ABC):
             await self._publish_parts(key[0], group)
         finally:
             self._in_flight.discard(key)
-            if key in self._groups:
-                self._send_group(key)
+            if (waiting := self._groups.get(key)) is not None:
+                asyncio.get_running_loop().call_at(waiting.due, self._send_due, key, waiting)
 
     async def _publish_parts(self, subject: str, group: Group) -> None:
         parts: list[list[tuple[bytes, str]]] = [[]]

@@ -44,12 +44,13 @@ GroupKey = tuple[str, int | None]
 
 @dataclass
 class Group:
-    """Records waiting to be published together, with their ids, the future their publishers wait on, and the
-    first publisher's context, which the group's publish continues (its trace)."""
+    """Records waiting to be published together, with their ids, the future their publishers wait on, the
+    first publisher's context, which the group's publish continues (its trace), and when it may go (loop time)."""
 
     records: list[tuple[bytes, str]]
     done: asyncio.Future[None]
     context: contextvars.Context
+    due: float
 
 
 def group_headers(records: list[tuple[bytes, str]]) -> dict[str, str]:

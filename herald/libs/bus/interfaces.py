@@ -18,7 +18,9 @@ class Publisher(Protocol):
     async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
         """Durable once this returns; a repeat of `msg_id` within the duplicate window is dropped."""
 
-    def publish_grouped(self, subject: str, *records: tuple[bytes, str], each_traced: bool = False) -> Awaitable[None]:
+    def publish_grouped(
+        self, subject: str, *records: tuple[bytes, str], each_traced: bool = False, linger: float = 0.0
+    ) -> Awaitable[None]:
         """Each (record, its id) in a group published together with other records of the subject: joined now,
         durable once the awaitable returned is done."""
 

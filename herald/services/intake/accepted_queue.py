@@ -22,6 +22,10 @@ from herald.libs.together import together
 from herald.services.intake import tables
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# How long a Send's message waits for concurrent Sends' to share its publish, while Sends keep coming
+# (Bus.publish_grouped): at 2,000 Sends a second, groups of about eight instead of two, for a fifth less of intake's
+# CPU per Send (docs/benchmarks.md); a Send on a quiet subject goes at once.
+LONE_SEND_LINGER = 0.004
 ACCEPTED = PromCounter(
     "herald_intake_messages_accepted_total", "Messages accepted (queued), by app and category.", ("app", "category")
 )
@@ -68,9 +72,10 @@ class AcceptedQueue:
         AcceptedBatches (Bus.publish_grouped), a SendBatch of 100 as one.
 
         A lone message (a Send's) carries its call's trace (CommonPart), so it shares a publish with concurrent
-        Sends'. A SendBatch's messages keep a publish of their own: the router admits a fetched batch whole, and
-        batches merged across calls would let a marketing flood hold more of a shared router at once, in front
-        of a critical message (p99 behind a flood 60 -> 240 ms when tried)."""
+        Sends', waiting up to LONE_SEND_LINGER for them while Sends keep coming. A SendBatch's messages keep a
+        publish of their own: the router admits a fetched batch whole, and batches merged across calls would let a
+        marketing flood hold more of a shared router at once, in front of a critical message (p99 behind a flood
+        60 -> 240 ms when tried)."""
         by_category: dict[int, list[tuple[bytes, str]]] = {}
         for category, payload, message_id in messages:
             by_category.setdefault(category, []).append((payload, message_id))
@@ -78,7 +83,12 @@ class AcceptedQueue:
         try:
             await together(
                 [
-                    self._bus.publish_grouped(subjects.message_accepted(c), *records, each_traced=alone)
+                    self._bus.publish_grouped(
+                        subjects.message_accepted(c),
+                        *records,
+                        each_traced=alone,
+                        linger=LONE_SEND_LINGER if alone else 0.0,
+                    )
                     for c, records in by_category.items()
                 ]
             )
