@@ -86,8 +86,11 @@ class BusCore(ABC):
             busy = linger > 0 and now - self._last_sent.get(subject, -linger) < linger
             group = Group([], loop.create_future(), contextvars.copy_context(), now + linger if busy else now)
             self._groups[key] = group
-            if key not in self._in_flight:
-                loop.call_at(group.due, self._send_due, key, group)
+            if key not in self._in_flight:  # else the publish on its way sends it when it ends
+                if busy:
+                    loop.call_at(group.due, self._send_due, key, group)
+                else:
+                    loop.call_soon(self._send_group, key)
         group.records += records
         return asyncio.shield(group.done)
 
@@ -115,7 +118,11 @@ class BusCore(ABC):
         finally:
             self._in_flight.discard(key)
             if (waiting := self._groups.get(key)) is not None:
-                asyncio.get_running_loop().call_at(waiting.due, self._send_due, key, waiting)
+                loop = asyncio.get_running_loop()
+                if waiting.due <= loop.time():
+                    self._send_group(key)
+                else:
+                    loop.call_at(waiting.due, self._send_due, key, waiting)
 
     async def _publish_parts(self, subject: str, group: Group) -> None:
         parts: list[list[tuple[bytes, str]]] = [[]]
