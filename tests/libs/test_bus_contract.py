@@ -323,28 +323,6 @@ async def test_of_two_racing_creates_one_wins_and_updates_compare_and_set(bus: M
     assert (await kv.get("k")).value == b"again"
 
 
-async def test_creates_made_together_each_win_or_lose_as_alone(bus: MessageBus) -> None:
-    """A fetched batch's dispatch decisions are created together (in one atomic batch on NATS): each new key is
-    created with a revision of its own, and each key already taken - by a cancel that decided first - is refused,
-    whichever else was created with it."""
-    kv = await bus.key_value("contract-together")
-    taken = {f"m{n}": await kv.create(f"m{n}", b"cancelled") for n in (3, 11, 17)}
-    keys = [f"m{n}" for n in range(20)]
-    outcomes = await asyncio.gather(*(kv.create(key, b"dispatched") for key in keys), return_exceptions=True)
-    for key, outcome in zip(keys, outcomes, strict=True):
-        if key in taken:
-            assert isinstance(outcome, KeyWrongLastSequenceError), (key, outcome)
-            assert (await kv.get(key)).value == b"cancelled"
-        else:
-            assert isinstance(outcome, int), (key, outcome)
-            entry = await kv.get(key)
-            assert entry.value == b"dispatched" and entry.revision == outcome
-    fresh = [f"n{n}" for n in range(30)]
-    revisions = await asyncio.gather(*(kv.create(key, b"dispatched") for key in fresh))
-    assert len(set(revisions)) == 30
-    assert [(await kv.get(key)).revision for key in fresh] == revisions, "each create answers its own revision"
-
-
 async def test_a_kv_entry_expires_after_the_buckets_ttl(bus: MessageBus) -> None:
     kv = await bus.key_value("contract-ttl", ttl=1.0)
     await kv.create("k", b"a")

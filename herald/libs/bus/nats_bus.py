@@ -202,8 +202,7 @@ class Bus(BusCore):
         await self.js.purge_stream(subjects.SCHEDULES_STREAM, subject=pattern)
 
     async def key_value(self, bucket: str, *, ttl: float | None = None, memory: bool = False) -> AckedKeyValue:
-        """Open a KV bucket, creating it on first use (every replica may be first), its stream taking atomic
-        batches (a bucket made before herald wrote its creates in batches is changed to)."""
+        """Open a KV bucket, creating it on first use (every replica may be first)."""
         stream = KV_STREAM_TEMPLATE.format(bucket=bucket)
         try:
             info = await self._leader_of(stream)
@@ -213,9 +212,6 @@ class Bus(BusCore):
                 KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=self._replicas)
             )
             info = await self._leader_of(stream)
-        if not info.config.allow_atomic:
-            info.config.allow_atomic = True
-            info = await self.js.update_stream(info.config)
         return AckedKeyValue(bucket, info, self.js, self._acks)
 
     async def _leader_of(self, stream: str) -> StreamInfo:

@@ -60,14 +60,6 @@ class PubAcks:
         data: bytes = reply.data
         return data
 
-    async def publish_batch(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> bytes:
-        """Publish a JetStream atomic batch whose headers the caller set (`Nats-Batch-Id`, `Nats-Batch-Sequence`,
-        `Nats-Batch-Commit` on the last): only its commit is answered, with the batch's PubAck or why the stream
-        refused it whole; the same errors as `publish`."""
-        for subject, payload, headers in messages[:-1]:
-            await self._nc.publish(subject, payload, headers=headers)
-        return await self.publish(*messages[-1])
-
     async def _answered(self, msg: Msg) -> None:
         answer = self._waiting.get(msg.subject[len(self._prefix) :])
         if answer is not None and not answer.done():
