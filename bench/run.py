@@ -231,7 +231,7 @@ def table(result: dict[str, Figures], args: argparse.Namespace) -> str:
     for key, label in labels.items():
         row = result[key]
         figures = [cell(row, "accepted", ",.0f"), cell(row, "p50", ",.1f"), cell(row, "p99", ",.1f")]
-        figures += [cell(row, "delivered", ",.0f"), *(cell(row, p, ".2f") for p in PROCESSES)]
+        figures += [cell(row, "delivered", ",.0f"), *(cell(row, p, ".3f") for p in PROCESSES)]
         lines.append(f"| {label} | " + " | ".join(figures) + " |")
     batch, send, topic = result["batch"], result["send"], result["topic"]
     lines.append(
