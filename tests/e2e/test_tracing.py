@@ -73,6 +73,9 @@ async def test_callers_traceparent_spans_all_four_services_and_the_provider_call
         }.items()
     )
     assert _attributes(send)["herald.message_id"] == reply.message_id, "found in Jaeger by message id"
+    async with asyncio.timeout(30):  # the router's consumer span ends once its batch is settled: it may come last
+        while not _consumed(receiver, "herald-router", trace_id):
+            await asyncio.sleep(0.1)
     spans = [(service, s) for service, s in receiver.exported if s.trace_id.hex() == trace_id]
     [post] = [s for _, s in spans if s.name == "POST webhook"]
     assert post.kind == trace_pb2.Span.SPAN_KIND_CLIENT
