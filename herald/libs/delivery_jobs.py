@@ -2,7 +2,7 @@
 any trace, are one message), and read back by whoever handles that subject - the adapters, feedback's count of
 what was given up."""
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from opentelemetry import trace
 
@@ -12,13 +12,13 @@ from herald.libs.bus import Publisher
 from herald.libs.bus.grouping import RECORDS_HEADER
 
 
-async def queue(bus: Publisher, job: work_pb2.DeliveryJob, record_id: str = "") -> None:
+def queue(bus: Publisher, job: work_pb2.DeliveryJob, record_id: str = "") -> Awaitable[None]:
     """Queue `job` for its channel's adapter, grouped with the other jobs of that channel queued meanwhile (of
-    concurrent Sends too: `job` is stamped with the current trace first); durable once this returns. Its record id
-    is the delivery id unless `record_id` says otherwise (a replay): the same job queued again (a redelivered
-    message) is dropped, or recognised by the adapters' record of it."""
+    concurrent Sends too: `job` is stamped with the current trace first): it joins its group now; await the result
+    for it to be durable. Its record id is the delivery id unless `record_id` says otherwise (a replay): the same
+    job queued again (a redelivered message) is dropped, or recognised by the adapters' record of it."""
     job.traceparent = telemetry.traceparent(trace.get_current_span())
-    await bus.publish_grouped(
+    return bus.publish_grouped(
         subjects.delivery_job(job.category, job.channel),
         (job.SerializeToString(), record_id or job.delivery_id),
         each_traced=True,

@@ -31,7 +31,7 @@ class Dedup:
 
 
 class Unsuppressed:
-    async def reason(self, job: work_pb2.DeliveryJob) -> str:
+    def reason(self, job: work_pb2.DeliveryJob) -> str:
         return ""
 
 

@@ -148,7 +148,7 @@ async def test_start_lifts_a_stop_but_not_an_operators_entry(database_url: str) 
         [lifted] = [events_pb2.SuppressionEvent.FromString(d) for d in await stage.wait_for(lambda: removed, 1)]
         assert lifted.suppression.address == "+15550002222"
         job = work_pb2.DeliveryJob(channel="sms", address="+15550003333", category=S.CATEGORY_NOTIFICATION)
-        assert "an operator added it" in await stage.suppressions.reason(job)
+        assert "an operator added it" in (await stage.suppressions.lookup([job])).reason(job)
 
 
 async def test_a_known_users_complaint_opts_them_out_of_marketing_email(database_url: str) -> None:

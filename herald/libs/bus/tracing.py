@@ -1,7 +1,9 @@
 """Spans of the bus: a producer span per publish, a consumer span per message, each a child of the publisher's."""
 
 import contextlib
+from collections.abc import Awaitable
 from contextlib import AbstractContextManager
+from typing import TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -10,6 +12,7 @@ from herald.libs import telemetry
 from herald.libs.bus.handlers import Incoming
 
 _tracer = telemetry.tracer("herald.bus")
+T = TypeVar("T")
 
 
 def process_span(subject: str, parent: otel_context.Context) -> trace.Span:
@@ -35,6 +38,13 @@ def in_own_trace(incoming: Incoming, traceparent: str) -> AbstractContextManager
     """Where the work for one record of `incoming` runs: its `record_span`, ended on leaving if it is its own."""
     span = record_span(incoming, traceparent)
     return trace.use_span(span, end_on_exit=span is not incoming.span)
+
+
+async def in_span(span: trace.Span, step: Awaitable[T]) -> T:
+    """Await `step` with `span` current: a step of one record's work, gathered beside others' (a task starts in
+    the context it was created in, not its record's)."""
+    with trace.use_span(span):
+        return await step
 
 
 def record_span(incoming: Incoming, traceparent: str) -> trace.Span:

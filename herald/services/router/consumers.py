@@ -20,7 +20,6 @@ Nats-Msg-Id, and the dedup and frequency logs recognise a delivery they already 
 message twice queues nothing twice.
 """
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -28,7 +27,7 @@ import structlog
 from herald.internal.v1 import work_pb2
 from herald.libs import categories, subjects
 from herald.libs.budget import Budget
-from herald.libs.bus import Incoming, in_own_trace
+from herald.libs.bus import Incoming, record_span
 from herald.libs.dispatch import DispatchLedger
 from herald.libs.store import Database
 from herald.services.router import digests, jobs, suppression
@@ -87,8 +86,9 @@ class Router:
         ]
 
     async def on_accepted(self, incoming: Incoming) -> None:
-        """A batch of accepted messages: each is routed on its own; the batch is acked once all are, and a
-        redelivered batch repeats only what is idempotent (see the module's docstring)."""
+        """A batch of accepted messages, routed together (Dispatcher.dispatch), each in its own call's trace; the
+        batch is acked once all are, and a redelivered batch repeats only what is idempotent (see the module's
+        docstring)."""
         batch = work_pb2.AcceptedBatch.FromString(incoming.data)
         if not batch.messages:
             return
@@ -98,14 +98,16 @@ class Router:
         # events are shared). Counting recipients, not messages, routes a topic's or an audience's parts of a
         # thousand one after another, so the first part's jobs reach the adapters while the next is routed.
         recipients = sum(max(1, len(m.recipients)) for m in batch.messages)
-        async with self._routing[incoming.subject].taking(recipients):
-            await self._bus.turn()
-            outcomes = await asyncio.gather(
-                *(self._accepted(m, incoming) for m in batch.messages), return_exceptions=True
-            )
-        if stopped := [e for e in outcomes if isinstance(e, BaseException) and not isinstance(e, Exception)]:
-            raise stopped[0]  # cancelled: the batch is redelivered whole
-        failed = [(m, e) for m, e in zip(batch.messages, outcomes, strict=True) if isinstance(e, Exception)]
+        spans = [record_span(incoming, m.traceparent) for m in batch.messages]
+        try:
+            async with self._routing[incoming.subject].taking(recipients):
+                await self._bus.turn()
+                outcomes = await self._dispatcher.dispatch(list(zip(batch.messages, spans, strict=True)))
+        finally:
+            for span in spans:
+                if span is not incoming.span:
+                    span.end()
+        failed = [(m, e) for m, e in zip(batch.messages, outcomes, strict=True) if e is not None]
         if failed and len(failed) == len(batch.messages):
             # All of it (an outage, most likely): the batch is retried whole, after the bus's delay.
             raise failed[0][1]
@@ -121,13 +123,10 @@ class Router:
                 incoming.subject, (message.SerializeToString(), record_id), each_traced=True
             )
 
-    async def _accepted(self, message: work_pb2.AcceptedMessage, incoming: Incoming) -> None:
-        """Route one message of a batch, in its own call's trace (a batch may group several calls')."""
-        with in_own_trace(incoming, message.traceparent):
-            await self._dispatcher.accepted(message)
-
     async def on_due(self, incoming: Incoming) -> None:
-        await self._dispatcher.dispatch(work_pb2.AcceptedMessage.FromString(incoming.data))
+        message = work_pb2.AcceptedMessage.FromString(incoming.data)
+        if (failed := (await self._dispatcher.dispatch([(message, incoming.span)]))[0]) is not None:
+            raise failed
 
     async def on_cancelled(self, incoming: Incoming) -> None:
         await self._dispatcher.cancelled(work_pb2.AcceptedMessage.FromString(incoming.data))
@@ -139,7 +138,8 @@ class Router:
     async def on_fallback(self, incoming: Incoming) -> None:
         """A delivery failed for good in the adapters: route the next channel of its chain."""
         job = jobs.next_in_chain(work_pb2.DeliveryJob.FromString(incoming.data))
-        await self._settler.route(job, await self._recipients.load({job.user_id} - {""}))
+        recipients = await self._recipients.load({job.user_id} - {""})
+        await self._settler.route([(job, incoming.span)], recipients)
 
     async def on_escalated(self, incoming: Incoming) -> None:
         await self._escalations.due(work_pb2.DeliveryJob.FromString(incoming.data))

@@ -2,6 +2,7 @@
 end, the digest routed as its first item's delivery while every other item's is DIGESTED, naming it."""
 
 from herald.v1 import common_pb2
+from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
 from herald.libs.together import together
@@ -42,5 +43,6 @@ class DigestRouting:
             reason = f"carried by the digest delivery {job.delivery_id} ({len(items)} items)"
             await together(self._settler.announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
             if renderable := await self._settler.renderable([step]):
-                await self._settler.route(renderable[0], await self._recipients.load({job.user_id} - {""}))
+                recipients = await self._recipients.load({job.user_id} - {""})
+                await self._settler.route([(renderable[0], trace.get_current_span())], recipients)
         await self._digests.forget(collection)

@@ -4,12 +4,16 @@ subscribers, collected into digests, or each recipient's chain routed and its es
 Dispatching first takes the message's decision in the dispatch ledger, so a cancel that won the race is honoured.
 """
 
+import asyncio
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 
 from herald.v1 import common_pb2
+from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects, templating
+from herald.libs.bus import in_span
 from herald.libs.dispatch import Decision, DispatchLedger
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
@@ -18,13 +22,15 @@ from herald.services.router import jobs
 from herald.services.router.digest_routing import DigestRouting
 from herald.services.router.escalation import Escalations
 from herald.services.router.fan_out import fan_out
-from herald.services.router.recipients import Recipients, RecipientsReader
-from herald.services.router.settling import RoutingBus, Settler
+from herald.services.router.recipients import RecipientsReader
+from herald.services.router.settling import RoutingBus, Settler, Traced
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
 CANCELLED = "cancelled by the sender"
 S = common_pb2
+# A message to route, with the span it is routed in (its Send's trace).
+TracedMessage = tuple[work_pb2.AcceptedMessage, trace.Span]
 
 
 class Dispatcher:
@@ -46,14 +52,6 @@ class Dispatcher:
         self._escalations = escalations
         self._digests = digests
 
-    async def accepted(self, message: work_pb2.AcceptedMessage) -> None:
-        """Dispatch a message now, or hold it for its send_at."""
-        send_at = from_timestamp(message.send_at)
-        if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
-            await self._hold(message, send_at)
-        else:
-            await self.dispatch(message)
-
     async def cancelled(self, message: work_pb2.AcceptedMessage) -> None:
         await together(
             self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in await self._firsts(message)
@@ -73,27 +71,60 @@ class Dispatcher:
         payload = message.SerializeToString()
         await self._bus.schedule(subjects.schedule(message.message_id, message.part), payload, send_at, target)
 
-    async def dispatch(self, message: work_pb2.AcceptedMessage) -> None:
-        recipients = await self._recipients.load(_user_ids(message))
-        plan = jobs.plan(message, recipients.users)
-        if await self._ledger.decide(message.message_id, Decision.DISPATCHED) is Decision.CANCELLED:
-            firsts = [c.steps[0][0] for c in plan.chains]
-            await together(self._settler.announce(job, S.DELIVERY_STATE_CANCELLED, CANCELLED) for job in firsts)
-            return
-        if message.topic:
-            await fan_out(self._db, self._bus, message)
-            return
-        if templating.collects_digest(message.template):
-            await together(self._digests.collect(message, chain) for chain in plan.chains)
-            return
-        await together(self._start(chain.steps, recipients) for chain in plan.chains)
-        sent_at = from_timestamp(message.send_at) or from_timestamp(message.create_time) or now()
-        await together(self._escalations.hold(e, sent_at + e.delay) for e in plan.escalations)
-
-    async def _start(self, chain: list[jobs.Step], recipients: Recipients) -> None:
-        """Route a chain from its first renderable step; a step that cannot be rendered FAILED on the spot."""
-        if renderable := await self._settler.renderable(chain):
-            await self._settler.route(jobs.link(renderable), recipients)
+    async def dispatch(self, messages: Sequence[TracedMessage]) -> list[Exception | None]:
+        """Dispatch messages - a fetched batch's together: their recipients read at once, their decisions taken at
+        once, their deliveries settled as one batch (Settler.route), in a few turns of the event loop rather than a
+        handful per message; a message whose send_at is ahead is held for it instead. What each message failed
+        with on its own (its plan, its decision), or None; a failure of the batch's steps raises."""
+        failed: list[Exception | None] = [None] * len(messages)
+        held: list[tuple[work_pb2.AcceptedMessage, trace.Span, datetime]] = []
+        due: list[int] = []
+        for i, (message, span) in enumerate(messages):
+            try:
+                send_at = from_timestamp(message.send_at)
+            except Exception as e:  # a bug a message brings out must not hold up the rest of its batch
+                failed[i] = e
+                continue
+            if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
+                held.append((message, span, send_at))
+            else:
+                due.append(i)
+        recipients = await self._recipients.load(set().union(*(_user_ids(messages[i][0]) for i in due)))
+        plans: dict[int, jobs.Plan] = {}
+        for i in due:
+            try:
+                plans[i] = jobs.plan(messages[i][0], recipients.users)
+            except Exception as e:  # as above
+                failed[i] = e
+        decisions = await asyncio.gather(
+            *(self._ledger.decide(messages[i][0].message_id, Decision.DISPATCHED) for i in plans),
+            return_exceptions=True,
+        )
+        deliveries: list[Traced] = []
+        steps: list[Awaitable[None]] = [in_span(span, self._hold(message, send_at)) for message, span, send_at in held]
+        for (i, plan), decision in zip(plans.items(), decisions, strict=True):
+            message, span = messages[i]
+            if isinstance(decision, BaseException):
+                if not isinstance(decision, Exception):
+                    raise decision
+                failed[i] = decision
+            elif decision is Decision.CANCELLED:
+                firsts = [c.steps[0][0] for c in plan.chains]
+                with trace.use_span(span):
+                    steps += [self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in firsts]
+            elif message.topic:
+                steps.append(in_span(span, fan_out(self._db, self._bus, message)))
+            elif templating.collects_digest(message.template):
+                steps += (in_span(span, self._digests.collect(message, chain)) for chain in plan.chains)
+            else:
+                with trace.use_span(span):
+                    for chain in plan.chains:
+                        if renderable := await self._settler.renderable(chain.steps):
+                            deliveries.append((jobs.link(renderable), span))
+                sent_at = from_timestamp(message.send_at) or from_timestamp(message.create_time) or now()
+                steps += (in_span(span, self._escalations.hold(e, sent_at + e.delay)) for e in plan.escalations)
+        await together([self._settler.route(deliveries, recipients), *steps])
+        return failed
 
     async def _firsts(self, message: work_pb2.AcceptedMessage) -> list[work_pb2.DeliveryJob]:
         """The first delivery of each chain: all that exists of a message before it is dispatched."""

@@ -4,6 +4,7 @@ adapters send it only if none of the deliveries before it was read or delivered.
 from datetime import datetime
 
 from herald.v1 import common_pb2
+from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
@@ -37,4 +38,5 @@ class Escalations:
         if await self._ledger.escalation_stopped(job.message_id):
             await self._settler.announce(job, S.DELIVERY_STATE_CANCELLED, ESCALATION_STOPPED)
             return
-        await self._settler.route(job, await self._recipients.load({job.user_id} - {""}))
+        recipients = await self._recipients.load({job.user_id} - {""})
+        await self._settler.route([(job, trace.get_current_span())], recipients)

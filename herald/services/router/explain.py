@@ -110,7 +110,7 @@ class Explainer:
             _app_refusal(app, template, channel)
             or recipients.opted_out(job)
             or recipients.no_address(job)
-            or await self._suppressions.reason(job)
+            or (await self._suppressions.lookup([job])).reason(job)
             or await self._caps.headroom(job)
         ):
             verdict.outcome, verdict.reason = Verdict.OUTCOME_BLOCKED, blocked

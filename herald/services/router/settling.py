@@ -2,14 +2,18 @@
 quiet hours, settled, or handed to the next channel of its chain - and every state it takes announced."""
 
 import asyncio
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from herald.v1 import common_pb2
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from herald.internal.v1 import work_pb2
 from herald.libs import categories, delivery_jobs, events, metrics, subjects
-from herald.libs.bus import Publisher, Schedules
+from herald.libs.bus import Publisher, Schedules, in_span
 from herald.services.router import jobs, suppression
 from herald.services.router.recipients import Recipients
 
@@ -27,6 +31,21 @@ class RoutingBus(Publisher, Schedules, Protocol):
     """What routing asks of the bus: publishing, and holding a delivery in a schedule."""
 
 
+# A delivery to settle, with the span it is routed in (its message's): what it publishes continues that trace.
+Traced = tuple[work_pb2.DeliveryJob, trace.Span]
+
+
+@dataclass
+class Publishes:
+    """What settling a batch of deliveries publishes: the states announced (each durable before any job is
+    queued: feedback never sees a delivery's outcome before it exists), the deliveries held in a schedule, and the
+    jobs for the adapters."""
+
+    announced: list[Awaitable[None]] = field(default_factory=list)
+    held: list[tuple[work_pb2.DeliveryJob, trace.Span, datetime]] = field(default_factory=list)
+    queued: list[Traced] = field(default_factory=list)
+
+
 class Settler:
     def __init__(
         self,
@@ -42,49 +61,77 @@ class Settler:
         # Each category publishes within its own bound, so a flood of one never waits in front of another.
         self._publishing = {c: asyncio.Semaphore(p.concurrency) for c, p in categories.PIPELINES.items()}
 
-    async def route(self, job: work_pb2.DeliveryJob, recipients: Recipients) -> None:
-        """Settle one delivery, or, when its channel cannot be used, go on to the next of its chain."""
-        facts = suppression.Facts(recipients, self._suppressions, self._dedup, self._caps)
+    async def route(self, deliveries: Sequence[Traced], recipients: Recipients) -> None:
+        """Settle deliveries of one category - a fetched batch's at once - each, when its channel cannot be used,
+        going on to the next of its chain. The rules are asked one delivery after another: with no dedup window or
+        frequency rule (most deliveries) nothing they ask waits, and a task per delivery would cost more than the
+        rules; the batch's publishes are then awaited together."""
+        if not deliveries:
+            return
+        listed = await self._suppressions.lookup(j for job, _ in deliveries for j in (job, *job.fallback))
+        facts = suppression.Facts(recipients, listed, self._dedup, self._caps)
+        settled = Publishes()
+        for job, span in deliveries:
+            with trace.use_span(span):
+                await self._settle(job, span, facts, settled)
+        await self._publish(deliveries[0][0].category, settled)
+
+    async def queue(self, job: work_pb2.DeliveryJob) -> None:
+        """Queue a delivery the rules already let through (one held for quiet hours, now released)."""
+        settled = Publishes()
+        settled.announced.append(self.announce(job, S.DELIVERY_STATE_PENDING, ""))
+        settled.queued.append((job, trace.get_current_span()))
+        await self._publish(job.category, settled)
+
+    async def _settle(
+        self, job: work_pb2.DeliveryJob, span: trace.Span, facts: suppression.Facts, to: Publishes
+    ) -> None:
         while isinstance(found := await suppression.verdict(job, facts), suppression.Unusable):
             if not job.fallback:
-                await self.announce(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code)
+                to.announced.append(self.announce(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code))
                 return
             following = jobs.next_in_chain(job)
             reason = f"{found.reason}; falling back to {following.channel}"
-            await self.announce(job, S.DELIVERY_STATE_SUPPRESSED, reason, found.code)
+            to.announced.append(self.announce(job, S.DELIVERY_STATE_SUPPRESSED, reason, found.code))
             job = following
         match found:
             case suppression.Settle(state, reason, code):
-                await self.announce(job, state, reason, code)
+                to.announced.append(self.announce(job, state, reason, code))
             case suppression.Hold(until, reason):
-                await self.announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
-                target = subjects.delivery_released(job.category)
-                await self._bus.schedule(
-                    subjects.held_delivery(job.delivery_id), job.SerializeToString(), until, target
-                )
+                to.announced.append(self.announce(job, S.DELIVERY_STATE_SCHEDULED, reason))
+                to.held.append((job, span, until))
             case None:
-                suppression.without_unwanted_wake(job, recipients)
-                await self.queue(job)
+                suppression.without_unwanted_wake(job, facts.recipients)
+                to.announced.append(self.announce(job, S.DELIVERY_STATE_PENDING, ""))
+                to.queued.append((job, span))
 
-    async def queue(self, job: work_pb2.DeliveryJob) -> None:
-        # PENDING goes first so feedback never sees a delivery's outcome before it exists.
-        await self.announce(job, S.DELIVERY_STATE_PENDING, "")
-        async with self._publishing[job.category]:
-            await delivery_jobs.queue(self._bus, job)
+    async def _publish(self, category: common_pb2.Category.ValueType, settled: Publishes) -> None:
+        async with self._publishing[category]:
+            await asyncio.gather(*settled.announced)
+            await asyncio.gather(*(in_span(span, self._hold(job, until)) for job, span, until in settled.held))
+            queued = []
+            for job, span in settled.queued:
+                with trace.use_span(span):
+                    queued.append(delivery_jobs.queue(self._bus, job))
+            await asyncio.gather(*queued)
 
-    async def announce(
+    async def _hold(self, job: work_pb2.DeliveryJob, until: datetime) -> None:
+        target = subjects.delivery_released(job.category)
+        await self._bus.schedule(subjects.held_delivery(job.delivery_id), job.SerializeToString(), until, target)
+
+    def announce(
         self,
         job: work_pb2.DeliveryJob,
         state: common_pb2.DeliveryState.ValueType,
         reason: str,
         code: str = "",
         content: str | None = None,
-    ) -> None:
-        """Publish the delivery's new state, with its rendered content (unless `content` says otherwise)."""
+    ) -> Awaitable[None]:
+        """Publish the delivery's new state, with its rendered content (unless `content` says otherwise): it joins its
+        group now, and is durable once the result is."""
         content = events.content(job) if content is None else content
-        async with self._publishing[job.category]:
-            await events.publish(self._bus, events.event(job, state, reason=reason, reason_code=code, content=content))
         metrics.child(DECISIONS, categories.name(job.category), events.state_name(state), code).inc()
+        return events.publish(self._bus, events.event(job, state, reason=reason, reason_code=code, content=content))
 
     async def renderable(self, chain: list[jobs.Step]) -> list[work_pb2.DeliveryJob]:
         """The steps that rendered; the others are FAILED on the spot."""

@@ -6,7 +6,7 @@ frequency logs count the delivery; quiet hours are asked last, so a held deliver
 both logs.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -58,17 +58,23 @@ class Caps(Protocol):
     async def admit(self, job: work_pb2.DeliveryJob) -> str: ...
 
 
+class Listed(Protocol):
+    """The suppression list's word on the addresses being routed to, read before the rules run."""
+
+    def reason(self, job: work_pb2.DeliveryJob) -> str: ...
+
+
 class Suppressions(Protocol):
-    async def reason(self, job: work_pb2.DeliveryJob) -> str: ...
+    async def lookup(self, jobs: Iterable[work_pb2.DeliveryJob]) -> Listed: ...
 
 
 @dataclass(frozen=True)
 class Facts:
-    """What the rules ask about: the recipients, the suppression list, and the logs that count deliveries (asking
-    them counts)."""
+    """What the rules ask about: the recipients, the suppression list's entries for their addresses, and the logs
+    that count deliveries (asking them counts)."""
 
     recipients: Recipients
-    suppressions: Suppressions
+    listed: Listed
     dedup: Dedup
     caps: Caps
 
@@ -98,7 +104,7 @@ async def _no_address(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None
 
 
 async def _suppressed(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:
-    return Unusable("suppressed", why) if (why := await facts.suppressions.reason(job)) else None
+    return Unusable("suppressed", why) if (why := facts.listed.reason(job)) else None
 
 
 async def _duplicate(job: work_pb2.DeliveryJob, facts: Facts) -> Verdict | None:

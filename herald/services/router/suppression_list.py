@@ -6,6 +6,7 @@ exist or a phone that texted STOP cannot be reached by a login code either, so t
 tried instead. Every change is published (SuppressionEvent) for the member system.
 """
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from herald.v1 import common_pb2, events_pb2, suppression_service_pb2
@@ -29,6 +30,7 @@ _SAYS: dict[int, str] = {
     R.SUPPRESSION_REASON_MANUAL: "an operator added it",
 }
 Key = tuple[str, str]
+Entries = dict[Key, list[tables.Suppression]]
 
 # Built once, as directory.USERS: the entries of (channel, address) keys.
 ENTRIES = select(tables.Suppression).where(
@@ -53,23 +55,35 @@ def to_proto(row: tables.Suppression) -> suppression_service_pb2.Suppression:
     )
 
 
-class SuppressionList:
-    def __init__(self, db: Database, bus: Publisher) -> None:
-        self._db = db
-        self._bus = bus
-        self._reader = BatchedReader[Key, dict[Key, list[tables.Suppression]]](self._entries)
+class Listed:
+    """What the suppression list says of the addresses asked about (SuppressionList.lookup)."""
 
-    async def reason(self, job: work_pb2.DeliveryJob) -> str:
+    def __init__(self, entries: Entries) -> None:
+        self._entries = entries
+
+    def reason(self, job: work_pb2.DeliveryJob) -> str:
         """Why this delivery's address is suppressed; "" when it is not."""
         if not job.address:
             return ""
-        key = (job.channel, normal(job.channel, job.address))
-        for row in (await self._reader.load({key})).get(key, []):
+        for row in self._entries.get((job.channel, normal(job.channel, job.address)), []):
             if row.category in (common_pb2.CATEGORY_UNSPECIFIED, job.category):
                 when = row.create_time.isoformat(timespec="seconds")
                 says = _SAYS.get(row.reason, "suppressed") + (f": {row.detail}" if row.detail else "")
                 return f"the address is on the suppression list since {when} (by {row.source}; {says})"
         return ""
+
+
+class SuppressionList:
+    def __init__(self, db: Database, bus: Publisher) -> None:
+        self._db = db
+        self._bus = bus
+        self._reader = BatchedReader[Key, Entries](self._entries)
+
+    async def lookup(self, jobs: Iterable[work_pb2.DeliveryJob]) -> "Listed":
+        """The entries of the addresses `jobs` are for, read at once: routing asks about a batch's deliveries and
+        every fallback of their chains before its rules run."""
+        keys = {(job.channel, normal(job.channel, job.address)) for job in jobs if job.address}
+        return Listed(await self._reader.load(keys) if keys else {})
 
     async def add(
         self, entry: suppression_service_pb2.Suppression, event_id: str, when: datetime | None = None
@@ -112,8 +126,8 @@ class SuppressionList:
         event = events_pb2.SuppressionEvent(event_id=event_id, suppression=entry, occur_time=to_timestamp(now()))
         await self._bus.publish(subject, event.SerializeToString(), msg_id=event_id)
 
-    async def _entries(self, keys: set[Key]) -> dict[Key, list[tables.Suppression]]:
-        found: dict[Key, list[tables.Suppression]] = {}
+    async def _entries(self, keys: set[Key]) -> Entries:
+        found: Entries = {}
         async with self._db.session() as session:
             rows = await session.scalars(ENTRIES, {"keys": sorted(keys)})
             for row in rows:
