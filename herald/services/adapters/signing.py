@@ -47,7 +47,7 @@ class Signer:
 
 def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
     """The Herald-Signature header of a webhook POST; the timestamp lets receivers reject replays."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    digest = hmac.digest(secret.encode(), f"{timestamp}.".encode() + body, "sha256").hex()
     return f"t={timestamp},v1={digest}"
 
 
