@@ -8,6 +8,7 @@ string content and must render to valid JSON; every other part is plain text, as
 """
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
@@ -35,8 +36,16 @@ JSON_BODY_CHANNELS = frozenset({"webhook"})
 
 def _json_string_content(value: Any) -> Any:
     """A variable in a JSON body: the inside of a JSON string, so it cannot close the string it is put in. What
-    the author marked trusted (`|safe`, `|tojson`) goes in as it is."""
-    return value if isinstance(value, Markup) else json.dumps(str(value), ensure_ascii=False)[1:-1]
+    the author marked trusted (`|safe`, `|tojson`) goes in as it is; text with nothing to escape (most values)
+    as it is too."""
+    if isinstance(value, Markup):
+        return value
+    text = str(value)
+    return text if _NOTHING_TO_ESCAPE.fullmatch(text) else json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+# What json.dumps(ensure_ascii=False) leaves alone inside a string: all but quotes, backslashes and control characters.
+_NOTHING_TO_ESCAPE = re.compile(r'[^"\\\x00-\x1f]*')
 
 
 # One sandbox per kind of part, alike but for how a variable is put in.
@@ -189,12 +198,12 @@ def part_kind(channel: str, part: str, source: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def strings_only(channel: str, part: str, source: str) -> bool:
-    """Whether every variable of a JSON part sits inside a JSON string, so it renders to JSON whatever the values:
-    rendered with a quote for every variable (valid JSON only inside a string, as '\\"') it still is JSON."""
+def strings_only(source: str) -> bool:
+    """Whether every variable of a JSON part's source sits inside a JSON string, so it renders to JSON whatever the
+    values: rendered with a quote for every variable (valid JSON only inside a string, as '\\"') it still is JSON."""
     try:
-        render_part(channel, part, source, dict.fromkeys(variables(source), '"'))
-    except TemplateError:
+        json.loads(render(source, dict.fromkeys(variables(source), '"'), JSON))
+    except (TemplateError, ValueError):
         return False
     return True
 
@@ -205,12 +214,19 @@ def render_part(channel: str, part: str, source: str, values: Mapping[str, Any])
     text = render(source, values, kind)
     if kind == HTML:
         return links.neutralised(text)
-    if kind == JSON:
+    if kind == JSON and not _json_whatever_the_values(source):
         try:
             json.loads(text)
         except ValueError as e:
             raise TemplateError(f"does not render to valid JSON ({e})") from e
     return text
+
+
+def _json_whatever_the_values(source: str) -> bool:
+    """Whether a JSON part renders to JSON whatever its values, so a render need not be checked: a source that only
+    puts variables into text (rendered without Jinja, each value escaped as string content), each inside a string
+    (strings_only)."""
+    return _pieces(source) is not None and strings_only(source)
 
 
 def sample_problem(channel: str, part: str, source: str, digest: bool) -> str | None:

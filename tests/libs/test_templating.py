@@ -210,6 +210,16 @@ def test_a_json_body_gets_variables_as_string_content() -> None:
     assert templating.render_content(plain, {"order": 'a"b'}).body == '{"text": "a"b"}'
 
 
+@pytest.mark.parametrize(
+    "value", ['a"b', "back\\slash", "line\nbreak\x00\x1f", "\u2028\u00e9\u4e2d", "\x7f", "", "plain"]
+)
+def test_a_json_body_with_every_variable_in_a_string_renders_to_json_whatever_the_value(value: str) -> None:
+    """Such a body is not parsed after rendering (it is JSON by construction): every value must keep it so."""
+    content = common_pb2.ChannelContent(channel="webhook", body='{"a": "{{ v }}", "b": ["x{{ v }}y", "{{ w }}"]}')
+    rendered = templating.render_content(content, {"v": value, "w": value * 2})
+    assert json.loads(rendered.body) == {"a": value, "b": [f"x{value}y", value * 2]}
+
+
 def test_a_json_body_that_does_not_render_to_json_is_an_error() -> None:
     content = common_pb2.ChannelContent(channel="webhook", body='{"n": {{ n }}}')
     with pytest.raises(templating.TemplateError, match="body: does not render to valid JSON"):

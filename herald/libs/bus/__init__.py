@@ -57,7 +57,7 @@ from herald.libs.bus.interfaces import Bucket, Consumers, KeyValues, MessageBus,
 from herald.libs.bus.nats_bus import MIN_SERVER_VERSION, Bus
 from herald.libs.bus.schedules import ScheduleChanged, Scheduled
 from herald.libs.bus.streams import DAY, STREAMS, Stream
-from herald.libs.bus.tracing import in_own_trace, in_span, record_span
+from herald.libs.bus.tracing import current, in_own_trace, in_span, record_span
 
 __all__ = [
     "ACK",
@@ -87,6 +87,7 @@ __all__ = [
     "Source",
     "Stream",
     "Streams",
+    "current",
     "each",
     "in_own_trace",
     "in_span",

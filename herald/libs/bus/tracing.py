@@ -47,6 +47,14 @@ async def in_span(span: trace.Span, step: Awaitable[T]) -> T:
         return await step
 
 
+def current(span: trace.Span) -> AbstractContextManager[object]:
+    """`span` made the current span, unless it is already (the span of a batch whose records are all of its
+    trace): making it current costs a record a few microseconds."""
+    if trace.get_current_span() is span:
+        return contextlib.nullcontext()
+    return trace.use_span(span)
+
+
 def record_span(incoming: Incoming, traceparent: str) -> trace.Span:
     """The span one record of `incoming` is worked on in. A record that carries its own trace context
     (`publish_grouped(each_traced=True)`) from another trace than the group's gets a consumer span of its own

@@ -164,7 +164,7 @@ def _sized(channel: str, part: str, source: str) -> tuple[int, tuple[str, ...], 
     rendering shows to be JSON."""
     kind = templating.part_kind(channel, part, source)
     found = templating.substitutions(source)
-    if found is None or (kind == templating.JSON and not templating.strings_only(channel, part, source)):
+    if found is None or (kind == templating.JSON and not templating.strings_only(source)):
         return None
     return (*found, templating.ESCAPE_GROWTH[kind])
 

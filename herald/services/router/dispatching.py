@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects, templating
-from herald.libs.bus import in_span
+from herald.libs.bus import current, in_span
 from herald.libs.dispatch import Decision, DispatchLedger
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
@@ -117,7 +117,7 @@ class Dispatcher:
             elif templating.collects_digest(message.template):
                 steps += (in_span(span, self._digests.collect(message, chain)) for chain in plan.chains)
             else:
-                with trace.use_span(span):
+                with current(span):
                     for chain in plan.chains:
                         if renderable := await self._settler.renderable(chain.steps):
                             deliveries.append((jobs.link(renderable), span))

@@ -2,7 +2,9 @@
 quiet hours, settled, or handed to the next channel of its chain - and every state it takes announced."""
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import itertools
+import operator
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -13,7 +15,7 @@ from prometheus_client import Counter
 
 from herald.internal.v1 import work_pb2
 from herald.libs import categories, delivery_jobs, events, metrics, subjects
-from herald.libs.bus import Publisher, Schedules, in_span
+from herald.libs.bus import Publisher, Schedules, current, in_span
 from herald.services.router import jobs, suppression
 from herald.services.router.recipients import Recipients
 
@@ -71,9 +73,10 @@ class Settler:
         listed = await self._suppressions.lookup(j for job, _ in deliveries for j in (job, *job.fallback))
         facts = suppression.Facts(recipients, listed, self._dedup, self._caps)
         settled = Publishes()
-        for job, span in deliveries:
-            with trace.use_span(span):
-                await self._settle(job, span, facts, settled)
+        for span, alike in _by_span(deliveries):
+            with current(span):
+                for job, _ in alike:
+                    await self._settle(job, span, facts, settled)
         await self._publish(deliveries[0][0].category, settled)
 
     async def queue(self, job: work_pb2.DeliveryJob) -> None:
@@ -110,9 +113,9 @@ class Settler:
             await asyncio.gather(*settled.announced)
             await asyncio.gather(*(in_span(span, self._hold(job, until)) for job, span, until in settled.held))
             queued = []
-            for job, span in settled.queued:
-                with trace.use_span(span):
-                    queued.append(delivery_jobs.queue(self._bus, job))
+            for span, alike in _by_span(settled.queued):
+                with current(span):
+                    queued += [delivery_jobs.queue(self._bus, job) for job, _ in alike]
             await asyncio.gather(*queued)
 
     async def _hold(self, job: work_pb2.DeliveryJob, until: datetime) -> None:
@@ -139,3 +142,9 @@ class Settler:
             if unrenderable:
                 await self.announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
         return [job for job, unrenderable in chain if not unrenderable]
+
+
+def _by_span(deliveries: Iterable[Traced]) -> Iterator[tuple[trace.Span, Iterator[Traced]]]:
+    """Runs of deliveries routed in the same span (a SendBatch call's are all in one), so that each run makes its
+    span current once."""
+    return itertools.groupby(deliveries, key=operator.itemgetter(1))
