@@ -4,7 +4,7 @@ written with each outcome; and the escalation stop checks (was an earlier delive
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,9 +18,13 @@ IN_FLIGHT_MARGIN = timedelta(seconds=5)
 DELIVERIES = tables.Base.metadata.tables["adapters_deliveries"]
 
 
+# Built once: a statement built per read coerced each delivery id anew (as the router's directory.USERS).
+RECORDS = select(tables.Delivery).where(tables.Delivery.delivery_id.in_(bindparam("ids", expanding=True)))
+
+
 async def load(db: Database, delivery_ids: Iterable[str]) -> dict[str, tables.Delivery]:
     async with db.session() as session:
-        rows = await session.scalars(select(tables.Delivery).where(tables.Delivery.delivery_id.in_(set(delivery_ids))))
+        rows = await session.scalars(RECORDS, {"ids": list(set(delivery_ids))})
         return {r.delivery_id: r for r in rows}
 
 
