@@ -1,6 +1,7 @@
 """Message categories as herald names them to people ("critical", "notification", "marketing"),
 and the pipeline each one flows through."""
 
+import functools
 from dataclasses import dataclass
 
 from herald.v1 import common_pb2
@@ -9,7 +10,9 @@ KNOWN = (common_pb2.CATEGORY_CRITICAL, common_pb2.CATEGORY_NOTIFICATION, common_
 BY_NAME = {common_pb2.Category.Name(c).removeprefix("CATEGORY_").lower(): c for c in KNOWN}
 
 
+@functools.cache
 def name(category: int) -> str:
+    """ "notification" for CATEGORY_NOTIFICATION: the category in consumer names and metric labels."""
     return common_pb2.Category.Name(common_pb2.Category.ValueType(category)).removeprefix("CATEGORY_").lower()
 
 

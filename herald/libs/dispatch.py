@@ -10,6 +10,8 @@ then stops them (`stop_escalation`), and a step that fires anyway finds that
 before it is routed.
 """
 
+import asyncio
+from collections.abc import Sequence
 from enum import Enum
 
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -45,6 +47,20 @@ class DispatchLedger:
             assert taken is not None, f"the decision on {message_id} was there a moment ago"
             return taken
         return wanted
+
+    async def decide_all(self, message_ids: Sequence[str], wanted: Decision) -> list[Decision | Exception]:
+        """`decide` for each of a batch's messages, the records written together: the decision that stands for
+        each, or why it could not be taken."""
+        created = await self._kv.create_all([(m, wanted.value.encode()) for m in message_ids])
+        taken: list[Decision | Exception] = [wanted if isinstance(c, int) else c for c in created]
+        raced = [i for i, c in enumerate(created) if isinstance(c, KeyWrongLastSequenceError)]
+        # Taken before (a cancel won, or this batch is redelivered): `decide` finds which.
+        found = await asyncio.gather(*(self.decide(message_ids[i], wanted) for i in raced), return_exceptions=True)
+        for i, decision in zip(raced, found, strict=True):
+            if isinstance(decision, BaseException) and not isinstance(decision, Exception):
+                raise decision
+            taken[i] = decision
+        return taken
 
     async def stop_escalation(self, message_id: str) -> None:
         await self._kv.put(_escalation_key(message_id), b"stopped")

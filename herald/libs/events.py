@@ -7,6 +7,7 @@ that runs again after a redelivery publishes the same event id, and feedback
 (primary key) drops the repeat.
 """
 
+import functools
 from collections.abc import Awaitable
 from datetime import datetime
 
@@ -23,7 +24,10 @@ def content(job: work_pb2.DeliveryJob) -> str:
     return "\n".join(part for part in (job.subject, job.body) if part)
 
 
+@functools.cache
 def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
+    """ "sent" for DELIVERY_STATE_SENT: the state in subjects, event ids and metric labels (once per state, not per
+    event)."""
     return common_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
 
 

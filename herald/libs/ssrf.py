@@ -13,6 +13,7 @@ before the call, refuses what needs no lookup: a URL that cannot be one, and an
 address written as an IP, which the client does not resolve.
 """
 
+import functools
 import ipaddress
 import re
 import socket
@@ -30,7 +31,10 @@ class BlockedDestination(OSError):
     """An OSError, so that the HTTP client, resolving as it connects, reports it as a failure to connect."""
 
 
+@functools.lru_cache(maxsize=4096)
 def check(url: str, allowed_hosts: frozenset[str]) -> None:
+    """Refuse `url` (BlockedDestination) if it needs no lookup to be refused. What passed is remembered: a receiver's
+    URL is checked before every delivery to it, and the answer depends on nothing else."""
     try:
         parsed = channels.webhook_url(url)
     except ValueError as e:

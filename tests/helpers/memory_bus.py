@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -218,6 +218,15 @@ class MemoryKeyValue:
         if entry is not None and entry.value is not None:
             raise KeyWrongLastSequenceError(description="wrong last sequence")
         return self._write(key, value)
+
+    async def create_all(self, entries: Sequence[tuple[str, bytes]]) -> list[int | Exception]:
+        written: list[int | Exception] = []
+        for key, value in entries:
+            try:
+                written.append(await self.create(key, value))
+            except KeyWrongLastSequenceError as e:
+                written.append(e)
+        return written
 
     async def update(self, key: str, value: bytes, last: int | None = None) -> int:
         entry = self._current(key)

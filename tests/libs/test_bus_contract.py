@@ -323,6 +323,21 @@ async def test_of_two_racing_creates_one_wins_and_updates_compare_and_set(bus: M
     assert (await kv.get("k")).value == b"again"
 
 
+async def test_creates_written_together_each_win_or_lose_on_their_own(bus: MessageBus) -> None:
+    kv = await bus.key_value("contract-together")
+    await kv.create("taken", b"first")
+    written = await kv.create_all([("new", b"a"), ("taken", b"b"), ("also-new", b"c"), ("new", b"d")])
+    assert [type(w).__name__ for w in written] == [
+        "int",
+        "KeyWrongLastSequenceError",
+        "int",
+        "KeyWrongLastSequenceError",
+    ]
+    assert [(await kv.get(k)).value for k in ("new", "taken", "also-new")] == [b"a", b"first", b"c"]
+    assert written[0] == (await kv.get("new")).revision
+    assert await kv.create_all([]) == []
+
+
 async def test_a_kv_entry_expires_after_the_buckets_ttl(bus: MessageBus) -> None:
     kv = await bus.key_value("contract-ttl", ttl=1.0)
     await kv.create("k", b"a")

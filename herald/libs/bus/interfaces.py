@@ -2,7 +2,7 @@
 and run in a test over the in-memory bus (tests/helpers/memory_bus.py) as it runs over NATS (libs.bus.Bus)."""
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -73,6 +73,10 @@ class Bucket(Protocol):
     async def put(self, key: str, value: bytes) -> int: ...
 
     async def create(self, key: str, value: bytes) -> int: ...
+
+    async def create_all(self, entries: Sequence[tuple[str, bytes]]) -> list[int | Exception]:
+        """`create` of each (key, value) at once: the revision each wrote, or its error - a key that exists gives
+        KeyWrongLastSequenceError, as one deleted before may (`create` writes over that)."""
 
     async def update(self, key: str, value: bytes, last: int | None = None) -> int: ...
 

@@ -5,15 +5,18 @@ publish (pubacks.py), and the router writes one per message it dispatches (the d
 per paced call (the rate limiter). Reads, watches and the errors are nats-py's.
 """
 
+import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.client import KV_PRE_TEMPLATE
-from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError, NoStreamResponseError
 from nats.js.kv import VALID_KEY_RE, KeyValue
 
-from herald.libs.bus.pubacks import PubAcks
+from herald.libs.bus.pubacks import PubAcks, acked
 
 # JSStreamWrongLastSequenceErrF and JSStreamWrongLastSequenceConstantErr, as nats-py's KeyValue reads them.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
@@ -53,13 +56,42 @@ class AckedKeyValue(KeyValue):
         try:
             return await self._write(key, value, {api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last or 0)})
         except APIError as e:
-            if e.err_code in _WRONG_LAST_SEQUENCE:
-                raise KeyWrongLastSequenceError(description=e.description) from e
-            raise
+            raise _as_kv_error(e) from e
+
+    async def create_all(self, entries: Sequence[tuple[str, bytes]]) -> list[int | Exception]:
+        """`create` of each (key, value), their PubAcks awaited together: the revision written, or the error - a
+        key that exists (or was deleted: `create` writes over that) gives KeyWrongLastSequenceError."""
+        for key, _ in entries:
+            _check(key)
+        only_new: dict[str, str] = {api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
+        answers = [await self._acks.send(f"{self._subject_prefix}{key}", value, only_new) for key, value in entries]
+        replies = await asyncio.gather(*answers, return_exceptions=True)
+        return [_revision(reply) for reply in replies]
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
         ack: dict[str, Any] = json.loads(await self._acks.publish(f"{self._subject_prefix}{key}", value, headers))
         return int(ack["seq"])
+
+
+def _revision(reply: Msg | BaseException) -> int | Exception:
+    """The revision a write made, from its PubAck; or its error (the wait's, or JetStream's)."""
+    if isinstance(reply, BaseException):
+        if not isinstance(reply, Exception):
+            raise reply
+        return reply
+    try:
+        return int(json.loads(acked(reply))["seq"])
+    except APIError as e:
+        return _as_kv_error(e)
+    except NoStreamResponseError as e:
+        return e
+
+
+def _as_kv_error(error: APIError) -> APIError:
+    """A write's error as nats-py's KeyValue raises it: a stale expected revision is KeyWrongLastSequenceError."""
+    if error.err_code in _WRONG_LAST_SEQUENCE:
+        return KeyWrongLastSequenceError(description=error.description)
+    return error
 
 
 def _check(key: str) -> None:

@@ -41,29 +41,43 @@ class PubAcks:
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> bytes:
         """Publish and wait for the stream's PubAck (PUBACK_TIMEOUT at most); returns it (JSON)."""
+        return acked(await (await self.send(subject, payload, headers)))
+
+    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[Msg]:
+        """Publish; the future returned is its PubAck as it came (see `acked`), or TimeoutError after PUBACK_TIMEOUT:
+        many publishes' acks are awaited together without a task each."""
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         answer = self._waiting[token] = loop.create_future()
         timer = loop.call_later(PUBACK_TIMEOUT, _expire, answer)
+        answer.add_done_callback(lambda _: self._forget(token, timer))
         try:
             await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-            reply = await answer
-        finally:
-            timer.cancel()
-            del self._waiting[token]
-        if reply.headers and reply.headers.get(Header.STATUS) == NO_RESPONDERS:
-            raise NoStreamResponseError
-        if b'"error"' in reply.data:
-            found = json.loads(reply.data)
-            if "error" in found:
-                raise APIError.from_error(found["error"])
-        data: bytes = reply.data
-        return data
+        except BaseException:
+            answer.cancel()
+            raise
+        return answer
+
+    def _forget(self, token: str, timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        del self._waiting[token]
 
     async def _answered(self, msg: Msg) -> None:
         answer = self._waiting.get(msg.subject[len(self._prefix) :])
         if answer is not None and not answer.done():
             answer.set_result(msg)
+
+
+def acked(reply: Msg) -> bytes:
+    """A PubAck's JSON, or JetStream's error raised: NoStreamResponseError, APIError."""
+    if reply.headers and reply.headers.get(Header.STATUS) == NO_RESPONDERS:
+        raise NoStreamResponseError
+    if b'"error"' in reply.data:
+        found = json.loads(reply.data)
+        if "error" in found:
+            raise APIError.from_error(found["error"])
+    data: bytes = reply.data
+    return data
 
 
 def _expire(answer: asyncio.Future[Msg]) -> None:

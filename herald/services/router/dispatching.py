@@ -4,7 +4,6 @@ subscribers, collected into digests, or each recipient's chain routed and its es
 Dispatching first takes the message's decision in the dispatch ledger, so a cancel that won the race is honoured.
 """
 
-import asyncio
 from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 
@@ -96,17 +95,12 @@ class Dispatcher:
                 plans[i] = jobs.plan(messages[i][0], recipients.users)
             except Exception as e:  # as above
                 failed[i] = e
-        decisions = await asyncio.gather(
-            *(self._ledger.decide(messages[i][0].message_id, Decision.DISPATCHED) for i in plans),
-            return_exceptions=True,
-        )
+        decisions = await self._ledger.decide_all([messages[i][0].message_id for i in plans], Decision.DISPATCHED)
         deliveries: list[Traced] = []
         steps: list[Awaitable[None]] = [in_span(span, self._hold(message, send_at)) for message, span, send_at in held]
         for (i, plan), decision in zip(plans.items(), decisions, strict=True):
             message, span = messages[i]
-            if isinstance(decision, BaseException):
-                if not isinstance(decision, Exception):
-                    raise decision
+            if isinstance(decision, Exception):
                 failed[i] = decision
             elif decision is Decision.CANCELLED:
                 firsts = [c.steps[0][0] for c in plan.chains]

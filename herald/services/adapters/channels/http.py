@@ -2,6 +2,7 @@
 failures classified, so each plug-in only reads the provider's answer."""
 
 import contextlib
+import functools
 import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -10,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import yarl
-from multidict import CIMultiDict
 from opentelemetry import trace
 
 from herald.libs import telemetry
@@ -63,10 +63,10 @@ async def call(
                 json=json_body,
                 data=data,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=account.timeout),
+                timeout=_timeout(account.timeout),
             ) as response:
-                # Header names are case-insensitive (HTTP/2 sends them in lower case): keep them so.
-                result = Response(response.status, CIMultiDict(response.headers), await response.read())
+                # Header names are case-insensitive (HTTP/2 sends them in lower case): aiohttp's stay so.
+                result = Response(response.status, response.headers, await response.read())
         except TimeoutError as e:
             failed(span, e)
             raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
@@ -75,6 +75,11 @@ async def call(
             raise DeliveryError(f"{account.name} unreachable: {e}", Failure.RETRYABLE) from e
         answered(span, result.status)
     return result
+
+
+@functools.cache
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def client_span(account: Account, method: str, url: str) -> AbstractContextManager[trace.Span]:
