@@ -9,7 +9,7 @@ from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
 from herald.libs import telemetry
-from herald.libs.bus import Incoming, current
+from herald.libs.bus import Incoming
 from herald.services.adapters import tables
 from herald.services.adapters.accounts import Route
 
@@ -62,9 +62,9 @@ class Attempt:
     call: Call | None = None
     outcome: Result | None = None
 
-    def active(self) -> AbstractContextManager[object]:
+    def active(self) -> AbstractContextManager[trace.Span]:
         """The job's span as the current one: what its provider call and its outcome's publishes continue."""
-        return current(self.span)
+        return trace.use_span(self.span, end_on_exit=False)
 
     @property
     def traceparent(self) -> str:
