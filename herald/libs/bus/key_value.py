@@ -5,18 +5,16 @@ publish (pubacks.py), and the router writes one per message it dispatches (the d
 per paced call (the rate limiter). Reads, watches and the errors are nats-py's.
 """
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.client import KV_PRE_TEMPLATE
-from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError, NoStreamResponseError
+from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
 from nats.js.kv import VALID_KEY_RE, KeyValue
 
-from herald.libs.bus.pubacks import PubAcks, acked
+from herald.libs.bus.pubacks import PubAcks
 
 # JSStreamWrongLastSequenceErrF and JSStreamWrongLastSequenceConstantErr, as nats-py's KeyValue reads them.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
@@ -64,27 +62,28 @@ class AckedKeyValue(KeyValue):
         for key, _ in entries:
             _check(key)
         only_new: dict[str, str] = {api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
-        answers = [await self._acks.send(f"{self._subject_prefix}{key}", value, only_new) for key, value in entries]
-        replies = await asyncio.gather(*answers, return_exceptions=True)
-        return [_revision(reply) for reply in replies]
+        acks = await self._acks.publish_all(
+            [(f"{self._subject_prefix}{key}", value, only_new) for key, value in entries]
+        )
+        return [_written(ack) for ack in acks]
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
-        ack: dict[str, Any] = json.loads(await self._acks.publish(f"{self._subject_prefix}{key}", value, headers))
-        return int(ack["seq"])
+        return _seq(await self._acks.publish(f"{self._subject_prefix}{key}", value, headers))
 
 
-def _revision(reply: Msg | BaseException) -> int | Exception:
-    """The revision a write made, from its PubAck; or its error (the wait's, or JetStream's)."""
-    if isinstance(reply, BaseException):
-        if not isinstance(reply, Exception):
-            raise reply
-        return reply
-    try:
-        return int(json.loads(acked(reply))["seq"])
-    except APIError as e:
-        return _as_kv_error(e)
-    except NoStreamResponseError as e:
-        return e
+def _written(ack: bytes | Exception) -> int | Exception:
+    """A write's revision, or its error as nats-py's KeyValue raises it."""
+    if isinstance(ack, APIError):
+        return _as_kv_error(ack)
+    if isinstance(ack, Exception):
+        return ack
+    return _seq(ack)
+
+
+def _seq(ack: bytes) -> int:
+    """The revision a write made: its PubAck's sequence."""
+    found: dict[str, Any] = json.loads(ack)
+    return int(found["seq"])
 
 
 def _as_kv_error(error: APIError) -> APIError:

@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import json
+from collections.abc import Sequence
 
 import nats
 import nats.errors
@@ -41,22 +42,33 @@ class PubAcks:
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> bytes:
         """Publish and wait for the stream's PubAck (PUBACK_TIMEOUT at most); returns it (JSON)."""
-        return acked(await (await self.send(subject, payload, headers)))
+        token, answer, timer = self._expect()
+        try:
+            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            reply = await answer
+        finally:
+            self._forget(token, timer)
+        return _acked(reply)
 
-    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[Msg]:
-        """Publish; the future returned is its PubAck as it came (see `acked`), or TimeoutError after PUBACK_TIMEOUT:
-        many publishes' acks are awaited together without a task each."""
+    async def publish_all(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[bytes | Exception]:
+        """`publish` of each (subject, payload, headers), their PubAcks awaited together rather than from a task
+        each: each one's PubAck, or its error."""
+        expected = [self._expect() for _ in messages]
+        try:
+            for (subject, payload, headers), (token, _, _) in zip(messages, expected, strict=True):
+                await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            replies = await asyncio.gather(*(answer for _, answer, _ in expected), return_exceptions=True)
+        finally:
+            for token, _, timer in expected:
+                self._forget(token, timer)
+        return [_acked_or_error(reply) for reply in replies]
+
+    def _expect(self) -> tuple[str, asyncio.Future[Msg], asyncio.TimerHandle]:
+        """A reply token, the future its PubAck fills, and the timer that fails it after PUBACK_TIMEOUT."""
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         answer = self._waiting[token] = loop.create_future()
-        timer = loop.call_later(PUBACK_TIMEOUT, _expire, answer)
-        answer.add_done_callback(lambda _: self._forget(token, timer))
-        try:
-            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-        except BaseException:
-            answer.cancel()
-            raise
-        return answer
+        return token, answer, loop.call_later(PUBACK_TIMEOUT, _expire, answer)
 
     def _forget(self, token: str, timer: asyncio.TimerHandle) -> None:
         timer.cancel()
@@ -68,7 +80,7 @@ class PubAcks:
             answer.set_result(msg)
 
 
-def acked(reply: Msg) -> bytes:
+def _acked(reply: Msg) -> bytes:
     """A PubAck's JSON, or JetStream's error raised: NoStreamResponseError, APIError."""
     if reply.headers and reply.headers.get(Header.STATUS) == NO_RESPONDERS:
         raise NoStreamResponseError
@@ -78,6 +90,17 @@ def acked(reply: Msg) -> bytes:
             raise APIError.from_error(found["error"])
     data: bytes = reply.data
     return data
+
+
+def _acked_or_error(reply: Msg | BaseException) -> bytes | Exception:
+    if isinstance(reply, BaseException):
+        if not isinstance(reply, Exception):
+            raise reply
+        return reply
+    try:
+        return _acked(reply)
+    except (NoStreamResponseError, APIError) as e:
+        return e
 
 
 def _expire(answer: asyncio.Future[Msg]) -> None:
