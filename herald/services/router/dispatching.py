@@ -4,7 +4,8 @@ subscribers, collected into digests, or each recipient's chain routed and its es
 Dispatching first takes the message's decision in the dispatch ledger, so a cancel that won the race is honoured.
 """
 
-from collections.abc import Awaitable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from herald.v1 import common_pb2
@@ -97,7 +98,12 @@ class Dispatcher:
                 failed[i] = e
         decisions = await self._ledger.decide_all([messages[i][0].message_id for i in plans], Decision.DISPATCHED)
         deliveries: list[Traced] = []
-        steps: list[Awaitable[None]] = [in_span(span, self._hold(message, send_at)) for message, span, send_at in held]
+        announced: list[Awaitable[None]] = []
+        # The rarer steps, each in its message's span, started once the loop is done (an error on the way leaves
+        # none of them made and never awaited).
+        later: list[tuple[trace.Span, Callable[[], Awaitable[None]]]] = [
+            (span, functools.partial(self._hold, message, send_at)) for message, span, send_at in held
+        ]
         for (i, plan), decision in zip(plans.items(), decisions, strict=True):
             message, span = messages[i]
             if isinstance(decision, Exception):
@@ -105,19 +111,21 @@ class Dispatcher:
             elif decision is Decision.CANCELLED:
                 firsts = [c.steps[0][0] for c in plan.chains]
                 with trace.use_span(span):
-                    steps += [self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in firsts]
+                    announced += [self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in firsts]
             elif message.topic:
-                steps.append(in_span(span, fan_out(self._db, self._bus, message)))
+                later.append((span, functools.partial(fan_out, self._db, self._bus, message)))
             elif templating.collects_digest(message.template):
-                steps += (in_span(span, self._digests.collect(message, chain)) for chain in plan.chains)
+                later += [(span, functools.partial(self._digests.collect, message, chain)) for chain in plan.chains]
             else:
                 with current(span):
                     for chain in plan.chains:
                         if renderable := await self._settler.renderable(chain.steps):
                             deliveries.append((jobs.link(renderable), span))
                 sent_at = from_timestamp(message.send_at) or from_timestamp(message.create_time) or now()
-                steps += (in_span(span, self._escalations.hold(e, sent_at + e.delay)) for e in plan.escalations)
-        await together([self._settler.route(deliveries, recipients), *steps])
+                hold = self._escalations.hold
+                later += [(span, functools.partial(hold, e, sent_at + e.delay)) for e in plan.escalations]
+        started = [in_span(span, step()) for span, step in later]
+        await together([self._settler.route(deliveries, recipients), *announced, *started])
         return failed
 
     async def _firsts(self, message: work_pb2.AcceptedMessage) -> list[work_pb2.DeliveryJob]:
