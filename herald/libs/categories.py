@@ -12,7 +12,7 @@ BY_NAME = {common_pb2.Category.Name(c).removeprefix("CATEGORY_").lower(): c for 
 
 @functools.cache
 def name(category: int) -> str:
-    """ "notification" for CATEGORY_NOTIFICATION: the category in consumer names and metric labels."""
+    """The category as consumer names and metric labels spell it (CATEGORY_NOTIFICATION: notification)."""
     return common_pb2.Category.Name(common_pb2.Category.ValueType(category)).removeprefix("CATEGORY_").lower()
 
 

@@ -26,8 +26,8 @@ def content(job: work_pb2.DeliveryJob) -> str:
 
 @functools.cache
 def state_name(state: common_pb2.DeliveryState.ValueType) -> str:
-    """ "sent" for DELIVERY_STATE_SENT: the state in subjects, event ids and metric labels (once per state, not per
-    event)."""
+    """The state as subjects, event ids and metric labels spell it (DELIVERY_STATE_SENT: sent), worked out once per
+    state rather than per event."""
     return common_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
 
 

@@ -19,7 +19,7 @@ from herald.services.feedback.status_writer import UNPROCESSED_CONSUMER, StatusW
 BATCH = 500
 # How long feedback lets records gather after a small batch: a status shows that much later, and a delivery's
 # PENDING and SENT more often meet in one batch, which stores the delivery once instead of storing and updating it.
-# 0.1 s against 0.05 cost feedback about a twentieth less CPU per delivery (docs/benchmarks.md).
+# 0.1 s rather than 0.05 saved feedback about a twentieth of its CPU per delivery (docs/benchmarks.md).
 LINGER = 0.1
 
 
