@@ -54,13 +54,17 @@ class DispatchLedger:
         created = await self._kv.create_all([(m, wanted.value.encode()) for m in message_ids])
         taken: list[Decision | Exception] = [wanted if isinstance(c, int) else c for c in created]
         raced = [i for i, c in enumerate(created) if isinstance(c, KeyWrongLastSequenceError)]
-        # Taken before (a cancel won, or this batch is redelivered): `decide` finds which.
-        found = await asyncio.gather(*(self.decide(message_ids[i], wanted) for i in raced), return_exceptions=True)
+        # Taken before (a cancel won, or this batch is redelivered): read which - or, for a key deleted since
+        # (which a create may write over), `decide` again.
+        found = await asyncio.gather(*(self._taken(message_ids[i], wanted) for i in raced), return_exceptions=True)
         for i, decision in zip(raced, found, strict=True):
             if isinstance(decision, BaseException) and not isinstance(decision, Exception):
                 raise decision
             taken[i] = decision
         return taken
+
+    async def _taken(self, message_id: str, wanted: Decision) -> Decision:
+        return await self.decided(message_id) or await self.decide(message_id, wanted)
 
     async def stop_escalation(self, message_id: str) -> None:
         await self._kv.put(_escalation_key(message_id), b"stopped")

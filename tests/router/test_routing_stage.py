@@ -2,6 +2,7 @@
 becomes - queued for its channel with its address, SCHEDULED, SUPPRESSED or EXPIRED with its reason - as the
 events and jobs it publishes show. The same checks ran through the whole mesh before; each test names the one."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from herald.v1 import common_pb2, events_pb2
@@ -10,7 +11,7 @@ from herald.v1 import message_service_pb2 as msg
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
 from herald.libs.dispatch import Decision
-from tests.router.stage import message, router_stage
+from tests.router.stage import RouterStage, message, router_stage
 
 S = common_pb2
 HOOK = "https://hooks.example/u"
@@ -195,3 +196,44 @@ async def test_a_message_cancelled_before_the_router_held_it_is_cancelled_not_sc
         assert len({e.delivery_id for e in cancelled}) == 2
         assert await stage.bus.scheduled(subjects.schedule(sent.message_id, 0)) is None
         assert not stage.jobs
+
+
+async def test_a_cancel_that_won_holds_within_a_batch_and_routing_the_batch_again_decides_nothing_new(
+    database_url: str,
+) -> None:
+    """A batch's dispatch decisions are written together (DispatchLedger.decide_all): a message a cancel decided
+    first is cancelled while its neighbour goes out, and the same messages routed again (a redelivery) find their
+    decisions taken - nothing more is queued, the cancelled one stays cancelled."""
+    async with router_stage(database_url) as stage:
+        cancelled = message({"webhook": "{}"}, msg.Recipient(addresses={"webhook": HOOK}))
+        cancelled.message_id = "msg_cancel_won"
+        kept = message({"webhook": "{}"}, msg.Recipient(addresses={"webhook": HOOK}))
+        kept.message_id = "msg_dispatched"
+        assert await stage.ledger.decide(cancelled.message_id, Decision.CANCELLED) is Decision.CANCELLED
+        subject = subjects.message_accepted(kept.template.category)
+        together = [
+            stage.bus.publish_grouped(subject, (m.SerializeToString(), m.message_id), each_traced=True)
+            for m in (cancelled, kept)
+        ]
+        for published in together:
+            await published
+        [gone] = await stage.settled(cancelled.message_id)
+        assert gone.state == S.DELIVERY_STATE_CANCELLED
+        [job] = await stage.queued(kept.message_id)
+        for again in (cancelled, kept):
+            again.part = 1  # a new record id, so the bus takes it: the router sees the same message again
+            await stage.send(again)
+        await _drained(stage)
+        assert await stage.ledger.decided(cancelled.message_id) is Decision.CANCELLED
+        assert await stage.ledger.decided(kept.message_id) is Decision.DISPATCHED
+        assert [j.delivery_id for j in stage.jobs if j.message_id == kept.message_id] == [job.delivery_id]
+
+
+async def _drained(stage: RouterStage) -> None:
+    """Once the router's consumers hold nothing: what the same messages routed again publish is dropped as a
+    repeat, so only the consumers show it was done."""
+    for _ in range(1000):
+        if all(lag == (0, 0) for lag in (await stage.bus.consumer_lag()).values()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the router's consumers still hold messages: {await stage.bus.consumer_lag()}")
