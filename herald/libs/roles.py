@@ -39,6 +39,9 @@ class Rule:
     # content is the message's, kept only as long as its app allows, not for the trail's year - and the call does not
     # wait for the record's publish: the message itself is durable before the call answers.
     traffic: bool = False
+    # For traffic whose answer is a list (SendBatch's results): "<entries>.<path to an id>" - the record keeps each
+    # entry's id, in order, and how many entries have none (refused), instead of the whole answer.
+    keeps: str = ""
 
 
 def _reads(*roles: str, apps: bool = False) -> Rule:
@@ -53,8 +56,8 @@ def _writes(*roles: str, target: str, apps: bool = False) -> Rule:
 _APP_ONLY = Rule(frozenset(), apps=True, audited=False)
 
 
-def _traffic(target: str) -> Rule:
-    return Rule(frozenset(), apps=True, audited=True, target=target, traffic=True)
+def _traffic(target: str, keeps: str = "") -> Rule:
+    return Rule(frozenset(), apps=True, audited=True, target=target, traffic=True, keeps=keeps)
 
 
 def _app_writes(target: str) -> Rule:
@@ -114,7 +117,7 @@ RULES: dict[str, Rule] = {
     "herald.v1.InboxService/CreateInboxToken": _APP_ONLY,
     # Sending: apps.
     "herald.v1.MessageService/Send": _traffic("messages/{message_id}"),
-    "herald.v1.MessageService/SendBatch": _traffic(_APP + "/messages"),
+    "herald.v1.MessageService/SendBatch": _traffic(_APP + "/messages", keeps="results.response.message_id"),
     "herald.v1.MessageService/SendAudience": _app_writes("messages/{message_id}"),
     "herald.v1.MessageService/CancelMessage": _app_writes("messages/{message_id}"),
     # Provider accounts: operators (support does not read credential references).
