@@ -79,13 +79,14 @@ class Dispatcher:
         failed: list[Exception | None] = [None] * len(messages)
         held: list[tuple[work_pb2.AcceptedMessage, trace.Span, datetime]] = []
         due: list[int] = []
+        later_than = now() + SCHEDULE_THRESHOLD
         for i, (message, span) in enumerate(messages):
             try:
                 send_at = from_timestamp(message.send_at)
             except Exception as e:  # a bug a message brings out must not hold up the rest of its batch
                 failed[i] = e
                 continue
-            if send_at is not None and send_at > now() + SCHEDULE_THRESHOLD:
+            if send_at is not None and send_at > later_than:
                 held.append((message, span, send_at))
             else:
                 due.append(i)
