@@ -5,22 +5,20 @@ link-local, multicast, reserved or unspecified, unless the operator listed the
 host in HERALD_WEBHOOK_ALLOWED_HOSTS. Redirects are never followed, so a public
 endpoint cannot bounce a request inward.
 
-A name is checked by `GuardedResolver`, the resolver of the webhooks' HTTP
-client, as the client connects: the addresses checked are the ones connected to,
+A name is checked by `resolve`, which the webhooks' HTTP client
+(herald/services/adapters/webhook_client.py) connects through: the addresses checked are the ones connected to,
 so a name cannot resolve publicly for a check and privately a moment later (DNS
 rebinding), and a delivery over a kept-alive connection costs no lookup. `check`,
 before the call, refuses what needs no lookup: a URL that cannot be one, and an
-address written as an IP, which the client does not resolve.
+address written as an IP.
 """
 
+import asyncio
 import functools
 import ipaddress
 import re
 import socket
-from typing import Any
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from collections.abc import Iterable
 
 from herald.libs import channels
 
@@ -58,7 +56,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _refuse_private(host: str, addresses: Any) -> None:
+def _refuse_private(host: str, addresses: Iterable[str]) -> None:
     for text in addresses:
         address = ipaddress.ip_address(text)
         if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped or int(address) < 1 << 32):
@@ -70,24 +68,19 @@ def _refuse_private(host: str, addresses: Any) -> None:
             )
 
 
-class GuardedResolver(AbstractResolver):
-    """The resolver of the webhooks' HTTP client: what a host resolves to as the client connects is checked."""
-
-    def __init__(self, allowed_hosts: frozenset[str]) -> None:
-        self._inner = aiohttp.DefaultResolver()
-        self._allowed = allowed_hosts
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host.lower() in self._allowed:
-            return await self._inner.resolve(host, port, family)
-        try:
-            found = await self._inner.resolve(host, port, family)
-        except socket.gaierror as e:
-            raise BlockedDestination(f"host '{host}' does not resolve: {e.strerror}") from e
-        _refuse_private(host, (result["host"] for result in found))
-        return found
-
-    async def close(self) -> None:
-        await self._inner.close()
+async def resolve(host: str, port: int, allowed_hosts: frozenset[str]) -> list[str]:
+    """The addresses to connect to for `host`, as the webhooks' HTTP client connects: refused (BlockedDestination)
+    if any is not public, unless the operator allowed the host. A name that does not resolve is refused too, but an
+    allowed one's socket.gaierror is an outage like any other."""
+    loop = asyncio.get_running_loop()
+    allowed = host.lower() in allowed_hosts
+    try:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        if allowed:
+            raise
+        raise BlockedDestination(f"host '{host}' does not resolve: {e.strerror}") from e
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if not allowed:
+        _refuse_private(host, addresses)
+    return addresses

@@ -23,21 +23,13 @@ def test_private_addresses_are_refused(url: str) -> None:
 
 
 async def test_a_name_that_resolves_privately_is_refused_as_the_client_connects() -> None:
-    resolver = ssrf.GuardedResolver(frozenset())
-    try:
-        with pytest.raises(ssrf.BlockedDestination, match="HERALD_WEBHOOK_ALLOWED_HOSTS"):
-            await resolver.resolve("localhost", 80)
-    finally:
-        await resolver.close()
+    with pytest.raises(ssrf.BlockedDestination, match="HERALD_WEBHOOK_ALLOWED_HOSTS"):
+        await ssrf.resolve("localhost", 80, frozenset())
 
 
 async def test_allowed_hosts_pass() -> None:
     ssrf.check("http://127.0.0.1:8080/x", frozenset({"127.0.0.1"}))
-    resolver = ssrf.GuardedResolver(frozenset({"localhost"}))
-    try:
-        assert await resolver.resolve("localhost", 80)
-    finally:
-        await resolver.close()
+    assert "127.0.0.1" in await ssrf.resolve("localhost", 80, frozenset({"localhost"}))
 
 
 def test_a_public_address_passes() -> None:

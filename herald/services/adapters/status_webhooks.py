@@ -10,7 +10,7 @@ JSON>}`. The consumer reads HERALD_EVENTS like any other team's would. A POST th
 its NATS message, which the bus retries after growing delays (HERALD_STAGE_RETRY_BACKOFF, about 18 minutes in all)
 and then dead-letters as herald.unprocessed.adapters-status-webhooks, where DeadLetterService lists and replays it.
 A retry re-POSTs only the events of the message that were not yet taken. The URL passes the same SSRF guard as
-the webhook channel: checked when it is set, and on every connection by the resolver.
+the webhook channel: checked when it is set, and on every connection (webhook_client).
 """
 
 import base64
@@ -20,7 +20,6 @@ import json
 import time
 from collections import OrderedDict
 
-import aiohttp
 import structlog
 from google.protobuf import json_format
 from herald.v1 import common_pb2, events_pb2
@@ -29,11 +28,13 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from herald.libs import ssrf
 from herald.libs.bus import Bucket, Incoming, MessageBus
 from herald.libs.status_webhooks import BUCKET, CACHE_SECONDS, StatusWebhookConfig
+from herald.services.adapters.webhook_client import TransportError, WebhookClient
 
 log = structlog.get_logger()
 
 CONSUMER = "adapters-status-webhooks"
-TIMEOUT = aiohttp.ClientTimeout(total=10.0, connect=5.0)
+# Seconds a POST may take in all, and to connect.
+TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0
 # Event ids already taken by their webhook, so a retried message re-POSTs only the rest.
 REMEMBERED = 100_000
 
@@ -65,9 +66,7 @@ class StatusWebhookPoster:
         self._kv = kv
         self._cache: dict[str, tuple[float, StatusWebhookConfig | None]] = {}
         self._taken: OrderedDict[str, None] = OrderedDict()
-        self._http = aiohttp.ClientSession(
-            timeout=TIMEOUT, connector=aiohttp.TCPConnector(resolver=ssrf.GuardedResolver(allowed_hosts))
-        )
+        self._http = WebhookClient(allowed_hosts)
 
     @classmethod
     async def open(cls, bus: MessageBus, allowed_hosts: frozenset[str]) -> "StatusWebhookPoster":
@@ -107,11 +106,11 @@ class StatusWebhookPoster:
             "webhook-signature": " ".join(signatures),
         }
         try:
-            async with self._http.post(webhook.url, data=body, headers=headers, allow_redirects=False) as reply:
-                if not 200 <= reply.status < 300:
-                    raise StatusWebhookFailed(f"{webhook.url} answered {reply.status}")
-        except (aiohttp.ClientError, TimeoutError) as e:
+            reply = await self._http.post(webhook.url, headers, body, TIMEOUT, CONNECT_TIMEOUT)
+        except (TransportError, TimeoutError, ssrf.BlockedDestination) as e:
             raise StatusWebhookFailed(f"{webhook.url}: {type(e).__name__}: {e}") from None
+        if not reply.ok:
+            raise StatusWebhookFailed(f"{webhook.url} answered {reply.status}")
 
     async def _webhook(self, app_id: str) -> StatusWebhookConfig | None:
         clock = time.monotonic()

@@ -16,11 +16,12 @@ import time
 import aiohttp
 
 from herald.internal.v1 import work_pb2
-from herald.libs import ssrf
+from herald.libs import ssrf, telemetry
 from herald.services.adapters.channels import http
 from herald.services.adapters.channels.base import Account, DeliveryError, Failure, Provider, Sent
 from herald.services.adapters.settings import AdaptersSettings
 from herald.services.adapters.signing import webhook_signature
+from herald.services.adapters.webhook_client import TransportError, WebhookClient
 
 
 def builtin_account(settings: AdaptersSettings) -> Account:
@@ -40,18 +41,13 @@ class Webhook(Provider):
     def __init__(self, account: Account, http_session: aiohttp.ClientSession) -> None:
         super().__init__(account, http_session)
         self._allowed = frozenset(h for h in account.settings.get("allowed_hosts", "").split(",") if h)
-        # A client of its own, whose resolver checks every address it connects to (ssrf.GuardedResolver); the
-        # shared one also reaches providers an operator configured on private addresses.
-        self.http = aiohttp.ClientSession(
-            timeout=http_session.timeout,
-            connector=aiohttp.TCPConnector(
-                limit=http_session.connector.limit if http_session.connector else 100,
-                resolver=ssrf.GuardedResolver(self._allowed),
-            ),
-        )
+        # A client of its own, which checks every address it connects to (webhook_client, ssrf.resolve); the shared
+        # one also reaches providers an operator configured on private addresses.
+        limit = http_session.connector.limit if http_session.connector else 100
+        self.client = WebhookClient(self._allowed, limit)
 
     async def close(self) -> None:
-        await self.http.close()
+        await self.client.close()
 
     async def send(self, job: work_pb2.DeliveryJob) -> Sent:
         try:
@@ -67,13 +63,21 @@ class Webhook(Provider):
             "Herald-Message-Id": job.message_id,
             "Idempotency-Key": job.delivery_id,
         }
-        try:
-            response = await http.call(self, "POST", job.address, headers=headers, data=body)
-        except DeliveryError as e:
-            refused = getattr(e.__cause__, "os_error", None)
-            if isinstance(refused, ssrf.BlockedDestination):  # the name resolved to a private address
-                raise DeliveryError(f"webhook URL refused: {refused}", Failure.PERMANENT) from e
-            raise
+        account = self.account
+        with http.client_span(account, "POST", job.address) as span:
+            telemetry.inject(headers)
+            try:
+                response = await self.client.post(job.address, headers, body, account.timeout)
+            except ssrf.BlockedDestination as e:  # the name resolved to a private address
+                http.failed(span, e)
+                raise DeliveryError(f"webhook URL refused: {e}", Failure.PERMANENT) from e
+            except TimeoutError as e:
+                http.failed(span, e)
+                raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
+            except TransportError as e:
+                http.failed(span, e)
+                raise DeliveryError(f"{account.name} unreachable: {e}", Failure.RETRYABLE) from e
+            http.answered(span, response.status)
         if response.ok:
             return Sent(provider_message_id=response.headers.get("X-Request-Id", ""))
         error = http.status_error("webhook endpoint", response)
