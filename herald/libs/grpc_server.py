@@ -101,11 +101,31 @@ async def _checked(requests: AsyncIterator[Any], method: str, change: audit.Chan
         yield request
 
 
-class TracedServer:
-    """What a binary's setup registers its services on (the generated `add_*Servicer_to_server` call these two
-    methods): each method's handler is wrapped once, here, to continue the caller's trace (W3C `traceparent`
-    metadata), pass the gate (an operator's roles, herald/libs/callers.py), leave its audit record if it changes
-    state (herald/libs/audit.py) and turn HeraldError into a rich status.
+class GenericOnly:
+    """What services register on (the generated `add_*Servicer_to_server` call these two methods): each by its
+    generic handler only.
+
+    grpc.aio's server waits for its next call on one future per registered method besides the generic handlers'
+    one, by an asyncio.wait over all of them for every call it takes (grpc 1.85, aio/server.pyx.pxi,
+    _server_main_loop): over 26 futures in intake (its 21 methods, health's and reflection's), a fifth of its CPU
+    per unary Send. Left to the
+    generic handlers, a method is found by its name in one dict per service, and the server waits on one future.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Not registered (the class's docstring says why): the same methods came with the generic handler."""
+
+
+class TracedServer(GenericOnly):
+    """What a binary's setup registers its services on: each method's handler is wrapped once, here, to continue
+    the caller's trace (W3C `traceparent` metadata), pass the gate (an operator's roles, herald/libs/callers.py),
+    leave its audit record if it changes state (herald/libs/audit.py) and turn HeraldError into a rich status.
     A request that does not parse is INVALID_ARGUMENT. Anything else a handler raises is a bug: it is logged with
     its trace id and answered INTERNAL, and the process stays up.
 
@@ -114,20 +134,12 @@ class TracedServer:
     """
 
     def __init__(self, server: grpc.aio.Server, gate: Gate, trail: AuditTrail) -> None:
-        self._server = server
+        super().__init__(server)
         self._gate = gate
         self._trail = trail
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(
-            [_TracedGeneric(handler, self._gate, self._trail) for handler in handlers]
-        )
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        traced_handlers = {
-            name: traced(handler, f"{service}/{name}", self._gate, self._trail) for name, handler in handlers.items()
-        }
-        self._server.add_registered_method_handlers(service, traced_handlers)
+        super().add_generic_rpc_handlers([_TracedGeneric(handler, self._gate, self._trail) for handler in handlers])
 
 
 class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]

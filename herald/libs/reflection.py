@@ -8,6 +8,8 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from herald.libs.grpc_server import GenericOnly
+
 V1 = "grpc.reflection.v1.ServerReflection"
 
 
@@ -23,7 +25,7 @@ def _v1_file() -> bytes:
 descriptor_pool.Default().AddSerializedFile(_v1_file())
 
 
-def enable(server: grpc.aio.Server, services: list[str]) -> None:
+def enable(server: GenericOnly, services: list[str]) -> None:
     """Reflect `services`, the reflection services themselves included, over both versions."""
     reflected = [*services, reflection.SERVICE_NAME, V1]
     reflection.enable_server_reflection(reflected, server)

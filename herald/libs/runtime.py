@@ -140,8 +140,9 @@ async def _serve(settings: Settings, setup: Callable[[Runtime, TracedServer], Aw
     rt.on_stop.append(trail.close)
     names = await setup(rt, TracedServer(server, gate, trail))
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    untraced = grpc_server.GenericOnly(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, untraced)
+    reflection.enable(untraced, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     # Everything loaded so far (modules, protobuf descriptors, table metadata) lives until exit: keep it out of
     # every collection's scan.
     gc.freeze()
