@@ -1,6 +1,7 @@
 """The webhooks' HTTP client against receivers that answer as real servers do, byte for byte: a kept-alive
 connection serves the next delivery; a chunked answer, one that ends with its connection, and an interim 100 are read
-whole; a receiver that closed a kept-alive connection as it was reused still gets the delivery; one that does not
+whole; a receiver that closed a kept-alive connection as it was reused still gets the delivery, and one no longer
+sent to is not kept connected; one that does not
 answer in time, or answers what is not HTTP, is an error the retry policy can act on; and nothing in a header or a
 URL can split the request."""
 
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from herald.libs import ssrf
+from herald.services.adapters import webhook_client
 from herald.services.adapters.webhook_client import TransportError, WebhookClient
 
 LOOPBACK = frozenset({"127.0.0.1"})
@@ -26,6 +28,7 @@ class Receiver:
         self.close_after = close_after
         self.requests: list[bytes] = []
         self.connections = 0
+        self.open = 0
         self.port = 0
 
     def url(self, path: str = "/hook") -> str:
@@ -33,6 +36,7 @@ class Receiver:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -53,6 +57,7 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.open -= 1
             writer.close()
 
 
@@ -144,6 +149,18 @@ async def test_a_receiver_that_does_not_answer_in_time_times_out() -> None:
     async with receiving(never) as (receiver, client):
         with pytest.raises(TimeoutError):
             await client.post(receiver.url(), {}, b"{}", 0.3)
+
+
+async def test_a_receiver_no_longer_sent_to_is_not_kept_connected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhook_client, "KEEP_ALIVE", 0.2)
+    async with receiving(answer(OK)) as (quiet, client), receiving(answer(OK)) as (busy, _):
+        await client.post(quiet.url(), {}, b"{}", 5)
+        await asyncio.sleep(0.3)
+        await client.post(busy.url(), {}, b"{}", 5)  # a delivery elsewhere, after the first's connection went idle
+        async with asyncio.timeout(5):
+            while quiet.open:
+                await asyncio.sleep(0.01)
+        assert busy.open == 1
 
 
 async def test_an_answer_that_is_not_http_is_a_transport_error() -> None:

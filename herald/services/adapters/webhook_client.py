@@ -152,6 +152,7 @@ class WebhookClient:
         self._slots = asyncio.Semaphore(limit)
         self._idle: dict[tuple[str, str, int], collections.deque[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._swept = time.monotonic()
         self._tls = ssl.create_default_context()
 
     async def post(
@@ -180,8 +181,10 @@ class WebhookClient:
                 connection = await self._connect(target.origin, connect_seconds or seconds)
                 answer = await self._exchange(connection, request)
         if connection.keep_alive and not connection.closed:
-            connection.idle_since = time.monotonic()
+            connection.idle_since = now = time.monotonic()
             self._idle.setdefault(target.origin, collections.deque()).append(connection)
+            if now - self._swept > KEEP_ALIVE:
+                self._sweep(now)
         else:
             self._forget(connection)
         return answer
@@ -227,6 +230,19 @@ class WebhookClient:
                 self._open.add(connection)
                 return connection
         raise TransportError(f"cannot connect to {host}:{port}: {'; '.join(errors)}")
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections idle too long, to every origin: delivering to many receivers, the client would
+        otherwise keep one open to each it ever reached."""
+        self._swept, oldest = now, now - KEEP_ALIVE
+        for origin, idle in list(self._idle.items()):
+            kept = collections.deque(c for c in idle if not c.closed and c.idle_since > oldest)
+            for connection in set(idle) - set(kept):
+                self._forget(connection)
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
 
     def _forget(self, connection: _Connection) -> None:
         connection.close()
