@@ -16,7 +16,7 @@ import aiohttp
 import grpc
 from herald.v1 import admin_service_pb2, admin_service_pb2_grpc, common_pb2, message_service_pb2_grpc
 
-from devmesh.mesh import Binary, Mesh, free_port, lower_priority
+from devmesh.mesh import Binary, Mesh, cpu_priority, free_port
 
 ADMIN = secrets.token_urlsafe(16)
 
@@ -129,7 +129,9 @@ async def running(
     with `dedicated_critical`, one more router and adapters process take the critical pipeline, which the
     first ones leave to them (HERALD_PIPELINES). `bulk_niceness` lowers the CPU priority of the processes that
     carry only bulk work (router and adapters for notification and marketing, feedback) below that of every
-    consumer (devmesh.mesh.CONSUMER_NICENESS), as giving critical pods CPU of their own does on a cluster."""
+    consumer (devmesh.mesh.CONSUMER_NICENESS), and raises the critical ones' to that of the processes they share
+    with the bulk (nats-server, PostgreSQL, the sink): as giving critical pods CPU of their own does on a cluster,
+    where neither bulk work nor the broker's and the database's own outrank them."""
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         mesh = Mesh(
             Path(tmp),
@@ -162,7 +164,10 @@ async def running(
                 for service in ("router", "adapters", "feedback"):
                     proc = mesh.binaries[service].proc
                     assert proc is not None
-                    lower_priority(proc.pid, bulk_niceness)
+                    cpu_priority(proc.pid, bulk_niceness)
+                for binary in critical.values():
+                    assert binary.proc is not None
+                    cpu_priority(binary.proc.pid, 0)
             async with (
                 grpc.aio.insecure_channel(mesh.addr("intake")) as channel,
                 grpc.aio.insecure_channel(mesh.addr("router")) as router,

@@ -3,8 +3,9 @@
 Three times: with the mesh as `make up` runs it (one router and one adapters
 process for every category); with the critical pipeline in a router and an
 adapters process of its own (HERALD_PIPELINES); and that again with the bulk
-processes at a lower CPU priority still (nice 19; every consumer runs at 10), which is what giving critical pods
-CPU of their own does on a cluster, on this machine's two shared cores. Each time:
+processes at a lower CPU priority still (nice 19; every consumer runs at 10) and the critical ones at that of the
+nats-server, PostgreSQL and sink they share with the bulk (0), which is what giving critical pods CPU of their own
+does on a cluster, on this machine's two shared cores. Each time:
 1. alone: critical messages sent one at a time, GAP apart, each timed from the
    Send call until its webhook reached the sink;
 2. behind a flood: FLOOD marketing messages submitted through SendBatch first
@@ -32,7 +33,7 @@ BATCH = 100
 SETUPS = {
     (False, 0): "shared by all categories",
     (True, 0): "critical has its own",
-    (True, 19): "critical has its own, bulk ones at nice 19",
+    (True, 19): "critical has its own, bulk ones at nice 19, critical at 0",
 }
 
 

@@ -170,7 +170,7 @@ class Binary:
             [_bin(f"herald-{self.service}")], env=self.env, stdout=log, stderr=log, start_new_session=True
         )
         if self.service not in ("intake", "gateway"):  # the two that answer callers
-            lower_priority(self.proc.pid, CONSUMER_NICENESS)
+            cpu_priority(self.proc.pid, CONSUMER_NICENESS)
 
     @property
     def running(self) -> bool:
@@ -223,7 +223,7 @@ class Binary:
             return await asyncio.to_thread(self.proc.wait, 5)
 
 
-def lower_priority(pid: int, niceness: int) -> None:
+def cpu_priority(pid: int, niceness: int) -> None:
     """Give the process `pid` the CPU priority of `niceness`. Where the kernel groups processes by session
     (autogroup: each binary starts a session of its own) the group's nice value is what counts against other
     processes; otherwise each thread's (a nice value belongs to a thread, and the binaries run several)."""

@@ -7,6 +7,7 @@ the four services can share one PostgreSQL database without sharing a table.
 
 import functools
 import itertools
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, Select, Table, TextClause, delete, event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
@@ -250,13 +252,41 @@ class Database:
         await self.engine.dispose()
 
 
+# A PostgreSQL connection back in the pool longer than this is pinged (SELECT 1) before it is used again.
+PING_AFTER_IDLE = 2.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection only when it sat idle: long enough for the server to have restarted or a firewall
+    to have dropped it. SQLAlchemy's pool_pre_ping pings on every checkout: a round trip more for every session
+    (a batch's reads and writes are several), on the critical pipeline's path too. A connection
+    that breaks between two uses a moment apart fails that one use, which the pool then replaces with every
+    connection it held (a disconnect invalidates them all): a consumer's batch is redelivered, a call is answered
+    UNAVAILABLE (herald/libs/errors.py)."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def returned(_: Any, record: Any) -> None:
+        record.info["returned"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def check(dbapi_connection: Any, record: Any, __: Any) -> None:
+        returned = record.info.get("returned")  # none: a connection just made
+        if returned is None or time.monotonic() - returned <= PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise DisconnectionError("a pooled connection did not answer its ping") from e
+
+
 def _create_engine(url: str, pool_size: int) -> AsyncEngine:
     # hide_parameters: a database error's text, which is logged, must not carry the statement's values -
     # rendered content, addresses, tokens.
     if not url.startswith("sqlite"):
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=BURST_CONNECTIONS, pool_pre_ping=True, hide_parameters=True
-        )
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=BURST_CONNECTIONS, hide_parameters=True)
+        _ping_when_idle(engine)
+        return engine
     # One connection: SQLite has one writer at a time anyway, and queueing in the pool is far
     # cheaper than several connections polling the file lock (its busy handler sleeps).
     path = make_url(url).database or ""

@@ -1,15 +1,18 @@
 """The store base on both backends: each service migrates its own prefixed tables, repeatably, in one database."""
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from devmesh.mesh import SERVICES, free_port
+from herald.libs import store
 from herald.libs.config import normalize_database_url
 from herald.libs.sqlite_connection import PREFETCH_ROWS, SqliteConnection
 from herald.libs.store import SQLITE_PARAMETERS, Database
@@ -212,3 +215,27 @@ def test_several_hosts_are_written_as_sqlalchemy_reads_them(tmp_path: Path) -> N
     chosen = normalize_database_url("postgres://u@a:1,b:2/db?target_session_attrs=any", tmp_path, "x")
     assert chosen == "postgresql+psycopg://u@/db?host=a:1&host=b:2&target_session_attrs=any"
     assert normalize_database_url("postgresql://u@a:5432/db", tmp_path, "x") == "postgresql+psycopg://u@a:5432/db"
+
+
+@pytest.mark.skipif(not TEST_URL, reason="PostgreSQL only: SQLite has no server to drop a connection")
+async def test_a_connection_the_server_dropped_while_idle_is_replaced_unnoticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection is pinged before use only after it sat idle (store.PING_AFTER_IDLE), not before every
+    session; one the server ended meanwhile (a restart, an idle timeout, an operator) is replaced, and the caller's
+    statement goes through."""
+    monkeypatch.setattr(store, "PING_AFTER_IDLE", 0.2)
+    with fresh_postgres() as url:
+        db = await Database.open(normalize_database_url(url, tmp_path, "feedback"), "feedback")
+        try:
+            async with db.session() as session:
+                pid = await session.scalar(text("SELECT pg_backend_pid()"))
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            await asyncio.sleep(0.4)
+            await _store_message(db, "msg_after_drop", datetime.now(UTC))
+            async with db.session() as session:
+                assert await session.get(feedback_tables.Message, "msg_after_drop") is not None
+                assert await session.scalar(text("SELECT pg_backend_pid()")) != pid
+        finally:
+            await db.close()
