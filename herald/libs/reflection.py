@@ -26,12 +26,15 @@ descriptor_pool.Default().AddSerializedFile(_v1_file())
 
 
 def enable(server: GenericOnly, services: list[str]) -> None:
-    """Reflect `services`, the reflection services themselves included, over both versions."""
+    """Reflect `services`, the reflection services themselves included, over both versions: one asyncio servicer
+    answers both names."""
     reflected = [*services, reflection.SERVICE_NAME, V1]
-    reflection.enable_server_reflection(reflected, server)
     info = grpc.stream_stream_rpc_method_handler(
         reflection.aio.ReflectionServicer(reflected).ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(V1, {"ServerReflectionInfo": info})])
+    handlers = {"ServerReflectionInfo": info}
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(name, handlers) for name in (reflection.SERVICE_NAME, V1)]
+    )
