@@ -5,8 +5,8 @@ moment later (DNS rebinding), and a delivery over a kept-alive connection costs 
 
 Why not aiohttp, as the provider plug-ins use: a POST through this client costs about a third of the CPU one through
 aiohttp's ClientSession does (docs/benchmarks.md, "Webhooks over a lean HTTP/1.1 client"), and aiohttp's had been
-the largest part of a webhook delivery's cost. A webhook needs none of what aiohttp adds: no cookies, redirects (never followed: a public endpoint
-must not bounce a request inward), proxies, compression or streaming.
+the largest part of a webhook delivery's cost. A webhook needs none of what aiohttp adds: no cookies, redirects
+(never followed: a public endpoint must not bounce a request inward), proxies, compression or streaming.
 
 Every failure to get an answer is a `TransportError`, but `TimeoutError` (the call's time ran out) and
 `ssrf.BlockedDestination` (the guard refused the address, or it cannot be a URL); a header that would split the
