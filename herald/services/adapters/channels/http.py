@@ -67,12 +67,8 @@ async def call(
             ) as response:
                 # Header names are case-insensitive (HTTP/2 sends them in lower case): aiohttp's stay so.
                 result = Response(response.status, response.headers, await response.read())
-        except TimeoutError as e:
-            failed(span, e)
-            raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
-        except aiohttp.ClientError as e:
-            failed(span, e)
-            raise DeliveryError(f"{account.name} unreachable: {e}", Failure.RETRYABLE) from e
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise no_answer(account, span, e) from e
         answered(span, result.status)
     return result
 
@@ -112,6 +108,15 @@ def answered(span: trace.Span, status: int) -> None:
         span.set_attribute("error.type", str(status))
     if status >= 500:
         span.set_status(trace.Status(trace.StatusCode.ERROR))
+
+
+def no_answer(account: Account, span: trace.Span, error: Exception) -> DeliveryError:
+    """A call that got no answer, marked on its span: retryable, saying whether its time ran out or the provider
+    could not be reached."""
+    failed(span, error)
+    if isinstance(error, TimeoutError):
+        return DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE)
+    return DeliveryError(f"{account.name} unreachable: {error}", Failure.RETRYABLE)
 
 
 def failed(span: trace.Span, error: Exception) -> None:

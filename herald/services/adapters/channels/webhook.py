@@ -71,12 +71,8 @@ class Webhook(Provider):
             except ssrf.BlockedDestination as e:  # the name resolved to a private address
                 http.failed(span, e)
                 raise DeliveryError(f"webhook URL refused: {e}", Failure.PERMANENT) from e
-            except TimeoutError as e:
-                http.failed(span, e)
-                raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
-            except TransportError as e:
-                http.failed(span, e)
-                raise DeliveryError(f"{account.name} unreachable: {e}", Failure.RETRYABLE) from e
+            except (TimeoutError, TransportError) as e:
+                raise http.no_answer(account, span, e) from e
             http.answered(span, response.status)
         if response.ok:
             return Sent(provider_message_id=response.headers.get("X-Request-Id", ""))
