@@ -16,6 +16,7 @@ from herald.v1 import common_pb2, events_pb2
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
 from herald.libs.bus import Publisher
+from herald.libs.bus.grouping import join_groups
 from herald.libs.timeutil import now, to_timestamp
 
 
@@ -71,9 +72,9 @@ def event(
     )
 
 
-def publish(bus: Publisher, published: events_pb2.DeliveryEvent) -> Awaitable[None]:
-    """Publish an `event`, grouped with the others of this turn: it joins its group now; await the result for it to
-    be durable."""
-    return bus.publish_grouped(
-        subjects.delivery_event(state_name(published.state)), (published.SerializeToString(), published.event_id)
+def publish(bus: Publisher, *published: events_pb2.DeliveryEvent) -> Awaitable[None]:
+    """Publish events, grouped with the others of this turn: they join their groups now (one call per state, however
+    many events: a batch's cost the bus a few joins, not one each); await the result for them to be durable."""
+    return join_groups(
+        bus, ((subjects.delivery_event(state_name(e.state)), e.SerializeToString(), e.event_id) for e in published)
     )

@@ -14,12 +14,15 @@ meanwhile.
 """
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.utils import floatToGoString
 
 from herald.libs import http_server
 from herald.libs.bus import Consumers
@@ -41,6 +44,44 @@ def child(metric: MetricWrapperBase, *labels: str) -> Any:
     """`metric.labels(*labels)`, looked up once: on a path taken for every message or call, prometheus_client's
     own lookup (validating and joining the labels each time) is work to spare. Labels are bounded, so is this."""
     return metric.labels(*labels)
+
+
+class BatchHistogram:
+    """A Prometheus histogram given a batch of observations at once, exposed as prometheus_client's own are.
+    Its Histogram pays two counter increments and a scan of the buckets per value; on feedback's path (three
+    values per delivery) that was a tenth of the process's CPU. Observed and scraped on the event loop's thread
+    only."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
+        self._name, self._documentation, self._labelnames = name, documentation, list(labelnames)
+        self._bounds = tuple(buckets)
+        # Per label values: how many values fell in each bucket (not cumulative; the last is +Inf's), and their sum.
+        self._counts: dict[tuple[str, ...], list[int]] = {}
+        self._sums: dict[tuple[str, ...], float] = {}
+        if not self._labelnames:  # exposed from the start, as prometheus_client's would be
+            self.observe((), ())
+        REGISTRY.register(self)
+
+    def observe(self, labels: tuple[str, ...], values: Iterable[float]) -> None:
+        counts = self._counts.get(labels)
+        if counts is None:
+            counts = self._counts[labels] = [0] * (len(self._bounds) + 1)
+            self._sums[labels] = 0.0
+        bounds, total = self._bounds, 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        self._sums[labels] += total
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, counts in self._counts.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self._bounds, float("inf")), counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+            family.add_metric(list(labels), buckets, self._sums[labels])
+        yield family
 
 
 def consumer_lag(bus: Consumers) -> Callable[[], Awaitable[None]]:

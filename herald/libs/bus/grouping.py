@@ -4,8 +4,14 @@ message whose field 1 repeats the records."""
 import asyncio
 import contextvars
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from herald.libs.together import together
+
+if TYPE_CHECKING:
+    from herald.libs.bus.interfaces import Publisher
 
 # What one grouped publish may weigh: NATS carries 1 MiB, and no single record is allowed over 512 KiB.
 MAX_GROUP_BYTES = 768 * 1024
@@ -13,6 +19,22 @@ MAX_GROUP_BYTES = 768 * 1024
 # so a message must stay small in work too - feedback's 500 messages of a campaign's status events were a million
 # events to fold in one go, and never acknowledged in time.
 MAX_GROUP_RECORDS = 100
+
+
+def join_groups(
+    bus: "Publisher", records: Iterable[tuple[str, bytes, str]], *, each_traced: bool = False, linger: float = 0.0
+) -> Awaitable[None]:
+    """Join each (subject, record, its id) to its subject's group: one publish_grouped per subject, however many
+    records - a batch's thousand events or jobs cost the bus a few joins and the caller a few waits, not one each.
+    Durable once the result is done."""
+    by_subject: dict[str, list[tuple[bytes, str]]] = {}
+    for subject, record, record_id in records:
+        by_subject.setdefault(subject, []).append((record, record_id))
+    joined = [
+        bus.publish_grouped(subject, *alike, each_traced=each_traced, linger=linger)
+        for subject, alike in by_subject.items()
+    ]
+    return joined[0] if len(joined) == 1 else together(joined)
 
 
 def grouped(records: Iterable[bytes]) -> bytes:

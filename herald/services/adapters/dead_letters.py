@@ -192,7 +192,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     async def _put_back(self, sequence: int, record: work_pb2.DeadLetterRecord) -> None:
         job = record.job
         job.replay += 1
-        await delivery_jobs.queue(self._bus, job, f"{job.delivery_id}.replay.{job.replay}")
+        await delivery_jobs.queue(self._bus, job)
         await self._bus.js.delete_msg(STREAM, sequence)
 
 

@@ -12,11 +12,10 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from herald.v1 import common_pb2, events_pb2
 from herald.v1 import status_service_pb2 as pb
-from prometheus_client import Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -48,7 +47,7 @@ LATENCY_BOUNDS = (
 )  # fmt: skip
 NOT_TIMED = -1
 # The same latency for Prometheus, by channel and category: what the critical-latency alert watches.
-DELIVERY_LATENCY = Histogram(
+DELIVERY_LATENCY = metrics.BatchHistogram(
     "herald_feedback_delivery_latency_seconds",
     "From a delivery being queued for its channel (after any schedule or quiet hours) to SENT or DELIVERED, "
     "by channel, category and state.",
@@ -86,8 +85,9 @@ def latency_bucket(seconds: float) -> int:
     return bisect_left(LATENCY_BOUNDS, max(seconds, 0.0))
 
 
-@dataclass(frozen=True, order=True)
-class Key:
+class Key(NamedTuple):
+    """A feedback_stats row's key. A tuple: made, hashed and compared for every delivery counted."""
+
     bucket_start: datetime
     app_id: str
     channel: str
@@ -105,7 +105,8 @@ class Tally:
 
     deliveries: Counter[Key] = field(default_factory=Counter)
     cost_micros: Counter[Key] = field(default_factory=Counter)
-    latencies: list[tuple[str, int, common_pb2.DeliveryState.ValueType, float]] = field(default_factory=list)
+    # Seconds to SENT or DELIVERED, by channel, category and state.
+    latencies: defaultdict[tuple[str, int, int], list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def count(self, delivery: dict[str, Any], event: events_pb2.DeliveryEvent, occurred: datetime) -> None:
         """Counts the state the event reports, unless the delivery was counted for it before."""
@@ -117,17 +118,17 @@ class Tally:
         timed = event.state in TIMED and queued is not None
         seconds = (occurred - queued).total_seconds() if timed else 0.0
         if timed:
-            self.latencies.append((delivery["channel"], event.category, event.state, seconds))
+            self.latencies[(delivery["channel"], event.category, event.state)].append(max(seconds, 0.0))
         key = Key(
-            bucket_start=hour_of(occurred),
-            app_id=delivery["app_id"],
-            channel=delivery["channel"],
-            template_id=delivery["template_id"],
-            provider=event.provider or delivery["provider"],
-            state=event.state,
-            reason_code=event.reason_code,
-            currency_code=event.currency_code,
-            latency_bucket=latency_bucket(seconds) if timed else NOT_TIMED,
+            hour_of(occurred),
+            delivery["app_id"],
+            delivery["channel"],
+            delivery["template_id"],
+            event.provider or delivery["provider"],
+            event.state,
+            event.reason_code,
+            event.currency_code,
+            latency_bucket(seconds) if timed else NOT_TIMED,
         )
         self.deliveries[key] += 1
         self.cost_micros[key] += event.cost_micros
@@ -135,16 +136,15 @@ class Tally:
     async def save(self, session: AsyncSession, db: Database) -> None:
         """Adds to the rows in key order, so two replicas' batches cannot deadlock on them."""
         rows = [
-            {**vars(key), "deliveries": n, "cost_micros": self.cost_micros[key]}
+            {**key._asdict(), "deliveries": n, "cost_micros": self.cost_micros[key]}
             for key, n in sorted(self.deliveries.items())
         ]
         table = tables.Base.metadata.tables[T.__tablename__]
         await db.insert_rows(session, table, rows, key=[c.key for c in KEY], add=["deliveries", "cost_micros"])
 
     def observe(self) -> None:
-        for channel, category, state, seconds in self.latencies:
-            labels = (channel, categories.name(category), events.state_name(state))
-            metrics.child(DELIVERY_LATENCY, *labels).observe(max(seconds, 0.0))
+        for (channel, category, state), seconds in self.latencies.items():
+            DELIVERY_LATENCY.observe((channel, categories.name(category), events.state_name(state)), seconds)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import structlog
 from google.protobuf.message import DecodeError
 from herald.v1 import events_pb2
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from herald.internal.v1 import work_pb2
-from herald.libs import subjects
+from herald.libs import metrics, subjects
 from herald.libs.bus import ACK, Incoming, Outcome
 from herald.libs.store import Database
 from herald.libs.telemetry import trace_id
@@ -39,10 +39,11 @@ UNPROCESSED_CONSUMER = "feedback-unprocessed"
 CONFLICT_RETRY = 0.05
 
 # How long after a state change its status can be read: feedback's lag, as users notice it.
-STATUS_DELAY = Histogram(
+STATUS_DELAY = metrics.BatchHistogram(
     "herald_feedback_status_delay_seconds",
     "From a delivery event's occur_time to the commit that makes it visible in StatusService.",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+    (),
+    (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 REJECTED_EVENTS = Counter(
     "herald_feedback_rejected_events_total", "Status events dropped because they cannot be recorded (malformed)."
@@ -120,8 +121,7 @@ class StatusWriter:
             return CONFLICT_RETRY
         tally.observe()
         recorded = now()
-        for key in fresh:
-            STATUS_DELAY.observe(max((recorded - when[key]).total_seconds(), 0.0))
+        STATUS_DELAY.observe((), (max((recorded - when[key]).total_seconds(), 0.0) for key in fresh))
         return ACK
 
     async def _fold(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from herald.internal.v1 import work_pb2
 from herald.libs import categories, metrics, subjects
 from herald.libs.bus import Publisher
+from herald.libs.bus.grouping import join_groups
 from herald.libs.errors import TRANSIENT, Unavailable
 from herald.libs.store import Database
 from herald.libs.timeutil import from_timestamp, now
@@ -77,22 +78,10 @@ class AcceptedQueue:
         publish of their own: the router admits a fetched batch whole, and batches merged across calls would let a
         marketing flood hold more of a shared router at once, in front of a critical message (p99 behind a flood
         60 -> 240 ms when tried)."""
-        by_category: dict[int, list[tuple[bytes, str]]] = {}
-        for category, payload, message_id in messages:
-            by_category.setdefault(category, []).append((payload, message_id))
         alone = len(messages) == 1
+        records = ((subjects.message_accepted(c), payload, message_id) for c, payload, message_id in messages)
         try:
-            await together(
-                [
-                    self._bus.publish_grouped(
-                        subjects.message_accepted(c),
-                        *records,
-                        each_traced=alone,
-                        linger=LONE_SEND_LINGER if alone else 0.0,
-                    )
-                    for c, records in by_category.items()
-                ]
-            )
+            await join_groups(self._bus, records, each_traced=alone, linger=LONE_SEND_LINGER if alone else 0.0)
         except TRANSIENT as e:
             raise Unavailable(
                 "could not queue the message; retry (with the same idempotency key, if it had one)"

@@ -7,9 +7,9 @@ import operator
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from herald.v1 import common_pb2
+from herald.v1 import common_pb2, events_pb2
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -33,6 +33,7 @@ class RoutingBus(Publisher, Schedules, Protocol):
     """What routing asks of the bus: publishing, and holding a delivery in a schedule."""
 
 
+T = TypeVar("T")
 # A delivery to settle, with the span it is routed in (its message's): what it publishes continues that trace.
 Traced = tuple[work_pb2.DeliveryJob, trace.Span]
 
@@ -43,7 +44,7 @@ class Publishes:
     queued: feedback never sees a delivery's outcome before it exists), the deliveries held in a schedule, and the
     jobs for the adapters."""
 
-    announced: list[Awaitable[None]] = field(default_factory=list)
+    announced: list[tuple[events_pb2.DeliveryEvent, trace.Span]] = field(default_factory=list)
     held: list[tuple[work_pb2.DeliveryJob, trace.Span, datetime]] = field(default_factory=list)
     queued: list[Traced] = field(default_factory=list)
 
@@ -82,7 +83,7 @@ class Settler:
     async def queue(self, job: work_pb2.DeliveryJob) -> None:
         """Queue a delivery the rules already let through (one held for quiet hours, now released)."""
         settled = Publishes()
-        settled.announced.append(self.announce(job, S.DELIVERY_STATE_PENDING, ""))
+        settled.announced.append((self.decided(job, S.DELIVERY_STATE_PENDING, ""), trace.get_current_span()))
         settled.queued.append((job, trace.get_current_span()))
         await self._publish(job.category, settled)
 
@@ -91,31 +92,35 @@ class Settler:
     ) -> None:
         while isinstance(found := await suppression.verdict(job, facts), suppression.Unusable):
             if not job.fallback:
-                to.announced.append(self.announce(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code))
+                to.announced.append((self.decided(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code), span))
                 return
             following = jobs.next_in_chain(job)
             reason = f"{found.reason}; falling back to {following.channel}"
-            to.announced.append(self.announce(job, S.DELIVERY_STATE_SUPPRESSED, reason, found.code))
+            to.announced.append((self.decided(job, S.DELIVERY_STATE_SUPPRESSED, reason, found.code), span))
             job = following
         match found:
             case suppression.Settle(state, reason, code):
-                to.announced.append(self.announce(job, state, reason, code))
+                to.announced.append((self.decided(job, state, reason, code), span))
             case suppression.Hold(until, reason):
-                to.announced.append(self.announce(job, S.DELIVERY_STATE_SCHEDULED, reason))
+                to.announced.append((self.decided(job, S.DELIVERY_STATE_SCHEDULED, reason), span))
                 to.held.append((job, span, until))
             case None:
                 suppression.without_unwanted_wake(job, facts.recipients)
-                to.announced.append(self.announce(job, S.DELIVERY_STATE_PENDING, ""))
+                to.announced.append((self.decided(job, S.DELIVERY_STATE_PENDING, ""), span))
                 to.queued.append((job, span))
 
     async def _publish(self, category: common_pb2.Category.ValueType, settled: Publishes) -> None:
         async with self._publishing[category]:
-            await asyncio.gather(*settled.announced)
+            announced = []
+            for span, run in _by_span(settled.announced):
+                with current(span):
+                    announced.append(events.publish(self._bus, *(event for event, _ in run)))
+            await asyncio.gather(*announced)
             await asyncio.gather(*(in_span(span, self._hold(job, until)) for job, span, until in settled.held))
             queued = []
             for span, alike in _by_span(settled.queued):
                 with current(span):
-                    queued += [delivery_jobs.queue(self._bus, job) for job, _ in alike]
+                    queued.append(delivery_jobs.queue(self._bus, *(job for job, _ in alike)))
             await asyncio.gather(*queued)
 
     async def _hold(self, job: work_pb2.DeliveryJob, until: datetime) -> None:
@@ -132,9 +137,20 @@ class Settler:
     ) -> Awaitable[None]:
         """Publish the delivery's new state, with its rendered content (unless `content` says otherwise): it joins its
         group now, and is durable once the result is."""
+        return events.publish(self._bus, self.decided(job, state, reason, code, content))
+
+    def decided(
+        self,
+        job: work_pb2.DeliveryJob,
+        state: common_pb2.DeliveryState.ValueType,
+        reason: str,
+        code: str = "",
+        content: str | None = None,
+    ) -> events_pb2.DeliveryEvent:
+        """The delivery's new state as its event, counted: announced by the caller (a batch's together)."""
         content = events.content(job) if content is None else content
         metrics.child(DECISIONS, categories.name(job.category), events.state_name(state), code).inc()
-        return events.publish(self._bus, events.event(job, state, reason=reason, reason_code=code, content=content))
+        return events.event(job, state, reason=reason, reason_code=code, content=content)
 
     async def renderable(self, chain: list[jobs.Step]) -> list[work_pb2.DeliveryJob]:
         """The steps that rendered; the others are FAILED on the spot."""
@@ -144,7 +160,7 @@ class Settler:
         return [job for job, unrenderable in chain if not unrenderable]
 
 
-def _by_span(deliveries: Iterable[Traced]) -> Iterator[tuple[trace.Span, Iterator[Traced]]]:
-    """Runs of deliveries routed in the same span (a SendBatch call's are all in one), so that each run makes its
-    span current once."""
+def _by_span(deliveries: Iterable[tuple[T, trace.Span]]) -> Iterator[tuple[trace.Span, Iterator[tuple[T, trace.Span]]]]:
+    """Runs of deliveries (or their events) routed in the same span (a SendBatch call's are all in one), so that
+    each run makes its span current once."""
     return itertools.groupby(deliveries, key=operator.itemgetter(1))
