@@ -26,7 +26,7 @@ def join_groups(
 ) -> Awaitable[None]:
     """Join each (subject, record, its id) to its subject's group: one publish_grouped per subject, however many
     records - a batch's thousand events or jobs cost the bus a few joins and the caller a few waits, not one each.
-    Durable once the result is done."""
+    Durable once the result is done; it may be awaited more than once."""
     by_subject: dict[str, list[tuple[bytes, str]]] = {}
     for subject, record, record_id in records:
         by_subject.setdefault(subject, []).append((record, record_id))
@@ -34,7 +34,8 @@ def join_groups(
         bus.publish_grouped(subject, *alike, each_traced=each_traced, linger=linger)
         for subject, alike in by_subject.items()
     ]
-    return joined[0] if len(joined) == 1 else together(joined)
+    # Several: one task, which - as a single group's future - may be awaited more than once.
+    return joined[0] if len(joined) == 1 else asyncio.ensure_future(together(joined))
 
 
 def grouped(records: Iterable[bytes]) -> bytes:

@@ -49,6 +49,14 @@ class Call:
     wait: float = 0.0
 
 
+@dataclass(frozen=True)
+class Answer:
+    """How a provider call ended (delivery_metrics): its outcome (sent, or the failure's kind) and its seconds."""
+
+    outcome: str
+    seconds: float
+
+
 @dataclass
 class Attempt:
     """One job of a fetched batch: planned into a `call` or settled at once, then given its `outcome`."""
@@ -60,6 +68,7 @@ class Attempt:
     # Where the job is worked on: its message's span, or one of its own trace (bus.record_span).
     span: trace.Span
     call: Call | None = None
+    answer: Answer | None = None
     outcome: Result | None = None
 
     def active(self) -> AbstractContextManager[trace.Span]:

@@ -40,7 +40,7 @@ from herald.libs.store import Database
 from herald.libs.timeutil import now
 from herald.services.adapters import delivery_metrics, delivery_records, outcome_publisher, retry_policy
 from herald.services.adapters.accounts import Accounts, Price
-from herald.services.adapters.attempt import FINAL, Attempt, Call, Result, S
+from herald.services.adapters.attempt import FINAL, Answer, Attempt, Call, Result, S
 from herald.services.adapters.channels.base import DeliveryError, Failure
 from herald.services.adapters.tracking import Tracker
 from herald.services.adapters.unsubscribe import Unsubscriber
@@ -100,13 +100,9 @@ class Deliverer:
             await self._plan(a, stopped.get(a.job.delivery_id, ""))
         await delivery_records.mark_in_flight(self._db, [a for a in attempts if a.marks_in_flight])
         await asyncio.gather(*(self._settle(a) for a in attempts))
-        fresh = [a for a in attempts if a.result.new]
-        await delivery_records.store(self._db, fresh)
-        for a in fresh:
-            delivery_metrics.count(a)
-        await asyncio.gather(
-            *(p for a in attempts for p in outcome_publisher.publish(self._bus, a, self._price(a.result)))
-        )
+        await delivery_records.store(self._db, [a for a in attempts if a.result.new])
+        delivery_metrics.observe(attempts)
+        await asyncio.gather(*outcome_publisher.publish(self._bus, attempts, self._price))
 
     async def _plan(self, attempt: Attempt, stop: str) -> None:
         """Settle the attempt at once, or plan its call."""
@@ -176,11 +172,11 @@ class Deliverer:
                 log.exception("provider plug-in raised", provider=route.account.provider, delivery_id=job.delivery_id)
                 error = DeliveryError(f"internal error in the {route.account.provider} plug-in", Failure.RETRYABLE)
             else:
-                delivery_metrics.observe_call(route, job.channel, time.perf_counter() - started, "sent")
+                attempt.answer = Answer("sent", time.perf_counter() - started)
                 if route.breaker is not None:
                     route.breaker.succeeded()
                 return Result(S.DELIVERY_STATE_SENT, call.attempt, route.account.name, sent.provider_message_id)
-        delivery_metrics.observe_call(route, job.channel, time.perf_counter() - started, error.failure.value)
+        attempt.answer = Answer(error.failure.value, time.perf_counter() - started)
         if route.breaker is not None:
             if error.failure in (Failure.RETRYABLE, Failure.BAD_CREDENTIALS):
                 route.breaker.failed(at_once=error.failure is Failure.BAD_CREDENTIALS)

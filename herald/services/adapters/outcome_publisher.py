@@ -2,7 +2,8 @@
 the directory and the fallback job. Each has a message id of its own, so publishing an outcome again (a job
 redelivered after its outcome was recorded) is idempotent."""
 
-from collections.abc import Awaitable
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
 
 from herald.v1 import events_pb2
 
@@ -18,29 +19,35 @@ from herald.services.adapters.attempt import FINAL, Attempt, Result
 FollowUp = tuple[str, bytes, str]
 
 
-def publish(bus: Publisher, attempt: Attempt, price: Price) -> list[Awaitable[None]]:
-    """Publish what the attempt's outcome calls for (nothing when it only waits); `price` is a send's cost. The
-    status event joins its group at once, as the batch's others do, so a batch's outcomes are awaited together
-    without a task each; the rarer publishes that follow (dead letter, dead address, fallback) go after it, in
-    order, in a task of their own."""
-    job, result = attempt.job, attempt.result
-    if not result.new and result.state not in FINAL:
-        return []
-    with attempt.active():
-        event = events.event(
-            job,
-            result.state,
-            attempt=result.attempts,
-            reason=result.reason,
-            provider=result.provider,
-            provider_message_id=result.provider_message_id,
-            cost_micros=price.micros,
-            currency_code=price.currency_code,
-        )
-        published = events.publish(bus, event)
-    if follow_ups := _follow_ups(job, result):
-        return [_after(published, bus, attempt, follow_ups)]
-    return [published]
+def publish(bus: Publisher, attempts: Sequence[Attempt], price: Callable[[Result], Price]) -> list[Awaitable[None]]:
+    """Publish what a batch's outcomes call for (nothing for a job that only waits); `price` gives a send's cost.
+    The status events of a trace's run of jobs (a SendBatch's are one) join their groups in one call, at once, so a
+    batch's outcomes are awaited together without a task each; the rarer publishes that follow one (dead letter,
+    dead address, fallback) go after its event, in order, in a task of their own."""
+    settled = [a for a in attempts if a.result.new or a.result.state in FINAL]
+    published: list[Awaitable[None]] = []
+    for _, run in itertools.groupby(settled, key=lambda a: a.span.get_span_context().trace_id):
+        alike = list(run)
+        with alike[0].active():
+            joined = events.publish(bus, *(_event(a.job, a.result, price(a.result)) for a in alike))
+        published.append(joined)
+        for a in alike:
+            if follow_ups := _follow_ups(a.job, a.result):
+                published.append(_after(joined, bus, a, follow_ups))
+    return published
+
+
+def _event(job: work_pb2.DeliveryJob, result: Result, price: Price) -> events_pb2.DeliveryEvent:
+    return events.event(
+        job,
+        result.state,
+        attempt=result.attempts,
+        reason=result.reason,
+        provider=result.provider,
+        provider_message_id=result.provider_message_id,
+        cost_micros=price.micros,
+        currency_code=price.currency_code,
+    )
 
 
 def _follow_ups(job: work_pb2.DeliveryJob, result: Result) -> list[FollowUp]:
