@@ -254,6 +254,8 @@ def render_content(content: common_pb2.ChannelContent, values: Mapping[str, Any]
     """The content with every templated field rendered; a TemplateError names the field."""
     rendered = common_pb2.ChannelContent(channel=content.channel, locale=content.locale)
     for part, source in content_parts(content):
+        if not source and part in TEXT_PARTS:  # renders to "", as it already is (a webhook's content is its body)
+            continue
         try:
             text = render_part(content.channel, part, source, values)
         except TemplateError as e:
