@@ -5,6 +5,7 @@ through gRPC metadata, travels in NATS message headers and goes out on the
 provider's HTTP request. Logs are JSON lines carrying the current trace and span id.
 """
 
+import functools
 import logging
 import os
 import sys
@@ -89,9 +90,11 @@ def extract(carrier: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> c
     return propagate.extract(carrier)
 
 
+@functools.lru_cache(maxsize=256)
 def traceparent(span: trace.Span) -> str:
     """The span's W3C traceparent, to find its trace again later (a receipt links to its delivery's). Written
-    directly, not through the propagators: the adapters keep one for every delivery."""
+    directly, not through the propagators: the adapters keep one for every delivery, and send one with every call -
+    of a few spans, a fetched batch's, so each is written once (a span's context never changes)."""
     found = span.get_span_context()
     if not found.is_valid:
         return ""

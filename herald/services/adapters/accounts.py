@@ -156,7 +156,7 @@ class Accounts:
         for priority in sorted({r.priority for r in candidates}):
             group = [r for r in candidates if r.priority == priority and (not r.breaker or r.breaker.state != "open")]
             while group:
-                route = random.choices(group, weights=[r.weight for r in group])[0]
+                route = group[0] if len(group) == 1 else random.choices(group, weights=[r.weight for r in group])[0]
                 if not route.breaker or route.breaker.try_acquire():
                     return route
                 group.remove(route)
