@@ -7,6 +7,7 @@ the four services can share one PostgreSQL database without sharing a table.
 
 import functools
 import itertools
+import operator
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -143,13 +144,17 @@ def _json_text(value: Any) -> str:
 def _sqlite_rows(table: Table, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """Each row's values of `columns`, in order, as sqlite3 binds them (None stays NULL)."""
     conversions = _sqlite_conversions(table, columns)
+    getter = operator.itemgetter(*columns)  # a tuple of the values, but of one column its value alone
+    values: Callable[[dict[str, Any]], tuple[Any, ...]] = getter if len(columns) > 1 else lambda row: (getter(row),)
+    if not conversions:
+        return list(map(values, rows))
     bound = []
     for row in rows:
-        values = list(map(row.__getitem__, columns))
+        converted = list(values(row))
         for i, convert in conversions:
-            if values[i] is not None:
-                values[i] = convert(values[i])
-        bound.append(tuple(values))
+            if converted[i] is not None:
+                converted[i] = convert(converted[i])
+        bound.append(tuple(converted))
     return bound
 
 
