@@ -4,6 +4,8 @@ import asyncio
 import itertools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import nats
 import nats.errors
@@ -34,6 +36,8 @@ class PubAcks:
         self._prefix = ""
         self._tokens = itertools.count()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        # publish_all's reply tokens, each naming the batch its PubAck completes.
+        self._batches: dict[str, _Batch] = {}
 
     async def open(self) -> None:
         prefix = f"{self._nc.new_inbox()}."
@@ -51,17 +55,30 @@ class PubAcks:
         return _acked(reply)
 
     async def publish_all(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[bytes | Exception]:
-        """`publish` of each (subject, payload, headers), their PubAcks awaited together rather than from a task
-        each: each one's PubAck, or its error."""
-        expected = [self._expect() for _ in messages]
+        """`publish` of each (subject, payload, headers), their PubAcks awaited together - one future and one timer
+        for all of them, not a future, a timer and a gather's callback each (the router writes a dispatch decision
+        for every message this way): each one's PubAck, or its error."""
+        if not messages:
+            return []
+        loop = asyncio.get_running_loop()
+        replies: dict[str, Msg] = {}
+        tokens = [str(next(self._tokens)) for _ in messages]
+        all_in = loop.create_future()
+        batch = _Batch(replies, len(messages), all_in)
+        for token in tokens:
+            self._batches[token] = batch
+        timer = loop.call_later(PUBACK_TIMEOUT, _expire, all_in)
         try:
-            for (subject, payload, headers), (token, _, _) in zip(messages, expected, strict=True):
+            for (subject, payload, headers), token in zip(messages, tokens, strict=True):
                 await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-            replies = await asyncio.gather(*(answer for _, answer, _ in expected), return_exceptions=True)
+            await all_in
+        except nats.errors.TimeoutError:
+            pass  # the PubAcks that came are read below; the others are timeouts
         finally:
-            for token, _, timer in expected:
-                self._forget(token, timer)
-        return [_acked_or_error(reply) for reply in replies]
+            timer.cancel()
+            for token in tokens:
+                self._batches.pop(token, None)
+        return [_acked_or_error(replies[t]) if t in replies else nats.errors.TimeoutError() for t in tokens]
 
     def _expect(self) -> tuple[str, asyncio.Future[Msg], asyncio.TimerHandle]:
         """A reply token, the future its PubAck fills, and the timer that fails it after PUBACK_TIMEOUT."""
@@ -75,9 +92,27 @@ class PubAcks:
         del self._waiting[token]
 
     async def _answered(self, msg: Msg) -> None:
-        answer = self._waiting.get(msg.subject[len(self._prefix) :])
-        if answer is not None and not answer.done():
-            answer.set_result(msg)
+        token = msg.subject[len(self._prefix) :]
+        if (answer := self._waiting.get(token)) is not None:
+            if not answer.done():
+                answer.set_result(msg)
+        elif (batch := self._batches.pop(token, None)) is not None:
+            batch.take(token, msg)
+
+
+@dataclass
+class _Batch:
+    """publish_all's PubAcks as they come, and the future done once all have."""
+
+    replies: dict[str, Msg]
+    missing: int
+    all_in: asyncio.Future[None]
+
+    def take(self, token: str, reply: Msg) -> None:
+        self.replies[token] = reply
+        self.missing -= 1
+        if not self.missing and not self.all_in.done():
+            self.all_in.set_result(None)
 
 
 def _acked(reply: Msg) -> bytes:
@@ -103,6 +138,6 @@ def _acked_or_error(reply: Msg | BaseException) -> bytes | Exception:
         return e
 
 
-def _expire(answer: asyncio.Future[Msg]) -> None:
+def _expire(answer: asyncio.Future[Any]) -> None:
     if not answer.done():
         answer.set_exception(nats.errors.TimeoutError())
