@@ -176,7 +176,7 @@ class Binary:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    async def wait_healthy(self, timeout: float = 60.0) -> None:
+    async def wait_healthy(self, timeout: float = 120.0) -> None:
         if self.service == "gateway":
             await self._wait_ready(timeout)
             return

@@ -34,7 +34,7 @@ def join_groups(
         bus.publish_grouped(subject, *alike, each_traced=each_traced, linger=linger)
         for subject, alike in by_subject.items()
     ]
-    # Several: one task, which - as a single group's future - may be awaited more than once.
+    # None or several: one task, which - as a single group's future - may be awaited more than once.
     return joined[0] if len(joined) == 1 else asyncio.ensure_future(together(joined))
 
 

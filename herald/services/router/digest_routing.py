@@ -5,11 +5,10 @@ from herald.v1 import common_pb2
 from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
-from herald.libs.together import together
 from herald.services.router import jobs
 from herald.services.router.digests import Digests, ready
 from herald.services.router.recipients import RecipientsReader
-from herald.services.router.settling import Settler
+from herald.services.router.settling import Settler, state_event
 
 S = common_pb2
 
@@ -29,10 +28,10 @@ class DigestRouting:
         at = due.isoformat(timespec="seconds")
         if carrier == job.delivery_id:  # its content is the digest's, known at the window's end
             reason = f"digest: collecting until {at}, then sent as this delivery"
-            await self._settler.announce(job, S.DELIVERY_STATE_SCHEDULED, reason, content="")
+            await self._settler.announce(state_event(job, S.DELIVERY_STATE_SCHEDULED, reason, content=""))
         else:
             reason = f"digest: collected into the digest delivery {carrier}, sent at {at}"
-            await self._settler.announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
+            await self._settler.announce(state_event(job, S.DELIVERY_STATE_SCHEDULED, reason))
 
     async def close(self, collection: work_pb2.DigestCollection) -> None:
         """Route a digest whose window ended. Its items are dropped only then: a redelivery publishes the same
@@ -41,7 +40,7 @@ class DigestRouting:
             step, carried = ready(collection, items)
             job = step[0]
             reason = f"carried by the digest delivery {job.delivery_id} ({len(items)} items)"
-            await together(self._settler.announce(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried)
+            await self._settler.announce(*(state_event(item, S.DELIVERY_STATE_DIGESTED, reason) for item in carried))
             if renderable := await self._settler.renderable([step]):
                 recipients = await self._recipients.load({job.user_id} - {""})
                 await self._settler.route([(renderable[0], trace.get_current_span())], recipients)

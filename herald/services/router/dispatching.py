@@ -23,7 +23,7 @@ from herald.services.router.digest_routing import DigestRouting
 from herald.services.router.escalation import Escalations
 from herald.services.router.fan_out import fan_out
 from herald.services.router.recipients import RecipientsReader
-from herald.services.router.settling import RoutingBus, Settler, Traced
+from herald.services.router.settling import RoutingBus, Settler, Traced, state_event
 
 # A send_at closer than this is sent now.
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -53,9 +53,8 @@ class Dispatcher:
         self._digests = digests
 
     async def cancelled(self, message: work_pb2.AcceptedMessage) -> None:
-        await together(
-            self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in await self._firsts(message)
-        )
+        firsts = await self._firsts(message)
+        await self._settler.announce(*(state_event(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in firsts))
 
     async def _hold(self, message: work_pb2.AcceptedMessage, send_at: datetime) -> None:
         """Schedule a message for its send_at, unless it was cancelled while it waited here: with no schedule to
@@ -64,9 +63,8 @@ class Dispatcher:
             await self.cancelled(message)
             return
         reason = f"scheduled for {send_at.isoformat(timespec='seconds')}"
-        await together(
-            self._settler.announce(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in await self._firsts(message)
-        )
+        firsts = await self._firsts(message)
+        await self._settler.announce(*(state_event(j, S.DELIVERY_STATE_SCHEDULED, reason) for j in firsts))
         target = subjects.schedule_due(message.template.category)
         payload = message.SerializeToString()
         await self._bus.schedule(subjects.schedule(message.message_id, message.part), payload, send_at, target)
@@ -112,7 +110,9 @@ class Dispatcher:
             elif decision is Decision.CANCELLED:
                 firsts = [c.steps[0][0] for c in plan.chains]
                 with trace.use_span(span):
-                    announced += [self._settler.announce(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in firsts]
+                    announced.append(
+                        self._settler.announce(*(state_event(j, S.DELIVERY_STATE_CANCELLED, CANCELLED) for j in firsts))
+                    )
             elif message.topic:
                 later.append((span, functools.partial(fan_out, self._db, self._bus, message)))
             elif templating.collects_digest(message.template):

@@ -11,7 +11,7 @@ from herald.libs import subjects
 from herald.libs.dispatch import ESCALATION_STOPPED, DispatchLedger
 from herald.services.router import jobs
 from herald.services.router.recipients import RecipientsReader
-from herald.services.router.settling import RoutingBus, Settler
+from herald.services.router.settling import RoutingBus, Settler, state_event
 
 S = common_pb2
 
@@ -29,14 +29,14 @@ class Escalations:
             return
         job = escalation.step[0]
         reason = f"escalation: goes out at {due.isoformat(timespec='seconds')} unless the message is read by then"
-        await self._settler.announce(job, S.DELIVERY_STATE_SCHEDULED, reason)
+        await self._settler.announce(state_event(job, S.DELIVERY_STATE_SCHEDULED, reason))
         target = subjects.escalation_due(job.category)
         await self._bus.schedule(subjects.escalation(job.delivery_id), job.SerializeToString(), due, target)
 
     async def due(self, job: work_pb2.DeliveryJob) -> None:
         """Route a step that is due, unless the sender cancelled the message since."""
         if await self._ledger.escalation_stopped(job.message_id):
-            await self._settler.announce(job, S.DELIVERY_STATE_CANCELLED, ESCALATION_STOPPED)
+            await self._settler.announce(state_event(job, S.DELIVERY_STATE_CANCELLED, ESCALATION_STOPPED))
             return
         recipients = await self._recipients.load({job.user_id} - {""})
         await self._settler.route([(job, trace.get_current_span())], recipients)

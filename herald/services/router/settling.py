@@ -83,7 +83,7 @@ class Settler:
     async def queue(self, job: work_pb2.DeliveryJob) -> None:
         """Queue a delivery the rules already let through (one held for quiet hours, now released)."""
         settled = Publishes()
-        settled.announced.append((self.decided(job, S.DELIVERY_STATE_PENDING, ""), trace.get_current_span()))
+        settled.announced.append((state_event(job, S.DELIVERY_STATE_PENDING, ""), trace.get_current_span()))
         settled.queued.append((job, trace.get_current_span()))
         await self._publish(job.category, settled)
 
@@ -92,21 +92,21 @@ class Settler:
     ) -> None:
         while isinstance(found := await suppression.verdict(job, facts), suppression.Unusable):
             if not job.fallback:
-                to.announced.append((self.decided(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code), span))
+                to.announced.append((state_event(job, S.DELIVERY_STATE_SUPPRESSED, found.reason, found.code), span))
                 return
             following = jobs.next_in_chain(job)
             reason = f"{found.reason}; falling back to {following.channel}"
-            to.announced.append((self.decided(job, S.DELIVERY_STATE_SUPPRESSED, reason, found.code), span))
+            to.announced.append((state_event(job, S.DELIVERY_STATE_SUPPRESSED, reason, found.code), span))
             job = following
         match found:
             case suppression.Settle(state, reason, code):
-                to.announced.append((self.decided(job, state, reason, code), span))
+                to.announced.append((state_event(job, state, reason, code), span))
             case suppression.Hold(until, reason):
-                to.announced.append((self.decided(job, S.DELIVERY_STATE_SCHEDULED, reason), span))
+                to.announced.append((state_event(job, S.DELIVERY_STATE_SCHEDULED, reason), span))
                 to.held.append((job, span, until))
             case None:
                 suppression.without_unwanted_wake(job, facts.recipients)
-                to.announced.append((self.decided(job, S.DELIVERY_STATE_PENDING, ""), span))
+                to.announced.append((state_event(job, S.DELIVERY_STATE_PENDING, ""), span))
                 to.queued.append((job, span))
 
     async def _publish(self, category: common_pb2.Category.ValueType, settled: Publishes) -> None:
@@ -127,37 +127,31 @@ class Settler:
         target = subjects.delivery_released(job.category)
         await self._bus.schedule(subjects.held_delivery(job.delivery_id), job.SerializeToString(), until, target)
 
-    def announce(
-        self,
-        job: work_pb2.DeliveryJob,
-        state: common_pb2.DeliveryState.ValueType,
-        reason: str,
-        code: str = "",
-        content: str | None = None,
-    ) -> Awaitable[None]:
-        """Publish the delivery's new state, with its rendered content (unless `content` says otherwise): it joins its
-        group now, and is durable once the result is."""
-        return events.publish(self._bus, self.decided(job, state, reason, code, content))
-
-    def decided(
-        self,
-        job: work_pb2.DeliveryJob,
-        state: common_pb2.DeliveryState.ValueType,
-        reason: str,
-        code: str = "",
-        content: str | None = None,
-    ) -> events_pb2.DeliveryEvent:
-        """The delivery's new state as its event, counted: announced by the caller (a batch's together)."""
-        content = events.content(job) if content is None else content
-        metrics.child(DECISIONS, categories.name(job.category), events.state_name(state), code).inc()
-        return events.event(job, state, reason=reason, reason_code=code, content=content)
+    def announce(self, *decided: events_pb2.DeliveryEvent) -> Awaitable[None]:
+        """Publish deliveries' new states (`state_event`s): they join their groups now, and are durable once the result
+        is."""
+        return events.publish(self._bus, *decided)
 
     async def renderable(self, chain: list[jobs.Step]) -> list[work_pb2.DeliveryJob]:
         """The steps that rendered; the others are FAILED on the spot."""
         for job, unrenderable in chain:
             if unrenderable:
-                await self.announce(job, S.DELIVERY_STATE_FAILED, unrenderable)
+                await self.announce(state_event(job, S.DELIVERY_STATE_FAILED, unrenderable))
         return [job for job, unrenderable in chain if not unrenderable]
+
+
+def state_event(
+    job: work_pb2.DeliveryJob,
+    state: common_pb2.DeliveryState.ValueType,
+    reason: str,
+    code: str = "",
+    content: str | None = None,
+) -> events_pb2.DeliveryEvent:
+    """The delivery's new state as its event, with its rendered content (unless `content` says otherwise), counted:
+    for Settler.announce, or for a batch's settling to announce together."""
+    content = events.content(job) if content is None else content
+    metrics.child(DECISIONS, categories.name(job.category), events.state_name(state), code).inc()
+    return events.event(job, state, reason=reason, reason_code=code, content=content)
 
 
 def _by_span(deliveries: Iterable[tuple[T, trace.Span]]) -> Iterator[tuple[trace.Span, Iterator[tuple[T, trace.Span]]]]:
