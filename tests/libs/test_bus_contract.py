@@ -16,7 +16,7 @@ from devmesh.mesh import NatsServer
 from herald.internal.v1 import work_pb2
 from herald.libs import subjects
 from herald.libs.bus import ACK, Bus, Incoming, MessageBus, Outcome, ScheduleChanged
-from herald.libs.bus.grouping import MAX_GROUP_RECORDS
+from herald.libs.bus.grouping import MAX_GROUP_RECORDS, join_groups
 from herald.libs.errors import TRANSIENT
 from tests.helpers.memory_bus import MemoryBus
 
@@ -232,6 +232,28 @@ async def test_a_large_group_is_split_so_a_consumers_batch_stays_small_in_work(b
     await _until(lambda: sum(len(work_pb2.AcceptedBatch.FromString(i.data).messages) for i in found) >= 250)
     sizes = [len(work_pb2.AcceptedBatch.FromString(i.data).messages) for i in found]
     assert sum(sizes) == 250 and max(sizes) <= MAX_GROUP_RECORDS, sizes
+
+
+async def test_records_joined_together_reach_each_subject_and_are_durable_for_every_waiter(bus: MessageBus) -> None:
+    """A batch's records on two subjects, joined in one call (the router's states of a batch): each subject's
+    consumer gets its own, every record once, and the one result may be awaited by several (an outcome's
+    follow-ups wait on its event)."""
+    other = f"{SUBJECT}.other"
+    records = [
+        (SUBJECT if n % 2 else other, work_pb2.AcceptedMessage(message_id=f"j{n}").SerializeToString(), f"j{n}")
+        for n in range(10)
+    ]
+    joined = join_groups(bus, records, each_traced=True)
+    await asyncio.gather(joined, joined)
+    here = await _collect(bus, subjects.MESSAGES_STREAM, "contract-joined", SUBJECT)
+    there = await _collect(bus, subjects.MESSAGES_STREAM, "contract-joined-other", other)
+
+    def ids(found: list[Incoming]) -> list[str]:
+        return sorted(m.message_id for i in found for m in work_pb2.AcceptedBatch.FromString(i.data).messages)
+
+    await _until(lambda: len(ids(here)) >= 5 and len(ids(there)) >= 5)
+    assert ids(here) == [f"j{n}" for n in (1, 3, 5, 7, 9)]
+    assert ids(there) == [f"j{n}" for n in (0, 2, 4, 6, 8)]
 
 
 async def test_a_consumer_counting_records_is_handed_at_most_its_batch_of_records(bus: MessageBus) -> None:

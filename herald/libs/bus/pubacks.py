@@ -5,7 +5,6 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import nats
 import nats.errors
@@ -35,8 +34,7 @@ class PubAcks:
         self._nc = nc
         self._prefix = ""
         self._tokens = itertools.count()
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
-        # publish_all's reply tokens, each naming the batch its PubAck completes.
+        # Each reply token waited on, naming the batch (of publish_all) its PubAck completes.
         self._batches: dict[str, _Batch] = {}
 
     async def open(self) -> None:
@@ -46,13 +44,10 @@ class PubAcks:
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> bytes:
         """Publish and wait for the stream's PubAck (PUBACK_TIMEOUT at most); returns it (JSON)."""
-        token, answer, timer = self._expect()
-        try:
-            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-            reply = await answer
-        finally:
-            self._forget(token, timer)
-        return _acked(reply)
+        [ack] = await self.publish_all([(subject, payload, headers)])
+        if isinstance(ack, Exception):
+            raise ack
+        return ack
 
     async def publish_all(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[bytes | Exception]:
         """`publish` of each (subject, payload, headers), their PubAcks awaited together - one future and one timer
@@ -80,23 +75,9 @@ class PubAcks:
                 self._batches.pop(token, None)
         return [_acked_or_error(replies[t]) if t in replies else nats.errors.TimeoutError() for t in tokens]
 
-    def _expect(self) -> tuple[str, asyncio.Future[Msg], asyncio.TimerHandle]:
-        """A reply token, the future its PubAck fills, and the timer that fails it after PUBACK_TIMEOUT."""
-        token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        answer = self._waiting[token] = loop.create_future()
-        return token, answer, loop.call_later(PUBACK_TIMEOUT, _expire, answer)
-
-    def _forget(self, token: str, timer: asyncio.TimerHandle) -> None:
-        timer.cancel()
-        del self._waiting[token]
-
     async def _answered(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix) :]
-        if (answer := self._waiting.get(token)) is not None:
-            if not answer.done():
-                answer.set_result(msg)
-        elif (batch := self._batches.pop(token, None)) is not None:
+        if (batch := self._batches.pop(token, None)) is not None:
             batch.take(token, msg)
 
 
@@ -138,6 +119,6 @@ def _acked_or_error(reply: Msg | BaseException) -> bytes | Exception:
         return e
 
 
-def _expire(answer: asyncio.Future[Any]) -> None:
+def _expire(answer: asyncio.Future[None]) -> None:
     if not answer.done():
         answer.set_exception(nats.errors.TimeoutError())
