@@ -9,6 +9,7 @@ the process: the record names what changed, never a key, a secret, a token or a 
 
 import asyncio
 import contextvars
+import functools
 import re
 import uuid
 from contextvars import ContextVar
@@ -18,6 +19,7 @@ from typing import Any
 import grpc
 import structlog
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from herald.v1 import events_pb2
 from opentelemetry import trace
@@ -81,12 +83,28 @@ def redacted(message: Message) -> struct_pb2.Struct:
     """The message as JSON, secrets redacted. A message JSON cannot hold (a Duration whose nanos contradict its
     seconds: a request refused for it) is recorded as that, not dropped."""
     struct = struct_pb2.Struct()
-    try:
-        data = json_format.MessageToDict(message, preserving_proto_field_name=True)
-    except json_format.Error as e:
-        data = {"unrepresentable": str(e)}
+    if (data := _plain(message)) is None:
+        try:
+            data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+        except json_format.Error as e:
+            data = {"unrepresentable": str(e)}
     struct.update(_redact(data))
     return struct
+
+
+_PLAIN = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BOOL)
+
+
+def _plain(message: Message) -> dict[str, Any] | None:
+    """The message as MessageToDict gives it, when every field it has set is a single string or bool (a Send's
+    answer, recorded for every Send), read directly: MessageToDict's reflection cost a Send a twentieth of intake's
+    CPU. None for any other message."""
+    found: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.is_repeated or field.type not in _PLAIN:
+            return None
+        found[field.name] = value
+    return found
 
 
 def _kept(response: Message, path: str) -> struct_pb2.Struct:
@@ -134,14 +152,20 @@ def target(rule: Rule, request: Message | None, response: Message | None, app_id
     """The rule's target pattern with each {field.path} taken from the request, else the response; an app's own
     calls name no app_id, so {app_id} is then the caller's."""
 
-    def value(match: re.Match[str]) -> str:
-        path = match.group(1)
+    def value(path: str) -> str:
         for source in (request, response):
             if (found := _field(source, path)) != "":
                 return found
         return app_id if path == "app_id" else ""
 
-    return _FIELD.sub(value, rule.target)
+    parts = _pattern(rule.target)
+    return "".join(value(part) if i % 2 else part for i, part in enumerate(parts))
+
+
+@functools.cache
+def _pattern(target: str) -> list[str]:
+    """A target pattern split once: its text and its {field.path}s, which are the odd items."""
+    return _FIELD.split(target)
 
 
 def _field(message: Message | None, path: str) -> str:

@@ -193,10 +193,14 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: Audit
 
     def span(context: grpc.aio.ServicerContext) -> AbstractContextManager[trace.Span]:
         """The call's server span. A status the caller caused (INVALID_ARGUMENT, NOT_FOUND, ...) leaves it
-        unmarked; _abort marks it an error when herald is at fault."""
+        unmarked; _abort marks it an error when herald is at fault. One no one records is made without the SDK
+        (telemetry.unrecorded_span)."""
+        parent = telemetry.extract(context.invocation_metadata() or ())
+        if (unrecorded := telemetry.unrecorded_span(parent)) is not None:
+            return trace.use_span(unrecorded)
         return _tracer.start_as_current_span(
             method,
-            context=telemetry.extract(context.invocation_metadata() or ()),
+            context=parent,
             kind=trace.SpanKind.SERVER,
             attributes=instruments.attributes,
             record_exception=False,

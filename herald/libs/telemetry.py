@@ -17,6 +17,7 @@ from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from herald.libs.masking import mask
@@ -62,6 +63,27 @@ def unrecorded(parent: trace.SpanContext) -> bool:
     """Whether a child of `parent` would be recorded by no one: nothing is exported and the caller did not sample
     the trace. Such a child may as well be its parent's context, carried on (setup)."""
     return not _exporting and parent.is_valid and not parent.trace_flags.sampled
+
+
+_ids = RandomIdGenerator()
+
+
+def unrecorded_span(parent: context.Context) -> trace.Span | None:
+    """The span of work under `parent` when no one would record it (nothing is exported and the caller did not
+    sample the trace), made here: the SDK's sampler makes the same non-recording span - a new span id, the caller's
+    trace id or a new one, the caller's trace state - at several times the cost, a twentieth of intake's CPU per
+    Send. None when the span would be recorded: the SDK makes that one."""
+    if _exporting:
+        return None
+    found = trace.get_current_span(parent).get_span_context()
+    if found.trace_flags.sampled:
+        return None
+    if found.is_valid:
+        trace_id, flags = found.trace_id, found.trace_flags & trace.TraceFlags.RANDOM_TRACE_ID
+    else:
+        trace_id, flags = _ids.generate_trace_id(), trace.TraceFlags.RANDOM_TRACE_ID
+    made = trace.SpanContext(trace_id, _ids.generate_span_id(), False, trace.TraceFlags(flags), found.trace_state)
+    return trace.NonRecordingSpan(made)
 
 
 def tracer(name: str) -> trace.Tracer:

@@ -38,6 +38,14 @@ def test_secrets_are_redacted_and_addresses_masked() -> None:
     assert addresses["sms"].endswith("******1234") and "13800001234" not in addresses["sms"]
 
 
+def test_a_flat_answer_is_recorded_as_its_json_with_secrets_redacted() -> None:
+    """A message of single strings and bools (a Send's answer) is read without JSON's reflection, to the same
+    record."""
+    answer = msg.SendResponse(message_id="msg_1", duplicate=True)
+    assert _recorded(answer) == json_format.MessageToDict(answer, preserving_proto_field_name=True)
+    assert _recorded(admin.CreateAppResponse(api_key="hk_secret")) == {"api_key": REDACTED}
+
+
 def test_a_request_json_cannot_hold_is_recorded_as_such() -> None:
     malformed = admin.RotateAppKeyRequest(app_id="app_1", grace_period=Duration(seconds=5, nanos=-1))
     assert "unrepresentable" in _recorded(malformed)
