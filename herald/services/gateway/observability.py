@@ -38,7 +38,7 @@ class Observer:
     async def on_start(self, ctx: RequestContext[Any, Any]) -> Started:
         procedure = f"{ctx.method.service_name}/{ctx.method.name}"
         parent = telemetry.extract(dict(ctx.request_headers.items()))
-        span = tracer.start_span(
+        span = telemetry.unrecorded_span(parent) or tracer.start_span(
             procedure,
             context=parent,
             kind=trace.SpanKind.SERVER,
