@@ -65,7 +65,9 @@ class Acceptance:
         accepted = common.message(template)
         accepted.message_id = self._ids.new(app.app_id)
         accepted.recipients.MergeFrom(request.recipients)
-        accepted.variables.MergeFrom(request.variables)
+        variables, given = accepted.variables, request.variables
+        for name in given:  # a map's MergeFrom goes through MutableMapping.update, at twice the cost
+            variables[name] = given[name]
         accepted.channels.extend(chosen)
         accepted.channels_named = bool(request.channels)
         accepted.topic = request.topic

@@ -104,23 +104,17 @@ class _RenderPlan:
     # Per content, its channel and each part's templating.substitutions with how much escaping may grow a variable
     # (templating.ESCAPE_GROWTH); None when some content must be rendered.
     sized: list[tuple[str, list[tuple[int, tuple[str, ...], int]]]] | None
+    # The most characters a recipient's values may hold in all for every content to fit whatever they are (each
+    # variable as long as all of them); -1 when some content must be rendered.
+    slack: int
 
-    def surely_fits(self, values: Mapping[str, str]) -> bool:
+    def surely_fits(self, values: dict[str, str]) -> bool:
         """Whether every content renders within the limits for these values (which hold every needed variable),
         known without rendering: each part at most as long as its text and its escaped variables, at most 4 UTF-8
-        bytes a character."""
-        if self.sized is None:
-            return False
-        weight: dict[str, int] = {}
-        for channel, parts in self.sized:
-            size = PROTO_OVERHEAD
-            for fixed, used, growth in parts:
-                chars = fixed + growth * sum(len(values[name]) for name in used)
-                if chars > template_sandbox.MAX_OUTPUT_CHARS:
-                    return False
-                size += 4 * chars + PROTO_OVERHEAD
-            weight[channel] = max(weight.get(channel, 0), size)
-        return sum(weight.values()) <= MAX_RENDERED_BYTES
+        bytes a character. Most values are well within the plan's slack, which one sum tells."""
+        if sum(map(len, values.values())) <= self.slack:
+            return True
+        return self.sized is not None and _fits(self.sized, lambda used: sum(len(values[name]) for name in used))
 
 
 # More than the bytes protobuf adds to a rendered content and to each of its parts (tags, lengths, channel, locale).
@@ -154,8 +148,33 @@ def _new_plan(template: admin_service_pb2.Template, chosen: list[str]) -> _Rende
     parts = [[_sized(c.channel, part, source) for part, source in templating.content_parts(c)] for c in contents]
     sized = [(c.channel, [p for p in each if p is not None]) for c, each in zip(contents, parts, strict=True)]
     # A digest renders with more than a Send gives (its items): only rendering tells its size.
-    plain = not digest and all(None not in each for each in parts)
-    return _RenderPlan(contents, needed, sized if plain else None)
+    if digest or any(None in each for each in parts):
+        return _RenderPlan(contents, needed, None, -1)
+    # The largest total length at which the contents fit with every variable that long: _fits only grows with it.
+    low, high = -1, MAX_RENDERED_BYTES
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _fits(sized, lambda used: len(used) * middle):  # noqa: B023 - called at once
+            low = middle
+        else:
+            high = middle - 1
+    return _RenderPlan(contents, needed, sized, low)
+
+
+def _fits(
+    sized: list[tuple[str, list[tuple[int, tuple[str, ...], int]]]], length: Callable[[tuple[str, ...]], int]
+) -> bool:
+    """Whether every content fits when the variables a part uses take `length(used)` characters in all."""
+    weight: dict[str, int] = {}
+    for channel, parts in sized:
+        size = PROTO_OVERHEAD
+        for fixed, used, growth in parts:
+            chars = fixed + growth * length(used)
+            if chars > template_sandbox.MAX_OUTPUT_CHARS:
+                return False
+            size += 4 * chars + PROTO_OVERHEAD
+        weight[channel] = max(weight.get(channel, 0), size)
+    return sum(weight.values()) <= MAX_RENDERED_BYTES
 
 
 def _sized(channel: str, part: str, source: str) -> tuple[int, tuple[str, ...], int] | None:
