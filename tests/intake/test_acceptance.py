@@ -208,6 +208,16 @@ async def test_a_part_longer_than_a_rendering_may_be_is_refused_at_the_door() ->
     assert "exceeds the limit of 65536 characters" in refusal.fields["variables"]
 
 
+async def test_long_values_the_template_does_not_use_or_that_still_fit_are_accepted() -> None:
+    """Values long in all yet within every limit - most of them in variables the template does not use, or one
+    that makes a part exactly as long as a rendering may be - pass: the quick bound on their total length only
+    spares the exact sizing (one more use of the variable is refused: the test above)."""
+    near = _template({"webhook": "{{ v }}" * 16})
+    unused = {f"extra{n}": "x" * 4000 for n in range(60)}
+    for variables in ({"v": "x" * 4096}, {"v": "short", **unused}):
+        await _acceptance(near).prepare(APP, _request(near.template_id, variables=variables), CommonPart(APP))
+
+
 async def test_a_message_too_large_for_the_bus_with_its_template_is_refused() -> None:
     recipients = [msg.Recipient(user_id=f"u{n}", variables={"code": "x" * 4000}) for n in range(140)]
     refusal = await _refusal(_request(recipients=recipients, variables={}))
