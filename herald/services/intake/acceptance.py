@@ -17,6 +17,13 @@ from herald.services.intake.validation import check_shape, choose_channels, rend
 MAX_MESSAGE_BYTES = 512 * 1024
 
 
+def _added(accepted: work_pb2.AcceptedMessage) -> int:
+    """At least the bytes an accepted message has beyond its common part and what it copies from its request
+    (whose fields take tags of the same size): with these a message whose size could pass the limit is told from
+    the rest without measuring it, which cost intake a twentieth of its CPU per message."""
+    return 3 + len(accepted.message_id) + sum(2 + len(channel) for channel in accepted.channels) + 2
+
+
 class RateLimited(ResourceExhausted):
     """Over the app's own rate limit."""
 
@@ -74,7 +81,9 @@ class Acceptance:
         for when in ("send_at", "expire_at"):
             if request.HasField(when):
                 getattr(accepted, when).CopyFrom(getattr(request, when))
-        if (size := accepted.ByteSize()) > MAX_MESSAGE_BYTES:
+        if common.size(template) + request.ByteSize() + _added(accepted) > MAX_MESSAGE_BYTES and (
+            (size := accepted.ByteSize()) > MAX_MESSAGE_BYTES
+        ):
             raise InvalidArgument(
                 {"recipients": f"the message is {size} bytes with its template; at most {MAX_MESSAGE_BYTES}: split it"}
             )

@@ -23,6 +23,13 @@ class CommonPart:
         self._encoded: dict[tuple[str, int], bytes] = {}
 
     def message(self, template: admin_service_pb2.Template) -> work_pb2.AcceptedMessage:
+        return work_pb2.AcceptedMessage.FromString(self._encoding(template))
+
+    def size(self, template: admin_service_pb2.Template) -> int:
+        """The bytes of the part a message of `template` starts as."""
+        return len(self._encoding(template))
+
+    def _encoding(self, template: admin_service_pb2.Template) -> bytes:
         key = (template.template_id, template.version)
         if (encoded := self._encoded.get(key)) is None:
             common = work_pb2.AcceptedMessage(app_id=self._app.app_id, template=template)
@@ -33,4 +40,4 @@ class CommonPart:
             if self._app.quiet_hours is not None:
                 json_format.ParseDict(self._app.quiet_hours, common.quiet_hours)
             encoded = self._encoded[key] = common.SerializeToString()
-        return work_pb2.AcceptedMessage.FromString(encoded)
+        return encoded
