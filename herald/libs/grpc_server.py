@@ -142,6 +142,13 @@ class TracedServer(GenericOnly):
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         super().add_generic_rpc_handlers([_TracedGeneric(handler, self._gate, self._trail) for handler in handlers])
 
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Not registered (GenericOnly says why), but each method's series are made now: /metrics shows every
+        method from the start, as dashboards and alerts expect, rather than from its first call (a method is
+        wrapped, with its series, when the generic handler is first asked for it)."""
+        for name, handler in handlers.items():
+            _Instruments(f"{service}/{name}", _kind(handler))
+
 
 class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
     """A generic handler's methods, each wrapped the first time it is asked for."""
@@ -179,6 +186,10 @@ class _Instruments:
         self.seconds.observe(seconds)
 
 
+def _kind(handler: grpc.RpcMethodHandler) -> str:
+    return "client_stream" if handler.request_streaming else "server_stream" if handler.response_streaming else "unary"
+
+
 def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: AuditTrail) -> grpc.RpcMethodHandler:
     """`handler` continuing the caller's trace, with herald's errors as statuses, counted and timed (see
     TracedServer)."""
@@ -186,8 +197,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: Audit
         "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
-    kind = "client_stream" if handler.request_streaming else "server_stream" if handler.response_streaming else "unary"
-    instruments = _Instruments(method, kind)
+    instruments = _Instruments(method, _kind(handler))
     rule = RULES.get(method)
     audited = rule if rule is not None and rule.audited else None  # each call leaves an audit record
 
