@@ -30,13 +30,15 @@ def new_id(prefix: str) -> str:
     else:
         random = int.from_bytes(os.urandom(_RANDOM_BITS // 8))
     _last_ms, _last_random = ms, random
-    return f"{prefix}_{_time_digits(ms)}{crockford(random, 16)}"
+    low = random & 0xFFFFF
+    return f"{prefix}_{_leading_digits(ms, random >> 20)}{_PAIRS[low >> 10]}{_PAIRS[low & 1023]}"
 
 
 @lru_cache(maxsize=4)
-def _time_digits(ms: int) -> str:
-    """A ULID's first ten digits, its millisecond: the same for every id made within it."""
-    return crockford(ms, 10)
+def _leading_digits(ms: int, high: int) -> str:
+    """A ULID's first 22 digits: its millisecond and the high 60 bits of its random part, the same for the ids
+    made within a millisecond (which count up from one random value) until the low 20 bits carry."""
+    return crockford(ms, 10) + crockford(high, 12)
 
 
 def created_at(an_id: str) -> datetime | None:

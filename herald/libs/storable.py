@@ -9,12 +9,13 @@ from google.protobuf.message import Message
 MAX_INTEGER = 2**63 - 1
 
 
-def nul_refusals(message: Message, prefix: str = "") -> dict[str, str]:
+def nul_refusals(message: Message, prefix: str = "", encoded: bytes | None = None) -> dict[str, str]:
     """Field path -> why, for every string in `message` that holds a NUL: what an edge adds to its refusals.
 
-    A string's NUL is a zero byte in the message's encoding, so a message whose encoding has none needs no walk
-    (zero bytes stand for other things too - an explicit 0, an empty string - and those are walked)."""
-    if b"\x00" not in message.SerializeToString():
+    A string's NUL is a zero byte in the message's encoding (`encoded`, if the caller has it), so a message whose
+    encoding has none needs no walk (zero bytes stand for other things too - an explicit 0, an empty string - and
+    those are walked)."""
+    if b"\x00" not in (message.SerializeToString() if encoded is None else encoded):
         return {}
     return dict.fromkeys(_nul_fields(message, prefix), "must not contain the NUL character")
 

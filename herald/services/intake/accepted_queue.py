@@ -48,18 +48,20 @@ class AcceptedQueue:
         responses: list[pb.SendResponse] = []
         fresh: list[tuple[int, bytes, str]] = []
         again: list[Row] = []
+        taken: list[tuple[str, int]] = []  # (app, category) of each message, counted at the end
         for accepted, key in items:
             payload = accepted.SerializeToString()
+            category = accepted.template.category
+            taken.append((accepted.app_id, category))
             if key and (existing := await self.claim(row(accepted, payload, key))) is not None:
                 again.append(existing)
                 responses.append(pb.SendResponse(message_id=existing["message_id"], duplicate=True))
             else:
-                fresh.append((accepted.template.category, payload, accepted.message_id))
+                fresh.append((category, payload, accepted.message_id))
                 responses.append(pb.SendResponse(message_id=accepted.message_id))
         await together([self._queue(fresh), *(self.publish(stored) for stored in again)])
-        taken = Counter((accepted.app_id, accepted.template.category) for accepted, _ in items)
-        for (app_id, category), count in taken.items():
-            metrics.child(ACCEPTED, app_id, categories.name(category)).inc(count)
+        for (app_id, kind), count in Counter(taken).items():
+            metrics.child(ACCEPTED, app_id, categories.name(kind)).inc(count)
         return responses
 
     async def store(self, row: Row) -> None:

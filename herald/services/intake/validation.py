@@ -26,7 +26,9 @@ MAX_USER_ID_CHARS = 200
 MAX_RENDERED_BYTES = 512 * 1024
 
 
-def check_shape(request: pb.SendRequest) -> None:
+def check_shape(request: pb.SendRequest) -> int:
+    """Refuse a request of the wrong shape, naming every field at fault; otherwise its encoded size."""
+    encoded = request.SerializeToString()
     bad: dict[str, str] = {}
     if not request.template_id:
         bad["template_id"] = "required"
@@ -41,7 +43,7 @@ def check_shape(request: pb.SendRequest) -> None:
         bad["recipients"] = f"{len(request.recipients)} recipients; at most {MAX_RECIPIENTS} per Send"
     # A string takes at least as many bytes in the encoding as it has characters: a small request holds no value
     # too long, and its values need not be measured one by one.
-    measure = request.ByteSize() > MAX_VARIABLE_CHARS
+    measure = len(encoded) > MAX_VARIABLE_CHARS
     _check_variables(request.variables, None, bad, measure)
     for i, recipient in enumerate(request.recipients[:MAX_RECIPIENTS]):
         if not recipient.user_id and not recipient.addresses:
@@ -66,9 +68,10 @@ def check_shape(request: pb.SendRequest) -> None:
         bad["send_at"] = "at most 365 days ahead"
     if len(request.idempotency_key) > 200:
         bad["idempotency_key"] = "at most 200 characters"
-    bad.update(storable.nul_refusals(request))
+    bad.update(storable.nul_refusals(request, encoded=encoded))
     if bad:
         raise InvalidArgument(bad)
+    return len(encoded)
 
 
 def _check_variables(values: Mapping[str, str], recipient: int | None, bad: dict[str, str], measure: bool) -> None:
@@ -196,12 +199,14 @@ def render_check(request: pb.SendRequest, template: admin_service_pb2.Template, 
     bad: dict[str, str] = {}
     # A topic's subscribers are users of the directory, each rendered with the Send's variables.
     recipients = [pb.Recipient(user_id=f"topic:{request.topic}")] if request.topic else request.recipients
+    given_to_all = {name: request.variables[name] for name in request.variables}
     for i, recipient in enumerate(recipients):
-        values = {name: request.variables[name] for name in request.variables}
+        values = given_to_all  # read, never changed
         if recipient.variables:
-            values.update({name: recipient.variables[name] for name in recipient.variables})
+            values = given_to_all | {name: recipient.variables[name] for name in recipient.variables}
         field = "variables" if not recipient.variables else f"recipients[{i}].variables"
-        if missing := sorted(plan.needed - values.keys()):
+        if not values.keys() >= plan.needed:
+            missing = sorted(plan.needed - values.keys())
             bad.setdefault(field, f"template '{template.template_id}' needs {', '.join(repr(m) for m in missing)}")
         if not recipient.user_id:
             _check_addresses(i, recipient, chosen, channels.fallback_chain(template.fallback_channels, chosen), bad)
