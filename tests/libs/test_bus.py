@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats.errors
 import pytest
 import sqlalchemy.exc
 from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, StreamConfig
@@ -15,8 +16,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from devmesh.mesh import NatsServer
+from herald.internal.v1 import work_pb2
 from herald.libs import subjects
-from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace, tracing
+from herald.libs.bus import ACK, Bus, Incoming, Outcome, in_own_trace, pubacks, tracing
 from herald.libs.bus.pulling import END_GRACE, PULL_WAIT, PullRefused, PullSource
 
 BACKOFF = (0.1, 0.1)
@@ -155,3 +157,21 @@ async def test_a_refused_pull_request_is_raised_not_taken_for_an_empty_one(bus: 
     with pytest.raises(PullRefused, match="409"):
         await asyncio.wait_for(fetching, PULL_WAIT)
     await source.close()
+
+
+async def test_publishes_waited_on_together_fail_alone_when_their_pubacks_never_come(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subject someone listens on but no stream stores is answered by no PubAck: after the wait, that publish
+    is a timeout, and the stream's publishes sent with it are stored and acked all the same."""
+    monkeypatch.setattr(pubacks, "PUBACK_TIMEOUT", 0.5)
+    silent = await bus.nc.subscribe("silent.subject")  # interest, so no "no responders" either
+    acks = pubacks.PubAcks(bus.nc)
+    await acks.open()
+    payload = work_pb2.AcceptedMessage(message_id="p").SerializeToString()
+    answers = await acks.publish_all([(SUBJECT, payload, {}), ("silent.subject", b"x", {}), (SUBJECT, payload, {})])
+    assert isinstance(answers[1], nats.errors.TimeoutError)
+    assert [b'"seq"' in a for a in (answers[0], answers[2]) if isinstance(a, bytes)] == [True, True]
+    with pytest.raises(nats.errors.TimeoutError):
+        await acks.publish("silent.subject", b"x", {})
+    await silent.unsubscribe()

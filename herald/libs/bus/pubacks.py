@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -62,13 +61,12 @@ class PubAcks:
         batch = _Batch(replies, len(messages), all_in)
         for token in tokens:
             self._batches[token] = batch
-        timer = loop.call_later(PUBACK_TIMEOUT, _expire, all_in)
+        # Done when every PubAck came or PUBACK_TIMEOUT passed: those that did not come are timeouts.
+        timer = loop.call_later(PUBACK_TIMEOUT, _release, all_in)
         try:
             for (subject, payload, headers), token in zip(messages, tokens, strict=True):
                 await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
             await all_in
-        except nats.errors.TimeoutError:
-            pass  # the PubAcks that came are read below; the others are timeouts
         finally:
             timer.cancel()
             for token in tokens:
@@ -92,8 +90,8 @@ class _Batch:
     def take(self, token: str, reply: Msg) -> None:
         self.replies[token] = reply
         self.missing -= 1
-        if not self.missing and not self.all_in.done():
-            self.all_in.set_result(None)
+        if not self.missing:
+            _release(self.all_in)
 
 
 def _acked(reply: Msg) -> bytes:
@@ -108,17 +106,13 @@ def _acked(reply: Msg) -> bytes:
     return data
 
 
-def _acked_or_error(reply: Msg | BaseException) -> bytes | Exception:
-    if isinstance(reply, BaseException):
-        if not isinstance(reply, Exception):
-            raise reply
-        return reply
+def _acked_or_error(reply: Msg) -> bytes | Exception:
     try:
         return _acked(reply)
     except (NoStreamResponseError, APIError) as e:
         return e
 
 
-def _expire(answer: asyncio.Future[None]) -> None:
-    if not answer.done():
-        answer.set_exception(nats.errors.TimeoutError())
+def _release(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
