@@ -4,6 +4,7 @@ safety net among them: a message no retry can handle ends in the dead letters, w
 holding its stage for ever. And how records are grouped into publishes."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -275,6 +276,36 @@ async def test_a_consumer_counting_records_is_handed_at_most_its_batch_of_record
     await bus.consume(subjects.MESSAGES_STREAM, "contract-records", SUBJECT, handler, batch=8, of_records=True)
     await _until(lambda: sum(batches) >= 24)
     assert batches == [1, 7, 8, 8]
+
+
+async def test_with_two_batches_in_hand_one_that_waits_does_not_hold_up_the_next(bus: MessageBus) -> None:
+    """A batch in hand until its slowest call returns (the adapters') leaves room for the next batch: the handler
+    gets the second message while the first is still in hand, and both are acked once done, not delivered again."""
+    for n in range(2):
+        await bus.publish(SUBJECT, str(n).encode(), msg_id=f"h{n}")
+    second_came = asyncio.Event()
+    first_in_hand = overlapped = False
+    handed: list[bytes] = []
+
+    async def handler(batch: list[Incoming]) -> list[Outcome]:
+        nonlocal first_in_hand, overlapped
+        handed.extend(i.data for i in batch)
+        if batch[0].data == b"0":
+            first_in_hand = True
+            with contextlib.suppress(TimeoutError):  # with one batch in hand, the second comes only after
+                await asyncio.wait_for(second_came.wait(), 5)
+            first_in_hand = False
+        else:
+            overlapped = first_in_hand
+            second_came.set()
+        return [ACK] * len(batch)
+
+    await bus.consume(subjects.MESSAGES_STREAM, "contract-in-hand", SUBJECT, handler, batch=1, in_hand=2)
+    await _until(lambda: len(handed) >= 2)
+    assert overlapped, "the second message waited until the first was done"
+    await asyncio.sleep(0.5)  # a message not acked would come back; none does
+    assert sorted(handed) == [b"0", b"1"]
+    assert await bus.consumer_lag() == {"contract-in-hand": (0, 0)}
 
 
 async def test_a_publish_no_stream_takes_fails_as_an_outage_at_once(bus: MessageBus) -> None:

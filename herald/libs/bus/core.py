@@ -183,34 +183,37 @@ class BusCore(ABC):
         max_pending: int = 1000,
         linger: float = 0.0,
         of_records: bool = False,
-    ) -> "Consumer":
+        in_hand: int = 1,
+    ) -> None:
         """A durable pull consumer handing `handler` batches of up to `batch` messages. `linger`: after a batch
         smaller than that, wait this long before fetching again, so the next gathers more - for a handler whose
         cost is per batch (a transaction) more than per message, at that much more delay. `of_records`: `batch`
-        counts the records of grouped messages instead (consuming.Consumer)."""
-        source = await self._pull(
-            stream,
-            durable,
-            subject,
-            ack_wait=ack_wait,
-            max_deliver=max_deliver,
-            max_ack_pending=max(max_pending, batch * 4),
-        )
-        consumer = Consumer(
-            self._store,
-            durable,
-            source,
-            handler,
-            batch,
-            rank,
-            self._precedence,
-            self._retry_backoff,
-            linger,
-            of_records=of_records,
-        )
-        consumer.start()
-        self._consumers.append(consumer)
-        return consumer
+        counts the records of grouped messages instead (consuming.Consumer). `in_hand`: how many batches the
+        handler may have at once, each fetched by a loop of its own on the same durable (as replicas share one):
+        while one waits for its slowest call, its commit or its PubAcks, the next is already being handled."""
+        for _ in range(in_hand):
+            source = await self._pull(
+                stream,
+                durable,
+                subject,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+                max_ack_pending=max(max_pending, batch * 4 * in_hand),
+            )
+            consumer = Consumer(
+                self._store,
+                durable,
+                source,
+                handler,
+                batch,
+                rank,
+                self._precedence,
+                self._retry_backoff,
+                linger,
+                of_records=of_records,
+            )
+            consumer.start()
+            self._consumers.append(consumer)
 
     async def stop_consumers(self) -> None:
         await asyncio.gather(*(c.stop() for c in self._consumers))

@@ -9,7 +9,6 @@ from typing import Protocol
 
 from nats.js.kv import KeyValue
 
-from herald.libs.bus.consuming import Consumer
 from herald.libs.bus.handlers import BatchHandler
 from herald.libs.bus.schedules import Scheduled
 
@@ -43,7 +42,8 @@ class Consumers(Protocol):
         max_pending: int = 1000,
         linger: float = 0.0,
         of_records: bool = False,
-    ) -> Consumer:
+        in_hand: int = 1,
+    ) -> None:
         """A durable consumer handing `handler` batches, settling each message with its outcome."""
 
     async def stop_consumers(self) -> None: ...

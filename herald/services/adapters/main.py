@@ -48,6 +48,11 @@ HTTP_CONNECTIONS = 256
 # Messages with a job waiting for its retry stay pending on their consumer; this many may wait before it stops
 # fetching new ones.
 MAX_PENDING = 20_000
+# Batches of jobs a channel's consumer has in hand at once. A batch is done when its slowest call is, then its
+# outcomes are committed and published before it is acked; with one in hand the next batch's calls waited for all
+# of that (a slow provider held up every job behind it), and on two cores the adapters fell behind the router and
+# delivered the last of a burst alone at about 0.7 of a core. A SIGKILL may cut off the calls of both.
+JOBS_IN_HAND = 2
 
 
 async def setup(rt: runtime.Runtime, settings: AdaptersSettings, server: TracedServer) -> list[str]:
@@ -130,6 +135,7 @@ async def consume_jobs(
                 rank=pipeline.rank,
                 max_pending=MAX_PENDING,
                 of_records=True,  # jobs come grouped: a batch is `batch` jobs, the calls in flight at once
+                in_hand=JOBS_IN_HAND,
             )
 
 

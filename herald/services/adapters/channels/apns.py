@@ -129,12 +129,8 @@ class Apns(Provider):
         with http.client_span(account, "POST", url) as span:
             try:
                 response = await self._http2().post(url, headers=headers, content=body)
-            except httpx.TimeoutException as e:
-                http.failed(span, e)
-                raise DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE) from e
-            except httpx.TransportError as e:
-                http.failed(span, e)
-                raise DeliveryError(f"{account.name} unreachable: {e!r}", Failure.RETRYABLE) from e
+            except httpx.TransportError as e:  # its timeouts among them
+                raise http.no_answer(account, span, e, timed_out=isinstance(e, httpx.TimeoutException)) from e
             http.answered(span, response.status_code)
         return response
 

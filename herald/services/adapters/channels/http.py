@@ -110,13 +110,13 @@ def answered(span: trace.Span, status: int) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR))
 
 
-def no_answer(account: Account, span: trace.Span, error: Exception) -> DeliveryError:
-    """A call that got no answer, marked on its span: retryable, saying whether its time ran out or the provider
-    could not be reached."""
+def no_answer(account: Account, span: trace.Span, error: Exception, *, timed_out: bool | None = None) -> DeliveryError:
+    """A call that got no answer, marked on its span: retryable, saying whether its time ran out (`timed_out`, for
+    a client whose timeouts are not TimeoutErrors) or the provider could not be reached."""
     failed(span, error)
-    if isinstance(error, TimeoutError):
+    if isinstance(error, TimeoutError) if timed_out is None else timed_out:
         return DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE)
-    return DeliveryError(f"{account.name} unreachable: {error}", Failure.RETRYABLE)
+    return DeliveryError(f"{account.name} unreachable: {str(error) or repr(error)}", Failure.RETRYABLE)
 
 
 def failed(span: trace.Span, error: Exception) -> None:
