@@ -293,7 +293,7 @@ async def test_with_two_batches_in_hand_one_that_waits_does_not_hold_up_the_next
         if batch[0].data == b"0":
             first_in_hand = True
             with contextlib.suppress(TimeoutError):  # with one batch in hand, the second comes only after
-                await asyncio.wait_for(second_came.wait(), 5)
+                await asyncio.wait_for(second_came.wait(), WAIT / 2)
             first_in_hand = False
         else:
             overlapped = first_in_hand
