@@ -1,6 +1,7 @@
 """The gRPC side every binary shares: handlers that trace, count and time each call and map errors to
 statuses."""
 
+import functools
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -147,7 +148,7 @@ class TracedServer(GenericOnly):
         method from the start, as dashboards and alerts expect, rather than from its first call (a method is
         wrapped, with its series, when the generic handler is first asked for it)."""
         for name, handler in handlers.items():
-            _Instruments(f"{service}/{name}", _kind(handler))
+            _instruments(f"{service}/{name}", _kind(handler))
 
 
 class _TracedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
@@ -186,6 +187,12 @@ class _Instruments:
         self.seconds.observe(seconds)
 
 
+@functools.cache
+def _instruments(method: str, kind: str) -> _Instruments:
+    """A method's series, made once though asked for twice: when its service registers and when it is first called."""
+    return _Instruments(method, kind)
+
+
 def _kind(handler: grpc.RpcMethodHandler) -> str:
     return "client_stream" if handler.request_streaming else "server_stream" if handler.response_streaming else "unary"
 
@@ -197,7 +204,7 @@ def traced(handler: grpc.RpcMethodHandler, method: str, gate: Gate, trail: Audit
         "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
-    instruments = _Instruments(method, _kind(handler))
+    instruments = _instruments(method, _kind(handler))
     rule = RULES.get(method)
     audited = rule if rule is not None and rule.audited else None  # each call leaves an audit record
 

@@ -62,7 +62,13 @@ def shutdown() -> None:
 def unrecorded(parent: trace.SpanContext) -> bool:
     """Whether a child of `parent` would be recorded by no one: nothing is exported and the caller did not sample
     the trace. Such a child may as well be its parent's context, carried on (setup)."""
-    return not _exporting and parent.is_valid and not parent.trace_flags.sampled
+    return parent.is_valid and _no_one_records(parent)
+
+
+def _no_one_records(parent: trace.SpanContext) -> bool:
+    """Whether no span under `parent` would be recorded: nothing is exported and the trace, if any, is not sampled
+    (herald samples nothing itself: ParentBased(ALWAYS_OFF))."""
+    return not _exporting and not parent.trace_flags.sampled
 
 
 _ids = RandomIdGenerator()
@@ -73,10 +79,8 @@ def unrecorded_span(parent: context.Context) -> trace.Span | None:
     sample the trace), made here: the SDK's sampler makes the same non-recording span - a new span id, the caller's
     trace id or a new one, the caller's trace state - at several times the cost, a seventh of intake's CPU per
     Send. None when the span would be recorded: the SDK makes that one."""
-    if _exporting:
-        return None
     found = trace.get_current_span(parent).get_span_context()
-    if found.trace_flags.sampled:
+    if not _no_one_records(found):
         return None
     if found.is_valid:
         trace_id, flags = found.trace_id, found.trace_flags & trace.TraceFlags.RANDOM_TRACE_ID

@@ -17,11 +17,14 @@ T = TypeVar("T")
 
 def process_span(subject: str, parent: otel_context.Context) -> trace.Span:
     """A consumer's span for work on what arrived on `subject`, a child of the publisher's span in `parent` - or,
-    where no one would record it, the publisher's span context itself: a span's ids and sampling decision cost a
-    consumer a few percent of its CPU per message for nothing."""
+    where no one would record it, the publisher's span context itself (or, for a record with no trace, one made
+    without the SDK: telemetry.unrecorded_span): a span's ids and sampling decision cost a consumer a few percent of
+    its CPU per message for nothing."""
     publisher = trace.get_current_span(parent)
     if telemetry.unrecorded(publisher.get_span_context()):
         return publisher
+    if (unrecorded := telemetry.unrecorded_span(parent)) is not None:
+        return unrecorded
     return _tracer.start_span(
         f"{subject} process",
         context=parent,
