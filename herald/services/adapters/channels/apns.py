@@ -130,7 +130,7 @@ class Apns(Provider):
             try:
                 response = await self._http2().post(url, headers=headers, content=body)
             except httpx.TransportError as e:  # its timeouts among them
-                raise http.no_answer(account, span, e, timed_out=isinstance(e, httpx.TimeoutException)) from e
+                raise http.no_answer(account, span, e) from e
             http.answered(span, response.status_code)
         return response
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import httpx
 import yarl
 from opentelemetry import trace
 
@@ -110,11 +111,16 @@ def answered(span: trace.Span, status: int) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR))
 
 
-def no_answer(account: Account, span: trace.Span, error: Exception, *, timed_out: bool | None = None) -> DeliveryError:
-    """A call that got no answer, marked on its span: retryable, saying whether its time ran out (`timed_out`, for
-    a client whose timeouts are not TimeoutErrors) or the provider could not be reached."""
+# A call's time running out, as each client herald's providers use says it: asyncio's and aiohttp's (TimeoutError)
+# and httpx's (HTTP/2, for APNs).
+TIMEOUTS = (TimeoutError, httpx.TimeoutException)
+
+
+def no_answer(account: Account, span: trace.Span, error: Exception) -> DeliveryError:
+    """A call that got no answer, marked on its span: retryable, saying whether its time ran out or the provider
+    could not be reached."""
     failed(span, error)
-    if isinstance(error, TimeoutError) if timed_out is None else timed_out:
+    if isinstance(error, TIMEOUTS):
         return DeliveryError(f"{account.name} timed out after {account.timeout:g}s", Failure.RETRYABLE)
     return DeliveryError(f"{account.name} unreachable: {str(error) or repr(error)}", Failure.RETRYABLE)
 
