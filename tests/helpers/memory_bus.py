@@ -328,13 +328,21 @@ class MemoryBus(BusCore):
         task.add_done_callback(self._firing.discard)
 
     async def _pull(
-        self, stream: str, durable: str, subject: str, *, ack_wait: float, max_deliver: int, max_ack_pending: int
-    ) -> Source:
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        *,
+        ack_wait: float,
+        max_deliver: int,
+        max_ack_pending: int,
+        sources: int,
+    ) -> list[Source]:
         found = self._durables.get(durable)
         if found is None:
             found = self._durables[durable] = _Durable(self._streams[stream], subject, max_deliver)
             self._streams[stream].durables.append(found)
-        return found
+        return [found] * sources
 
     async def scheduled(self, subject: str) -> Scheduled | None:
         stream = self._streams[subjects.SCHEDULES_STREAM]

@@ -114,7 +114,8 @@ def test_work_in_a_trace_nobody_records_stays_in_the_callers_trace(monkeypatch: 
 
 async def _pull_source(bus: Bus, durable: str) -> PullSource:
     config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, filter_subject=SUBJECT)
-    return await PullSource.open(bus.nc, bus.js, subjects.MESSAGES_STREAM, config)
+    [source] = await PullSource.open(bus.nc, bus.js, subjects.MESSAGES_STREAM, config)
+    return source
 
 
 async def test_messages_are_handed_over_at_once_when_an_earlier_requests_end_comes_late(bus: Bus) -> None:

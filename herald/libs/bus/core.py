@@ -45,9 +45,18 @@ class BusCore(ABC):
 
     @abstractmethod
     async def _pull(
-        self, stream: str, durable: str, subject: str, *, ack_wait: float, max_deliver: int, max_ack_pending: int
-    ) -> Source:
-        """The durable consumer `durable` of `subject` in `stream`, created on first use."""
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        *,
+        ack_wait: float,
+        max_deliver: int,
+        max_ack_pending: int,
+        sources: int,
+    ) -> list[Source]:
+        """`sources` sources pulling from the durable consumer `durable` of `subject` in `stream`, which is created
+        on first use."""
 
     async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
         """Publish and wait for the stream's ack: after this returns, the message is durable.
@@ -191,15 +200,16 @@ class BusCore(ABC):
         counts the records of grouped messages instead (consuming.Consumer). `in_hand`: how many batches the
         handler may have at once, each fetched by a loop of its own on the same durable (as replicas share one):
         while one waits for its slowest call, its commit or its PubAcks, the next is already being handled."""
-        for _ in range(in_hand):
-            source = await self._pull(
-                stream,
-                durable,
-                subject,
-                ack_wait=ack_wait,
-                max_deliver=max_deliver,
-                max_ack_pending=max(max_pending, batch * 4 * in_hand),
-            )
+        sources = await self._pull(
+            stream,
+            durable,
+            subject,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max(max_pending, batch * 4 * in_hand),
+            sources=in_hand,
+        )
+        for source in sources:
             consumer = Consumer(
                 self._store,
                 durable,

@@ -107,8 +107,16 @@ class Bus(BusCore):
         await self._acks.publish(subject, payload, headers)
 
     async def _pull(
-        self, stream: str, durable: str, subject: str, *, ack_wait: float, max_deliver: int, max_ack_pending: int
-    ) -> Source:
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        *,
+        ack_wait: float,
+        max_deliver: int,
+        max_ack_pending: int,
+        sources: int,
+    ) -> list[Source]:
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -118,7 +126,7 @@ class Bus(BusCore):
             max_deliver=max_deliver,
             max_ack_pending=max_ack_pending,
         )
-        return await PullSource.open(self.nc, self.js, stream, config)
+        return list(await PullSource.open(self.nc, self.js, stream, config, sources))
 
     async def ensure_streams(self) -> None:
         """Create or update herald's streams; every binary calls it at start-up, so order does not matter."""

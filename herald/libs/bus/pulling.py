@@ -67,16 +67,21 @@ class PullSource:
         self._open: _Request | None = None
 
     @classmethod
-    async def open(cls, nc: Client, js: JetStreamContext, stream: str, config: ConsumerConfig) -> "PullSource":
-        """The durable consumer `config` names, created with `config` unless it exists."""
-        assert config.durable_name is not None
+    async def open(
+        cls, nc: Client, js: JetStreamContext, stream: str, config: ConsumerConfig, count: int = 1
+    ) -> list["PullSource"]:
+        """`count` sources pulling from the durable consumer `config` names, which is created with `config` unless
+        it exists (asked once, however many pull from it)."""
+        durable = config.durable_name
+        assert durable is not None
         try:
-            await js.consumer_info(stream, config.durable_name)
+            await js.consumer_info(stream, durable)
         except NotFoundError:
             await js.add_consumer(stream, config=config)
-        source = cls(nc, js, stream, config.durable_name)
-        source._sub = await nc.subscribe(source.inbox, cb=source._arrive)
-        return source
+        sources = [cls(nc, js, stream, durable) for _ in range(count)]
+        for source in sources:
+            source._sub = await nc.subscribe(source.inbox, cb=source._arrive)
+        return sources
 
     async def _arrive(self, msg: Msg) -> None:
         self._arrived.append(msg)
