@@ -45,16 +45,7 @@ class AdaptersStage:
 
     async def send(self, channel: str, address: str, **fields: Any) -> str:
         """Queue a delivery job as the router does (settling.py); its delivery id."""
-        job = work_pb2.DeliveryJob(
-            delivery_id=f"msg_{uuid.uuid4().hex[:16]}.0",
-            app_id="app_1",
-            template_id="t",
-            channel=channel,
-            address=address,
-            body="{}",
-            **{"category": common_pb2.CATEGORY_NOTIFICATION} | fields,
-        )
-        job.message_id = job.delivery_id.split(".")[0]
+        job = job_for(channel, address, **fields)
         await delivery_jobs.queue(self.bus, job)
         return job.delivery_id
 
@@ -74,6 +65,21 @@ class AdaptersStage:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)  # anything more that was coming
         return found()
+
+
+def job_for(channel: str, address: str, **fields: Any) -> work_pb2.DeliveryJob:
+    """A delivery job of a new message to one recipient, as the router makes one (settling.py)."""
+    job = work_pb2.DeliveryJob(
+        delivery_id=f"msg_{uuid.uuid4().hex[:16]}.0",
+        app_id="app_1",
+        template_id="t",
+        channel=channel,
+        address=address,
+        body="{}",
+        **{"category": common_pb2.CATEGORY_NOTIFICATION} | fields,
+    )
+    job.message_id = job.delivery_id.split(".")[0]
+    return job
 
 
 @asynccontextmanager

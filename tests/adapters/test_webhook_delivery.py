@@ -13,9 +13,10 @@ from herald.v1 import message_service_pb2 as msg
 from opentelemetry import trace
 
 from herald.internal.v1 import work_pb2
-from herald.libs import subjects, telemetry
+from herald.libs import delivery_jobs, subjects, telemetry
 from herald.libs.timeutil import to_timestamp
-from tests.adapters.stage import AdaptersStage, adapters_stage
+from herald.services.adapters.retry_policy import IN_HAND_RETRY
+from tests.adapters.stage import AdaptersStage, adapters_stage, job_for
 from tests.helpers.client import Herald
 from tests.helpers.webhook_sink import WebhookSink
 
@@ -36,6 +37,31 @@ async def test_retryable_error_is_retried_then_sent(database_url: str, sink: Web
     assert len(sink.for_path(path)) == 2
     retry = [e for e in events if e.state == S.DELIVERY_STATE_PENDING and e.attempt == 1]
     assert retry and "HTTP 503" in retry[0].reason and "retrying" in retry[0].reason
+
+
+async def test_a_job_queued_again_while_its_first_copy_is_in_hand_calls_the_receiver_once(
+    database_url: str, sink: WebhookSink
+) -> None:
+    """The router queues a message's jobs again when it routes the message again (a redelivery, a Send repeated
+    with its idempotency key), and the adapters hold two batches of a channel at once. A copy fetched while the
+    first is still waiting for the receiver waits for that outcome: the receiver hears of the delivery once, and
+    the copy's neighbours go out meanwhile."""
+    slow, other = _path(), _path()
+    sink.stalled.add(slow)
+    job = job_for("webhook", sink.url(slow))
+    neighbour = job_for("webhook", sink.url(other))
+    async with adapters_stage(database_url) as adapters:
+        await delivery_jobs.queue(adapters.bus, job)
+        await sink.wait_for(slow)  # the first copy's call is under way
+        await delivery_jobs.queue(adapters.bus, job, neighbour)  # another group: a message of its own
+        sent = await adapters.outcome(neighbour.delivery_id)
+        sink.release()
+        events = await adapters.outcome(job.delivery_id)
+        await asyncio.sleep(2 * IN_HAND_RETRY)  # the copy has come back and found the outcome
+    assert sent[-1].state == S.DELIVERY_STATE_SENT
+    assert events[-1].state == S.DELIVERY_STATE_SENT
+    assert len(sink.for_path(slow)) == 1, "the receiver was called again while the first call was under way"
+    assert len(sink.for_path(other)) == 1
 
 
 async def test_jobs_of_concurrent_sends_share_a_message_and_each_call_continues_its_own_trace(

@@ -3,7 +3,8 @@ flood of marketing stalls anything else.
 
 Jobs come grouped (libs/delivery_jobs.py): a fetched batch is many messages of many jobs each. For each batch:
 1. Read the delivery records. A job whose record is final re-publishes that outcome (same event id) and is
-   acked: the provider is not called again.
+   acked: the provider is not called again. A job whose delivery another batch of this process has in hand (a
+   copy queued again) comes back shortly (retry_policy.in_hand_elsewhere) and finds that batch's outcome.
 2. Plan each job. A record still marked in flight past its deadline means a process died during the provider
    call, so the provider may have taken the delivery: a provider that de-duplicates on our key (the delivery
    id) gets the same call again; any other is not called again - the delivery is FAILED with "outcome
@@ -69,25 +70,38 @@ class Deliverer:
         self._accounts = accounts
         self._backoff = backoff
         self._limiter = limiter
+        # The deliveries the batches in hand are working on: a consumer holds two at once (main.JOBS_IN_HAND).
+        self._in_hand: set[str] = set()
 
     async def handle(self, batch: list[Incoming]) -> list[Outcome]:
         held = [delivery_jobs.read(i.data, i.headers) for i in batch]
-        records = await delivery_records.load(self._db, (j.delivery_id for jobs in held for j in jobs))
-        # A job repeated within the batch is settled by its first copy; each is worked on in its own trace.
-        by_delivery: dict[str, Attempt] = {}
-        for incoming, jobs in zip(batch, held, strict=True):
-            for j in jobs:
-                if j.delivery_id not in by_delivery:
-                    span = record_span(incoming, j.traceparent)
-                    by_delivery[j.delivery_id] = Attempt(incoming, j, records.get(j.delivery_id), span)
-        attempts = list(by_delivery.values())
-        _name_in_traces(attempts)
+        # A delivery another batch has in hand (the router queued its job again: a redelivered message, a Send
+        # repeated with its idempotency key) waits for that batch's outcome: a provider that takes no in-flight
+        # mark (one that de-duplicates on our key) would otherwise be called twice at once.
+        ids = {j.delivery_id for jobs in held for j in jobs}
+        mine = ids - self._in_hand
+        self._in_hand |= mine
         try:
-            await self._deliver(attempts)
+            records = await delivery_records.load(self._db, mine)
+            # A job repeated within the batch is settled by its first copy; each is worked on in its own trace.
+            by_delivery: dict[str, Attempt] = {}
+            for incoming, jobs in zip(batch, held, strict=True):
+                for j in jobs:
+                    if j.delivery_id not in by_delivery:
+                        span = record_span(incoming, j.traceparent)
+                        by_delivery[j.delivery_id] = Attempt(incoming, j, records.get(j.delivery_id), span)
+            attempts = [a for key, a in by_delivery.items() if key in mine]
+            for key in ids - mine:
+                by_delivery[key].outcome = retry_policy.in_hand_elsewhere()
+            _name_in_traces(attempts)
+            try:
+                await self._deliver(attempts)
+            finally:
+                for a in by_delivery.values():
+                    if a.span is not a.incoming.span:
+                        a.span.end()
         finally:
-            for a in attempts:
-                if a.span is not a.incoming.span:
-                    a.span.end()
+            self._in_hand -= mine
         return [
             _settled([a for j in jobs if (a := by_delivery[j.delivery_id]).incoming is incoming])
             for incoming, jobs in zip(batch, held, strict=True)

@@ -18,6 +18,8 @@ from herald.services.adapters.channels.base import DeliveryError, Failure
 
 # Seconds to wait before each retry, in order; one more failure than it has entries gives up.
 Backoff = tuple[float, ...]
+# How soon a job whose delivery another batch of the process has in hand comes back to find its outcome.
+IN_HAND_RETRY = 1.0
 
 
 def replayed(job: work_pb2.DeliveryJob, record: tables.Delivery | None) -> bool:
@@ -84,6 +86,13 @@ def before_call(job: work_pb2.DeliveryJob, attempts: int, stop: str, at: datetim
     if expire_at is not None and expire_at <= at:
         return Result(S.DELIVERY_STATE_EXPIRED, attempts, reason="expire_at passed before it could be sent")
     return None
+
+
+def in_hand_elsewhere() -> Result:
+    """A job whose delivery another batch of this process is handling (a copy the router queued again, fetched
+    while the first is still in hand): it waits for that outcome rather than calling the provider a second time,
+    and finds it on record when it comes back."""
+    return Result(S.DELIVERY_STATE_PENDING, 0, reason="handled in another batch", retry_in=IN_HAND_RETRY, new=False)
 
 
 def paced(account: str, attempts: int, wait: float) -> Result:
