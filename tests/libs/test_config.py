@@ -18,9 +18,10 @@ from herald.services.feedback.settings import FeedbackSettings
 from herald.services.intake.settings import IntakeSettings
 from herald.services.router.settings import RouterSettings
 
-# Far more than the second or two a binary takes to import and refuse, even ten at once on a busy machine; a
-# binary that went on to connect to NATS (none runs here) would not print one line and stop.
-EXIT_WITHIN = 60.0
+# Far more than the second or two a binary takes to import and refuse alone: a wave of them beside the suite's
+# meshes on a slow two-core host took a minute (two were killed just after printing their line). A binary that
+# went on to connect to NATS (none runs here) would not print one line and stop, however long it had.
+EXIT_WITHIN = 180.0
 # Each variable with the binaries that use it: every numeric one, the one list of names, and the required secret.
 BAD = [
     *(("HERALD_STREAM_REPLICAS", service, "abc") for service in SERVICES),
