@@ -81,27 +81,25 @@ class Deliverer:
         ids = {j.delivery_id for jobs in held for j in jobs}
         mine = ids - self._in_hand
         self._in_hand |= mine
+        # A job repeated within the batch is settled by its first copy; each is worked on in its own trace.
+        by_delivery: dict[str, Attempt] = {}
         try:
             records = await delivery_records.load(self._db, mine)
-            # A job repeated within the batch is settled by its first copy; each is worked on in its own trace.
-            by_delivery: dict[str, Attempt] = {}
             for incoming, jobs in zip(batch, held, strict=True):
                 for j in jobs:
                     if j.delivery_id not in by_delivery:
                         span = record_span(incoming, j.traceparent)
                         by_delivery[j.delivery_id] = Attempt(incoming, j, records.get(j.delivery_id), span)
-            attempts = [a for key, a in by_delivery.items() if key in mine]
             for key in ids - mine:
                 by_delivery[key].outcome = retry_policy.in_hand_elsewhere()
+            attempts = [a for key, a in by_delivery.items() if key in mine]
             _name_in_traces(attempts)
-            try:
-                await self._deliver(attempts)
-            finally:
-                for a in by_delivery.values():
-                    if a.span is not a.incoming.span:
-                        a.span.end()
+            await self._deliver(attempts)
         finally:
             self._in_hand -= mine
+            for a in by_delivery.values():
+                if a.span is not a.incoming.span:
+                    a.span.end()
         return [
             _settled([a for j in jobs if (a := by_delivery[j.delivery_id]).incoming is incoming])
             for incoming, jobs in zip(batch, held, strict=True)
